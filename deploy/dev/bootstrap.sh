@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Make this machine ready to run gatescan from the source tree: system packages (apt), a
+# virtualenv, and the package with its extras. Idempotent: a second run installs nothing.
+# Usage: deploy/dev/bootstrap.sh [VENV_DIR] [EXTRAS]
+set -euo pipefail
+
+venv=${1:-.venv}
+extras=${2:-device,fast,server,dev}
+apt_packages=(mosquitto libzbar0)
+
+have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+have_cmd() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
+
+missing=()
+have_cmd mosquitto || missing+=(mosquitto)
+have_lib libzbar.so.0 || missing+=(libzbar0)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+
+if ((${#missing[@]})); then
+    echo "bootstrap: installing system packages: ${missing[*]}"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 - <<'PY' || { echo "bootstrap: gatescan needs Python 3.11 or newer" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+stamp="$venv/.gatescan-installed"
+if [[ ! -x $venv/bin/python ]]; then
+    echo "bootstrap: creating virtualenv $venv"
+    python3 -m venv "$venv"
+fi
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || $(cat "$stamp") != "$extras" ]]; then
+    echo "bootstrap: installing gatescan[$extras] into $venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -e ".[$extras]"
+    echo "$extras" > "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""The gate agent: camera, decoder, credentials, policy, indicator, journal and uplink."""

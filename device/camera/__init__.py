@@ -1,0 +1,86 @@
+"""Where frames come from: the `FrameSource` protocol, its error, and the pacing its backends share.
+
+Backends live beside this module and are imported by name, so that a PC never imports picamera2:
+
+- `device.camera.picamera2.Picamera2Source`: the Pi camera (lores YUV420 stream, Y plane).
+- `device.camera.opencv.OpenCVSource`: a USB camera, a video file or an RTSP stream.
+- `device.camera.replay.ReplaySource`: a folder of images (demo, benchmarks, tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Protocol, Self, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+Frame: TypeAlias = npt.NDArray[np.uint8]
+"""One grey image, 2-D (height, width), uint8. Treat it as read-only: sources may reuse buffers."""
+
+
+class CameraError(RuntimeError):
+    """The camera failed: it could not be opened or read, or gave no frame in time."""
+
+
+class FrameSource(Protocol):
+    """A camera, or anything that stands in for one."""
+
+    def read(self) -> Frame:
+        """Block until the next frame, paced to the source's frame rate; raise CameraError."""
+        ...
+
+    def close(self) -> None:
+        """Release the device. Safe to call twice."""
+        ...
+
+
+class ClosingSource:
+    """Context-manager support for a frame source: `with Source(...) as source:`."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FramePacer:
+    """Holds a file-fed source to `fps`, as a real camera is held by its sensor.
+
+    The first frame is due at once, then one every 1/fps. A consumer that falls more than a frame
+    behind restarts the schedule rather than getting a burst of frames to catch up: a camera drops
+    frames, it never delivers old ones faster.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, not {fps!r}")
+        self.period = 1.0 / fps
+        self._clock = clock
+        self._sleep = sleep
+        self._due: float | None = None
+
+    def wait_for_next_frame(self) -> None:
+        now = self._clock()
+        if self._due is None or now > self._due + self.period:
+            self._due = now
+        elif now < self._due:
+            self._sleep(self._due - now)
+        self._due += self.period

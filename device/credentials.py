@@ -1,0 +1,176 @@
+"""QR bytes -> Credential, or a Rejection with a reason. Parse, never trust, never raise.
+
+Two kinds of credential exist in v1:
+
+- ``cccd``: the QR code on a Vietnamese chip citizen ID card. Fields are joined by ``|``:
+  7-field ``ID(12 digits)|old ID(9 digits or empty)|Full name|DOB ddmmyyyy|Gender|Address|Issue
+  date ddmmyyyy``, or the 6-field variant without the old ID. Names and addresses are UTF-8.
+- ``raw``: any other code. Only its SHA-256 digest and length identify it; its text is kept only
+  when the site's config asks for it (``policy.record_raw_text``).
+
+A payload that claims to be a CCCD (12 digits, then ``|``) but breaks the format is rejected with
+``invalid`` rather than passed off as a raw code, so a damaged card gets a red light and a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+
+from protocol import CredentialType, Reason
+
+_ID_12 = re.compile(r"^[0-9]{12}$")
+_OLD_ID_9 = re.compile(r"^[0-9]{9}$")
+_DATE = re.compile(r"^[0-9]{8}$")
+_MAX_NAME = 100
+_MAX_ADDRESS = 300
+_MAX_GENDER = 10
+
+
+@dataclass(frozen=True)
+class CccdCard:
+    """The fields printed on a chip citizen ID card, as its QR code carries them."""
+
+    id_number: str
+    old_id: str
+    full_name: str
+    date_of_birth: date
+    gender: str
+    address: str
+    issue_date: date
+
+
+@dataclass(frozen=True)
+class Credential:
+    credential_type: CredentialType
+    subject_id: str  # the CCCD number, or the code's SHA-256 for raw codes
+    subject_name: str
+    code_sha256: str
+    code_length: int
+    text: str | None  # the code's text when it is valid UTF-8; None for binary codes
+    card: CccdCard | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The code was read but cannot be accepted as what it claims to be."""
+
+    reason: Reason
+    detail: str
+    code_sha256: str
+    code_length: int
+    credential_type: CredentialType = CredentialType.RAW
+    subject_id: str = ""
+
+
+ParseResult = Credential | Rejection
+
+
+def parse_credential(data: bytes) -> ParseResult:
+    """Classify a code's exact bytes. Never raises, whatever the bytes are."""
+    digest = hashlib.sha256(data).hexdigest()
+    text = _utf8(data)
+    if text is not None and _claims_cccd(text):
+        return _parse_cccd(text, digest, len(data))
+    return Credential(
+        credential_type=CredentialType.RAW,
+        subject_id=digest,
+        subject_name="",
+        code_sha256=digest,
+        code_length=len(data),
+        text=text,
+    )
+
+
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _claims_cccd(text: str) -> bool:
+    return len(text) > 13 and text[12] == "|" and _ID_12.match(text[:12]) is not None
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _parse_cccd(text: str, digest: str, length: int) -> ParseResult:
+    try:
+        card = _cccd_fields(text.rstrip("\r\n").split("|"))
+    except _Invalid as exc:
+        return Rejection(
+            reason=Reason.INVALID,
+            detail=f"cccd: {exc}",
+            code_sha256=digest,
+            code_length=length,
+            credential_type=CredentialType.CCCD,
+            subject_id=text[:12],
+        )
+    return Credential(
+        credential_type=CredentialType.CCCD,
+        subject_id=card.id_number,
+        subject_name=card.full_name,
+        code_sha256=digest,
+        code_length=length,
+        text=text,
+        card=card,
+    )
+
+
+def _cccd_fields(fields: list[str]) -> CccdCard:
+    # Some readers and card batches add trailing fields; the first ones keep their meaning.
+    if len(fields) >= 7 and (fields[1] == "" or _OLD_ID_9.match(fields[1])):
+        id_number, old_id, name, dob, gender, address, issued = fields[:7]
+    elif len(fields) == 6:
+        id_number, name, dob, gender, address, issued = fields
+        old_id = ""
+    elif len(fields) >= 7:
+        raise _Invalid(f"old ID {_show(fields[1])} is neither empty nor 9 digits")
+    else:
+        raise _Invalid(f"{len(fields)} fields; a CCCD code has 6 or 7")
+    card = CccdCard(
+        id_number=id_number,
+        old_id=old_id,
+        full_name=_clean_text("name", name, _MAX_NAME),
+        date_of_birth=_ddmmyyyy("date of birth", dob),
+        gender=_clean_text("gender", gender, _MAX_GENDER),
+        address=_clean_text("address", address, _MAX_ADDRESS, required=False),
+        issue_date=_ddmmyyyy("issue date", issued),
+    )
+    if card.issue_date < card.date_of_birth:
+        raise _Invalid("issue date is before the date of birth")
+    return card
+
+
+def _ddmmyyyy(label: str, value: str) -> date:
+    if not _DATE.match(value):
+        raise _Invalid(f"{label} {_show(value)} is not ddmmyyyy")
+    try:
+        parsed = date(int(value[4:]), int(value[2:4]), int(value[:2]))
+    except ValueError:
+        raise _Invalid(f"{label} {_show(value)} is not a calendar date") from None
+    if parsed.year < 1900:
+        raise _Invalid(f"{label} {_show(value)} is before 1900")
+    return parsed
+
+
+def _clean_text(label: str, value: str, limit: int, *, required: bool = True) -> str:
+    """Keep the text exactly as the card wrote it, but refuse what no card carries."""
+    if required and not value.strip():
+        raise _Invalid(f"{label} is empty")
+    if len(value) > limit:
+        raise _Invalid(f"{label} is longer than {limit} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value):
+        raise _Invalid(f"{label} holds control or format characters")
+    return value
+
+
+def _show(value: str) -> str:
+    """A short, printable rendering of untrusted text for an error message."""
+    return ascii(value[:20])

@@ -1,0 +1,47 @@
+"""Credential -> Verdict(status, reason), from the closed sets in protocol.verdicts.
+
+Mode `log` (the default, the 2021 rule's use): every acceptable code is `recorded` and nobody is
+stopped. Mode `access`: acceptable codes are `granted` and the door relay opens; lists of who may
+pass (allow, block, revoke) plug in here later without reshaping the verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from device.credentials import ParseResult, Rejection
+from protocol import CredentialType, Reason, VerdictStatus
+
+PolicyMode = Literal["log", "access"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: VerdictStatus
+    reason: Reason
+
+    @classmethod
+    def denied(cls, reason: Reason) -> Verdict:
+        return cls(VerdictStatus.DENIED, reason)
+
+
+class Policy:
+    def __init__(
+        self, mode: PolicyMode = "log", accept: Iterable[CredentialType] = tuple(CredentialType)
+    ) -> None:
+        self.mode = mode
+        self.accept = frozenset(accept)
+        self._admit = Verdict(
+            VerdictStatus.GRANTED if mode == "access" else VerdictStatus.RECORDED, Reason.OK
+        )
+
+    def decide(self, parsed: ParseResult) -> Verdict:
+        if isinstance(parsed, Rejection):
+            return Verdict.denied(parsed.reason)
+        if parsed.credential_type not in self.accept:
+            # No format the site takes: "unknown"; a known type the site refuses: "not allowed".
+            unknown = parsed.credential_type is CredentialType.RAW
+            return Verdict.denied(Reason.UNKNOWN_FORMAT if unknown else Reason.NOT_ALLOWED)
+        return self._admit

@@ -1,0 +1,304 @@
+"""Read a gate's config file, apply the agent's command-line flags, and find the MQTT password.
+
+    load_config(path, overrides=..., env=...) -> GateConfig     or ConfigError listing every problem
+    camera_from_source("replay:frames?hold=0.5") -> CameraConfig   the agent's --source flag
+
+The file is TOML or YAML (by suffix). Relative paths in it are relative to the file's folder, so
+a config and its password file can travel together on the SD card. Flags beat the file. The
+password comes from, in order: $GATESCAN_MQTT_PASSWORD, the systemd credential `mqtt_password`
+($CREDENTIALS_DIRECTORY), the file named by mqtt.password_file; never from the config itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import yaml
+from pydantic import ValidationError
+
+from firmware_config.errors import ConfigError, Keys, Problem, dotted, problems_from_validation
+from firmware_config.schema import (
+    CameraConfig,
+    GateConfig,
+    OpenCVCamera,
+    Picamera2Camera,
+    ReplayCamera,
+    read_secret,
+)
+
+PASSWORD_ENV = "GATESCAN_MQTT_PASSWORD"
+CREDENTIAL_NAME = "mqtt_password"  # systemd: LoadCredential=mqtt_password:/etc/gatescan/...
+SUFFIXES = (".toml", ".yaml", ".yml")
+Origin = Callable[[Keys], str]  # names the file or flag a key path came from
+_PATH_KEYS: tuple[tuple[str, ...], ...] = (
+    ("data_dir",),
+    ("mqtt", "password_file"),
+    ("camera", "folder"),
+)
+
+
+@dataclass(frozen=True)
+class ConfigOverrides:
+    """The agent's flags: --source, --broker mqtt://host:port, --device-id, --data-dir."""
+
+    source: str | None = None
+    broker: str | None = None
+    device_id: str | None = None
+    data_dir: Path | None = None
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    overrides: ConfigOverrides | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> GateConfig:
+    """The gate's config: defaults, then the file (if any), then the flags. ConfigError if bad."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _with_anchored_paths(read_config_file(path), path.parent)
+    problems: list[Problem] = []
+    flagged = _apply_overrides(raw, overrides or ConfigOverrides(), problems)
+
+    def origin(keys: Keys) -> str:
+        flags = [flag for flag, prefix in flagged if keys[: len(prefix)] == prefix]
+        return flags[0] if flags else str(path) if path is not None else "defaults"
+
+    try:
+        config = GateConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(problems + problems_from_validation(error, GateConfig, origin)) from None
+    password = _find_password(config, env, origin, problems)
+    problems += _missing_folders(config, origin)
+    if problems:
+        raise ConfigError(problems)
+    return config.model_copy(update={"mqtt": config.mqtt.with_password(password)})
+
+
+# --- the file -------------------------------------------------------------------------------------
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The file's settings as plain data, or ConfigError (missing, unreadable, bad syntax)."""
+    name = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        kinds = ", ".join(SUFFIXES)
+        raise ConfigError([Problem(name, f"unknown kind of config file {suffix!r}; use {kinds}")])
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: Windows editors add a BOM
+    except FileNotFoundError:
+        raise ConfigError([Problem("", f"no such config file: {name}")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem(name, "is a folder, not a config file")]) from None
+    except OSError as error:
+        raise ConfigError([Problem(name, f"cannot read: {error.strerror}")]) from None
+    except UnicodeDecodeError as error:
+        message = f"not UTF-8 text (byte {error.start}); save the file as UTF-8"
+        raise ConfigError([Problem(name, message)]) from None
+    data = _parse_toml(text, name) if suffix == ".toml" else _parse_yaml(text, name)
+    if data is None:  # a YAML file of comments only: all defaults
+        return {}
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        message = f"expected settings such as 'site_id: ...' at the top level, got a {kind}"
+        raise ConfigError([Problem(name, message)])
+    return data
+
+
+_TOML_WHERE = re.compile(r"^(?P<what>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+
+
+def _parse_toml(text: str, name: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        found = _TOML_WHERE.match(str(error))
+        if found is None:
+            raise ConfigError([Problem(name, f"invalid TOML: {error}")]) from None
+        what = found["what"][:1].lower() + found["what"][1:]
+        message = f"invalid TOML: {what} at column {found['column']}"
+        if what == "invalid value":  # nearly always text without quotes: mode = log
+            message += ' (text needs quotes: mode = "log")'
+        raise ConfigError([Problem(name, message, line=int(found["line"]))]) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice (safe_load silently keeps the last)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, str) and key in first_line:
+            raise yaml.MarkedYAMLError(
+                problem=f"duplicate key '{key}' (first at line {first_line[key]})",
+                problem_mark=key_node.start_mark,
+            )
+        first_line[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def _parse_yaml(text: str, name: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        what = str(error.problem or error.context or "syntax error")
+        if "'\\t'" in what:
+            what += " (indent with spaces, not tabs)"
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([Problem(name, f"invalid YAML: {what}", line=line)]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([Problem(name, f"invalid YAML: {error}")]) from None
+
+
+def _with_anchored_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in the file are relative to the file's folder, not to where the agent runs."""
+    anchored = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()
+    }
+    for keys in _PATH_KEYS:
+        *sections, key = keys
+        table: dict[str, Any] = anchored
+        for section in sections:
+            inner = table.get(section)
+            table = inner if isinstance(inner, dict) else {}
+        value = table.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            table[key] = str(base / value)
+    return anchored
+
+
+# --- flags ----------------------------------------------------------------------------------------
+
+
+def _apply_overrides(
+    raw: dict[str, Any], overrides: ConfigOverrides, problems: list[Problem]
+) -> list[tuple[str, Keys]]:
+    """Write the flags into `raw`; return (flag, key path) for each, to blame errors correctly."""
+    flagged: list[tuple[str, Keys]] = []
+    if overrides.source is not None:
+        try:
+            camera = camera_from_source(overrides.source)
+        except ConfigError as error:
+            problems.extend(error.problems)
+        else:
+            raw["camera"], camera_keys = _merge_camera(raw.get("camera"), camera)
+            flagged += [("--source", keys) for keys in camera_keys]
+    settings = (
+        ("--broker", ("mqtt", "broker"), overrides.broker),
+        ("--device-id", ("device_id",), overrides.device_id),
+        ("--data-dir", ("data_dir",), str(overrides.data_dir) if overrides.data_dir else None),
+    )
+    for flag, keys, value in settings:
+        if value is None:
+            continue
+        *sections, key = keys
+        table = raw
+        for section in sections:
+            table[section] = dict(table[section]) if isinstance(table.get(section), dict) else {}
+            table = table[section]
+        table[key] = value
+        flagged.append((flag, keys))
+    return flagged
+
+
+def _merge_camera(file_camera: object, chosen: CameraConfig) -> tuple[dict[str, Any], list[Keys]]:
+    """The file's settings for the same kind of camera still apply (size, fps); else defaults."""
+    spec = {"type": chosen.type, **chosen.model_dump(exclude_unset=True)}
+    if isinstance(file_camera, dict) and file_camera.get("type") == chosen.type:
+        return {**file_camera, **spec}, [("camera", key) for key in spec]
+    return spec, [("camera",)]
+
+
+_SOURCE_FORMS = (
+    "use picamera2, replay:FOLDER, /dev/videoN, a camera number such as 0, "
+    "rtsp://..., http(s)://... or an existing video file"
+)
+_STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+_REPLAY_OPTIONS = ("fps", "hold", "loop")
+
+
+def camera_from_source(spec: str) -> CameraConfig:
+    """The agent's --source flag -> a camera config; ConfigError naming the accepted forms."""
+    text = spec.strip()
+    if text == "picamera2":
+        return Picamera2Camera()
+    if text.startswith("replay:"):
+        return _replay_camera(text.removeprefix("replay:"))
+    url = urlsplit(text)
+    if re.fullmatch(r"/dev/video\d+|\d+", text) or (url.scheme in _STREAM_SCHEMES and url.netloc):
+        return OpenCVCamera(target=text)
+    if text and Path(text).is_dir():
+        message = f"{text!r} is a folder; to show its images use replay:{text}"
+        raise ConfigError([Problem("--source", message)])
+    if text and Path(text).exists():
+        return OpenCVCamera(target=text)
+    raise ConfigError([Problem("--source", f"{text!r} is not a camera source; {_SOURCE_FORMS}")])
+
+
+def _replay_camera(rest: str) -> ReplayCamera:
+    folder, _, query = rest.partition("?")
+    if not folder:
+        raise ConfigError([Problem("--source", "replay needs a folder: replay:FOLDER")])
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = [name for name in options if name not in _REPLAY_OPTIONS]
+    if unknown:
+        message = f"unknown replay option {unknown[0]!r}; use {', '.join(_REPLAY_OPTIONS)}"
+        raise ConfigError([Problem("--source", message)])
+    try:
+        return ReplayCamera.model_validate({"folder": folder, **options})
+    except ValidationError as error:
+        raise ConfigError(
+            problems_from_validation(error, ReplayCamera, lambda _: "--source")
+        ) from None
+
+
+# --- after validation: things outside the file ----------------------------------------------------
+
+
+def _find_password(
+    config: GateConfig, env: Mapping[str, str], origin: Origin, problems: list[Problem]
+) -> str | None:
+    if env.get(PASSWORD_ENV):
+        return env[PASSWORD_ENV]
+    credentials = env.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / CREDENTIAL_NAME).is_file():
+        return read_secret(Path(credentials) / CREDENTIAL_NAME)  # systemd made it readable
+    password_file = config.mqtt.password_file
+    if password_file is None:
+        return None
+    keys: Keys = ("mqtt", "password_file")
+    try:
+        password = read_secret(password_file)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        problems.append(
+            Problem(origin(keys), f"cannot read {password_file}: {reason}", dotted(keys))
+        )
+        return None
+    if not password:
+        problems.append(Problem(origin(keys), f"{password_file} is empty", dotted(keys)))
+    return password
+
+
+def _missing_folders(config: GateConfig, origin: Origin) -> list[Problem]:
+    camera = config.camera
+    if isinstance(camera, ReplayCamera) and not camera.folder.is_dir():
+        keys: Keys = ("camera", "folder")
+        return [Problem(origin(keys), f"no such folder: {camera.folder}", dotted(keys))]
+    return []

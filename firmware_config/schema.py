@@ -1,0 +1,258 @@
+"""The gate's configuration: what a technician writes on the SD card, as typed pydantic models.
+
+Every section forbids unknown keys, so a typo is an error with a suggestion (see errors.py), not a
+setting silently ignored. Limits live on the fields, where they also document themselves in the
+JSON schema (`GateConfig.model_json_schema()`). The MQTT password is never part of the file: the
+loader finds it (environment, systemd credential, password_file) and hands it to `MqttConfig`.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Literal, NamedTuple
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from protocol.topics import DEVICE_ID_PATTERN
+from protocol.verdicts import CredentialType, Direction
+
+DEFAULT_DATA_DIR = Path("/var/lib/gatescan")
+MAX_DEVICE_ID = 64
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values do not change after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- camera: one of three backends, picked by `type` ---------------------------------------------
+
+
+class Picamera2Camera(Section):
+    """The Raspberry Pi camera module, through picamera2."""
+
+    type: Literal["picamera2"] = "picamera2"
+    width: int = Field(1280, ge=64, le=4608, description="Frame width in pixels.")
+    height: int = Field(720, ge=64, le=2592, description="Frame height in pixels.")
+    fps: float = Field(30.0, ge=1, le=120, description="Frames per second asked of the sensor.")
+
+
+class OpenCVCamera(Section):
+    """A USB camera, a video file or a network stream, through OpenCV."""
+
+    type: Literal["opencv"] = "opencv"
+    target: str = Field(
+        min_length=1,
+        description="'/dev/video0', a camera number such as '0', a video file, or 'rtsp://...'.",
+    )
+    width: int | None = Field(None, ge=16, le=8192, description="Width to ask for; None: as is.")
+    height: int | None = Field(None, ge=16, le=8192, description="Height to ask for; None: as is.")
+    fps: float | None = Field(None, gt=0, le=240, description="Rate to ask for; None: as is.")
+
+
+class ReplayCamera(Section):
+    """A folder of images shown one after another: for demos, tests and benchmarks."""
+
+    type: Literal["replay"] = "replay"
+    folder: Path = Field(description="Folder of images (.png, .jpg), shown in name order.")
+    fps: float = Field(10.0, gt=0, le=120, description="Frames per second produced.")
+    hold: float = Field(1.0, gt=0, le=3600, description="Seconds each image is shown.")
+    loop: bool = Field(False, description="Start again after the last image.")
+
+
+CameraConfig = Annotated[Picamera2Camera | OpenCVCamera | ReplayCamera, Field(discriminator="type")]
+
+
+# --- scanning and deciding ------------------------------------------------------------------------
+
+
+class DecoderConfig(Section):
+    backend: Literal["pyzbar", "zxing", "auto"] = Field(
+        "pyzbar", description="QR decoder: pyzbar, zxing (zxing-cpp, faster), or auto."
+    )
+    repeat_window: float = Field(
+        3.0, ge=0, le=600, description="Seconds within which the same code is the same showing."
+    )
+
+
+class PolicyConfig(Section):
+    mode: Literal["log", "access"] = Field(
+        "log", description="log: record every entry, stop nobody; access: grant or deny."
+    )
+    accept: list[CredentialType] = Field(
+        default_factory=lambda: [CredentialType.CCCD, CredentialType.RAW],
+        min_length=1,
+        description="Kinds of code the gate accepts.",
+    )
+    record_raw_text: bool = Field(
+        False, description="Store the text of non-CCCD codes (personal data: off by default)."
+    )
+
+    @field_validator("accept")
+    @classmethod
+    def _each_kind_once(cls, kinds: list[CredentialType]) -> list[CredentialType]:
+        seen: set[CredentialType] = set()
+        for kind in kinds:
+            if kind in seen:
+                raise ValueError(f"'{kind.value}' is listed twice")
+            seen.add(kind)
+        return kinds
+
+
+# --- indicator: GPIO pins -------------------------------------------------------------------------
+
+BcmPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number (0..27).")]
+OUTPUT_PINS = ("green", "red", "buzzer", "relay")
+
+
+class IndicatorConfig(Section):
+    enabled: bool = Field(True, description="Drive the LEDs, buzzer and relay.")
+    green: BcmPin = 17
+    red: BcmPin = 27
+    buzzer: BcmPin | None = 22
+    relay: BcmPin | None = None
+    active_high: bool = Field(True, description="True when a high pin turns the output on.")
+    relay_seconds: float = Field(3.0, gt=0, le=60, description="Seconds the door relay stays on.")
+
+    @model_validator(mode="after")
+    def _each_pin_once(self) -> IndicatorConfig:
+        first_user: dict[int, str] = {}
+        for name in OUTPUT_PINS:
+            pin = getattr(self, name)
+            if pin is None:
+                continue
+            if pin in first_user:
+                # ctx["field"] tells errors.py which key to blame (a model validator has no loc).
+                raise PydanticCustomError(
+                    "pin_reused",
+                    "pin {pin} is used for both {field} and {other}",
+                    {"pin": pin, "field": first_user[pin], "other": name},
+                )
+            first_user[pin] = name
+        return self
+
+
+# --- MQTT -----------------------------------------------------------------------------------------
+
+BROKER_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+
+
+class BrokerAddress(NamedTuple):
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """'mqtt://host[:port]' or 'mqtts://host[:port]' -> BrokerAddress; ValueError otherwise."""
+    parts = urlsplit(url.strip())
+    usage = "use mqtt://host:port or mqtts://host:port"
+    if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
+        raise ValueError(f"{_redact(parts)!r} is not a broker URL; {usage}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{_redact(parts)!r} holds a user name or password; set mqtt.username and keep the "
+            "password out of this file (password_file or a systemd credential)"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{_redact(parts)!r} has a path or query; {usage}")
+    try:
+        port = parts.port or BROKER_SCHEMES[parts.scheme]
+    except ValueError:
+        raise ValueError(f"{_redact(parts)!r} has a bad port; use a number 1..65535") from None
+    return BrokerAddress(parts.hostname, port, tls=parts.scheme == "mqtts")
+
+
+def _redact(parts: SplitResult) -> str:
+    """The URL as the technician wrote it, minus any password."""
+    if parts.password is None:
+        return parts.geturl()
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
+class MqttConfig(Section):
+    broker: str = Field("mqtt://localhost:1883", description="mqtt://host:port or mqtts://...")
+    username: str | None = Field(None, min_length=1, max_length=128, description="Broker user.")
+    password_file: Path | None = Field(
+        None, description="File holding the broker password (env and systemd credentials win)."
+    )
+    keepalive: int = Field(15, ge=2, le=600, description="MQTT keepalive in seconds.")
+    resend_after: float = Field(
+        10.0, ge=1, le=3600, description="Seconds before an unacknowledged event is sent again."
+    )
+    telemetry_interval: float = Field(
+        30.0, ge=1, le=3600, description="Seconds between telemetry messages."
+    )
+    _password: str | None = PrivateAttr(default=None)
+
+    @field_validator("broker")
+    @classmethod
+    def _is_broker_url(cls, url: str) -> str:
+        parse_broker_url(url)
+        return url.strip()
+
+    @property
+    def address(self) -> BrokerAddress:
+        return parse_broker_url(self.broker)
+
+    def password(self) -> str | None:
+        """The broker password found at load time; else read from password_file; else None."""
+        if self._password is not None:
+            return self._password
+        if self.password_file is not None:
+            return read_secret(self.password_file)
+        return None
+
+    def with_password(self, password: str | None) -> MqttConfig:
+        """A copy that answers `password()` with this secret (kept out of repr and dumps)."""
+        copy = self.model_copy()
+        copy._password = password
+        return copy
+
+
+def read_secret(path: Path) -> str:
+    """A secret file's text without the line break editors add at the end."""
+    return path.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+# --- the whole gate -------------------------------------------------------------------------------
+
+_NOT_IN_DEVICE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def device_id_for_hostname(hostname: str) -> str:
+    """'Lobby Pi #2' -> 'gate-Lobby-Pi-2'; a hostname that already starts with 'gate' is kept."""
+    cleaned = _NOT_IN_DEVICE_ID.sub("-", hostname.split(".")[0]).strip("-._")
+    if not cleaned:
+        return "gate"
+    device_id = cleaned if cleaned.lower().startswith("gate") else f"gate-{cleaned}"
+    return device_id[:MAX_DEVICE_ID].rstrip("-._")
+
+
+def device_id_from_this_host() -> str:
+    return device_id_for_hostname(socket.gethostname())
+
+
+class GateConfig(Section):
+    """One gate: who it is, what it looks with, how it decides, shows and reports."""
+
+    device_id: str = Field(
+        default_factory=device_id_from_this_host,
+        pattern=DEVICE_ID_PATTERN,
+        description="Unique name of this gate; also its MQTT topic level and broker user.",
+    )
+    site_id: str = Field("", max_length=64, description="The site this gate belongs to.")
+    direction: Direction = Field(Direction.IN, description="in: an entrance; out: an exit.")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the journal is kept.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    camera: CameraConfig = Field(default_factory=Picamera2Camera)
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    indicator: IndicatorConfig = Field(default_factory=IndicatorConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)

@@ -1,0 +1,163 @@
+"""The `gatescan` command: one entry point, a subcommand per process or task."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from gatescan import __version__
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(getattr(args, "log_level", "info")).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_CONFIG
+    return int(args.run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatescan", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gatescan {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_agent(commands)
+    _add_collector(commands)
+    _add_decode(commands)
+    _add_entries(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_agent(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    agent = commands.add_parser("agent", help="run a gate: camera, decoder, indicator, uplink")
+    agent.add_argument("--config", type=Path, help="gate config file (.toml, .yaml)")
+    agent.add_argument(
+        "--source",
+        help="picamera2 | /dev/video0 | 0 | rtsp://... | FILE | replay:DIR (overrides the config)",
+    )
+    agent.add_argument("--broker", help="mqtt://host:port or mqtts://host:port")
+    agent.add_argument("--device-id", help="this gate's id (a topic level and broker user)")
+    agent.add_argument("--data-dir", type=Path, help="where the journal lives")
+    agent.set_defaults(run=run_agent)
+
+
+def _add_collector(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    collector = commands.add_parser("collector", help="store gate events in a database")
+    collector.add_argument("--broker", default="mqtt://localhost:1883")
+    collector.add_argument(
+        "--db", default="sqlite:///gatescan.db", help="SQLAlchemy URL or a SQLite file path"
+    )
+    collector.add_argument("--client-id", default="gatescan-collector")
+    collector.set_defaults(run=run_collector)
+
+
+def _add_decode(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    decode = commands.add_parser("decode", help="decode QR codes in image files (JSON lines)")
+    decode.add_argument("images", nargs="+", metavar="IMAGE")
+    decode.add_argument("--backend", default="pyzbar", choices=["pyzbar", "zxing", "auto"])
+    decode.set_defaults(run=run_decode)
+
+
+def _add_entries(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    entries = commands.add_parser("entries", help="work with stored entries")
+    actions = entries.add_subparsers(title="actions", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="write stored entries as JSON lines or CSV")
+    export.add_argument("--db", required=True, help="SQLAlchemy URL or a SQLite file path")
+    export.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
+    export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    export.set_defaults(run=run_export)
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser("demo", help="a simulated gate, broker and collector, here")
+    demo.add_argument("--data-dir", type=Path, default=Path("demo-data"))
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=0.0,
+        help="stop after this long (default: run until Ctrl-C)",
+    )
+    demo.set_defaults(run=run_demo)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so every process shuts down the same clean way."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from device.app import build_agent
+    from firmware_config import ConfigError, ConfigOverrides, load_config
+
+    overrides = ConfigOverrides(
+        source=args.source, broker=args.broker, device_id=args.device_id, data_dir=args.data_dir
+    )
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"gatescan agent: bad configuration\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    agent = build_agent(config)
+    agent.run(stop_on_signals())
+    return 0
+
+
+def run_collector(args: argparse.Namespace) -> int:
+    from server.collector import Collector
+    from server.store import Store
+
+    collector = Collector(broker_url=args.broker, store=Store(args.db), client_id=args.client_id)
+    collector.run_forever(stop_on_signals())
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from gatescan.decode_command import run
+
+    return run(args.images, args.backend, sys.stdout)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from server.export import export_entries
+    from server.store import Store
+
+    store = Store(args.db)
+    if args.output is None:
+        export_entries(store, args.format, sys.stdout)
+        return 0
+    with args.output.open("w", encoding="utf-8", newline="") as out:
+        count = export_entries(store, args.format, out)
+    print(f"wrote {count} entries to {args.output}", file=sys.stderr)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from gatescan.demo import run_demo as demo
+
+    return demo(args.data_dir, seconds=args.seconds, stop=stop_on_signals())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

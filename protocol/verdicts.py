@@ -1,0 +1,37 @@
+"""Closed sets shared by the gate, the wire, the store and the dashboard."""
+
+from enum import StrEnum
+
+
+class VerdictStatus(StrEnum):
+    """What the gate decided about one showing of a code."""
+
+    GRANTED = "granted"  # access mode: the person may pass
+    RECORDED = "recorded"  # log-only mode: the entry is written down, nobody is stopped
+    DENIED = "denied"
+
+
+class Reason(StrEnum):
+    """Why. `ok` goes with granted/recorded; every other reason goes with denied."""
+
+    OK = "ok"
+    UNKNOWN_FORMAT = "unknown_format"
+    INVALID = "invalid"
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    REVOKED = "revoked"
+    BLOCKED = "blocked"
+    NOT_ALLOWED = "not_allowed"
+    ALREADY_INSIDE = "already_inside"
+    ERROR = "error"
+
+
+class CredentialType(StrEnum):
+    CCCD = "cccd"  # Vietnamese chip citizen ID card
+    RAW = "raw"  # any other code: kept as a digest
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"

@@ -1,0 +1,6 @@
+"""The server side: the MQTT collector, the database store and the entries export.
+
+`collector.Collector` receives gate events over MQTT, `store.Store` commits them (SQLite in WAL
+mode by default, PostgreSQL later), and only then does the collector acknowledge them to the gate.
+`export.export_entries` writes stored entries as JSON Lines or CSV.
+"""

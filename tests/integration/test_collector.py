@@ -1,0 +1,380 @@
+"""The collector against a real Mosquitto and a real SQLite file; a paho client plays the gate."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from gatescan.broker import LocalBroker
+from protocol import MAX_MESSAGE_BYTES, Ack, Event, Status, Telemetry, Topic, parse_message
+from protocol.topics import device_topic
+from server.collector import Collector
+from server.store import Store
+
+DEVICE = "gate-01"
+TIMEOUT = 5.0
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# A collector in its own process, so that the test can kill it with SIGKILL.
+COLLECTOR_PROCESS = """
+import logging, sys, threading
+from server.collector import Collector
+from server.store import Store
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
+collector = Collector(
+    broker_url=sys.argv[2], store=Store(sys.argv[1], busy_timeout_ms=60_000), client_id=sys.argv[3]
+)
+collector.start()
+print("subscribed" if collector.wait_until_subscribed(10) else "not subscribed", flush=True)
+threading.Event().wait()
+"""
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Poll a condition until it holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def make_event(event_id: str, device_id: str = DEVICE, **fields: Any) -> Event:
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "device_id": device_id,
+        "seq": 1,
+        "boot_id": "boot-1",
+        "ts": datetime(2025, 3, 1, 1, 0, tzinfo=UTC),
+        "clock_synced": True,
+        "direction": "in",
+        "status": "recorded",
+        "reason": "ok",
+        "credential_type": "cccd",
+        "subject_id": "001203004567",
+        "subject_name": "Phạm Thị Hồng Nhung",
+        "code_sha256": "ef" * 32,
+    }
+    values.update(fields)
+    return Event.model_validate(values)
+
+
+class Gate:
+    """A gate's MQTT side, reduced to what the tests need: publish, and collect the acks."""
+
+    def __init__(self, broker: LocalBroker, device_id: str = DEVICE) -> None:
+        self.device_id = device_id
+        self._acks: list[Ack] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"test-{device_id}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_args: self._subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe(device_topic(device_id, Topic.ACK), qos=1)
+        assert self._subscribed.wait(TIMEOUT), "the gate's ack subscription was not granted"
+
+    def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self._acks.append(parse_message(Topic.ACK, bytes(message.payload)))
+
+    def publish(self, kind: Topic, payload: bytes, *, retain: bool = False) -> None:
+        """Publish and wait for the broker's PUBACK (not the collector's ack)."""
+        topic = device_topic(self.device_id, kind)
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(TIMEOUT)
+
+    def send(self, event: Event) -> None:
+        self.publish(Topic.EVENTS, event.to_json())
+
+    def acks(self) -> list[Ack]:
+        with self._lock:
+            return list(self._acks)
+
+    def acked_ids(self) -> list[str]:
+        return [event_id for ack in self.acks() for event_id in ack.event_ids]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "gatescan.db")
+
+
+@pytest.fixture
+def start_collector(broker: LocalBroker, store: Store) -> Iterator[Callable[..., Collector]]:
+    running: list[Collector] = []
+
+    def start(**options: Any) -> Collector:
+        options = {"broker_url": broker.url, "store": store, **options}
+        collector = Collector(**options)
+        collector.start()
+        running.append(collector)
+        assert collector.wait_until_subscribed(TIMEOUT), "the collector did not subscribe"
+        return collector
+
+    yield start
+    for collector in running:
+        collector.stop()
+
+
+@pytest.fixture
+def gate(broker: LocalBroker) -> Iterator[Gate]:
+    running = Gate(broker)
+    yield running
+    running.close()
+
+
+def test_event_is_stored_once_and_acked_by_id(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    collector = start_collector()
+
+    gate.send(make_event("evt-00000001"))
+
+    wait_for(lambda: gate.acked_ids() == ["evt-00000001"], "the ack")
+    assert [entry.event.event_id for entry in store.entries()] == ["evt-00000001"]
+    assert (collector.counters.received, collector.counters.stored) == (1, 1)
+
+
+def test_vietnamese_subject_name_is_stored_exactly(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    start_collector()
+    event = make_event("evt-00000001", subject_name="Đặng Thị Ngọc Hân", site_id="Bến xe Mỹ Đình")
+
+    gate.send(event)
+
+    wait_for(lambda: store.count_entries() == 1, "the stored event")
+    [stored] = store.entries()
+    assert stored.event.subject_name == "Đặng Thị Ngọc Hân"
+    assert stored.event == event
+
+
+def test_event_sent_three_times_is_stored_once_and_acked_each_time(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    collector = start_collector()
+    event = make_event("evt-00000001")
+
+    for _ in range(3):
+        gate.send(event)
+
+    wait_for(lambda: len(gate.acks()) == 3, "three acks")
+    assert gate.acked_ids() == ["evt-00000001"] * 3
+    assert store.count_entries() == 1
+    assert (collector.counters.stored, collector.counters.duplicates) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "not_json"),
+        (make_event("evt-bad00001").to_json().replace(b'"seq":1', b'"seq":"one"'), "schema"),
+        (make_event("evt-bad00001", device_id="gate-99").to_json(), "device_mismatch"),
+        (b"[" + b" " * MAX_MESSAGE_BYTES + b"]", "too_large"),
+        (b"\xff\xfe binary", "not_json"),
+    ],
+    ids=["invalid-json", "wrong-types", "device-mismatch", "oversized", "not-utf8"],
+)
+def test_malformed_event_is_dead_lettered_and_a_valid_one_after_it_is_stored(
+    start_collector: Callable[..., Collector],
+    gate: Gate,
+    store: Store,
+    payload: bytes,
+    reason: str,
+) -> None:
+    collector = start_collector()
+
+    gate.publish(Topic.EVENTS, payload)
+    gate.send(make_event("evt-good0001"))
+
+    wait_for(lambda: gate.acked_ids() == ["evt-good0001"], "the ack of the valid event")
+    [letter] = store.dead_letters()
+    assert letter.reason == reason
+    assert letter.topic == device_topic(DEVICE, Topic.EVENTS)
+    assert letter.payload_size == len(payload)
+    assert letter.payload == payload[: len(letter.payload)]
+    assert [entry.event.event_id for entry in store.entries()] == ["evt-good0001"]
+    assert collector.counters.dead_lettered == 1
+
+
+def test_status_and_telemetry_are_recorded_for_the_device(
+    broker: LocalBroker, start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    now = datetime.now(UTC)
+    status = Status(state="online", ts=now, version="0.3.1", boot_id="boot-1", faults=["camera"])
+    # Retained and published before the collector runs: it learns it when it subscribes.
+    gate.publish(Topic.STATUS, status.to_json(), retain=True)
+    start_collector()
+    telemetry = Telemetry(
+        ts=now,
+        uptime_s=61.0,
+        fps=15.0,
+        decode_ms=4.2,
+        outbox_depth=2,
+        clock_synced=True,
+        version="0.3.1",
+    )
+
+    gate.publish(Topic.TELEMETRY, telemetry.to_json())
+
+    wait_for(lambda: [d.telemetry_at is not None for d in store.devices()] == [True], "telemetry")
+    [device] = store.devices()
+    assert (device.device_id, device.state, device.version) == (DEVICE, "online", "0.3.1")
+    assert device.faults == ["camera"]
+    assert device.telemetry is not None
+    assert device.telemetry["outbox_depth"] == 2
+
+
+def test_invalid_status_is_dead_lettered_and_changes_no_device(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    start_collector()
+
+    gate.publish(Topic.STATUS, b'{"state": "sleeping"}')
+
+    wait_for(lambda: store.dead_letter_count() == 1, "the dead letter")
+    assert store.dead_letters()[0].reason == "schema"
+    assert store.devices() == []
+
+
+def test_events_published_while_the_collector_is_down_are_stored_when_it_returns(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    first = start_collector(client_id="collector-persistent")
+    first.stop()  # its session, with the subscriptions, stays on the broker
+    events = [make_event(f"evt-queued{n:02d}", seq=n) for n in range(3)]
+
+    for event in events:
+        gate.send(event)
+    assert store.count_entries() == 0
+
+    start_collector(client_id="collector-persistent")
+    wait_for(lambda: len(gate.acked_ids()) == 3, "acks of the queued events")
+    assert sorted(gate.acked_ids()) == [event.event_id for event in events]
+    assert [entry.event for entry in store.entries()] == events
+
+
+def test_event_whose_commit_fails_is_not_acked_until_resent(
+    start_collector: Callable[..., Collector], gate: Gate, tmp_path: Path
+) -> None:
+    path = tmp_path / "locked.db"
+    store = Store(path, busy_timeout_ms=50)
+    collector = start_collector(store=store)
+    event = make_event("evt-00000001")
+    # Another writer holds the database's write lock: the commit (and the dead letter) fail.
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+
+    gate.send(event)
+    wait_for(lambda: collector.counters.errors == 1, "the failed commit")
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    gate.send(event)  # the gate resends what was not acked
+
+    wait_for(lambda: store.count_entries() == 1, "the stored resend")
+    wait_for(lambda: gate.acks() != [], "the ack")
+    # Acks leave in order, so an ack for the failed attempt would have arrived first.
+    assert [ack.event_ids for ack in gate.acks()] == [["evt-00000001"]]
+
+
+def test_message_from_an_invalid_device_id_is_dead_lettered_as_bad_topic(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    start_collector()
+    topic = "gatescan/v1/devices/bad!id/events"  # '+' matches it; our device ids do not
+
+    gate.client.publish(topic, make_event("evt-00000001").to_json(), qos=1).wait_for_publish(
+        TIMEOUT
+    )
+
+    wait_for(lambda: store.dead_letter_count() == 1, "the dead letter")
+    [letter] = store.dead_letters()
+    assert (letter.topic, letter.reason) == (topic, "bad_topic")
+    assert store.count_entries() == 0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1883", "mqtt://", "mqtt://host:99999"])
+def test_collector_refuses_a_broker_url_it_cannot_use(store: Store, url: str) -> None:
+    with pytest.raises(ValueError, match="broker URL"):
+        Collector(broker_url=url, store=store)
+
+
+class CollectorProcess:
+    """`python -c COLLECTOR_PROCESS` with its output lines readable against a deadline."""
+
+    def __init__(self, db: Path, broker: LocalBroker, client_id: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", COLLECTOR_PROCESS, str(db), broker.url, client_id],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read_lines, daemon=True).start()
+
+    def _read_lines(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+
+    def wait_for_line(self, text: str) -> None:
+        deadline = time.monotonic() + 3 * TIMEOUT  # a cold interpreter imports slowly
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                if text in self._lines.get(timeout=remaining):
+                    return
+            except queue.Empty:
+                break
+        raise AssertionError(f"the collector process never printed {text!r}")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def test_collector_killed_before_its_commit_gets_the_event_again_from_the_broker(
+    broker: LocalBroker,
+    start_collector: Callable[..., Collector],
+    gate: Gate,
+    store: Store,
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "gatescan.db"
+    doomed = CollectorProcess(db, broker, client_id="collector-killed")
+    try:
+        doomed.wait_for_line("subscribed")
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the commit now waits: the kill lands before it
+        gate.send(make_event("evt-00000001"))
+        doomed.wait_for_line("received 1 events message")
+    finally:
+        doomed.kill()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+
+    # No PUBACK was sent, so the broker redelivers to the same session: the gate sends nothing.
+    start_collector(client_id="collector-killed")
+
+    wait_for(lambda: gate.acked_ids() == ["evt-00000001"], "the ack of the redelivered event")
+    assert store.count_entries() == 1

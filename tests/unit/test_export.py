@@ -1,0 +1,157 @@
+"""Export of stored entries to JSON Lines and CSV, from a real SQLite store."""
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import Event
+from server.export import FIELDS, export_entries
+from server.store import Store
+
+RECEIVED = datetime(2025, 3, 1, 1, 0, 5, 250000, tzinfo=UTC)
+NAME = "Nguyễn Thị Ánh Tuyết"
+
+
+def make_event(event_id: str, **fields: Any) -> Event:
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "device_id": "gate-01",
+        "site_id": "Trường THPT Chu Văn An",
+        "seq": 7,
+        "boot_id": "boot-1",
+        "ts": datetime(2025, 3, 1, 1, 0, 0, tzinfo=UTC),
+        "clock_synced": True,
+        "direction": "in",
+        "status": "recorded",
+        "reason": "ok",
+        "credential_type": "cccd",
+        "subject_id": "001203004567",
+        "subject_name": NAME,
+        "code_sha256": "cd" * 32,
+        "code_length": 96,
+        "code_text": None,
+    }
+    values.update(fields)
+    return Event.model_validate(values)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "gatescan.db")
+
+
+def read_csv(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def test_jsonl_writes_one_object_per_entry_with_every_event_field(store: Store) -> None:
+    events = [make_event("evt-00000001"), make_event("evt-00000002", code_text="Xin chào")]
+    store.add_events(events, RECEIVED)
+    out = io.BytesIO()
+
+    count = export_entries(store, "jsonl", out)
+
+    lines = out.getvalue().decode("utf-8").splitlines()
+    assert count == len(lines) == 2
+    records = [json.loads(line) for line in lines]
+    assert [Event.model_validate(record) for record in records] == events
+    assert list(records[0]) == list(FIELDS)
+    assert records[0]["received_at"] == "2025-03-01T01:00:05.250000Z"
+    assert NAME.encode("utf-8") in out.getvalue()  # readable UTF-8, not \\u escapes
+
+
+def test_csv_starts_with_a_bom_and_round_trips_vietnamese(store: Store) -> None:
+    store.add_events([make_event("evt-00000001", code_text="Số 5, phố Huế")], RECEIVED)
+    out = io.BytesIO()
+
+    count = export_entries(store, "csv", out)
+
+    data = out.getvalue()
+    assert data.startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 only when told so by a BOM
+    [row] = read_csv(data)
+    assert count == 1
+    assert list(row) == list(FIELDS)
+    assert row["subject_name"] == NAME
+    assert row["site_id"] == "Trường THPT Chu Văn An"
+    assert row["code_text"] == "Số 5, phố Huế"
+    assert row["clock_synced"] == "true"
+    assert row["ts"] == "2025-03-01T01:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "dangerous",
+    ['=HYPERLINK("http://x.example","bấm")', "+84 912", "-1+1", "@SUM(A1)", "\tTab", "\rCR"],
+)
+def test_csv_defuses_cells_excel_would_run_as_formulas(store: Store, dangerous: str) -> None:
+    store.add_events([make_event("evt-00000001", subject_name=dangerous)], RECEIVED)
+    csv_out, jsonl_out = io.BytesIO(), io.BytesIO()
+
+    export_entries(store, "csv", csv_out)
+    export_entries(store, "jsonl", jsonl_out)
+
+    [row] = read_csv(csv_out.getvalue())
+    assert row["subject_name"] == "'" + dangerous
+    assert json.loads(jsonl_out.getvalue())["subject_name"] == dangerous  # data, not a sheet
+
+
+def test_export_filters_by_time_and_device_and_counts_what_it_wrote(store: Store) -> None:
+    base = datetime(2025, 3, 1, tzinfo=UTC)
+    store.add_events(
+        [
+            make_event("evt-00000001", ts=base),
+            make_event("evt-00000002", ts=base + timedelta(hours=1)),
+            make_event("evt-00000003", ts=base + timedelta(hours=1), device_id="gate-02"),
+        ],
+        RECEIVED,
+    )
+    out = io.BytesIO()
+
+    count = export_entries(
+        store, "csv", out, since=base + timedelta(minutes=30), device_id="gate-01"
+    )
+
+    assert count == 1
+    assert [row["event_id"] for row in read_csv(out.getvalue())] == ["evt-00000002"]
+
+
+def test_export_of_an_empty_store_writes_only_the_header(store: Store) -> None:
+    csv_out, jsonl_out = io.BytesIO(), io.BytesIO()
+
+    assert export_entries(store, "csv", csv_out) == 0
+    assert export_entries(store, "jsonl", jsonl_out) == 0
+
+    assert csv_out.getvalue().decode("utf-8-sig") == ",".join(FIELDS) + "\r\n"
+    assert jsonl_out.getvalue() == b""
+
+
+def test_export_writes_to_a_utf8_text_file_and_leaves_binary_streams_open(
+    store: Store, tmp_path: Path
+) -> None:
+    store.add_events([make_event("evt-00000001")], RECEIVED)
+    path = tmp_path / "entries.jsonl"
+    binary = io.BytesIO()
+
+    with path.open("w", encoding="utf-8", newline="") as text_file:
+        export_entries(store, "jsonl", text_file)
+    export_entries(store, "jsonl", binary)
+
+    assert not binary.closed
+    assert path.read_bytes() == binary.getvalue()
+    assert json.loads(path.read_text(encoding="utf-8"))["subject_name"] == NAME
+
+
+def test_export_refuses_a_text_stream_that_cannot_hold_vietnamese(store: Store) -> None:
+    latin = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
+
+    with pytest.raises(ValueError, match="not UTF-8"):
+        export_entries(store, "csv", latin)
+
+
+def test_export_refuses_an_unknown_format(store: Store) -> None:
+    with pytest.raises(ValueError, match="unknown export format 'xlsx'"):
+        export_entries(store, "xlsx", io.BytesIO())  # type: ignore[arg-type]

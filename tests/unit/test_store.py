@@ -1,0 +1,223 @@
+"""Store on a real SQLite file: idempotent inserts, WAL, devices, dead letters, exact text."""
+
+import sqlite3
+import unicodedata
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import Event, Status, Telemetry
+from server.store import DEAD_LETTER_PAYLOAD_BYTES, Store
+
+RECEIVED = datetime(2025, 3, 1, 1, 0, 5, tzinfo=UTC)
+HANOI = timezone(timedelta(hours=7))
+
+
+def make_event(event_id: str = "evt-00000001", **fields: Any) -> Event:
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "device_id": "gate-01",
+        "site_id": "Bệnh viện Bạch Mai",
+        "seq": 1,
+        "boot_id": "boot-1",
+        "ts": datetime(2025, 3, 1, 8, 0, 0, 123456, tzinfo=HANOI),
+        "clock_synced": True,
+        "direction": "in",
+        "status": "recorded",
+        "reason": "ok",
+        "credential_type": "cccd",
+        "subject_id": "001203004567",
+        "subject_name": "Nguyễn Thị Ánh Tuyết",
+        "code_sha256": "ab" * 32,
+        "code_length": 96,
+        "code_text": None,
+    }
+    values.update(fields)
+    return Event.model_validate(values)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'gatescan.db'}")
+
+
+def test_resent_event_is_stored_once_and_its_id_reported_each_time(store: Store) -> None:
+    event = make_event()
+
+    first = store.add_events([event], RECEIVED)
+    second = store.add_events([event], RECEIVED + timedelta(seconds=30))
+
+    assert first.ids == second.ids == ("evt-00000001",)
+    assert first.new == ("evt-00000001",)
+    assert second.new == ()
+    assert second.duplicate_count == 1
+    assert store.count_entries() == 1
+    [stored] = store.entries()
+    assert stored.received_at == RECEIVED  # the first arrival is kept, not overwritten
+
+
+def test_batch_mixing_new_stored_and_repeated_events_stores_each_once(store: Store) -> None:
+    store.add_events([make_event("evt-old-0001")], RECEIVED)
+    batch = [make_event("evt-new-0001"), make_event("evt-old-0001"), make_event("evt-new-0001")]
+
+    result = store.add_events(batch, RECEIVED)
+
+    assert result.ids == ("evt-new-0001", "evt-old-0001")
+    assert result.new == ("evt-new-0001",)
+    assert result.duplicate_count == 2
+    assert store.count_entries() == 2
+
+
+def test_large_batch_is_stored_in_one_call(store: Store) -> None:
+    events = [make_event(f"evt-{n:08d}", seq=n) for n in range(1200)]
+
+    result = store.add_events(events, RECEIVED)
+    again = store.add_events(events, RECEIVED)
+
+    assert len(result.new) == 1200
+    assert again.new == ()
+    assert store.count_entries() == 1200
+
+
+def test_sqlite_database_runs_in_wal_mode_with_full_sync(store: Store, tmp_path: Path) -> None:
+    store.add_events([make_event()], RECEIVED)
+
+    assert store.journal_mode() == "wal"
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    # The mode is in the file itself: an outside reader sees it too.
+    with sqlite3.connect(tmp_path / "gatescan.db") as outside:
+        assert outside.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_plain_file_path_opens_a_sqlite_database(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+
+    Store(path).add_events([make_event()], RECEIVED)
+
+    assert Store(str(path)).count_entries() == 1
+    assert path.exists()
+
+
+def test_entries_survive_reopening_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gatescan.db'}"
+    with Store(url) as first:
+        first.add_events([make_event()], RECEIVED)
+
+    with Store(url) as reopened:
+        assert [entry.event for entry in reopened.entries()] == [make_event()]
+
+
+def test_vietnamese_text_round_trips_exactly(store: Store) -> None:
+    decomposed = unicodedata.normalize("NFD", "Trần Văn Đức")  # bytes differ from the NFC form
+    cccd_text = "001203004567|123456789|Nguyễn Thị Ánh Tuyết|01011990|Nữ|Số 5, phố Huế, Hà Nội|"
+    event = make_event(subject_name=decomposed, code_text=cccd_text, site_id="Chợ Bến Thành")
+
+    store.add_events([event], RECEIVED)
+
+    [stored] = store.entries()
+    assert stored.subject_name == decomposed  # an entry reads like the Event it stores
+    assert stored.event.subject_name == decomposed
+    assert stored.event.subject_name.encode() == decomposed.encode()
+    assert stored.event.code_text == cccd_text
+    assert stored.event.site_id == "Chợ Bến Thành"
+    assert stored.event == event
+
+
+def test_times_come_back_as_the_same_instant_in_utc(store: Store) -> None:
+    event = make_event(ts=datetime(2025, 3, 1, 8, 0, 0, 123456, tzinfo=HANOI))
+
+    store.add_events([event], RECEIVED.astimezone(HANOI))
+
+    [stored] = store.entries()
+    assert stored.event.ts == datetime(2025, 3, 1, 1, 0, 0, 123456, tzinfo=UTC)
+    assert stored.event.ts.utcoffset() == timedelta(0)
+    assert stored.received_at == RECEIVED
+    assert stored.received_at.tzinfo is not None
+
+
+def test_naive_received_time_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        store.add_events([make_event()], datetime(2025, 3, 1, 8, 0))
+    assert store.count_entries() == 0
+
+
+def test_entries_come_oldest_first_and_filter_by_time_and_device(store: Store) -> None:
+    base = datetime(2025, 3, 1, 1, 0, tzinfo=UTC)
+    late = make_event("evt-late-001", ts=base + timedelta(hours=2))
+    early = make_event("evt-early-01", ts=base)
+    other = make_event("evt-other-01", ts=base + timedelta(hours=1), device_id="gate-02")
+    store.add_events([late, early, other], RECEIVED)
+
+    def ids(**query: Any) -> list[str]:
+        return [entry.event.event_id for entry in store.entries(**query)]
+
+    assert ids() == ["evt-early-01", "evt-other-01", "evt-late-001"]
+    assert ids(since=base + timedelta(hours=1)) == ["evt-other-01", "evt-late-001"]
+    assert ids(until=base + timedelta(hours=1)) == ["evt-early-01"]
+    assert ids(device_id="gate-01") == ["evt-early-01", "evt-late-001"]
+
+
+def test_dead_letter_keeps_reason_detail_and_a_bounded_payload(store: Store) -> None:
+    payload = b"{" * (DEAD_LETTER_PAYLOAD_BYTES + 10)
+
+    store.dead_letter("gatescan/v1/devices/gate-01/events", payload, "too_large", "big", RECEIVED)
+    store.dead_letter("gatescan/v1/devices/gate-01/events", b"\xff", "not_json", "bad", RECEIVED)
+
+    assert store.dead_letter_count() == 2
+    newest, oldest = store.dead_letters()
+    assert (newest.reason, newest.payload, newest.payload_size) == ("not_json", b"\xff", 1)
+    assert oldest.reason == "too_large"
+    assert oldest.payload_size == DEAD_LETTER_PAYLOAD_BYTES + 10
+    assert len(oldest.payload) == DEAD_LETTER_PAYLOAD_BYTES
+    assert oldest.topic == "gatescan/v1/devices/gate-01/events"
+
+
+def test_status_and_telemetry_update_one_row_per_device(store: Store) -> None:
+    online = Status(state="online", ts=RECEIVED, version="1.2.0", boot_id="boot-7", faults=[])
+    telemetry = Telemetry(
+        ts=RECEIVED,
+        uptime_s=12.5,
+        fps=14.0,
+        decode_ms=6.5,
+        outbox_depth=3,
+        clock_synced=True,
+        version="1.2.0",
+    )
+    offline = Status(state="offline", faults=["camera"])
+    later = RECEIVED + timedelta(minutes=1)
+
+    store.record_status("gate-01", online, RECEIVED)
+    store.record_telemetry("gate-01", telemetry, RECEIVED)
+    store.record_status("gate-01", offline, later)
+
+    [device] = store.devices()
+    assert device.device_id == "gate-01"
+    assert device.state == "offline"
+    assert device.faults == ["camera"]
+    assert device.status_received_at == later
+    assert device.telemetry is not None
+    assert device.telemetry["outbox_depth"] == 3
+    assert device.telemetry_at == RECEIVED
+    assert device.last_seen == RECEIVED  # an offline will is the broker speaking, not the gate
+
+
+def test_telemetry_alone_creates_the_device(store: Store) -> None:
+    telemetry = Telemetry(
+        ts=RECEIVED,
+        uptime_s=1,
+        fps=10,
+        decode_ms=5,
+        outbox_depth=0,
+        clock_synced=False,
+        version="1.0",
+    )
+
+    store.record_telemetry("gate-09", telemetry, RECEIVED)
+
+    [device] = store.devices()
+    assert (device.device_id, device.state, device.faults) == ("gate-09", None, [])
+    assert device.last_seen == RECEIVED
