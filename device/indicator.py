@@ -329,17 +329,33 @@ STATE_LOOKS = {
 }
 
 
+def paint(color: str, text: str) -> str:
+    """ANSI colours: a dim line greys as a whole, any other colours only its leading block."""
+    block, _, rest = text.partition(" ")
+    if color == "dim":
+        return f"{ANSI[color]}{text}{RESET}"
+    return f"{ANSI[color]}{block}{RESET} {rest}"
+
+
+def verdict_look(status: VerdictStatus, *, color: bool = True) -> str:
+    """The verdict as the terminal shows it, e.g. a green '● RECORDED'."""
+    hue, text = VERDICT_LOOKS[status]
+    return paint(hue, text) if color else text
+
+
 class TerminalIndicator:
     """The indicator as one short line per verdict or state change (the demo's screen)."""
 
-    def __init__(self, out: TextIO, *, color: bool = True) -> None:
+    def __init__(self, out: TextIO, *, color: bool = True, verdicts: bool = True) -> None:
         self._out = out
         self._color = color
+        self._verdicts = verdicts  # False: the caller prints verdicts in its own scan lines
         self._state: IndicatorState | None = None
         self._lock = threading.Lock()
 
     def show(self, status: VerdictStatus) -> None:
-        self._write(*VERDICT_LOOKS[status])
+        if self._verdicts:
+            self._write(*VERDICT_LOOKS[status])
 
     def set_state(self, state: IndicatorState) -> None:
         if state == self._state:
@@ -352,9 +368,7 @@ class TerminalIndicator:
 
     def _write(self, color: str, text: str) -> None:
         if self._color:
-            block, rest = text.split(" ", 1)
-            whole = color == "dim"  # a dim state greys the whole line, a verdict only its block
-            text = f"{ANSI[color]}{text}{RESET}" if whole else f"{ANSI[color]}{block}{RESET} {rest}"
+            text = paint(color, text)
         with self._lock:
             self._out.write(text + "\n")
             self._out.flush()

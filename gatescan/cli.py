@@ -18,8 +18,9 @@ EXIT_CONFIG = 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    level = args.log_level or getattr(args, "default_log_level", "info")
     logging.basicConfig(
-        level=getattr(logging, str(getattr(args, "log_level", "info")).upper(), logging.INFO),
+        level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     if not hasattr(args, "run"):
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatescan", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gatescan {__version__}")
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="default: info (warning for the demo, whose screen shows what happens)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_agent(commands)
@@ -92,7 +95,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=0.0,
         help="stop after this long (default: run until Ctrl-C)",
     )
-    demo.set_defaults(run=run_demo)
+    demo.set_defaults(run=run_demo, default_log_level="warning")
 
 
 def stop_on_signals() -> threading.Event:

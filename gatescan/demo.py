@@ -13,10 +13,16 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from device.app import build_agent
+from device.credentials import Rejection
+from device.indicator import TerminalIndicator, verdict_look
 from device.scanner import Scan
+from firmware_config import load_config
 from gatescan.broker import BrokerNotInstalled, LocalBroker
 from gatescan.samples import cccd_payload, sample_people, write_replay_folder
-from protocol import CredentialType
+from protocol import CredentialType, VerdictStatus
+from server.collector import Collector
+from server.store import Store
 
 DEVICE_ID = "demo-gate-01"
 SITE_ID = "demo-site"
@@ -83,12 +89,6 @@ def run_demo(
 def _run_site(
     data_dir: Path, broker: LocalBroker, seconds: float, stop: threading.Event, out: TextIO
 ) -> int:
-    from device.app import build_agent
-    from device.indicator import TerminalIndicator
-    from firmware_config import load_config
-    from server.collector import Collector
-    from server.store import Store
-
     replay = data_dir / "replay"
     shutil.rmtree(replay, ignore_errors=True)
     write_replay_folder(replay, demo_payloads())
@@ -98,14 +98,19 @@ def _run_site(
     store = Store(f"sqlite:///{db_file}")
     collector = Collector(broker_url=broker.url, store=store, client_id="gatescan-demo-collector")
     collector.start()
+    color = out.isatty()
     agent = build_agent(
         load_config(config_file),
-        extra_indicators=[TerminalIndicator(out)],
-        on_scan=lambda scan: print(describe_scan(scan), file=out, flush=True),
+        extra_indicators=[TerminalIndicator(out, color=color, verdicts=False)],
+        on_scan=lambda scan: print(describe_scan(scan, color=color), file=out, flush=True),
     )
     _print_banner(out, broker, config_file, db_file)
     if seconds > 0:
         threading.Timer(seconds, stop.set).start()
+    reporter = threading.Thread(
+        target=report_collector, args=(collector, stop, out), name="demo-report", daemon=True
+    )
+    reporter.start()
     try:
         agent.run(stop)
     finally:
@@ -114,19 +119,42 @@ def _run_site(
     return 0
 
 
-def describe_scan(scan: Scan) -> str:
+LIGHTS = {
+    VerdictStatus.RECORDED: "green light, one beep",
+    VerdictStatus.GRANTED: "green light, one beep, door relay",
+    VerdictStatus.DENIED: "red light, three beeps",
+}
+
+
+def describe_scan(scan: Scan, *, color: bool = True) -> str:
+    """One line a person watching the demo can read: light, verdict, who, what happened next."""
     event = scan.event
-    who = event.subject_name or "(no name)"
     if event.credential_type is CredentialType.CCCD:
-        ident = "ID ••••••••" + event.subject_id[-4:]
+        who = f"{event.subject_name or '?'} · ID ••••••••{event.subject_id[-4:]}"
     else:
-        ident = f"code {event.code_sha256[:8]}… ({event.code_length} bytes)"
-    detail = "" if event.reason.value == "ok" else f" reason={event.reason.value}"
+        who = f"code {event.code_sha256[:8]}… ({event.code_length} bytes)"
+    why = ""
+    if isinstance(scan.parsed, Rejection):
+        why = f" · {event.reason.value}: {scan.parsed.detail}"
     saved = "journaled" if scan.journaled else "NOT journaled (storage fault)"
     return (
-        f"  scan #{event.seq}: {event.status.value.upper():8} {event.credential_type.value:4} "
-        f"{who} · {ident}{detail} · {saved}, sending"
+        f"{event.ts.astimezone():%H:%M:%S} {verdict_look(event.status, color=color)} "
+        f"#{event.seq} {event.credential_type.value} {who}{why}\n"
+        f"           {LIGHTS[event.status]} · {saved} · queued for the collector"
     )
+
+
+def report_collector(collector: Collector, stop: threading.Event, out: TextIO,
+                     every: float = 10.0) -> None:
+    """Every few seconds, what the collector has stored: the proof the link works."""
+    while not stop.wait(every):
+        counters = collector.counters
+        print(
+            f"  collector: {counters.stored} stored, {counters.duplicates} duplicates ignored, "
+            f"{counters.dead_lettered} refused",
+            file=out,
+            flush=True,
+        )
 
 
 def _print_banner(out: TextIO, broker: LocalBroker, config_file: Path, db_file: Path) -> None:
@@ -137,7 +165,7 @@ def _print_banner(out: TextIO, broker: LocalBroker, config_file: Path, db_file: 
 
 
 def _print_summary(out: TextIO, data_dir: Path, stored: int, db_file: Path) -> None:
-    print(f"\nStopped. The collector stored {stored} entries.", file=out)
+    print(f"\nStopped. The collector's database holds {stored} entries.", file=out)
     print(f"  data: {data_dir}", file=out)
     print(f"  gate journal: {data_dir / 'gate' / 'journal'}", file=out)
     print(
