@@ -153,6 +153,7 @@ def health_changed(health: Health, indicator: Indicator, uplink: Uplink) -> None
 
 
 def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Health) -> Uplink:
+    password = config.mqtt.password()
     return Uplink(
         device_id=config.device_id,
         broker_url=config.mqtt.broker,
@@ -161,10 +162,17 @@ def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Hea
         boot_id=boot_id,
         keepalive=config.mqtt.keepalive,
         resend_after=config.mqtt.resend_after,
-        username=config.mqtt.username,
-        password=config.mqtt.password(),
+        username=broker_user(config, password),
+        password=password,
         on_connection_change=health.set_online,
     )
+
+
+def broker_user(config: GateConfig, password: str | None) -> str | None:
+    """A gate logs in as its device id unless told otherwise: the broker ACL keys on it (%u)."""
+    if config.mqtt.username:
+        return config.mqtt.username
+    return config.device_id if password else None
 
 
 def build_indicator(config: GateConfig, pin_factory: Any, extra: Sequence[Indicator]) -> Indicator:

@@ -5,10 +5,11 @@ names it (the collector acks after its database commit), never on the broker's P
 proves nothing about storage. Until then it is resent: `resend_after` seconds after it was sent,
 and after every reconnect.
 
-Threads: paho's network thread runs the callbacks; one sender thread owns the in-flight table,
-publishes events and writes acks to the journal. Callbacks reach the sender only through a queue
-of notices, handled in arrival order, so the table needs no lock and a PUBACK can never be seen
-before the publish it answers was recorded. Nothing here blocks the caller on the network.
+Threads: paho's network thread runs the callbacks; one sender thread owns the in-flight window
+(inflight.py: what to publish or resend when), publishes events and writes acks to the journal.
+Callbacks reach the sender only through a queue of notices, handled in arrival order, so the
+window needs no lock and a PUBACK can never be seen before the publish it answers was recorded.
+Nothing here blocks the caller on the network.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -26,9 +27,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from device.inflight import InFlightWindow
 from device.journal import Journal
-from device.mqtt_url import parse_mqtt_url
-from protocol import Event, Status, Telemetry, Topic, device_topic, parse_message
+from protocol import Status, Telemetry, Topic, device_topic, parse_broker_url, parse_message
 from protocol.messages import MessageError
 
 log = logging.getLogger("gatescan.uplink")
@@ -55,84 +56,6 @@ class _Acked:
 
 
 _Notice = _LinkChanged | _BrokerAnswered | _Acked
-
-
-@dataclass
-class _Sent:
-    seq: int
-    sent_at: float
-    mid: int | None  # paho still holds this publish (no PUBACK yet); None once the broker answered
-
-
-class InFlightWindow:
-    """Events published and not yet acked: which to publish or resend now. Sender thread only."""
-
-    def __init__(self, *, size: int, resend_after: float) -> None:
-        self.size = size
-        self.resend_after = resend_after
-        self._sent: dict[str, _Sent] = {}
-        self._by_mid: dict[int, str] = {}
-
-    def __len__(self) -> int:
-        return len(self._sent)
-
-    def due(self, pending: list[Event], now: float, *, limit: int) -> list[Event]:
-        """Of the outbox's first `limit` events (seq order), those to publish now: the ones whose
-        resend timer ran out, and new ones while the window has room."""
-        self._forget_gone(pending, complete=len(pending) < limit)
-        room = self.size - len(self._sent)
-        chosen = []
-        for event in pending:
-            sent = self._sent.get(event.event_id)
-            if sent is None:
-                if room > 0:
-                    chosen.append(event)
-                    room -= 1
-            elif now - sent.sent_at >= self.resend_after:
-                chosen.append(event)
-        return chosen
-
-    def published(self, event_id: str, seq: int, mid: int, now: float) -> None:
-        old = self._sent.get(event_id)
-        if old is not None and old.mid is not None:
-            self._by_mid.pop(old.mid, None)
-        self._sent[event_id] = _Sent(seq=seq, sent_at=now, mid=mid)
-        self._by_mid[mid] = event_id
-
-    def broker_answered(self, mid: int) -> str | None:
-        """The PUBACK for `mid` came (accepted or refused); returns its event id if it is ours."""
-        event_id = self._by_mid.pop(mid, None)
-        sent = self._sent.get(event_id) if event_id is not None else None
-        if sent is not None and sent.mid == mid:
-            sent.mid = None
-        return event_id
-
-    def acknowledged(self, event_ids: Iterable[str]) -> None:
-        for event_id in event_ids:
-            self._drop(event_id)
-
-    def connection_lost(self) -> None:
-        """Forget what the broker took: it is resent after the reconnect. paho keeps and resends
-        by itself what it holds without a PUBACK, so those stay, or they would go twice."""
-        for event_id in [eid for eid, sent in self._sent.items() if sent.mid is None]:
-            del self._sent[event_id]
-
-    def reconnected(self, now: float) -> None:
-        for sent in self._sent.values():
-            sent.sent_at = now
-
-    def _forget_gone(self, pending: list[Event], *, complete: bool) -> None:
-        # Acked by a path we did not see (another process, a restart): no longer in the outbox.
-        horizon = pending[-1].seq if pending and not complete else None
-        present = {event.event_id for event in pending}
-        for event_id, sent in list(self._sent.items()):
-            if event_id not in present and (horizon is None or sent.seq <= horizon):
-                self._drop(event_id)
-
-    def _drop(self, event_id: str) -> None:
-        sent = self._sent.pop(event_id, None)
-        if sent is not None and sent.mid is not None:
-            self._by_mid.pop(sent.mid, None)
 
 
 def _utc_now() -> datetime:
@@ -175,7 +98,7 @@ class Uplink:
             raise ValueError(f"keepalive must be at least 1 s, not {keepalive}")
         if resend_after <= 0:
             raise ValueError(f"resend_after must be positive, not {resend_after}")
-        self._address = parse_mqtt_url(broker_url)
+        self._address = parse_broker_url(broker_url)
         self._broker_url = broker_url
         self._status_topic = device_topic(device_id, Topic.STATUS)
         self._events_topic = device_topic(device_id, Topic.EVENTS)

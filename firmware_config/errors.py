@@ -164,10 +164,11 @@ _PATTERN_HINTS = {
     DEVICE_ID_PATTERN: "use 1 to 64 letters, digits, '.', '_' or '-', "
     "starting with a letter or digit"
 }
-_SECRET_HINT = (
-    "a password never goes in the config file; put it in the file named by mqtt.password_file, "
-    "a systemd credential named mqtt_password, or the GATESCAN_MQTT_PASSWORD variable"
+PASSWORD_HOMES = (
+    "the file named by mqtt.password_file, a systemd credential named mqtt_password, "
+    "or the GATESCAN_MQTT_PASSWORD variable"
 )
+_SECRET_HINT = f"a password never goes in the config file; put it in {PASSWORD_HOMES}"
 
 
 def _explain(detail: Any, spot: _Spot, root: type[BaseModel]) -> str:

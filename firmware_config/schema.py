@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
-from urllib.parse import SplitResult, urlsplit
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from firmware_config.errors import PASSWORD_HOMES
+from protocol.broker_url import BrokerAddress, CredentialsInBrokerUrl, parse_broker_url
 from protocol.topics import DEVICE_ID_PATTERN
 from protocol.verdicts import CredentialType, Direction
 
@@ -139,42 +140,6 @@ class IndicatorConfig(Section):
 
 # --- MQTT -----------------------------------------------------------------------------------------
 
-BROKER_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
-
-
-class BrokerAddress(NamedTuple):
-    host: str
-    port: int
-    tls: bool
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """'mqtt://host[:port]' or 'mqtts://host[:port]' -> BrokerAddress; ValueError otherwise."""
-    parts = urlsplit(url.strip())
-    usage = "use mqtt://host:port or mqtts://host:port"
-    if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
-        raise ValueError(f"{_redact(parts)!r} is not a broker URL; {usage}")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            f"{_redact(parts)!r} holds a user name or password; set mqtt.username and keep the "
-            "password out of this file (password_file or a systemd credential)"
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{_redact(parts)!r} has a path or query; {usage}")
-    try:
-        port = parts.port or BROKER_SCHEMES[parts.scheme]
-    except ValueError:
-        raise ValueError(f"{_redact(parts)!r} has a bad port; use a number 1..65535") from None
-    return BrokerAddress(parts.hostname, port, tls=parts.scheme == "mqtts")
-
-
-def _redact(parts: SplitResult) -> str:
-    """The URL as the technician wrote it, minus any password."""
-    if parts.password is None:
-        return parts.geturl()
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
-
 
 class MqttConfig(Section):
     broker: str = Field("mqtt://localhost:1883", description="mqtt://host:port or mqtts://...")
@@ -194,7 +159,14 @@ class MqttConfig(Section):
     @field_validator("broker")
     @classmethod
     def _is_broker_url(cls, url: str) -> str:
-        parse_broker_url(url)
+        try:
+            parse_broker_url(url)
+        except CredentialsInBrokerUrl as error:
+            # The technician's fix names this file's keys, which the protocol knows nothing of.
+            raise ValueError(
+                f"{error.shown!r} holds a user name or password; set mqtt.username and put the "
+                f"password in {PASSWORD_HOMES}"
+            ) from None
         return url.strip()
 
     @property

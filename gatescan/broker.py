@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -9,27 +10,21 @@ import tempfile
 import time
 from pathlib import Path
 
+STARTUP_TIMEOUT_S = 10.0
+
 
 class BrokerNotInstalled(RuntimeError):
     """Mosquitto is not on PATH."""
+
+
+class BrokerFailedToStart(RuntimeError):
+    """Mosquitto exited at once or never listened; the message ends with its log."""
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s") from None
-            time.sleep(0.02)
 
 
 class LocalBroker:
@@ -48,10 +43,23 @@ class LocalBroker:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="gatescan-broker-"))
         self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_once = False
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def log_text(self) -> str:
+        """Everything the broker logged since this object first started it ("" if nothing yet),
+        for a failing test to show next to its assertion."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def start(self) -> LocalBroker:
         exe = shutil.which("mosquitto") or _sbin("mosquitto")
@@ -62,22 +70,58 @@ class LocalBroker:
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            f"log_dest file {self.workdir / 'mosquitto.log'}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n" + self.extra_config
-        )
-        self.process = subprocess.Popen(
-            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        conf.write_text(self._config())
+        # What Mosquitto prints before its log file is open (a bad config line, a port in use)
+        # goes to stderr: into the same file, so log_text() tells the whole story. A fresh log
+        # for a fresh broker; a restart appends.
+        mode = "ab" if self._started_once else "wb"
+        with self.log_path.open(mode) as stderr:
+            self.process = subprocess.Popen(
+                [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        self._started_once = True
         try:
-            wait_for_port(self.host, self.port, timeout=10)
-        except TimeoutError:
+            self._wait_until_listening(STARTUP_TIMEOUT_S)
+        except BrokerFailedToStart:
             self.stop()
             raise
         return self
+
+    def _wait_until_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._listening():
+            exit_code = self.process.poll() if self.process is not None else None
+            if exit_code is not None:
+                problem = f"mosquitto exited with code {exit_code}"
+            elif time.monotonic() > deadline:
+                problem = f"nothing listens on {self.host}:{self.port} after {timeout} s"
+            else:
+                time.sleep(0.02)  # a port to poll: there is no event to wait on
+                continue
+            raise BrokerFailedToStart(f"{problem}; its log:\n{self.log_text()}")
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def _config(self) -> str:
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            "persistence false",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
+        if os.geteuid() == 0:
+            # Started as root, Mosquitto switches to the `mosquitto` user, which may not open
+            # files in a private (0700) temp dir: the log would be silently missing.
+            lines.append("user root")
+        return "\n".join(lines) + "\n" + self.extra_config
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -144,8 +144,9 @@ def describe_scan(scan: Scan, *, color: bool = True) -> str:
     )
 
 
-def report_collector(collector: Collector, stop: threading.Event, out: TextIO,
-                     every: float = 10.0) -> None:
+def report_collector(
+    collector: Collector, stop: threading.Event, out: TextIO, every: float = 10.0
+) -> None:
     """Every few seconds, what the collector has stored: the proof the link works."""
     while not stop.wait(every):
         counters = collector.counters

@@ -1,10 +1,17 @@
 """The wire contract between gates and the collector (version v1).
 
-Everything that crosses MQTT is defined here once: topic names, the JSON messages and the closed
-set of verdicts. Device and server both import this package; neither defines its own copy.
-Readers ignore unknown fields, so a newer gate can talk to an older collector.
+Everything that crosses MQTT is defined here once: topic names, the JSON messages, the closed
+set of verdicts, and the broker URL both sides are configured with. Device and server both import
+this package; neither defines its own copy. Readers ignore unknown fields, so a newer gate can
+talk to an older collector.
 """
 
+from protocol.broker_url import (
+    BrokerAddress,
+    BrokerUrlError,
+    CredentialsInBrokerUrl,
+    parse_broker_url,
+)
 from protocol.messages import (
     MAX_MESSAGE_BYTES,
     Ack,
@@ -27,7 +34,10 @@ __all__ = [
     "PREFIX",
     "VERSION",
     "Ack",
+    "BrokerAddress",
+    "BrokerUrlError",
     "CredentialType",
+    "CredentialsInBrokerUrl",
     "Direction",
     "Event",
     "Reason",
@@ -36,6 +46,7 @@ __all__ = [
     "Topic",
     "VerdictStatus",
     "device_topic",
+    "parse_broker_url",
     "parse_message",
     "parse_topic",
 ]

@@ -32,8 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from device.mqtt_url import parse_mqtt_url
-from protocol import Ack, Event, Topic, device_topic, parse_message, parse_topic
+from protocol import Ack, Event, Topic, device_topic, parse_broker_url, parse_message, parse_topic
 from protocol.messages import MessageError
 from protocol.topics import subscription
 from server.store import Store
@@ -222,7 +221,7 @@ class Collector:
         session_expiry: int = 7 * 24 * 3600,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._address = parse_mqtt_url(broker_url)
+        self._address = parse_broker_url(broker_url)
         self._session_expiry = session_expiry
         self.counters = CollectorCounters()
         self._handler = MessageHandler(

@@ -16,8 +16,8 @@ from firmware_config import (
     camera_from_source,
     device_id_for_hostname,
     load_config,
-    parse_broker_url,
 )
+from protocol import BrokerAddress
 from protocol.verdicts import CredentialType, Direction
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_no_file_gives_the_documented_defaults() -> None:
     assert config.policy.accept == [CredentialType.CCCD, CredentialType.RAW]
     assert config.policy.record_raw_text is False
     assert (config.indicator.green, config.indicator.red, config.indicator.buzzer) == (17, 27, 22)
-    assert config.mqtt.address == ("localhost", 1883, False)
+    assert config.mqtt.address == BrokerAddress("localhost", 1883, tls=False)
     assert config.mqtt.password() is None
 
 
@@ -118,7 +118,7 @@ def test_toml_and_yaml_files_with_the_same_settings_give_the_same_config(tmp_pat
 
     assert from_toml == load_config(yaml_file, env=NO_ENV)
     assert from_toml.camera == OpenCVCamera(target="/dev/video2", width=1920)
-    assert from_toml.mqtt.address == ("broker.example.org", 8883, True)
+    assert from_toml.mqtt.address == BrokerAddress("broker.example.org", 8883, tls=True)
     assert from_toml.indicator.relay == 23
 
 
@@ -242,7 +242,13 @@ def test_a_pin_outside_the_header_is_refused(tmp_path: Path) -> None:
         ("tcp://host:1883", "'tcp://host:1883' is not a broker URL; use mqtt://host:port or "),
         ("mqtt://host:99999", "'mqtt://host:99999' has a bad port; use a number 1..65535"),
         ("mqtt://host/gates", "'mqtt://host/gates' has a path or query; use mqtt://host:port"),
-        ("mqtt://gate:s3cret@host", "'mqtt://gate:***@host' holds a user name or password;"),
+        (
+            "mqtt://gate:s3cret@host",
+            "'mqtt://gate:***@host' holds a user name or password; set mqtt.username and put the "
+            "password in the file named by mqtt.password_file, a systemd credential named "
+            "mqtt_password, or the GATESCAN_MQTT_PASSWORD variable",
+        ),
+        ("mqtt://host:0", "'mqtt://host:0' has a bad port; use a number 1..65535"),
     ],
 )
 def test_a_bad_broker_url_says_what_a_good_one_looks_like(
@@ -259,13 +265,13 @@ def test_a_bad_broker_url_says_what_a_good_one_looks_like(
 @pytest.mark.parametrize(
     ("url", "address"),
     [
-        ("mqtt://10.0.0.5", ("10.0.0.5", 1883, False)),
-        ("mqtts://broker.example.org", ("broker.example.org", 8883, True)),
-        ("mqtt://[::1]:1884", ("::1", 1884, False)),
+        ("mqtt://10.0.0.5", BrokerAddress("10.0.0.5", 1883, tls=False)),
+        ("mqtts://broker.example.org", BrokerAddress("broker.example.org", 8883, tls=True)),
+        ("mqtt://[::1]:1884", BrokerAddress("::1", 1884, tls=False)),
     ],
 )
-def test_broker_urls_give_host_port_and_tls(url: str, address: tuple[str, int, bool]) -> None:
-    assert parse_broker_url(url) == address
+def test_the_broker_setting_gives_host_port_and_tls(url: str, address: BrokerAddress) -> None:
+    assert GateConfig.model_validate({"mqtt": {"broker": url}}).mqtt.address == address
 
 
 def test_a_password_in_the_file_is_refused_without_repeating_it(tmp_path: Path) -> None:
@@ -451,7 +457,7 @@ def test_flags_beat_the_file(tmp_path: Path) -> None:
 
     assert config.device_id == "gate-test"
     assert config.data_dir == Path("scratch")  # a flag is relative to where the agent runs
-    assert config.mqtt.address == ("127.0.0.1", 1884, False)
+    assert config.mqtt.address == BrokerAddress("127.0.0.1", 1884, tls=False)
     assert config.camera == OpenCVCamera(target="/dev/video1", width=1920, height=1080)
 
 
