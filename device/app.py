@@ -146,8 +146,10 @@ def health_changed(health: Health, indicator: Indicator, uplink: Uplink) -> None
     """Every change of faults or link shows on the indicator and in the retained status."""
 
     def on_change(current: Health) -> None:
-        indicator.set_state(current.indicator_state())
+        state = current.indicator_state()
+        indicator.set_state(state)
         uplink.set_faults(current.faults)
+        log.info("indicator: %s (faults: %s)", state.value, ", ".join(current.faults) or "none")
 
     health.watch(on_change)
 
