@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test lint typecheck unit bench clean
+.PHONY: bootstrap demo test lint typecheck unit faults bench clean
 
 bootstrap:
 	@bash deploy/dev/bootstrap.sh $(VENV)
@@ -18,10 +18,16 @@ lint: bootstrap
 typecheck: bootstrap
 	$(BIN)/mypy
 
+# The default suite: everything but the long fault scenarios (a few minutes).
 unit: bootstrap
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# The long fault-injection scenarios of docs/reliability.md (real Mosquitto, agent and collector
+# processes); prints the figures table at the end and keeps it in .artifacts/reliability/.
+faults: bootstrap
+	$(BIN)/pytest -q -m slow tests/faults $(PYTEST_ARGS)
 
 bench: bootstrap
 	$(BIN)/python bench/decode_bench.py

@@ -42,7 +42,7 @@ def payloads(count: int) -> list[bytes | None]:
     for index in range(count):
         person = cards[index % len(cards)]
         # A distinct card number per frame so that every frame is a new showing.
-        out.append(person.payload().replace(person.id12.encode(), f"{index:012d}".encode()))
+        out.append(person.payload().replace(person.id12.encode(), f"079{index:09d}".encode()))
     return out
 
 

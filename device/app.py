@@ -1,19 +1,27 @@
-"""Wiring only: build a gate agent from its config. Reads like the table of contents of a gate."""
+"""Wiring only: build a gate agent from its config. Reads like the table of contents of a gate.
+
+Besides the frame loop (in the caller's thread), a running agent has two small threads of its
+own: telemetry, and a frame watch that raises the `camera` fault when no frame has come through
+for FRAME_STALL_S (a camera read that hangs raises nothing). It tells systemd READY=1 once
+started, STATUS= on every change of faults or link, and STOPPING=1 on the way out; WATCHDOG=1
+goes out from the frame loop only (see device/systemd_notify.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from device.camera import FrameSource
+from device.camera import FrameSource, ReopeningSource
 from device.camera.opencv import OpenCVSource
 from device.camera.picamera2 import Picamera2Source
 from device.camera.replay import ReplaySource
-from device.clock import Clock, SystemClock, read_boot_id
+from device.clock import Clock, clock_from_environment, read_boot_id
 from device.debounce import Debounce
 from device.decode import make_decoder
 from device.events import EventBuilder
@@ -21,13 +29,18 @@ from device.health import Health
 from device.indicator import GpioIndicator, Indicator, IndicatorPins, TeeIndicator
 from device.journal import Journal
 from device.policy import Policy
-from device.scanner import Scan, Scanner, ScanStats
+from device.scanner import CAMERA_FAULT, Scan, Scanner, ScanStats
+from device.systemd_notify import SystemdNotifier
 from device.uplink import Uplink
 from firmware_config import GateConfig, OpenCVCamera, Picamera2Camera, ReplayCamera
 from gatescan import __version__
 from protocol import Telemetry
 
 log = logging.getLogger("gatescan.agent")
+
+# No frame for this long is a camera fault even when the read has not failed (yet): any camera
+# delivers at least one frame a second (fps >= 1), and a frame's decode takes well under one.
+FRAME_STALL_S = 5.0
 
 
 class Agent:
@@ -44,6 +57,8 @@ class Agent:
         indicator: Indicator,
         health: Health,
         clock: Clock,
+        notifier: SystemdNotifier,
+        frame_stall_s: float = FRAME_STALL_S,
     ) -> None:
         self.config = config
         self.source = source
@@ -53,28 +68,39 @@ class Agent:
         self.indicator = indicator
         self.health = health
         self.clock = clock
+        self.notifier = notifier
+        self.frame_stall_s = frame_stall_s
         self._started = time.monotonic()
 
     def run(self, stop: threading.Event) -> None:
         """Scan until `stop` is set, then shut down cleanly (status `offline`, files closed)."""
         self.indicator.set_state(self.health.indicator_state())
         self.uplink.start()
-        telemetry = threading.Thread(
-            target=self._telemetry_loop, args=(stop,), name="telemetry", daemon=True
-        )
-        telemetry.start()
+        threads = [
+            threading.Thread(target=loop, args=(stop,), name=name, daemon=True)
+            for name, loop in (("telemetry", self._telemetry_loop), ("frames", self._watch_frames))
+        ]
+        for thread in threads:
+            thread.start()
+        self.notifier.ready(describe(self.health))
         try:
             self.scanner.run(stop)
         finally:
+            self.notifier.stopping()
             stop.set()
-            telemetry.join(timeout=2)
+            for thread in threads:
+                thread.join(timeout=2)
             self.close()
 
     def close(self) -> None:
+        held = self.scanner.recorder.retry_now()
+        if held:
+            log.error("journal: %d events held in memory are lost at shutdown", held)
         self.uplink.stop()
         self.source.close()
         self.indicator.close()
         self.journal.close()
+        self.notifier.close()
 
     def telemetry(self) -> Telemetry:
         fps, decode_ms = self.scanner.stats.snapshot()
@@ -83,15 +109,25 @@ class Agent:
             uptime_s=round(time.monotonic() - self._started, 1),
             fps=round(fps, 2),
             decode_ms=round(decode_ms, 2),
-            outbox_depth=self.journal.outbox_depth(),
+            # Not yet at the collector: the outbox, and events held in memory while the
+            # journal cannot be written.
+            outbox_depth=self.journal.outbox_depth() + self.scanner.recorder.held,
             clock_synced=self.clock.is_synced(),
             version=__version__,
             faults=self.health.faults,
+            rejected_total=self.journal.rejected_count(),
         )
 
     def _telemetry_loop(self, stop: threading.Event) -> None:
         while not stop.wait(self.config.mqtt.telemetry_interval):
             self.uplink.publish_telemetry(self.telemetry())
+
+    def _watch_frames(self, stop: threading.Event) -> None:
+        while not stop.wait(1.0):
+            stalled = self.scanner.seconds_since_frame()
+            if stalled > self.frame_stall_s and CAMERA_FAULT not in self.health.faults:
+                log.error("camera: no frame for %.0f s", stalled)
+                self.health.set_fault(CAMERA_FAULT)
 
 
 def build_agent(
@@ -101,15 +137,27 @@ def build_agent(
     extra_indicators: Sequence[Indicator] = (),
     on_scan: Callable[[Scan], None] = lambda scan: None,
     clock: Clock | None = None,
+    notifier: SystemdNotifier | None = None,
+    source: FrameSource | None = None,
+    frame_stall_s: float = FRAME_STALL_S,
 ) -> Agent:
-    clock = clock or SystemClock()
+    """The gate `config` describes. The keyword arguments stand in for hardware and the system
+    (tests, the demo); each defaults to the real thing, or to what the environment asks for
+    (GATESCAN_FAULT_CLOCK, NOTIFY_SOCKET)."""
+    clock = clock or clock_from_environment(os.environ)
+    notifier = notifier or SystemdNotifier.from_environment()
     boot_id = read_boot_id()
-    journal = Journal(Path(config.data_dir))
+    journal = Journal(
+        Path(config.data_dir),
+        history_max_entries=config.journal.history_max_entries,
+        retention_days=config.journal.retention_days,
+        clock=clock,
+    )
     indicator = build_indicator(config, pin_factory, extra_indicators)
     health = Health()
     uplink = build_uplink(config, journal, boot_id, health)
-    health_changed(health, indicator, uplink)
-    source = open_source(config)
+    health_changed(health, indicator, uplink, notifier)
+    source = source or ReopeningSource(lambda: open_source(config))
     scanner = Scanner(
         source=source,
         decoder=make_decoder(config.decoder.backend),
@@ -128,6 +176,7 @@ def build_agent(
         health=health,
         notify_uplink=uplink.event_recorded,
         on_scan=on_scan,
+        on_progress=notifier.watchdog,
         stats=ScanStats(),
     )
     return Agent(
@@ -139,19 +188,32 @@ def build_agent(
         indicator=indicator,
         health=health,
         clock=clock,
+        notifier=notifier,
+        frame_stall_s=frame_stall_s,
     )
 
 
-def health_changed(health: Health, indicator: Indicator, uplink: Uplink) -> None:
-    """Every change of faults or link shows on the indicator and in the retained status."""
+def health_changed(
+    health: Health, indicator: Indicator, uplink: Uplink, notifier: SystemdNotifier
+) -> None:
+    """Every change of faults or link shows on the indicator, in the retained status and in
+    `systemctl status`."""
 
     def on_change(current: Health) -> None:
         state = current.indicator_state()
         indicator.set_state(state)
         uplink.set_faults(current.faults)
+        notifier.status(describe(current))
         log.info("indicator: %s (faults: %s)", state.value, ", ".join(current.faults) or "none")
 
     health.watch(on_change)
+
+
+def describe(health: Health) -> str:
+    """One line for people: 'scanning, online' or 'scanning, offline; faults: camera'."""
+    link = "online" if health.online else "offline"
+    faults = health.faults
+    return f"scanning, {link}" + (f"; faults: {', '.join(faults)}" if faults else "")
 
 
 def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Health) -> Uplink:

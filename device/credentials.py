@@ -10,21 +10,34 @@ Two kinds of credential exist in v1:
 
 A payload that claims to be a CCCD (12 digits, then ``|``) but breaks the format is rejected with
 ``invalid`` rather than passed off as a raw code, so a damaged card gets a red light and a reason.
+The name must pass the protocol's name rule (protocol/text.py: letters, marks, spaces and
+``' ’ - .``; never a control, bidi, markup or formula character), the same rule the collector
+applies, so a card the gate accepts is never refused downstream. Text is refused, never altered.
+A rejection's detail quotes the card only through ``printable``: it is shown on screens and logs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 from protocol import CredentialType, Reason
+from protocol.text import name_problem, plain_text_problem, printable
 
 _ID_12 = re.compile(r"^[0-9]{12}$")
 _OLD_ID_9 = re.compile(r"^[0-9]{9}$")
 _DATE = re.compile(r"^[0-9]{8}$")
+# The first three digits of a CCCD number name the province of birth registration (Circular
+# 07/2016/TT-BCA). Provinces merged in 2025 keep their codes on the cards already issued.
+_PROVINCES = (
+    1, 2, 4, 6, 8, 10, 11, 12, 14, 15, 17, 19, 20, 22, 24, 25, 26, 27, 30, 31, 33, 34, 35, 36, 37,
+    38, 40, 42, 44, 45, 46, 48, 49, 51, 52, 54, 56, 58, 60, 62, 64, 66, 67, 68, 70, 72, 74, 75, 77,
+    79, 80, 82, 83, 84, 86, 87, 89, 91, 92, 93, 94, 95, 96,
+)  # fmt: skip
+PROVINCE_CODES = frozenset(f"{code:03d}" for code in _PROVINCES)
 _MAX_NAME = 100
 _MAX_ADDRESS = 300
 _MAX_GENDER = 10
@@ -134,10 +147,12 @@ def _cccd_fields(fields: list[str]) -> CccdCard:
         raise _Invalid(f"old ID {_show(fields[1])} is neither empty nor 9 digits")
     else:
         raise _Invalid(f"{len(fields)} fields; a CCCD code has 6 or 7")
+    if id_number[:3] not in PROVINCE_CODES:
+        raise _Invalid(f"ID number starts with {id_number[:3]}, which is no province code")
     card = CccdCard(
         id_number=id_number,
         old_id=old_id,
-        full_name=_clean_text("name", name, _MAX_NAME),
+        full_name=_clean_text("name", name, _MAX_NAME, rule=name_problem),
         date_of_birth=_ddmmyyyy("date of birth", dob),
         gender=_clean_text("gender", gender, _MAX_GENDER),
         address=_clean_text("address", address, _MAX_ADDRESS, required=False),
@@ -160,17 +175,25 @@ def _ddmmyyyy(label: str, value: str) -> date:
     return parsed
 
 
-def _clean_text(label: str, value: str, limit: int, *, required: bool = True) -> str:
+def _clean_text(
+    label: str,
+    value: str,
+    limit: int,
+    *,
+    required: bool = True,
+    rule: Callable[[str], str | None] = plain_text_problem,
+) -> str:
     """Keep the text exactly as the card wrote it, but refuse what no card carries."""
     if required and not value.strip():
         raise _Invalid(f"{label} is empty")
     if len(value) > limit:
         raise _Invalid(f"{label} is longer than {limit} characters")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value):
-        raise _Invalid(f"{label} holds control or format characters")
+    problem = rule(value)
+    if problem is not None:
+        raise _Invalid(f"{label} {problem}")
     return value
 
 
 def _show(value: str) -> str:
-    """A short, printable rendering of untrusted text for an error message."""
-    return ascii(value[:20])
+    """A short rendering of untrusted text for an error message: it cannot break a line."""
+    return f"'{printable(value, 20)}'"

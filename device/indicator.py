@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol, TextIO
+from typing import Any, NamedTuple, Protocol
 
 from gpiozero import LED, Buzzer, OutputDevice
 
@@ -313,65 +313,6 @@ class GpioIndicator:
             if self._closed:
                 return
             self._wake.wait(delay)
-
-
-ANSI = {"green": "\x1b[32m", "red": "\x1b[31m", "yellow": "\x1b[33m", "dim": "\x1b[2m"}
-RESET = "\x1b[0m"
-VERDICT_LOOKS = {
-    VerdictStatus.GRANTED: ("green", "● GRANTED"),
-    VerdictStatus.RECORDED: ("green", "● RECORDED"),
-    VerdictStatus.DENIED: ("red", "● DENIED"),
-}
-STATE_LOOKS = {
-    IndicatorState.IDLE: ("dim", "○ idle: ready to scan"),
-    IndicatorState.OFFLINE: ("dim", "○ offline: entries wait on the gate until the link is back"),
-    IndicatorState.FAULT: ("yellow", "● fault: see the gate's log"),
-}
-
-
-def paint(color: str, text: str) -> str:
-    """ANSI colours: a dim line greys as a whole, any other colours only its leading block."""
-    block, _, rest = text.partition(" ")
-    if color == "dim":
-        return f"{ANSI[color]}{text}{RESET}"
-    return f"{ANSI[color]}{block}{RESET} {rest}"
-
-
-def verdict_look(status: VerdictStatus, *, color: bool = True) -> str:
-    """The verdict as the terminal shows it, e.g. a green '● RECORDED'."""
-    hue, text = VERDICT_LOOKS[status]
-    return paint(hue, text) if color else text
-
-
-class TerminalIndicator:
-    """The indicator as one short line per verdict or state change (the demo's screen)."""
-
-    def __init__(self, out: TextIO, *, color: bool = True, verdicts: bool = True) -> None:
-        self._out = out
-        self._color = color
-        self._verdicts = verdicts  # False: the caller prints verdicts in its own scan lines
-        self._state: IndicatorState | None = None
-        self._lock = threading.Lock()
-
-    def show(self, status: VerdictStatus) -> None:
-        if self._verdicts:
-            self._write(*VERDICT_LOOKS[status])
-
-    def set_state(self, state: IndicatorState) -> None:
-        if state == self._state:
-            return
-        self._state = state
-        self._write(*STATE_LOOKS[state])
-
-    def close(self) -> None:
-        """The stream belongs to the caller: nothing to release."""
-
-    def _write(self, color: str, text: str) -> None:
-        if self._color:
-            text = paint(color, text)
-        with self._lock:
-            self._out.write(text + "\n")
-            self._out.flush()
 
 
 class TeeIndicator:

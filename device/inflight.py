@@ -1,8 +1,9 @@
 """Which outbox events the uplink publishes now: the in-flight window, a pure bookkeeping class.
 
 The uplink's sender thread asks `due(pending, now)` on every wake-up and tells the window what
-happened: `published` (paho took it, with this message id), `broker_answered` (the PUBACK came),
-`acknowledged` (the collector's ack named it), `connection_lost` and `reconnected`. The window
+happened: `published` (paho took it, with this message id), `broker_answered` (the PUBACK came,
+accepting or refusing it), `settled` (the collector's ack named it, or it was set aside as
+rejected), `connection_lost` and `reconnected`. The window
 holds no clock, socket or journal, so its rules are tested with plain numbers for time:
 
 - at most `size` events are in flight; the others wait their turn in outbox (seq) order;
@@ -11,7 +12,10 @@ holds no clock, socket or journal, so its rules are tested with plain numbers fo
   the gate was away is lost: the gate starts a clean session), while those paho still holds
   unanswered stay: paho resends them itself;
 - a reconnect restarts every resend timer;
-- an event gone from the outbox (acknowledged another way) is forgotten.
+- an event gone from the outbox (acknowledged another way) is forgotten;
+- the broker's refusals of an event are counted, in a row, across reconnects (`refusals`), so
+  the uplink can set aside an event the broker will never take instead of letting it hold a
+  place in the window for ever.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class InFlightWindow:
         self.resend_after = resend_after
         self._sent: dict[str, _Sent] = {}
         self._by_mid: dict[int, str] = {}
+        # Refusals in a row, by event: kept apart from _sent, which a connection loss clears.
+        self._refusals: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._sent)
@@ -64,15 +70,27 @@ class InFlightWindow:
         self._sent[event_id] = _Sent(seq=seq, sent_at=now, mid=mid)
         self._by_mid[mid] = event_id
 
-    def broker_answered(self, mid: int) -> str | None:
-        """The PUBACK for `mid` came (accepted or refused); returns its event id if it is ours."""
+    def broker_answered(self, mid: int, *, refused: bool = False) -> str | None:
+        """The PUBACK for `mid` came, accepting or refusing it; returns its event id if it is
+        ours. A refusal adds one to the event's `refusals`, an acceptance resets them."""
         event_id = self._by_mid.pop(mid, None)
-        sent = self._sent.get(event_id) if event_id is not None else None
+        if event_id is None:
+            return None
+        sent = self._sent.get(event_id)
         if sent is not None and sent.mid == mid:
             sent.mid = None
+        if refused:
+            self._refusals[event_id] = self._refusals.get(event_id, 0) + 1
+        else:
+            self._refusals.pop(event_id, None)
         return event_id
 
-    def acknowledged(self, event_ids: Iterable[str]) -> None:
+    def refusals(self, event_id: str) -> int:
+        """How many times in a row the broker refused this event."""
+        return self._refusals.get(event_id, 0)
+
+    def settled(self, event_ids: Iterable[str]) -> None:
+        """These events left the outbox (acknowledged, or set aside as rejected): free them."""
         for event_id in event_ids:
             self._drop(event_id)
 
@@ -93,8 +111,12 @@ class InFlightWindow:
         for event_id, sent in list(self._sent.items()):
             if event_id not in present and (horizon is None or sent.seq <= horizon):
                 self._drop(event_id)
+        if complete:  # the whole outbox is in view: refusals of events gone from it go too
+            for event_id in [eid for eid in self._refusals if eid not in present]:
+                del self._refusals[event_id]
 
     def _drop(self, event_id: str) -> None:
+        self._refusals.pop(event_id, None)
         sent = self._sent.pop(event_id, None)
         if sent is not None and sent.mid is not None:
             self._by_mid.pop(sent.mid, None)

@@ -1,8 +1,11 @@
 """Credential -> Verdict(status, reason), from the closed sets in protocol.verdicts.
 
-Mode `log` (the default, the 2021 rule's use): every acceptable code is `recorded` and nobody is
-stopped. Mode `access`: acceptable codes are `granted` and the door relay opens; lists of who may
-pass (allow, block, revoke) plug in here later without reshaping the verdict.
+Mode `log` (the default, the 2021 rule's use): every readable code of a type the site takes is
+`recorded` and nobody is stopped. A card that fails its format's checks is still recorded, with the
+reason (`invalid`) kept, so the manager sees it and the person is not turned away by a log.
+
+Mode `access`: acceptable codes are `granted` and the door relay opens; lists of who may pass
+(allow, block, revoke) plug in here later without reshaping the verdict.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Policy:
 
     def decide(self, parsed: ParseResult) -> Verdict:
         if isinstance(parsed, Rejection):
+            if self.mode == "log" and parsed.credential_type in self.accept:
+                return Verdict(VerdictStatus.RECORDED, parsed.reason)
             return Verdict.denied(parsed.reason)
         if parsed.credential_type not in self.accept:
             # No format the site takes: "unknown"; a known type the site refuses: "not allowed".

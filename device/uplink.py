@@ -5,6 +5,12 @@ names it (the collector acks after its database commit), never on the broker's P
 proves nothing about storage. Until then it is resent: `resend_after` seconds after it was sent,
 and after every reconnect.
 
+An event refused for good never blocks the others: when the collector's ack lists it in
+`rejected`, the broker refused it BROKER_REFUSALS_BEFORE_REJECTING times in a row, or it is larger
+than the broker's announced maximum packet size, the journal moves it from the outbox to its
+`rejected` table (kept, never deleted), the in-flight window lets it go, and one ERROR says which
+event and why.
+
 Threads: paho's network thread runs the callbacks; one sender thread owns the in-flight window
 (inflight.py: what to publish or resend when), publishes events and writes acks to the journal.
 Callbacks reach the sender only through a queue of notices, handled in arrival order, so the
@@ -30,18 +36,30 @@ from paho.mqtt.reasoncodes import ReasonCode
 from device.inflight import InFlightWindow
 from device.journal import Journal
 from protocol import Status, Telemetry, Topic, device_topic, parse_broker_url, parse_message
-from protocol.messages import MessageError
+from protocol.messages import MessageError, Rejection
+from protocol.text import printable
 
 log = logging.getLogger("gatescan.uplink")
 
 IN_FLIGHT_WINDOW = 100  # published-but-unacked events at most: a backlog flushes steadily
 RECONNECT_MIN_DELAY_S = 1
 RECONNECT_MAX_DELAY_S = 30
+# A broker refusal (PUBACK >= 0x80: not authorized, packet too large, quota exceeded...) may be
+# passing: an ACL file reloaded mid-edit, an auth plugin not ready after a broker restart, a
+# broker briefly over its memory limit. Five in a row, each at least resend_after apart (10 s by
+# default) unless a reconnect comes first, is the same answer for 40 s or more: no blip. The
+# event is then set aside, not lost, and a slot of the window is freed within a minute.
+BROKER_REFUSALS_BEFORE_REJECTING = 5
+# MQTT v5 reason code "Packet too large": how an event beyond the broker's announced limit is set
+# aside. paho sends a packet beyond that limit anyway, and the broker drops the connection for
+# it, so it would come back with the same event after every reconnect.
+PACKET_TOO_LARGE = 0x95
 
 
 @dataclass(frozen=True)
 class _LinkChanged:
     up: bool
+    max_packet_size: int | None = None  # the broker's limit, from its CONNACK (MQTT v5)
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,7 @@ class _BrokerAnswered:
 @dataclass(frozen=True)
 class _Acked:
     event_ids: tuple[str, ...]
+    rejected: tuple[Rejection, ...] = ()
 
 
 _Notice = _LinkChanged | _BrokerAnswered | _Acked
@@ -122,6 +141,7 @@ class Uplink:
         self._stopping = threading.Event()
         self._sender: threading.Thread | None = None
         self._refusals_logged: set[str] = set()
+        self._max_packet_size: int | None = None  # the sender's copy of the broker's limit
         self._client = self._make_client(client_id or f"gatescan-{device_id}", username, password)
 
     # -- the caller's side ------------------------------------------------------------------
@@ -207,6 +227,7 @@ class Uplink:
 
     def _handle_notices(self) -> None:
         acked: list[str] = []
+        rejected: list[Rejection] = []
         while True:
             try:
                 notice = self._notices.get_nowait()
@@ -214,17 +235,19 @@ class Uplink:
                 break
             if isinstance(notice, _Acked):
                 acked.extend(notice.event_ids)
+                rejected.extend(notice.rejected)
             elif isinstance(notice, _BrokerAnswered):
-                event_id = self._window.broker_answered(notice.mid)
-                if notice.reason.is_failure:
-                    self._log_refusal(event_id, notice.mid, notice.reason)
+                rejected.extend(self._broker_answered(notice))
             elif notice.up:
                 self._window.reconnected(self._clock())
                 self._refusals_logged.clear()
+                self._max_packet_size = notice.max_packet_size
             else:
                 self._window.connection_lost()
         if acked:
             self._record_acks(acked)
+        if rejected:  # after the acks: an event both stored and refused counts as stored
+            self._record_rejections(rejected)
 
     def _record_acks(self, event_ids: list[str]) -> None:
         # One journal write for every ack that arrived since the last wake-up.
@@ -233,21 +256,62 @@ class Uplink:
         except OSError as exc:
             log.error("could not drop %d acked events (%s): resent later", len(event_ids), exc)
             return
-        self._window.acknowledged(event_ids)
+        self._window.settled(event_ids)
         self._refusals_logged.difference_update(event_ids)
         log.debug("collector acked %d events, %d left the outbox", len(event_ids), removed)
 
+    def _record_rejections(self, rejections: list[Rejection]) -> None:
+        try:
+            moved = self._journal.reject(rejections)
+        except OSError as exc:
+            # Still in the outbox: resent, refused again, and set aside then.
+            log.error("could not set aside %d rejected events (%s)", len(rejections), exc)
+            return
+        event_ids = [rejection.event_id for rejection in rejections]
+        self._window.settled(event_ids)
+        self._refusals_logged.difference_update(event_ids)
+        for rejection in moved:  # only those still in the outbox: one ERROR per event
+            log.error(
+                "event %s refused for good: %s (%s); moved from the outbox to the journal's "
+                "rejected table",
+                rejection.event_id,
+                printable(rejection.reason, 64),
+                printable(rejection.detail, 300),
+            )
+
+    def _broker_answered(self, notice: _BrokerAnswered) -> list[Rejection]:
+        """Note the broker's answer; an event it kept refusing comes back as a rejection."""
+        refused = notice.reason.is_failure
+        event_id = self._window.broker_answered(notice.mid, refused=refused)
+        if not refused:
+            return []
+        if event_id is None or self._window.refusals(event_id) < BROKER_REFUSALS_BEFORE_REJECTING:
+            self._log_refusal(event_id, notice.mid, notice.reason)
+            return []
+        code = f"broker_refused:0x{notice.reason.value:02x}"
+        return [Rejection(event_id=event_id, reason=code, detail=printable(str(notice.reason)))]
+
     def _send_due(self) -> None:
         pending = self._journal.pending(limit=IN_FLIGHT_WINDOW)
+        too_large: list[Rejection] = []
         for event in self._window.due(pending, self._clock(), limit=IN_FLIGHT_WINDOW):
             if not self.connected or self._stopping.is_set():
-                return
-            info = self._client.publish(self._events_topic, event.to_json(), qos=1)
+                break
+            payload = event.to_json()
+            size, limit = _publish_packet_size(self._events_topic, payload), self._max_packet_size
+            if limit is not None and size > limit:
+                detail = f"{size} bytes > the broker's maximum packet size of {limit}"
+                reason = f"broker_refused:0x{PACKET_TOO_LARGE:02x}"
+                too_large.append(Rejection(event_id=event.event_id, reason=reason, detail=detail))
+                continue
+            info = self._client.publish(self._events_topic, payload, qos=1)
             # NO_CONN: paho keeps the message and sends it on the next connect.
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 log.warning("event %s not queued: %s", event.event_id, mqtt.error_string(info.rc))
                 continue
             self._window.published(event.event_id, event.seq, info.mid, self._clock())
+        if too_large:
+            self._record_rejections(too_large)
 
     def _log_refusal(self, event_id: str | None, mid: int, reason: ReasonCode) -> None:
         # Loud once per event and connection: a refused event comes back every resend_after.
@@ -255,7 +319,12 @@ class Uplink:
         self._refusals_logged.add(event_id or "")
         what = f"event {event_id}" if event_id else f"message {mid}"
         log.log(
-            level, "broker refused %s: %s (0x%02x), kept in the outbox", what, reason, reason.value
+            level,
+            "broker refused %s: %s (0x%02x), kept in the outbox (set aside after %d refusals)",
+            what,
+            reason,
+            reason.value,
+            BROKER_REFUSALS_BEFORE_REJECTING,
         )
 
     # -- paho's thread ----------------------------------------------------------------------
@@ -279,7 +348,13 @@ class Uplink:
         return client
 
     def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, *_: Any
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason: ReasonCode,
+        properties: Any = None,
+        *_: Any,
     ) -> None:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
@@ -291,7 +366,7 @@ class Uplink:
             payload = self._status_payload("online")
         client.publish(self._status_topic, payload, qos=1, retain=True)
         log.info("online at %s", self._broker_url)
-        self._notify(_LinkChanged(up=True))
+        self._notify(_LinkChanged(True, getattr(properties, "MaximumPacketSize", None)))
         self._report_connection(True)
 
     def _on_connect_fail(self, *_: Any) -> None:
@@ -329,7 +404,7 @@ class Uplink:
         except MessageError as exc:
             log.warning("ignored a malformed ack: %s", exc)
             return
-        self._notify(_Acked(tuple(ack.event_ids)))
+        self._notify(_Acked(tuple(ack.event_ids), tuple(ack.rejected)))
 
     def _notify(self, notice: _Notice) -> None:
         self._notices.put(notice)
@@ -355,3 +430,11 @@ class Uplink:
     def _will_payload(self) -> bytes:
         # The broker sends it at a time nobody knows yet, and faults may have changed by then.
         return Status(state="offline", version=self._version, boot_id=self._boot_id).to_json()
+
+
+def _publish_packet_size(topic: str, payload: bytes) -> int:
+    """Bytes of a QoS 1 MQTT v5 PUBLISH without properties, as the broker's limit counts them."""
+    # topic length and topic, packet id, properties length (0), payload
+    remaining = 2 + len(topic.encode("utf-8")) + 2 + 1 + len(payload)
+    length_bytes = 1 + (remaining >= 128) + (remaining >= 16_384) + (remaining >= 2_097_152)
+    return 1 + length_bytes + remaining

@@ -2,6 +2,7 @@
 
     load_config(path, overrides=..., env=...) -> GateConfig     or ConfigError listing every problem
     camera_from_source("replay:frames?hold=0.5") -> CameraConfig   the agent's --source flag
+    find_mqtt_password(env, password_file) -> str | None   or PasswordFileError (the collector too)
 
 The file is TOML or YAML (by suffix). Relative paths in it are relative to the file's folder, so
 a config and its password file can travel together on the SD card. Flags beat the file. The
@@ -271,29 +272,53 @@ def _replay_camera(rest: str) -> ReplayCamera:
 # --- after validation: things outside the file ----------------------------------------------------
 
 
-def _find_password(
-    config: GateConfig, env: Mapping[str, str], origin: Origin, problems: list[Problem]
-) -> str | None:
+class PasswordFileError(ValueError):
+    """A file that should hold the MQTT password cannot be read or is empty; `path` names it."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        super().__init__(problem)
+
+
+def find_mqtt_password(env: Mapping[str, str], password_file: Path | None = None) -> str | None:
+    """The broker password of a gate or the collector, from the first place that has one:
+    $GATESCAN_MQTT_PASSWORD, the systemd credential `mqtt_password` ($CREDENTIALS_DIRECTORY),
+    password_file. None when none is given; PasswordFileError when a file is unreadable or empty.
+    """
     if env.get(PASSWORD_ENV):
         return env[PASSWORD_ENV]
     credentials = env.get("CREDENTIALS_DIRECTORY")
     if credentials and (Path(credentials) / CREDENTIAL_NAME).is_file():
-        return read_secret(Path(credentials) / CREDENTIAL_NAME)  # systemd made it readable
-    password_file = config.mqtt.password_file
+        return _read_password_file(Path(credentials) / CREDENTIAL_NAME)
     if password_file is None:
         return None
-    keys: Keys = ("mqtt", "password_file")
+    return _read_password_file(password_file)
+
+
+def _read_password_file(path: Path) -> str:
     try:
-        password = read_secret(password_file)
+        password = read_secret(path)
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or "not UTF-8 text"
-        problems.append(
-            Problem(origin(keys), f"cannot read {password_file}: {reason}", dotted(keys))
-        )
-        return None
-    if not password:
-        problems.append(Problem(origin(keys), f"{password_file} is empty", dotted(keys)))
+        raise PasswordFileError(path, f"cannot read {path}: {reason}") from None
+    if not password:  # an empty password would log in as nobody: surely a mistake
+        raise PasswordFileError(path, f"{path} is empty")
     return password
+
+
+def _find_password(
+    config: GateConfig, env: Mapping[str, str], origin: Origin, problems: list[Problem]
+) -> str | None:
+    password_file = config.mqtt.password_file
+    try:
+        return find_mqtt_password(env, password_file)
+    except PasswordFileError as error:
+        if error.path == password_file:
+            keys: Keys = ("mqtt", "password_file")
+            problems.append(Problem(origin(keys), str(error), dotted(keys)))
+        else:
+            problems.append(Problem(f"systemd credential {CREDENTIAL_NAME}", str(error)))
+        return None
 
 
 def _missing_folders(config: GateConfig, origin: Origin) -> list[Problem]:

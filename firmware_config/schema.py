@@ -193,6 +193,20 @@ def read_secret(path: Path) -> str:
     return path.read_text(encoding="utf-8").rstrip("\r\n")
 
 
+# --- journal: the gate's own record of entries ----------------------------------------------------
+
+
+class JournalConfig(Section):
+    """The local history under data_dir: how it is split into files and how long it is kept."""
+
+    history_max_entries: int = Field(
+        2000, ge=10, le=1_000_000, description="Entries per history file before a new one starts."
+    )
+    retention_days: int = Field(
+        30, ge=1, le=3650, description="Days the local history is kept; older days are deleted."
+    )
+
+
 # --- the whole gate -------------------------------------------------------------------------------
 
 _NOT_IN_DEVICE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -228,3 +242,4 @@ class GateConfig(Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     indicator: IndicatorConfig = Field(default_factory=IndicatorConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 10.0
@@ -21,6 +23,42 @@ class BrokerFailedToStart(RuntimeError):
     """Mosquitto exited at once or never listened; the message ends with its log."""
 
 
+@dataclass(frozen=True)
+class BrokerAccess:
+    """Who may log in and what each user may do: a site's security, for a LocalBroker.
+
+    password_file is one made by mosquitto_passwd (see write_password_file); acl_file is a
+    Mosquitto ACL file such as deploy/mosquitto/gatescan.acl.
+    """
+
+    password_file: Path
+    acl_file: Path
+    allow_anonymous: bool = False
+
+
+def write_password_file(path: Path, passwords: Mapping[str, str]) -> Path:
+    """A Mosquitto password file holding these users and passwords (hashed by mosquitto_passwd).
+
+    The passwords go on mosquitto_passwd's command line (-b), where other local users could see
+    them: for tests and demos only, never for a site's real passwords.
+    """
+    exe = shutil.which("mosquitto_passwd") or _sbin("mosquitto_passwd")
+    if exe is None:
+        raise BrokerNotInstalled(
+            "mosquitto_passwd is not installed: it ships with the Debian/Ubuntu package 'mosquitto'"
+        )
+    if not passwords:
+        raise ValueError("a password file needs at least one user")
+    for number, (user, password) in enumerate(passwords.items()):
+        create = ["-c"] if number == 0 else []  # -c starts a new file, replacing any old one
+        subprocess.run(
+            [exe, "-b", *create, str(path), user, password],
+            check=True,
+            capture_output=True,
+        )
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -30,18 +68,24 @@ def free_port() -> int:
 class LocalBroker:
     """Start `mosquitto` with a generated config; stop it on exit.
 
-    Anonymous access on 127.0.0.1 only: this is for a demo and tests on one machine, never for a
-    site (deploy/mosquitto/ holds the production config with passwords and ACLs).
+    By default anonymous access on 127.0.0.1 only: this is for a demo and tests on one machine,
+    never for a site (deploy/mosquitto/ holds the production config with passwords and ACLs).
+    Given `access`, it logs clients in and confines them as a site's broker does.
     """
 
     def __init__(
-        self, workdir: Path | None = None, port: int | None = None, extra_config: str = ""
+        self,
+        workdir: Path | None = None,
+        port: int | None = None,
+        extra_config: str = "",
+        access: BrokerAccess | None = None,
     ) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="gatescan-broker-"))
         self.extra_config = extra_config
+        self.access = access
         self.process: subprocess.Popen[bytes] | None = None
         self._started_once = False
 
@@ -110,7 +154,7 @@ class LocalBroker:
     def _config(self) -> str:
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            *self._access_lines(),
             "persistence false",
             f"log_dest file {self.log_path}",
             "log_type error",
@@ -122,6 +166,15 @@ class LocalBroker:
             # files in a private (0700) temp dir: the log would be silently missing.
             lines.append("user root")
         return "\n".join(lines) + "\n" + self.extra_config
+
+    def _access_lines(self) -> list[str]:
+        if self.access is None:
+            return ["allow_anonymous true"]
+        return [
+            f"allow_anonymous {'true' if self.access.allow_anonymous else 'false'}",
+            f"password_file {self.access.password_file}",
+            f"acl_file {self.access.acl_file}",
+        ]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

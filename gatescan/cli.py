@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from gatescan import __version__
 
+EXIT_CANNOT_START = 1
 EXIT_CONFIG = 2
 
 
@@ -66,6 +68,12 @@ def _add_collector(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "--db", default="sqlite:///gatescan.db", help="SQLAlchemy URL or a SQLite file path"
     )
     collector.add_argument("--client-id", default="gatescan-collector")
+    collector.add_argument(
+        "--username",
+        default="collector",
+        help="broker user, the ACL's `user collector` (default: collector; '' logs in anonymously);"
+        " the password comes from $GATESCAN_MQTT_PASSWORD or the systemd credential mqtt_password",
+    )
     collector.set_defaults(run=run_collector)
 
 
@@ -110,6 +118,17 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def startup_errors() -> tuple[type[BaseException], ...]:
+    """What can stop a gate from starting: hardware, files, libraries. Each says what is wrong."""
+    from gpiozero import GPIOZeroError
+
+    from device.camera import CameraError
+    from device.decode import DecoderError
+    from device.journal import JournalError
+
+    return (CameraError, JournalError, DecoderError, GPIOZeroError, OSError)
+
+
 def run_agent(args: argparse.Namespace) -> int:
     from device.app import build_agent
     from firmware_config import ConfigError, ConfigOverrides, load_config
@@ -122,16 +141,45 @@ def run_agent(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"gatescan agent: bad configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    agent = build_agent(config)
+    try:
+        agent = build_agent(config)
+    except startup_errors() as exc:
+        # systemd restarts the unit; the technician reads one line, not a traceback.
+        print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
     agent.run(stop_on_signals())
     return 0
 
 
 def run_collector(args: argparse.Namespace) -> int:
+
+    from firmware_config.loader import PasswordFileError, find_mqtt_password
+    from protocol import parse_broker_url
+    from protocol.broker_url import BrokerUrlError
     from server.collector import Collector
     from server.store import Store
 
-    collector = Collector(broker_url=args.broker, store=Store(args.db), client_id=args.client_id)
+    try:
+        parse_broker_url(args.broker)
+        password = find_mqtt_password(os.environ)
+    except (BrokerUrlError, PasswordFileError) as exc:
+        print(f"gatescan collector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    username = args.username or None
+    if username is not None and password is None:
+        # Worth saying: a site's broker refuses this with no more than "Not authorized".
+        logging.getLogger("gatescan.collector").warning(
+            "no MQTT password in $GATESCAN_MQTT_PASSWORD or the systemd credential "
+            "mqtt_password; logging in as %r without one",
+            username,
+        )
+    collector = Collector(
+        broker_url=args.broker,
+        store=Store(args.db),
+        client_id=args.client_id,
+        username=username,
+        password=password,
+    )
     collector.run_forever(stop_on_signals())
     return 0
 
@@ -146,14 +194,34 @@ def run_export(args: argparse.Namespace) -> int:
     from server.export import export_entries
     from server.store import Store
 
+    missing = missing_sqlite_file(args.db)
+    if missing is not None:
+        print(f"gatescan entries export: no database at {missing}", file=sys.stderr)
+        return EXIT_CONFIG
     store = Store(args.db)
-    if args.output is None:
-        export_entries(store, args.format, sys.stdout)
+    try:
+        if args.output is None:
+            export_entries(store, args.format, sys.stdout.buffer)
+            sys.stdout.flush()
+            return 0
+        with args.output.open("wb") as out:
+            count = export_entries(store, args.format, out)
+    except BrokenPipeError:
+        # `| head` closed the pipe: not an error. Point stdout at devnull so exit stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    with args.output.open("w", encoding="utf-8", newline="") as out:
-        count = export_entries(store, args.format, out)
+    finally:
+        store.close()
     print(f"wrote {count} entries to {args.output}", file=sys.stderr)
     return 0
+
+
+def missing_sqlite_file(db: str) -> Path | None:
+    """A SQLite database named by a URL or path that does not exist (a typo, not a new site)."""
+    if "://" in db and not db.startswith("sqlite:///"):
+        return None
+    path = Path(db.removeprefix("sqlite:///")) if db.startswith("sqlite:///") else Path(db)
+    return None if str(path) in ("", ":memory:") or path.exists() else path
 
 
 def run_demo(args: argparse.Namespace) -> int:

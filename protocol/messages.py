@@ -1,26 +1,72 @@
-"""JSON messages of protocol v1. Readers ignore unknown fields; writers send every field."""
+"""JSON messages of protocol v1. Readers ignore unknown fields; writers send every field.
+
+What each text field may hold is decided in protocol/text.py and described in docs/protocol.md.
+"""
 
 import json
-from typing import Annotated, Any, Literal
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
+    StrictBool,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
+from protocol.text import (
+    CODE_TEXT_MAX_CHARS,
+    NAME_MAX_CHARS,
+    PLAIN_TEXT_MAX_CHARS,
+    code_text_problem,
+    name_problem,
+    plain_text_problem,
+    printable,
+)
 from protocol.topics import DEVICE_ID_PATTERN, Topic
 from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
 
 # A single message above this is refused unread (a QR code holds at most 2,953 bytes).
 MAX_MESSAGE_BYTES = 64 * 1024
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{8,80}$"
+BOOT_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+CCCD_NUMBER_PATTERN = r"^[0-9]{12}$"
+# code_length fits a 32-bit SQL integer; any code a camera can read is far below it.
+MAX_CODE_LENGTH = 2**31 - 1
+
+
+def _refusing(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A pydantic check from one of protocol.text's rules (its message never quotes the value)."""
+
+    def check(value: str) -> str:
+        found = problem(value)
+        if found is not None:
+            raise ValueError(found)
+        return value
+
+    return AfterValidator(check)
+
 
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
+EventId = Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
+BootId = Annotated[str, StringConstraints(pattern=BOOT_ID_PATTERN)]
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
+PlainText = Annotated[
+    str, StringConstraints(max_length=PLAIN_TEXT_MAX_CHARS), _refusing(plain_text_problem)
+]
+Label = Annotated[str, StringConstraints(max_length=64), _refusing(plain_text_problem)]
+NameText = Annotated[str, StringConstraints(max_length=NAME_MAX_CHARS), _refusing(name_problem)]
+CodeText = Annotated[
+    str, StringConstraints(max_length=CODE_TEXT_MAX_CHARS), _refusing(code_text_problem)
+]
+_CCCD_NUMBER = re.compile(CCCD_NUMBER_PATTERN)
 
 
 class _Message(BaseModel):
@@ -33,28 +79,84 @@ class _Message(BaseModel):
 class Event(_Message):
     """One showing of a code at a gate: what was read, when, and the verdict."""
 
-    event_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,80}$")]
+    event_id: EventId
     device_id: DeviceId
-    site_id: ShortText = ""
-    seq: Annotated[int, Field(ge=0, lt=2**63)]
-    boot_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+    site_id: PlainText = ""
+    # Strict: a number is a JSON number and a flag a JSON bool; "1" and "yes" are wrong types.
+    seq: Annotated[int, Strict(), Field(ge=0, lt=2**63)]
+    boot_id: BootId
     ts: AwareDatetime  # RFC 3339, UTC, from the device clock (see clock_synced)
-    clock_synced: bool
+    clock_synced: StrictBool
     direction: Direction
     status: VerdictStatus
     reason: Reason
     credential_type: CredentialType
-    subject_id: ShortText  # CCCD number, or the code's sha256 for raw codes
-    subject_name: ShortText = ""
+    subject_id: Annotated[str, StringConstraints(max_length=64)]  # see _fits_its_credential
+    subject_name: NameText = ""
     code_sha256: Hex64
-    code_length: Annotated[int, Field(ge=0, le=8192)] = 0
-    code_text: Annotated[str, StringConstraints(max_length=8192)] | None = None
+    code_length: Annotated[int, Strict(), Field(ge=0, le=MAX_CODE_LENGTH)] = 0
+    code_text: CodeText | None = None
+    # The site keeps raw codes' text, but this code's text broke the code_text rule: left out.
+    code_text_withheld: StrictBool = False
+
+    @model_validator(mode="after")
+    def _fits_its_credential(self) -> Self:
+        problem = _credential_problem(self) or _verdict_problem(self.status, self.reason)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
+def _credential_problem(event: Event) -> str | None:
+    """The fields that depend on the credential type agree with it (no value is quoted)."""
+    if event.credential_type is CredentialType.CCCD:
+        if not _CCCD_NUMBER.match(event.subject_id):
+            return "a cccd subject_id is the 12-digit card number"
+        if event.code_text is not None:
+            return "a cccd event carries no code_text (the card's fields are in subject_*)"
+    else:
+        if event.subject_id not in ("", event.code_sha256):
+            return "a raw subject_id is the code_sha256 (or empty)"
+        if event.subject_name:
+            return "a raw event has no subject_name"
+    if event.code_text_withheld and event.code_text is not None:
+        return "code_text_withheld goes with code_text null"
+    return None
+
+
+def _verdict_problem(status: VerdictStatus, reason: Reason) -> str | None:
+    # Only the contradiction is refused: log mode records a damaged card with reason `invalid`.
+    if status is VerdictStatus.DENIED and reason is Reason.OK:
+        return "a denied event gives its reason (not ok)"
+    return None
+
+
+# A rejection's reason: a collector's dead-letter reason ("schema", "device_mismatch"), or the
+# gate's own "broker_refused:0x87" when the broker kept refusing an event.
+RejectionReason = Annotated[str, StringConstraints(max_length=64), _refusing(plain_text_problem)]
+REJECTION_DETAIL_MAX_CHARS = 300
+RejectionDetail = Annotated[
+    str,
+    StringConstraints(max_length=REJECTION_DETAIL_MAX_CHARS),
+    _refusing(lambda text: plain_text_problem(text, REJECTION_DETAIL_MAX_CHARS)),
+]
+
+
+class Rejection(_Message):
+    """An event refused for good: resending it cannot help, so the gate sets it aside."""
+
+    event_id: EventId
+    reason: RejectionReason
+    detail: RejectionDetail = ""  # which field and rule (never the refused value)
 
 
 class Ack(_Message):
-    """Collector -> device: these events are committed to the database."""
+    """Collector -> device: `event_ids` are committed to the database; `rejected` were refused
+    (and kept as dead letters), so the gate stops resending them. `rejected` came within v1: an
+    older gate ignores it."""
 
-    event_ids: Annotated[list[str], Field(max_length=10_000)]
+    event_ids: Annotated[list[EventId], Field(max_length=10_000)]
+    rejected: Annotated[list[Rejection], Field(max_length=10_000)] = Field(default_factory=list)
 
 
 class Status(_Message):
@@ -62,9 +164,9 @@ class Status(_Message):
 
     state: Literal["online", "offline"]
     ts: AwareDatetime | None = None
-    version: str = ""
-    boot_id: str = ""
-    faults: list[str] = Field(default_factory=list)
+    version: Label = ""
+    boot_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{0,64}$")] = ""
+    faults: Annotated[list[Label], Field(max_length=16)] = Field(default_factory=list)
 
 
 class Telemetry(_Message):
@@ -72,10 +174,12 @@ class Telemetry(_Message):
     uptime_s: float
     fps: float
     decode_ms: float  # median decode time over the last interval
-    outbox_depth: int
-    clock_synced: bool
-    version: str
-    faults: list[str] = Field(default_factory=list)
+    outbox_depth: Annotated[int, Strict()]
+    clock_synced: StrictBool
+    version: Label
+    faults: Annotated[list[Label], Field(max_length=16)] = Field(default_factory=list)
+    # Events set aside in the journal's rejected table, all time (added within v1).
+    rejected_total: Annotated[int, Strict(), Field(ge=0)] = 0
 
 
 _MODELS: dict[Topic, type[_Message]] = {
@@ -102,7 +206,7 @@ def parse_message(kind: Topic, payload: bytes) -> Any:
     try:
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise MessageError("not_json", str(exc)[:200]) from None
+        raise MessageError("not_json", printable(str(exc), 200)) from None
     if not isinstance(data, dict):
         raise MessageError("not_object", f"expected a JSON object, got {type(data).__name__}")
     try:
@@ -110,4 +214,26 @@ def parse_message(kind: Topic, payload: bytes) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise MessageError("schema", f"{where}: {first['msg']}"[:300]) from None
+        raise MessageError("schema", printable(f"{where}: {first['msg']}", 300)) from None
+
+
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+# A gate writes event_id first (the order of Event's fields), so even a payload too large to
+# parse names its event at its start.
+_LEADING_EVENT_ID = re.compile(rb'\A\s*\{\s*"event_id"\s*:\s*"([A-Za-z0-9_.:-]{8,80})"')
+
+
+def event_id_of(payload: bytes) -> str | None:
+    """The event_id an events payload names, if it names a well-formed one; the rest of the
+    payload may be anything. How the collector tells a gate which event it refused."""
+    if len(payload) > MAX_MESSAGE_BYTES:  # not parsed, as parse_message does not parse it
+        leading = _LEADING_EVENT_ID.match(payload)
+        return leading.group(1).decode("ascii") if leading else None
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    if isinstance(event_id, str) and _EVENT_ID.fullmatch(event_id):
+        return event_id
+    return None

@@ -12,7 +12,9 @@ class VerdictStatus(StrEnum):
 
 
 class Reason(StrEnum):
-    """Why. `ok` goes with granted/recorded; every other reason goes with denied."""
+    """Why. `ok` goes with granted; denied always has another reason. `recorded` (log mode) has
+    `ok`, or the reason a readable code failed its format's checks (a damaged card is still
+    written down in log mode: nobody is stopped)."""
 
     OK = "ok"
     UNKNOWN_FORMAT = "unknown_format"

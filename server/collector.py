@@ -10,17 +10,30 @@ Delivery works like this (see docs/architecture.md):
   anything not acked, and the store keeps each event_id once, so a resend is always safe.
 - A message that cannot be accepted is dead-lettered with a reason and still PUBACKed, so the
   broker does not redeliver it forever. Nothing a message contains can stop the collector.
+- A refused event that names a well-formed event_id is also answered, once its dead letter is
+  stored: an `Ack` to the TOPIC's gate (never to one named inside the payload) lists it in
+  `rejected` with the reason. Else the gate would keep it in flight and resend it forever, and
+  enough such events would fill its in-flight window so that nothing else got through. A
+  resend of the same refused payload adds no dead-letter row (Store.dead_letter counts it).
 
 `MessageHandler` holds what is done with messages and takes a list, so a batcher (many events
 per commit and per ack) can be put in front of it without changing it.
+
+Untrusted text (topics, details of refused payloads) reaches the log only through
+protocol.text.printable, so a payload cannot start a fake log line. A flood of bad messages
+cannot flood the log either: one warning per dead-letter reason per minute, the rest at debug;
+the counters, logged every minute, and the dead_letters table keep the full count.
+Failpoints (server/failpoints.py) let the crash tests kill the process at an exact step.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -33,8 +46,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from protocol import Ack, Event, Topic, device_topic, parse_broker_url, parse_message, parse_topic
-from protocol.messages import MessageError
+from protocol.messages import REJECTION_DETAIL_MAX_CHARS, MessageError, Rejection, event_id_of
+from protocol.text import printable
 from protocol.topics import subscription
+from server.failpoints import AFTER_ACK, AFTER_COMMIT, BEFORE_COMMIT, Failpoints
 from server.store import Store
 
 log = logging.getLogger("gatescan.collector")
@@ -42,6 +57,9 @@ log = logging.getLogger("gatescan.collector")
 # Ids per ack message: well under Ack's limit of 10,000, and a small payload.
 ACK_CHUNK = 1000
 _SUBSCRIBED_KINDS = (Topic.EVENTS, Topic.STATUS, Topic.TELEMETRY)
+# Of a payload refused as too large, the dead letter keeps this much: enough to see what it was.
+TOO_LARGE_KEEP_BYTES = 4096
+DEAD_LETTER_WARNING_INTERVAL_S = 60.0
 
 
 def utc_now() -> datetime:
@@ -56,7 +74,9 @@ class CollectorCounters:
     stored: int = 0  # events newly committed
     duplicates: int = 0  # events already stored (resends): acked again, not stored again
     dead_lettered: int = 0  # messages of any kind refused and kept in dead_letters
-    acks_sent: int = 0  # application ack messages published
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)  # dead_lettered by reason
+    acks_sent: int = 0  # application ack messages published (rejections included)
+    rejected: int = 0  # refused events named back to their gate in an ack's `rejected`
     errors: int = 0  # handling failures (e.g. the database refused a commit): nothing was acked
 
 
@@ -80,11 +100,16 @@ class MessageHandler:
         send_ack: Callable[[str, Ack], bool],
         clock: Callable[[], datetime] = utc_now,
         counters: CollectorCounters | None = None,
+        failpoints: Failpoints | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._send_ack = send_ack
         self._clock = clock
         self.counters = counters or CollectorCounters()
+        self._failpoints = failpoints or Failpoints()
+        self._monotonic = monotonic
+        self._last_warning: dict[str, float] = {}  # dead-letter reason -> when last logged
 
     def handle(self, messages: Sequence[IncomingMessage]) -> None:
         """Handle a batch; its events are stored in one transaction and acked per device."""
@@ -112,15 +137,21 @@ class MessageHandler:
         self.counters.received += len(messages)
         log.debug("received %d events message(s)", len(messages))
         accepted: list[tuple[IncomingMessage, Event]] = []
+        rejections: dict[str, list[Rejection]] = {}  # topic's device id -> its refused events
         for message in messages:
-            event = self._accept_event(message, received_at)
+            event = self._accept_event(message, received_at, rejections)
             if event is not None:
                 accepted.append((message, event))
+        for device_id, rejected in rejections.items():
+            self._send_chunked(device_id, [], rejected)
+            self.counters.rejected += len(rejected)
         if not accepted:
             return
         events = [event for _, event in accepted]
         try:
-            result = self._store.add_events(events, received_at)
+            result = self._store.add_events(
+                events, received_at, before_commit=partial(self._failpoints.reached, BEFORE_COMMIT)
+            )
         except Exception as exc:
             # No ack: the gates keep these events and resend them, and a resend is stored then.
             log.exception("could not commit %d event(s)", len(events))
@@ -131,21 +162,48 @@ class MessageHandler:
         self.counters.stored += len(result.new)
         self.counters.duplicates += result.duplicate_count
         log.debug("stored %d new, %d duplicate events", len(result.new), result.duplicate_count)
+        self._failpoints.reached(AFTER_COMMIT)
         self._ack_per_device(events, set(result.ids))
+        self._failpoints.reached(AFTER_ACK)
 
-    def _accept_event(self, message: IncomingMessage, received_at: datetime) -> Event | None:
+    def _accept_event(
+        self,
+        message: IncomingMessage,
+        received_at: datetime,
+        rejections: dict[str, list[Rejection]],
+    ) -> Event | None:
         topic_device = _topic_device(message.topic)
         try:
             event: Event = parse_message(Topic.EVENTS, message.payload)
         except MessageError as exc:
-            self._dead_letter(message, exc.reason, exc.detail, received_at)
+            self._refuse_event(message, exc.reason, exc.detail, received_at, rejections)
             return None
         if event.device_id != topic_device:
             # A gate may only speak for itself (the broker's ACL enforces the topic, not the body).
             detail = f"topic names {topic_device!r}, payload names {event.device_id!r}"
-            self._dead_letter(message, "device_mismatch", detail, received_at)
+            self._refuse_event(message, "device_mismatch", detail, received_at, rejections)
             return None
         return event
+
+    def _refuse_event(
+        self,
+        message: IncomingMessage,
+        reason: str,
+        detail: str,
+        received_at: datetime,
+        rejections: dict[str, list[Rejection]],
+    ) -> None:
+        """Dead-letter a refused event, then note it for its topic's gate if it names its id.
+        A dead letter not stored gets no answer: the gate's resend brings it back."""
+        if not self._dead_letter(message, reason, detail, received_at):
+            return
+        event_id = event_id_of(message.payload)
+        device_id = _topic_device(message.topic)
+        if event_id is None or device_id is None:
+            return
+        clipped = detail[:REJECTION_DETAIL_MAX_CHARS]  # printable text already
+        rejection = Rejection(event_id=event_id, reason=reason, detail=clipped)
+        rejections.setdefault(device_id, []).append(rejection)
 
     def _ack_per_device(self, events: list[Event], stored_ids: set[str]) -> None:
         ids_by_device: dict[str, dict[str, None]] = {}
@@ -153,11 +211,13 @@ class MessageHandler:
             if event.event_id in stored_ids:
                 ids_by_device.setdefault(event.device_id, {})[event.event_id] = None
         for device_id, ids in ids_by_device.items():
-            ordered = list(ids)
-            for start in range(0, len(ordered), ACK_CHUNK):
-                ack = Ack(event_ids=ordered[start : start + ACK_CHUNK])
-                if self._send_ack(device_id, ack):
-                    self.counters.acks_sent += 1
+            self._send_chunked(device_id, list(ids), [])
+
+    def _send_chunked(self, device_id: str, ids: list[str], rejected: list[Rejection]) -> None:
+        for start in range(0, max(len(ids), len(rejected)), ACK_CHUNK):
+            chunk = slice(start, start + ACK_CHUNK)
+            if self._send_ack(device_id, Ack(event_ids=ids[chunk], rejected=rejected[chunk])):
+                self.counters.acks_sent += 1
 
     def _handle_device_message(self, message: IncomingMessage, kind: Topic | None) -> None:
         received_at = self._clock()
@@ -185,16 +245,40 @@ class MessageHandler:
         reason: str,
         detail: str,
         received_at: datetime | None = None,
-    ) -> None:
-        log.warning("dead letter from %s: %s (%s)", message.topic, reason, detail[:200])
+    ) -> bool:
+        """Store (or count again) a refused message; False if the store refused it too."""
+        self._log_dead_letter(message.topic, reason, detail)
+        keep = TOO_LARGE_KEEP_BYTES if reason == "too_large" else len(message.payload)
         try:
             self._store.dead_letter(
-                message.topic, message.payload, reason, detail, received_at or self._clock()
+                message.topic,
+                message.payload,
+                reason,
+                detail,
+                received_at or self._clock(),
+                keep_bytes=keep,
             )
         except Exception:
-            log.exception("could not store a dead letter from %s", message.topic)
-            return
+            log.exception("could not store a dead letter from %s", printable(message.topic))
+            return False
         self.counters.dead_lettered += 1
+        self.counters.dead_letter_reasons[reason] += 1
+        return True
+
+    def _log_dead_letter(self, topic: str, reason: str, detail: str) -> None:
+        now = self._monotonic()
+        last = self._last_warning.get(reason)
+        loud = last is None or now - last >= DEAD_LETTER_WARNING_INTERVAL_S
+        if loud:
+            self._last_warning[reason] = now
+        log.log(
+            logging.WARNING if loud else logging.DEBUG,
+            "dead letter from %s: %s (%s)%s",
+            printable(topic),
+            reason,
+            printable(detail),
+            "; more of this reason within a minute are logged at debug level" if loud else "",
+        )
 
 
 def _topic_kind(topic: str) -> Topic | None:
@@ -220,12 +304,23 @@ class Collector:
         password: str | None = None,
         session_expiry: int = 7 * 24 * 3600,
         clock: Callable[[], datetime] = utc_now,
+        failpoints: Failpoints | None = None,
     ) -> None:
+        """`failpoints`: None reads GATESCAN_FAILPOINTS (unset in production: inert), so the
+        crash tests can arm the real `gatescan collector` process from its environment."""
         self._address = parse_broker_url(broker_url)
         self._session_expiry = session_expiry
         self.counters = CollectorCounters()
+        if failpoints is None:
+            failpoints = Failpoints.from_environment()
+        if failpoints.active:
+            log.warning("failpoints armed: %s", failpoints.active)
         self._handler = MessageHandler(
-            store=store, send_ack=self._publish_ack, clock=clock, counters=self.counters
+            store=store,
+            send_ack=self._publish_ack,
+            clock=clock,
+            counters=self.counters,
+            failpoints=failpoints,
         )
         self._subscribed = threading.Event()
         self._client = self._build_client(client_id, username, password)
@@ -302,6 +397,7 @@ class Collector:
         if refused:
             log.error("broker refused subscriptions: %s", ", ".join(refused))
             return
+        log.info("subscribed to %s", ", ".join(subscription(kind) for kind in _SUBSCRIBED_KINDS))
         self._subscribed.set()
 
     def _on_disconnect(

@@ -2,35 +2,25 @@
 
 SQLite (WAL) is the embedded default; the SQL stays portable so PostgreSQL can take over when one
 machine is not enough. Only the PRAGMAs are SQLite-specific, and they run only on SQLite.
-Every timestamp is stored and returned as timezone-aware UTC.
+Every timestamp is stored and returned as timezone-aware UTC. The tables are in server/tables.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Column,
     Connection,
-    DateTime,
-    Dialect,
     Engine,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
+    Select,
     Table,
-    Text,
     create_engine,
     event,
     func,
@@ -40,13 +30,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.types import TypeDecorator
 
 from protocol import Event, Status, Telemetry
+from server.tables import (
+    add_missing_columns,
+    dead_letters_table,
+    devices_table,
+    entries_table,
+    metadata,
+)
 
 log = logging.getLogger("gatescan.store")
 
-# A dead letter keeps at most this much of the payload: enough to see what went wrong.
+# A dead letter keeps at most this much of the payload: every message the collector could have
+# accepted is kept whole; of a larger one, the caller may keep less (see Store.dead_letter).
 DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
 _DETAIL_CHARS = 1000
 # Ids per `IN (...)` lookup: well under SQLite's bound-parameter limit.
@@ -54,87 +51,6 @@ _LOOKUP_CHUNK = 500
 # How often a batch is retried when another writer stored one of its ids in between.
 _INSERT_ATTEMPTS = 3
 
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend.
-
-    SQLite has no time zone type: SQLAlchemy writes the wall-clock fields and drops the offset, so
-    values are converted to UTC before they are written and marked UTC when they are read.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the store keeps only aware UTC times")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-metadata = MetaData()
-
-entries_table = Table(
-    "entries",
-    metadata,
-    Column("event_id", String(80), primary_key=True),
-    Column("device_id", String(64), nullable=False),
-    Column("site_id", String(200), nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("boot_id", String(64), nullable=False),
-    Column("ts", UtcDateTime, nullable=False),
-    Column("clock_synced", Boolean, nullable=False),
-    # Closed sets are kept as plain strings, not SQL enums: a new reason needs no migration.
-    Column("direction", String(16), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("reason", String(32), nullable=False),
-    Column("credential_type", String(16), nullable=False),
-    Column("subject_id", String(200), nullable=False),
-    Column("subject_name", String(200), nullable=False),
-    Column("code_sha256", String(64), nullable=False),
-    Column("code_length", Integer, nullable=False),
-    Column("code_text", Text, nullable=True),
-    Column("received_at", UtcDateTime, nullable=False),
-    Index("ix_entries_device_boot_seq", "device_id", "boot_id", "seq"),
-    Index("ix_entries_ts", "ts"),
-    Index("ix_entries_subject_id", "subject_id"),
-)
-
-devices_table = Table(
-    "devices",
-    metadata,
-    Column("device_id", String(64), primary_key=True),
-    Column("state", String(16), nullable=True),  # online / offline; None until a status arrives
-    Column("status_ts", UtcDateTime, nullable=True),  # the device's own time on its status
-    Column("status_received_at", UtcDateTime, nullable=True),
-    Column("version", String(200), nullable=False, default=""),
-    Column("boot_id", String(64), nullable=False, default=""),
-    Column("faults", JSON, nullable=False, default=list),
-    Column("last_seen", UtcDateTime, nullable=True),
-    Column("telemetry", JSON, nullable=True),
-    Column("telemetry_at", UtcDateTime, nullable=True),
-)
-
-dead_letters_table = Table(
-    "dead_letters",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("received_at", UtcDateTime, nullable=False),
-    Column("topic", Text, nullable=False),
-    Column("reason", String(32), nullable=False),
-    Column("detail", Text, nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    Column("payload_size", Integer, nullable=False),
-    Index("ix_dead_letters_received_at", "received_at"),
-)
 
 _ENTRY_COLUMNS = (*Event.model_fields, "received_at")
 
@@ -182,6 +98,9 @@ class DeadLetter:
     detail: str
     payload: bytes
     payload_size: int
+    payload_sha256: str | None  # None on rows from before the column
+    repeats: int  # the same message refused again since (resends), not stored again
+    last_received_at: datetime | None  # when the latest repeat came
 
 
 def database_url(url_or_path: str | Path) -> URL:
@@ -222,6 +141,8 @@ class Store:
 
             event.listen(self._engine, "connect", on_connect)
         metadata.create_all(self._engine)
+        for column in add_missing_columns(self._engine):
+            log.info("database upgraded: added column %s", column)
 
     @property
     def engine(self) -> Engine:
@@ -238,13 +159,24 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def add_events(self, events: Sequence[Event], received_at: datetime) -> StoredEvents:
-        """Store events in one transaction, skipping ids already stored; committed on return."""
+    def add_events(
+        self,
+        events: Sequence[Event],
+        received_at: datetime,
+        *,
+        before_commit: Callable[[], None] = lambda: None,
+    ) -> StoredEvents:
+        """Store events in one transaction, skipping ids already stored; committed on return.
+
+        `before_commit` runs inside the transaction, after the inserts and before the commit:
+        the collector's failpoint for "killed with the rows written but not committed". If it
+        raises, the transaction is rolled back and the exception propagates.
+        """
         if received_at.tzinfo is None:
             raise ValueError(f"naive datetime {received_at!r}: received_at must be aware (UTC)")
         for attempt in range(1, _INSERT_ATTEMPTS + 1):
             try:
-                return self._insert_new_events(events, received_at)
+                return self._insert_new_events(events, received_at, before_commit)
             except IntegrityError:
                 # Another writer stored one of these ids between our lookup and our insert.
                 # Rolled back: look again, and the duplicate is now seen and skipped.
@@ -253,7 +185,9 @@ class Store:
                 log.info("event id stored concurrently; retrying the batch (attempt %d)", attempt)
         raise AssertionError("unreachable")
 
-    def _insert_new_events(self, events: Sequence[Event], received_at: datetime) -> StoredEvents:
+    def _insert_new_events(
+        self, events: Sequence[Event], received_at: datetime, before_commit: Callable[[], None]
+    ) -> StoredEvents:
         unique = list({e.event_id: e for e in events}.values())
         # A portable dedupe: look the ids up, insert the rest. (ON CONFLICT DO NOTHING would do
         # it in one statement, but differently per dialect; the lookup costs one indexed query.)
@@ -262,6 +196,7 @@ class Store:
             fresh = [e for e in unique if e.event_id not in existing]
             if fresh:
                 conn.execute(insert(entries_table), [_entry_row(e, received_at) for e in fresh])
+            before_commit()
         return StoredEvents(
             ids=tuple(e.event_id for e in unique),
             new=tuple(e.event_id for e in fresh),
@@ -318,19 +253,45 @@ class Store:
         raise RuntimeError(f"could not upsert device {device_id!r}")
 
     def dead_letter(
-        self, topic: str, payload: bytes, reason: str, detail: str, received_at: datetime
-    ) -> None:
-        """Keep a message the collector could not accept, so an operator can see why."""
-        row = {
-            "received_at": received_at,
-            "topic": topic,
-            "reason": reason[:32],
-            "detail": detail[:_DETAIL_CHARS],
-            "payload": bytes(payload[:DEAD_LETTER_PAYLOAD_BYTES]),
-            "payload_size": len(payload),
-        }
+        self,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        received_at: datetime,
+        *,
+        keep_bytes: int = DEAD_LETTER_PAYLOAD_BYTES,
+    ) -> bool:
+        """Keep a message the collector could not accept, so an operator can see why: its
+        topic, reason, detail, size, and its first `keep_bytes` bytes (at most 64 KiB).
+
+        The same message again (same topic, payload and reason: a gate's resend) only counts a
+        repeat on the row it already has. Returns True if a row was added, False for a repeat.
+        """
+        table = dead_letters_table
+        digest = hashlib.sha256(payload).hexdigest()
+        same = (table.c.payload_sha256 == digest) & (table.c.topic == topic)
         with self._engine.begin() as conn:
-            conn.execute(insert(dead_letters_table).values(row))
+            earlier = conn.scalar(
+                select(table.c.id).where(same, table.c.reason == reason[:32]).limit(1)
+            )
+            if earlier is not None:
+                repeated = {"repeats": table.c.repeats + 1, "last_received_at": received_at}
+                conn.execute(update(table).where(table.c.id == earlier).values(repeated))
+                return False
+            keep = max(0, min(keep_bytes, DEAD_LETTER_PAYLOAD_BYTES))
+            row = {
+                "received_at": received_at,
+                "topic": topic,
+                "reason": reason[:32],
+                "detail": detail[:_DETAIL_CHARS],
+                "payload": bytes(payload[:keep]),
+                "payload_size": len(payload),
+                "payload_sha256": digest,
+                "repeats": 0,
+            }
+            conn.execute(insert(table).values(row))
+        return True
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -340,7 +301,11 @@ class Store:
         until: datetime | None = None,
         device_id: str | None = None,
     ) -> Iterator[StoredEntry]:
-        """Entries with since <= ts < until, oldest first (ties by event_id), streamed."""
+        """Entries with since <= ts < until, oldest first (ties by event_id), streamed.
+
+        `ts` is the gate's clock, which may be wrong (clock_synced false): to see one gate's
+        events in the order it made them, use `device_events`.
+        """
         query = select(entries_table).order_by(entries_table.c.ts, entries_table.c.event_id)
         if since is not None:
             query = query.where(entries_table.c.ts >= since)
@@ -348,6 +313,36 @@ class Store:
             query = query.where(entries_table.c.ts < until)
         if device_id is not None:
             query = query.where(entries_table.c.device_id == device_id)
+        return self._stream_entries(query)
+
+    def device_events(self, device_id: str) -> Iterator[StoredEntry]:
+        """One gate's entries in the order it made them, whatever its clock said.
+
+        Within a boot, by `seq` (the gate's counter never repeats and survives restarts). Boots
+        in the order their first event arrived here (the collector's own `received_at`), ties by
+        their lowest seq: a gate sends its outbox lowest seq first, so an older boot's events
+        always start arriving before a newer boot's, even when a lost journal restarted seq.
+        """
+        entries = entries_table.c
+        boots = (
+            select(
+                entries.boot_id,
+                func.min(entries.received_at).label("first_received"),
+                func.min(entries.seq).label("first_seq"),
+            )
+            .where(entries.device_id == device_id)
+            .group_by(entries.boot_id)
+            .subquery()
+        )
+        query = (
+            select(entries_table)
+            .join(boots, boots.c.boot_id == entries.boot_id)
+            .where(entries.device_id == device_id)
+            .order_by(boots.c.first_received, boots.c.first_seq, entries.boot_id, entries.seq)
+        )
+        return self._stream_entries(query)
+
+    def _stream_entries(self, query: Select[Any]) -> Iterator[StoredEntry]:
         with self._engine.connect() as conn:
             for row in conn.execution_options(yield_per=1000).execute(query).mappings():
                 yield StoredEntry.model_validate({name: row[name] for name in _ENTRY_COLUMNS})
@@ -356,7 +351,19 @@ class Store:
         return self._count(entries_table)
 
     def dead_letter_count(self) -> int:
-        return self._count(dead_letters_table)
+        """How many messages were refused, repeats included (`dead_letters()` lists the rows)."""
+        refused = func.coalesce(func.sum(dead_letters_table.c.repeats + 1), 0)
+        with self._engine.connect() as conn:
+            return int(conn.scalar(select(refused)) or 0)
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """How many messages were refused, by reason (too_large, not_json, schema, ...),
+        repeats included."""
+        reason = dead_letters_table.c.reason
+        refused = func.sum(dead_letters_table.c.repeats + 1)
+        query = select(reason, refused).group_by(reason).order_by(reason)
+        with self._engine.connect() as conn:
+            return {str(name): int(count) for name, count in conn.execute(query)}
 
     def _count(self, table: Table) -> int:
         with self._engine.connect() as conn:

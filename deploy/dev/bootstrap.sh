@@ -8,7 +8,7 @@ venv=${1:-.venv}
 extras=${2:-device,fast,server,dev}
 apt_packages=(mosquitto libzbar0)
 
-have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+have_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
 have_cmd() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
 
 missing=()

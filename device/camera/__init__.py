@@ -5,10 +5,14 @@ Backends live beside this module and are imported by name, so that a PC never im
 - `device.camera.picamera2.Picamera2Source`: the Pi camera (lores YUV420 stream, Y plane).
 - `device.camera.opencv.OpenCVSource`: a USB camera, a video file or an RTSP stream.
 - `device.camera.replay.ReplaySource`: a folder of images (demo, benchmarks, tests).
+
+`ReopeningSource` wraps any of them so that a camera missing at start or failing later is a
+CameraError from `read()` (which the frame loop retries with backoff), never a crash.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -16,6 +20,8 @@ from typing import Protocol, Self, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+log = logging.getLogger(__name__)
 
 Frame: TypeAlias = npt.NDArray[np.uint8]
 """One grey image, 2-D (height, width), uint8. Treat it as read-only: sources may reuse buffers."""
@@ -84,3 +90,50 @@ class FramePacer:
         elif now < self._due:
             self._sleep(self._due - now)
         self._due += self.period
+
+
+class ReopeningSource(ClosingSource):
+    """Opens the camera on the first read, and again on the read after a failed one.
+
+    A gate must come up when its camera is unplugged and recover when it is back, so opening is
+    part of reading: `open_camera` runs in the frame loop, where its CameraError is a camera fault
+    retried with backoff. After a failed read the camera is closed and dropped, because the cure
+    for a stuck device (a loose cable, a USB reset, a replay folder emptied) is to open it afresh.
+    """
+
+    def __init__(self, open_camera: Callable[[], FrameSource]) -> None:
+        self._open_camera = open_camera
+        self._camera: FrameSource | None = None
+        self._closed = False
+
+    def read(self) -> Frame:
+        if self._closed:
+            raise CameraError("the camera is closed")
+        if self._camera is None:
+            self._camera = self._open()
+        try:
+            return self._camera.read()
+        except CameraError:
+            self._drop()
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop()
+
+    def _open(self) -> FrameSource:
+        try:
+            return self._open_camera()
+        except CameraError:
+            raise
+        except Exception as exc:  # whatever a driver raises while opening is a camera fault
+            raise CameraError(f"cannot open the camera: {exc!r}") from exc
+
+    def _drop(self) -> None:
+        camera, self._camera = self._camera, None
+        if camera is None:
+            return
+        try:
+            camera.close()
+        except Exception as exc:  # a failed camera may fail to close too; reopening goes on
+            log.warning("camera: closing after a failure raised %r", exc)

@@ -3,7 +3,11 @@
 Each image is shown for `hold` seconds at `fps`, that is round(hold * fps) consecutive frames, in
 name order. After the last one the source shows an empty mid-grey frame of the same size (a camera
 looking at an empty lane), or starts again with `loop=True`. Images are read one at a time when
-they come up, so a folder of thousands of photos does not fill the memory of a Pi.
+they come up, so a folder of thousands of photos does not fill the memory of a Pi, and a file
+replaced on disk is seen at its next turn: a test can put a code in front of the "camera".
+
+A pass over the folder in which no image could be read is a CameraError (the camera stopped
+delivering frames); the read after it tries the files again, so frames return with the files.
 """
 
 from __future__ import annotations
@@ -83,8 +87,10 @@ class ReplaySource(ClosingSource):
             self._pacer.wait_for_next_frame()
         try:
             return next(self._frames)
-        except StopIteration:  # only after _play raised: keep failing the same way
-            raise CameraError(f"replay folder {self.folder} has no readable image") from None
+        except CameraError:
+            # The next read tries the files again: images that come back are shown again.
+            self._frames = self._play()
+            raise
 
     def close(self) -> None:
         self._closed = True
@@ -93,17 +99,20 @@ class ReplaySource(ClosingSource):
     def _play(self) -> Generator[Frame, None, None]:
         last_shape: tuple[int, ...] | None = None
         while True:
+            shown_in_pass = False
             for index, path in enumerate(self.paths):
                 image = read_grey(path)
                 if image is None:
                     continue
-                last_shape = image.shape
+                last_shape, shown_in_pass = image.shape, True
                 for shown in range(1, self.frames_per_image + 1):
                     if index == len(self.paths) - 1 and shown == self.frames_per_image:
                         self.exhausted = True
                     yield image
             self.exhausted = True  # also when the last files were unreadable
-            if last_shape is None:
+            if not shown_in_pass or last_shape is None:
+                # A whole pass without a frame: the camera stopped delivering. Failing here keeps
+                # a looping replay of vanished files from spinning for ever inside read().
                 raise CameraError(f"replay folder {self.folder} has no readable image")
             if not self.loop:
                 break

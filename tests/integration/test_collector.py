@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +378,117 @@ def test_collector_killed_before_its_commit_gets_the_event_again_from_the_broker
 
     wait_for(lambda: gate.acked_ids() == ["evt-00000001"], "the ack of the redelivered event")
     assert store.count_entries() == 1
+
+
+def test_collector_stamps_its_own_received_at_and_keeps_a_gates_order_despite_its_clock(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    collector_now = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+    start_collector(clock=lambda: collector_now)
+    gate_clock = datetime(2001, 1, 1, tzinfo=UTC)  # a Pi after a power cut, before NTP
+    events = [
+        make_event(
+            f"evt-unsync{seq:02d}",
+            seq=seq,
+            ts=gate_clock - timedelta(seconds=seq),
+            clock_synced=False,
+        )
+        for seq in range(1, 6)
+    ]
+
+    for event in events:
+        gate.send(event)
+
+    wait_for(lambda: store.count_entries() == 5, "the five events")
+    in_gate_order = list(store.device_events(DEVICE))
+    assert [entry.event for entry in in_gate_order] == events  # by seq, though ts runs back
+    assert {entry.received_at for entry in in_gate_order} == {collector_now}
+
+
+def test_dead_letters_are_counted_by_reason_in_the_store_and_the_counters(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    collector = start_collector()
+    markup_name = (
+        make_event("evt-bad00001").to_json().replace(b'"subject_name":"', b'"subject_name":"<b>')
+    )
+    payloads = [b"{", b"[]", b"[]", markup_name]
+
+    for payload in payloads:
+        gate.publish(Topic.EVENTS, payload)
+
+    wait_for(lambda: store.dead_letter_count() == 4, "four dead letters")
+    assert store.dead_letter_counts() == {"not_json": 1, "not_object": 2, "schema": 1}
+    assert collector.counters.dead_letter_reasons == store.dead_letter_counts()
+
+
+def too_large_event(event_id: str) -> bytes:
+    """A future gate's event beyond the size limit: its id first, as a gate writes it."""
+    padding = b"x" * MAX_MESSAGE_BYTES
+    return make_event(event_id).to_json()[:-1] + b',"padding":"' + padding + b'"}'
+
+
+TOO_LARGE = too_large_event("evt-huge0001")
+
+
+@pytest.mark.parametrize(
+    ("event_id", "payload", "reason", "detail_start"),
+    [
+        (
+            "evt-moved001",
+            make_event("evt-moved001", device_id="gate-99").to_json(),  # device_id changed
+            "device_mismatch",
+            "topic names 'gate-01', payload names 'gate-99'",
+        ),
+        (
+            "evt-newer001",
+            make_event("evt-newer001").to_json().replace(b'"in"', b'"sideways"'),  # newer gate
+            "schema",
+            "direction: ",
+        ),
+        ("evt-huge0001", TOO_LARGE, "too_large", f"{len(TOO_LARGE)} bytes > "),
+    ],
+    ids=["device-mismatch", "schema", "too-large"],
+)
+def test_refused_event_is_acked_as_rejected_to_the_topics_gate_and_dead_lettered_once(
+    broker: LocalBroker,
+    start_collector: Callable[..., Collector],
+    gate: Gate,
+    store: Store,
+    event_id: str,
+    payload: bytes,
+    reason: str,
+    detail_start: str,
+) -> None:
+    collector = start_collector()
+    named_in_payload = Gate(broker, "gate-99")
+    try:
+        for _ in range(3):  # sent, then resent twice: each time the gate hears why
+            gate.publish(Topic.EVENTS, payload)
+        gate.send(make_event("evt-good0001"))
+
+        wait_for(lambda: gate.acked_ids() == ["evt-good0001"], "the ack of the valid event")
+        assert named_in_payload.acks() == []  # only the topic's gate is ever answered
+    finally:
+        named_in_payload.close()
+    rejections = [rejection for ack in gate.acks() for rejection in ack.rejected]
+    assert [(r.event_id, r.reason) for r in rejections] == [(event_id, reason)] * 3
+    assert rejections[0].detail.startswith(detail_start)
+    [letter] = store.dead_letters()
+    assert (letter.reason, letter.repeats) == (reason, 2)
+    assert store.dead_letter_count() == 3
+    assert (collector.counters.dead_lettered, collector.counters.rejected) == (3, 3)
+
+
+def test_refused_payload_that_names_no_event_gets_no_rejection(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    start_collector()
+
+    gate.publish(Topic.EVENTS, b'{"event_id": "evt\\n0001", "seq": 1}')
+    gate.publish(Topic.EVENTS, b"{not json")
+    gate.send(make_event("evt-good0001"))
+
+    wait_for(lambda: gate.acked_ids() == ["evt-good0001"], "the ack of the valid event")
+    assert [ack.rejected for ack in gate.acks()] == [[]]
+    assert store.dead_letter_counts() == {"not_json": 1, "schema": 1}

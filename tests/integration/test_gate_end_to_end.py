@@ -134,6 +134,12 @@ def start_agent(tmp_path: Path, broker: LocalBroker) -> subprocess.Popen[bytes]:
     )
 
 
+def outbox_depth(watcher: Watcher, topic: str) -> int | None:
+    with watcher._lock:
+        payload = watcher.last.get(topic)
+    return None if payload is None else int(json.loads(payload)["outbox_depth"])
+
+
 def stored_names(store: Store) -> list[str]:
     return [entry.subject_name for entry in store.entries(device_id=DEVICE)]
 
@@ -145,8 +151,11 @@ def test_every_code_is_stored_once_with_exact_text_and_the_outbox_empties(
     agent = start_agent(tmp_path, broker)
     try:
         wait_until(lambda: collector.count_entries() >= len(PAYLOADS), 30, "all entries stored")
-        watcher = Watcher(broker, status_topic)  # subscribes late: must get the retained status
+        # Subscribes late: must still get the retained status.
+        watcher = Watcher(broker, f"gatescan/v1/devices/{DEVICE}/#")
         wait_until(lambda: watcher.state(status_topic) == "online", 5, "retained online status")
+        telemetry_topic = device_topic(DEVICE, Topic.TELEMETRY)
+        wait_until(lambda: outbox_depth(watcher, telemetry_topic) == 0, 10, "an empty outbox")
         watcher.close()
     finally:
         agent.send_signal(signal.SIGTERM)

@@ -24,7 +24,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device.journal import Journal
-from device.uplink import IN_FLIGHT_WINDOW, Uplink
+from device.uplink import BROKER_REFUSALS_BEFORE_REJECTING, IN_FLIGHT_WINDOW, Uplink
 from gatescan.broker import LocalBroker
 from protocol import (
     Ack,
@@ -38,6 +38,9 @@ from protocol import (
     VerdictStatus,
     device_topic,
 )
+from protocol.messages import Rejection
+from server.collector import Collector as RealCollector
+from server.store import Store
 
 DEVICE_ID = "gate-1"
 BOOT_ID = "boot-1"
@@ -60,14 +63,14 @@ def assert_stays(condition: Callable[[], bool], duration: float, what: str) -> N
         time.sleep(0.01)
 
 
-def record_events(journal: Journal, count: int) -> list[Event]:
+def record_events(journal: Journal, count: int, device_id: str = DEVICE_ID) -> list[Event]:
     events = []
     for _ in range(count):
         seq = journal.next_seq()
         digest = hashlib.sha256(f"code-{seq}".encode()).hexdigest()
         event = Event(
             event_id=uuid.uuid4().hex,
-            device_id=DEVICE_ID,
+            device_id=device_id,
             seq=seq,
             boot_id=BOOT_ID,
             ts=datetime.now(UTC),
@@ -517,6 +520,150 @@ def test_publish_refused_by_the_broker_is_logged_and_the_event_stays(
     )
     assert event.event_id in refusal
     assert journal.pending() == [event]
+
+
+def rejection_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.ERROR and "refused for good" in record.getMessage()
+    ]
+
+
+def test_event_the_collector_rejects_leaves_the_outbox_for_the_rejected_table(
+    uplinks: MakeUplink,
+    collectors: MakeCollector,
+    journal: Journal,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gatescan.uplink")
+    collector = collectors(acking=False)
+    uplink = online(uplinks(resend_after=0.3))
+    refused, kept = record_events(journal, 2)
+    uplink.event_recorded()
+    wait_until(lambda: len(collector.events) >= 2, 5, "both events")
+    rejection = Rejection(event_id=refused.event_id, reason="schema", detail="direction: new")
+
+    for _ in range(2):  # the collector answers each resend: the gate sets it aside once
+        collector.send_ack_payload(Ack(event_ids=[], rejected=[rejection]).to_json())
+
+    wait_until(lambda: journal.rejected_count() == 1, 5, "the event to be set aside")
+    assert journal.pending() == [kept]
+    [rejected] = journal.rejected()
+    assert (rejected.event, rejected.reason, rejected.detail) == (
+        refused,
+        "schema",
+        rejection.detail,
+    )
+    sends_so_far = collector.seen_ids().count(refused.event_id)
+    assert_stays(
+        lambda: collector.seen_ids().count(refused.event_id) == sends_so_far,
+        0.8,
+        "a rejected event was sent again",
+    )
+    [error] = rejection_errors(caplog)
+    assert refused.event_id in error and "schema (direction: new)" in error
+    assert uplink.in_flight == 1  # only the event still waiting for its ack
+
+
+def test_150_refused_events_do_not_stop_a_valid_event_recorded_after_them(
+    broker: LocalBroker, uplinks: MakeUplink, journal: Journal, tmp_path: Path
+) -> None:
+    # The gate's device_id was changed while its outbox held events that name the old one: the
+    # collector refuses each (device_mismatch). Without rejections they filled the window.
+    store = Store(tmp_path / "collector.db")
+    collector = RealCollector(broker_url=broker.url, store=store)
+    collector.start()
+    try:
+        assert collector.wait_until_subscribed(5)
+        refused = record_events(journal, 150, device_id="gate-old")
+        [valid] = record_events(journal, 1)
+        uplink = uplinks(resend_after=60)  # no resend timer helps: only the rejections can
+
+        wait_until(lambda: store.count_entries() == 1, 10, "the valid event to be stored")
+        wait_until(lambda: journal.pending() == [], 5, "the outbox to empty")
+    finally:
+        collector.stop()
+    assert [entry.event for entry in store.entries()] == [valid]
+    assert [r.event for r in journal.rejected()] == refused
+    assert {r.reason for r in journal.rejected()} == {"device_mismatch"}
+    assert store.dead_letter_counts() == {"device_mismatch": 150}
+    assert uplink.in_flight == 0
+
+
+def test_event_the_broker_keeps_refusing_is_set_aside_as_broker_refused(
+    tmp_path: Path, acl_dir: Path, journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gatescan.uplink")
+    acl = acl_dir / "acl"
+    acl.write_text(  # the gate may say it is online and read acks, but not send events
+        f"topic readwrite {device_topic(DEVICE_ID, Topic.STATUS)}\n"
+        f"topic read {device_topic(DEVICE_ID, Topic.ACK)}\n"
+    )
+    acl.chmod(0o644)
+    with LocalBroker(workdir=tmp_path / "strict", extra_config=f"acl_file {acl}\n") as strict:
+        uplink = Uplink(
+            device_id=DEVICE_ID,
+            broker_url=strict.url,
+            journal=journal,
+            version="1",
+            boot_id="b",
+            resend_after=0.1,
+        )
+        uplink.start()
+        try:
+            online(uplink)
+            [event] = record_events(journal, 1)
+            uplink.event_recorded()
+
+            wait_until(lambda: journal.rejected_count() == 1, 10, "the event to be set aside")
+        finally:
+            uplink.stop(timeout=2)
+    [rejected] = journal.rejected()
+    assert (rejected.event, rejected.reason) == (event, "broker_refused:0x87")
+    assert rejected.detail == "Not authorized"
+    assert journal.pending() == []
+    refusals = [r for r in caplog.records if "broker refused event" in r.getMessage()]
+    # Refused, kept and resent four times (loud once); the fifth refusal sets it aside.
+    assert len(refusals) == BROKER_REFUSALS_BEFORE_REJECTING - 1
+    assert [r.levelno for r in refusals][:2] == [logging.WARNING, logging.DEBUG]
+    assert [event.event_id in error for error in rejection_errors(caplog)] == [True]
+
+
+def test_event_beyond_the_brokers_packet_size_is_set_aside_and_the_next_one_delivered(
+    tmp_path: Path, journal: Journal
+) -> None:
+    # paho would send it anyway and the broker drop the link for it, after every reconnect.
+    with LocalBroker(workdir=tmp_path / "small", extra_config="max_packet_size 2000\n") as small:
+        collector = Collector(small, acking=True).start()
+        changes: list[bool] = []
+        uplink = Uplink(
+            device_id=DEVICE_ID,
+            broker_url=small.url,
+            journal=journal,
+            version="1",
+            boot_id="b",
+            on_connection_change=changes.append,
+        )
+        uplink.start()
+        try:
+            online(uplink)
+            [fits] = record_events(journal, 1)
+            seq = journal.next_seq()
+            too_big = fits.model_copy(update={"event_id": uuid.uuid4().hex, "seq": seq})
+            journal.record(too_big.model_copy(update={"code_text": "x" * 2000}))
+            [after] = record_events(journal, 1)
+            uplink.event_recorded()
+
+            wait_until(lambda: journal.pending() == [], 5, "the outbox to empty")
+            assert changes == [True]  # the link never dropped
+        finally:
+            uplink.stop(timeout=2)
+            collector.stop()
+    assert collector.seen_ids() == [fits.event_id, after.event_id]
+    [rejected] = journal.rejected()
+    assert (rejected.event.seq, rejected.reason) == (seq, "broker_refused:0x95")
+    assert rejected.detail.endswith("bytes > the broker's maximum packet size of 2000")
 
 
 @contextmanager

@@ -1,9 +1,15 @@
-"""Test helper: a sample Event factory, and (run as a program) a journal writer to be killed.
+"""Test helper: a sample Event factory, and (run as a program) writers to be killed.
 
     python -m tests.unit.journal_writer DATA_DIR HISTORY_MAX_ENTRIES
 
 opens the real Journal in DATA_DIR, prints `ready`, then records events for ever, printing each
-event_id (flushed) only after record() has returned. The crash test kills it with SIGKILL.
+event_id (flushed) only after record() has returned.
+
+    python -m tests.unit.journal_writer --compacting LOG_FILE WINDOW
+
+opens a TinyDB on the journal's storage at LOG_FILE, set to compact after EVERY write, prints
+`ready`, then for n = 1, 2, ... inserts document n and removes document n - WINDOW in one batch,
+printing n once the write (and its compaction) returned. The crash tests kill both with SIGKILL.
 """
 
 import hashlib
@@ -11,8 +17,12 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
+
+from tinydb.table import Document
 
 from device.journal import Journal
+from device.tinydb_storage import AppendLogStorage, open_log_db
 from protocol import CredentialType, Direction, Event, Reason, VerdictStatus
 
 
@@ -44,7 +54,31 @@ def make_event(
     )
 
 
+COMPACTING_TABLE = "docs"
+PADDING = "Nguyễn Văn An, Hà Nội"  # Vietnamese text, written and read back exactly
+
+
+def compacting_doc(n: int) -> dict[str, object]:
+    return {"n": n, "padding": PADDING}
+
+
+def compact_for_ever(path: Path, window: int) -> NoReturn:
+    with open_log_db(path, compact_ratio=1, compact_min_entries=0) as db:
+        storage, docs = db.storage, db.table(COMPACTING_TABLE)
+        assert isinstance(storage, AppendLogStorage)
+        n = max((doc.doc_id for doc in docs.all()), default=0)
+        print("ready", flush=True)
+        while True:
+            n += 1
+            with storage.batch():  # 2 entries over the live count: compacts every time
+                docs.insert(Document(compacting_doc(n), doc_id=n))
+                docs.remove(doc_ids=[n - window])
+            print(n, flush=True)
+
+
 def main(argv: list[str]) -> int:
+    if argv[0] == "--compacting":
+        compact_for_ever(Path(argv[1]), int(argv[2]))
     data_dir, history_max_entries = Path(argv[0]), int(argv[1])
     boot_id = uuid.uuid4().hex[:12]
     with Journal(data_dir, history_max_entries=history_max_entries) as journal:

@@ -17,6 +17,7 @@ from firmware_config import (
     device_id_for_hostname,
     load_config,
 )
+from firmware_config.schema import JournalConfig
 from protocol import BrokerAddress
 from protocol.verdicts import CredentialType, Direction
 
@@ -134,7 +135,7 @@ def test_example_configs_mention_every_setting(example: Path) -> None:
     text = example.read_text(encoding="utf-8")
     models = [GateConfig, Picamera2Camera, OpenCVCamera, ReplayCamera] + [
         GateConfig.model_fields[section].annotation
-        for section in ("decoder", "policy", "indicator", "mqtt")
+        for section in ("decoder", "policy", "indicator", "mqtt", "journal")
     ]
     separator = " =" if example.suffix == ".toml" else ":"
 
@@ -146,6 +147,24 @@ def test_example_configs_mention_every_setting(example: Path) -> None:
     ]
 
     assert missing == []
+
+
+def test_journal_section_sets_history_size_and_retention(tmp_path: Path) -> None:
+    defaults = load_config(env=NO_ENV).journal
+    toml_file = write(tmp_path, "gate.toml", "[journal]\nhistory_max_entries = 500\n")
+    yaml_file = write(tmp_path, "gate.yaml", "journal:\n  retention_days: 90\n")
+
+    assert (defaults.history_max_entries, defaults.retention_days) == (2000, 30)
+    assert load_config(toml_file, env=NO_ENV).journal == JournalConfig(history_max_entries=500)
+    assert load_config(yaml_file, env=NO_ENV).journal == JournalConfig(retention_days=90)
+
+
+def test_a_misspelt_journal_key_suggests_the_right_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "gate.toml", "[journal]\nretention = 7\n")
+
+    assert problems(path) == [
+        f"{path}: journal.retention: unknown key; did you mean 'retention_days'?"
+    ]
 
 
 def test_site_id_may_be_vietnamese(tmp_path: Path) -> None:
@@ -356,6 +375,11 @@ def test_a_wrong_choice_lists_the_choices_and_suggests_one(tmp_path: Path) -> No
         ('[policy]\naccept = ["raw", "raw"]', "policy.accept: 'raw' is listed twice"),
         ('mqtt = "mqtt://host"', "mqtt: expected a section of keys, got 'mqtt://host'"),
         ("[mqtt]\nkeepalive = 1", "mqtt.keepalive: must be at least 2, got 1"),
+        ("[journal]\nretention_days = 0", "journal.retention_days: must be at least 1, got 0"),
+        (
+            "[journal]\nhistory_max_entries = 2.5",
+            "journal.history_max_entries: expected a whole number, got 2.5",
+        ),
         ('[camera]\ntype = "replay"', "camera.folder: missing; this key is required"),
     ],
 )

@@ -82,6 +82,13 @@ def test_digest_and_length_are_of_the_exact_bytes() -> None:
         ("079203012345|272345678|Uy\u202eên|05061993|Nữ|Hà Nội|21042021", "control or format"),
         ("079203012345|272345678|Uy\x00ên|05061993|Nữ|Hà Nội|21042021", "control or format"),
         ("079203012345|272345678|Uyên|05061893|Nữ|Hà Nội|21042021", "before 1900"),
+        ("099203012345|272345678|Uyên|05061993|Nữ|Hà Nội|21042021", "no province code"),
+        ("000000000000|272345678|Uyên|05061993|Nữ|Hà Nội|21042021", "no province code"),
+        ("079203012345|272345678|<script>x</script>|05061993|Nữ|Hà Nội|21042021", "U+003C"),
+        ('079203012345|272345678|=HYPERLINK("x")|05061993|Nữ|Hà Nội|21042021', "U+003D"),
+        ("079203012345|272345678|Uyên 2|05061993|Nữ|Hà Nội|21042021", "U+0032"),
+        ("079203012345|272345678|Uyên|05061993|Nữ|Hà\nNội|21042021", "control or format"),
+        ("079203012345|272345678|Uyên|05061993|N\u2028ữ|Hà Nội|21042021", "control or format"),
     ],
 )
 def test_damaged_cards_are_rejected_as_invalid_with_a_reason(text: str, why: str) -> None:
@@ -117,11 +124,26 @@ def test_binary_code_is_raw_without_text() -> None:
     assert parsed.code_length == 9
 
 
+@pytest.mark.parametrize("name", ["H'Hen Niê", "Y-Ngông Niê Kdăm", "Ksor H’Ble", "Lê Văn A."])
+def test_names_with_apostrophes_hyphens_and_full_stops_are_kept(name: str) -> None:
+    text = f"079203012345|272345678|{name}|05061993|Nữ|Đắk Lắk|21042021"
+    assert cccd(text).subject_name == name
+
+
+def test_a_rejection_quotes_the_card_on_one_printable_line() -> None:
+    rejection = rejected("079203012345|27234\r\nINFO ok|Uyên|05061993|Nữ|Hà Nội|21042021")
+
+    assert rejection.detail.isprintable()
+    assert "\\r\\n" in rejection.detail  # shown as escapes, so the reason is still readable
+
+
 @given(st.binary(max_size=2953))
 def test_any_bytes_give_a_credential_or_a_rejection(data: bytes) -> None:
     parsed = parse_credential(data)
     assert isinstance(parsed, Credential | Rejection)
     assert parsed.code_length == len(data)
+    if isinstance(parsed, Rejection):
+        assert parsed.detail.isprintable()
 
 
 @given(st.text(max_size=300))

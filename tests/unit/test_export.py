@@ -40,6 +40,18 @@ def make_event(event_id: str, **fields: Any) -> Event:
     return Event.model_validate(values)
 
 
+def raw_event(event_id: str, code_text: str, **fields: Any) -> Event:
+    """A raw (non-CCCD) code whose text the site keeps: the one field that holds any text."""
+    digest = "cd" * 32
+    raw = {
+        "credential_type": "raw",
+        "subject_id": digest,
+        "subject_name": "",
+        "code_sha256": digest,
+    }
+    return make_event(event_id, code_text=code_text, **{**raw, **fields})
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "gatescan.db")
@@ -50,7 +62,7 @@ def read_csv(data: bytes) -> list[dict[str, str]]:
 
 
 def test_jsonl_writes_one_object_per_entry_with_every_event_field(store: Store) -> None:
-    events = [make_event("evt-00000001"), make_event("evt-00000002", code_text="Xin chào")]
+    events = [make_event("evt-00000001"), raw_event("evt-00000002", "Xin chào")]
     store.add_events(events, RECEIVED)
     out = io.BytesIO()
 
@@ -66,21 +78,23 @@ def test_jsonl_writes_one_object_per_entry_with_every_event_field(store: Store) 
 
 
 def test_csv_starts_with_a_bom_and_round_trips_vietnamese(store: Store) -> None:
-    store.add_events([make_event("evt-00000001", code_text="Số 5, phố Huế")], RECEIVED)
+    store.add_events(
+        [make_event("evt-00000001"), raw_event("evt-00000002", "Số 5, phố Huế")], RECEIVED
+    )
     out = io.BytesIO()
 
     count = export_entries(store, "csv", out)
 
     data = out.getvalue()
     assert data.startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 only when told so by a BOM
-    [row] = read_csv(data)
-    assert count == 1
-    assert list(row) == list(FIELDS)
-    assert row["subject_name"] == NAME
-    assert row["site_id"] == "Trường THPT Chu Văn An"
-    assert row["code_text"] == "Số 5, phố Huế"
-    assert row["clock_synced"] == "true"
-    assert row["ts"] == "2025-03-01T01:00:00Z"
+    card, raw = read_csv(data)
+    assert count == 2
+    assert list(card) == list(FIELDS)
+    assert card["subject_name"] == NAME
+    assert card["site_id"] == "Trường THPT Chu Văn An"
+    assert raw["code_text"] == "Số 5, phố Huế"
+    assert card["clock_synced"] == "true"
+    assert card["ts"] == "2025-03-01T01:00:00Z"
 
 
 @pytest.mark.parametrize(
@@ -88,15 +102,20 @@ def test_csv_starts_with_a_bom_and_round_trips_vietnamese(store: Store) -> None:
     ['=HYPERLINK("http://x.example","bấm")', "+84 912", "-1+1", "@SUM(A1)", "\tTab", "\rCR"],
 )
 def test_csv_defuses_cells_excel_would_run_as_formulas(store: Store, dangerous: str) -> None:
-    store.add_events([make_event("evt-00000001", subject_name=dangerous)], RECEIVED)
+    # A raw code's text may hold a formula, markup or a line break (a name may not: the protocol
+    # refuses them), and a site id any printable text: stored as data, defused on the way out.
+    code_text = dangerous + "\n<script>alert(1)</script>"
+    site_id = dangerous if dangerous.isprintable() else "site"  # a label holds no TAB or CR
+    store.add_events([raw_event("evt-00000001", code_text, site_id=site_id)], RECEIVED)
     csv_out, jsonl_out = io.BytesIO(), io.BytesIO()
 
     export_entries(store, "csv", csv_out)
     export_entries(store, "jsonl", jsonl_out)
 
     [row] = read_csv(csv_out.getvalue())
-    assert row["subject_name"] == "'" + dangerous
-    assert json.loads(jsonl_out.getvalue())["subject_name"] == dangerous  # data, not a sheet
+    assert row["code_text"] == "'" + code_text
+    assert row["site_id"] == ("'" + dangerous if site_id == dangerous else "site")
+    assert json.loads(jsonl_out.getvalue())["code_text"] == code_text  # data, not a sheet
 
 
 def test_export_filters_by_time_and_device_and_counts_what_it_wrote(store: Store) -> None:

@@ -18,12 +18,12 @@ from device.indicator import (
     IndicatorState,
     Output,
     TeeIndicator,
-    TerminalIndicator,
     duration,
     step,
     verdict_pattern,
     with_output_for,
 )
+from device.terminal_indicator import TerminalIndicator
 from protocol.verdicts import VerdictStatus
 
 GREEN, RED, BUZZER, RELAY = 17, 27, 22, 23
@@ -294,38 +294,7 @@ def test_every_verdict_pattern_has_the_documented_length() -> None:
     assert not any(Output.RELAY in s.on for s in DENIED_PATTERN)
 
 
-# --- terminal and tee ----------------------------------------------------------------------
-
-
-def test_terminal_shows_each_verdict_as_one_coloured_line() -> None:
-    out = io.StringIO()
-    terminal = TerminalIndicator(out)
-    for status in (VerdictStatus.RECORDED, VerdictStatus.GRANTED, VerdictStatus.DENIED):
-        terminal.show(status)
-    assert out.getvalue().splitlines() == [
-        "\x1b[32m●\x1b[0m RECORDED",
-        "\x1b[32m●\x1b[0m GRANTED",
-        "\x1b[31m●\x1b[0m DENIED",
-    ]
-
-
-def test_terminal_without_colour_writes_plain_text_and_each_state_once() -> None:
-    out = io.StringIO()
-    terminal = TerminalIndicator(out, color=False)
-    terminal.set_state(IndicatorState.OFFLINE)
-    terminal.set_state(IndicatorState.OFFLINE)
-    terminal.show(VerdictStatus.DENIED)
-    terminal.set_state(IndicatorState.FAULT)
-    lines = out.getvalue().splitlines()
-    assert lines[0].startswith("○ offline")
-    assert lines[1:] == ["● DENIED", "● fault: see the gate's log"]
-    assert "\x1b" not in out.getvalue()
-
-
-def test_terminal_dims_the_offline_line() -> None:
-    out = io.StringIO()
-    TerminalIndicator(out).set_state(IndicatorState.OFFLINE)
-    assert out.getvalue().startswith("\x1b[2m○ offline") and out.getvalue().endswith("\x1b[0m\n")
+# --- tee ----------------------------------------------------------------------
 
 
 def test_tee_forwards_to_every_indicator_even_when_one_fails() -> None:
@@ -345,6 +314,6 @@ def test_tee_forwards_to_every_indicator_even_when_one_fails() -> None:
     with pytest.raises(BrokenPipeError):
         tee.show(VerdictStatus.RECORDED)
     assert factory.pin(17).state, "the LED lit although the first indicator failed"
-    assert out.getvalue() == "● RECORDED\n"
+    assert out.getvalue() == "● RECORDED  green 0.5 s, 1 beep\n"
     tee.close()
     assert not factory.pin(17).state

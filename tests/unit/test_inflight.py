@@ -65,7 +65,7 @@ def test_an_acknowledged_event_frees_room_for_the_next_one() -> None:
     window = InFlightWindow(size=3, resend_after=RESEND_AFTER)
     publish_due(window, outbox(range(1, 6)), now=0.0)
 
-    window.acknowledged([eid(2)])
+    window.settled([eid(2)])
 
     assert len(window) == 2
     assert publish_due(window, outbox([1, 3, 4, 5]), now=1.0) == [eid(4)]
@@ -176,3 +176,60 @@ def test_an_empty_outbox_empties_the_window() -> None:
 
     assert window.due([], 1.0, limit=PAGE) == []
     assert len(window) == 0
+
+
+def test_broker_refusals_of_an_event_are_counted_in_a_row_across_reconnects() -> None:
+    window = InFlightWindow(size=3, resend_after=RESEND_AFTER)
+    pending = outbox([1])
+    publish_due(window, pending, now=0.0)
+    assert window.broker_answered(1, refused=True) == eid(1)
+
+    window.connection_lost()  # the refused event is forgotten for resending, not its refusals
+    window.reconnected(now=1.0)
+    window.published(eid(1), 1, mid=2, now=1.0)
+    window.broker_answered(2, refused=True)
+
+    assert window.refusals(eid(1)) == 2
+    assert window.refusals(eid(2)) == 0
+
+
+def test_a_publish_the_broker_accepts_resets_the_refusals() -> None:
+    window = InFlightWindow(size=3, resend_after=RESEND_AFTER)
+    window.published(eid(1), 1, mid=1, now=0.0)
+    window.broker_answered(1, refused=True)
+
+    window.published(eid(1), 1, mid=2, now=10.0)
+    window.broker_answered(2)
+
+    assert window.refusals(eid(1)) == 0
+
+
+def test_a_refusal_answering_another_message_counts_for_no_event() -> None:
+    window = InFlightWindow(size=3, resend_after=RESEND_AFTER)
+    window.published(eid(1), 1, mid=1, now=0.0)
+
+    assert window.broker_answered(99, refused=True) is None  # e.g. the status publish
+
+    assert window.refusals(eid(1)) == 0
+
+
+def test_a_settled_event_frees_its_room_and_forgets_its_refusals() -> None:
+    window = InFlightWindow(size=2, resend_after=RESEND_AFTER)
+    publish_due(window, outbox([1, 2, 3]), now=0.0)
+    window.broker_answered(1, refused=True)
+
+    window.settled([eid(1)])  # set aside as rejected: it left the outbox
+
+    assert window.refusals(eid(1)) == 0
+    assert publish_due(window, outbox([2, 3]), now=1.0) == [eid(3)]
+
+
+def test_refusals_of_events_gone_from_a_complete_outbox_are_forgotten() -> None:
+    window = InFlightWindow(size=2, resend_after=RESEND_AFTER)
+    publish_due(window, outbox([1]), now=0.0)
+    window.broker_answered(1, refused=True)
+    window.connection_lost()  # forgotten for resending; only its refusal count is left
+
+    window.due(outbox([2]), 1.0, limit=PAGE)  # event 1 left the outbox by another path
+
+    assert window.refusals(eid(1)) == 0

@@ -1,20 +1,32 @@
 """The journal on real files: outbox, seq, daily history segments, acks, threads, full disk,
-corrupt files. The only fake is the disk's write call (FlakyDisk), to simulate ENOSPC."""
+damaged files, retention, and its append-only storage on its own. The only fakes are the disk's
+write call (FlakyDisk), to simulate ENOSPC, and a clock set by the test (to date the purge)."""
 
 import errno
-import json
+import logging
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tinydb import TinyDB
+from tinydb.storages import MemoryStorage
+from tinydb.table import Document
 
 from device.journal import Journal, JournalError
-from device.tinydb_storage import AtomicJSONStorage, write_fully
+from device.tinydb_storage import (
+    AppendLogStorage,
+    Tables,
+    encode_line,
+    open_log_db,
+    replay,
+    write_fully,
+)
 from protocol import Event
+from protocol.messages import Rejection
 from tests.unit.journal_writer import make_event
 
 DAY = date(2026, 11, 26)
@@ -61,6 +73,19 @@ def _ids(events: list[Event]) -> list[str]:
 
 def _history_files(data_dir: Path) -> list[str]:
     return sorted(p.name for p in (data_dir / "journal" / "history").iterdir())
+
+
+def _stored(path: Path) -> Tables:
+    """What a log file holds, read without the storage (no repairs, no side effects)."""
+    return replay(path.read_bytes()).state
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _set_aside(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.corrupt-*"))
 
 
 # --- outbox, acks, seq -------------------------------------------------------------------------
@@ -137,9 +162,37 @@ def test_record_refuses_a_seq_already_used(journal: Journal) -> None:
 def test_outbox_file_holds_only_unacknowledged_events(tmp_path: Path, journal: Journal) -> None:
     ids = [_record(journal) for _ in range(10)]
     journal.acknowledge(ids[:9])
-    stored = json.loads((tmp_path / "journal" / "outbox.json").read_bytes())
+    stored = _stored(tmp_path / "journal" / "outbox.log")
     assert [doc["event_id"] for doc in stored["events"].values()] == ids[9:]
     assert stored["meta"] == {"1": {"last_seq": 10}}
+
+
+def test_each_record_appends_one_line_to_the_outbox_and_one_to_the_history(
+    tmp_path: Path, journal: Journal
+) -> None:
+    outbox = tmp_path / "journal" / "outbox.log"
+    segment = tmp_path / "journal" / "history" / "2026-11-26.0001.log"
+    _record(journal)
+    before = (_lines(outbox), _lines(segment))
+    event_id = _record(journal)
+    assert _lines(outbox)[:-1] == before[0] and _lines(segment)[:-1] == before[1]
+    assert event_id.encode() in _lines(outbox)[-1] and b'"last_seq":2' in _lines(outbox)[-1]
+    journal.acknowledge([event_id])
+    assert _lines(outbox)[-1].endswith(b' {"events":{"2":null}}\n')
+
+
+def test_outbox_log_is_compacted_as_events_are_acknowledged(
+    tmp_path: Path, journal: Journal
+) -> None:
+    for _ in range(400):  # 3 entries per event (event, counter, ack): over 1,000 entries
+        journal.acknowledge([_record(journal)])
+    kept = _record(journal)
+    outbox = tmp_path / "journal" / "outbox.log"
+    assert len(_lines(outbox)) < 400  # far fewer than the 801 writes: it was rewritten
+    journal = _reopen(journal, tmp_path)
+    assert _ids(journal.pending()) == [kept]
+    assert journal.next_seq() == 402
+    journal.close()
 
 
 def test_closed_journal_refuses_use(journal: Journal) -> None:
@@ -169,18 +222,18 @@ def test_history_is_split_per_utc_day(tmp_path: Path, journal: Journal) -> None:
     assert _ids(journal.history(DAY - timedelta(days=1))) == before
     assert _ids(journal.history(DAY)) == after
     assert journal.history(DAY + timedelta(days=1)) == []
-    assert _history_files(tmp_path) == ["2026-11-25.0001.json", "2026-11-26.0001.json"]
+    assert _history_files(tmp_path) == ["2026-11-25.0001.log", "2026-11-26.0001.log"]
 
 
 def test_history_rolls_over_to_a_new_segment_when_full(tmp_path: Path) -> None:
     journal = Journal(tmp_path, history_max_entries=3)
     ids = [_record(journal) for _ in range(7)]
-    assert _history_files(tmp_path) == [f"2026-11-26.000{n}.json" for n in (1, 2, 3)]
+    assert _history_files(tmp_path) == [f"2026-11-26.000{n}.log" for n in (1, 2, 3)]
     journal = _reopen(journal, tmp_path, history_max_entries=3)
     ids += [_record(journal) for _ in range(3)]  # fills segment 3, then starts segment 4
-    assert _history_files(tmp_path)[-1] == "2026-11-26.0004.json"
+    assert _history_files(tmp_path)[-1] == "2026-11-26.0004.log"
     assert _ids(journal.history(DAY)) == ids
-    segment = json.loads((tmp_path / "journal" / "history" / "2026-11-26.0003.json").read_bytes())
+    segment = _stored(tmp_path / "journal" / "history" / "2026-11-26.0003.log")
     assert len(segment["events"]) == 3
     journal.close()
 
@@ -228,12 +281,12 @@ def test_full_disk_on_outbox_write_leaves_event_unrecorded(tmp_path: Path) -> No
     disk = FlakyDisk()
     journal = Journal(tmp_path, writer=disk.write)
     kept = _record(journal)
-    outbox_before = (tmp_path / "journal" / "outbox.json").read_bytes()
+    outbox_before = (tmp_path / "journal" / "outbox.log").read_bytes()
     disk.full = True
     with pytest.raises(JournalError) as raised:
         _record(journal)
     assert raised.value.errno == errno.ENOSPC
-    assert (tmp_path / "journal" / "outbox.json").read_bytes() == outbox_before
+    assert (tmp_path / "journal" / "outbox.log").read_bytes() == outbox_before  # half line cut off
     assert _ids(journal.pending()) == [kept]
     assert _ids(journal.history(DAY)) == [kept]
     assert journal.next_seq() == 2
@@ -294,39 +347,75 @@ def test_event_stuck_in_outbox_by_a_double_fault_is_added_to_history_on_open(
 # --- damaged files -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "damage",
-    ['{"events": {"1": {"event_id": "ev-trunc', "", "[1, 2, 3]", '{"events": {"x": 1}}'],
-    ids=["truncated", "empty", "not-an-object", "not-tinydb"],
-)
-def test_corrupt_outbox_is_set_aside_and_seq_is_not_reused(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+def _with_checksum(payload: bytes) -> bytes:
+    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+DAMAGES = {
+    "bit-flip": lambda line: line.replace(b"Nguy", b"Ngux", 1),
+    "garbage": lambda line: b"\x00\xff garbage\n",
+    "right-checksum-wrong-shape": lambda line: _with_checksum(b"[1, 2, 3]"),
+}
+
+
+@pytest.mark.parametrize("damaged_line", [2, 3], ids=["middle-line", "last-line"])
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_outbox_line_keeps_the_rest_aside_and_seq_is_not_reused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str, damaged_line: int
 ) -> None:
     journal = Journal(tmp_path)
     ids = [_record(journal) for _ in range(3)]
     journal.close()
-    outbox = tmp_path / "journal" / "outbox.json"
-    outbox.write_text(damage)
+    outbox = tmp_path / "journal" / "outbox.log"
+    lines = _lines(outbox)
+    lines[damaged_line - 1] = DAMAGES[damage](lines[damaged_line - 1])
+    outbox.write_bytes(b"".join(lines))
     journal = Journal(tmp_path)
-    assert "corrupt" in caplog.text
-    set_aside = list(outbox.parent.glob("outbox.json.corrupt-*"))
-    assert [p.read_text() for p in set_aside] == [damage]
-    assert journal.pending() == []
-    assert journal.next_seq() == 4  # recovered from the history
+    assert f"line {damaged_line} is damaged" in caplog.text
+    [kept_aside] = _set_aside(outbox.parent)
+    assert kept_aside.read_bytes() == b"".join(lines[damaged_line - 1 :])
+    assert outbox.read_bytes() == b"".join(lines[: damaged_line - 1])  # cut back to good lines
+    assert _ids(journal.pending()) == ids[: damaged_line - 1]
+    assert journal.next_seq() == 4  # the counter in the lost lines is recovered from the history
     assert _ids(journal.history(DAY)) == ids
-    _record(journal)
+    later = _record(journal)
+    journal = _reopen(journal, tmp_path)
+    assert _ids(journal.pending()) == [*ids[: damaged_line - 1], later]
+    assert len(_set_aside(outbox.parent)) == 1  # nothing new was found damaged
     journal.close()
 
 
-def test_corrupt_history_segment_is_set_aside_and_refilled_from_outbox(tmp_path: Path) -> None:
+def test_torn_last_line_from_a_killed_write_is_ignored_and_cut_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal(tmp_path)
+    ids = [_record(journal) for _ in range(2)]
+    journal.close()
+    outbox = tmp_path / "journal" / "outbox.log"
+    whole = outbox.read_bytes()
+    outbox.write_bytes(whole + _with_checksum(b'{"events":{"3":{"event_id":"ev-x"}}}')[:30])
+    journal = Journal(tmp_path)
+    assert "ignored an incomplete last write (30 bytes)" in caplog.text
+    assert _ids(journal.pending()) == ids
+    assert journal.next_seq() == 3
+    later = _record(journal)
+    after = outbox.read_bytes()
+    assert after.startswith(whole) and replay(after).good_end == len(after)  # torn bytes gone
+    journal = _reopen(journal, tmp_path)
+    assert _ids(journal.pending()) == [*ids, later]
+    assert _set_aside(outbox.parent) == []
+    journal.close()
+
+
+def test_damaged_history_segment_is_set_aside_and_refilled_from_outbox(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.acknowledge([_record(journal)])
     still_pending = _record(journal)
     journal.close()
-    segment = tmp_path / "journal" / "history" / "2026-11-26.0001.json"
-    segment.write_bytes(b"\x00\xff garbage")
+    segment = tmp_path / "journal" / "history" / "2026-11-26.0001.log"
+    segment.write_bytes(b"\x00\xff garbage\n")
     journal = Journal(tmp_path)
-    assert len(list(segment.parent.glob("2026-11-26.0001.json.corrupt-*"))) == 1
+    assert len(list(segment.parent.glob("2026-11-26.0001.log.corrupt-*"))) == 1
     assert _ids(journal.history(DAY)) == [still_pending]  # the acknowledged one is gone
     event_id = _record(journal)
     assert _ids(journal.history(DAY)) == [still_pending, event_id]
@@ -337,16 +426,14 @@ def test_invalid_outbox_entry_is_dropped_and_the_original_kept(tmp_path: Path) -
     journal = Journal(tmp_path)
     good, bad = _record(journal), _record(journal)
     journal.close()
-    outbox = tmp_path / "journal" / "outbox.json"
-    stored = json.loads(outbox.read_bytes())
-    stored["events"]["2"]["status"] = "waved through"
-    outbox.write_text(json.dumps(stored))
+    outbox = tmp_path / "journal" / "outbox.log"
+    tampered = _stored(outbox)["events"]["2"] | {"status": "waved through"}
+    outbox.write_bytes(outbox.read_bytes() + encode_line({"events": {"2": tampered}}))
     journal = Journal(tmp_path)
     assert _ids(journal.pending()) == [good]
     assert journal.next_seq() == 3
-    assert (
-        bad in outbox.with_name(next(outbox.parent.glob("outbox.json.corrupt-*")).name).read_text()
-    )
+    [original] = _set_aside(outbox.parent)
+    assert bad in original.read_text() and "waved through" in original.read_text()
     journal.close()
 
 
@@ -355,47 +442,260 @@ def test_stray_temp_file_from_a_killed_write_is_removed_on_open(tmp_path: Path) 
     event_id = _record(journal)
     journal.close()
     strays = [
-        tmp_path / "journal" / ".outbox.json.k1ll3d.tmp",
-        tmp_path / "journal" / "history" / ".2026-11-26.0001.json.k1ll3d.tmp",
+        tmp_path / "journal" / ".outbox.log.k1ll3d.tmp",
+        tmp_path / "journal" / "history" / ".2026-11-26.0001.log.k1ll3d.tmp",
     ]
     for stray in strays:
-        stray.write_text('{"events": {"9": ')
+        stray.write_text('0badc0de {"events": {"9": ')
     journal = Journal(tmp_path)
     assert not [stray for stray in strays if stray.exists()]
     assert _ids(journal.pending()) == [event_id]
     journal.close()
 
 
+# --- retention ---------------------------------------------------------------------------------
+
+
+class SetClock:
+    """A clock the test moves by hand (the journal only asks it for the date)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def is_synced(self) -> bool:
+        return True
+
+
+def test_history_past_the_retention_is_deleted_at_open_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = SetClock(datetime(2026, 11, 3, 12, tzinfo=UTC))
+    journal = Journal(tmp_path, clock=clock, retention_days=30)
+    first_day = _record(journal, datetime(2026, 11, 1, 12, tzinfo=UTC))  # never acknowledged
+    acked = [_record(journal, datetime(2026, 11, day, 12, tzinfo=UTC)) for day in (2, 3)]
+    journal.acknowledge(acked)
+    journal.close()
+    history = tmp_path / "journal" / "history"
+    (history / "2026-11-01.0001.log.corrupt-20261101T120000Z").write_bytes(b"damaged\n")
+    (history / "README.txt").write_text("not a history file")
+    clock.current = datetime(2026, 12, 3, 0, 30, tzinfo=UTC)  # Nov 3 is 30 days ago: kept
+    with caplog.at_level(logging.INFO, logger="device.journal"):
+        journal = Journal(tmp_path, clock=clock, retention_days=30)
+    assert _history_files(tmp_path) == ["2026-11-03.0001.log", "README.txt"]
+    assert "deleted the history of 2026-11-01, 2026-11-02 (retention: 30 days)" in caplog.text
+    assert _ids(journal.pending()) == [first_day]  # the outbox is never purged...
+    assert journal.history(date(2026, 11, 1)) == []  # ...nor refilled into expired history
+    journal.close()
+
+
+def test_history_is_purged_on_the_first_record_of_each_day(tmp_path: Path) -> None:
+    clock = SetClock(datetime(2026, 11, 2, 12, tzinfo=UTC))
+    journal = Journal(tmp_path, clock=clock, retention_days=30)
+    _record(journal, datetime(2026, 11, 1, 12, tzinfo=UTC))
+    clock.current = datetime(2026, 12, 2, 8, tzinfo=UTC)  # Nov 1 is now past the retention
+    assert "2026-11-01.0001.log" in _history_files(tmp_path)  # nothing purges between records
+    _record(journal, clock.current)
+    assert _history_files(tmp_path) == ["2026-12-02.0001.log"]
+    _record(journal, datetime(2026, 11, 1, 13, tzinfo=UTC))  # a late event for an expired day
+    _record(journal, clock.current)
+    assert "2026-11-01.0001.log" in _history_files(tmp_path)  # the day's purge already ran
+    clock.current += timedelta(days=1)
+    _record(journal, clock.current)
+    assert _history_files(tmp_path) == ["2026-12-02.0001.log", "2026-12-03.0001.log"]
+    journal.close()
+
+
+def test_journal_refuses_limits_below_one(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="history_max_entries"):
+        Journal(tmp_path, history_max_entries=0)
+    with pytest.raises(ValueError, match="retention_days"):
+        Journal(tmp_path, retention_days=0)
+
+
 # --- the storage on its own --------------------------------------------------------------------
 
 
-def test_storage_reads_none_for_a_missing_file(tmp_path: Path) -> None:
-    assert AtomicJSONStorage(tmp_path / "absent.json").read() is None
+def test_storage_reads_none_for_a_missing_file_and_creates_nothing(tmp_path: Path) -> None:
+    assert AppendLogStorage(tmp_path / "absent.log").read() is None
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_storage_writes_what_json_would_after_inserts_and_removes(tmp_path: Path) -> None:
-    path = tmp_path / "db.json"
-    storage = AtomicJSONStorage(path, append_only_tables={"events"})
-    docs: dict[str, Any] = {str(n): {"n": n, "name": "Nguyễn"} for n in range(1, 6)}
-    storage.write({"events": dict(docs), "meta": {"1": {"last": 5}}})
-    del docs["2"]
-    docs["6"] = {"n": 6, "name": "Trần"}
-    state: dict[str, dict[str, Any]] = {"events": dict(docs), "meta": {"1": {"last": 6}}}
-    storage.write(state)
-    assert json.loads(path.read_bytes()) == state
-    state["meta"]["1"]["last"] = 7  # other tables may change a document in place
-    storage.write(state)
-    assert json.loads(path.read_bytes()) == state
-    assert AtomicJSONStorage(path).read() == state
+def _same_operations(db: TinyDB) -> None:
+    """A tour of TinyDB's table API, each call a write the storage must get right."""
+    people, other = db.table("people"), db.table("other")
+    people.insert_multiple({"name": name, "n": n} for n, name in enumerate(["An", "Bình", "Chi"]))
+    people.insert(Document({"name": "Dũng", "n": 9}, doc_id=10))
+    people.update({"n": 5}, doc_ids=[2])
+    people.update(lambda doc: doc.update(seen=True), lambda doc: doc["n"] > 4)
+    people.upsert(Document({"n": 0, "new": 1}, doc_id=1))
+    people.remove(lambda doc: doc["name"] == "Chi")
+    people.remove(doc_ids=[99])  # not there: nothing to write
+    other.insert({"x": [1, {"y": None}]})
+    other.truncate()
+    db.table("dropped").insert({"gone": True})
+    db.drop_table("dropped")
 
 
-def test_storage_failed_write_keeps_the_old_file_and_rereads_it(tmp_path: Path) -> None:
+def test_storage_after_tinydb_operations_reads_back_what_memory_holds(tmp_path: Path) -> None:
+    in_memory = TinyDB(storage=MemoryStorage)
+    _same_operations(in_memory)
+    with open_log_db(tmp_path / "db.log") as on_disk:
+        _same_operations(on_disk)
+        assert on_disk.storage.read() == in_memory.storage.read()
+    with open_log_db(tmp_path / "db.log") as reopened:
+        assert reopened.storage.read() == in_memory.storage.read()
+
+
+def test_storage_batch_is_one_line_and_a_failed_batch_is_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "db.log"
+    with open_log_db(path) as db:
+        storage = db.storage
+        assert isinstance(storage, AppendLogStorage)
+        with storage.batch():
+            db.table("t").insert({"v": 1})
+            db.table("meta").insert({"last": 1})
+        assert len(_lines(path)) == 1
+        with pytest.raises(RuntimeError), storage.batch():
+            db.table("t").insert({"v": 2})
+            raise RuntimeError("the caller gave up")
+        assert db.table("t").all() == [{"v": 1}]
+    assert _stored(path) == {"t": {"1": {"v": 1}}, "meta": {"1": {"last": 1}}}
+
+
+def test_storage_failed_append_cuts_its_half_line_off(tmp_path: Path) -> None:
     disk = FlakyDisk()
-    path = tmp_path / "db.json"
-    storage = AtomicJSONStorage(path, writer=disk.write)
-    storage.write({"t": {"1": {"v": 1}}})
+    path = tmp_path / "db.log"
+    with open_log_db(path, writer=disk.write) as db:
+        db.table("t").insert({"v": 1})
+        before = path.read_bytes()
+        disk.full = True
+        with pytest.raises(OSError, match="No space"):
+            db.table("t").insert({"v": 2})
+        assert path.read_bytes() == before
+        assert db.table("t").all() == [{"v": 1}]  # memory forgot the failed write
+        disk.full = False
+        db.table("t").insert({"v": 3})
+    assert list(_stored(path)["t"].values()) == [{"v": 1}, {"v": 3}]
+
+
+def test_storage_compacts_the_log_into_its_live_state(tmp_path: Path) -> None:
+    path = tmp_path / "db.log"
+    with open_log_db(path, compact_ratio=2, compact_min_entries=10) as db:
+        table = db.table("t")
+        ids = [table.insert({"v": v}) for v in range(10)]
+        assert len(_lines(path)) == 10  # 10 entries: not over the minimum
+        table.remove(doc_ids=ids[:8])  # 18 entries for 2 live documents
+        assert _lines(path) == [encode_line({"t": {"9": {"v": 8}, "10": {"v": 9}}})]
+        table.insert({"v": 10})
+        state = db.storage.read()
+    assert len(_lines(path)) == 2
+    assert _stored(path) == state == {"t": {"9": {"v": 8}, "10": {"v": 9}, "11": {"v": 10}}}
+
+
+def test_storage_failed_compaction_keeps_the_log_and_the_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = FlakyDisk()
+    path = tmp_path / "db.log"
+    with open_log_db(path, writer=disk.write, compact_ratio=1, compact_min_entries=2) as db:
+        table = db.table("t")
+        table.insert_multiple([{"v": 1}, {"v": 2}])
+        disk.script = [True, False]  # the append fits, the compacted copy does not
+        table.remove(doc_ids=[1])
+        assert "could not compact" in caplog.text
+        assert table.all() == [{"v": 2}]
+    assert [p.name for p in tmp_path.iterdir()] == ["db.log"]  # no temp file left behind
+    assert len(_lines(path)) == 2
+    assert _stored(path) == {"t": {"2": {"v": 2}}}
+
+
+# --- rejected events ---------------------------------------------------------------------------
+
+
+def _rejection(event_id: str, reason: str = "device_mismatch") -> Rejection:
+    return Rejection(event_id=event_id, reason=reason, detail="topic names 'gate-02'")
+
+
+def test_reject_moves_events_from_the_outbox_to_the_rejected_table_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path, clock=SetClock(NOON))
+    refused, kept = _record(journal), _record(journal)
+
+    moved = journal.reject([_rejection(refused)])
+
+    assert moved == [_rejection(refused)]
+    assert _ids(journal.pending()) == [kept]
+    assert journal.outbox_depth() == 1
+    [rejected] = journal.rejected()
+    assert (rejected.event.event_id, rejected.event.seq) == (refused, 1)
+    assert (rejected.reason, rejected.detail, rejected.rejected_at) == (
+        "device_mismatch",
+        "topic names 'gate-02'",
+        NOON,
+    )
+    assert journal.rejected_count() == 1
+    assert _ids(journal.history(DAY)) == [refused, kept]  # the history keeps what was recorded
+    journal.close()
+
+
+def test_rejected_events_stay_set_aside_after_reopening_and_seq_is_not_reused(
+    tmp_path: Path, journal: Journal
+) -> None:
+    refused = [_record(journal) for _ in range(3)]
+    journal.reject([_rejection(event_id, "schema") for event_id in refused])
+
+    journal = _reopen(journal, tmp_path)
+
+    assert journal.pending() == []
+    assert [r.event.event_id for r in journal.rejected()] == refused
+    assert journal.rejected_count() == 3
+    assert journal.next_seq() == 4
+    journal.close()
+
+
+def test_reject_ignores_events_no_longer_in_the_outbox(journal: Journal) -> None:
+    acked, refused = _record(journal), _record(journal)
+    journal.acknowledge([acked])
+    journal.reject([_rejection(refused)])
+
+    # An ack that came first, an unknown id, and a second rejection of the same event.
+    moved = journal.reject([_rejection(acked), _rejection("evt-unknown-1"), _rejection(refused)])
+
+    assert moved == []
+    assert [r.event.event_id for r in journal.rejected()] == [refused]
+    assert journal.rejected_count() == 1
+
+
+def test_reject_moves_an_event_in_one_appended_line(tmp_path: Path, journal: Journal) -> None:
+    # One line: a crash leaves the event either in the outbox or in the rejected table.
+    outbox = tmp_path / "journal" / "outbox.log"
+    refused = _record(journal)
+    before = _lines(outbox)
+
+    journal.reject([_rejection(refused)])
+
+    assert _lines(outbox)[:-1] == before
+    assert b'"events":{"1":null}' in _lines(outbox)[-1]
+    assert b'"rejected":{"1":' in _lines(outbox)[-1]
+
+
+def test_full_disk_while_rejecting_leaves_the_events_in_the_outbox(tmp_path: Path) -> None:
+    disk = FlakyDisk()
+    journal = Journal(tmp_path, writer=disk.write)
+    refused = _record(journal)
     disk.full = True
-    with pytest.raises(OSError, match="No space"):
-        storage.write({"t": {"1": {"v": 1}, "2": {"v": 2}}})
-    assert storage.read() == {"t": {"1": {"v": 1}}}
-    assert [p.name for p in tmp_path.iterdir()] == ["db.json"]  # no temp file left behind
+
+    with pytest.raises(JournalError):
+        journal.reject([_rejection(refused)])
+
+    assert _ids(journal.pending()) == [refused]
+    assert journal.rejected() == []
+    disk.full = False
+    assert journal.reject([_rejection(refused)]) == [_rejection(refused)]  # and later it works
+    journal = _reopen(journal, tmp_path)
+    assert (journal.pending(), journal.rejected_count()) == ([], 1)
+    journal.close()

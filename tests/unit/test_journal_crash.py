@@ -4,6 +4,9 @@ The writer (tests/unit/journal_writer.py) prints an event_id only after record()
 every printed id is a promise: it must be in the outbox (nothing is acknowledged here) and in the
 history after any kill. The same data dir is reused across runs, so the journal grows, rolls over
 history segments and is reopened (and repaired) each time.
+
+The second test kills a writer whose storage compacts (rewrites the log by atomic replace) after
+every write, so most kills land inside a compaction; a temp file left behind proves it did.
 """
 
 import random
@@ -15,24 +18,28 @@ import time
 from pathlib import Path
 
 from device.journal import Journal
+from device.tinydb_storage import TEMP_SUFFIX, open_log_db
+from tests.unit.journal_writer import COMPACTING_TABLE, compacting_doc
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUNS = 30
 HISTORY_MAX_ENTRIES = 40  # small, so kills also land on segment rollovers
 LONGEST_RUN_S = 0.3
 STARTUP_TIMEOUT_S = 30.0
+COMPACTING_RUNS = 25  # about a third of the kills land while the temp file exists
+COMPACTING_WINDOW = 500  # live documents: each compaction rewrites about 30 kB
 
 
 class _KilledWriter:
     """One writer process, its printed event ids collected by a reader thread."""
 
-    def __init__(self, data_dir: Path, stderr_path: Path) -> None:
+    def __init__(self, args: list[str], stderr_path: Path) -> None:
         self.printed: list[str] = []
         self.ready = threading.Event()
         self._stderr = stderr_path.open("w")
         command = [sys.executable, "-m", "tests.unit.journal_writer"]
         self._process = subprocess.Popen(
-            [*command, str(data_dir), str(HISTORY_MAX_ENTRIES)],
+            [*command, *args],
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -57,8 +64,8 @@ class _KilledWriter:
         return returncode
 
 
-def _run_writer_and_kill(data_dir: Path, stderr_path: Path, run_for_s: float) -> list[str]:
-    writer = _KilledWriter(data_dir, stderr_path)
+def _run_writer_and_kill(args: list[str], stderr_path: Path, run_for_s: float) -> list[str]:
+    writer = _KilledWriter(args, stderr_path)
     started = writer.ready.wait(STARTUP_TIMEOUT_S)
     if started:
         # The kill moment is this test's random variable; nothing is being waited for.
@@ -102,7 +109,38 @@ def test_journal_reopens_whole_after_sigkill_at_random_moments(tmp_path: Path) -
     printed: list[str] = []
     for run in range(1, RUNS + 1):
         run_for_s = rng.uniform(0.0, LONGEST_RUN_S)
-        printed += _run_writer_and_kill(data_dir, tmp_path / f"writer-{run}.err", run_for_s)
+        args = [str(data_dir), str(HISTORY_MAX_ENTRIES)]
+        printed += _run_writer_and_kill(args, tmp_path / f"writer-{run}.err", run_for_s)
         note = f"(run {run}, killed after {run_for_s * 1000:.0f} ms, seed {seed})"
         _assert_journal_whole(data_dir, printed, run, note)
     assert len(printed) > RUNS, "the writer hardly wrote anything: the test proved little"
+
+
+def _assert_log_whole(path: Path, last_printed: int, note: str) -> None:
+    with open_log_db(path) as db:
+        docs = {doc.doc_id: dict(doc) for doc in db.table(COMPACTING_TABLE).all()}
+    assert not list(path.parent.glob("*.corrupt-*")), f"the log was damaged {note}"
+    assert not list(path.parent.glob(f".*{TEMP_SUFFIX}")), f"a temp file survived opening {note}"
+    # The write in flight when the kill came may have landed, or not; nothing else may differ.
+    last = max(docs, default=0)
+    assert last in (last_printed, last_printed + 1), f"log ends at {last} {note}"
+    expected = range(max(1, last - COMPACTING_WINDOW + 1), last + 1)
+    assert docs == {n: compacting_doc(n) for n in expected}, f"live documents differ {note}"
+
+
+def test_log_reopens_whole_after_sigkill_during_compaction(tmp_path: Path) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    path = tmp_path / "compacting.log"
+    last_printed, interrupted_compactions = 0, 0
+    for run in range(1, COMPACTING_RUNS + 1):
+        run_for_s = rng.uniform(0.02, LONGEST_RUN_S)
+        args = ["--compacting", str(path), str(COMPACTING_WINDOW)]
+        printed = _run_writer_and_kill(args, tmp_path / f"compacting-{run}.err", run_for_s)
+        last_printed = int(printed[-1]) if printed else last_printed
+        interrupted_compactions += bool(list(tmp_path.glob(f".*{TEMP_SUFFIX}")))
+        note = f"(run {run}, killed after {run_for_s * 1000:.0f} ms, seed {seed})"
+        _assert_log_whole(path, last_printed, note)
+    compactions = last_printed - COMPACTING_WINDOW  # every write after the first WINDOW
+    assert compactions > 100, f"only {compactions} compactions: the test proved little"
+    assert interrupted_compactions > 0, f"no kill landed inside a compaction (seed {seed})"

@@ -19,10 +19,19 @@ def test_access_mode_grants_accepted_codes() -> None:
     assert verdict == Verdict(VerdictStatus.GRANTED, Reason.OK)
 
 
-def test_damaged_card_is_denied_as_invalid_in_any_mode() -> None:
-    for mode in ("log", "access"):
-        verdict = Policy(mode).decide(parse_credential(BROKEN_CARD))
-        assert verdict == Verdict(VerdictStatus.DENIED, Reason.INVALID)
+def test_damaged_card_is_denied_as_invalid_in_access_mode() -> None:
+    verdict = Policy("access").decide(parse_credential(BROKEN_CARD))
+    assert verdict == Verdict(VerdictStatus.DENIED, Reason.INVALID)
+
+
+def test_damaged_card_is_recorded_with_its_reason_in_log_mode() -> None:
+    verdict = Policy("log").decide(parse_credential(BROKEN_CARD))
+    assert verdict == Verdict(VerdictStatus.RECORDED, Reason.INVALID)
+
+
+def test_damaged_card_is_denied_in_log_mode_where_cards_are_not_taken() -> None:
+    verdict = Policy("log", accept=[CredentialType.RAW]).decide(parse_credential(BROKEN_CARD))
+    assert verdict == Verdict(VerdictStatus.DENIED, Reason.INVALID)
 
 
 def test_site_that_takes_only_cards_denies_other_codes_as_unknown_format() -> None:

@@ -11,11 +11,14 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from device.camera import CameraError, Frame, FrameSource
+from device.camera import CameraError, Frame, FrameSource, ReopeningSource
+from device.camera.replay import ReplaySource
 from device.clock import FixedSyncClock
+from device.credentials import parse_credential
 from device.debounce import Debounce
 from device.decode import PyzbarDecoder
 from device.events import EventBuilder
@@ -29,10 +32,10 @@ from device.indicator import (
 )
 from device.journal import Journal
 from device.policy import Policy
-from device.scanner import CAMERA_FAULT, STORAGE_FAULT, Scan, Scanner
+from device.scanner import CAMERA_FAULT, STORAGE_FAULT, EventRecorder, Scan, Scanner
 from device.tinydb_storage import write_fully
 from gatescan.samples import blank_frame, cccd_payload, render_code
-from protocol import Direction, VerdictStatus
+from protocol import Direction, Event, VerdictStatus
 
 CARD = cccd_payload("079203012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Hà Nội", "21042021")
 SIZE = (640, 480)
@@ -185,6 +188,91 @@ def test_full_disk_still_lights_and_reports_a_storage_fault(tmp_path: Path) -> N
         [second] = scanner.process(render_code(other, frame_size=SIZE))
         assert second.journaled
         assert health.faults == []
+        # The held first scan was journaled before the second: scan order is seq order.
+        assert [e.event_id for e in journal.pending()] == [
+            scan.event.event_id,
+            second.event.event_id,
+        ]
+        assert [e.seq for e in journal.pending()] == [1, 2]
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 10.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def held_recorder(
+    journal: Journal, health: Health, clock: FakeMonotonic, max_held: int = 100
+) -> tuple[EventRecorder, list[int]]:
+    notified: list[int] = []
+    recorder = EventRecorder(
+        journal=journal,
+        health=health,
+        notify_uplink=lambda: notified.append(1),
+        max_held=max_held,
+        retry_every=1.0,
+        clock=clock,
+    )
+    return recorder, notified
+
+
+def test_held_events_are_journaled_by_themselves_when_space_returns(tmp_path: Path) -> None:
+    disk, health, clock = FullDisk(), Health(), FakeMonotonic()
+    with Journal(tmp_path, writer=disk) as journal:
+        recorder, notified = held_recorder(journal, health, clock)
+        events = [make_event(seq=1) for _ in range(4)]  # all built while seq 1 was next
+        assert [recorder.record(event) for event in events] == [None] * 4
+        assert recorder.held == 4 and health.faults == [STORAGE_FAULT]
+        disk.full = False
+        recorder.retry_if_due()
+        assert recorder.held == 4, "not retried before retry_every has passed"
+        clock.now += 1.0
+        recorder.retry_if_due()  # nobody scans: the frame loop calls this on every turn
+        assert recorder.held == 0 and health.faults == []
+        pending = journal.pending()
+    assert [e.event_id for e in pending] == [e.event_id for e in events]
+    assert [e.seq for e in pending] == [1, 2, 3, 4]
+    assert notified == [1]
+
+
+def test_past_the_bound_the_oldest_held_event_is_dropped_and_counted(tmp_path: Path) -> None:
+    disk, health, clock = FullDisk(), Health(), FakeMonotonic()
+    with Journal(tmp_path, writer=disk) as journal:
+        recorder, _ = held_recorder(journal, health, clock, max_held=3)
+        events = [make_event(seq=1) for _ in range(5)]
+        for event in events:
+            recorder.record(event)
+        assert recorder.held == 3 and recorder.dropped == 2
+        disk.full = False
+        assert recorder.retry_now() == 0
+        kept = [e.event_id for e in journal.pending()]
+    assert kept == [e.event_id for e in events[2:]]
+
+
+def test_a_write_that_failed_after_landing_is_not_journaled_twice(tmp_path: Path) -> None:
+    health, clock = Health(), FakeMonotonic()
+    with Journal(tmp_path) as journal:
+        recorder, _ = held_recorder(journal, health, clock)
+        event = make_event(seq=1)
+        journal.record(event)  # as if the write had landed though record() reported a failure
+        recorder.record(event.model_copy(update={"seq": 2}))
+        assert [e.event_id for e in journal.pending()] == [event.event_id]
+        assert recorder.held == 0 and recorder.dropped == 0
+
+
+def make_event(seq: int) -> Event:
+    builder = EventBuilder(
+        device_id="gate-1",
+        site_id="hq",
+        direction=Direction.IN,
+        boot_id="boot-1",
+        clock=FixedSyncClock(),
+    )
+    parsed = parse_credential(CARD)
+    return builder.build(seq, parsed, Policy("log").decide(parsed))
 
 
 def test_camera_failure_is_a_fault_and_the_loop_keeps_going(journal: Journal) -> None:
@@ -201,3 +289,90 @@ def test_camera_failure_is_a_fault_and_the_loop_keeps_going(journal: Journal) ->
     assert source.failures == 1
     assert seen == [[CAMERA_FAULT]]
     assert health.indicator_state() is IndicatorState.FAULT
+
+
+def test_progress_is_reported_after_each_frame_and_never_on_a_camera_error(
+    journal: Journal,
+) -> None:
+    stop = threading.Event()
+    frames = [blank_frame(SIZE)] * 3
+    source = ListSource(frames, stop=stop)
+    progress: list[float] = []
+    scanner = make_scanner(journal, JournalWatchingIndicator(journal), source=source)
+    scanner.on_progress = lambda: progress.append(scanner.seconds_since_frame())
+    scanner.run(stop, max_backoff=0.01)
+    assert len(progress) == 3  # the failed read after them made no progress
+    assert all(since < 0.5 for since in progress)
+
+
+class CountingCamera:
+    """A camera that can be opened and fail; notes each open and close."""
+
+    def __init__(self, log: list[str], fail_reads: int) -> None:
+        self.log = log
+        self.fail_reads = fail_reads
+        log.append("open")
+
+    def read(self) -> Frame:
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise CameraError("no frame in 2 s")
+        return blank_frame((64, 48))
+
+    def close(self) -> None:
+        self.log.append("close")
+
+
+def test_reopening_source_opens_on_first_read_and_after_each_failure() -> None:
+    log: list[str] = []
+    unplugged = [True]
+
+    def open_camera() -> FrameSource:
+        if unplugged[0]:
+            raise CameraError("cannot open camera '/dev/video0'")
+        return CountingCamera(log, fail_reads=1 if not log else 0)
+
+    source = ReopeningSource(open_camera)
+    assert log == []  # building the gate opens nothing: a missing camera must not stop it
+    with pytest.raises(CameraError, match="cannot open"):
+        source.read()
+    unplugged[0] = False
+    with pytest.raises(CameraError, match="no frame"):
+        source.read()
+    assert log == ["open", "close"]
+    assert source.read().shape == (48, 64)
+    assert log == ["open", "close", "open"]
+    source.close()
+    assert log[-1] == "close"
+    with pytest.raises(CameraError, match="closed"):
+        source.read()
+
+
+def refusing_open() -> FrameSource:
+    raise PermissionError(13, "Permission denied", "/dev/video0")
+
+
+def test_a_driver_error_while_opening_is_a_camera_error_not_a_crash() -> None:
+    with pytest.raises(CameraError, match="PermissionError"):
+        ReopeningSource(refusing_open).read()
+
+
+def test_a_looping_replay_whose_images_vanish_fails_and_recovers_when_they_return(
+    tmp_path: Path,
+) -> None:
+    lane = tmp_path / "lane.png"
+    lane.write_bytes(encode_png(render_code(CARD, frame_size=SIZE)))
+    source = ReplaySource(tmp_path, fps=10, hold=0.1, loop=True, pace=False)
+    assert source.read().shape == (SIZE[1], SIZE[0])
+    lane.unlink()  # the camera stops delivering: read() must fail, not spin for ever
+    for _ in range(2):
+        with pytest.raises(CameraError, match="no readable image"):
+            source.read()
+    lane.write_bytes(encode_png(blank_frame(SIZE)))
+    assert source.read().shape == (SIZE[1], SIZE[0])
+
+
+def encode_png(frame: Frame) -> bytes:
+    ok, png = cv2.imencode(".png", frame)
+    assert ok
+    return bytes(png)

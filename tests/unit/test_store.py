@@ -38,6 +38,17 @@ def make_event(event_id: str = "evt-00000001", **fields: Any) -> Event:
     return Event.model_validate(values)
 
 
+def make_raw_event(event_id: str, **fields: Any) -> Event:
+    digest = "cd" * 32
+    raw = {
+        "credential_type": "raw",
+        "subject_id": digest,
+        "subject_name": "",
+        "code_sha256": digest,
+    }
+    return make_event(event_id, **{**raw, **fields})
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'gatescan.db'}")
@@ -113,18 +124,18 @@ def test_entries_survive_reopening_the_database(tmp_path: Path) -> None:
 
 def test_vietnamese_text_round_trips_exactly(store: Store) -> None:
     decomposed = unicodedata.normalize("NFD", "Trần Văn Đức")  # bytes differ from the NFC form
-    cccd_text = "001203004567|123456789|Nguyễn Thị Ánh Tuyết|01011990|Nữ|Số 5, phố Huế, Hà Nội|"
-    event = make_event(subject_name=decomposed, code_text=cccd_text, site_id="Chợ Bến Thành")
+    card = make_event(subject_name=decomposed, site_id="Chợ Bến Thành")
+    text = "Phiếu khách số 7\r\nPhòng 301, Tầng 3"  # a raw code's text keeps its line breaks
+    raw = make_raw_event("evt-00000002", code_text=text)
 
-    store.add_events([event], RECEIVED)
+    store.add_events([card, raw], RECEIVED)
 
-    [stored] = store.entries()
-    assert stored.subject_name == decomposed  # an entry reads like the Event it stores
-    assert stored.event.subject_name == decomposed
-    assert stored.event.subject_name.encode() == decomposed.encode()
-    assert stored.event.code_text == cccd_text
-    assert stored.event.site_id == "Chợ Bến Thành"
-    assert stored.event == event
+    stored_card, stored_raw = store.entries()
+    assert stored_card.subject_name == decomposed  # an entry reads like the Event it stores
+    assert stored_card.event.subject_name.encode() == decomposed.encode()
+    assert stored_card.event.site_id == "Chợ Bến Thành"
+    assert stored_raw.event.code_text == text
+    assert [stored_card.event, stored_raw.event] == [card, raw]
 
 
 def test_times_come_back_as_the_same_instant_in_utc(store: Store) -> None:
@@ -221,3 +232,149 @@ def test_telemetry_alone_creates_the_device(store: Store) -> None:
     [device] = store.devices()
     assert (device.device_id, device.state, device.faults) == ("gate-09", None, [])
     assert device.last_seen == RECEIVED
+
+
+def test_dead_letter_keeps_only_the_head_the_caller_asks_for(store: Store) -> None:
+    payload = b"x" * 100_000
+
+    store.dead_letter("t", payload, "too_large", "big", RECEIVED, keep_bytes=4096)
+
+    [letter] = store.dead_letters()
+    assert (len(letter.payload), letter.payload_size) == (4096, 100_000)
+
+
+def test_dead_letters_are_counted_by_reason(store: Store) -> None:
+    for reason in ["schema", "not_json", "schema", "too_large", "schema"]:
+        store.dead_letter("t", b"{}", reason, "why", RECEIVED)
+
+    assert store.dead_letter_counts() == {"not_json": 1, "schema": 3, "too_large": 1}
+
+
+def test_an_empty_store_counts_no_dead_letters(store: Store) -> None:
+    assert store.dead_letter_counts() == {}
+
+
+def test_a_failure_before_the_commit_stores_none_of_the_batch(store: Store) -> None:
+    class KilledHere(Exception):
+        pass
+
+    def die() -> None:
+        raise KilledHere
+
+    with pytest.raises(KilledHere):
+        store.add_events([make_event("evt-00000001")], RECEIVED, before_commit=die)
+
+    assert store.count_entries() == 0  # the insert was rolled back
+    assert store.add_events([make_event("evt-00000001")], RECEIVED).new == ("evt-00000001",)
+
+
+def test_device_events_follow_seq_when_the_clock_runs_backwards(store: Store) -> None:
+    # An unsynchronised clock that jumped back: ts falls while seq rises.
+    start = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    events = [
+        make_event(
+            f"evt-seq{seq:05d}", seq=seq, ts=start - timedelta(minutes=seq), clock_synced=False
+        )
+        for seq in range(1, 6)
+    ]
+    store.add_events(list(reversed(events)), RECEIVED)
+
+    by_device = [entry.event for entry in store.device_events("gate-01")]
+    by_clock = [entry.event for entry in store.entries(device_id="gate-01")]
+
+    assert [e.seq for e in by_device] == [1, 2, 3, 4, 5]
+    assert by_device == events
+    assert [e.seq for e in by_clock] == [5, 4, 3, 2, 1]  # what trusting ts would have said
+
+
+def test_device_events_order_boots_by_first_arrival_even_when_seq_restarts(store: Store) -> None:
+    # Boot "zzz" came first; then the journal was lost (new SD card) and seq restarted in boot
+    # "aaa", whose id sorts first and whose seqs are lower: arrival decides, not id or seq.
+    ts = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    old_boot = [make_event(f"evt-old{s:05d}", seq=s, boot_id="zzz", ts=ts) for s in (40, 41)]
+    new_boot = [make_event(f"evt-new{s:05d}", seq=s, boot_id="aaa", ts=ts) for s in (1, 2)]
+    other_gate = make_event("evt-other001", device_id="gate-02", seq=3, boot_id="aaa", ts=ts)
+    store.add_events([old_boot[1], other_gate], RECEIVED)
+    store.add_events([new_boot[1], new_boot[0]], RECEIVED + timedelta(seconds=5))
+    store.add_events([old_boot[0]], RECEIVED + timedelta(seconds=9))  # a late resend
+
+    order = [(e.boot_id, e.seq) for e in store.device_events("gate-01")]
+
+    assert order == [("zzz", 40), ("zzz", 41), ("aaa", 1), ("aaa", 2)]
+    assert [e.event_id for e in store.device_events("gate-02")] == ["evt-other001"]
+
+
+def test_received_at_is_the_collectors_clock_not_the_gates(store: Store) -> None:
+    wrong_clock = datetime(2001, 1, 1, tzinfo=UTC)  # a Pi that booted without NTP
+    store.add_events([make_event(ts=wrong_clock, clock_synced=False)], RECEIVED)
+
+    [stored] = store.device_events("gate-01")
+    assert (stored.ts, stored.received_at) == (wrong_clock, RECEIVED)
+
+
+def test_a_database_from_before_code_text_withheld_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with Store(path) as current:
+        current.add_events([make_event("evt-00000001")], RECEIVED)
+    old = sqlite3.connect(path)
+    old.execute("ALTER TABLE entries DROP COLUMN code_text_withheld")  # as the table first shipped
+    old.commit()
+    old.close()
+
+    with Store(path) as upgraded:
+        upgraded.add_events([make_event("evt-00000002")], RECEIVED)
+        stored = [entry.event for entry in upgraded.entries()]
+
+    assert [e.event_id for e in stored] == ["evt-00000001", "evt-00000002"]
+    assert [e.code_text_withheld for e in stored] == [False, False]
+
+
+EVENTS_TOPIC = "gatescan/v1/devices/gate-01/events"
+
+
+def test_the_same_refused_message_again_counts_a_repeat_and_adds_no_row(store: Store) -> None:
+    later = RECEIVED + timedelta(seconds=10)
+
+    assert store.dead_letter(EVENTS_TOPIC, b'{"seq": "one"}', "schema", "seq", RECEIVED) is True
+    for _ in range(3):  # the gate's resends
+        assert store.dead_letter(EVENTS_TOPIC, b'{"seq": "one"}', "schema", "seq", later) is False
+
+    [letter] = store.dead_letters()
+    assert (letter.repeats, letter.received_at, letter.last_received_at) == (3, RECEIVED, later)
+    assert store.dead_letter_count() == 4  # messages refused, repeats included
+    assert store.dead_letter_counts() == {"schema": 4}
+
+
+def test_another_payload_topic_or_reason_is_a_dead_letter_of_its_own(store: Store) -> None:
+    store.dead_letter(EVENTS_TOPIC, b"{}", "schema", "why", RECEIVED)
+    store.dead_letter(EVENTS_TOPIC, b"{ }", "schema", "why", RECEIVED)
+    store.dead_letter("gatescan/v1/devices/gate-02/events", b"{}", "schema", "why", RECEIVED)
+    store.dead_letter(EVENTS_TOPIC, b"{}", "error", "commit failed", RECEIVED)
+
+    assert [letter.repeats for letter in store.dead_letters()] == [0, 0, 0, 0]
+
+
+def test_a_database_from_before_dead_letter_repeats_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with Store(path) as current:
+        current.dead_letter(EVENTS_TOPIC, b"{", "not_json", "old", RECEIVED)
+    old = sqlite3.connect(path)
+    old.execute("DROP INDEX ix_dead_letters_payload_sha256")
+    for column in ("payload_sha256", "repeats", "last_received_at"):  # as the table shipped
+        old.execute(f"ALTER TABLE dead_letters DROP COLUMN {column}")
+    old.commit()
+    old.close()
+
+    with Store(path) as upgraded:
+        upgraded.dead_letter(EVENTS_TOPIC, b"{", "not_json", "new", RECEIVED)  # no digest before
+        upgraded.dead_letter(EVENTS_TOPIC, b"{", "not_json", "new", RECEIVED)
+        letters = upgraded.dead_letters()
+        with upgraded.engine.connect() as conn:
+            index_list = conn.exec_driver_sql("PRAGMA index_list(dead_letters)")
+            indexes = {row[1] for row in index_list}
+
+    assert [(d.detail, d.repeats, d.payload_sha256 is None) for d in letters] == [
+        ("new", 1, False),
+        ("old", 0, True),
+    ]
+    assert "ix_dead_letters_payload_sha256" in indexes
