@@ -501,6 +501,7 @@ class Journal:
         try:
             docs = self._events.all()  # the storage forgot its copy: this reads the file
             stored_last = self._stored_last_seq() or 0
+            self._rejected_total = len(self._rejected)
         except OSError as exc:
             logger.error("cannot re-read the outbox after a failed write: %s", exc)
             return

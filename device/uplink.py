@@ -246,7 +246,10 @@ class Uplink:
                 self._window.connection_lost()
         if acked:
             self._record_acks(acked)
-        if rejected:  # after the acks: an event both stored and refused counts as stored
+        # An event both stored and refused (two collectors?) counts as stored.
+        stored = set(acked)
+        rejected = [rejection for rejection in rejected if rejection.event_id not in stored]
+        if rejected:
             self._record_rejections(rejected)
 
     def _record_acks(self, event_ids: list[str]) -> None:

@@ -35,7 +35,10 @@ def code_modules(data: bytes, border: int = 4, eci: str | None = None) -> Frame:
     `eci` names a charset to declare in an ECI header (to test ECI handling); segno writes none
     for "iso-8859-1", the standard's default.
     """
-    segno: Any = importlib.import_module("segno")
+    try:
+        segno: Any = importlib.import_module("segno")
+    except ImportError:
+        raise ImportError("generating QR codes needs segno: pip install 'gatescan[demo]'") from None
     # mode="byte": the symbol carries these very bytes, never re-encoded; micro=False keeps it a
     # classic QR code, the kind every decoder reads.
     qr = segno.make(

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 venv=${1:-.venv}
-extras=${2:-device,fast,server,dev}
+extras=${2:-device,fast,server,demo,dev}
 apt_packages=(mosquitto libzbar0)
 
 have_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
