@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,19 +110,23 @@ class Site:
     root: Path
     store: Store
     gate: Gate
+    started: list[CollectorProcess] = field(default_factory=list)
 
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.root / 'collector.db'}"
 
     def collector(self, failpoints: str | None = None) -> CollectorProcess:
-        return CollectorProcess(
+        """A collector process, stopped by the fixture at the end if it is still running."""
+        process = CollectorProcess(
             broker_url=self.broker.url,
             db_url=self.db_url,
             log_path=self.root / "collector.log",
             failpoints=failpoints,
             log_level="debug",  # its "stored N new, M duplicate" lines count the redeliveries
         )
+        self.started.append(process)
+        return process
 
     def stored_ids(self) -> set[str]:
         return {entry.event_id for entry in self.store.entries(device_id=DEVICE)}
@@ -151,6 +155,9 @@ def site(broker: LocalBroker, tmp_path: Path) -> Iterator[Site]:
     try:
         yield running
     finally:
+        for process in running.started:
+            if process.running():
+                process.stop()
         gate.close()
         store.close()
 
