@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import math
 import threading
@@ -92,13 +93,24 @@ class _Timex(ctypes.Structure):
     _fields_ = [("modes", ctypes.c_uint), ("_rest", ctypes.c_byte * 204)]
 
 
-def kernel_clock_state() -> int | None:
-    """The kernel clock state (TIME_OK=0 ... TIME_ERROR=5), or None where it cannot be read."""
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """libc, looked up once: find_library runs `ldconfig -p`, too slow for every event."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+def kernel_clock_state() -> int | None:
+    """The kernel clock state (TIME_OK=0 ... TIME_ERROR=5), or None where it cannot be read."""
+    libc = _libc()
+    if libc is None:
+        return None
+    try:
         timex = _Timex()
         state = int(libc.adjtimex(ctypes.byref(timex)))
     except (OSError, AttributeError):

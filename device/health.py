@@ -13,6 +13,9 @@ class Health:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Watchers read the current state and apply it; one at a time, so the last one to run
+        # (from the scanner, the MQTT thread or the frame watch) always applies the latest state.
+        self._notify_lock = threading.Lock()
         self._faults: set[str] = set()
         self._online = False
         self._watchers: list[Callable[[Health], None]] = []
@@ -22,8 +25,9 @@ class Health:
         self._watchers.append(callback)
 
     def _on_change(self) -> None:
-        for callback in self._watchers:
-            callback(self)
+        with self._notify_lock:
+            for callback in self._watchers:
+                callback(self)
 
     @property
     def faults(self) -> list[str]:
@@ -55,7 +59,8 @@ class Health:
         self.set_fault(name, present=False)
 
     def set_online(self, online: bool) -> None:
-        changed = online != self._online
-        self._online = online
+        with self._lock:
+            changed = online != self._online
+            self._online = online
         if changed:
             self._on_change()
