@@ -120,7 +120,10 @@ class Agent:
 
     def _telemetry_loop(self, stop: threading.Event) -> None:
         while not stop.wait(self.config.mqtt.telemetry_interval):
-            self.uplink.publish_telemetry(self.telemetry())
+            try:
+                self.uplink.publish_telemetry(self.telemetry())
+            except Exception:  # telemetry is a report: its failure must not end the reports
+                log.exception("telemetry not published")
 
     def _watch_frames(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):

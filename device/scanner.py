@@ -227,6 +227,7 @@ class Scanner:
         )
         self._clock = clock
         self._last_frame_at = clock()
+        self.frame_errors = 0
 
     def run(self, stop: threading.Event, max_backoff: float = 30.0) -> None:
         """Scan until `stop` is set; a failing camera is retried with backoff, never fatal."""
@@ -244,7 +245,15 @@ class Scanner:
                 continue
             backoff = 1.0
             self.health.clear_fault(CAMERA_FAULT)
-            self.process(frame)
+            try:
+                self.process(frame)
+            except Exception:
+                # A bad frame or a broken screen must not stop the gate. No progress is reported,
+                # so a loop that fails on every frame stops the watchdog pings and gets restarted.
+                self.frame_errors += 1
+                if self.frame_errors % 300 == 1:
+                    log.exception("frame not processed (%d so far)", self.frame_errors)
+                continue
             self._last_frame_at = self._clock()
             self.on_progress()
 

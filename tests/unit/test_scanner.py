@@ -376,3 +376,22 @@ def encode_png(frame: Frame) -> bytes:
     ok, png = cv2.imencode(".png", frame)
     assert ok
     return bytes(png)
+
+
+class BrokenScreen(JournalWatchingIndicator):
+    """An indicator whose terminal went away: every verdict raises."""
+
+    def show(self, status: VerdictStatus) -> None:
+        raise BrokenPipeError("terminal went away")
+
+
+def test_a_frame_that_fails_is_logged_and_the_loop_goes_on(journal: Journal) -> None:
+    stop = threading.Event()
+    card = render_code(CARD, frame_size=SIZE)
+    source = ListSource([card, blank_frame(SIZE), blank_frame(SIZE)], stop=stop)
+    progress: list[int] = []
+    scanner = make_scanner(journal, BrokenScreen(journal), source=source)
+    scanner.on_progress = lambda: progress.append(1)
+    scanner.run(stop, max_backoff=0.01)
+    assert scanner.frame_errors == 1
+    assert len(progress) == 2  # the two frames after the failure were processed
