@@ -17,11 +17,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import paho.mqtt.client as mqtt
@@ -32,28 +31,12 @@ from gatescan.broker import LocalBroker
 from gatescan.samples import blank_frame, cccd_payload, render_code, sample_cards
 from protocol import Event, Status, Topic, device_topic
 from server.store import Store, StoredEntry
+from tests.support import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # `python -m gatescan.cli` runs from here
 FRAME_SIZE = (200, 200)  # small frames: hundreds of codes decode and replay in seconds
 MODULE_PX = 4
 STOP_TIMEOUT_S = 20.0
-
-T = TypeVar("T")
-
-
-def wait_until(
-    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
-) -> T:
-    """Poll `condition` until it returns something truthy, and return that; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)  # a file or a database to poll: no event to wait on
-
 
 # --- what the gate is shown ----------------------------------------------------------------------
 

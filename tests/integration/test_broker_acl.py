@@ -54,6 +54,7 @@ from protocol import (
 )
 from server.collector import Collector
 from server.store import DeviceRecord, Store
+from tests import support
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SITE_CONF = PROJECT_ROOT / "deploy" / "mosquitto" / "gatescan.conf"
@@ -67,11 +68,7 @@ TIMEOUT = 5.0
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+    support.wait_until(condition, timeout, what, interval=0.01)
 
 
 def read_site_settings(conf: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -23,6 +23,7 @@ from gatescan.samples import cccd_payload, write_replay_folder
 from protocol import Topic, device_topic
 from server.collector import Collector
 from server.store import Store
+from tests.support import wait_until
 
 DEVICE = "gate-e2e"
 KEEPALIVE = 2
@@ -50,14 +51,6 @@ PAYLOADS: list[bytes] = [
     "Lý Ơn".encode(),
     b"https://example.vn/pass/42",
 ]
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Watcher:

@@ -41,18 +41,15 @@ from protocol import (
 from protocol.messages import Rejection
 from server.collector import Collector as RealCollector
 from server.store import Store
+from tests import support
 
 DEVICE_ID = "gate-1"
 BOOT_ID = "boot-1"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    support.wait_until(condition, timeout, what, interval=0.01)
 
 
 def assert_stays(condition: Callable[[], bool], duration: float, what: str) -> None:
