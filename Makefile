@@ -29,10 +29,11 @@ test: lint typecheck unit
 faults: bootstrap
 	$(BIN)/pytest -q -m slow tests/faults $(PYTEST_ARGS)
 
+# Every benchmark (bench/run_all.py): one table with the goals, also written into
+# docs/benchmarks.md. BENCH_ARGS=--quick for a smoke run, BENCH_ARGS=--only=decode for one area.
+BENCH_ARGS ?=
 bench: bootstrap
-	$(BIN)/python bench/decode_bench.py
-	$(BIN)/python bench/journal_bench.py
-	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python -m bench.run_all --write docs/benchmarks.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Cost of Journal.record() with small and large files, beside TinyDB's default JSONStorage.
 
-    python bench/journal_bench.py [--samples 500] [--dir PATH]
+    python -m bench.journal_bench [--samples 500] [--dir PATH]
 
 For each size N, the journal starts with N events in its outbox and N in today's history segment;
 each timed record() appends one event to both files (durable: two appends, two fdatasyncs), and
@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import hashlib
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -29,11 +28,7 @@ from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
-try:
-    import device  # noqa: F401  (installed by `make bootstrap`)
-except ImportError:  # run straight from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from bench.figures import Figure
 from device.journal import (
     EVENTS_TABLE,
     META_DOC_ID,
@@ -178,6 +173,36 @@ def print_rows(label: str, results: dict[int, list[float]]) -> tuple[float, floa
     median_ratio, p99_ratio = large_median / small_median, large_p99 / small_p99
     print(f"{label:<34}{'ratio':>6}{median_ratio:8.1f}x{p99_ratio:8.1f}x")
     return large_p99, max(median_ratio, p99_ratio)
+
+
+def measure(quick: bool = False) -> list[Figure]:
+    """The journal's figures for `make bench` (bench/run_all.py)."""
+    samples = 50 if quick else 500
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)
+        journal = bench_journals(workdir, samples)
+        default = {n: bench_default_storage(workdir, n, min(samples, 100)) for n in SIZES}
+    small, large = (summary(journal[n]) for n in SIZES)
+    default_small, default_large = (summary(default[n])[0] for n in SIZES)
+    return [
+        Figure("journal", f"Journal.record() median at {SIZES[1]} entries", large[0], "ms"),
+        Figure(
+            "journal",
+            f"Journal.record() p99 at {SIZES[1]} entries",
+            large[1],
+            "ms",
+            at_most=GOAL_P99_MS,
+            note=f"p99 at {SIZES[0]}: {small[1]:.2f} ms",
+        ),
+        Figure(
+            "journal",
+            f"record() median ratio {SIZES[1]} / {SIZES[0]} entries",
+            large[0] / small[0],
+            "x",
+            at_most=GOAL_RATIO,
+            note=f"TinyDB default storage in the same run: {default_large / default_small:.1f}x",
+        ),
+    ]
 
 
 def main() -> None:

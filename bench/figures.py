@@ -1,0 +1,94 @@
+"""One shape for every benchmark's results, so `make bench` can print them as one table.
+
+Each benchmark module under bench/ keeps its own `main()` (detailed output when run alone) and
+offers `measure(quick: bool = False) -> list[Figure]` for `bench/run_all.py`. `quick` runs a
+smaller workload (seconds, used by the smoke test); the full run is what docs/benchmarks.md quotes.
+
+A figure states its goal as a comparison (`at_most` / `at_least`); `met` is then computed from the
+measured value, never written by hand. Figures without a goal are context (baselines, projections).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# How fast a Pi core runs this kind of code relative to this machine's core (design notes: a
+# Cortex-A76 at about 0.35x a desktop x86 core, a Pi 4's Cortex-A72 at about half of that).
+PI_SPEED = {"Pi 5": 0.35, "Pi 4": 0.175}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured number, in the area of the data path it belongs to."""
+
+    area: str  # "decode", "pipeline", "journal", "collector", ...
+    name: str  # what was measured, e.g. "p95 per 1280x720 frame with a code, default backend"
+    value: float
+    unit: str  # "ms", "events/s", "%", "ratio", "images", ...
+    at_most: float | None = None
+    at_least: float | None = None
+    note: str = ""  # how, or a baseline measured in the same run
+    # True for a cost that grows as the CPU gets slower (ms of computation per frame, % of a
+    # core): `make bench` projects it to a Raspberry Pi 5 and Pi 4 (see PI_SPEED).
+    cpu_bound: bool = False
+
+    @property
+    def goal(self) -> str:
+        if self.at_most is not None:
+            return f"<= {_number(self.at_most)}"
+        if self.at_least is not None:
+            return f">= {_number(self.at_least)}"
+        return ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.at_most is not None:
+            return self.value <= self.at_most
+        if self.at_least is not None:
+            return self.value >= self.at_least
+        return None
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The value below which `fraction` of `values` lie (nearest rank), from unsorted values."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def table(figures: Sequence[Figure]) -> str:
+    """The figures as a Markdown table (what `make bench` prints and docs/benchmarks.md holds)."""
+    lines = [
+        "| area | figure | value | goal | met | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for figure in figures:
+        met = {True: "yes", False: "**no**", None: ""}[figure.met]
+        value = f"{_rounded(figure.value)} {figure.unit}"
+        lines.append(
+            f"| {figure.area} | {figure.name} | {value} | {figure.goal} | {met} | {figure.note} |"
+        )
+    return "\n".join(lines)
+
+
+def _rounded(value: float) -> str:
+    if value == int(value) and abs(value) < 1e9:
+        return str(int(value))
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
