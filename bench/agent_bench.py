@@ -1,13 +1,18 @@
-"""How fast the gate's frame loop runs on replayed 1280x720 frames, through every real stage.
+"""How fast the gate's frame loop runs on 1280x720 frames, through every real stage.
 
-Source (replay, unpaced) -> zbar -> debounce -> credential -> policy -> indicator (gpiozero
-MockFactory pins) -> journal (real files, fsync) -> uplink nudge. Three workloads:
+    python -m bench.agent_bench [--quick] [--frames 60] [--backend auto]
 
-- every frame a new code: the most scans per second the loop can journal;
-- each code held in view for 10 frames (a person at a gate): frames per second with debouncing;
-- empty, slightly noisy frames: the idle frame rate.
+The agent's pipeline as `build_agent` wires it (bench/pipeline_rig.py): capture thread ->
+one-slot handoff -> scene watch -> decoder -> debounce -> credential -> policy -> indicator
+(gpiozero MockFactory pins) -> journal (real files, fdatasync) -> uplink nudge. The camera hands
+its next frame as soon as the decode thread has taken the previous one (a camera exactly as fast
+as the loop: nothing dropped, nothing waited for), so frames/s is the loop's capacity.
+Three workloads:
 
-Run: python bench/agent_bench.py [--frames N] [--backend pyzbar|zxing]
+- every frame a new code: the most scans per second the loop can light and journal;
+- each code held in view for 10 frames (a person at a gate): frames per second with debouncing
+  (repeated frames of an unchanged scene are not decoded, as in the agent);
+- empty frames, a different room each (bench/gate_frames.py): the loop decoding every frame.
 """
 
 from __future__ import annotations
@@ -15,96 +20,120 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from gpiozero.pins.mock import MockFactory
+try:
+    import bench  # noqa: F401
+except ImportError:  # run as a script from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from device.camera.replay import ReplaySource
-from device.clock import SystemClock
-from device.debounce import Debounce
+from bench.figures import Figure
+from bench.gate_frames import empty_set
+from bench.pipeline_rig import build_rig, distinct_cards
+from device.camera import CameraError, Frame
 from device.decode import make_decoder
-from device.events import EventBuilder
-from device.health import Health
-from device.indicator import GpioIndicator, IndicatorPins
-from device.journal import Journal
-from device.policy import Policy
 from device.scanner import Scanner
-from gatescan.samples import sample_cards, write_replay_folder
-from protocol import Direction
+from gatescan.samples import render_code
 
 FRAME = (1280, 720)
 
 
-def payloads(count: int) -> list[bytes | None]:
-    cards = sample_cards()
-    out: list[bytes | None] = []
-    for index in range(count):
-        person = cards[index % len(cards)]
-        # A distinct card number per frame so that every frame is a new showing.
-        out.append(person.payload().replace(person.id12.encode(), f"079{index:09d}".encode()))
-    return out
+class LockstepCamera:
+    """Hands `frames` in order, each once the decode thread took the one before; then stops."""
+
+    def __init__(self, frames: Sequence[Frame], stop: threading.Event) -> None:
+        self.frames = frames
+        self.stop = stop
+        self.scanner: Scanner | None = None
+        self.started = self.finished = 0.0
+        self._next = 0
+
+    def read(self) -> Frame:
+        assert self.scanner is not None
+        if not self.scanner.handoff.wait_taken(timeout=30):
+            raise CameraError("the decode thread took no frame for 30 s")
+        if self._next == 0:
+            self.started = time.perf_counter()
+        if self._next == len(self.frames):
+            self.finished = time.perf_counter()
+            self.stop.set()
+        frame = self.frames[min(self._next, len(self.frames) - 1)]
+        self._next += 1
+        return frame
+
+    def close(self) -> None:
+        pass
 
 
-def run(folder: Path, data_dir: Path, frames: int, hold_frames: int, backend: str) -> dict:
-    source = ReplaySource(folder, fps=float(hold_frames), hold=1.0, pace=False)
-    factory = MockFactory()
-    indicator = GpioIndicator(IndicatorPins(), pin_factory=factory)
-    with Journal(data_dir) as journal:
-        scanner = Scanner(
-            source=source,
-            decoder=make_decoder(backend),
-            debounce=Debounce(3.0),
-            policy=Policy("log"),
-            indicator=indicator,
-            journal=journal,
-            builder=EventBuilder(
-                device_id="bench-gate",
-                site_id="bench",
-                direction=Direction.IN,
-                boot_id="bench",
-                clock=SystemClock(),
-            ),
-            health=Health(),
-            notify_uplink=lambda: None,
-        )
-        started = time.perf_counter()
-        scans = 0
-        for _ in range(frames):
-            scans += len(scanner.process(source.read()))
-        elapsed = time.perf_counter() - started
-    indicator.close()
-    return {"frames_per_s": frames / elapsed, "scans_per_s": scans / elapsed, "scans": scans}
+@dataclass(frozen=True)
+class LoopRun:
+    frames_per_s: float
+    scans_per_s: float
+    scans: int
+    decoder: str
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=120)
-    parser.add_argument("--backend", default="pyzbar")
-    args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        write_replay_folder(root / "codes", payloads(args.frames), frame_size=FRAME)
-        write_replay_folder(root / "empty", [None], frame_size=FRAME, noise=6.0)
-        for name, folder, hold in (
-            ("every frame a new code", root / "codes", 1),
-            ("each code held 10 frames", root / "codes", 10),
-            ("empty frames", root / "empty", 1),
-        ):
-            result = run(
-                folder, root / f"data-{hold}-{folder.name}", args.frames, hold, args.backend
+def run(frames: Sequence[Frame], data_dir: Path, backend: str) -> LoopRun:
+    stop = threading.Event()
+    camera = LockstepCamera(frames, stop)
+    rig = build_rig(camera, data_dir, make_decoder(backend))
+    camera.scanner, rig.stop = rig.scanner, stop
+    rig.start()
+    try:
+        if not stop.wait(600):
+            raise RuntimeError("the frame loop did not get through the frames in 10 minutes")
+    finally:
+        rig.close()
+    elapsed = camera.finished - camera.started
+    scans = rig.scanner.stats.scans
+    return LoopRun(len(frames) / elapsed, scans / elapsed, scans, rig.scanner.decoder.name)
+
+
+def workloads(count: int) -> dict[str, list[Frame]]:
+    codes = [render_code(payload, frame_size=FRAME, noise=3.0) for payload in distinct_cards(count)]
+    held = [frame for frame in codes[: max(1, count // 10)] for _ in range(10)]
+    rooms = [gate.frame for gate in empty_set(8)]
+    return {
+        "every frame a new code": codes,
+        "each code held 10 frames": held,
+        "empty frames, every one decoded": [rooms[i % len(rooms)] for i in range(count)],
+    }
+
+
+def measure(quick: bool = False, backend: str = "auto", frames: int | None = None) -> list[Figure]:
+    count = frames or (20 if quick else 60)
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="gatescan-agent-") as tmp:
+        for index, (name, shown) in enumerate(workloads(count).items()):
+            result = run(shown, Path(tmp) / f"data-{index}", backend)
+            note = f"{len(shown)} frames at {FRAME[0]}x{FRAME[1]}, decoder {result.decoder}"
+            figures.append(
+                Figure(
+                    "pipeline", f"frame loop, {name}", result.frames_per_s, "frames/s", note=note
+                )
             )
-            rows.append((name, result))
-    print(f"agent frame loop, {FRAME[0]}x{FRAME[1]} replayed frames, backend {args.backend}, "
-          f"{args.frames} frames per row")  # fmt: skip
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"{'workload':28} {'frames/s':>9} {'scans/s':>8} {'scans':>6}")
-    for name, result in rows:
-        print(
-            f"{name:28} {result['frames_per_s']:9.1f} {result['scans_per_s']:8.1f} "
-            f"{result['scans']:6d}"
-        )
+            if result.scans:
+                figures.append(
+                    Figure("pipeline", f"scans lit and journaled, {name}", result.scans_per_s,
+                           "scans/s", note=f"{result.scans} scans")
+                )  # fmt: skip
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--backend", default="auto")
+    args = parser.parse_args(argv)
+    figures = measure(args.quick, args.backend, args.frames)
+    print(f"command: python -m bench.agent_bench {' '.join(sys.argv[1:])}".rstrip())
+    for figure in figures:
+        print(f"{figure.name:52} {figure.value:8.1f} {figure.unit}  {figure.note}")
     return 0
 
 

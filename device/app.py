@@ -1,8 +1,9 @@
 """Wiring only: build a gate agent from its config. Reads like the table of contents of a gate.
 
-Besides the frame loop (in the caller's thread), a running agent has two small threads of its
-own: telemetry, and a frame watch that raises the `camera` fault when no frame has come through
-for FRAME_STALL_S (a camera read that hangs raises nothing). It tells systemd READY=1 once
+The frame loop decodes in the caller's thread and captures in a thread of its own (the two joined
+by a one-slot handoff, see device/pipeline.py). Besides, a running agent has two small threads:
+telemetry, and a frame watch that raises the `camera` fault when no frame has been decoded for
+FRAME_STALL_S (a camera read that hangs raises nothing). It tells systemd READY=1 once
 started, STATUS= on every change of faults or link, and STOPPING=1 on the way out; WATCHDOG=1
 goes out from the frame loop only (see device/systemd_notify.py).
 """
@@ -28,11 +29,13 @@ from device.events import EventBuilder
 from device.health import Health
 from device.indicator import GpioIndicator, Indicator, IndicatorPins, TeeIndicator
 from device.journal import Journal
+from device.pipeline import Framing
+from device.pipeline_scene import SceneWatch
 from device.policy import Policy
 from device.scanner import CAMERA_FAULT, Scan, Scanner, ScanStats
 from device.systemd_notify import SystemdNotifier
-from device.uplink import Uplink
-from firmware_config import GateConfig, OpenCVCamera, Picamera2Camera, ReplayCamera
+from device.uplink import Placement, Uplink
+from firmware_config import CameraConfig, GateConfig, OpenCVCamera, Picamera2Camera, ReplayCamera
 from gatescan import __version__
 from protocol import Telemetry
 
@@ -103,12 +106,13 @@ class Agent:
         self.notifier.close()
 
     def telemetry(self) -> Telemetry:
-        fps, decode_ms = self.scanner.stats.snapshot()
+        stats = self.scanner.stats.snapshot()
         return Telemetry(
             ts=self.clock.now(),
             uptime_s=round(time.monotonic() - self._started, 1),
-            fps=round(fps, 2),
-            decode_ms=round(decode_ms, 2),
+            fps=round(stats.fps, 2),
+            decode_ms=round(stats.decode_ms, 2),
+            frames_dropped=stats.dropped,
             # Not yet at the collector: the outbox, and events held in memory while the
             # journal cannot be written.
             outbox_depth=self.journal.outbox_depth() + self.scanner.recorder.held,
@@ -181,6 +185,8 @@ def build_agent(
         on_scan=on_scan,
         on_progress=notifier.watchdog,
         stats=ScanStats(),
+        framing=framing_for(config.camera),
+        scene_watch=SceneWatch(),
     )
     return Agent(
         config,
@@ -232,6 +238,7 @@ def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Hea
         username=broker_user(config, password),
         password=password,
         on_connection_change=health.set_online,
+        placement=Placement(config.site_id, config.location, config.direction),
     )
 
 
@@ -284,5 +291,26 @@ def open_source(config: GateConfig) -> FrameSource:
     if isinstance(camera, OpenCVCamera):
         return OpenCVSource(camera.target, width=camera.width, height=camera.height, fps=camera.fps)
     if isinstance(camera, Picamera2Camera):
-        return Picamera2Source(width=camera.width, height=camera.height, fps=camera.fps)
+        return Picamera2Source(
+            width=camera.width,
+            height=camera.height,
+            fps=camera.fps,
+            lores_size=lores_size(camera),
+        )
     raise TypeError(f"unknown camera config {camera!r}")
+
+
+def framing_for(camera: CameraConfig) -> Framing:
+    """The region and scale the decode thread applies; the Pi camera's ISP scales for free."""
+    region = (camera.roi[0], camera.roi[1], camera.roi[2], camera.roi[3]) if camera.roi else None
+    scale = 1.0 if isinstance(camera, Picamera2Camera) else camera.decode_scale
+    return Framing(region=region, scale=scale)
+
+
+def lores_size(camera: Picamera2Camera) -> tuple[int, int]:
+    """The Pi camera's lores stream at the decode scale (even sizes, as YUV420 needs)."""
+
+    def even(pixels: float) -> int:
+        return max(2, int(pixels) // 2 * 2)
+
+    return even(camera.width * camera.decode_scale), even(camera.height * camera.decode_scale)

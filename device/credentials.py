@@ -10,6 +10,13 @@ Two kinds of credential exist in v1:
 
 A payload that claims to be a CCCD (12 digits, then ``|``) but breaks the format is rejected with
 ``invalid`` rather than passed off as a raw code, so a damaged card gets a red light and a reason.
+
+The number itself is ``PPP G YY NNNNNN`` (Circular 07/2016/TT-BCA): the province code, a digit
+for the century of birth and the gender (0/1: 1900s male/female, 2/3: 2000s, 4/5: 2100s, 6/7:
+2200s, 8/9: 2300s; even is male), the last two digits of the birth year, then a serial. A card
+whose date of birth or gender (``Nam``/``Nữ``, any case, with or without diacritics) disagrees
+with those digits is ``invalid``; the detail names the field, never the values. A gender the
+parser does not know is not checked.
 The name must pass the protocol's name rule (protocol/text.py: letters, marks, spaces and
 ``' ’ - .``; never a control, bidi, markup or formula character), the same rule the collector
 applies, so a card the gate accepts is never refused downstream. Text is refused, never altered.
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -41,6 +49,8 @@ PROVINCE_CODES = frozenset(f"{code:03d}" for code in _PROVINCES)
 _MAX_NAME = 100
 _MAX_ADDRESS = 300
 _MAX_GENDER = 10
+# The 4th digit's gender, keyed by the gender field with case and diacritics dropped.
+_GENDER_PARITY = {"nam": 0, "nu": 1}
 
 
 @dataclass(frozen=True)
@@ -160,7 +170,34 @@ def _cccd_fields(fields: list[str]) -> CccdCard:
     )
     if card.issue_date < card.date_of_birth:
         raise _Invalid("issue date is before the date of birth")
+    disagreements = _birth_digits_disagreements(card)
+    if disagreements:
+        raise _Invalid("; ".join(disagreements))
     return card
+
+
+def _birth_digits_disagreements(card: CccdCard) -> list[str]:
+    """Which of the card's fields disagree with the century/gender and year digits of its number.
+
+    Says which field, never its value: the detail reaches logs and screens.
+    """
+    century_gender, year_digits = int(card.id_number[3]), int(card.id_number[4:6])
+    born = card.date_of_birth.year
+    found = []
+    if born // 100 != 19 + century_gender // 2:
+        found.append("date of birth is in another century than the ID number's 4th digit says")
+    elif born % 100 != year_digits:
+        found.append("date of birth is in another year than the ID number's 5th-6th digits say")
+    parity = _GENDER_PARITY.get(_folded(card.gender))
+    if parity is not None and parity != century_gender % 2:
+        found.append("gender disagrees with the ID number's 4th digit")
+    return found
+
+
+def _folded(text: str) -> str:
+    """Lower case without diacritics: "Nữ", "NỮ", "Nu" and "nu" all give "nu"."""
+    decomposed = unicodedata.normalize("NFD", text.strip().casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def _ddmmyyyy(label: str, value: str) -> date:

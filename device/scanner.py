@@ -1,5 +1,10 @@
 """The frame loop: source, decoder, debounce, credential, verdict, light, journal, send.
 
+`Scanner.run` runs the loop as two threads joined by a one-slot handoff (device/pipeline.py): a
+capture thread reads the camera and always overwrites the slot with its newest frame; the
+caller's thread takes the newest frame and decodes it, so a slow decode drops stale frames (they
+are counted) instead of answering old ones. `Scanner.process` is one frame of the decode side.
+
 Order matters: the indicator is told first (it returns at once), the journal write is durable next,
 and the uplink is only nudged (it sends from its own thread). Nothing here waits on the network.
 
@@ -13,20 +18,20 @@ Held events live in memory only: a power cut or a restart before the disk has ro
 
 Each scan is logged at INFO (verdict, reason, a short digest of the code, and whether it was
 journaled), so what the gate showed can be followed from outside the process. After every frame
-the loop calls `on_progress`: the systemd watchdog is pinged only from there.
+decoded the loop calls `on_progress`: the systemd watchdog is pinged only from there, so a camera
+that fails or hangs, or a decode that fails on every frame, stops the pings.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from device.camera import CameraError, Frame, FrameSource
+from device.camera import Frame, FrameSource
 from device.credentials import ParseResult, parse_credential
 from device.debounce import Debounce
 from device.decode import DecodedCode, Decoder
@@ -34,18 +39,42 @@ from device.events import EventBuilder
 from device.health import Health
 from device.indicator import Indicator
 from device.journal import Journal
+from device.pipeline import (
+    CAMERA_FAULT,
+    FrameCapture,
+    Framing,
+    HandedFrame,
+    LatestFrame,
+)
+from device.pipeline_scene import SceneWatch
+from device.pipeline_stats import ScanStats, StatsSnapshot
 from device.policy import Policy, Verdict
 from protocol import Event
 
 log = logging.getLogger("gatescan.scanner")
 
-CAMERA_FAULT = "camera"
+__all__ = [
+    "CAMERA_FAULT",
+    "STORAGE_FAULT",
+    "EventRecorder",
+    "Scan",
+    "ScanStats",
+    "Scanner",
+    "StatsSnapshot",
+]
+
 STORAGE_FAULT = "storage"
 # Held events while the journal cannot be written: about 1.7 KB each, so 5,000 take some 9 MB,
 # and last 2.8 hours of a turnstile lane at its fastest (a code every 2 s), a day or more at a
 # quiet entrance: time for a technician to free the card before anything is dropped.
 MAX_HELD_EVENTS = 5000
 RETRY_JOURNAL_EVERY_S = 1.0
+# Without frames (a failed camera) the decode thread still wakes this often: to retry the journal
+# and to notice the stop event, which a frame's arrival cannot signal then.
+IDLE_WAKE_S = 0.1
+# How long stopping waits for the capture thread, which may be inside a camera read (each read
+# gives up within a few seconds: picamera2 2 s, a network stream 5 s).
+CAPTURE_JOIN_S = 6.0
 
 
 @dataclass(frozen=True)
@@ -61,34 +90,6 @@ class Scan:
     verdict: Verdict
     event: Event
     journaled: bool
-
-
-@dataclass
-class ScanStats:
-    """Frame rate and decode time since the last snapshot, for telemetry."""
-
-    clock: Callable[[], float] = time.monotonic
-    frames: int = 0
-    decode_seconds: list[float] = field(default_factory=list)
-    scans: int = 0
-    _since: float = field(default=0.0, init=False)
-
-    def __post_init__(self) -> None:
-        self._since = self.clock()
-
-    def add_frame(self, decode_seconds: float) -> None:
-        self.frames += 1
-        if len(self.decode_seconds) < 10_000:
-            self.decode_seconds.append(decode_seconds)
-
-    def snapshot(self) -> tuple[float, float]:
-        """(frames per second, median decode ms) since the last snapshot; then start afresh."""
-        now = self.clock()
-        elapsed = max(now - self._since, 1e-9)
-        fps = self.frames / elapsed
-        decode_ms = statistics.median(self.decode_seconds) * 1000 if self.decode_seconds else 0.0
-        self.frames, self.decode_seconds, self._since = 0, [], now
-        return fps, decode_ms
 
 
 class EventRecorder:
@@ -191,7 +192,8 @@ class EventRecorder:
 
 class Scanner:
     """The frame loop. `notify_uplink` is handed to the default EventRecorder (a recorder passed
-    in brings its own)."""
+    in brings its own); `framing` is the region of interest and decode scale; `scene_watch`
+    spares the decoder unchanged frames in `run` (None: decode every frame)."""
 
     def __init__(
         self,
@@ -209,6 +211,8 @@ class Scanner:
         on_progress: Callable[[], object] = lambda: None,
         stats: ScanStats | None = None,
         recorder: EventRecorder | None = None,
+        framing: Framing | None = None,
+        scene_watch: SceneWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
@@ -225,47 +229,97 @@ class Scanner:
         self.recorder = recorder or EventRecorder(
             journal=journal, health=health, notify_uplink=notify_uplink
         )
+        self.framing = framing or Framing()
+        self.scene_watch = scene_watch
         self._clock = clock
         self._last_frame_at = clock()
         self.frame_errors = 0
+        self.handoff = LatestFrame(clock)
+        """The slot between the capture and decode threads (a fresh one for every run)."""
 
     def run(self, stop: threading.Event, max_backoff: float = 30.0) -> None:
-        """Scan until `stop` is set; a failing camera is retried with backoff, never fatal."""
-        backoff = 1.0
+        """Scan until `stop` is set: capture in a thread of its own, decode in the caller's.
+
+        A failing camera is retried with backoff, never fatal. On the way out `stop` is set (so
+        the capture thread ends with the decode loop, however that ends) and the capture thread
+        is given CAPTURE_JOIN_S to finish its read; the caller closes the source after this.
+        """
+        self.handoff = handoff = LatestFrame(self._clock)
+        capture = FrameCapture(self.source, handoff, self.health, max_backoff=max_backoff)
+        thread = threading.Thread(target=capture.run, args=(stop,), name="capture", daemon=True)
         self._last_frame_at = self._clock()
-        while not stop.is_set():
+        thread.start()
+        try:
+            self._decode_frames(stop, handoff, capture)
+        finally:
+            stop.set()
+            thread.join(timeout=CAPTURE_JOIN_S)
+            if thread.is_alive():
+                log.warning("camera: a read still hangs after %.0f s of stopping", CAPTURE_JOIN_S)
+            handoff.discard()
+
+    def _decode_frames(
+        self, stop: threading.Event, handoff: LatestFrame, capture: FrameCapture
+    ) -> None:
+        last_number = 0
+        while True:
             self.recorder.retry_if_due()
-            try:
-                frame = self.source.read()
-            except CameraError as exc:
-                self.health.set_fault(CAMERA_FAULT)
-                log.error("camera: %s; retrying in %.0f s", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, max_backoff)
+            handed = handoff.take(timeout=IDLE_WAKE_S)
+            if handed is None:
+                if stop.is_set() or handoff.closed:
+                    return
                 continue
-            backoff = 1.0
-            self.health.clear_fault(CAMERA_FAULT)
-            try:
-                self.process(frame)
-            except Exception:
-                # A bad frame or a broken screen must not stop the gate. No progress is reported,
-                # so a loop that fails on every frame stops the watchdog pings and gets restarted.
-                self.frame_errors += 1
-                if self.frame_errors % 300 == 1:
-                    log.exception("frame not processed (%d so far)", self.frame_errors)
-                continue
-            self._last_frame_at = self._clock()
-            self.on_progress()
+            number, release = handed.number, handed.release
+            age = self._clock() - handed.handed_at
+            decoded = self._decode_handed(handed)
+            del handed  # no view of a lent buffer may outlive its release
+            if release is not None:
+                release()
+            # Counted after the frame's light: bookkeeping is no reason to light later.
+            self.stats.add_taken(age)
+            self.stats.add_dropped(number - last_number - 1)
+            last_number = number
+            if decoded:
+                self._last_frame_at = self._clock()
+                capture.frame_decoded(number)
+                self.on_progress()
+
+    def _decode_handed(self, handed: HandedFrame) -> bool:
+        """Process one frame unless its scene is unchanged; False (logged, counted) on failure."""
+        try:
+            region = self.framing.cut(handed.frame)
+            watch = self.scene_watch
+            if watch is not None and not watch.worth_decoding(region):
+                self.stats.add_unchanged()
+                return True
+            self._decode(self.framing.shrink(region))
+            if watch is not None:
+                watch.decoded(region)  # after the light: a comparison never delays a verdict
+        except Exception:
+            # A bad frame or a broken screen must not stop the gate. No progress is reported,
+            # so a loop that fails on every frame stops the watchdog pings and gets restarted.
+            self.frame_errors += 1
+            if self.frame_errors % 300 == 1:
+                log.exception("frame not processed (%d so far)", self.frame_errors)
+            return False
+        return True
 
     def seconds_since_frame(self) -> float:
         """How long ago the loop last finished a frame (or started): a stalled camera grows it."""
         return self._clock() - self._last_frame_at
 
     def process(self, frame: Frame) -> list[Scan]:
+        """Decode one frame (its region, at the decode scale) and handle each new showing."""
+        return self._decode(self.framing.apply(frame))
+
+    def _decode(self, framed: Frame) -> list[Scan]:
         started = time.perf_counter()
-        codes = self.decoder.decode(frame)
-        self.stats.add_frame(time.perf_counter() - started)
-        return [self._handle(code) for code in codes if self.debounce.is_new_showing(code.data)]
+        codes = self.decoder.decode(framed)
+        decode_seconds = time.perf_counter() - started
+        try:
+            return [self._handle(code) for code in codes if self.debounce.is_new_showing(code.data)]
+        finally:
+            self.stats.add_frame(decode_seconds)  # after the light (see _decode_frames)
 
     def _handle(self, code: DecodedCode) -> Scan:
         parsed = parse_credential(code.data)

@@ -11,11 +11,9 @@ documents all of it is under 1.5 ms. So the change set is taken where it is made
   (an update changes a document in place). The storage is told exactly those documents. This
   overrides a private TinyDB method (pyproject pins tinydb < 5); the tests replay a tour of the
   Table API against TinyDB's MemoryStorage, so a release that changes it fails them.
-- `AppendLogStorage` appends them as ONE line per write, then fdatasyncs:
-
-      <crc32 of the JSON, 8 hex digits> {"table": {"doc id": {document} or null (removed)}}\\n
-
-  A batch (`with storage.batch():`) makes several TinyDB calls one line, hence one atomic change.
+- `AppendLogStorage` appends them as ONE checked line per write (device/log_format.py), then
+  fdatasyncs. A batch (`with storage.batch():`) makes several TinyDB calls one line, hence one
+  atomic change.
 
 Reading replays the lines. A last line without its newline is a write cut short by a kill: it
 is ignored and cut off before the next append. A complete line that fails its check is damage (a
@@ -33,17 +31,16 @@ during compaction leaves either the old log or the new one, plus a temp file rem
 It serializes every live document: ~40 ms for 5,000 events, about once per 3,000 writes while such
 a backlog drains; a rare stall that comes after the light, never before it.
 TinyDB's own `write()` (drop_table, a plain Table) is served by the same rewrite.
+
+The line format and the durable file operations live in device/log_format.py and
+device/durable_files.py; their names are importable from here too, as before.
 """
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,137 +48,51 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Table
 
+from device.durable_files import (
+    CORRUPT_MARK,
+    TEMP_SUFFIX,
+    FileWriter,
+    fsync_directory,
+    keep_aside,
+    make_directory_durably,
+    remove_stray_temp_files,
+    write_fully,
+)
+from device.log_format import (
+    Changes,
+    Replayed,
+    Tables,
+    apply_changes,
+    decode_line,
+    encode_line,
+    replay,
+)
+
+__all__ = [
+    "CORRUPT_MARK",
+    "TEMP_SUFFIX",
+    "AppendLogStorage",
+    "Changes",
+    "FileWriter",
+    "IncrementalTable",
+    "LogTinyDB",
+    "Replayed",
+    "Tables",
+    "apply_changes",
+    "decode_line",
+    "encode_line",
+    "fsync_directory",
+    "keep_aside",
+    "make_directory_durably",
+    "open_log_db",
+    "remove_stray_temp_files",
+    "replay",
+    "write_fully",
+]
+
 logger = logging.getLogger(__name__)
 
-# Writes all of `data` to the open file descriptor. The seam for simulating a full or failing disk.
-FileWriter = Callable[[int, bytes], None]
-
-TEMP_SUFFIX = ".tmp"
-CORRUPT_MARK = ".corrupt-"
 COMPACT_RETRY_BYTES = 64 * 1024  # after a failed compaction, wait for this much more log
-
-Tables = dict[str, dict[str, Any]]
-Changes = dict[str, dict[str, Any]]  # table -> doc id -> the document, or None: removed
-
-
-def write_fully(fd: int, data: bytes) -> None:
-    """Write every byte (os.write may write fewer than asked)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename or a new entry in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_directory_durably(directory: Path) -> None:
-    """Create `directory` and its missing parents, fsyncing each parent that gained an entry."""
-    missing = [p for p in (directory, *directory.parents) if not p.exists()]
-    for path in reversed(missing):
-        path.mkdir(exist_ok=True)
-        fsync_directory(path.parent)
-
-
-def keep_aside(path: Path, data: bytes) -> Path:
-    """Durably save `data` (damaged bytes of `path`) as `<name>.corrupt-<UTC time>` for people."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}{CORRUPT_MARK}{stamp}")
-    counter = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}{CORRUPT_MARK}{stamp}-{counter}")
-        counter += 1
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        write_fully(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_directory(path.parent)
-    return target
-
-
-def remove_stray_temp_files(directory: Path, name_prefix: str = "") -> list[Path]:
-    """Delete temp files that a killed writer left behind; they never hold committed data."""
-    removed = []
-    for stray in directory.glob(f".{name_prefix}*{TEMP_SUFFIX}"):
-        with contextlib.suppress(FileNotFoundError):
-            stray.unlink()
-            removed.append(stray)
-    if removed:
-        logger.info("removed %d temp file(s) left by an interrupted write", len(removed))
-    return removed
-
-
-# --- the log's lines ------------------------------------------------------------------------------
-
-
-def encode_line(changes: Changes) -> bytes:
-    """One self-checking line. JSON escapes control characters, so the payload holds no newline."""
-    payload = json.dumps(changes, ensure_ascii=False, separators=(",", ":")).encode()
-    return b"%08x %s\n" % (zlib.crc32(payload), payload)
-
-
-def decode_line(line: bytes) -> Changes | None:
-    """The changes in one line (without its newline), or None if it fails its check."""
-    checksum, payload = line[:8], line[9:]
-    if line[8:9] != b" " or checksum.strip(b"0123456789abcdef"):
-        return None
-    if zlib.crc32(payload) != int(checksum, 16):
-        return None
-    try:
-        changes = json.loads(payload)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-    return changes if _is_change_set(changes) else None
-
-
-def _is_change_set(data: Any) -> bool:
-    tables = data.values() if isinstance(data, dict) else [None]
-    docs = [item for table in tables if isinstance(table, dict) for item in table.items()]
-    return all(isinstance(table, dict) for table in tables) and all(
-        doc_id.isdecimal() and (doc is None or isinstance(doc, dict)) for doc_id, doc in docs
-    )
-
-
-def apply_changes(state: Tables, changes: Changes) -> None:
-    for name, docs in changes.items():
-        table = state.setdefault(name, {})
-        for doc_id, doc in docs.items():
-            if doc is None:
-                table.pop(doc_id, None)
-            else:
-                table[doc_id] = doc
-
-
-@dataclass
-class Replayed:
-    """What the file's lines add up to, and where its good part ends."""
-
-    state: Tables = field(default_factory=dict)
-    entries: int = 0  # document entries in the good lines
-    good_end: int = 0  # bytes of the good lines
-    bad_line: int | None = None  # number (from 1) of the first complete line failing its check
-
-
-def replay(raw: bytes) -> Replayed:
-    replayed = Replayed()
-    *complete, _torn_tail = raw.split(b"\n")
-    for number, line in enumerate(complete, start=1):
-        changes = decode_line(line)
-        if changes is None:
-            replayed.bad_line = number
-            break
-        apply_changes(replayed.state, changes)
-        replayed.entries += sum(len(docs) for docs in changes.values())
-        replayed.good_end += len(line) + 1
-    return replayed
 
 
 # --- the storage ----------------------------------------------------------------------------------

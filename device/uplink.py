@@ -38,6 +38,7 @@ from device.journal import Journal
 from protocol import Status, Telemetry, Topic, device_topic, parse_broker_url, parse_message
 from protocol.messages import MessageError, Rejection
 from protocol.text import printable
+from protocol.verdicts import Direction
 
 log = logging.getLogger("gatescan.uplink")
 
@@ -112,6 +113,7 @@ class Uplink:
         on_connection_change: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
+        placement: Placement | None = None,
     ) -> None:
         if keepalive < 1:
             raise ValueError(f"keepalive must be at least 1 s, not {keepalive}")
@@ -126,6 +128,7 @@ class Uplink:
         self._journal = journal
         self._version = version
         self._boot_id = boot_id
+        self._placement = placement or Placement()
         self._keepalive = keepalive
         self._on_connection_change = on_connection_change
         self._clock = clock
@@ -428,11 +431,30 @@ class Uplink:
             version=self._version,
             boot_id=self._boot_id,
             faults=list(self._faults),
+            **self._placement.status_fields(),
         ).to_json()
 
     def _will_payload(self) -> bytes:
         # The broker sends it at a time nobody knows yet, and faults may have changed by then.
-        return Status(state="offline", version=self._version, boot_id=self._boot_id).to_json()
+        return Status(
+            state="offline",
+            version=self._version,
+            boot_id=self._boot_id,
+            **self._placement.status_fields(),
+        ).to_json()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the gate stands (its config's site_id, location, direction), told in its status so
+    the dashboard can show and count it."""
+
+    site_id: str = ""
+    location: str = ""
+    direction: Direction | None = None
+
+    def status_fields(self) -> dict[str, Any]:
+        return {"site_id": self.site_id, "location": self.location, "direction": self.direction}
 
 
 def _publish_packet_size(topic: str, payload: bytes) -> int:

@@ -34,7 +34,42 @@ class Section(BaseModel):
 # --- camera: one of three backends, picked by `type` ---------------------------------------------
 
 
-class Picamera2Camera(Section):
+class CameraSection(Section):
+    """What every camera shares: which part of each frame is decoded, and at what scale."""
+
+    roi: list[float] | None = Field(
+        None,
+        description="Region of interest [x, y, width, height] as fractions of the frame (0..1), "
+        "e.g. [0.25, 0, 0.5, 1] for the middle half; none: the whole frame.",
+    )
+    decode_scale: float = Field(
+        1.0,
+        ge=0.2,
+        le=1.0,
+        description="Scale of the region before decoding (0.2..1): 0.5 decodes a quarter of the "
+        "pixels; codes need about 3 pixels per module after scaling.",
+    )
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_inside_the_frame(cls, roi: list[float] | None) -> list[float] | None:
+        if roi is None:
+            return None
+        if len(roi) != 4:
+            raise ValueError(f"give 4 numbers [x, y, width, height], not {len(roi)}")
+        x, y, width, height = roi
+        if not all(0 <= value <= 1 for value in roi):
+            raise ValueError(
+                f"the numbers are fractions of the frame from 0 to 1, not pixels: got {roi}"
+            )
+        if width <= 0 or height <= 0:
+            raise ValueError(f"width and height must be more than 0: got {roi}")
+        if x + width > 1 + 1e-9 or y + height > 1 + 1e-9:  # 0.1 + 0.9 may sum past 1.0
+            raise ValueError(f"x + width and y + height must be at most 1 (the frame): got {roi}")
+        return roi
+
+
+class Picamera2Camera(CameraSection):
     """The Raspberry Pi camera module, through picamera2."""
 
     type: Literal["picamera2"] = "picamera2"
@@ -43,7 +78,7 @@ class Picamera2Camera(Section):
     fps: float = Field(30.0, ge=1, le=120, description="Frames per second asked of the sensor.")
 
 
-class OpenCVCamera(Section):
+class OpenCVCamera(CameraSection):
     """A USB camera, a video file or a network stream, through OpenCV."""
 
     type: Literal["opencv"] = "opencv"
@@ -56,7 +91,7 @@ class OpenCVCamera(Section):
     fps: float | None = Field(None, gt=0, le=240, description="Rate to ask for; None: as is.")
 
 
-class ReplayCamera(Section):
+class ReplayCamera(CameraSection):
     """A folder of images shown one after another: for demos, tests and benchmarks."""
 
     type: Literal["replay"] = "replay"
@@ -73,8 +108,13 @@ CameraConfig = Annotated[Picamera2Camera | OpenCVCamera | ReplayCamera, Field(di
 
 
 class DecoderConfig(Section):
-    backend: Literal["pyzbar", "zxing", "auto"] = Field(
-        "pyzbar", description="QR decoder: pyzbar, zxing (zxing-cpp, faster), or auto."
+    backend: Literal["auto", "ensemble", "zxing", "pyzbar"] = Field(
+        "auto",
+        description=(
+            "QR decoder: auto (the best installed: ensemble with zxing-cpp, else pyzbar), "
+            "ensemble (zxing-cpp, plus zbar and image filters where a code is likely but "
+            "unread), zxing (zxing-cpp alone), or pyzbar."
+        ),
     )
     repeat_window: float = Field(
         3.0, ge=0, le=600, description="Seconds within which the same code is the same showing."
@@ -235,6 +275,9 @@ class GateConfig(Section):
     )
     site_id: str = Field("", max_length=64, description="The site this gate belongs to.")
     direction: Direction = Field(Direction.IN, description="in: an entrance; out: an exit.")
+    location: str = Field(
+        "", max_length=200, description="Where the gate stands, for people (e.g. 'Cổng chính')."
+    )
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the journal is kept.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     camera: CameraConfig = Field(default_factory=Picamera2Camera)

@@ -11,7 +11,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from gatescan import __version__
+from gatescan import __version__, journal_command
+from gatescan.web_commands import add_web_commands
 
 EXIT_CANNOT_START = 1
 EXIT_CONFIG = 2
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode(commands)
     _add_entries(commands)
     _add_demo(commands)
+    journal_command.add_parser(commands)
+    add_web_commands(commands)
     return parser
 
 
@@ -80,7 +83,9 @@ def _add_collector(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 def _add_decode(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     decode = commands.add_parser("decode", help="decode QR codes in image files (JSON lines)")
     decode.add_argument("images", nargs="+", metavar="IMAGE")
-    decode.add_argument("--backend", default="pyzbar", choices=["pyzbar", "zxing", "auto"])
+    decode.add_argument(
+        "--backend", default="pyzbar", choices=["pyzbar", "zxing", "ensemble", "auto"]
+    )
     decode.set_defaults(run=run_decode)
 
 
@@ -91,6 +96,12 @@ def _add_entries(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     export.add_argument("--db", required=True, help="SQLAlchemy URL or a SQLite file path")
     export.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    export.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="write times in this IANA zone with its offset, e.g. Asia/Ho_Chi_Minh"
+        " (default: UTC, written with Z)",
+    )
     export.set_defaults(run=run_export)
 
 
@@ -191,6 +202,8 @@ def run_decode(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     from server.export import export_entries
     from server.store import Store
 
@@ -198,14 +211,19 @@ def run_export(args: argparse.Namespace) -> int:
     if missing is not None:
         print(f"gatescan entries export: no database at {missing}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        tz = ZoneInfo(args.timezone) if args.timezone else None
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"gatescan entries export: unknown time zone {args.timezone!r}", file=sys.stderr)
+        return EXIT_CONFIG
     store = Store(args.db)
     try:
         if args.output is None:
-            export_entries(store, args.format, sys.stdout.buffer)
+            export_entries(store, args.format, sys.stdout.buffer, tz=tz)
             sys.stdout.flush()
             return 0
         with args.output.open("wb") as out:
-            count = export_entries(store, args.format, out)
+            count = export_entries(store, args.format, out, tz=tz)
     except BrokenPipeError:
         # `| head` closed the pipe: not an error. Point stdout at devnull so exit stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -197,7 +197,7 @@ def sample_cards() -> list[SamplePerson]:
             "05092021",
         ),
         SamplePerson(
-            "092301005555", "", "Uyên", "17081991", "Nữ", "Ninh Kiều, Cần Thơ", "30062021"
+            "092191005555", "", "Uyên", "17081991", "Nữ", "Ninh Kiều, Cần Thơ", "30062021"
         ),
         SamplePerson(
             "038067002468",

@@ -167,6 +167,10 @@ class Status(_Message):
     version: Label = ""
     boot_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{0,64}$")] = ""
     faults: Annotated[list[Label], Field(max_length=16)] = Field(default_factory=list)
+    # Where the gate stands, from its config (added within v1: an older gate leaves them out).
+    site_id: PlainText = ""
+    location: PlainText = ""
+    direction: Direction | None = None
 
 
 class Telemetry(_Message):
@@ -180,6 +184,9 @@ class Telemetry(_Message):
     faults: Annotated[list[Label], Field(max_length=16)] = Field(default_factory=list)
     # Events set aside in the journal's rejected table, all time (added within v1).
     rejected_total: Annotated[int, Strict(), Field(ge=0)] = 0
+    # Camera frames never decoded because a newer one came first, over the interval (added
+    # within v1): the decoder is slower than the camera.
+    frames_dropped: Annotated[int, Strict(), Field(ge=0)] = 0
 
 
 _MODELS: dict[Topic, type[_Message]] = {

@@ -1,7 +1,11 @@
 """Export stored entries as JSON Lines or CSV (`gatescan entries export`).
 
 Both formats carry the same fields: every protocol.Event field, then received_at (the collector's
-clock). JSON Lines is for programs; CSV is for people, who open it in Excel, so it starts with a
+clock). Times are ISO 8601 in UTC (`2025-03-01T01:00:05.250000Z`) unless a time zone is given:
+then in that zone with its offset (`2025-03-01T08:00:05.250000+07:00`), as the dashboard's
+downloads give them (the site's zone) and `gatescan entries export --timezone` does.
+
+JSON Lines is for programs; CSV is for people, who open it in Excel, so it starts with a
 UTF-8 byte order mark (without it Excel reads Vietnamese names as mojibake) and cells that Excel
 would run as a formula are defused.
 """
@@ -12,8 +16,9 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, BinaryIO, Literal, TextIO, cast
 
 from protocol import Event
@@ -21,9 +26,13 @@ from server.store import Store, StoredEntry
 
 ExportFormat = Literal["jsonl", "csv"]
 FIELDS: tuple[str, ...] = (*Event.model_fields, "received_at")
+TIME_FIELDS = ("ts", "received_at")
 
 # Excel treats a cell starting with one of these as a formula (CSV injection, OWASP).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Where the list separator is ";" (locales with a decimal comma, Vietnamese among them) Excel
+# splits a comma-separated file at ";" instead, so "x;=..." inside one field starts a cell too.
+_FORMULA_AFTER_SEMICOLON = re.compile(r";(\s*)([=+\-@])")
 _UTF8_BOM = "\ufeff"
 
 
@@ -35,8 +44,10 @@ def export_entries(
     since: datetime | None = None,
     until: datetime | None = None,
     device_id: str | None = None,
+    tz: tzinfo | None = None,
 ) -> int:
-    """Write entries with since <= ts < until (oldest first) to `out`; return how many.
+    """Write entries with since <= ts < until (oldest first) to `out`; return how many. Times
+    are in `tz` with its offset, or in UTC ("Z") when it is None.
 
     `out` may be a binary stream (UTF-8 is written) or a UTF-8 text stream opened with
     newline="" (the csv module writes its own line endings).
@@ -44,7 +55,8 @@ def export_entries(
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"unknown export format {fmt!r}: use 'jsonl' or 'csv'")
     text_out, wrapper = _text_stream(out)
-    rows = (entry_record(e) for e in store.entries(since=since, until=until, device_id=device_id))
+    entries = store.entries(since=since, until=until, device_id=device_id)
+    rows = (entry_record(entry, tz) for entry in entries)
     try:
         count = _write_csv(rows, text_out) if fmt == "csv" else _write_jsonl(rows, text_out)
     finally:
@@ -54,11 +66,20 @@ def export_entries(
     return count
 
 
-def entry_record(entry: StoredEntry) -> dict[str, Any]:
-    """One entry as JSON-ready values, in FIELDS order."""
+def entry_record(entry: StoredEntry, tz: tzinfo | None = None) -> dict[str, Any]:
+    """One entry as JSON-ready values, in FIELDS order; times in `tz` (None: UTC)."""
     # pydantic writes UTC times as 2025-03-01T01:00:05.250000Z, the same for ts and received_at.
     record: dict[str, Any] = entry.model_dump(mode="json")
+    if tz is not None:
+        record.update({name: zoned_time(getattr(entry, name), tz) for name in TIME_FIELDS})
     return {name: record[name] for name in FIELDS}
+
+
+def zoned_time(value: datetime, tz: tzinfo) -> str:
+    """ISO 8601 in `tz` with its offset, e.g. 2026-11-26T11:17:01+07:00: what a person at the
+    site reads, and still one exact instant for a program (each value carries its own offset,
+    so a zone with summer time is right on both sides of the change)."""
+    return value.astimezone(tz).isoformat()
 
 
 def _write_jsonl(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
@@ -82,12 +103,13 @@ def _write_csv(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
 
 
 def csv_cell(value: Any) -> str:
-    """A value as spreadsheet-safe text: no formula can start it."""
+    """A value as spreadsheet-safe text: no formula can start it, nor a cell that Excel cuts
+    out of it at a ";"."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = str(value)
+    text = _FORMULA_AFTER_SEMICOLON.sub(r";\1'\2", str(value))
     if text.startswith(_FORMULA_STARTS):
         return "'" + text
     return text

@@ -14,6 +14,13 @@ time the point is reached) or `kill:N` (the N-th time). The points:
 - `collector.after_commit`: the batch is committed, its ack not yet published;
 - `collector.after_ack`: the ack is handed to the MQTT client, the PUBACK not yet sent.
 
+The collector commits events in batches; each point is reached once per batch that holds
+events, and counts one hit per events message of the batch, so `kill:N` means "at the batch that
+holds the N-th events message". While a point is armed, the collector ends its batches so that the
+N-th events message is alone in its batch (`messages_until_kill`): whatever the batching, the
+process then dies with exactly the first N-1 (before the commit) or N (after it) events
+messages committed, as it did when each message had its own commit.
+
 A spec naming an unknown point or action is refused with ValueError when the collector starts, so
 a typo cannot leave a crash test silently testing nothing. Before dying the process writes one
 line, `failpoint <point> reached (hit N): killing the collector`, to stderr.
@@ -73,15 +80,29 @@ class Failpoints:
         """point -> the hit that kills."""
         return dict(self._kill_at)
 
-    def reached(self, point: str) -> None:
-        """Called at a point; kills the process if this is the configured hit."""
-        if not self._kill_at or point not in self._kill_at:
+    def reached(self, point: str, count: int = 1) -> None:
+        """Called at a point for `count` messages; kills the process if the configured hit is
+        among them."""
+        if not self._kill_at or point not in self._kill_at or count < 1:
             return
-        hit = self._hits.get(point, 0) + 1
+        before = self._hits.get(point, 0)
+        hit = before + count
         self._hits[point] = hit
-        if hit == self._kill_at[point]:
-            os.write(2, f"failpoint {point} reached (hit {hit}): killing the collector\n".encode())
+        kill_at = self._kill_at[point]
+        if before < kill_at <= hit:
+            message = f"failpoint {point} reached (hit {kill_at}): killing the collector\n"
+            os.write(2, message.encode())
             self._kill()
+
+    def messages_until_kill(self) -> int | None:
+        """How many more messages the nearest armed point takes to kill (1: the next one), or
+        None when no kill is ahead (inert, or every armed point already passed)."""
+        ahead = [
+            kill_at - self._hits.get(point, 0)
+            for point, kill_at in self._kill_at.items()
+            if kill_at > self._hits.get(point, 0)
+        ]
+        return min(ahead, default=None)
 
 
 def _kill_hit(action: str, item: str) -> int:

@@ -7,7 +7,6 @@ Every timestamp is stored and returned as timezone-aware UTC. The tables are in 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,22 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Select,
-    Table,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Engine, Select, Table, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
 
 from protocol import Event, Status, Telemetry
+from server.ingest_store import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    ENTRY_COLUMNS,
+    BatchResult,
+    DeadLetterRecord,
+    DeviceUpdate,
+    EntryRow,
+    EntryRows,
+    StoredEvents,
+    WriteBatch,
+    write_batch,
+)
 from server.tables import (
     add_missing_columns,
     dead_letters_table,
@@ -42,26 +41,21 @@ from server.tables import (
 
 log = logging.getLogger("gatescan.store")
 
-# A dead letter keeps at most this much of the payload: every message the collector could have
-# accepted is kept whole; of a larger one, the caller may keep less (see Store.dead_letter).
-DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
-_DETAIL_CHARS = 1000
-# Ids per `IN (...)` lookup: well under SQLite's bound-parameter limit.
-_LOOKUP_CHUNK = 500
-# How often a batch is retried when another writer stored one of its ids in between.
-_INSERT_ATTEMPTS = 3
-
-
-_ENTRY_COLUMNS = (*Event.model_fields, "received_at")
-
-
-@dataclass(frozen=True)
-class StoredEvents:
-    """The outcome of one `add_events` call: every id in `ids` is committed and may be acked."""
-
-    ids: tuple[str, ...]  # each id of the batch once, in the order given
-    new: tuple[str, ...]  # inserted by this call
-    duplicate_count: int  # events of the batch already stored (a resend) or repeated in it
+__all__ = [
+    "DEAD_LETTER_PAYLOAD_BYTES",
+    "BatchResult",
+    "DeadLetter",
+    "DeadLetterRecord",
+    "DeviceRecord",
+    "DeviceUpdate",
+    "Store",
+    "StoredEntry",
+    "StoredEvents",
+    "WriteBatch",
+    "database_url",
+    "status_update",
+    "telemetry_update",
+]
 
 
 class StoredEntry(Event):
@@ -87,6 +81,9 @@ class DeviceRecord:
     last_seen: datetime | None
     telemetry: dict[str, Any] | None
     telemetry_at: datetime | None
+    site_id: str = ""  # where the gate stands, from its latest status ("" from an older gate)
+    location: str = ""
+    direction: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,6 +138,7 @@ class Store:
 
             event.listen(self._engine, "connect", on_connect)
         metadata.create_all(self._engine)
+        self._entry_rows = EntryRows(self._engine.dialect)
         for column in add_missing_columns(self._engine):
             log.info("database upgraded: added column %s", column)
 
@@ -159,6 +157,22 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------
 
+    def entry_row(self, event: Event) -> EntryRow:
+        """An event as this database's driver takes it (prepare it outside the transaction)."""
+        return self._entry_rows.values(event)
+
+    def write_batch(
+        self,
+        batch: WriteBatch,
+        received_at: datetime,
+        *,
+        before_commit: Callable[[], None] = lambda: None,
+    ) -> BatchResult:
+        """Entries (new ids only), dead letters and device updates in one transaction; committed
+        on return. `before_commit` runs inside the transaction just before the commit (the
+        collector's failpoint); if it raises, nothing of the batch is stored."""
+        return write_batch(self._engine, self._entry_rows, batch, received_at, before_commit)
+
     def add_events(
         self,
         events: Sequence[Event],
@@ -166,91 +180,19 @@ class Store:
         *,
         before_commit: Callable[[], None] = lambda: None,
     ) -> StoredEvents:
-        """Store events in one transaction, skipping ids already stored; committed on return.
-
-        `before_commit` runs inside the transaction, after the inserts and before the commit:
-        the collector's failpoint for "killed with the rows written but not committed". If it
-        raises, the transaction is rolled back and the exception propagates.
-        """
-        if received_at.tzinfo is None:
-            raise ValueError(f"naive datetime {received_at!r}: received_at must be aware (UTC)")
-        for attempt in range(1, _INSERT_ATTEMPTS + 1):
-            try:
-                return self._insert_new_events(events, received_at, before_commit)
-            except IntegrityError:
-                # Another writer stored one of these ids between our lookup and our insert.
-                # Rolled back: look again, and the duplicate is now seen and skipped.
-                if attempt == _INSERT_ATTEMPTS:
-                    raise
-                log.info("event id stored concurrently; retrying the batch (attempt %d)", attempt)
-        raise AssertionError("unreachable")
-
-    def _insert_new_events(
-        self, events: Sequence[Event], received_at: datetime, before_commit: Callable[[], None]
-    ) -> StoredEvents:
-        unique = list({e.event_id: e for e in events}.values())
-        # A portable dedupe: look the ids up, insert the rest. (ON CONFLICT DO NOTHING would do
-        # it in one statement, but differently per dialect; the lookup costs one indexed query.)
-        with self._engine.begin() as conn:
-            existing = self._existing_event_ids(conn, [e.event_id for e in unique])
-            fresh = [e for e in unique if e.event_id not in existing]
-            if fresh:
-                conn.execute(insert(entries_table), [_entry_row(e, received_at) for e in fresh])
-            before_commit()
-        return StoredEvents(
-            ids=tuple(e.event_id for e in unique),
-            new=tuple(e.event_id for e in fresh),
-            duplicate_count=len(events) - len(fresh),
-        )
-
-    @staticmethod
-    def _existing_event_ids(conn: Connection, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        column = entries_table.c.event_id
-        for start in range(0, len(ids), _LOOKUP_CHUNK):
-            chunk = ids[start : start + _LOOKUP_CHUNK]
-            found.update(conn.scalars(select(column).where(column.in_(chunk))))
-        return found
+        """Store events in one transaction, skipping ids already stored; committed on return."""
+        batch = WriteBatch(entries=[self.entry_row(event) for event in events])
+        return self.write_batch(batch, received_at, before_commit=before_commit).events
 
     def record_status(self, device_id: str, status: Status, received_at: datetime) -> None:
         """Remember a device's (retained) online/offline status and what it reported with it."""
-        self._upsert_device(
-            device_id,
-            {
-                "state": status.state,
-                "status_ts": status.ts,
-                "status_received_at": received_at,
-                "version": status.version,
-                "boot_id": status.boot_id,
-                "faults": list(status.faults),
-            },
-        )
+        update = status_update(device_id, status, received_at)
+        self.write_batch(WriteBatch(devices=[update]), received_at)
 
     def record_telemetry(self, device_id: str, telemetry: Telemetry, received_at: datetime) -> None:
         """Keep only a device's latest telemetry; it also proves the device is alive now."""
-        self._upsert_device(
-            device_id,
-            {
-                "telemetry": telemetry.model_dump(mode="json"),
-                "telemetry_at": received_at,
-                "last_seen": received_at,
-            },
-        )
-
-    def _upsert_device(self, device_id: str, values: dict[str, Any]) -> None:
-        # Portable upsert: update, insert when nothing was there, update again if another writer
-        # inserted the row in between.
-        table = devices_table
-        for _ in range(2):
-            try:
-                with self._engine.begin() as conn:
-                    where = table.c.device_id == device_id
-                    if conn.execute(update(table).where(where).values(values)).rowcount == 0:
-                        conn.execute(insert(table).values(device_id=device_id, **values))
-                return
-            except IntegrityError:
-                continue
-        raise RuntimeError(f"could not upsert device {device_id!r}")
+        update = telemetry_update(device_id, telemetry, received_at)
+        self.write_batch(WriteBatch(devices=[update]), received_at)
 
     def dead_letter(
         self,
@@ -268,30 +210,9 @@ class Store:
         The same message again (same topic, payload and reason: a gate's resend) only counts a
         repeat on the row it already has. Returns True if a row was added, False for a repeat.
         """
-        table = dead_letters_table
-        digest = hashlib.sha256(payload).hexdigest()
-        same = (table.c.payload_sha256 == digest) & (table.c.topic == topic)
-        with self._engine.begin() as conn:
-            earlier = conn.scalar(
-                select(table.c.id).where(same, table.c.reason == reason[:32]).limit(1)
-            )
-            if earlier is not None:
-                repeated = {"repeats": table.c.repeats + 1, "last_received_at": received_at}
-                conn.execute(update(table).where(table.c.id == earlier).values(repeated))
-                return False
-            keep = max(0, min(keep_bytes, DEAD_LETTER_PAYLOAD_BYTES))
-            row = {
-                "received_at": received_at,
-                "topic": topic,
-                "reason": reason[:32],
-                "detail": detail[:_DETAIL_CHARS],
-                "payload": bytes(payload[:keep]),
-                "payload_size": len(payload),
-                "payload_sha256": digest,
-                "repeats": 0,
-            }
-            conn.execute(insert(table).values(row))
-        return True
+        record = DeadLetterRecord(topic, payload, reason, detail, keep_bytes)
+        result = self.write_batch(WriteBatch(dead_letters=[record]), received_at)
+        return result.dead_letters_added[0]
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -345,7 +266,7 @@ class Store:
     def _stream_entries(self, query: Select[Any]) -> Iterator[StoredEntry]:
         with self._engine.connect() as conn:
             for row in conn.execution_options(yield_per=1000).execute(query).mappings():
-                yield StoredEntry.model_validate({name: row[name] for name in _ENTRY_COLUMNS})
+                yield StoredEntry.model_validate({name: row[name] for name in ENTRY_COLUMNS})
 
     def count_entries(self) -> int:
         return self._count(entries_table)
@@ -388,9 +309,28 @@ class Store:
             return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar())
 
 
-def _entry_row(event: Event, received_at: datetime) -> dict[str, Any]:
-    row = event.model_dump(mode="python")
-    for name in ("direction", "status", "reason", "credential_type"):
-        row[name] = str(row[name])
-    row["received_at"] = received_at
-    return row
+def status_update(device_id: str, status: Status, received_at: datetime) -> DeviceUpdate:
+    """A device's (retained) online/offline status and what it reported with it."""
+    values = {
+        "state": status.state,
+        "status_ts": status.ts,
+        "status_received_at": received_at,
+        "version": status.version,
+        "boot_id": status.boot_id,
+        "faults": list(status.faults),
+        # Where the gate stands (optional Status fields; "" from a gate that does not say).
+        "site_id": status.site_id,
+        "location": status.location,
+        "direction": "" if status.direction is None else str(status.direction),
+    }
+    return DeviceUpdate(device_id, values)
+
+
+def telemetry_update(device_id: str, telemetry: Telemetry, received_at: datetime) -> DeviceUpdate:
+    """A device's latest telemetry; it also proves the device is alive now."""
+    values = {
+        "telemetry": telemetry.model_dump(mode="json"),
+        "telemetry_at": received_at,
+        "last_seen": received_at,
+    }
+    return DeviceUpdate(device_id, values)

@@ -8,6 +8,7 @@ keeps working (a new column always has a default).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -29,6 +30,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("gatescan.store")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -83,6 +86,9 @@ entries_table = Table(
     Index("ix_entries_device_boot_seq", "device_id", "boot_id", "seq"),
     Index("ix_entries_ts", "ts"),
     Index("ix_entries_subject_id", "subject_id"),
+    # The retention purge's other half (server/retention.py: received_at OR a synced ts): without
+    # it the hourly purge reads the whole table.
+    Index("ix_entries_received_at", "received_at"),
 )
 
 devices_table = Table(
@@ -98,6 +104,10 @@ devices_table = Table(
     Column("last_seen", UtcDateTime, nullable=True),
     Column("telemetry", JSON, nullable=True),
     Column("telemetry_at", UtcDateTime, nullable=True),
+    # Where the gate stands, from its status (added within protocol v1; "" until a gate says).
+    Column("site_id", String(200), nullable=False, default=""),
+    Column("location", String(200), nullable=False, default=""),
+    Column("direction", String(16), nullable=False, default=""),
 )
 
 dead_letters_table = Table(
@@ -120,18 +130,70 @@ dead_letters_table = Table(
     Index("ix_dead_letters_payload_sha256", "payload_sha256"),
 )
 
+# The dashboard's accounts (server/accounts.py) and audit log (server/audit.py). Secrets are
+# kept only as digests: a stolen database file opens no session and runs no API token.
+users_table = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),  # scrypt$n$r$p$salt$hash (server/accounts.py)
+    Column("language", String(8), nullable=True),  # None: the site's default
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("last_login_at", UtcDateTime, nullable=True),  # None: never logged in
+)
+
+api_tokens_table = Table(
+    "api_tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+web_sessions_table = Table(
+    "web_sessions",
+    metadata,
+    Column("session_sha256", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Index("ix_web_sessions_user_name", "user_name"),
+)
+
+audit_log_table = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(80), nullable=False),  # a user name, "token:NAME" or "system"
+    Column("action", String(32), nullable=False),  # unmask, trace, export, search, purge, ...
+    Column("subject", String(200), nullable=False, default=""),  # whom it was about
+    Column("details", JSON, nullable=False, default=dict),
+    Index("ix_audit_log_at", "at"),
+)
+
 # Columns added to a shipped table: (table, column, its SQL definition for ALTER TABLE ADD).
 _ADDED_COLUMNS = (
     ("entries", "code_text_withheld", "BOOLEAN NOT NULL DEFAULT FALSE"),
     ("dead_letters", "payload_sha256", "VARCHAR(64)"),
     ("dead_letters", "repeats", "INTEGER NOT NULL DEFAULT 0"),
     ("dead_letters", "last_received_at", "TIMESTAMP WITH TIME ZONE"),
+    ("devices", "site_id", "VARCHAR(200) NOT NULL DEFAULT ''"),
+    ("devices", "location", "VARCHAR(200) NOT NULL DEFAULT ''"),
+    ("devices", "direction", "VARCHAR(16) NOT NULL DEFAULT ''"),
+    ("users", "last_login_at", "TIMESTAMP WITH TIME ZONE"),
 )
 
 
 def add_missing_columns(engine: Engine) -> list[str]:
-    """Add the columns an older database lacks, and the indexes over them; return
-    "table.column" for each column added."""
+    """Add the columns and indexes an older database lacks; return "table.column" for each
+    column added (each index created is logged)."""
     inspector = inspect(engine)
     added = []
     with engine.begin() as conn:
@@ -140,7 +202,12 @@ def add_missing_columns(engine: Engine) -> list[str]:
             if column not in present:
                 conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {definition}"))
                 added.append(f"{table}.{column}")
-        # create_all makes the indexes of new tables only.
-        for index in dead_letters_table.indexes:
-            index.create(conn, checkfirst=True)
+        # create_all makes the indexes of new tables only. Building one over a large entries
+        # table takes a while (once), so it is logged.
+        for indexed in (entries_table, dead_letters_table):
+            have = {i["name"] for i in inspector.get_indexes(indexed.name)}
+            for index in sorted(indexed.indexes, key=lambda i: str(i.name)):
+                if index.name not in have:
+                    log.info("database upgrade: creating index %s", index.name)
+                    index.create(conn, checkfirst=True)
     return added

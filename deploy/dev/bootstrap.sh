@@ -5,8 +5,8 @@
 set -euo pipefail
 
 venv=${1:-.venv}
-extras=${2:-device,fast,server,demo,dev}
-apt_packages=(mosquitto libzbar0)
+extras=${2:-device,fast,server,web,demo,dev}
+apt_packages=(mosquitto libzbar0 chromium)
 
 have_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
 have_cmd() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
@@ -14,6 +14,8 @@ have_cmd() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
 missing=()
 have_cmd mosquitto || missing+=(mosquitto)
 have_lib libzbar.so.0 || missing+=(libzbar0)
+# The dashboard's browser tests drive the distribution's chromium through Playwright.
+have_cmd chromium || missing+=(chromium)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if ((${#missing[@]})); then

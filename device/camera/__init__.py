@@ -8,6 +8,11 @@ Backends live beside this module and are imported by name, so that a PC never im
 
 `ReopeningSource` wraps any of them so that a camera missing at start or failing later is a
 CameraError from `read()` (which the frame loop retries with backoff), never a crash.
+
+A source whose frames live in buffers it must get back (the Pi camera's DMA buffers) also offers
+`read_lease()`: the frame as a view of the buffer plus the call that hands the buffer back. The
+frame pipeline (device/pipeline.py) reads through `read_leased`, which gives every source that
+shape, and releases each lease once the frame is decoded or dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol, Self, TypeAlias
+from typing import NamedTuple, Protocol, Self, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 
 Frame: TypeAlias = npt.NDArray[np.uint8]
 """One grey image, 2-D (height, width), uint8. Treat it as read-only: sources may reuse buffers."""
+
+
+_Read = TypeVar("_Read")
 
 
 class CameraError(RuntimeError):
@@ -41,6 +49,24 @@ class FrameSource(Protocol):
     def close(self) -> None:
         """Release the device. Safe to call twice."""
         ...
+
+
+class FrameLease(NamedTuple):
+    """A frame and, for a lent buffer, the call that gives it back (None: nothing to give back).
+
+    The frame is valid until `release` is called; the holder calls it exactly once."""
+
+    frame: Frame
+    release: Callable[[], None] | None = None
+
+
+def read_leased(source: FrameSource) -> FrameLease:
+    """The next frame of `source` as a lease: its own `read_lease()` if it lends buffers, else
+    `read()` with nothing to give back. Raises CameraError as `read()` does."""
+    read_lease: Callable[[], FrameLease] | None = getattr(source, "read_lease", None)
+    if read_lease is not None:
+        return read_lease()
+    return FrameLease(source.read())
 
 
 class ClosingSource:
@@ -107,12 +133,19 @@ class ReopeningSource(ClosingSource):
         self._closed = False
 
     def read(self) -> Frame:
+        return self._read(lambda camera: camera.read())
+
+    def read_lease(self) -> FrameLease:
+        """As `read()`, lending the camera's buffer when the camera lends them."""
+        return self._read(read_leased)
+
+    def _read(self, read: Callable[[FrameSource], _Read]) -> _Read:
         if self._closed:
             raise CameraError("the camera is closed")
         if self._camera is None:
             self._camera = self._open()
         try:
-            return self._camera.read()
+            return read(self._camera)
         except CameraError:
             self._drop()
             raise

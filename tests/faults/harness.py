@@ -42,12 +42,14 @@ STOP_TIMEOUT_S = 20.0
 
 
 def distinct_cards(count: int, batch: int = 0) -> list[bytes]:
-    """`count` ID-card codes no other call with another `batch` repeats (batch < 1000)."""
+    """`count` ID-card codes no other call with another `batch` repeats (batch < 1000, count <=
+    8000). Each number keeps its person's first six digits (province, century/gender, birth
+    year), which the gate checks against the card's date of birth and gender."""
     people = sample_cards()
     cards = []
     for index in range(count):
         person = people[index % len(people)]
-        id12 = f"079{batch:03d}{index:06d}"
+        id12 = f"{person.id12[:6]}{batch:03d}{index // len(people):03d}"
         cards.append(
             cccd_payload(id12, person.name, person.dob, person.gender, "Huế", person.issued)
         )

@@ -98,7 +98,7 @@ class Gate:
 def cards(count: int, batch: int) -> list[bytes]:
     return [
         cccd_payload(
-            f"0792{batch:02d}{n:06d}", "Trần Văn Đức", "03111985", "Nam", "Huế", "22072021"
+            f"079085{batch:02d}{n:04d}", "Trần Văn Đức", "03111985", "Nam", "Huế", "22072021"
         )
         for n in range(count)
     ]

@@ -17,7 +17,7 @@ from gatescan.samples import cccd_payload, render_code, write_replay_folder
 from protocol import Event
 from server.store import Store
 
-CARD = cccd_payload("079203012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Huế", "21042021")
+CARD = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Huế", "21042021")
 
 
 def gatescan(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import queue
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,9 @@ from gatescan.broker import LocalBroker
 from protocol import MAX_MESSAGE_BYTES, Ack, Event, Status, Telemetry, Topic, parse_message
 from protocol.topics import device_topic
 from server.collector import Collector
+from server.failpoints import BEFORE_COMMIT
 from server.store import Store
+from tests.faults.collector_process import CollectorProcess as FaultCollector
 
 DEVICE = "gate-01"
 TIMEOUT = 5.0
@@ -170,16 +174,16 @@ def test_vietnamese_subject_name_is_stored_exactly(
     assert stored.event == event
 
 
-def test_event_sent_three_times_is_stored_once_and_acked_each_time(
+def test_event_resent_after_its_ack_is_stored_once_and_acked_each_time(
     start_collector: Callable[..., Collector], gate: Gate, store: Store
 ) -> None:
     collector = start_collector()
     event = make_event("evt-00000001")
 
-    for _ in range(3):
+    for sent in range(1, 4):  # a gate resends what it has not heard an ack for
         gate.send(event)
+        wait_for(lambda sent=sent: len(gate.acks()) == sent, f"ack number {sent}")
 
-    wait_for(lambda: len(gate.acks()) == 3, "three acks")
     assert gate.acked_ids() == ["evt-00000001"] * 3
     assert store.count_entries() == 1
     assert (collector.counters.stored, collector.counters.duplicates) == (1, 2)
@@ -492,3 +496,162 @@ def test_refused_payload_that_names_no_event_gets_no_rejection(
     wait_for(lambda: gate.acked_ids() == ["evt-good0001"], "the ack of the valid event")
     assert [ack.rejected for ack in gate.acks()] == [[]]
     assert store.dead_letter_counts() == {"not_json": 1, "schema": 1}
+
+
+# --- batches: many messages per commit, one ack per gate ---------------------------------------
+
+BATCH_GATES = ("gate-11", "gate-12", "gate-13")
+
+
+@contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Another connection holds the database's write lock: a commit waits until the block ends."""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+@pytest.fixture
+def batch_gates(broker: LocalBroker) -> Iterator[dict[str, Gate]]:
+    running = {device_id: Gate(broker, device_id) for device_id in BATCH_GATES}
+    yield running
+    for one in running.values():
+        one.close()
+
+
+def queued_behind_a_commit(
+    collector: Collector, db: Path, plug: Gate, publish: Callable[[], int]
+) -> None:
+    """Publish while the collector's commit of a first event (the plug) waits for the write
+    lock, and wait until all of it is queued: the writer then takes it as one batch."""
+    received = collector.counters.received
+    with write_lock(db):
+        plug.send(make_event(f"evt-plug-{received:04d}", device_id=plug.device_id))
+        wait_for(lambda: collector.counters.received == received + 1, "the plug's commit")
+        count = publish()
+        wait_for(lambda: collector.queued() == count, f"{count} messages queued")
+
+
+def test_a_batch_from_several_gates_is_one_commit_and_each_gate_gets_one_ack_with_its_ids(
+    start_collector: Callable[..., Collector], batch_gates: dict[str, Gate], tmp_path: Path
+) -> None:
+    db = tmp_path / "batch.db"
+    store = Store(db, busy_timeout_ms=30_000)
+    collector = start_collector(store=store)
+    earlier = make_event("evt-earlier1", device_id="gate-12")
+    batch_gates["gate-12"].send(earlier)
+    wait_for(lambda: batch_gates["gate-12"].acked_ids() == [earlier.event_id], "the first ack")
+    events = {
+        device_id: [make_event(f"evt-{device_id}-{n}", device_id=device_id) for n in range(4)]
+        for device_id in BATCH_GATES
+    }
+
+    def publish() -> int:
+        for n in range(4):
+            for device_id, gate in batch_gates.items():
+                gate.send(events[device_id][n])
+        batch_gates["gate-12"].send(events["gate-12"][1])  # a resend within the batch
+        batch_gates["gate-12"].send(earlier)  # a resend of an event stored by an earlier batch
+        return 14
+
+    queued_behind_a_commit(collector, db, batch_gates["gate-11"], publish)
+    wait_for(lambda: len(batch_gates["gate-13"].acks()) == 1, "the batch's acks")
+
+    assert collector.counters.batches == 3  # the earlier event, the plug, the batch
+    assert store.count_entries() == 1 + 1 + 12
+    assert (collector.counters.stored, collector.counters.duplicates) == (14, 2)
+    last_acks = {device_id: gate.acks()[-1] for device_id, gate in batch_gates.items()}
+    assert last_acks["gate-11"].event_ids == [e.event_id for e in events["gate-11"]]
+    assert last_acks["gate-12"].event_ids == [
+        *(e.event_id for e in events["gate-12"]),
+        earlier.event_id,
+    ]  # each id once, though sent twice
+    assert last_acks["gate-13"].event_ids == [e.event_id for e in events["gate-13"]]
+    assert [len(gate.acks()) for gate in batch_gates.values()] == [2, 2, 1]
+    stored = {entry.event_id: entry.event for entry in store.entries()}
+    assert all(stored[e.event_id] == e for batch in events.values() for e in batch)
+
+
+def test_a_malformed_message_inside_a_batch_is_dead_lettered_and_rejected_and_the_rest_stored(
+    start_collector: Callable[..., Collector], batch_gates: dict[str, Gate], tmp_path: Path
+) -> None:
+    db = tmp_path / "batch.db"
+    store = Store(db, busy_timeout_ms=30_000)
+    collector = start_collector(store=store)
+    gate, other = batch_gates["gate-11"], batch_gates["gate-12"]
+    before = make_event("evt-valid-01", device_id="gate-11")
+    refused = make_event("evt-refused1", device_id="gate-11").to_json().replace(b'"in"', b'"up"')
+    after = make_event("evt-valid-02", device_id="gate-11")
+    elsewhere = make_event("evt-valid-03", device_id="gate-12")
+
+    def publish() -> int:
+        gate.send(before)
+        gate.publish(Topic.EVENTS, refused)  # names its event_id: answered as rejected
+        gate.publish(Topic.EVENTS, b"{not json")  # names none: only dead-lettered
+        other.send(elsewhere)
+        gate.send(after)
+        return 5
+
+    queued_behind_a_commit(collector, db, batch_gates["gate-13"], publish)
+    wait_for(lambda: gate.acks() != [] and other.acks() != [], "the batch's acks")
+
+    assert collector.counters.batches == 2  # the plug, then the batch of five
+    [ack] = gate.acks()
+    assert ack.event_ids == ["evt-valid-01", "evt-valid-02"]
+    assert [(r.event_id, r.reason) for r in ack.rejected] == [("evt-refused1", "schema")]
+    assert other.acked_ids() == ["evt-valid-03"]
+    assert store.dead_letter_counts() == {"not_json": 1, "schema": 1}
+    stored_ids = {entry.event_id for entry in store.entries()}
+    assert stored_ids == {"evt-plug-0000", "evt-valid-01", "evt-valid-02", "evt-valid-03"}
+
+
+def test_a_collector_killed_mid_stream_had_pubacked_only_what_it_had_committed(
+    broker: LocalBroker, batch_gates: dict[str, Gate], tmp_path: Path
+) -> None:
+    db = tmp_path / "killed.db"
+    store = Store(db)  # the tables exist before the collector starts: the test reads them
+    events = [
+        make_event(f"evt-stream{n:02d}", device_id=BATCH_GATES[n % 3], seq=n) for n in range(12)
+    ]
+
+    def collector(failpoints: str | None = None) -> FaultCollector:
+        return FaultCollector(
+            broker_url=broker.url,
+            db_url=f"sqlite:///{db}",
+            log_path=tmp_path / "collector.log",
+            client_id="collector-mid-stream",
+            failpoints=failpoints,
+            log_level="debug",
+        ).wait_until_subscribed()
+
+    # Batches are cut so that the 5th events message is alone in its batch (failpoints.py):
+    # the plug, then a batch of three from three gates, then the 5th is killed before its commit.
+    doomed = collector(failpoints=f"{BEFORE_COMMIT}=kill:5")
+    with write_lock(db):
+        batch_gates[events[0].device_id].send(events[0])
+        doomed.wait_for_log("received 1 events message")
+        for event in events[1:]:
+            batch_gates[event.device_id].send(event)
+    assert doomed.wait_for_exit() == -signal.SIGKILL
+    assert "received 3 events message(s)" in doomed.log_text()
+    assert {e.event_id for e in store.entries()} == {e.event_id for e in events[:4]}
+    acked_before = {i for gate in batch_gates.values() for i in gate.acked_ids()}
+    assert acked_before <= {e.event_id for e in events[:4]}
+
+    survivor = collector()
+    try:
+        # The test's gates never resend: the broker redelivers every message no PUBACK settled.
+        every_id = {e.event_id for e in events}
+
+        def acked() -> set[str]:
+            return {i for gate in batch_gates.values() for i in gate.acked_ids()}
+
+        wait_for(lambda: acked() == every_id, "acks of all twelve", timeout=30)
+    finally:
+        survivor.stop()
+    assert store.count_entries() == 12
+    assert {e.event_id: e.event for e in store.entries()} == {e.event_id: e for e in events}

@@ -30,7 +30,7 @@ KEEPALIVE = 2
 
 PAYLOADS: list[bytes] = [
     cccd_payload(
-        "079203012345",
+        "079193012345",
         "Nguyễn Thị Thu Uyên",
         "05061993",
         "Nữ",
@@ -39,7 +39,7 @@ PAYLOADS: list[bytes] = [
         old_id="272345678",
     ),
     cccd_payload(
-        "001099012345",
+        "001090012345",
         "Trần Văn Đức",
         "01011990",
         "Nam",

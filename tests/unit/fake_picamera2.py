@@ -3,12 +3,25 @@
 It keeps picamera2's shapes: create_video_configuration returns a dict with the same keys and
 stream defaults, configure checks the lores stream as picamera2 does and fills in each stream's
 stride, and capture_array("lores") returns a fresh (height * 3 / 2, stride) YUV420 array whose rows
-are padded past the image width, as on a Pi 4. Every call is recorded in `calls`.
+are padded past the image width, as on a Pi 4 (picamera2 copies the buffer out there). Every call
+is recorded in `calls`.
+
+capture_request() mirrors the camera's buffers: `buffer_count` of them per stream, each a memory
+file descriptor (as a DMA buffer is a dmabuf fd), filled by the "ISP" only while free. A request
+holds its buffers until `release()`, which hands them back to be filled again (so a frame used
+after its release shows a later frame's pixels); with none free, capture_request times out as a
+camera with no buffer to fill does. `FakeMappedArray` stands in for picamera2.MappedArray: it
+mmaps the buffer's fd on enter and closes the mapping on exit, which fails (BufferError, counted
+in `unmap_failures`) while a view of it lives, as picamera2's mmap does.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
+import threading
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -39,6 +52,13 @@ class FakePicamera2:
         self.captured: list[np.ndarray] = []
         self.fail_with: BaseException | None = None
         """Raised by every later capture_array: the camera was unplugged."""
+        self.frame_number = 0
+        self.free_buffers: list[dict[str, FakeDmaBuffer]] = []
+        self.held: list[FakeCompletedRequest] = []
+        self.most_held = 0
+        self.mappings: list[FakeMappedArray] = []
+        self.unmap_failures = 0
+        self._buffers_lock = threading.Lock()  # captured in one thread, released in another
 
     def unplug(self, error: BaseException | None = None) -> None:
         self.fail_with = error or TimeoutError("no frame from the camera")
@@ -108,6 +128,15 @@ class FakePicamera2:
         if self.camera_config is None:
             raise RuntimeError("Camera has not been configured")
         self.started = True
+        streams = {
+            name: stream["framesize"]
+            for name in ("main", "lores")
+            if (stream := self.camera_config[name]) is not None
+        }
+        self.free_buffers = [
+            {name: FakeDmaBuffer(size) for name, size in streams.items()}
+            for _ in range(self.camera_config["buffer_count"])
+        ]
 
     def capture_array(self, name: str = "main", wait: float | None = None) -> np.ndarray:
         self.calls.append(("capture_array", {"name": name, "wait": wait}))
@@ -115,13 +144,45 @@ class FakePicamera2:
             raise self.fail_with
         if not self.started or self.camera_config is None:
             raise RuntimeError("Camera is not running")
-        stream = self.camera_config[name]
-        (width, height), stride = stream["size"], stream["stride"]
-        array = np.full((height * 3 // 2, stride), CHROMA_BYTE, dtype=np.uint8)
-        array[:height, :] = PADDING_BYTE
-        array[:height, :width] = luma(width, height, len(self.captured))
+        array = np.empty(yuv420_shape(self.camera_config[name]), dtype=np.uint8)
+        self._expose(self.camera_config[name], array)
+        self.frame_number += 1
         self.captured.append(array)
         return array
+
+    def capture_request(
+        self, wait: float | None = None, flush: bool | None = None
+    ) -> FakeCompletedRequest:
+        self.calls.append(("capture_request", {"wait": wait}))
+        if self.fail_with is not None:
+            raise self.fail_with
+        if not self.started or self.camera_config is None:
+            raise RuntimeError("Camera is not running")
+        with self._buffers_lock:
+            if not self.free_buffers:
+                raise TimeoutError("no frame completed: every buffer is held by a request")
+            buffers = self.free_buffers.pop(0)
+        for name, buffer in buffers.items():
+            stream = self.camera_config[name]
+            self._expose(stream, buffer.isp_view.reshape(yuv420_shape(stream)))
+        self.frame_number += 1
+        request = FakeCompletedRequest(self, buffers, dict(self.camera_config))
+        with self._buffers_lock:
+            self.held.append(request)
+            self.most_held = max(self.most_held, len(self.held))
+        return request
+
+    def _expose(self, stream: Mapping[str, Any], array: np.ndarray) -> None:
+        """Write the next frame into a YUV420 array: luma, padding right of it, neutral chroma."""
+        (width, height) = stream["size"]
+        array[:, :] = CHROMA_BYTE
+        array[:height, :] = PADDING_BYTE
+        array[:height, :width] = luma(width, height, self.frame_number)
+
+    def _give_back(self, request: FakeCompletedRequest) -> None:
+        with self._buffers_lock:
+            self.held.remove(request)
+            self.free_buffers.append(request.buffers)
 
     def stop(self) -> None:
         self.calls.append(("stop", None))
@@ -133,3 +194,73 @@ class FakePicamera2:
 
     def call_names(self) -> list[str]:
         return [name for name, _ in self.calls]
+
+
+def yuv420_shape(stream: Mapping[str, Any]) -> tuple[int, int]:
+    return stream["size"][1] * 3 // 2, stream["stride"]
+
+
+class FakeDmaBuffer:
+    """A buffer the camera writes into: a memory file, mapped once for the "ISP"."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fd = os.memfd_create("fake-dmabuf")
+        os.ftruncate(self.fd, size)
+        self.isp_view = np.frombuffer(mmap.mmap(self.fd, size), dtype=np.uint8)
+
+
+class FakeCompletedRequest:
+    """A completed request: the buffers of every stream, held until `release()`."""
+
+    def __init__(
+        self, camera: FakePicamera2, buffers: dict[str, FakeDmaBuffer], config: dict[str, Any]
+    ) -> None:
+        self.camera = camera
+        self.buffers = buffers
+        self.config = config
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            raise RuntimeError("CompletedRequest: lock now has negative ref_count")
+        self.released = True
+        self.camera._give_back(self)
+
+
+class FakeMappedArray:
+    """picamera2.MappedArray(request, stream): the stream's buffer as an array, no copy."""
+
+    def __init__(
+        self, request: FakeCompletedRequest, stream: str, reshape: bool = True, write: bool = True
+    ) -> None:
+        self._request = request
+        self._stream = stream
+        self._map: mmap.mmap | None = None
+        self._array: np.ndarray | None = None
+
+    def __enter__(self) -> FakeMappedArray:
+        buffer = self._request.buffers[self._stream]
+        self._map = mmap.mmap(buffer.fd, buffer.size)
+        shape = yuv420_shape(self._request.config[self._stream])
+        self._array = np.asarray(self._map).reshape(shape)  # holds the mapping while it lives
+        self._request.camera.mappings.append(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._array = None
+        assert self._map is not None
+        try:
+            self._map.close()
+        except BufferError:
+            self._request.camera.unmap_failures += 1
+            raise
+
+    @property
+    def array(self) -> np.ndarray | None:
+        return self._array

@@ -1,4 +1,5 @@
-"""Test helper: a sample Event factory, and (run as a program) writers to be killed.
+"""Test helpers: a sample Event factory, a disk that fills up, a clock set by hand, and (run as
+a program) writers to be killed.
 
     python -m tests.unit.journal_writer DATA_DIR HISTORY_MAX_ENTRIES
 
@@ -12,7 +13,9 @@ opens a TinyDB on the journal's storage at LOG_FILE, set to compact after EVERY 
 printing n once the write (and its compaction) returned. The crash tests kill both with SIGKILL.
 """
 
+import errno
 import hashlib
+import os
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -22,7 +25,7 @@ from typing import NoReturn
 from tinydb.table import Document
 
 from device.journal import Journal
-from device.tinydb_storage import AppendLogStorage, open_log_db
+from device.tinydb_storage import AppendLogStorage, open_log_db, write_fully
 from protocol import CredentialType, Direction, Event, Reason, VerdictStatus
 
 
@@ -34,7 +37,7 @@ def make_event(
     boot_id: str = "boot-1",
 ) -> Event:
     """A plausible CCCD entry (Vietnamese name included, to check UTF-8 survives the files)."""
-    code = f"001099012345||Nguyễn Văn An|01011990|Nam|Hà Nội|01012021#{seq}".encode()
+    code = f"001090012345||Nguyễn Văn An|01011990|Nam|Hà Nội|01012021#{seq}".encode()
     return Event(
         event_id=event_id or f"ev-{uuid.uuid4().hex}",
         device_id="gate-01",
@@ -47,11 +50,41 @@ def make_event(
         status=VerdictStatus.RECORDED,
         reason=Reason.OK,
         credential_type=CredentialType.CCCD,
-        subject_id="001099012345",
+        subject_id="001090012345",
         subject_name="Nguyễn Văn An",
         code_sha256=hashlib.sha256(code).hexdigest(),
         code_length=len(code),
     )
+
+
+class FlakyDisk:
+    """The write call of a disk that can run out of space. A write that does not fit writes half
+    its bytes and fails with ENOSPC, as on a full filesystem. `script` gives the fate of the next
+    writes in turn (True: fits); once it is used up, `full` decides."""
+
+    def __init__(self) -> None:
+        self.script: list[bool] = []
+        self.full = False
+
+    def write(self, fd: int, data: bytes) -> None:
+        fits = self.script.pop(0) if self.script else not self.full
+        if not fits:
+            os.write(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_fully(fd, data)
+
+
+class SetClock:
+    """A clock the test moves by hand (the journal only asks it for the date)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def is_synced(self) -> bool:
+        return True
 
 
 COMPACTING_TABLE = "docs"

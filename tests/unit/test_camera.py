@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import segno
 
-from device.camera import CameraError, Frame, FramePacer
+from device.camera import CameraError, Frame, FramePacer, ReopeningSource, read_leased
+from device.camera.memory import MemorySource
 from device.camera.opencv import OpenCVSource
-from device.camera.picamera2 import INSTALL_HINT, READ_TIMEOUT, Picamera2Source
+from device.camera.picamera2 import BUFFER_COUNT, INSTALL_HINT, READ_TIMEOUT, Picamera2Source
 from device.camera.replay import EMPTY_GREY, ReplaySource
-from tests.unit.fake_picamera2 import FakePicamera2, luma
+from tests.unit.fake_picamera2 import FakeMappedArray, FakePicamera2, luma
 
 
 class FakeClock:
@@ -259,7 +260,13 @@ def open_fake(
     width: int = 1000, height: int = 600, fps: float = 25.0
 ) -> tuple[Picamera2Source, FakePicamera2]:
     camera = FakePicamera2()
-    source = Picamera2Source(width=width, height=height, fps=fps, camera_factory=lambda: camera)
+    source = Picamera2Source(
+        width=width,
+        height=height,
+        fps=fps,
+        camera_factory=lambda: camera,
+        map_array=FakeMappedArray,
+    )
     return source, camera
 
 
@@ -361,3 +368,101 @@ def test_picamera2_source_works_as_a_context_manager() -> None:
     with Picamera2Source(width=640, height=480, camera_factory=lambda: camera) as source:
         assert source.read().shape == (480, 640)
     assert camera.closed and not camera.started
+
+
+def test_picamera2_lease_is_the_y_plane_in_the_cameras_own_buffer_without_a_copy() -> None:
+    source, camera = open_fake(width=1000, height=600)
+    frame, release = source.read_lease()
+    [mapping] = camera.mappings
+    assert mapping.array is not None and mapping.array.shape == (900, 1024)
+    assert np.shares_memory(frame, mapping.array), "a view of the mapped DMA buffer: no copy"
+    assert frame.shape == (600, 1000)
+    assert np.array_equal(frame, luma(1000, 600, 0)), "no padding, no chroma"
+    assert camera.call_names()[-1] == "capture_request"
+    assert camera.calls[-1] == ("capture_request", {"wait": READ_TIMEOUT})
+    assert len(camera.held) == 1, "the request is held while the frame is in use"
+    del frame  # the holder's duty: no view may outlive the release
+    assert release is not None
+    release()
+    release()  # a second call does nothing (picamera2 would raise on a negative ref count)
+    assert camera.held == [] and camera.unmap_failures == 0
+    assert len(camera.free_buffers) == BUFFER_COUNT
+
+
+def test_picamera2_released_buffers_are_refilled_with_later_frames() -> None:
+    source, camera = open_fake(width=64, height=48)
+    numbers = []
+    for _ in range(BUFFER_COUNT * 2):
+        frame, release = source.read_lease()
+        numbers.append(next(n for n in range(20) if np.array_equal(frame, luma(64, 48, n))))
+        del frame
+        assert release is not None
+        release()
+    assert numbers == list(range(BUFFER_COUNT * 2))
+    assert camera.most_held == 1 and camera.unmap_failures == 0
+
+
+def test_picamera2_lease_of_an_unplugged_camera_raises_camera_error() -> None:
+    source, camera = open_fake()
+    camera.unplug()
+    with pytest.raises(CameraError, match="no frame from the Pi camera"):
+        source.read_lease()
+
+
+def test_picamera2_decode_scale_asks_the_isp_for_a_smaller_lores_stream() -> None:
+    camera = FakePicamera2()
+    source = Picamera2Source(
+        width=1280,
+        height=720,
+        lores_size=(640, 360),
+        camera_factory=lambda: camera,
+        map_array=FakeMappedArray,
+    )
+    config = camera.calls[1][1]
+    assert config["main"]["size"] == (1280, 720) and config["lores"]["size"] == (640, 360)
+    assert source.read().shape == (360, 640)
+
+
+def test_picamera2_lores_larger_than_the_frame_is_refused() -> None:
+    camera = FakePicamera2()
+    with pytest.raises(CameraError, match="larger than the frame size"):
+        Picamera2Source(
+            width=640, height=480, lores_size=(1280, 720), camera_factory=lambda: camera
+        )
+    assert camera.closed
+
+
+def test_reopening_source_passes_the_cameras_leases_through() -> None:
+    camera = FakePicamera2()
+
+    def open_camera() -> Picamera2Source:
+        return Picamera2Source(
+            width=64, height=48, camera_factory=lambda: camera, map_array=FakeMappedArray
+        )
+
+    source = ReopeningSource(open_camera)
+    frame, release = read_leased(source)
+    assert release is not None, "the Pi camera's buffer is lent, not copied"
+    assert np.shares_memory(frame, camera.mappings[-1].array)
+    del frame
+    release()
+    assert camera.held == []
+    source.close()
+
+
+def test_a_source_without_leases_reads_frames_with_nothing_to_give_back() -> None:
+    frames = [np.full((4, 4), value, np.uint8) for value in (1, 2)]
+    source = MemorySource(frames, pace=False, loop=False)
+    assert read_leased(source).release is None
+    assert levels([read_leased(source).frame, source.read()]) == [2, 2], "then the last for ever"
+
+
+def test_memory_source_paces_frames_and_loops() -> None:
+    clock = FakeClock()
+    frames = [np.full((4, 4), value, np.uint8) for value in (1, 2, 3)]
+    source = MemorySource(frames, fps=20.0, clock=clock, sleep=clock.sleep)
+    assert levels([source.read() for _ in range(5)]) == [1, 2, 3, 1, 2]
+    assert clock.sleeps == pytest.approx([0.05] * 4)
+    source.close()
+    with pytest.raises(CameraError, match="closed"):
+        source.read()

@@ -50,7 +50,7 @@ def test_no_file_gives_the_documented_defaults() -> None:
     assert config.direction is Direction.IN
     assert config.data_dir == Path("/var/lib/gatescan")
     assert config.camera == Picamera2Camera(width=1280, height=720, fps=30.0)
-    assert config.decoder.backend == "pyzbar"
+    assert config.decoder.backend == "auto"
     assert config.policy.mode == "log"
     assert config.policy.accept == [CredentialType.CCCD, CredentialType.RAW]
     assert config.policy.record_raw_text is False
@@ -147,6 +147,21 @@ def test_example_configs_mention_every_setting(example: Path) -> None:
     ]
 
     assert missing == []
+
+
+@pytest.mark.parametrize("backend", ["auto", "ensemble", "zxing", "pyzbar"])
+def test_decoder_backend_accepts_every_decoder_the_gate_can_build(
+    tmp_path: Path, backend: str
+) -> None:
+    path = write(tmp_path, "gate.toml", f"[decoder]\nbackend = '{backend}'\n")
+
+    assert load_config(path, env=NO_ENV).decoder.backend == backend
+
+
+def test_decoder_backend_is_ensemble_when_misspelt_close_to_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "gate.toml", "[decoder]\nbackend = 'ensamble'\n")
+
+    assert problems(path)[0].endswith("got 'ensamble'; did you mean 'ensemble'?")
 
 
 def test_journal_section_sets_history_size_and_retention(tmp_path: Path) -> None:
@@ -509,7 +524,8 @@ def test_a_bad_flag_is_blamed_on_the_flag_beside_the_files_problems(tmp_path: Pa
 
     assert lines[0].startswith("--source: 'webcam' is not a camera source; use picamera2, replay:")
     assert lines[1:] == [
-        f"{path}: decoder.backend: expected one of 'pyzbar', 'zxing', 'auto', got 'zbar'; "
+        f"{path}: decoder.backend: expected one of 'auto', 'ensemble', 'zxing', 'pyzbar', "
+        "got 'zbar'; "
         "did you mean 'pyzbar'?",
         "--broker: mqtt.broker: 'mqtt:/x' is not a broker URL; "
         "use mqtt://host:port or mqtts://host:port",

@@ -25,6 +25,7 @@ from device.decode import (
     make_decoder,
     utf8_text,
 )
+from device.decoders.preprocess import half_size
 from gatescan import decode_command
 from gatescan.samples import blank_frame, cccd_payload, draw_code, render_code
 
@@ -54,7 +55,7 @@ EXACT_PAYLOADS = {
 }
 
 
-@pytest.fixture(scope="module", params=["pyzbar", "zxing"])
+@pytest.fixture(scope="module", params=["pyzbar", "zxing", "ensemble"])
 def decoder(request: pytest.FixtureRequest) -> Iterator[Decoder]:
     # One decoder per backend for the whole module: reusing the zbar scanner is the real use.
     yield make_decoder(request.param)
@@ -93,9 +94,9 @@ def test_plain_pyzbar_garbles_short_vietnamese_which_is_why_binary_mode_is_used(
     max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 @given(data=st.binary(min_size=1, max_size=120))
-def test_any_bytes_come_back_unchanged_from_both_backends(data: bytes) -> None:
+def test_any_bytes_come_back_unchanged_from_every_backend(data: bytes) -> None:
     frame = render_code(data, frame_size=(300, 300), module_px=4)
-    for backend in ("pyzbar", "zxing"):
+    for backend in ("pyzbar", "zxing", "ensemble"):
         assert make_decoder(backend).decode(frame) == [DecodedCode(data)], backend
 
 
@@ -188,12 +189,33 @@ def test_frames_that_are_not_grey_images_are_refused_clearly(
 
 
 def test_unknown_backend_is_refused_with_the_valid_names() -> None:
-    with pytest.raises(ValueError, match="auto, pyzbar, zxing"):
+    with pytest.raises(ValueError, match="auto, ensemble, pyzbar, zxing"):
         make_decoder("quirc")
 
 
-def test_auto_picks_zxing_when_it_is_installed() -> None:
-    assert make_decoder("auto").name == "zxing"
+def test_auto_picks_the_ensemble_when_zxing_is_installed() -> None:
+    assert make_decoder("auto").name == "ensemble"
+
+
+def test_pyzbar_reads_two_pixel_modules_of_a_large_frame_at_full_size(zbar: PyzbarDecoder) -> None:
+    # At half size the modules are one pixel: the half-size pass misses, the region pass reads.
+    frame = render_code(FULL_CCCD, frame_size=(1280, 720), module_px=2, noise=6, seed=5)
+    assert zbar.read(half_size(frame)) == []
+    assert zbar.decode(frame) == [DecodedCode(FULL_CCCD)]
+
+
+@pytest.mark.parametrize("module_px", [3, 5, 8])
+def test_pyzbar_half_size_first_reads_what_a_full_size_read_reads(
+    zbar: PyzbarDecoder, module_px: int
+) -> None:
+    frame = render_code(FULL_CCCD, frame_size=(1280, 720), module_px=module_px, noise=6, seed=1)
+    whole = PyzbarDecoder(half_size_first=False).decode(frame)
+    assert whole == [DecodedCode(FULL_CCCD)]
+    assert zbar.decode(frame) == whole
+
+
+def test_pyzbar_on_an_empty_large_frame_finds_nothing_at_either_size(zbar: PyzbarDecoder) -> None:
+    assert zbar.decode(blank_frame((1280, 720), noise=8, background=150)) == []
 
 
 def test_a_closed_pyzbar_decoder_refuses_to_decode() -> None:
@@ -254,4 +276,4 @@ def test_decode_command_reports_unreadable_files_and_fails_at_the_end(tmp_path: 
 def test_decode_command_refuses_an_unknown_backend(tmp_path: Path) -> None:
     out = io.StringIO()
     assert decode_command.run(["x.png"], "nope", out) == decode_command.EXIT_BAD_BACKEND
-    assert "valid: auto, pyzbar, zxing" in json.loads(out.getvalue())["error"]
+    assert "valid: auto, ensemble, pyzbar, zxing" in json.loads(out.getvalue())["error"]

@@ -9,7 +9,7 @@ from device.events import EventBuilder
 from device.policy import Policy
 from protocol import CredentialType, Direction, Event, Reason, Topic, parse_message
 
-CARD = "079203012345|272345678|Nguyễn Thị Thu Uyên|05061993|Nữ|Hà Nội|21042021".encode()
+CARD = "079193012345|272345678|Nguyễn Thị Thu Uyên|05061993|Nữ|Hà Nội|21042021".encode()
 
 
 class StoppedClock:
@@ -49,7 +49,7 @@ def event_for(code: bytes, *, record_raw_text: bool = True) -> Event:
 def test_a_card_gives_its_number_and_name_and_no_text() -> None:
     event = event_for(CARD)
 
-    assert (event.credential_type, event.subject_id) == (CredentialType.CCCD, "079203012345")
+    assert (event.credential_type, event.subject_id) == (CredentialType.CCCD, "079193012345")
     assert event.subject_name == "Nguyễn Thị Thu Uyên"
     assert (event.code_text, event.code_text_withheld) == (None, False)
     assert (event.seq, event.boot_id, event.clock_synced) == (7, "boot-1", False)
@@ -60,7 +60,7 @@ def test_a_damaged_card_is_an_invalid_event_naming_the_card_number() -> None:
 
     assert (event.reason, event.subject_id, event.subject_name) == (
         Reason.INVALID,
-        "079203012345",
+        "079193012345",
         "",
     )
     assert event.credential_type is CredentialType.CCCD

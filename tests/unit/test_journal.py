@@ -1,10 +1,10 @@
 """The journal on real files: outbox, seq, daily history segments, acks, threads, full disk,
-damaged files, retention, and its append-only storage on its own. The only fakes are the disk's
-write call (FlakyDisk), to simulate ENOSPC, and a clock set by the test (to date the purge)."""
+damaged files, retention. The only fakes are the disk's write call (FlakyDisk), to simulate
+ENOSPC, and a clock set by the test (to date the purge). The storage on its own is tested in
+test_tinydb_storage.py, rejected events in test_journal_rejected.py."""
 
 import errno
 import logging
-import os
 import threading
 import zlib
 from collections.abc import Iterator
@@ -12,42 +12,18 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from tinydb import TinyDB
-from tinydb.storages import MemoryStorage
-from tinydb.table import Document
 
 from device.journal import Journal, JournalError
 from device.tinydb_storage import (
-    AppendLogStorage,
     Tables,
     encode_line,
-    open_log_db,
     replay,
-    write_fully,
 )
 from protocol import Event
-from protocol.messages import Rejection
-from tests.unit.journal_writer import make_event
+from tests.unit.journal_writer import FlakyDisk, SetClock, make_event
 
 DAY = date(2026, 11, 26)
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-class FlakyDisk:
-    """The write call of a disk that can run out of space. A write that does not fit writes half
-    its bytes and fails with ENOSPC, as on a full filesystem. `script` gives the fate of the next
-    writes in turn (True: fits); once it is used up, `full` decides."""
-
-    def __init__(self) -> None:
-        self.script: list[bool] = []
-        self.full = False
-
-    def write(self, fd: int, data: bytes) -> None:
-        fits = self.script.pop(0) if self.script else not self.full
-        if not fits:
-            os.write(fd, data[: len(data) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        write_fully(fd, data)
 
 
 @pytest.fixture
@@ -456,19 +432,6 @@ def test_stray_temp_file_from_a_killed_write_is_removed_on_open(tmp_path: Path) 
 # --- retention ---------------------------------------------------------------------------------
 
 
-class SetClock:
-    """A clock the test moves by hand (the journal only asks it for the date)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    def is_synced(self) -> bool:
-        return True
-
-
 def test_history_past_the_retention_is_deleted_at_open_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -515,187 +478,12 @@ def test_journal_refuses_limits_below_one(tmp_path: Path) -> None:
         Journal(tmp_path, retention_days=0)
 
 
-# --- the storage on its own --------------------------------------------------------------------
-
-
-def test_storage_reads_none_for_a_missing_file_and_creates_nothing(tmp_path: Path) -> None:
-    assert AppendLogStorage(tmp_path / "absent.log").read() is None
-    assert list(tmp_path.iterdir()) == []
-
-
-def _same_operations(db: TinyDB) -> None:
-    """A tour of TinyDB's table API, each call a write the storage must get right."""
-    people, other = db.table("people"), db.table("other")
-    people.insert_multiple({"name": name, "n": n} for n, name in enumerate(["An", "Bình", "Chi"]))
-    people.insert(Document({"name": "Dũng", "n": 9}, doc_id=10))
-    people.update({"n": 5}, doc_ids=[2])
-    people.update(lambda doc: doc.update(seen=True), lambda doc: doc["n"] > 4)
-    people.upsert(Document({"n": 0, "new": 1}, doc_id=1))
-    people.remove(lambda doc: doc["name"] == "Chi")
-    people.remove(doc_ids=[99])  # not there: nothing to write
-    other.insert({"x": [1, {"y": None}]})
-    other.truncate()
-    db.table("dropped").insert({"gone": True})
-    db.drop_table("dropped")
-
-
-def test_storage_after_tinydb_operations_reads_back_what_memory_holds(tmp_path: Path) -> None:
-    in_memory = TinyDB(storage=MemoryStorage)
-    _same_operations(in_memory)
-    with open_log_db(tmp_path / "db.log") as on_disk:
-        _same_operations(on_disk)
-        assert on_disk.storage.read() == in_memory.storage.read()
-    with open_log_db(tmp_path / "db.log") as reopened:
-        assert reopened.storage.read() == in_memory.storage.read()
-
-
-def test_storage_batch_is_one_line_and_a_failed_batch_is_forgotten(tmp_path: Path) -> None:
-    path = tmp_path / "db.log"
-    with open_log_db(path) as db:
-        storage = db.storage
-        assert isinstance(storage, AppendLogStorage)
-        with storage.batch():
-            db.table("t").insert({"v": 1})
-            db.table("meta").insert({"last": 1})
-        assert len(_lines(path)) == 1
-        with pytest.raises(RuntimeError), storage.batch():
-            db.table("t").insert({"v": 2})
-            raise RuntimeError("the caller gave up")
-        assert db.table("t").all() == [{"v": 1}]
-    assert _stored(path) == {"t": {"1": {"v": 1}}, "meta": {"1": {"last": 1}}}
-
-
-def test_storage_failed_append_cuts_its_half_line_off(tmp_path: Path) -> None:
-    disk = FlakyDisk()
-    path = tmp_path / "db.log"
-    with open_log_db(path, writer=disk.write) as db:
-        db.table("t").insert({"v": 1})
-        before = path.read_bytes()
-        disk.full = True
-        with pytest.raises(OSError, match="No space"):
-            db.table("t").insert({"v": 2})
-        assert path.read_bytes() == before
-        assert db.table("t").all() == [{"v": 1}]  # memory forgot the failed write
-        disk.full = False
-        db.table("t").insert({"v": 3})
-    assert list(_stored(path)["t"].values()) == [{"v": 1}, {"v": 3}]
-
-
-def test_storage_compacts_the_log_into_its_live_state(tmp_path: Path) -> None:
-    path = tmp_path / "db.log"
-    with open_log_db(path, compact_ratio=2, compact_min_entries=10) as db:
-        table = db.table("t")
-        ids = [table.insert({"v": v}) for v in range(10)]
-        assert len(_lines(path)) == 10  # 10 entries: not over the minimum
-        table.remove(doc_ids=ids[:8])  # 18 entries for 2 live documents
-        assert _lines(path) == [encode_line({"t": {"9": {"v": 8}, "10": {"v": 9}}})]
-        table.insert({"v": 10})
-        state = db.storage.read()
-    assert len(_lines(path)) == 2
-    assert _stored(path) == state == {"t": {"9": {"v": 8}, "10": {"v": 9}, "11": {"v": 10}}}
-
-
-def test_storage_failed_compaction_keeps_the_log_and_the_write(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    disk = FlakyDisk()
-    path = tmp_path / "db.log"
-    with open_log_db(path, writer=disk.write, compact_ratio=1, compact_min_entries=2) as db:
-        table = db.table("t")
-        table.insert_multiple([{"v": 1}, {"v": 2}])
-        disk.script = [True, False]  # the append fits, the compacted copy does not
-        table.remove(doc_ids=[1])
-        assert "could not compact" in caplog.text
-        assert table.all() == [{"v": 2}]
-    assert [p.name for p in tmp_path.iterdir()] == ["db.log"]  # no temp file left behind
-    assert len(_lines(path)) == 2
-    assert _stored(path) == {"t": {"2": {"v": 2}}}
-
-
-# --- rejected events ---------------------------------------------------------------------------
-
-
-def _rejection(event_id: str, reason: str = "device_mismatch") -> Rejection:
-    return Rejection(event_id=event_id, reason=reason, detail="topic names 'gate-02'")
-
-
-def test_reject_moves_events_from_the_outbox_to_the_rejected_table_with_the_reason(
-    tmp_path: Path,
-) -> None:
-    journal = Journal(tmp_path, clock=SetClock(NOON))
-    refused, kept = _record(journal), _record(journal)
-
-    moved = journal.reject([_rejection(refused)])
-
-    assert moved == [_rejection(refused)]
-    assert _ids(journal.pending()) == [kept]
-    assert journal.outbox_depth() == 1
-    [rejected] = journal.rejected()
-    assert (rejected.event.event_id, rejected.event.seq) == (refused, 1)
-    assert (rejected.reason, rejected.detail, rejected.rejected_at) == (
-        "device_mismatch",
-        "topic names 'gate-02'",
-        NOON,
-    )
-    assert journal.rejected_count() == 1
-    assert _ids(journal.history(DAY)) == [refused, kept]  # the history keeps what was recorded
-    journal.close()
-
-
-def test_rejected_events_stay_set_aside_after_reopening_and_seq_is_not_reused(
-    tmp_path: Path, journal: Journal
-) -> None:
-    refused = [_record(journal) for _ in range(3)]
-    journal.reject([_rejection(event_id, "schema") for event_id in refused])
-
-    journal = _reopen(journal, tmp_path)
-
-    assert journal.pending() == []
-    assert [r.event.event_id for r in journal.rejected()] == refused
-    assert journal.rejected_count() == 3
-    assert journal.next_seq() == 4
-    journal.close()
-
-
-def test_reject_ignores_events_no_longer_in_the_outbox(journal: Journal) -> None:
-    acked, refused = _record(journal), _record(journal)
-    journal.acknowledge([acked])
-    journal.reject([_rejection(refused)])
-
-    # An ack that came first, an unknown id, and a second rejection of the same event.
-    moved = journal.reject([_rejection(acked), _rejection("evt-unknown-1"), _rejection(refused)])
-
-    assert moved == []
-    assert [r.event.event_id for r in journal.rejected()] == [refused]
-    assert journal.rejected_count() == 1
-
-
-def test_reject_moves_an_event_in_one_appended_line(tmp_path: Path, journal: Journal) -> None:
-    # One line: a crash leaves the event either in the outbox or in the rejected table.
-    outbox = tmp_path / "journal" / "outbox.log"
-    refused = _record(journal)
-    before = _lines(outbox)
-
-    journal.reject([_rejection(refused)])
-
-    assert _lines(outbox)[:-1] == before
-    assert b'"events":{"1":null}' in _lines(outbox)[-1]
-    assert b'"rejected":{"1":' in _lines(outbox)[-1]
-
-
-def test_full_disk_while_rejecting_leaves_the_events_in_the_outbox(tmp_path: Path) -> None:
-    disk = FlakyDisk()
-    journal = Journal(tmp_path, writer=disk.write)
-    refused = _record(journal)
-    disk.full = True
-
-    with pytest.raises(JournalError):
-        journal.reject([_rejection(refused)])
-
-    assert _ids(journal.pending()) == [refused]
-    assert journal.rejected() == []
-    disk.full = False
-    assert journal.reject([_rejection(refused)]) == [_rejection(refused)]  # and later it works
-    journal = _reopen(journal, tmp_path)
-    assert (journal.pending(), journal.rejected_count()) == ([], 1)
-    journal.close()
+def test_journal_opened_without_a_retention_deletes_no_history(tmp_path: Path) -> None:
+    # A tool that does not know the site's retention (gatescan journal ...) must not guess one.
+    clock = SetClock(datetime(2026, 11, 1, 12, tzinfo=UTC))
+    with Journal(tmp_path, clock=clock) as journal:
+        _record(journal, clock.current)
+    clock.current = datetime(2030, 1, 1, tzinfo=UTC)
+    with Journal(tmp_path, clock=clock, retention_days=None) as journal:
+        _record(journal, clock.current)
+    assert _history_files(tmp_path) == ["2026-11-01.0001.log", "2030-01-01.0001.log"]

@@ -4,7 +4,7 @@ from device.credentials import parse_credential
 from device.policy import Policy, Verdict
 from protocol import CredentialType, Reason, VerdictStatus
 
-CARD = "001099012345|Trần Văn Đức|01011990|Nam|Hà Nội|15082021".encode()
+CARD = "001090012345|Trần Văn Đức|01011990|Nam|Hà Nội|15082021".encode()
 BROKEN_CARD = "001099012345|Trần Văn Đức|32011990|Nam|Hà Nội|15082021".encode()
 
 

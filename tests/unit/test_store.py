@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 
 from protocol import Event, Status, Telemetry
-from server.store import DEAD_LETTER_PAYLOAD_BYTES, Store
+from server.store import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    DeadLetterRecord,
+    Store,
+    WriteBatch,
+    status_update,
+)
+from server.tables import entries_table
 
 RECEIVED = datetime(2025, 3, 1, 1, 0, 5, tzinfo=UTC)
 HANOI = timezone(timedelta(hours=7))
@@ -378,3 +386,83 @@ def test_a_database_from_before_dead_letter_repeats_gains_the_columns(tmp_path: 
         ("old", 0, True),
     ]
     assert "ix_dead_letters_payload_sha256" in indexes
+
+
+# --- batches: what the collector commits at once -------------------------------------------------
+
+
+def test_batch_rows_are_stored_exactly_as_sqlalchemy_core_stores_them(tmp_path: Path) -> None:
+    events = [
+        make_event("evt-00000001"),
+        make_raw_event("evt-00000002", code_text="Phòng 301\r\n", code_text_withheld=False),
+        make_raw_event("evt-00000003", code_text=None, code_text_withheld=True),
+    ]
+    batched = Store(tmp_path / "batched.db")
+    batched.add_events(events, RECEIVED)
+    core = Store(tmp_path / "core.db")
+    with core.engine.begin() as conn:  # SQLAlchemy Core's own conversion of every value
+        conn.execute(
+            insert(entries_table),
+            [{**e.model_dump(mode="json"), "ts": e.ts, "received_at": RECEIVED} for e in events],
+        )
+
+    def raw_rows(path: Path) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT * FROM entries ORDER BY event_id").fetchall()
+
+    assert raw_rows(tmp_path / "batched.db") == raw_rows(tmp_path / "core.db")
+    assert [entry.event for entry in batched.entries()] == events
+
+
+def test_one_batch_commits_entries_dead_letters_and_devices_together(store: Store) -> None:
+    topic = "gatescan/v1/devices/gate-01/events"
+    status = Status(state="online", ts=RECEIVED, version="1.0", boot_id="b", faults=[])
+    batch = WriteBatch(
+        entries=[store.entry_row(make_event(f"evt-{n:08d}", seq=n)) for n in range(3)],
+        dead_letters=[
+            DeadLetterRecord(topic, b"{", "not_json", "cut short"),
+            DeadLetterRecord(topic, b"{", "not_json", "cut short"),  # a resend in the batch
+        ],
+        devices=[status_update("gate-01", status, RECEIVED)],
+    )
+
+    result = store.write_batch(batch, RECEIVED)
+
+    assert result.events.new == ("evt-00000000", "evt-00000001", "evt-00000002")
+    assert result.dead_letters_added == (True, False)  # the second only counts a repeat
+    assert store.count_entries() == 3
+    assert [(d.reason, d.repeats) for d in store.dead_letters()] == [("not_json", 1)]
+    assert [d.state for d in store.devices()] == ["online"]
+
+
+def test_a_batch_that_fails_before_its_commit_leaves_nothing_behind(store: Store) -> None:
+    class KilledHere(Exception):
+        pass
+
+    def die() -> None:
+        raise KilledHere
+
+    status = Status(state="online", ts=RECEIVED, version="1.0", boot_id="b", faults=[])
+    batch = WriteBatch(
+        entries=[store.entry_row(make_event())],
+        dead_letters=[DeadLetterRecord("t", b"[]", "not_object", "a list")],
+        devices=[status_update("gate-01", status, RECEIVED)],
+    )
+
+    with pytest.raises(KilledHere):
+        store.write_batch(batch, RECEIVED, before_commit=die)
+
+    assert (store.count_entries(), store.dead_letter_count(), store.devices()) == (0, 0, [])
+
+
+def test_a_batch_larger_than_one_insert_statement_is_stored_whole(store: Store) -> None:
+    # 500 rows per INSERT at most: 1,234 rows take three statements in the one transaction.
+    events = [make_event(f"evt-{n:08d}", seq=n) for n in range(1234)]
+    resent = [make_event(f"evt-{n:08d}", seq=n) for n in range(0, 1234, 7)]
+
+    first = store.add_events(events, RECEIVED)
+    second = store.add_events([*resent, make_event("evt-new00001")], RECEIVED)
+
+    assert (len(first.new), first.duplicate_count) == (1234, 0)
+    assert (second.new, second.duplicate_count) == (("evt-new00001",), len(resent))
+    assert store.count_entries() == 1235

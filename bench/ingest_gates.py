@@ -1,0 +1,261 @@
+"""Simulated gates for the ingest benchmark: many MQTT clients driven by one selector loop.
+
+A worker process drives its share of the gates without a thread per client: one `selectors`
+loop calls each client's `loop_read` when its socket is readable, and paho writes a publish at
+once (no external loop is registered, so `publish()` calls `loop_write()`). The clients are the
+collector's own paho subclass (server/ingest_client.py: buffered reads), so that the simulator
+takes as little of the two cores as it can, in both runs alike.
+
+The parent process switches every gate between two modes (a shared `mode` value), and each
+gate keeps at most `window` events unsettled in the current mode:
+
+- BARE: publish to `baseline/v1/devices/{id}/events`, which only the bare paho subscriber
+  takes; an event is settled when the subscriber has counted it (shared memory, `received`).
+- COLLECTOR: publish to `gatescan/v1/devices/{id}/events`, which only the collector takes; an
+  event is settled when its application ack comes back to the gate (counted in `acked`, and
+  timed from the publish).
+
+The two topic prefixes have the same length and the payloads are the same real protocol
+Events (built once per gate by `protocol.Event`, then given a fresh event_id and seq per publish
+by splicing bytes, so no time goes to pydantic during the run): the two modes put exactly the
+same bytes on the wire. The collector validates every one of them in full.
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from protocol import CredentialType, Direction, Event, Reason, Topic, VerdictStatus
+from protocol.topics import PREFIX, device_topic
+from server.ingest_client import IngestClient
+
+IDLE, BARE, COLLECTOR, DONE = 0, 1, 2, 3
+BARE_PREFIX = "baseline" + PREFIX[len("gatescan") :]  # same length as gatescan's prefix
+_ID_SENTINEL = "E" * 24
+_SEQ_SENTINEL = 987654321
+CONNECT_TIMEOUT_S = 60.0
+
+
+def event_template(device_id: str) -> tuple[bytes, bytes, bytes]:
+    """A real Event's JSON cut around its event_id and seq: (head, middle, tail)."""
+    event = Event(
+        event_id=_ID_SENTINEL,
+        device_id=device_id,
+        site_id="Bến xe Mỹ Đình",
+        seq=_SEQ_SENTINEL,
+        boot_id="6b7ea7a3-810e-4299-b27a-390d521f2cd4",
+        ts=datetime.now(UTC),
+        clock_synced=True,
+        direction=Direction.IN,
+        status=VerdictStatus.RECORDED,
+        reason=Reason.OK,
+        credential_type=CredentialType.CCCD,
+        subject_id="079203012345",
+        subject_name="Nguyễn Thị Thu Uyên",
+        code_sha256="9a" * 32,
+        code_length=121,
+    )
+    payload = event.to_json()
+    head, rest = payload.split(_ID_SENTINEL.encode())
+    middle, tail = rest.split(str(_SEQ_SENTINEL).encode())
+    return head, middle, tail
+
+
+def bare_topic(device_id: str) -> str:
+    return f"{BARE_PREFIX}/{device_id}/{Topic.EVENTS.value}"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What one worker process does (picklable: it crosses into the process)."""
+
+    host: str
+    port: int
+    device_ids: tuple[str, ...]
+    first_index: int  # of these gates in the shared arrays
+    window: int  # events per gate not yet settled, in the current mode
+    run_token: str  # makes event ids unique across runs
+
+
+@dataclass(frozen=True)
+class Shared:
+    """The parent's controls and the counts it reads (multiprocessing shared memory)."""
+
+    mode: Any  # Value("i"): IDLE, BARE, COLLECTOR, or DONE (drain, report, exit)
+    received: Any  # Array("q") per gate: bare events counted by the subscriber
+    acked: Any  # Array("q") per gate: collector events acked back to the gate
+
+
+@dataclass
+class WorkerResult:
+    published_bare: int = 0
+    published_collector: int = 0
+    acked: int = 0
+    duplicate_acks: int = 0  # ids acked again, or never published: must stay 0 here
+    unsettled_bare: int = 0  # after the drain timeout
+    unsettled_collector: int = 0
+    # (monotonic publish time, seconds to its ack) for every collector event
+    latencies: list[tuple[float, float]] = field(default_factory=list)
+
+
+class SimulatedGate:
+    """One gate: its client, its next event, and the events it is waiting on."""
+
+    def __init__(self, plan: WorkerPlan, index: int, device_id: str) -> None:
+        self.device_id = device_id
+        self.index = index
+        self.events_topic = device_topic(device_id, Topic.EVENTS)
+        self.bare_topic = bare_topic(device_id)
+        self._head, self._middle, self._tail = event_template(device_id)
+        self._id_prefix = f"{plan.run_token}-{device_id}-"
+        self.seq = 0
+        self.pending: dict[str, float] = {}  # collector events: event_id -> published at
+        self.published_bare = 0
+        self.published_collector = 0
+        self.ready = False
+        self.client = IngestClient(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"bench-{plan.run_token}-{device_id}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+
+    def next_payload(self) -> tuple[str, bytes]:
+        self.seq += 1
+        event_id = f"{self._id_prefix}{self.seq:09d}"
+        parts = (self._head, event_id.encode(), self._middle, str(self.seq).encode(), self._tail)
+        return event_id, b"".join(parts)
+
+
+class GateWorker:
+    """Drive `plan.device_ids` in the mode the parent sets, until it says DONE."""
+
+    def __init__(self, plan: WorkerPlan, shared: Shared) -> None:
+        self.plan = plan
+        self.shared = shared
+        self.gates = [
+            SimulatedGate(plan, plan.first_index + n, device_id)
+            for n, device_id in enumerate(plan.device_ids)
+        ]
+        self.result = WorkerResult()
+        self._selector = selectors.DefaultSelector()
+        self._last_misc = 0.0
+
+    def connect(self) -> None:
+        for gate in self.gates:
+            gate.client.on_connect = self._on_connect
+            gate.client.on_subscribe = self._on_subscribe
+            gate.client.on_message = self._on_ack
+            gate.client.user_data_set(gate)
+            gate.client.connect(self.plan.host, self.plan.port, keepalive=300)
+            self._selector.register(gate.client.socket(), selectors.EVENT_READ, gate)
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while not all(gate.ready for gate in self.gates):
+            if time.monotonic() > deadline:
+                missing = sum(not gate.ready for gate in self.gates)
+                raise RuntimeError(f"{missing} simulated gates did not connect in time")
+            self._read(0.05)
+
+    def _on_connect(self, client: Any, gate: SimulatedGate, *_args: Any) -> None:
+        client.subscribe(device_topic(gate.device_id, Topic.ACK), qos=1)
+
+    def _on_subscribe(self, _client: Any, gate: SimulatedGate, *_args: Any) -> None:
+        gate.ready = True
+
+    def run(self, drain_timeout: float) -> WorkerResult:
+        """Publish in the parent's mode until DONE, then wait for every event to settle."""
+        mode = self.shared.mode
+        while (current := mode.value) != DONE:
+            if current == BARE:
+                self._fill_bare()
+            elif current == COLLECTOR:
+                self._fill_collector()
+            self._read(0.002)
+        deadline = time.monotonic() + drain_timeout
+        while (self._unsettled_bare() or self._unsettled_collector()) and (
+            time.monotonic() < deadline
+        ):
+            self._read(0.01)
+        result = self.result
+        result.unsettled_bare = self._unsettled_bare()
+        result.unsettled_collector = self._unsettled_collector()
+        result.published_bare = sum(gate.published_bare for gate in self.gates)
+        result.published_collector = sum(gate.published_collector for gate in self.gates)
+        return result
+
+    def close(self) -> None:
+        for gate in self.gates:
+            gate.client.disconnect()
+        self._selector.close()
+
+    def _fill_collector(self) -> None:
+        window = self.plan.window
+        for gate in self.gates:
+            while len(gate.pending) < window:
+                event_id, payload = gate.next_payload()
+                gate.pending[event_id] = time.monotonic()
+                gate.client.publish(gate.events_topic, payload, qos=1)
+                gate.published_collector += 1
+
+    def _fill_bare(self) -> None:
+        window, received = self.plan.window, self.shared.received
+        for gate in self.gates:
+            while gate.published_bare - received[gate.index] < window:
+                gate.client.publish(gate.bare_topic, gate.next_payload()[1], qos=1)
+                gate.published_bare += 1
+
+    def _read(self, timeout: float) -> None:
+        for key, _mask in self._selector.select(timeout):
+            key.data.client.loop_read()
+        for gate in self.gates:
+            if gate.client.want_write():
+                gate.client.loop_write()
+        now = time.monotonic()
+        if now - self._last_misc >= 1.0:  # keepalive pings
+            self._last_misc = now
+            for gate in self.gates:
+                gate.client.loop_misc()
+
+    def _on_ack(self, _client: Any, gate: SimulatedGate, message: mqtt.MQTTMessage) -> None:
+        now = time.monotonic()
+        result = self.result
+        settled = 0
+        for event_id in json.loads(message.payload)["event_ids"]:
+            published_at = gate.pending.pop(event_id, None)
+            if published_at is None:
+                result.duplicate_acks += 1
+                continue
+            settled += 1
+            result.latencies.append((published_at, now - published_at))
+        result.acked += settled
+        self.shared.acked[gate.index] += settled
+
+    def _unsettled_collector(self) -> int:
+        return sum(len(gate.pending) for gate in self.gates)
+
+    def _unsettled_bare(self) -> int:
+        received = self.shared.received
+        return sum(gate.published_bare - received[gate.index] for gate in self.gates)
+
+
+def run_worker(
+    plan: WorkerPlan, shared: Shared, ready: Any, results: Any, drain_timeout: float
+) -> None:
+    """A worker process's body: connect, say so, run the parent's modes, send the result."""
+    worker = GateWorker(plan, shared)
+    try:
+        worker.connect()
+        ready.release()
+        results.put(worker.run(drain_timeout))
+    except BaseException as error:
+        results.put(error)
+        raise
+    finally:
+        worker.close()

@@ -1,0 +1,225 @@
+"""Scan-to-light latency of the frame pipeline, against the bare decode time of the same frames.
+
+    python -m bench.latency_bench [--quick] [--showings 200] [--backend auto]
+
+A camera at 30 fps (1280x720 frames in memory, paced like a sensor) looks at an empty lane (one
+room from bench/gate_frames.py, fresh sensor noise in each frame); every fifth frame a new code is
+shown (a cooperative visitor's phone or card, also from gate_frames), so the scene keeps moving as
+at a gate with people passing (the scene watch decodes at once, compares after). Each code is a new
+showing: cards are granted (green) and visitor codes denied (red) in turn, so that every showing
+switches a pin on, a verdict replacing one still lit, exactly as at a gate.
+
+Latency = the moment the pin switched on, as gpiozero's MockFactory recorded it, minus the moment
+the frame with the code was handed to the pipeline (the camera's read returned it to the capture
+thread, which puts it in the handoff slot). It includes the handoff, a decode of an empty frame
+still in progress when the code arrived, the decode, debounce, parsing, policy and the pin write;
+the journal write and the uplink nudge come after the light.
+
+Bare decode = the same decoder decoding the same frame alone, timed in the camera thread right
+after the showing was lit (the decode thread then waits for the next frame), so both figures are
+taken under the same load, interleaved. The goal compares the medians; p99 also counts the empty
+frame the decode thread may be busy with when the code arrives (up to one decode more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import bench  # noqa: F401
+except ImportError:  # run as a script from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from bench.figures import Figure, percentile
+from bench.gate_frames import EASY, gate_frame
+from bench.pipeline_rig import (
+    GREEN,
+    RED,
+    access_policy,
+    build_rig,
+    distinct_cards,
+    empty_lane,
+    first_after,
+    switched_on,
+)
+from device.camera import Frame, FramePacer
+from device.decode import Decoder, make_decoder
+from device.scanner import Scan
+
+FPS = 30.0
+GAP_FRAMES = 4  # empty frames after each code: a new showing every 5 frames (167 ms)
+GOAL_RATIO = 1.1
+LIT_TIMEOUT_S = 2.0
+
+
+def readable_code_frames(count: int, decoder: Decoder, seed: int = 21) -> list[tuple[Frame, bytes]]:
+    """`count` frames whose codes `decoder` reads, alternating a card and a visitor code."""
+    rng = np.random.default_rng(seed)
+    cards = iter(distinct_cards(10 * count))
+    frames: list[tuple[Frame, bytes]] = []
+    attempt = 0
+    while len(frames) < count:
+        attempt += 1
+        payload = next(cards) if len(frames) % 2 == 0 else f"VISITOR-{attempt:06d}".encode()
+        frame = gate_frame(payload, EASY, rng).frame
+        if [code.data for code in decoder.decode(frame)] == [payload]:
+            frames.append((frame, payload))
+    return frames
+
+
+@dataclass
+class ShowingCamera:
+    """Empty frames with a code every GAP_FRAMES + 1 frames; times the handoffs and bare decodes."""
+
+    empties: Sequence[Frame]
+    codes: Sequence[tuple[Frame, bytes]]
+    showings: int
+    decoder: Decoder
+    stop: threading.Event
+    shown_at: list[float] = field(default_factory=list)
+    bare_s: list[float] = field(default_factory=list)
+    lit: threading.Event = field(default_factory=threading.Event)
+    _count: int = 0
+    _pacer: FramePacer = field(default_factory=lambda: FramePacer(FPS))
+
+    def read(self) -> Frame:
+        showing, phase = divmod(self._count, GAP_FRAMES + 1)
+        self._count += 1
+        if showing >= self.showings:
+            self.stop.set()
+        elif phase == 1:  # the showing before was handed one frame ago: wait for its light
+            self._time_bare_decode(showing)
+        self._pacer.wait_for_next_frame()
+        if phase == 0 and showing < self.showings:
+            self.shown_at.append(time.monotonic())
+            return self.codes[showing % len(self.codes)][0]
+        return self.empties[self._count % len(self.empties)]
+
+    def _time_bare_decode(self, showing: int) -> None:
+        lit = self.lit.wait(LIT_TIMEOUT_S)
+        self.lit.clear()
+        frame = self.codes[showing % len(self.codes)][0]
+        started = time.perf_counter()
+        self.decoder.decode(frame)
+        self.bare_s.append(time.perf_counter() - started if lit else float("nan"))
+
+    def on_scan(self, scan: Scan) -> None:
+        self.lit.set()
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Latencies:
+    backend: str
+    light_ms: list[float]  # one per showing that lit
+    bare_ms: list[float]
+    missed: int
+
+    @property
+    def ratio_p50(self) -> float:
+        return percentile(self.light_ms, 0.5) / percentile(self.bare_ms, 0.5)
+
+    @property
+    def ratio_p99(self) -> float:
+        return percentile(self.light_ms, 0.99) / percentile(self.bare_ms, 0.99)
+
+
+def run(showings: int, distinct: int, backend: str, data_dir: Path) -> Latencies:
+    decoder = make_decoder(backend)
+    codes = readable_code_frames(distinct, decoder)
+    empties = empty_lane(8)
+    stop = threading.Event()
+    camera = ShowingCamera(empties, codes, showings, decoder, stop)
+    rig = build_rig(camera, data_dir, decoder, policy=access_policy(), on_scan=camera.on_scan)
+    rig.stop = stop
+    green, red = rig.pin(GREEN), rig.pin(RED)
+    cleared_at = time.monotonic()
+    green.clear_states()
+    red.clear_states()
+    rig.start()
+    try:
+        if not stop.wait(showings * (GAP_FRAMES + 1) / FPS * 3 + 60):
+            raise RuntimeError("the showings did not finish: is the frame loop stuck?")
+    finally:
+        rig.close()
+    ons = sorted(switched_on(green, cleared_at) + switched_on(red, cleared_at))
+    ends = [*camera.shown_at[1:], float("inf")]
+    light_ms, bare_ms, missed = [], [], 0
+    for shown, end, bare in zip(camera.shown_at, ends, camera.bare_s, strict=False):
+        lit = first_after(ons, shown, end)
+        if lit is None or math.isnan(bare):  # no light for this showing (the wait timed out)
+            missed += 1
+            continue
+        light_ms.append((lit - shown) * 1000)
+        bare_ms.append(bare * 1000)
+    return Latencies(decoder.name, light_ms, bare_ms, missed)
+
+
+def measure(
+    quick: bool = False, backend: str = "auto", showings: int | None = None
+) -> list[Figure]:
+    count = showings or (30 if quick else 200)
+    with tempfile.TemporaryDirectory(prefix="gatescan-latency-") as tmp:
+        result = run(count, min(count, 20 if quick else 50), backend, Path(tmp))
+    how = (
+        f"{len(result.light_ms)} showings at 1280x720, 30 fps, decoder {result.backend}; "
+        f"frame handed to the pipeline -> MockFactory pin on"
+    )
+    bare_p50, bare_p99 = (percentile(result.bare_ms, q) for q in (0.5, 0.99))
+    return [
+        Figure(
+            "pipeline",
+            "scan-to-light p50",
+            percentile(result.light_ms, 0.5),
+            "ms",
+            note=how,
+            cpu_bound=True,
+        ),
+        Figure("pipeline", "scan-to-light p99", percentile(result.light_ms, 0.99), "ms", note=how),
+        Figure(
+            "pipeline",
+            "bare decode of the same frames, p50",
+            bare_p50,
+            "ms",
+            note=f"p99 {bare_p99:.2f} ms; same decoder, timed alone between showings",
+            cpu_bound=True,
+        ),
+        Figure(
+            "pipeline",
+            "scan-to-light / bare decode, p50",
+            result.ratio_p50,
+            "ratio",
+            at_most=GOAL_RATIO,
+            note=f"p99 / p99: {result.ratio_p99:.2f}; showings without light: {result.missed}",
+        ),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--showings", type=int, default=None)
+    parser.add_argument("--backend", default="auto")
+    args = parser.parse_args(argv)
+    figures = measure(args.quick, args.backend, args.showings)
+    print(f"command: python -m bench.latency_bench {' '.join(sys.argv[1:])}".rstrip())
+    for figure in figures:
+        goal = f" (goal {figure.goal})" if figure.goal else ""
+        print(f"{figure.name:40} {figure.value:8.3f} {figure.unit}{goal}  {figure.note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

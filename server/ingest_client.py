@@ -1,0 +1,260 @@
+"""paho's MQTT client, with the read path and PUBACKs of a subscriber taking thousands of
+messages a second: what the collector connects with.
+
+Measured on the collector (bench/ingest_bench.py), stock paho 2.x spends most of its time per
+message on work the collector does not need:
+
+- it reads each packet through a state machine in Python with several `recv()` calls (one per
+  byte of the fixed header, then the rest), each a system call that also hands the GIL to the
+  writer thread, and reads one packet per `select()`;
+- it decodes the MQTT v5 properties of every PUBLISH into a `Properties` object (the collector
+  reads none; topic aliases are off, as paho announces no TopicAliasMaximum);
+- each manual PUBACK, and each publish from another thread, is its own wake-up of the network
+  thread (a write to its socket pair) and its own `send()`;
+- at each PUBACK for one of our publishes it builds a ReasonCode and a Properties object and
+  scans every message in flight for a queued one, which with hundreds of acks in flight costs
+  more than the rest.
+
+`IngestClient` keeps paho for everything else (connecting, TLS, keepalive, reconnects, the
+session, QoS 1 publishing and its in-flight window) and changes exactly these:
+
+- one buffered `recv()` of up to 256 KiB serves every packet it holds, a whole packet in the
+  buffer is taken in one slice, and `loop_read` goes on until the buffer is empty;
+- a QoS 0/1 PUBLISH is decoded without its properties (`message.properties` is None; anything
+  else, a topic alias or a malformed packet, goes to paho's own decoder);
+- a plain "success" PUBACK is decoded to shared constants, and the in-flight scan runs only
+  when a message is queued;
+- `ack_many` sends the PUBACKs of a whole batch in one write, and within `one_wakeup()` the
+  packets another thread queues wake the network thread once;
+- `adopt_receive_maximum` keeps as many publishes in flight as the broker's CONNACK allows.
+
+It relies on paho internals (`_sock_recv`, `_packet_read`, `_packet_handle`, `_handle_publish`,
+`_handle_pubackcomp`, `_do_on_publish`, `_update_inflight`, `_packet_queue`, and the state they
+use), stable through paho 2.x; pyproject pins paho-mqtt < 3, and
+tests/integration/test_ingest_client.py runs it against a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MessageState, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+_READ_SIZE = 256 * 1024
+_PUBACK = int(mqtt.PUBACK)
+_PUBACK_PACKET = struct.Struct("!BBH")  # a v5 PUBACK with reason "success" omitted: 4 bytes
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)  # what paho decodes from such a PUBACK
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)
+
+
+class IngestClient(mqtt.Client):
+    """A paho Client with buffered reads, lean PUBLISH decoding and batched PUBACKs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_buffer = b""
+        self._read_at = 0
+        self._quiet_thread: int | None = None  # queues packets without waking the loop
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buffer, at = self._read_buffer, self._read_at
+        if at >= len(buffer):
+            # paho's own recv, with its TLS and error handling; it raises BlockingIOError
+            # when nothing is there, as the caller expects.
+            buffer, at = super()._sock_recv(_READ_SIZE), 0
+            if not buffer:
+                self._read_buffer, self._read_at = b"", 0
+                return buffer  # the connection was closed
+        chunk = buffer[at : at + bufsize]
+        self._read_buffer, self._read_at = buffer, at + len(chunk)
+        return chunk
+
+    def _packet_read(self) -> MQTTErrorCode:
+        # A whole packet is in the buffer and none is half read: take it in one slice instead of
+        # paho's byte-by-byte state machine (anything else: paho's own, which reads the rest).
+        buffer, at = self._read_buffer, self._read_at
+        if self._in_packet["command"] != 0 or len(buffer) - at < 2 or buffer[at] == 0:
+            return super()._packet_read()
+        length, body = _variable_byte_integer(buffer, at + 1)
+        if length < 0 or body + length > len(buffer):
+            return super()._packet_read()
+        self._read_at = body + length
+        self._in_packet["command"] = buffer[at]
+        self._in_packet["remaining_length"] = length
+        # bytes rather than paho's bytearray: every decoder of paho takes either.
+        self._in_packet["packet"] = buffer[body : body + length]  # type: ignore[typeddict-item]
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = _empty_in_packet()
+        with self._msgtime_mutex:
+            self._last_bytes_received = time.monotonic()
+        return rc
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Handle every packet already read before going back to select()."""
+        while True:
+            rc = super().loop_read(max_packets)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._read_at >= len(self._read_buffer):
+                return rc
+
+    def _reset_read_buffer(self) -> None:
+        self._read_buffer, self._read_at = b"", 0
+
+    def reconnect(self) -> MQTTErrorCode:
+        self._reset_read_buffer()  # bytes of a lost connection mean nothing on the next
+        return super().reconnect()
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header = self._in_packet["command"]
+        packet = self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if self._protocol != MQTTProtocolVersion.MQTTv5 or qos > 1 or len(packet) < 3:
+            return super()._handle_publish()
+        topic_end = 2 + int.from_bytes(packet[0:2], "big")
+        at = topic_end + (2 if qos else 0)
+        properties_length, at = _variable_byte_integer(packet, at)
+        if topic_end == 2 or properties_length < 0 or at + properties_length > len(packet):
+            return super()._handle_publish()  # a topic alias, or malformed: paho decides
+        # MQTTMessage's __init__ makes an MQTTMessageInfo (a threading.Condition) that only a
+        # message being sent needs: here every field is set directly instead.
+        message = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)
+        message.timestamp = 0.0
+        message.state = MessageState.MQTT_MS_INVALID
+        message.mid = int.from_bytes(packet[topic_end : topic_end + 2], "big") if qos else 0
+        message._topic = bytes(packet[2:topic_end])
+        message.qos = qos
+        message.dup = bool(header & 0x08)
+        message.retain = bool(header & 0x01)
+        message.payload = bytes(packet[at + properties_length :])
+        message.properties = None
+        message.info = None  # type: ignore[assignment]
+        self._handle_on_message(message)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(message.mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # --- publishing -----------------------------------------------------------------------------
+
+    def adopt_receive_maximum(self, connack_properties: Any, cap: int) -> int:
+        """Keep as many QoS 1 publishes in flight as the broker said it takes (its CONNACK's
+        Receive Maximum, at most `cap`), and return that number. paho does not read it and
+        keeps 20 (Mosquitto's default too); a site's broker may allow more, and the collector's
+        acks (one per gate per batch) then do not wait for each other's PUBACKs."""
+        announced = getattr(connack_properties, "ReceiveMaximum", None)
+        window = announced if isinstance(announced, int) and announced > 0 else 65535
+        self._max_inflight_messages = max(1, min(window, cap))
+        return self._max_inflight_messages
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        # The broker's PUBACK of one of our acks: "success" with no properties (2 bytes) is all
+        # Mosquitto sends for an accepted publish; paho would build a ReasonCode and a
+        # Properties object for each.
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or self._protocol != MQTTProtocolVersion.MQTTv5 or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = int.from_bytes(packet, "big")
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _update_inflight(self) -> MQTTErrorCode:
+        # At every PUBACK paho scans all its messages in flight for queued ones to send; with
+        # hundreds of acks in flight that scan costs more than the rest of the PUBACK. Queued
+        # messages exist only when more are out than in flight.
+        if len(self._out_messages) <= self._inflight_messages:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._update_inflight()
+
+    # --- writing from another thread ------------------------------------------------------------
+
+    @contextmanager
+    def one_wakeup(self) -> Iterator[None]:
+        """Within the block, packets this thread queues (publishes, PUBACKs) do not each wake
+        the network thread (a system call, and a hand-over of the GIL, per packet): it is woken
+        once, at the end, and writes them all."""
+        self._quiet_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._quiet_thread = None
+            wake = self._sockpairW
+            if wake is not None:
+                with suppress(BlockingIOError):  # its buffer is full of wake-ups already
+                    wake.send(b"0")
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        if self._quiet_thread != threading.get_ident() or self._thread is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        # What paho's own _packet_queue appends, without its wake-up.
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # --- acknowledging -------------------------------------------------------------------------
+
+    def ack_many(self, mids: Sequence[int]) -> MQTTErrorCode:
+        """PUBACK these QoS 1 messages (manual_ack=True) in one write, in the order given."""
+        if not self._manual_ack or not mids:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        packets = b"".join(_PUBACK_PACKET.pack(_PUBACK, 2, mid) for mid in mids)
+        # One out-packet holding them all: paho writes it as it writes any packet, and does
+        # nothing after a PUBACK is written.
+        return self._packet_queue(_PUBACK, packets, 0, 0)
+
+
+def _empty_in_packet() -> Any:
+    """paho's state of a packet not yet begun (as its _packet_read leaves it)."""
+    return {
+        "command": 0,
+        "have_remaining": 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": 0,
+        "packet": bytearray(b""),
+        "to_process": 0,
+        "pos": 0,
+    }
+
+
+def _variable_byte_integer(data: bytes | bytearray, at: int) -> tuple[int, int]:
+    """(value, position after it); value -1 if it runs past the end or past 4 bytes."""
+    value, shift = 0, 0
+    for position in range(at, min(at + 4, len(data))):
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position + 1
+        shift += 7
+    return -1, at

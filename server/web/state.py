@@ -1,0 +1,76 @@
+"""What every request handler reaches through the app: the store, settings, accounts, audit
+log, login limiter and clock (one `WebState` on app.state.web), and who is asking."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from server.accounts import Account, Accounts, Session
+from server.audit import AuditLog
+from server.clock import Clock
+from server.store import Store
+from server.web.ratelimit import LoginRateLimiter
+from server.web.settings import WebSettings
+
+SESSION_COOKIE = "gatescan_session"
+LIVE_HEADER = "x-gatescan-live"  # sent by the pages' background refresh (static/js)
+_UNSET = object()
+
+
+class BadToken(Exception):
+    """An Authorization header with an unknown, revoked or malformed token (answered 401)."""
+
+
+@dataclass(frozen=True)
+class WebState:
+    store: Store
+    settings: WebSettings
+    accounts: Accounts
+    audit: AuditLog
+    limiter: LoginRateLimiter
+    clock: Clock
+    # Keys the digest that stands in a log line for a login name that is no user's (auth.py):
+    # random per process and never written anywhere, so the digest cannot be reversed offline.
+    log_key: bytes = field(default_factory=lambda: secrets.token_bytes(16), repr=False)
+
+
+def web_state(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state
+
+
+def request_session(request: Request) -> Session | None:
+    """The live session named by the request's cookie (looked up once per request)."""
+    cached = getattr(request.state, "gatescan_session", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
+    secret = request.cookies.get(SESSION_COOKIE)
+    # A page's own refresh (live.py's polling) is not the person at the screen: it must not keep
+    # a dashboard left open logged in forever.
+    active = LIVE_HEADER not in request.headers
+    session = web_state(request).accounts.session(secret, active=active) if secret else None
+    request.state.gatescan_session = session
+    request.state.session_expired = secret is not None and session is None
+    return session
+
+
+def request_account(request: Request) -> Account | None:
+    """Who is asking: a bearer token's account, else the session's user, else None.
+
+    A request with an Authorization header is judged by it alone (BadToken if it is wrong):
+    falling back to the cookie would make such a request need CSRF protection.
+    """
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise BadToken()
+        account = web_state(request).accounts.account_for_token(token.strip())
+        if account is None:
+            raise BadToken()
+        return account
+    session = request_session(request)
+    return session.account if session is not None else None

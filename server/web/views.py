@@ -1,0 +1,169 @@
+"""What the dashboard's pages and their live fragments share: the template context (words,
+dates, the user, the CSRF token), the entry filter as the forms send it, and the words for a
+gate's flags. pages.py and live.py both build on this, so a live fragment renders exactly as the
+page it refreshes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from protocol.verdicts import VerdictStatus
+from server.accounts import Role
+from server.reports.entries import EntryFilter
+from server.reports.fleet import GateStatus
+from server.web.auth import User, user_language
+from server.web.csrf import csrf_token
+from server.web.i18n import DateFormatter, Translator, i18n_context, parse_local_datetime
+from server.web.state import web_state
+
+LIVE_INTERVAL_S = 3  # the issue allows polling up to 5 s; 3 s shows a change within one glance
+STATUSES = tuple(status.value for status in VerdictStatus)
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,7}")
+
+
+def whole_number(text: object, default: int) -> int:
+    """A form's number field: ASCII digits only ("²" and "١" pass str.isdigit, not int())."""
+    value = str(text or "")
+    return int(value) if _WHOLE_NUMBER.fullmatch(value) else default
+
+
+@dataclass(frozen=True)
+class EntryQuery:
+    """The entry filter as a form sends it: every field text, "" for "any"."""
+
+    site: str = ""
+    gate: str = ""
+    since: str = ""  # <input type="datetime-local">: site time, no zone
+    until: str = ""
+    verdict: str = ""
+    person: str = ""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> EntryQuery:
+        values = {f.name: str(params.get(f.name) or "").strip()[:200] for f in fields(cls)}
+        if values["verdict"] not in STATUSES:
+            values["verdict"] = ""
+        return cls(**values)
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+    def to_filter(self, tz: ZoneInfo) -> EntryFilter:
+        return EntryFilter(
+            site_id=self.site or None,
+            device_id=self.gate or None,
+            since=parse_local_datetime(self.since, tz),
+            until=parse_local_datetime(self.until, tz),
+            status=VerdictStatus(self.verdict) if self.verdict else None,
+            person=self.person or None,
+        )
+
+    def query_string(self, **extra: object) -> str:
+        """ "?site=hq&..." for links that keep this filter ("" when there is none)."""
+        pairs = [(name, value) for name, value in self.items() if value]
+        pairs += [(name, str(value)) for name, value in extra.items() if value not in (None, "")]
+        return "?" + urlencode(pairs) if pairs else ""
+
+    def api_query(self, tz: ZoneInfo, **extra: object) -> str:
+        """The same filter in /api/v1's terms: times as RFC 3339 with the site's offset."""
+        entry_filter = self.to_filter(tz)
+        pairs = [
+            ("site", self.site),
+            ("gate", self.gate),
+            ("since", entry_filter.since.isoformat() if entry_filter.since else ""),
+            ("until", entry_filter.until.isoformat() if entry_filter.until else ""),
+            ("status", self.verdict),
+            ("person", self.person),
+        ]
+        pairs += [(name, str(value)) for name, value in extra.items()]
+        return urlencode([(name, value) for name, value in pairs if value])
+
+
+class Wording:
+    """Words that need a little logic: a gate's flags and faults, numbers, short IDs."""
+
+    def __init__(self, t: Translator, fmt: DateFormatter) -> None:
+        self.t = t
+        self.fmt = fmt
+
+    def flag_text(self, why: str, gate: GateStatus) -> str:
+        if why == "offline":
+            if gate.offline_for_s is None:
+                return self.t("fleet.flag.offline_never")
+            return self.t("fleet.flag.offline", duration=self.fmt.duration(gate.offline_for_s))
+        if why.startswith("fault:"):
+            return self.t("fleet.flag.fault", faults=self.fault_text(why.removeprefix("fault:")))
+        return why
+
+    def fault_text(self, fault: str) -> str:
+        key = f"fault.{fault}"
+        return self.t(key) if self.t.has(key) else fault
+
+    @staticmethod
+    def number(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1f}"
+
+    def offset(self, minutes: float) -> str:
+        """A contact's time against the visit's: "3 phút sau", "cùng lúc"."""
+        seconds = abs(minutes) * 60
+        if seconds < 1:
+            return self.t("tracing.same_moment")
+        key = "tracing.offset_after" if minutes > 0 else "tracing.offset_before"
+        return self.t(key, duration=self.fmt.duration(seconds))
+
+    @staticmethod
+    def short_subject(subject_id: str) -> str:
+        """A raw code is traced by its 64-hex digest: too long for a table cell."""
+        return subject_id if len(subject_id) <= 20 else subject_id[:12] + "…"
+
+    def helpers(self) -> dict[str, Callable[..., str]]:
+        return {
+            "flag_text": self.flag_text,
+            "fault_text": self.fault_text,
+            "number": self.number,
+            "short_subject": self.short_subject,
+            "offset": self.offset,
+        }
+
+
+def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
+    """Everything base.html and the page parts need besides the page's own data."""
+    state = web_state(request)
+    words = i18n_context(user_language(request, user), state.settings.tz)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return {
+        **words,
+        **Wording(words["t"], words["fmt"]).helpers(),
+        "user": user,
+        "role_name": user.role.label,
+        "can_look_up_people": user.role >= Role.MANAGER,  # the person filter (reports.entries)
+        "csrf_token": csrf_token(request),
+        "here": here,
+        "active": active,
+        "now": state.clock(),
+        "live_interval_s": LIVE_INTERVAL_S,
+    }
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    templates = request.app.state.templates
+    response: HTMLResponse = templates.TemplateResponse(
+        request, template, context, status_code=status_code
+    )
+    return response
+
+
+def now_utc(request: Request) -> datetime:
+    return web_state(request).clock()

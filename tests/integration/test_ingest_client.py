@@ -1,0 +1,155 @@
+"""The collector's MQTT client (paho with buffered reads and batched PUBACKs) against Mosquitto."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gatescan.broker import LocalBroker
+from server.ingest_client import IngestClient
+from tests.support import wait_until
+
+TIMEOUT = 10.0
+
+
+class Inbox:
+    """An IngestClient that keeps what it receives (manual PUBACKs when asked)."""
+
+    def __init__(self, broker: LocalBroker, client_id: str, *, manual_ack: bool = False) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.window: int | None = None
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = IngestClient(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=manual_ack,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 600
+        properties.ReceiveMaximum = 500  # else Mosquitto sends 20 at a time until PUBACKed
+        self.client.connect(broker.host, broker.port, clean_start=False, properties=properties)
+        self.client.loop_start()
+        assert self._subscribed.wait(TIMEOUT), "the subscription was not granted"
+
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, _rc: Any, props: Any) -> None:
+        self.window = self.client.adopt_receive_maximum(props, cap=500)
+        client.subscribe("test/#", qos=1)
+
+    def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(message)
+
+    def received(self) -> list[mqtt.MQTTMessage]:
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher(broker: LocalBroker) -> Iterator[mqtt.Client]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+def with_properties() -> Properties:
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ContentType = "application/json"
+    properties.MessageExpiryInterval = 3600
+    properties.UserProperty = [("trace", "x" * 300)]  # a properties block longer than 127 bytes
+    return properties
+
+
+def test_every_kind_of_publish_arrives_whole_and_in_order(
+    broker: LocalBroker, publisher: mqtt.Client
+) -> None:
+    inbox = Inbox(broker, "lean-inbox")
+    try:
+        sent: list[tuple[str, bytes, int, bool]] = []
+        for n in range(300):
+            payload = bytes([n % 251]) * (n * 211 % 70_000)  # empty up to ~70 KB: split reads
+            qos, retain = n % 2, n % 50 == 0
+            topic = f"test/gate-{n % 7}/événements"  # a topic in UTF-8
+            props = with_properties() if n % 3 == 0 else None
+            info = publisher.publish(topic, payload, qos=qos, retain=retain, properties=props)
+            info.wait_for_publish(TIMEOUT)
+            sent.append((topic, payload, qos, retain))
+
+        wait_until(lambda: len(inbox.received()) == len(sent), TIMEOUT, "every message")
+        got = [(m.topic, m.payload, m.qos, m.retain) for m in inbox.received()]
+        # A live subscriber gets retained messages as live ones (retain flag off).
+        assert got == [(topic, payload, qos, False) for topic, payload, qos, _ in sent]
+    finally:
+        inbox.close()
+
+
+def test_ack_many_settles_exactly_the_messages_it_names(
+    broker: LocalBroker, publisher: mqtt.Client
+) -> None:
+    inbox = Inbox(broker, "lean-acker", manual_ack=True)
+    for n in range(200):
+        publisher.publish("test/events", f"{n}".encode(), qos=1).wait_for_publish(TIMEOUT)
+    wait_until(lambda: len(inbox.received()) == 200, TIMEOUT, "200 messages")
+    first = inbox.received()
+    inbox.client.ack_many([m.mid for m in first[:150]])  # one write for 150 PUBACKs
+    wait_until(lambda: not inbox.client.want_write(), TIMEOUT, "the PUBACKs written")
+    inbox.close()
+
+    again = Inbox(broker, "lean-acker", manual_ack=True)  # the same session
+    try:
+        wait_until(lambda: len(again.received()) == 50, TIMEOUT, "the 50 not PUBACKed")
+        assert [m.payload for m in again.received()] == [f"{n}".encode() for n in range(150, 200)]
+        assert all(m.dup for m in again.received())
+    finally:
+        again.client.ack_many([m.mid for m in again.received()])
+        again.close()
+
+
+@pytest.mark.parametrize(("config", "window"), [("", 20), ("max_inflight_messages 100\n", 100)])
+def test_the_publish_window_follows_the_brokers_receive_maximum(
+    tmp_path: Path, config: str, window: int
+) -> None:
+    with LocalBroker(workdir=tmp_path / "broker", extra_config=config) as broker:
+        inbox = Inbox(broker, "lean-window")
+        try:
+            assert inbox.window == window
+        finally:
+            inbox.close()
+
+
+def test_publishes_beyond_the_window_go_out_as_pubacks_come_back(broker: LocalBroker) -> None:
+    inbox = Inbox(broker, "lean-receiver")
+    sender = Inbox(broker, "lean-sender")  # its window: Mosquitto's default of 20
+    try:
+        assert sender.window == 20
+        with sender.client.one_wakeup():  # queued from this thread, one wake-up at the end
+            infos = [sender.client.publish("test/acks", f"{n}", qos=1) for n in range(300)]
+        for info in infos:
+            info.wait_for_publish(TIMEOUT)  # each PUBACK settled its message
+        wait_until(lambda: len(inbox.received()) >= 300, TIMEOUT, "all 300")
+        payloads = [m.payload for m in inbox.received() if m.topic == "test/acks"]
+        assert payloads == [f"{n}".encode() for n in range(300)]
+        assert sender.client._inflight_messages == 0  # every slot of the window came back
+    finally:
+        sender.close()
+        inbox.close()
