@@ -6,14 +6,19 @@ once (no external loop is registered, so `publish()` calls `loop_write()`). The 
 collector's own paho subclass (server/ingest_client.py: buffered reads), so that the simulator
 takes as little of the two cores as it can, in both runs alike.
 
-The parent process switches every gate between two modes (a shared `mode` value), and each
-gate keeps at most `window` events unsettled in the current mode:
+The parent process switches every gate between modes (a shared `mode` value):
 
 - BARE: publish to `baseline/v1/devices/{id}/events`, which only the bare paho subscriber
-  takes; an event is settled when the subscriber has counted it (shared memory, `received`).
-- COLLECTOR: publish to `gatescan/v1/devices/{id}/events`, which only the collector takes; an
-  event is settled when its application ack comes back to the gate (counted in `acked`, and
-  timed from the publish).
+  takes, keeping at most `window` events per gate not yet counted by the subscriber (shared
+  memory, `received`).
+- COLLECTOR: publish to `gatescan/v1/devices/{id}/events`, which only the collector takes,
+  keeping at most `window` events per gate not yet acked: an event is settled when its
+  application ack comes back to the gate (counted in `acked`, and timed from the publish).
+- PACED: collector events fall due at a steady total rate (shared `rate`, events/s, shared
+  among the workers by their number of gates) and go out round robin to the gates, each as soon
+  as a gate has room in its `window`; an event is timed from when it fell due. The latency at a
+  given load rather than at saturation; if the collector cannot keep up, events wait for room
+  and their latency shows it.
 
 The two topic prefixes have the same length and the payloads are the same real protocol
 Events (built once per gate by `protocol.Event`, then given a fresh event_id and seq per publish
@@ -26,6 +31,7 @@ from __future__ import annotations
 import json
 import selectors
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +43,7 @@ from protocol import CredentialType, Direction, Event, Reason, Topic, VerdictSta
 from protocol.topics import PREFIX, device_topic
 from server.ingest_client import IngestClient
 
-IDLE, BARE, COLLECTOR, DONE = 0, 1, 2, 3
+IDLE, BARE, COLLECTOR, PACED, DONE = 0, 1, 2, 3, 4
 BARE_PREFIX = "baseline" + PREFIX[len("gatescan") :]  # same length as gatescan's prefix
 _ID_SENTINEL = "E" * 24
 _SEQ_SENTINEL = 987654321
@@ -89,7 +95,9 @@ class WorkerPlan:
 class Shared:
     """The parent's controls and the counts it reads (multiprocessing shared memory)."""
 
-    mode: Any  # Value("i"): IDLE, BARE, COLLECTOR, or DONE (drain, report, exit)
+    mode: Any  # Value("i"): IDLE, BARE, COLLECTOR, PACED, or DONE (drain, report, exit)
+    rate: Any  # Value("d"): total events/s in PACED mode
+    gates: int  # in all the workers
     received: Any  # Array("q") per gate: bare events counted by the subscriber
     acked: Any  # Array("q") per gate: collector events acked back to the gate
 
@@ -102,7 +110,8 @@ class WorkerResult:
     duplicate_acks: int = 0  # ids acked again, or never published: must stay 0 here
     unsettled_bare: int = 0  # after the drain timeout
     unsettled_collector: int = 0
-    # (monotonic publish time, seconds to its ack) for every collector event
+    paced_behind: int = 0  # most paced events due and not yet sent (every window full)
+    # (monotonic publish time, or when a paced event fell due; seconds to its ack)
     latencies: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -147,6 +156,11 @@ class GateWorker:
         self.result = WorkerResult()
         self._selector = selectors.DefaultSelector()
         self._last_misc = 0.0
+        self._paced_since: float | None = None  # when PACED mode began here
+        self._paced_due = 0  # events fallen due since
+        self._paced_rate = 0.0
+        self._due_at: deque[float] = deque()  # fallen due, not yet published: when
+        self._next_gate = 0
 
     def connect(self) -> None:
         for gate in self.gates:
@@ -155,7 +169,9 @@ class GateWorker:
             gate.client.on_message = self._on_ack
             gate.client.user_data_set(gate)
             gate.client.connect(self.plan.host, self.plan.port, keepalive=300)
-            self._selector.register(gate.client.socket(), selectors.EVENT_READ, gate)
+            sock = gate.client.socket()
+            assert sock is not None, "connect() returned with no socket"
+            self._selector.register(sock, selectors.EVENT_READ, gate)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not all(gate.ready for gate in self.gates):
             if time.monotonic() > deadline:
@@ -177,6 +193,10 @@ class GateWorker:
                 self._fill_bare()
             elif current == COLLECTOR:
                 self._fill_collector()
+            if current == PACED:
+                self._publish_paced()
+            else:
+                self._paced_since = None
             self._read(0.002)
         deadline = time.monotonic() + drain_timeout
         while (self._unsettled_bare() or self._unsettled_collector()) and (
@@ -199,10 +219,39 @@ class GateWorker:
         window = self.plan.window
         for gate in self.gates:
             while len(gate.pending) < window:
-                event_id, payload = gate.next_payload()
-                gate.pending[event_id] = time.monotonic()
-                gate.client.publish(gate.events_topic, payload, qos=1)
-                gate.published_collector += 1
+                self._publish_collector(gate)
+
+    def _publish_paced(self) -> None:
+        """Events fall due at this worker's share of the rate; each goes out as soon as a gate
+        has room in its window, and is timed from when it fell due (a gate journals a scan at
+        once and sends it when it may, so waiting for room is part of its latency)."""
+        now = time.monotonic()
+        rate = self.shared.rate.value
+        if self._paced_since is None or rate != self._paced_rate:  # a new paced segment
+            self._paced_since, self._paced_due, self._paced_rate = now, 0, rate
+        share = rate * len(self.gates) / self.shared.gates
+        due = int((now - self._paced_since) * share)
+        self._due_at.extend(
+            self._paced_since + (k + 1) / share for k in range(self._paced_due, due)
+        )
+        self._paced_due = max(self._paced_due, due)
+        self.result.paced_behind = max(self.result.paced_behind, len(self._due_at))
+        count = len(self.gates)
+        while self._due_at:
+            for _ in range(count):  # round robin, to the next gate with room
+                gate = self.gates[self._next_gate]
+                self._next_gate = (self._next_gate + 1) % count
+                if len(gate.pending) < self.plan.window:
+                    self._publish_collector(gate, self._due_at.popleft())
+                    break
+            else:
+                return  # every window is full: the collector is behind
+
+    def _publish_collector(self, gate: SimulatedGate, due_at: float | None = None) -> None:
+        event_id, payload = gate.next_payload()
+        gate.pending[event_id] = time.monotonic() if due_at is None else due_at
+        gate.client.publish(gate.events_topic, payload, qos=1)
+        gate.published_collector += 1
 
     def _fill_bare(self) -> None:
         window, received = self.plan.window, self.shared.received

@@ -21,23 +21,28 @@ The name must pass the protocol's name rule (protocol/text.py: letters, marks, s
 ``' ’ - .``; never a control, bidi, markup or formula character), the same rule the collector
 applies, so a card the gate accepts is never refused downstream. Text is refused, never altered.
 A rejection's detail quotes the card only through ``printable``: it is shown on screens and logs.
+
+Speed: the parse runs between a code's decode and the gate's light, once per showing, when none
+of its code is in the CPU's caches (a decode has just run over a megabyte of pixels, and the
+thread slept before it). There every distinct piece of machinery touched costs microseconds, so
+the checks use plain string methods instead of regular expressions and the gender's common
+spellings a dict instead of Unicode normalisation (each with the exact meaning of what it
+replaces), and the code's SHA-256, an identifier that no verdict depends on, is computed when it
+is first asked for (by the event, after the light), then kept.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 from protocol import CredentialType, Reason
 from protocol.text import name_problem, plain_text_problem, printable
 
-_ID_12 = re.compile(r"^[0-9]{12}$")
-_OLD_ID_9 = re.compile(r"^[0-9]{9}$")
-_DATE = re.compile(r"^[0-9]{8}$")
 # The first three digits of a CCCD number name the province of birth registration (Circular
 # 07/2016/TT-BCA). Provinces merged in 2025 keep their codes on the cards already issued.
 _PROVINCES = (
@@ -51,6 +56,9 @@ _MAX_ADDRESS = 300
 _MAX_GENDER = 10
 # The 4th digit's gender, keyed by the gender field with case and diacritics dropped.
 _GENDER_PARITY = {"nam": 0, "nu": 1}
+# Name characters that are not letters but allowed (protocol.text's rule), deleted before the
+# fast check that all the rest are letters.
+_NAME_NON_LETTERS = str.maketrans(dict.fromkeys(" '\u2019-\u2010."))
 
 
 @dataclass(frozen=True)
@@ -66,25 +74,41 @@ class CccdCard:
     issue_date: date
 
 
+class _CodeIdentity:
+    """The code's exact bytes (`code`), its SHA-256 (computed when first asked for) and length."""
+
+    code: bytes
+
+    @cached_property
+    def code_sha256(self) -> str:
+        return hashlib.sha256(self.code).hexdigest()
+
+    @property
+    def code_length(self) -> int:
+        return len(self.code)
+
+
 @dataclass(frozen=True)
-class Credential:
+class Credential(_CodeIdentity):
     credential_type: CredentialType
-    subject_id: str  # the CCCD number, or the code's SHA-256 for raw codes
     subject_name: str
-    code_sha256: str
-    code_length: int
+    code: bytes = field(repr=False)
     text: str | None  # the code's text when it is valid UTF-8; None for binary codes
     card: CccdCard | None = None
 
+    @property
+    def subject_id(self) -> str:
+        """The CCCD number, or the code's SHA-256 for raw codes."""
+        return self.card.id_number if self.card is not None else self.code_sha256
+
 
 @dataclass(frozen=True)
-class Rejection:
+class Rejection(_CodeIdentity):
     """The code was read but cannot be accepted as what it claims to be."""
 
     reason: Reason
     detail: str
-    code_sha256: str
-    code_length: int
+    code: bytes = field(repr=False)
     credential_type: CredentialType = CredentialType.RAW
     subject_id: str = ""
 
@@ -94,18 +118,10 @@ ParseResult = Credential | Rejection
 
 def parse_credential(data: bytes) -> ParseResult:
     """Classify a code's exact bytes. Never raises, whatever the bytes are."""
-    digest = hashlib.sha256(data).hexdigest()
     text = _utf8(data)
     if text is not None and _claims_cccd(text):
-        return _parse_cccd(text, digest, len(data))
-    return Credential(
-        credential_type=CredentialType.RAW,
-        subject_id=digest,
-        subject_name="",
-        code_sha256=digest,
-        code_length=len(data),
-        text=text,
-    )
+        return _parse_cccd(text, data)
+    return Credential(credential_type=CredentialType.RAW, subject_name="", code=data, text=text)
 
 
 def _utf8(data: bytes) -> str | None:
@@ -116,31 +132,35 @@ def _utf8(data: bytes) -> str | None:
 
 
 def _claims_cccd(text: str) -> bool:
-    return len(text) > 13 and text[12] == "|" and _ID_12.match(text[:12]) is not None
+    return len(text) > 13 and text[12] == "|" and _digits(text[:12], 12)
+
+
+def _digits(value: str, count: int) -> bool:
+    """What `re.match(rf"^[0-9]{{{count}}}$", value)` says: `count` ASCII digits, and the `$`
+    also matches before one final newline (kept so that no verdict changes)."""
+    head = value[:count]
+    return len(head) == count and head.isascii() and head.isdigit() and value[count:] in ("", "\n")
 
 
 class _Invalid(ValueError):
     pass
 
 
-def _parse_cccd(text: str, digest: str, length: int) -> ParseResult:
+def _parse_cccd(text: str, data: bytes) -> ParseResult:
     try:
         card = _cccd_fields(text.rstrip("\r\n").split("|"))
     except _Invalid as exc:
         return Rejection(
             reason=Reason.INVALID,
             detail=f"cccd: {exc}",
-            code_sha256=digest,
-            code_length=length,
+            code=data,
             credential_type=CredentialType.CCCD,
             subject_id=text[:12],
         )
     return Credential(
         credential_type=CredentialType.CCCD,
-        subject_id=card.id_number,
         subject_name=card.full_name,
-        code_sha256=digest,
-        code_length=length,
+        code=data,
         text=text,
         card=card,
     )
@@ -148,7 +168,7 @@ def _parse_cccd(text: str, digest: str, length: int) -> ParseResult:
 
 def _cccd_fields(fields: list[str]) -> CccdCard:
     # Some readers and card batches add trailing fields; the first ones keep their meaning.
-    if len(fields) >= 7 and (fields[1] == "" or _OLD_ID_9.match(fields[1])):
+    if len(fields) >= 7 and (fields[1] == "" or _digits(fields[1], 9)):
         id_number, old_id, name, dob, gender, address, issued = fields[:7]
     elif len(fields) == 6:
         id_number, name, dob, gender, address, issued = fields
@@ -162,7 +182,7 @@ def _cccd_fields(fields: list[str]) -> CccdCard:
     card = CccdCard(
         id_number=id_number,
         old_id=old_id,
-        full_name=_clean_text("name", name, _MAX_NAME, rule=name_problem),
+        full_name=_clean_text("name", name, _MAX_NAME, rule=_name_problem),
         date_of_birth=_ddmmyyyy("date of birth", dob),
         gender=_clean_text("gender", gender, _MAX_GENDER),
         address=_clean_text("address", address, _MAX_ADDRESS, required=False),
@@ -188,10 +208,16 @@ def _birth_digits_disagreements(card: CccdCard) -> list[str]:
         found.append("date of birth is in another century than the ID number's 4th digit says")
     elif born % 100 != year_digits:
         found.append("date of birth is in another year than the ID number's 5th-6th digits say")
-    parity = _GENDER_PARITY.get(_folded(card.gender))
+    parity = _gender_parity(card.gender)
     if parity is not None and parity != century_gender % 2:
         found.append("gender disagrees with the ID number's 4th digit")
     return found
+
+
+def _gender_parity(gender: str) -> int | None:
+    """The 4th digit's parity a gender field means; None for a gender the parser does not know."""
+    parity = _COMMON_GENDER_PARITY.get(gender, -1)
+    return _GENDER_PARITY.get(_folded(gender)) if parity == -1 else parity
 
 
 def _folded(text: str) -> str:
@@ -201,7 +227,7 @@ def _folded(text: str) -> str:
 
 
 def _ddmmyyyy(label: str, value: str) -> date:
-    if not _DATE.match(value):
+    if not _digits(value, 8):
         raise _Invalid(f"{label} {_show(value)} is not ddmmyyyy")
     try:
         parsed = date(int(value[4:]), int(value[2:4]), int(value[:2]))
@@ -234,3 +260,18 @@ def _clean_text(
 def _show(value: str) -> str:
     """A short rendering of untrusted text for an error message: it cannot break a line."""
     return f"'{printable(value, 20)}'"
+
+
+def _name_problem(name: str) -> str | None:
+    """protocol.text's name rule, with a fast yes for a name of letters and the allowed spaces
+    and punctuation (`isalpha` is true exactly for the letter categories the rule allows)."""
+    if name.translate(_NAME_NON_LETTERS).isalpha():
+        return None
+    return name_problem(name)
+
+
+# The spellings cards use, folded once here: a dict lookup instead of a normalisation per scan.
+_COMMON_GENDER_PARITY = {
+    spelling: _GENDER_PARITY[_folded(spelling)]
+    for spelling in ("Nam", "NAM", "nam", "Nữ", "NỮ", "nữ", "Nu", "NU", "nu")
+}

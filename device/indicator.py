@@ -75,6 +75,8 @@ class Step(NamedTuple):
 
 
 Pattern = tuple[Step, ...]
+# The order outputs are switched in when several change at once: what the person looks at first.
+SWITCH_ORDER = (Output.GREEN, Output.RED, Output.RELAY, Output.BUZZER)
 
 
 def step(seconds: float, *on: Output) -> Step:
@@ -243,6 +245,12 @@ class GpioIndicator:
         self.patterns = {status: verdict_pattern(status, relay_time) for status in VerdictStatus}
         self.state = IndicatorState.IDLE
         self._outputs = make_outputs(pins, pin_factory)
+        # Each output's pin and the level that lights it, written directly on the hot path:
+        # gpiozero's `value` setter adds a blink check and four calls per write, which matter
+        # between a code's decode and its light (the devices still own and release the pins).
+        self._levels = {
+            output: (device.pin, pins.active_high) for output, device in self._outputs.items()
+        }
         self._player = PatternPlayer(clock)
         self._lit: frozenset[Output] = frozenset()
         self._lock = threading.Lock()
@@ -254,12 +262,15 @@ class GpioIndicator:
             self._thread.start()
 
     def show(self, status: VerdictStatus) -> None:
+        pattern = self.patterns[status]
         with self._lock:
             if self._closed:
                 return
-            self._player.play(self.patterns[status])
-            self._update_locked()  # the first step lights now, in the caller: a pin write
-        self._wake.set()
+            self._player.play(pattern)
+            first = pattern[0].on  # the first step lights now, in the caller: a pin write
+            if first != self._lit:
+                self._light(first)
+        self._wake.set()  # the thread plays the rest
 
     def set_state(self, state: IndicatorState) -> None:
         with self._lock:
@@ -296,10 +307,17 @@ class GpioIndicator:
         return seconds_left
 
     def _light(self, on: frozenset[Output]) -> None:
-        for output in on ^ self._lit:
-            device = self._outputs.get(output)
-            if device is not None:
-                device.value = output in on
+        # What comes on first, lights before sounds (SWITCH_ORDER), then what goes off: the
+        # person looks for the new light, and a verdict that replaces another has both to do.
+        lit, levels = self._lit, self._levels
+        for output in SWITCH_ORDER:
+            if output in on and output not in lit and output in levels:
+                pin, on_level = levels[output]
+                pin.state = on_level
+        for output in SWITCH_ORDER:
+            if output in lit and output not in on and output in levels:
+                pin, on_level = levels[output]
+                pin.state = not on_level
         self._lit = on
 
     def _run(self) -> None:

@@ -39,14 +39,17 @@ class Policy:
         self._admit = Verdict(
             VerdictStatus.GRANTED if mode == "access" else VerdictStatus.RECORDED, Reason.OK
         )
+        # Every verdict made once here: deciding runs before the light, and a verdict is a value.
+        self._recorded = {reason: Verdict(VerdictStatus.RECORDED, reason) for reason in Reason}
+        self._denied = {reason: Verdict.denied(reason) for reason in Reason}
 
     def decide(self, parsed: ParseResult) -> Verdict:
         if isinstance(parsed, Rejection):
             if self.mode == "log" and parsed.credential_type in self.accept:
-                return Verdict(VerdictStatus.RECORDED, parsed.reason)
-            return Verdict.denied(parsed.reason)
+                return self._recorded[parsed.reason]
+            return self._denied[parsed.reason]
         if parsed.credential_type not in self.accept:
             # No format the site takes: "unknown"; a known type the site refuses: "not allowed".
             unknown = parsed.credential_type is CredentialType.RAW
-            return Verdict.denied(Reason.UNKNOWN_FORMAT if unknown else Reason.NOT_ALLOWED)
+            return self._denied[Reason.UNKNOWN_FORMAT if unknown else Reason.NOT_ALLOWED]
         return self._admit

@@ -84,7 +84,10 @@ def _add_decode(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     decode = commands.add_parser("decode", help="decode QR codes in image files (JSON lines)")
     decode.add_argument("images", nargs="+", metavar="IMAGE")
     decode.add_argument(
-        "--backend", default="pyzbar", choices=["pyzbar", "zxing", "ensemble", "auto"]
+        "--backend",
+        default="auto",
+        choices=["auto", "ensemble", "zxing", "pyzbar"],
+        help="decoder (default auto: the ensemble when zxing-cpp is installed, else pyzbar)",
     )
     decode.set_defaults(run=run_decode)
 

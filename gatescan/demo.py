@@ -77,7 +77,7 @@ hold = 1.0
 loop = true
 
 [decoder]
-backend = "pyzbar"
+backend = "auto"
 repeat_window = 3.0
 
 [mqtt]

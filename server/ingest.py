@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from protocol import Event, Topic, parse_message, parse_topic
+from protocol import MAX_MESSAGE_BYTES, Event, Topic, parse_message, parse_topic
 from protocol.messages import REJECTION_DETAIL_MAX_CHARS, MessageError, Rejection, event_id_of
 from server.ingest_store import DeadLetterRecord, DeviceUpdate, EntryRow
 from server.store import status_update, telemetry_update
@@ -119,11 +119,29 @@ def prepare(
     return DeviceReport(message, telemetry_update(device_id, report, received_at()))
 
 
+def parse_event(payload: bytes) -> Event:
+    """protocol.parse_message(Topic.EVENTS, payload), in one pass for a valid event.
+
+    pydantic's own JSON parser validates straight from the bytes, without json.loads building a
+    dict first: about a quarter of the cost. Whatever it refuses goes through parse_message,
+    which refuses it too and says why (not_json, schema, ...). Both accept exactly the same
+    payloads (tests/unit/test_ingest.py holds the corner cases: control characters, lone
+    surrogates, duplicate keys, NaN, huge integers, a BOM, other encodings...).
+    """
+    if len(payload) <= MAX_MESSAGE_BYTES:
+        try:
+            return Event.model_validate_json(payload)
+        except ValueError:  # pydantic's ValidationError, whatever the cause: ask parse_message
+            pass
+    event: Event = parse_message(Topic.EVENTS, payload)
+    return event
+
+
 def _prepare_event(
     message: IncomingMessage, device_id: str, entry_row: Callable[[Event], EntryRow]
 ) -> Prepared:
     try:
-        event: Event = parse_message(Topic.EVENTS, message.payload)
+        event = parse_event(message.payload)
     except MessageError as exc:
         return _refused_event(message, device_id, exc.reason, exc.detail)
     if event.device_id != device_id:

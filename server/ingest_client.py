@@ -21,16 +21,18 @@ session, QoS 1 publishing and its in-flight window) and changes exactly these:
 - one buffered `recv()` of up to 256 KiB serves every packet it holds, a whole packet in the
   buffer is taken in one slice, and `loop_read` goes on until the buffer is empty;
 - a QoS 0/1 PUBLISH is decoded without its properties (`message.properties` is None; anything
-  else, a topic alias or a malformed packet, goes to paho's own decoder);
-- a plain "success" PUBACK is decoded to shared constants, and the in-flight scan runs only
-  when a message is queued;
-- `ack_many` sends the PUBACKs of a whole batch in one write, and within `one_wakeup()` the
-  packets another thread queues wake the network thread once;
+  else, a topic alias or a malformed packet, goes to paho's own decoder), and goes straight to
+  `on_message` when no topic-specific callback is registered;
+- a plain "success" PUBACK is decoded to shared constants, and the publishes queued beyond the
+  window are kept in order, so a PUBACK sends the next one without a scan;
+- `ack_many` queues the PUBACKs of a whole batch as one packet, within `one_wakeup()` the
+  packets another thread queues wake the network thread once, and whole packets waiting
+  together go out in one `send()`;
 - `adopt_receive_maximum` keeps as many publishes in flight as the broker's CONNACK allows.
 
 It relies on paho internals (`_sock_recv`, `_packet_read`, `_packet_handle`, `_handle_publish`,
-`_handle_pubackcomp`, `_do_on_publish`, `_update_inflight`, `_packet_queue`, and the state they
-use), stable through paho 2.x; pyproject pins paho-mqtt < 3, and
+`_handle_pubackcomp`, `_do_on_publish`, `_update_inflight`, `_packet_queue`, `_packet_write`,
+and the state they use), stable through paho 2.x; pyproject pins paho-mqtt < 3, and
 tests/integration/test_ingest_client.py runs it against a real Mosquitto.
 """
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Literal
@@ -52,8 +55,16 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 _READ_SIZE = 256 * 1024
 _PUBACK = int(mqtt.PUBACK)
+_PUBLISH = int(mqtt.PUBLISH)
+_DISCONNECT = int(mqtt.DISCONNECT)
+_JOIN_MAX = 4096  # packets per send()
 _PUBACK_PACKET = struct.Struct("!BBH")  # a v5 PUBACK with reason "success" omitted: 4 bytes
-_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)  # what paho decodes from such a PUBACK
+# What follows a PUBACK's packet id when it has no properties -> the reason paho decodes from it.
+_PLAIN_PUBACKS = {
+    tail: ReasonCode(PacketTypes.PUBACK, identifier=code)
+    for code in (0x00, 0x10)  # success; no matching subscribers (a success too)
+    for tail in ((bytes([code]), bytes([code, 0])) if code else (b"", b"\x00", b"\x00\x00"))
+}
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)
 
 
@@ -65,6 +76,8 @@ class IngestClient(mqtt.Client):
         self._read_buffer = b""
         self._read_at = 0
         self._quiet_thread: int | None = None  # queues packets without waking the loop
+        self._queued: deque[int] = deque()  # mids of our publishes waiting for a window slot
+        self._topic_callbacks = False  # message_callback_add used: paho's matcher decides
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -161,25 +174,94 @@ class IngestClient(mqtt.Client):
         return self._max_inflight_messages
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
-        # The broker's PUBACK of one of our acks: "success" with no properties (2 bytes) is all
-        # Mosquitto sends for an accepted publish; paho would build a ReasonCode and a
-        # Properties object for each.
+        # The broker's PUBACK of one of our acks. For an accepted publish Mosquitto sends a
+        # packet id, a reason code (0x00 success, or 0x10 no subscriber) and no properties;
+        # paho would build a ReasonCode and a Properties object for each.
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or self._protocol != MQTTProtocolVersion.MQTTv5 or len(packet) != 2:
+        reason = _PLAIN_PUBACKS.get(bytes(packet[2:]))
+        if cmd != "PUBACK" or self._protocol != MQTTProtocolVersion.MQTTv5 or reason is None:
             return super()._handle_pubackcomp(cmd)
-        mid = int.from_bytes(packet, "big")
+        mid = int.from_bytes(packet[:2], "big")
         with self._out_message_mutex:
             if mid in self._out_messages:
-                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+                return self._do_on_publish(mid, reason, _NO_PROPERTIES)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    def publish(
+        self,
+        topic: str,
+        payload: mqtt.PayloadType = None,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> mqtt.MQTTMessageInfo:
+        info = super().publish(topic, payload, qos, retain, properties)
+        message = self._out_messages.get(info.mid) if qos > 0 else None
+        if message is not None and message.state == MessageState.MQTT_MS_QUEUED:
+            self._queued.append(info.mid)  # beyond the window: sent as PUBACKs free slots
+        return info
+
     def _update_inflight(self) -> MQTTErrorCode:
-        # At every PUBACK paho scans all its messages in flight for queued ones to send; with
-        # hundreds of acks in flight that scan costs more than the rest of the PUBACK. Queued
-        # messages exist only when more are out than in flight.
+        # At every PUBACK paho scans all its messages in flight for a queued one to send; with
+        # hundreds of acks in flight that scan costs more than the rest of the PUBACK. Here the
+        # queued ones are kept in order (publish), and the scan runs only to find any queued
+        # otherwise (after a reconnect).
         if len(self._out_messages) <= self._inflight_messages:
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        return super()._update_inflight()
+            return MQTTErrorCode.MQTT_ERR_SUCCESS  # nothing queued
+        if not self._queued:
+            self._queued.extend(
+                mid
+                for mid, message in self._out_messages.items()
+                if message.state == MessageState.MQTT_MS_QUEUED
+            )
+        while self._queued and self._inflight_messages < self._max_inflight_messages:
+            message = self._out_messages.get(self._queued.popleft())
+            if message is None or message.state != MessageState.MQTT_MS_QUEUED:
+                continue  # sent or settled meanwhile
+            self._inflight_messages += 1
+            message.state = (
+                MessageState.MQTT_MS_WAIT_FOR_PUBACK
+                if message.qos == 1
+                else MessageState.MQTT_MS_WAIT_FOR_PUBREC
+            )
+            rc = self._send_publish(
+                message.mid,
+                message.topic.encode("utf-8"),
+                message.payload,
+                message.qos,
+                message.retain,
+                message.dup,
+                properties=message.properties,
+            )
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def _packet_write(self) -> MQTTErrorCode:
+        # Join the packets waiting at the head of the queue into one `send()`: a batch's acks
+        # and PUBACKs go out in one system call, not one each. Only packets paho does nothing
+        # with once written are joined (not a QoS 0 PUBLISH, which calls on_publish, nor a
+        # DISCONNECT, which closes the socket), and only whole ones.
+        out = self._out_packet
+        if len(out) > 1 and out[0]["pos"] == 0 and _joinable(out[0]):
+            parts: list[bytes | bytearray] = []
+            while out and out[0]["pos"] == 0 and _joinable(out[0]) and len(parts) < _JOIN_MAX:
+                parts.append(out.popleft()["packet"])
+            joined = b"".join(parts)
+            out.appendleft(
+                {
+                    "command": _PUBACK,
+                    "mid": 0,
+                    "qos": 1,
+                    "pos": 0,
+                    "to_process": len(joined),
+                    "packet": joined,
+                    "info": None,
+                }
+            )
+        return super()._packet_write()
 
     # --- writing from another thread ------------------------------------------------------------
 
@@ -195,7 +277,8 @@ class IngestClient(mqtt.Client):
             self._quiet_thread = None
             wake = self._sockpairW
             if wake is not None:
-                with suppress(BlockingIOError):  # its buffer is full of wake-ups already
+                # Full of wake-ups already, or closed by a reconnect (which wakes the loop).
+                with suppress(OSError):
                     wake.send(b"0")
 
     def _packet_queue(
@@ -206,9 +289,11 @@ class IngestClient(mqtt.Client):
         qos: int,
         info: mqtt.MQTTMessageInfo | None = None,
     ) -> MQTTErrorCode:
-        if self._quiet_thread != threading.get_ident() or self._thread is None:
+        me, loop = threading.get_ident(), self._thread
+        if loop is None or me not in (self._quiet_thread, loop.ident):
             return super()._packet_queue(command, packet, mid, qos, info)
-        # What paho's own _packet_queue appends, without its wake-up.
+        # What paho's own _packet_queue appends, without its wake-up: the network thread itself
+        # (sending the next queued publish at a PUBACK) writes it on its next turn anyway.
         self._out_packet.append(
             {
                 "command": command,
@@ -222,6 +307,25 @@ class IngestClient(mqtt.Client):
         )
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    def message_callback_add(self, sub: str, callback: mqtt.CallbackOnMessage) -> None:
+        self._topic_callbacks = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        # With no topic-specific callbacks (the collector has none), go straight to on_message
+        # rather than through paho's topic matcher and its locks.
+        on_message = self.on_message
+        if self._topic_callbacks or on_message is None:
+            return super()._handle_on_message(message)
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:  # as paho does: log, and raise unless told not to
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+        return None
+
     # --- acknowledging -------------------------------------------------------------------------
 
     def ack_many(self, mids: Sequence[int]) -> MQTTErrorCode:
@@ -232,6 +336,13 @@ class IngestClient(mqtt.Client):
         # One out-packet holding them all: paho writes it as it writes any packet, and does
         # nothing after a PUBACK is written.
         return self._packet_queue(_PUBACK, packets, 0, 0)
+
+
+def _joinable(packet: Any) -> bool:
+    command = packet["command"] & 0xF0
+    if command == _PUBLISH:
+        return bool(packet["qos"])
+    return command != _DISCONNECT
 
 
 def _empty_in_packet() -> Any:

@@ -30,9 +30,9 @@ from server.ingest_handler import MessageHandler
 
 log = logging.getLogger("gatescan.collector")
 
-MAX_BATCH = 500  # messages per transaction
+MAX_BATCH = 2000  # messages per transaction
 GATHER_S = 0.002  # once a message is waiting, how long to wait for more before committing
-QUEUE_CAPACITY = 2000  # messages validated and not yet taken by the writer
+QUEUE_CAPACITY = 4000  # messages validated and not yet taken by the writer
 
 
 class Delivery(NamedTuple):
@@ -138,7 +138,7 @@ class IngestWriter:
         self._queue.put(delivery)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Commit what is queued, then end the thread."""
+        """Commit what is queued, then end the thread (a writer runs once)."""
         self._queue.close()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -158,13 +158,15 @@ class IngestWriter:
                 if self._queue.closed:
                     return
                 continue
-            # The batch's acks and PUBACKs wake the network thread once, not once per packet.
-            with self._one_wakeup():
-                self._handler.process([delivery.prepared for delivery in batch])
-                try:
+            try:
+                # The batch's acks and PUBACKs wake the network thread once, not once each.
+                with self._one_wakeup():
+                    self._handler.process([delivery.prepared for delivery in batch])
                     self._puback(batch)  # after the commit and the acks: the broker may forget
-                except Exception:
-                    log.exception("could not PUBACK %d message(s)", len(batch))
+            except Exception:
+                # Not PUBACKed: the broker delivers them again on the next connection. The
+                # writer itself must live on, or the network thread would block for ever.
+                log.exception("could not finish a batch of %d message(s)", len(batch))
 
     def _events_allowed(self) -> int | None:
         """With a failpoint armed, end the batch so that the message it kills at is alone in

@@ -153,3 +153,19 @@ def test_publishes_beyond_the_window_go_out_as_pubacks_come_back(broker: LocalBr
     finally:
         sender.close()
         inbox.close()
+
+
+def test_topic_callbacks_still_take_their_topics(
+    broker: LocalBroker, publisher: mqtt.Client
+) -> None:
+    inbox = Inbox(broker, "lean-routed")
+    special: list[bytes] = []
+    inbox.client.message_callback_add("test/special", lambda _c, _u, m: special.append(m.payload))
+    try:
+        for topic in ("test/plain", "test/special", "test/plain"):
+            publisher.publish(topic, topic.encode(), qos=1).wait_for_publish(TIMEOUT)
+        wait_until(lambda: len(inbox.received()) == 2 and special, TIMEOUT, "all three")
+        assert [m.topic for m in inbox.received()] == ["test/plain", "test/plain"]
+        assert special == [b"test/special"]
+    finally:
+        inbox.close()

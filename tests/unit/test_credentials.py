@@ -1,14 +1,17 @@
 """CCCD parsing (both variants, bad IDs, dates, Vietnamese names) and raw codes."""
 
 import hashlib
+import re
 from datetime import date
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from device import credentials
 from device.credentials import Credential, Rejection, parse_credential
 from protocol import CredentialType, Reason
+from protocol.text import name_problem
 
 SEVEN = (
     "079193012345|272345678|Nguyễn Thị Thu Uyên|05061993|Nữ"
@@ -233,3 +236,39 @@ def test_any_birth_date_and_gender_agree_with_the_number_they_give(
     mismatch = parse_credential(card_born(born, other, digit).encode())
     assert isinstance(mismatch, Rejection)
     assert mismatch.detail == "cccd: gender disagrees with the ID number's 4th digit"
+
+
+# --- the fast checks mean exactly what they replace (same verdicts, same details) ---------------
+
+DIGITY = st.text(alphabet=st.sampled_from("0123456789\n\r |a١²"), max_size=14)
+
+
+@given(DIGITY, st.sampled_from([8, 9, 12]))
+def test_the_digit_check_means_what_the_regular_expression_meant(value: str, count: int) -> None:
+    regex = re.compile(rf"^[0-9]{{{count}}}$")
+    assert credentials._digits(value, count) == (regex.match(value) is not None)
+
+
+NAMEY = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(" '’-‐.\u00a0\u0301\u200b\u202e\n<=2"), st.characters(codec="utf-8")
+    ),
+    max_size=30,
+)
+
+
+@given(NAMEY)
+def test_the_fast_name_check_gives_the_protocol_rule_s_answer(name: str) -> None:
+    assert credentials._name_problem(name) == name_problem(name)
+
+
+@given(st.sampled_from(["Nam", "NAM", "nam", "Nữ", "NỮ", "nữ", "Nu", "NU", "nu", "Nư\u0303"]))
+def test_the_common_genders_fold_as_the_normalisation_folds_them(gender: str) -> None:
+    assert credentials._gender_parity(gender) == {"nam": 0, "nu": 1}[credentials._folded(gender)]
+
+
+def test_the_digest_is_computed_when_asked_for_and_kept() -> None:
+    parsed = cccd(SEVEN)
+    assert "code_sha256" not in vars(parsed), "no digest before anyone asks (it is after the light)"
+    assert parsed.code_sha256 == hashlib.sha256(SEVEN.encode()).hexdigest()
+    assert vars(parsed)["code_sha256"] == parsed.code_sha256

@@ -6,6 +6,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
@@ -144,6 +145,33 @@ def test_a_new_verdict_replaces_the_playing_one_at_once(gate: Gate) -> None:
     assert gate.lit() == {"red", "buzzer"}, "no wait for the green to finish"
     assert gate.play(3.0)[-1] == (1.5, set()), "the denied pattern runs its full length"
     assert gate.states(RELAY) == [False, True, False]
+
+
+class OrderedPin(MockPin):
+    """A MockPin that also notes, across all pins of its factory, the order of changes."""
+
+    changes: ClassVar[list[tuple[str, bool]]] = []
+
+    def _change_state(self, value: bool) -> bool:
+        changed: bool = super()._change_state(value)
+        if changed:
+            self.changes.append((self.info.name, value))
+        return changed
+
+
+def test_the_light_comes_on_before_the_buzzer_and_before_the_old_light_goes_off() -> None:
+    changes: list[tuple[str, bool]] = []
+    pin_class = type("Pin", (OrderedPin,), {"changes": changes})
+    indicator = GpioIndicator(
+        IndicatorPins(), pin_factory=MockFactory(pin_class=pin_class), run_thread=False
+    )
+    changes.clear()
+    indicator.show(VerdictStatus.DENIED)
+    assert changes == [("GPIO27", True), ("GPIO22", True)], "red, then the beep"
+    changes.clear()
+    indicator.show(VerdictStatus.RECORDED)
+    assert changes == [("GPIO17", True), ("GPIO27", False)], "green on, then red off"
+    indicator.close()
 
 
 # --- background states ---------------------------------------------------------------------

@@ -110,6 +110,40 @@ def test_discard_gives_back_the_frame_left_in_the_slot() -> None:
     assert slot.take(timeout=0) is None
 
 
+def test_closing_wakes_a_taker_waiting_on_an_empty_slot() -> None:
+    slot = LatestFrame()
+    taken: list[object] = []
+    taker = threading.Thread(target=lambda: taken.append(slot.take(timeout=30)))
+    taker.start()
+    slot.close()
+    taker.join(timeout=30)
+    assert not taker.is_alive() and taken == [None]
+
+
+def test_wait_taken_wakes_when_the_decode_side_takes_the_frame() -> None:
+    slot = LatestFrame()
+    slot.put(frame_of(1))
+    waited: list[bool] = []
+    watcher = threading.Thread(target=lambda: waited.append(slot.wait_taken(timeout=30)))
+    watcher.start()
+    # the watcher is inside wait_taken (a take only notifies when someone watches)
+    wait_until(lambda: slot._watchers == 1, 10, "the watcher waiting")
+    assert slot.take(timeout=0) is not None
+    watcher.join(timeout=30)
+    assert waited == [True]
+
+
+def test_a_slot_emptied_by_discard_makes_take_wait_again_and_then_get_the_next_frame() -> None:
+    slot = LatestFrame()
+    slot.put(frame_of(1))
+    slot.discard()
+    assert slot.take(timeout=0) is None
+    slot.put(frame_of(2))
+    handed = slot.take(timeout=0)
+    assert handed is not None and handed.number == 2
+    assert slot.take(timeout=0) is None
+
+
 # --- FrameCapture: the capture thread's loop ------------------------------------------------------
 
 
