@@ -168,6 +168,9 @@ class FrameCapture:
         self.source = source
         self.slot = slot
         self.health = health
+        # A recording (replayed images) is decoded frame by frame: a slow decode slows the replay
+        # instead of dropping frames. A live camera keeps only the newest frame.
+        self.every_frame: bool = bool(getattr(source, "every_frame", False))
         self.first_backoff = min(first_backoff, max_backoff)
         self.max_backoff = max_backoff
         self.failures = 0
@@ -189,8 +192,15 @@ class FrameCapture:
                 backoff = self.first_backoff
                 self.slot.put(frame, release)
                 del frame  # a lent buffer may be given back only when no view of it is left
+                if self.every_frame:
+                    self._wait_until_taken(stop)
         finally:
             self.slot.close()
+
+    def _wait_until_taken(self, stop: threading.Event) -> None:
+        while not self.slot.wait_taken(timeout=0.1):
+            if stop.is_set() or self.slot.closed:
+                return
 
     def frame_decoded(self, number: int) -> None:
         """The decode thread finished frame `number`: the camera works if it came after the last

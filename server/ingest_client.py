@@ -275,11 +275,22 @@ class IngestClient(mqtt.Client):
             yield
         finally:
             self._quiet_thread = None
-            wake = self._sockpairW
-            if wake is not None:
-                # Full of wake-ups already, or closed by a reconnect (which wakes the loop).
-                with suppress(OSError):
-                    wake.send(b"0")
+            self._wake_loop()
+
+    def loop_stop(self) -> MQTTErrorCode:
+        # paho's network thread sees the stop only when its select() returns, up to a second
+        # later: wake it now.
+        if self._thread is not None:
+            self._thread_terminate = True
+            self._wake_loop()
+        return super().loop_stop()
+
+    def _wake_loop(self) -> None:
+        wake = self._sockpairW
+        if wake is not None:
+            # Full of wake-ups already, or closed by a reconnect (which wakes the loop anyway).
+            with suppress(OSError):
+                wake.send(b"0")
 
     def _packet_queue(
         self,

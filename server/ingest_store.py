@@ -1,10 +1,10 @@
 """The store's write side for ingest: many messages' rows in one transaction.
 
 The collector commits a batch at a time: the new entries (deduplicated by event_id with one
-lookup per 500 ids, inserted with one executemany), the dead letters of the messages it refused,
+lookup per 500 ids, inserted 500 rows per INSERT), the dead letters of the messages it refused,
 and the devices' status and telemetry, all in the same transaction, so one fsync (SQLite WAL,
-synchronous=FULL) covers the whole batch. Store.add_events and Store.dead_letter are this same
-code with a batch of one kind.
+synchronous=FULL) covers the whole batch. Store.add_events, Store.dead_letter and the device
+updates are this same code with a batch of one kind.
 
 Entry rows are prepared outside the transaction (`EntryRows.values`, on the collector's MQTT
 thread): the Event's fields in column order, already converted by each column's own SQLAlchemy

@@ -56,6 +56,10 @@ def read_grey(path: Path) -> Frame | None:
 class ReplaySource(ClosingSource):
     """Plays the images of `folder` as if a camera saw them one after another."""
 
+    # A recording is decoded frame by frame (the capture thread waits for the decode thread to
+    # take each frame), so a replay checks every image even when decoding is slower than `fps`.
+    every_frame = True
+
     def __init__(
         self,
         folder: Path,

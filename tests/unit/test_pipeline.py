@@ -192,6 +192,33 @@ def test_a_long_camera_backoff_ends_as_soon_as_stop_is_set() -> None:
     assert not thread.is_alive(), "stopping waited out the 60 s backoff"
 
 
+class Recording(ScriptedCamera):
+    """A source that asks for every frame to be decoded, as a replayed recording does."""
+
+    every_frame = True
+
+
+def test_a_recording_is_decoded_frame_by_frame_however_slow_the_decode() -> None:
+    stop, health, slot = threading.Event(), Health(), LatestFrame()
+    camera = Recording([frame_of(value) for value in range(1, 21)], stop)
+    capture = FrameCapture(camera, slot, health)
+    thread = threading.Thread(target=capture.run, args=(stop,))
+    thread.start()
+    taken = []
+    while (handed := slot.take(timeout=10)) is not None:  # a decode slower than the camera
+        taken.append(int(handed.frame[0, 0]))
+    thread.join(timeout=10)
+    assert taken == [*range(1, 21), 99] and slot.dropped == 0
+
+
+def test_a_live_camera_keeps_only_the_newest_frame_for_a_slow_decode() -> None:
+    stop, health, slot = threading.Event(), Health(), LatestFrame()
+    camera = ScriptedCamera([frame_of(value) for value in range(1, 21)], stop)
+    FrameCapture(camera, slot, health).run(stop)  # nobody takes while the camera runs
+    handed = slot.take(timeout=0)
+    assert handed is not None and int(handed.frame[0, 0]) == 99 and slot.dropped == 20
+
+
 def test_an_unexpected_driver_error_is_a_camera_fault_not_the_end_of_capture() -> None:
     stop, health, slot = threading.Event(), Health(), LatestFrame()
     camera = ScriptedCamera([OSError(5, "Input/output error"), frame_of(3)], stop)
