@@ -41,7 +41,7 @@ from datetime import date
 from functools import cached_property
 
 from protocol import CredentialType, Reason
-from protocol.text import name_problem, plain_text_problem, printable
+from protocol.text import name_problem, plain_text_problem
 
 # The first three digits of a CCCD number name the province of birth registration (Circular
 # 07/2016/TT-BCA). Provinces merged in 2025 keep their codes on the cards already issued.
@@ -174,7 +174,7 @@ def _cccd_fields(fields: list[str]) -> CccdCard:
         id_number, name, dob, gender, address, issued = fields
         old_id = ""
     elif len(fields) >= 7:
-        raise _Invalid(f"old ID {_show(fields[1])} is neither empty nor 9 digits")
+        raise _Invalid("old ID is neither empty nor 9 digits")
     else:
         raise _Invalid(f"{len(fields)} fields; a CCCD code has 6 or 7")
     if id_number[:3] not in PROVINCE_CODES:
@@ -228,13 +228,13 @@ def _folded(text: str) -> str:
 
 def _ddmmyyyy(label: str, value: str) -> date:
     if not _digits(value, 8):
-        raise _Invalid(f"{label} {_show(value)} is not ddmmyyyy")
+        raise _Invalid(f"{label} is not ddmmyyyy")
     try:
         parsed = date(int(value[4:]), int(value[2:4]), int(value[:2]))
     except ValueError:
-        raise _Invalid(f"{label} {_show(value)} is not a calendar date") from None
+        raise _Invalid(f"{label} is not a calendar date") from None
     if parsed.year < 1900:
-        raise _Invalid(f"{label} {_show(value)} is before 1900")
+        raise _Invalid(f"{label} is before 1900")
     return parsed
 
 
@@ -255,11 +255,6 @@ def _clean_text(
     if problem is not None:
         raise _Invalid(f"{label} {problem}")
     return value
-
-
-def _show(value: str) -> str:
-    """A short rendering of untrusted text for an error message: it cannot break a line."""
-    return f"'{printable(value, 20)}'"
 
 
 def _name_problem(name: str) -> str | None:

@@ -133,11 +133,11 @@ def test_names_with_apostrophes_hyphens_and_full_stops_are_kept(name: str) -> No
     assert cccd(text).subject_name == name
 
 
-def test_a_rejection_quotes_the_card_on_one_printable_line() -> None:
+def test_a_rejection_is_one_printable_line_that_quotes_nothing_of_the_card() -> None:
     rejection = rejected("079193012345|27234\r\nINFO ok|Uyên|05061993|Nữ|Hà Nội|21042021")
 
     assert rejection.detail.isprintable()
-    assert "\\r\\n" in rejection.detail  # shown as escapes, so the reason is still readable
+    assert "INFO ok" not in rejection.detail and "27234" not in rejection.detail
 
 
 @given(st.binary(max_size=2953))
@@ -214,6 +214,21 @@ def test_a_disagreement_is_described_without_the_card_s_values() -> None:
     rejection = rejected("079203012345||Uyên|05061993|Nữ|Huế|21042021")
     for personal in ("1993", "05061993", "93", "Nữ", "Nu", "Uyên", "079203012345"):
         assert personal not in rejection.detail
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("079193012345||Uyên|31021993|Nữ|Huế|21042021", "31021993"),
+        ("079193012345||Uyên|5061993|Nữ|Huế|21042021", "5061993"),
+        ("079193012345||Uyên|05061993|Nữ|Huế|99992021", "99992021"),
+        ("079193012345|12345|Uyên|05061993|Nữ|Huế|21042021", "12345"),
+    ],
+)
+def test_a_malformed_field_is_named_without_quoting_its_value(text: str, value: str) -> None:
+    rejection = rejected(text)
+    assert rejection.reason is Reason.INVALID
+    assert value not in rejection.detail
 
 
 @pytest.mark.parametrize("gender", ["Khác", "F", "-"])
