@@ -13,11 +13,9 @@ a reopen (replay) at N. Pass --dir to measure on another filesystem (on a gate: 
 
 import argparse
 import contextlib
-import hashlib
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -38,31 +36,10 @@ from device.journal import (
     segment_name,
 )
 from device.tinydb_storage import make_directory_durably, open_log_db
-from protocol import CredentialType, Direction, Event, Reason, VerdictStatus
+from gatescan.samples import sample_event
 
 SIZES = (100, 5000)
 GOAL_P99_MS, GOAL_RATIO = 5.0, 2.0
-
-
-def sample_event(seq: int) -> Event:
-    code = f"001099012345||Nguyễn Văn An|01011990|Nam|Hà Nội|01012021#{seq}".encode()
-    return Event(
-        event_id=f"ev-{uuid.uuid4().hex}",
-        device_id="gate-01",
-        site_id="hq",
-        seq=seq,
-        boot_id="bench",
-        ts=datetime.now(UTC),
-        clock_synced=True,
-        direction=Direction.IN,
-        status=VerdictStatus.RECORDED,
-        reason=Reason.OK,
-        credential_type=CredentialType.CCCD,
-        subject_id="001099012345",
-        subject_name="Nguyễn Văn An",
-        code_sha256=hashlib.sha256(code).hexdigest(),
-        code_length=len(code),
-    )
 
 
 def _timed_ms(action: Callable[[], Any]) -> float:
@@ -73,7 +50,7 @@ def _timed_ms(action: Callable[[], Any]) -> float:
 
 def _documents(count: int, first_seq: int = 1) -> list[Document]:
     return [
-        Document(sample_event(seq).model_dump(mode="json"), doc_id=seq)
+        Document(sample_event(seq=seq).model_dump(mode="json"), doc_id=seq)
         for seq in range(first_seq, first_seq + count)
     ]
 
@@ -106,7 +83,7 @@ def bench_journals(workdir: Path, samples: int) -> dict[int, list[float]]:
             journals[n] = stack.enter_context(journal)
         for _ in range(samples):
             for n, journal in journals.items():
-                event = sample_event(journal.next_seq())
+                event = sample_event(seq=journal.next_seq())
                 times[n].append(_timed_ms(partial(journal.record, event)))
                 journal.acknowledge([event.event_id])
     return times
@@ -123,7 +100,7 @@ def bench_tinydb_insert(workdir: Path, count: int, samples: int, incremental: bo
         db = TinyDB(storage=MemoryStorage)
     table = db.table(EVENTS_TABLE)
     table.insert_multiple(_documents(count))
-    doc = sample_event(count + 1).model_dump(mode="json")
+    doc = sample_event(seq=count + 1).model_dump(mode="json")
     times = []
     for seq in range(count + 1, count + 1 + samples):
         times.append(_timed_ms(partial(table.insert, Document(doc, doc_id=seq))))
@@ -138,9 +115,9 @@ def bench_default_storage(workdir: Path, count: int, samples: int) -> list[float
     times = []
     with TinyDB(path) as db:
         table = db.table(EVENTS_TABLE)
-        table.insert_multiple(sample_event(seq).model_dump(mode="json") for seq in range(count))
+        table.insert_multiple(sample_event(seq=seq).model_dump(mode="json") for seq in range(count))
         for seq in range(samples):
-            doc = sample_event(count + seq).model_dump(mode="json")
+            doc = sample_event(seq=count + seq).model_dump(mode="json")
             times.append(_timed_ms(partial(table.insert, doc)))
     return times
 

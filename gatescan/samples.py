@@ -7,15 +7,19 @@ only where they are used.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from device.decode import Frame
+from protocol import Event
 
 FrameSize = tuple[int, int]  # (width, height), as cameras are described
 Point = tuple[int, int]  # (x, y)
@@ -227,6 +231,35 @@ def sample_cards() -> list[SamplePerson]:
             "02112023",
         ),
     ]
+
+
+def sample_event(**fields: Any) -> Event:
+    """A valid CCCD event of the first sample card, seen now at gate-01; `fields` override.
+
+    Each call gets a fresh event_id unless one is given. Values go through Event validation as
+    JSON would (enum values may be given as their strings).
+    """
+    person = sample_cards()[0]
+    card = person.payload()
+    values: dict[str, Any] = {
+        "event_id": f"ev-{uuid.uuid4().hex}",
+        "device_id": "gate-01",
+        "site_id": "hq",
+        "seq": 1,
+        "boot_id": "boot-1",
+        "ts": datetime.now(UTC),
+        "clock_synced": True,
+        "direction": "in",
+        "status": "recorded",
+        "reason": "ok",
+        "credential_type": "cccd",
+        "subject_id": person.id12,
+        "subject_name": person.name,
+        "code_sha256": hashlib.sha256(card).hexdigest(),
+        "code_length": len(card),
+    }
+    values.update(fields)
+    return Event.model_validate(values)
 
 
 def write_replay_folder(

@@ -39,16 +39,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from device.journal import Journal
 from device.uplink import Uplink
 from gatescan.broker import BrokerAccess, LocalBroker, write_password_file
+from gatescan.samples import sample_event
 from protocol import (
     Ack,
-    CredentialType,
-    Direction,
     Event,
-    Reason,
     Status,
     Telemetry,
     Topic,
-    VerdictStatus,
     device_topic,
     parse_message,
 )
@@ -79,24 +76,6 @@ def read_site_settings(conf: Path) -> dict[str, str]:
         if option and not option.startswith("#"):
             settings[option] = value.strip()
     return settings
-
-
-def make_event(device_id: str, seq: int = 1) -> Event:
-    return Event(
-        event_id=uuid.uuid4().hex,
-        device_id=device_id,
-        seq=seq,
-        boot_id="boot-1",
-        ts=datetime.now(UTC),
-        clock_synced=True,
-        direction=Direction.IN,
-        status=VerdictStatus.RECORDED,
-        reason=Reason.OK,
-        credential_type=CredentialType.CCCD,
-        subject_id="079203012345",
-        subject_name="Nguyễn Thị Thu Uyên",
-        code_sha256="ab" * 32,
-    )
 
 
 def device_record(store: Store, device_id: str) -> DeviceRecord | None:
@@ -239,7 +218,7 @@ def test_a_gate_logged_in_as_its_device_id_delivers_to_the_collector_which_acks(
     site_broker: LocalBroker, collector: Collector, store: Store, tmp_path: Path
 ) -> None:
     with Journal(tmp_path / GATE_A) as journal:
-        event = make_event(GATE_A, seq=journal.next_seq())
+        event = sample_event(device_id=GATE_A, seq=journal.next_seq())
         journal.record(event)
         uplink = gate_uplink(site_broker, journal, GATE_A)
         uplink.start()
@@ -268,7 +247,7 @@ def test_a_gate_cannot_publish_on_another_gates_topics_nor_ack_itself(
     connect: Callable[[str | None, str | None], PlainClient], collector: Collector, store: Store
 ) -> None:
     gate_a = connect(GATE_A, PASSWORDS[GATE_A])
-    forged = make_event(GATE_B)
+    forged = sample_event(device_id=GATE_B)
     attempts = {
         device_topic(GATE_B, Topic.EVENTS): forged.to_json(),
         device_topic(GATE_B, Topic.STATUS): Status(state="offline").to_json(),
@@ -283,7 +262,7 @@ def test_a_gate_cannot_publish_on_another_gates_topics_nor_ack_itself(
     assert answers == {topic: NOT_AUTHORIZED for topic in attempts}
     # The broker passes on one client's messages in order: once the collector has stored gate A's
     # own event, anything gate A sent before it would have reached the collector first.
-    own = make_event(GATE_A)
+    own = sample_event(device_id=GATE_A)
     assert gate_a.publish(device_topic(GATE_A, Topic.EVENTS), own.to_json()) == 0
     wait_until(lambda: store.count_entries() >= 1, "gate A's own event at the collector")
     assert [entry.event_id for entry in store.entries()] == [own.event_id]
@@ -309,12 +288,12 @@ def test_a_gate_receives_no_other_gates_acks_events_or_status_whatever_it_subscr
     # Mosquitto 2.0.11's acl_file grants these; it checks read access on each message instead.
     assert gate_a.subscribe(*prying) == [GRANTED_QOS_1] * len(prying)
 
-    b_event = make_event(GATE_B)
+    b_event = sample_event(device_id=GATE_B)
     assert gate_b.publish(device_topic(GATE_B, Topic.EVENTS), b_event.to_json()) == 0
     wait_until(lambda: gate_b.received(), "the collector's ack to gate B")
     # Gate B's event and ack went out before gate A's own ack was even sent, and the broker
     # delivers to gate A in order: when that ack (through `#`) arrives, nothing else has.
-    a_event = make_event(GATE_A)
+    a_event = sample_event(device_id=GATE_A)
     assert gate_a.publish(device_topic(GATE_A, Topic.EVENTS), a_event.to_json()) == 0
     wait_until(lambda: gate_a.received(), "the collector's ack to gate A")
 
@@ -352,7 +331,7 @@ def send_one_event_from_gate_a(broker: LocalBroker, data_dir: Path, timeout: flo
     """Record an event in a real journal and run gate A's uplink until the collector acks it
     (the event) or the timeout passes (None)."""
     with Journal(data_dir) as journal:
-        event = make_event(GATE_A, seq=journal.next_seq())
+        event = sample_event(device_id=GATE_A, seq=journal.next_seq())
         journal.record(event)
         uplink = gate_uplink(broker, journal, GATE_A)
         uplink.start()

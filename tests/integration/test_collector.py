@@ -20,6 +20,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gatescan.broker import LocalBroker
+from gatescan.samples import sample_event
 from protocol import MAX_MESSAGE_BYTES, Ack, Event, Status, Telemetry, Topic, parse_message
 from protocol.topics import device_topic
 from server.collector import Collector
@@ -56,23 +57,15 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT)
 
 
 def make_event(event_id: str, device_id: str = DEVICE, **fields: Any) -> Event:
-    values: dict[str, Any] = {
-        "event_id": event_id,
-        "device_id": device_id,
-        "seq": 1,
-        "boot_id": "boot-1",
+    defaults: dict[str, Any] = {
+        "site_id": "",
         "ts": datetime(2025, 3, 1, 1, 0, tzinfo=UTC),
-        "clock_synced": True,
-        "direction": "in",
-        "status": "recorded",
-        "reason": "ok",
-        "credential_type": "cccd",
         "subject_id": "001203004567",
         "subject_name": "Phạm Thị Hồng Nhung",
         "code_sha256": "ef" * 32,
+        "code_length": 0,
     }
-    values.update(fields)
-    return Event.model_validate(values)
+    return sample_event(event_id=event_id, device_id=device_id, **{**defaults, **fields})
 
 
 class Gate:

@@ -26,7 +26,8 @@ from tinydb.table import Document
 
 from device.journal import Journal
 from device.tinydb_storage import AppendLogStorage, open_log_db, write_fully
-from protocol import CredentialType, Direction, Event, Reason, VerdictStatus
+from gatescan.samples import sample_event
+from protocol import Event
 
 
 def make_event(
@@ -38,18 +39,11 @@ def make_event(
 ) -> Event:
     """A plausible CCCD entry (Vietnamese name included, to check UTF-8 survives the files)."""
     code = f"001090012345||Nguyễn Văn An|01011990|Nam|Hà Nội|01012021#{seq}".encode()
-    return Event(
+    return sample_event(
         event_id=event_id or f"ev-{uuid.uuid4().hex}",
-        device_id="gate-01",
-        site_id="hq",
         seq=seq,
         boot_id=boot_id,
         ts=ts or datetime.now(UTC),
-        clock_synced=True,
-        direction=Direction.IN,
-        status=VerdictStatus.RECORDED,
-        reason=Reason.OK,
-        credential_type=CredentialType.CCCD,
         subject_id="001090012345",
         subject_name="Nguyễn Văn An",
         code_sha256=hashlib.sha256(code).hexdigest(),

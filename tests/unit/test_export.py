@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gatescan.samples import sample_event
 from protocol import Event
 from server.export import FIELDS, export_entries
 from server.store import Store
@@ -18,26 +19,16 @@ NAME = "Nguyễn Thị Ánh Tuyết"
 
 
 def make_event(event_id: str, **fields: Any) -> Event:
-    values: dict[str, Any] = {
-        "event_id": event_id,
-        "device_id": "gate-01",
+    defaults: dict[str, Any] = {
         "site_id": "Trường THPT Chu Văn An",
         "seq": 7,
-        "boot_id": "boot-1",
         "ts": datetime(2025, 3, 1, 1, 0, 0, tzinfo=UTC),
-        "clock_synced": True,
-        "direction": "in",
-        "status": "recorded",
-        "reason": "ok",
-        "credential_type": "cccd",
         "subject_id": "001203004567",
         "subject_name": NAME,
         "code_sha256": "cd" * 32,
         "code_length": 96,
-        "code_text": None,
     }
-    values.update(fields)
-    return Event.model_validate(values)
+    return sample_event(event_id=event_id, **{**defaults, **fields})
 
 
 def raw_event(event_id: str, code_text: str, **fields: Any) -> Event:

@@ -18,7 +18,6 @@ from gpiozero.pins.mock import MockFactory
 from device.camera import CameraError, Frame, FrameSource, ReopeningSource
 from device.camera.replay import ReplaySource
 from device.clock import FixedSyncClock
-from device.credentials import parse_credential
 from device.debounce import Debounce
 from device.decode import PyzbarDecoder
 from device.events import EventBuilder
@@ -34,8 +33,8 @@ from device.journal import Journal
 from device.policy import Policy
 from device.scanner import CAMERA_FAULT, STORAGE_FAULT, EventRecorder, Scan, Scanner
 from device.tinydb_storage import write_fully
-from gatescan.samples import blank_frame, cccd_payload, render_code
-from protocol import Direction, Event, VerdictStatus
+from gatescan.samples import blank_frame, cccd_payload, render_code, sample_event
+from protocol import Direction, VerdictStatus
 
 CARD = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Hà Nội", "21042021")
 SIZE = (640, 480)
@@ -233,7 +232,7 @@ def test_held_events_are_journaled_by_themselves_when_space_returns(tmp_path: Pa
     disk, health, clock = FullDisk(), Health(), FakeMonotonic()
     with Journal(tmp_path, writer=disk) as journal:
         recorder, notified = held_recorder(journal, health, clock)
-        events = [make_event(seq=1) for _ in range(4)]  # all built while seq 1 was next
+        events = [sample_event(seq=1) for _ in range(4)]  # all built while seq 1 was next
         assert [recorder.record(event) for event in events] == [None] * 4
         assert recorder.held == 4 and health.faults == [STORAGE_FAULT]
         disk.full = False
@@ -252,7 +251,7 @@ def test_past_the_bound_the_oldest_held_event_is_dropped_and_counted(tmp_path: P
     disk, health, clock = FullDisk(), Health(), FakeMonotonic()
     with Journal(tmp_path, writer=disk) as journal:
         recorder, _ = held_recorder(journal, health, clock, max_held=3)
-        events = [make_event(seq=1) for _ in range(5)]
+        events = [sample_event(seq=1) for _ in range(5)]
         for event in events:
             recorder.record(event)
         assert recorder.held == 3 and recorder.dropped == 2
@@ -266,23 +265,11 @@ def test_a_write_that_failed_after_landing_is_not_journaled_twice(tmp_path: Path
     health, clock = Health(), FakeMonotonic()
     with Journal(tmp_path) as journal:
         recorder, _ = held_recorder(journal, health, clock)
-        event = make_event(seq=1)
+        event = sample_event(seq=1)
         journal.record(event)  # as if the write had landed though record() reported a failure
         recorder.record(event.model_copy(update={"seq": 2}))
         assert [e.event_id for e in journal.pending()] == [event.event_id]
         assert recorder.held == 0 and recorder.dropped == 0
-
-
-def make_event(seq: int) -> Event:
-    builder = EventBuilder(
-        device_id="gate-1",
-        site_id="hq",
-        direction=Direction.IN,
-        boot_id="boot-1",
-        clock=FixedSyncClock(),
-    )
-    parsed = parse_credential(CARD)
-    return builder.build(seq, parsed, Policy("log").decide(parsed))
 
 
 def test_camera_failure_is_a_fault_and_the_loop_keeps_going(journal: Journal) -> None:

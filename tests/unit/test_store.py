@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
+from gatescan.samples import sample_event
 from protocol import Event, Status, Telemetry
 from server.store import (
     DEAD_LETTER_PAYLOAD_BYTES,
@@ -24,26 +25,15 @@ HANOI = timezone(timedelta(hours=7))
 
 
 def make_event(event_id: str = "evt-00000001", **fields: Any) -> Event:
-    values: dict[str, Any] = {
-        "event_id": event_id,
-        "device_id": "gate-01",
+    defaults: dict[str, Any] = {
         "site_id": "Bệnh viện Bạch Mai",
-        "seq": 1,
-        "boot_id": "boot-1",
         "ts": datetime(2025, 3, 1, 8, 0, 0, 123456, tzinfo=HANOI),
-        "clock_synced": True,
-        "direction": "in",
-        "status": "recorded",
-        "reason": "ok",
-        "credential_type": "cccd",
         "subject_id": "001203004567",
         "subject_name": "Nguyễn Thị Ánh Tuyết",
         "code_sha256": "ab" * 32,
         "code_length": 96,
-        "code_text": None,
     }
-    values.update(fields)
-    return Event.model_validate(values)
+    return sample_event(event_id=event_id, **{**defaults, **fields})
 
 
 def make_raw_event(event_id: str, **fields: Any) -> Event:
