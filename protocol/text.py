@@ -50,10 +50,34 @@ _CODE_TEXT_REFUSED = re.compile(
 _ESCAPE_LIMIT_MARK = "…"
 
 
+def _name_characters_in(*blocks: tuple[int, int]) -> str:
+    """Every character of these code point ranges that a name may hold, as a regex class body."""
+    allowed = [
+        chr(point)
+        for first, last in blocks
+        for point in range(first, last + 1)
+        if chr(point) in _NAME_PUNCTUATION or unicodedata.category(chr(point)) in _NAME_CATEGORIES
+    ]
+    return "".join(re.escape(ch) for ch in allowed)
+
+
+# The names of nearly every card, at C speed: the characters of the Latin blocks (Vietnamese's
+# precomposed letters among them, U+1E00-U+1EFF) and the combining marks that a name may hold,
+# worked out from the very rule below when the module loads. A name with any other character
+# goes through the rule itself, character by character: the verdict is the same either way.
+_COMMON_NAME = re.compile(
+    "["
+    + _name_characters_in((0x0020, 0x024F), (0x0300, 0x036F), (0x1E00, 0x1EFF), (0x2010, 0x2019))
+    + "]*"
+)
+
+
 def name_problem(text: str) -> str | None:
     """Why `text` cannot be a person's name on the wire, or None when it can ("" can)."""
     if len(text) > NAME_MAX_CHARS:
         return f"is longer than {NAME_MAX_CHARS} characters"
+    if _COMMON_NAME.fullmatch(text):
+        return None
     for ch in text:
         if ch in _NAME_PUNCTUATION:
             continue

@@ -7,7 +7,8 @@ Delivery works like this (see docs/architecture.md and docs/protocol.md):
 - paho's network thread only validates each message (server/ingest.py) and hands it to the
   writer thread (server/ingest_writer.py) through a bounded queue; when the queue is full the
   network thread waits, so back-pressure reaches the broker and nothing is dropped.
-- The writer commits a batch in one transaction, publishes one application `Ack` per gate
+- The writer commits a batch in one transaction, publishes one application `Ack` per gate (at
+  QoS 0: a lost one costs a resend, see docs/protocol.md)
   naming the batch's events from it (and its refused events in `rejected`), and only then
   PUBACKs the batch's messages (`manual_ack=True`): a collector killed before that gets them
   again from the broker, and the store keeps each event_id once, so a resend is always safe.
@@ -51,9 +52,6 @@ _SUBSCRIBED_KINDS = (Topic.EVENTS, Topic.STATUS, Topic.TELEMETRY)
 # QoS 1 messages the broker may have in flight to us, not yet PUBACKed: several batches, so the
 # next batch is already arriving while one commits. (Without it Mosquitto sends 20 at a time.)
 RECEIVE_WINDOW = 4000
-# Our acks (QoS 1) in flight to the broker, at most: as many as its Receive Maximum allows
-# (Mosquitto's max_inflight_messages, 20 by default; deploy/mosquitto/gatescan.conf raises it).
-ACK_WINDOW = 1000
 # The network thread and the writer each do a system call between short bursts of Python (a
 # recv, a send, an SQLite step, an fsync). With CPython's default switch interval of 5 ms, a
 # thread back from one waits up to 5 ms for the GIL while the other computes, at every call (the
@@ -107,7 +105,7 @@ class Collector:
             capacity=max(QUEUE_CAPACITY, max_batch),
         )
         self._connection = 0  # counts connections: a PUBACK goes only on the one it came on
-        self._ack_topics: dict[str, str] = {}  # device id -> its ack topic (writer thread only)
+        self._ack_topics: dict[str, bytes] = {}  # device id -> its ack topic (writer thread only)
         self._subscribed = threading.Event()
         self._client = self._build_client(client_id, username, password)
 
@@ -184,12 +182,7 @@ class Collector:
             log.warning("broker refused the connection: %s", reason)
             return
         self._connection += 1
-        ack_window = self._client.adopt_receive_maximum(props, ACK_WINDOW)
-        log.info(
-            "connected to the broker (session present: %s; acks in flight up to %d)",
-            flags.session_present,
-            ack_window,
-        )
+        log.info("connected to the broker (session present: %s)", flags.session_present)
         # Subscribing again on a resumed session is harmless, and needed if it had expired.
         client.subscribe(
             [(subscription(kind), SubscribeOptions(qos=1)) for kind in _SUBSCRIBED_KINDS]
@@ -241,12 +234,16 @@ class Collector:
         self._client.ack_many(mids)
 
     def _publish_ack(self, device_id: str, ack: Ack) -> bool:
+        """At QoS 0 (docs/protocol.md, "Why acks travel at QoS 0"): a lost ack costs the gate a
+        resend, which is acked again; a QoS 1 ack would cost the collector, the broker and the
+        gate a PUBACK and its bookkeeping for every ack, and acks are about one per event when
+        a site has many gates."""
         topic = self._ack_topics.get(device_id)
         if topic is None:
-            topic = self._ack_topics[device_id] = device_topic(device_id, Topic.ACK)
-        info = self._client.publish(topic, ack.to_json(), qos=1)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            topic = self._ack_topics[device_id] = device_topic(device_id, Topic.ACK).encode()
+        rc = self._client.publish_qos0(topic, ack.to_json())
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             # Not fatal: the gate resends what is not acked, and we ack it then.
-            log.warning("ack to %s not sent now: %s", device_id, mqtt.error_string(info.rc))
+            log.warning("ack to %s not sent now: %s", device_id, mqtt.error_string(rc))
             return False
         return True

@@ -11,9 +11,9 @@ message on work the collector does not need:
   reads none; topic aliases are off, as paho announces no TopicAliasMaximum);
 - each manual PUBACK, and each publish from another thread, is its own wake-up of the network
   thread (a write to its socket pair) and its own `send()`;
-- at each PUBACK for one of our publishes it builds a ReasonCode and a Properties object and
-  scans every message in flight for a queued one, which with hundreds of acks in flight costs
-  more than the rest.
+- each publish makes an MQTTMessageInfo (a threading.Condition), and each QoS 0 publish calls
+  on_publish once written;
+- at each PUBACK for one of our QoS 1 publishes it builds a ReasonCode and a Properties object.
 
 `IngestClient` keeps paho for everything else (connecting, TLS, keepalive, reconnects, the
 session, QoS 1 publishing and its in-flight window) and changes exactly these:
@@ -23,15 +23,15 @@ session, QoS 1 publishing and its in-flight window) and changes exactly these:
 - a QoS 0/1 PUBLISH is decoded without its properties (`message.properties` is None; anything
   else, a topic alias or a malformed packet, goes to paho's own decoder), and goes straight to
   `on_message` when no topic-specific callback is registered;
-- a plain "success" PUBACK is decoded to shared constants, and the publishes queued beyond the
-  window are kept in order, so a PUBACK sends the next one without a scan;
-- `ack_many` queues the PUBACKs of a whole batch as one packet, within `one_wakeup()` the
-  packets another thread queues wake the network thread once, and whole packets waiting
-  together go out in one `send()`;
-- `adopt_receive_maximum` keeps as many publishes in flight as the broker's CONNACK allows.
+- `ack_many` queues the PUBACKs of a whole batch as one packet, `publish_qos0` queues a QoS 0
+  PUBLISH as raw bytes (the collector's acks), within `one_wakeup()` the packets another thread
+  queues wake the network thread once, and whole packets waiting together go out in one
+  `send()`;
+- a plain "success" PUBACK is decoded to shared constants (the benchmark's simulated gates
+  publish with this client too).
 
 It relies on paho internals (`_sock_recv`, `_packet_read`, `_packet_handle`, `_handle_publish`,
-`_handle_pubackcomp`, `_do_on_publish`, `_update_inflight`, `_packet_queue`, `_packet_write`,
+`_handle_pubackcomp`, `_do_on_publish`, `_packet_queue`, `_packet_write`, `_sock`,
 and the state they use), stable through paho 2.x; pyproject pins paho-mqtt < 3, and
 tests/integration/test_ingest_client.py runs it against a real Mosquitto.
 """
@@ -41,7 +41,6 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Literal
@@ -58,7 +57,9 @@ _PUBACK = int(mqtt.PUBACK)
 _PUBLISH = int(mqtt.PUBLISH)
 _DISCONNECT = int(mqtt.DISCONNECT)
 _JOIN_MAX = 4096  # packets per send()
-_PUBACK_PACKET = struct.Struct("!BBH")  # a v5 PUBACK with reason "success" omitted: 4 bytes
+_PUBACK_PACKET = struct.Struct("!BBH")
+_PUBLISH_QOS0 = bytes([_PUBLISH])  # fixed header of a PUBLISH: QoS 0, not dup, not retained
+_MAX_REMAINING_LENGTH = 268_435_455  # a v5 PUBACK with reason "success" omitted: 4 bytes
 # What follows a PUBACK's packet id when it has no properties -> the reason paho decodes from it.
 _PLAIN_PUBACKS = {
     tail: ReasonCode(PacketTypes.PUBACK, identifier=code)
@@ -76,7 +77,6 @@ class IngestClient(mqtt.Client):
         self._read_buffer = b""
         self._read_at = 0
         self._quiet_thread: int | None = None  # queues packets without waking the loop
-        self._queued: deque[int] = deque()  # mids of our publishes waiting for a window slot
         self._topic_callbacks = False  # message_callback_add used: paho's matcher decides
 
     # --- reading -------------------------------------------------------------------------------
@@ -163,18 +163,8 @@ class IngestClient(mqtt.Client):
 
     # --- publishing -----------------------------------------------------------------------------
 
-    def adopt_receive_maximum(self, connack_properties: Any, cap: int) -> int:
-        """Keep as many QoS 1 publishes in flight as the broker said it takes (its CONNACK's
-        Receive Maximum, at most `cap`), and return that number. paho does not read it and
-        keeps 20 (Mosquitto's default too); a site's broker may allow more, and the collector's
-        acks (one per gate per batch) then do not wait for each other's PUBACKs."""
-        announced = getattr(connack_properties, "ReceiveMaximum", None)
-        window = announced if isinstance(announced, int) and announced > 0 else 65535
-        self._max_inflight_messages = max(1, min(window, cap))
-        return self._max_inflight_messages
-
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
-        # The broker's PUBACK of one of our acks. For an accepted publish Mosquitto sends a
+        # The broker's PUBACK of one of our QoS 1 publishes. For an accepted one Mosquitto sends a
         # packet id, a reason code (0x00 success, or 0x10 no subscriber) and no properties;
         # paho would build a ReasonCode and a Properties object for each.
         packet = self._in_packet["packet"]
@@ -185,56 +175,6 @@ class IngestClient(mqtt.Client):
         with self._out_message_mutex:
             if mid in self._out_messages:
                 return self._do_on_publish(mid, reason, _NO_PROPERTIES)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def publish(
-        self,
-        topic: str,
-        payload: mqtt.PayloadType = None,
-        qos: int = 0,
-        retain: bool = False,
-        properties: Properties | None = None,
-    ) -> mqtt.MQTTMessageInfo:
-        info = super().publish(topic, payload, qos, retain, properties)
-        message = self._out_messages.get(info.mid) if qos > 0 else None
-        if message is not None and message.state == MessageState.MQTT_MS_QUEUED:
-            self._queued.append(info.mid)  # beyond the window: sent as PUBACKs free slots
-        return info
-
-    def _update_inflight(self) -> MQTTErrorCode:
-        # At every PUBACK paho scans all its messages in flight for a queued one to send; with
-        # hundreds of acks in flight that scan costs more than the rest of the PUBACK. Here the
-        # queued ones are kept in order (publish), and the scan runs only to find any queued
-        # otherwise (after a reconnect).
-        if len(self._out_messages) <= self._inflight_messages:
-            return MQTTErrorCode.MQTT_ERR_SUCCESS  # nothing queued
-        if not self._queued:
-            self._queued.extend(
-                mid
-                for mid, message in self._out_messages.items()
-                if message.state == MessageState.MQTT_MS_QUEUED
-            )
-        while self._queued and self._inflight_messages < self._max_inflight_messages:
-            message = self._out_messages.get(self._queued.popleft())
-            if message is None or message.state != MessageState.MQTT_MS_QUEUED:
-                continue  # sent or settled meanwhile
-            self._inflight_messages += 1
-            message.state = (
-                MessageState.MQTT_MS_WAIT_FOR_PUBACK
-                if message.qos == 1
-                else MessageState.MQTT_MS_WAIT_FOR_PUBREC
-            )
-            rc = self._send_publish(
-                message.mid,
-                message.topic.encode("utf-8"),
-                message.payload,
-                message.qos,
-                message.retain,
-                message.dup,
-                properties=message.properties,
-            )
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return rc
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # --- writing ---------------------------------------------------------------------------------
@@ -343,9 +283,40 @@ class IngestClient(mqtt.Client):
         """PUBACK these QoS 1 messages (manual_ack=True) in one write, in the order given."""
         if not self._manual_ack or not mids:
             return MQTTErrorCode.MQTT_ERR_SUCCESS
-        packets = b"".join(_PUBACK_PACKET.pack(_PUBACK, 2, mid) for mid in mids)
-        # One out-packet holding them all: paho writes it as it writes any packet, and does
-        # nothing after a PUBACK is written.
+        return self._queue_raw(b"".join(_PUBACK_PACKET.pack(_PUBACK, 2, mid) for mid in mids))
+
+    # --- publishing at QoS 0 ------------------------------------------------------------------
+
+    def publish_qos0(self, topic: bytes, payload: bytes) -> MQTTErrorCode:
+        """Publish at QoS 0, not retained, without properties: what `publish(topic, payload)`
+        sends, as raw bytes queued like a PUBACK, without paho's MQTTMessageInfo (a
+        threading.Condition each) nor its on_publish call. MQTT_ERR_NO_CONN when not connected
+        (the message is dropped, as paho drops a QoS 0 publish then). `topic` is a plain topic
+        name (no wildcard), UTF-8 encoded."""
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        if not 0 < len(topic) <= 0xFFFF:
+            raise ValueError(f"a topic name has 1 to 65,535 bytes, not {len(topic)}")
+        properties = b"\x00" if self._protocol == MQTTProtocolVersion.MQTTv5 else b""
+        length = 2 + len(topic) + len(properties) + len(payload)
+        if length > _MAX_REMAINING_LENGTH:
+            raise ValueError(f"a {len(payload)}-byte payload does not fit an MQTT packet")
+        return self._queue_raw(
+            b"".join(
+                (
+                    _PUBLISH_QOS0,
+                    _variable_byte_integer_bytes(length),
+                    len(topic).to_bytes(2, "big"),
+                    topic,
+                    properties,
+                    payload,
+                )
+            )
+        )
+
+    def _queue_raw(self, packets: bytes) -> MQTTErrorCode:
+        # Whole packets as one out-packet: paho writes it as it writes any packet, and does
+        # nothing after a PUBACK is written (the command it is queued under).
         return self._packet_queue(_PUBACK, packets, 0, 0)
 
 
@@ -368,6 +339,16 @@ def _empty_in_packet() -> Any:
         "to_process": 0,
         "pos": 0,
     }
+
+
+def _variable_byte_integer_bytes(value: int) -> bytes:
+    """An MQTT Variable Byte Integer (a packet's remaining length), 1 to 4 bytes."""
+    out = bytearray()
+    while True:
+        value, byte = divmod(value, 128)
+        out.append(byte | 0x80 if value else byte)
+        if not value:
+            return bytes(out)
 
 
 def _variable_byte_integer(data: bytes | bytearray, at: int) -> tuple[int, int]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -25,7 +24,6 @@ class Inbox:
 
     def __init__(self, broker: LocalBroker, client_id: str, *, manual_ack: bool = False) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
-        self.window: int | None = None
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = IngestClient(
@@ -44,8 +42,7 @@ class Inbox:
         self.client.loop_start()
         assert self._subscribed.wait(TIMEOUT), "the subscription was not granted"
 
-    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, _rc: Any, props: Any) -> None:
-        self.window = self.client.adopt_receive_maximum(props, cap=500)
+    def _on_connect(self, client: Any, *_args: Any) -> None:
         client.subscribe("test/#", qos=1)
 
     def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -125,29 +122,48 @@ def test_ack_many_settles_exactly_the_messages_it_names(
         again.close()
 
 
-@pytest.mark.parametrize(("config", "window"), [("", 20), ("max_inflight_messages 100\n", 100)])
-def test_the_publish_window_follows_the_brokers_receive_maximum(
-    tmp_path: Path, config: str, window: int
-) -> None:
-    with LocalBroker(workdir=tmp_path / "broker", extra_config=config) as broker:
-        inbox = Inbox(broker, "lean-window")
-        try:
-            assert inbox.window == window
-        finally:
-            inbox.close()
-
-
-def test_publishes_beyond_the_window_go_out_as_pubacks_come_back(broker: LocalBroker) -> None:
-    inbox = Inbox(broker, "lean-receiver")
-    sender = Inbox(broker, "lean-sender")  # its window: Mosquitto's default of 20
+def test_qos0_publishes_arrive_whole_and_in_order_with_one_wakeup(broker: LocalBroker) -> None:
+    inbox = Inbox(broker, "raw-receiver")
+    sender = Inbox(broker, "raw-sender")
     try:
-        assert sender.window == 20
+        # Payload sizes across every length of the remaining-length field (1 to 3 bytes here),
+        # and a topic in UTF-8.
+        sent = [
+            (f"test/gate-{n % 5}/ack-ồ".encode(), bytes([n % 251]) * size)
+            for n, size in enumerate([0, 1, 100, 121, 122, 5000, 16_370, 16_400, 70_000] * 20)
+        ]
         with sender.client.one_wakeup():  # queued from this thread, one wake-up at the end
-            infos = [sender.client.publish("test/acks", f"{n}", qos=1) for n in range(300)]
+            for topic, payload in sent:
+                assert sender.client.publish_qos0(topic, payload) == MQTTErrorCode.MQTT_ERR_SUCCESS
+        wait_until(lambda: len(inbox.received()) == len(sent), TIMEOUT, "every publish")
+        got = [(m.topic.encode(), m.payload, m.qos) for m in inbox.received()]
+        assert got == [(topic, payload, 0) for topic, payload in sent]
+    finally:
+        sender.close()
+        inbox.close()
+
+
+def test_a_qos0_publish_without_a_connection_is_dropped_and_said_so() -> None:
+    client = IngestClient(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    assert client.publish_qos0(b"test/x", b"{}") == MQTTErrorCode.MQTT_ERR_NO_CONN
+    client._sock = object()  # type: ignore[assignment]  # past the connection check
+    try:
+        with pytest.raises(ValueError, match="topic name"):
+            client.publish_qos0(b"", b"{}")
+    finally:
+        client._sock = None
+
+
+def test_qos1_publishes_are_settled_by_their_pubacks(broker: LocalBroker) -> None:
+    inbox = Inbox(broker, "lean-receiver")
+    sender = Inbox(broker, "lean-sender")  # paho's window: 20 in flight
+    try:
+        with sender.client.one_wakeup():
+            infos = [sender.client.publish("test/events", f"{n}", qos=1) for n in range(300)]
         for info in infos:
             info.wait_for_publish(TIMEOUT)  # each PUBACK settled its message
         wait_until(lambda: len(inbox.received()) >= 300, TIMEOUT, "all 300")
-        payloads = [m.payload for m in inbox.received() if m.topic == "test/acks"]
+        payloads = [m.payload for m in inbox.received() if m.topic == "test/events"]
         assert payloads == [f"{n}".encode() for n in range(300)]
         assert sender.client._inflight_messages == 0  # every slot of the window came back
     finally:

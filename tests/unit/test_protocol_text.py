@@ -35,6 +35,19 @@ def test_real_names_pass_the_name_rule(name: str) -> None:
     assert name_problem(name) is None
 
 
+def _name_rule_character_by_character(text: str) -> bool:
+    """The name rule as documented, one character at a time (no fast path)."""
+    allowed = {"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Zs"}
+    return all(ch in "'\u2019-\u2010." or unicodedata.category(ch) in allowed for ch in text)
+
+
+def test_the_names_fast_path_accepts_no_character_the_rule_refuses() -> None:
+    # Every code point, in a Vietnamese name: the verdict is the rule's, fast path or not.
+    for point in range(0x110000):
+        text = "Uyên " + chr(point)
+        assert (name_problem(text) is None) == _name_rule_character_by_character(text), hex(point)
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [

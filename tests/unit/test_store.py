@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gatescan.samples import sample_event
 from protocol import Event, Status, Telemetry
+from server.ingest_store import _bind_processor, utc_datetime_text
 from server.store import (
     DEAD_LETTER_PAYLOAD_BYTES,
     DeadLetterRecord,
@@ -22,6 +26,7 @@ from server.tables import entries_table
 
 RECEIVED = datetime(2025, 3, 1, 1, 0, 5, tzinfo=UTC)
 HANOI = timezone(timedelta(hours=7))
+SQLITE = sqlite.dialect()
 
 
 def make_event(event_id: str = "evt-00000001", **fields: Any) -> Event:
@@ -456,3 +461,24 @@ def test_a_batch_larger_than_one_insert_statement_is_stored_whole(store: Store) 
     assert (len(first.new), first.duplicate_count) == (1234, 0)
     assert (second.new, second.duplicate_count) == (("evt-new00001",), len(resent))
     assert store.count_entries() == 1235
+
+
+@given(
+    st.datetimes(
+        timezones=st.sampled_from(
+            [UTC, HANOI, timezone(timedelta(hours=-9, minutes=-30)), timezone(timedelta(0))]
+        )
+    )
+)
+def test_event_times_are_written_as_sqlalchemy_writes_them(value: datetime) -> None:
+    # The collector's one-step conversion of `ts` is SQLAlchemy's UtcDateTime on SQLite, exactly.
+    sqlalchemy_own = entries_table.c.ts.type.dialect_impl(SQLITE).bind_processor(SQLITE)
+    assert sqlalchemy_own is not None
+    assert utc_datetime_text(value) == sqlalchemy_own(value)
+
+
+def test_the_one_step_time_conversion_is_used_only_where_proven_equal() -> None:
+    assert _bind_processor("ts", SQLITE) is utc_datetime_text
+    assert _bind_processor("ts", postgresql.dialect()) is not utc_datetime_text
+    with pytest.raises(ValueError, match="naive"):
+        utc_datetime_text(datetime(2025, 3, 1, 8, 0))
