@@ -63,7 +63,7 @@ def create_web_app(
     """The dashboard for `store`. `clock` (UTC now) and `monotonic` drive session expiry and
     the login rate limit, so tests can move time instead of waiting. `hasher` (default: the
     production scrypt) is run at most `settings.password_hashes_at_once` at a time."""
-    from server.web import pages  # the UI's routes
+    from server.web import pages, password_page  # the UI's routes
 
     app = FastAPI(
         title="gatescan dashboard API",
@@ -107,6 +107,7 @@ def create_web_app(
     app.include_router(api.router)
     app.include_router(api_docs_router(OPENAPI_URL))
     app.include_router(pages.router)
+    app.include_router(password_page.router)
     auth.install_auth_handlers(app)
     app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
     return app

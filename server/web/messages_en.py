@@ -151,6 +151,9 @@ MESSAGES: dict[str, str] = {
     "tracing.overlap_max": "Longest overlap (min)",
     "tracing.overlap_of": "overlap {minutes} min",
     "tracing.forbidden": "Contact tracing needs the manager role.",
+    "search.expired": (
+        "This search has expired or belongs to another login session. Please search again."
+    ),
     # occupancy
     "occupancy.title": "Occupancy",
     "occupancy.today": "Today, {date}",
@@ -180,6 +183,22 @@ MESSAGES: dict[str, str] = {
     "account.language": "Language",
     "account.save": "Save",
     "account.saved": "Saved.",
+    "account.password.heading": "Change password",
+    "account.password.current": "Current password",
+    "account.password.new": "New password",
+    "account.password.again": "New password again",
+    "account.password.note": "Changing it logs out your other sessions.",
+    "account.password.submit": "Change password",
+    "account.password.changed": "Password changed. Your other sessions were logged out.",
+    "account.password.missing": "Please fill in all three fields.",
+    "account.password.wrong_current": "The current password is wrong.",
+    "account.password.mismatch": "The two new passwords do not match.",
+    "account.password.same": "The new password must differ from the current one.",
+    "account.password.policy": "The new password must have at least {n} characters.",
+    "account.password.too_long": "The new password may have at most {n} characters.",
+    "account.password.rate_limited": "Too many wrong passwords. Wait a few minutes and try again.",
+    "account.password.busy": "The server is busy. Please try again in a few seconds.",
+    "account.password.session_only": "A password can only be changed in the dashboard, logged in.",
     # errors
     "error.forbidden": "Your role does not allow this page.",
 }

@@ -152,6 +152,9 @@ MESSAGES: dict[str, str] = {
     "tracing.overlap_max": "Trùng lâu nhất (phút)",
     "tracing.overlap_of": "trùng {minutes} phút",
     "tracing.forbidden": "Truy vết tiếp xúc cần quyền quản lý.",
+    "search.expired": (
+        "Tìm kiếm này đã hết hạn hoặc thuộc một phiên đăng nhập khác. Hãy nhập lại và tìm lại."
+    ),
     # occupancy
     "occupancy.title": "Số người hiện diện",
     "occupancy.today": "Hôm nay, {date}",
@@ -182,6 +185,22 @@ MESSAGES: dict[str, str] = {
     "account.language": "Ngôn ngữ",
     "account.save": "Lưu",
     "account.saved": "Đã lưu.",
+    "account.password.heading": "Đổi mật khẩu",
+    "account.password.current": "Mật khẩu hiện tại",
+    "account.password.new": "Mật khẩu mới",
+    "account.password.again": "Nhập lại mật khẩu mới",
+    "account.password.note": "Sau khi đổi, các phiên đăng nhập khác của bạn sẽ bị đăng xuất.",
+    "account.password.submit": "Đổi mật khẩu",
+    "account.password.changed": "Đã đổi mật khẩu. Các phiên đăng nhập khác đã bị đăng xuất.",
+    "account.password.missing": "Vui lòng điền đủ cả ba ô.",
+    "account.password.wrong_current": "Mật khẩu hiện tại không đúng.",
+    "account.password.mismatch": "Hai lần nhập mật khẩu mới không khớp nhau.",
+    "account.password.same": "Mật khẩu mới phải khác mật khẩu hiện tại.",
+    "account.password.policy": "Mật khẩu mới phải có ít nhất {n} ký tự.",
+    "account.password.too_long": "Mật khẩu mới không được dài quá {n} ký tự.",
+    "account.password.rate_limited": "Nhập sai quá nhiều lần. Vui lòng đợi vài phút rồi thử lại.",
+    "account.password.busy": "Máy chủ đang bận. Vui lòng thử lại sau vài giây.",
+    "account.password.session_only": "Chỉ có thể đổi mật khẩu khi đăng nhập bảng điều khiển.",
     # errors
     "error.forbidden": "Vai trò của bạn không được xem trang này.",
 }

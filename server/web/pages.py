@@ -8,25 +8,43 @@ nothing here reads a table. Live regions refresh through server/web/live.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from server.accounts import Role
 from server.reports import NotAllowed
-from server.reports.entries import view_entries
+from server.reports.entries import check_person_lookup, view_entries
 from server.reports.fleet import fleet_status
 from server.reports.occupancy import occupancy_today
-from server.reports.tracing import TracingResult, trace_contacts
-from server.web.auth import User, require_role, safe_next
-from server.web.i18n import LANGUAGE_COOKIE, parse_local_datetime, supported_language
+from server.reports.tracing import trace_contacts
+from server.web import api
+from server.web.auth import User, require_role, safe_next, user_language
+from server.web.i18n import (
+    LANGUAGE_COOKIE,
+    Translator,
+    parse_local_datetime,
+    supported_language,
+)
 from server.web.live import router as live_router
+from server.web.search_handles import MAX_HANDLE_LENGTH
 from server.web.state import web_state
-from server.web.views import STATUSES, EntryQuery, page_context, render, whole_number
+from server.web.views import (
+    HANDLE_PARAM,
+    STATUSES,
+    EntryQuery,
+    entry_query,
+    hide_term,
+    page_context,
+    render,
+    reveal_term,
+    whole_number,
+)
 
 router = APIRouter(include_in_schema=False)
 router.include_router(live_router)
@@ -49,25 +67,61 @@ def fleet_page(request: Request, user: Viewer) -> Response:
 
 
 # --- entries -------------------------------------------------------------------------------------
+#
+# No page URL holds a search term (an ID number, a name): the filter form is POSTed and answered
+# with a redirect to the page by a handle, `?q=` (search_handles.py). `person=` in the query is
+# still read, for bookmarks made before, but never put in a link.
 
 
 @router.get("/entries")
 def entries_page(request: Request, user: Viewer, page: int = 1) -> Response:
-    return _entries(request, user, EntryQuery.from_params(request.query_params), page, False)
+    return _entries(request, user, entry_query(request, request.query_params), page, False)
+
+
+@router.post("/entries/search")
+async def entries_search(request: Request, user: Viewer) -> Response:
+    return await _search_redirect(request, user, "/entries")
 
 
 @router.post("/entries/unmask")
 async def entries_unmasked(request: Request, user: Manager) -> Response:
     """Unmasking writes an audit row, so it is a POST with the CSRF token, never a link."""
     form = await request.form()
+    query = await run_in_threadpool(entry_query, request, form)
+    return await run_in_threadpool(
+        _entries, request, user, query, whole_number(form.get("page"), 1), True
+    )
+
+
+async def _search_redirect(request: Request, user: User, target: str) -> Response:
+    """The filter form's POST: the person searched for goes behind a handle, the rest (site,
+    gate, times, verdict: nothing personal) stays readable in the URL."""
+    form = await request.form()
     query = EntryQuery.from_params(form)
-    return _entries(request, user, query, whole_number(form.get("page"), 1), True)
+    if query.person:
+        check_person_lookup(user)  # a viewer may not search for people (403)
+        handle = await run_in_threadpool(hide_term, request, query.person)
+        query = replace(query, handle=handle)
+    return RedirectResponse(target + query.query_string(), status_code=303)
 
 
 def _entries(request: Request, user: User, query: EntryQuery, page: int, unmask: bool) -> Response:
     state = web_state(request)
     context = page_context(request, user, "entries")
-    result = view_entries(
+    context.update(_filter_choices(request))
+    context.update(
+        query=query,
+        result=None,
+        unmasked=unmask,
+        can_unmask=user.role >= Role.MANAGER,
+        query_string=query.query_string(),
+        here="/entries" + query.query_string(page=page if page > 1 else None),
+        page_link=lambda n: "/entries" + query.query_string(page=n),
+        live=False,
+    )
+    if query.expired:
+        return render(request, "entries.html", context)
+    context["result"] = view_entries(
         state.store,
         user,
         query.to_filter(state.settings.tz),
@@ -76,17 +130,8 @@ def _entries(request: Request, user: User, query: EntryQuery, page: int, unmask:
         page_size=PAGE_SIZE,
         audit=state.audit,
     )
-    context.update(_filter_choices(request))
-    context.update(
-        query=query,
-        result=result,
-        unmasked=unmask,
-        can_unmask=user.role >= Role.MANAGER,
-        query_string=query.query_string(),
-        page_link=lambda n: "/entries" + query.query_string(page=n),
-        # A person search is audited on every look: a live region would write a row every poll.
-        live=page == 1 and not unmask and not query.person,
-    )
+    # A person search is audited on every look: a live region would write a row every poll.
+    context["live"] = page == 1 and not unmask and not query.person
     return render(request, "entries.html", context)
 
 
@@ -105,12 +150,35 @@ def _filter_choices(request: Request) -> dict[str, Any]:
 @router.get("/tracing")
 def tracing_page(request: Request, user: Viewer) -> Response:
     params = request.query_params
-    return _tracing(request, user, str(params.get("subject") or "").strip())
+    handle = str(params.get(HANDLE_PARAM) or "").strip()
+    if handle:
+        subject = reveal_term(request, handle)
+        if subject is None:
+            return _tracing(request, user, "", params, expired=True)
+        return _tracing(request, user, subject, params, handle=handle)
+    # `subject=`: a bookmark made before the handles; still read, never made.
+    return _tracing(request, user, str(params.get("subject") or "").strip(), params)
+
+
+@router.post("/tracing/search")
+async def tracing_search(request: Request, user: Viewer) -> Response:
+    """The tracing form's POST: answered by a redirect to the result by a handle."""
+    form = await request.form()
+    state = web_state(request)
+    default_window = state.settings.tracing_window_min
+    query = TracingQuery.from_params(form, str(form.get("subject") or "").strip(), default_window)
+    if query.subject and user.role < Role.MANAGER:  # shown as the page shows it, nothing kept
+        return await run_in_threadpool(_tracing, request, user, query.subject, form)
+    if not query.subject:
+        return RedirectResponse("/tracing", status_code=303)
+    handle = await run_in_threadpool(hide_term, request, query.subject)
+    return RedirectResponse(query.url(handle), status_code=303)
 
 
 @router.get("/people/{subject_id}")
 def person_page(request: Request, user: Viewer, subject_id: str) -> Response:
-    return _tracing(request, user, subject_id.strip())
+    """For old bookmarks: the pages link to /tracing?q=... instead."""
+    return _tracing(request, user, subject_id.strip(), request.query_params)
 
 
 @dataclass(frozen=True)
@@ -123,8 +191,9 @@ class TracingQuery:
     until: str
 
     @classmethod
-    def from_request(cls, request: Request, subject: str, default_window: int) -> TracingQuery:
-        params = request.query_params
+    def from_params(
+        cls, params: Mapping[str, Any], subject: str, default_window: int
+    ) -> TracingQuery:
         return cls(
             subject=subject[:200],
             window=whole_number(params.get("window"), default_window),
@@ -132,16 +201,35 @@ class TracingQuery:
             until=str(params.get("until") or "")[:40],
         )
 
+    def url(self, handle: str) -> str:
+        """This query's result page, the subject by its handle."""
+        pairs = [(HANDLE_PARAM, handle), ("window", str(self.window))]
+        pairs += [(name, value) for name, value in (("since", self.since), ("until", self.until))]
+        return "/tracing?" + urlencode([(name, value) for name, value in pairs if value])
 
-def _tracing(request: Request, user: User, subject: str) -> Response:
+
+def _tracing(
+    request: Request,
+    user: User,
+    subject: str,
+    params: Mapping[str, Any],
+    *,
+    handle: str = "",
+    expired: bool = False,
+) -> Response:
     state = web_state(request)
     tz = state.settings.tz
-    query = TracingQuery.from_request(request, subject, state.settings.tracing_window_min)
+    query = TracingQuery.from_params(params, subject, state.settings.tracing_window_min)
     context = page_context(request, user, "tracing")
     t = context["t"]
-    context.update(query=query, result=None, error=None, export_links=[])
+    context.update(query=query, result=None, error=None, expired=expired, export_links=[])
     if not query.subject:
         return render(request, "tracing.html", context)
+    if user.role < Role.MANAGER:  # no handle for a viewer: the page says why, and nothing more
+        context["error"] = t("tracing.forbidden")
+        return render(request, "tracing.html", context, status_code=403)
+    handle = handle or hide_term(request, query.subject)
+    context["here"] = query.url(handle)
     since = parse_local_datetime(query.since, tz)
     until = parse_local_datetime(query.until, tz)
     try:
@@ -156,22 +244,41 @@ def _tracing(request: Request, user: User, subject: str) -> Response:
         return render(request, "tracing.html", context, status_code=400)
     context["result"] = result
     context["export_links"] = [
-        (_tracing_export_url(result, query.window, since, until, kind), t(label))
+        (_tracing_export_url(handle, query, kind), t(label))
         for kind, label in (("csv", "tracing.export_csv"), ("json", "tracing.export_json"))
     ]
     return render(request, "tracing.html", context)
 
 
-def _tracing_export_url(
-    result: TracingResult, window: int, since: datetime | None, until: datetime | None, kind: str
-) -> str:
-    """BACKEND's tracing download for the same query (it is audited again when fetched)."""
-    pairs = [("window_min", str(window))]
-    pairs += [
-        (name, value.isoformat()) for name, value in (("since", since), ("until", until)) if value
-    ]
-    path = f"/api/v1/people/{quote(result.subject_id, safe='')}/trace/export"
-    return f"{path}?{urlencode([*pairs, ('format', kind)])}"
+def _tracing_export_url(handle: str, query: TracingQuery, kind: str) -> str:
+    """The page's tracing download for the same query (audited again when fetched)."""
+    pairs = [(HANDLE_PARAM, handle), ("format", kind), ("window_min", str(query.window))]
+    pairs += [(name, value) for name, value in (("since", query.since), ("until", query.until))]
+    return "/tracing/export?" + urlencode([(name, value) for name, value in pairs if value])
+
+
+@router.get("/tracing/export")
+def tracing_export_page(
+    request: Request,
+    user: Manager,
+    q: Annotated[str, Query(max_length=MAX_HANDLE_LENGTH)],
+    window_min: Annotated[int | None, Query(ge=1, le=1440)] = None,
+    since: Annotated[str, Query(max_length=40)] = "",
+    until: Annotated[str, Query(max_length=40)] = "",
+    format: api.ExportFormat = "csv",
+) -> Response:
+    """The tracing download (CSV or JSON) by handle: /api/v1's own export, audited the same."""
+    subject = reveal_term(request, q)
+    if subject is None:
+        return _expired_download(request, user)
+    tz = web_state(request).settings.tz
+    start, end = parse_local_datetime(since, tz), parse_local_datetime(until, tz)
+    return api.trace_export(request, user, subject, window_min, start, end, format)
+
+
+def _expired_download(request: Request, user: User) -> Response:
+    t = Translator(user_language(request, user))
+    return PlainTextResponse(t("search.expired"), status_code=410)
 
 
 # --- occupancy, export, account ------------------------------------------------------------------
@@ -188,24 +295,54 @@ def occupancy_page(request: Request, user: Viewer) -> Response:
 @router.get("/export")
 def export_page(request: Request, user: Viewer) -> Response:
     state = web_state(request)
-    tz = state.settings.tz
-    query = EntryQuery.from_params(request.query_params)
+    query = entry_query(request, request.query_params)
     context = page_context(request, user, "export")
     context.update(_filter_choices(request))
+    context.update(query=query, total=None, here="/export" + query.query_string())
+    if query.expired:
+        return render(request, "export.html", context)
     # How many rows the download will hold. Counted as the entries page would: a count for one
     # person tells how often they came, so it needs the manager role and is audited.
-    entry_filter = query.to_filter(tz)
     counted = view_entries(
-        state.store, user, entry_filter, 1, False, page_size=1, audit=state.audit
+        state.store,
+        user,
+        query.to_filter(state.settings.tz),
+        1,
+        False,
+        page_size=1,
+        audit=state.audit,
     )
-    api = "/api/v1/entries/export?"
-    links = {"csv_url": api + query.api_query(tz, format="csv")}
-    links["json_url"] = api + query.api_query(tz, format="json")
+    download = "/export/download"
+    links = {
+        "csv_url": download + query.query_string(format="csv"),
+        "json_url": download + query.query_string(format="json"),
+    }
     if user.role >= Role.MANAGER:
-        links["csv_unmasked_url"] = api + query.api_query(tz, format="csv", unmask="true")
-        links["json_unmasked_url"] = api + query.api_query(tz, format="json", unmask="true")
-    context.update(query=query, total=counted.total, **links)
+        links["csv_unmasked_url"] = download + query.query_string(format="csv", unmask="true")
+        links["json_unmasked_url"] = download + query.query_string(format="json", unmask="true")
+    context.update(total=counted.total, **links)
     return render(request, "export.html", context)
+
+
+@router.post("/export/search")
+async def export_search(request: Request, user: Viewer) -> Response:
+    return await _search_redirect(request, user, "/export")
+
+
+@router.get("/export/download")
+def export_download(
+    request: Request,
+    user: Viewer,
+    format: api.ExportFormat = "csv",
+    unmask: bool = False,
+) -> Response:
+    """The export page's download, the person by handle: /api/v1's own export, audited the
+    same (the filter's times are the form's, in site time)."""
+    query = entry_query(request, request.query_params)
+    if query.expired:
+        return _expired_download(request, user)
+    entry_filter = query.to_filter(web_state(request).settings.tz)
+    return api.export_entries(request, user, entry_filter, format, unmask)
 
 
 @router.get("/account")

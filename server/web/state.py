@@ -1,10 +1,12 @@
 """What every request handler reaches through the app: the store, settings, accounts, audit
-log, login limiter and clock (one `WebState` on app.state.web), and who is asking."""
+log, login limiter, clock and search handles (one `WebState` on app.state.web), and who is
+asking."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -14,6 +16,9 @@ from server.clock import Clock
 from server.store import Store
 from server.web.ratelimit import LoginRateLimiter
 from server.web.settings import WebSettings
+
+if TYPE_CHECKING:
+    from server.web.search_handles import SearchHandles
 
 SESSION_COOKIE = "gatescan_session"
 LIVE_HEADER = "x-gatescan-live"  # sent by the pages' background refresh (static/js)
@@ -35,6 +40,15 @@ class WebState:
     # Keys the digest that stands in a log line for a login name that is no user's (auth.py):
     # random per process and never written anywhere, so the digest cannot be reversed offline.
     log_key: bytes = field(default_factory=lambda: secrets.token_bytes(16), repr=False)
+    # Search terms behind the opaque `q` handles in page URLs (search_handles.py): per process,
+    # each handle living as long as a session may.
+    search_handles: SearchHandles = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from server.web.search_handles import SearchHandles  # it imports this module
+
+        handles = SearchHandles(lifetime=self.settings.session_max_age, clock=self.clock)
+        object.__setattr__(self, "search_handles", handles)
 
 
 def web_state(request: Request) -> WebState:

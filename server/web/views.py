@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +24,7 @@ from server.reports.fleet import GateStatus
 from server.web.auth import User, user_language
 from server.web.csrf import csrf_token
 from server.web.i18n import DateFormatter, Translator, i18n_context, parse_local_datetime
+from server.web.search_handles import session_key
 from server.web.state import web_state
 
 LIVE_INTERVAL_S = 3  # the issue allows polling up to 5 s; 3 s shows a change within one glance
@@ -39,7 +40,12 @@ def whole_number(text: object, default: int) -> int:
 
 @dataclass(frozen=True)
 class EntryQuery:
-    """The entry filter as a form sends it: every field text, "" for "any"."""
+    """The entry filter as a form sends it: every field text, "" for "any".
+
+    `person` (an ID number or a name) never goes into a URL or a form of ours: `handle` stands
+    for it there (`q`, see search_handles.py). `expired` says a `q` was given that no longer
+    resolves for this session: the page then shows nothing but a request to search again.
+    """
 
     site: str = ""
     gate: str = ""
@@ -47,16 +53,28 @@ class EntryQuery:
     until: str = ""
     verdict: str = ""
     person: str = ""
+    handle: str = ""
+    expired: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> EntryQuery:
-        values = {f.name: str(params.get(f.name) or "").strip()[:200] for f in fields(cls)}
+        """The filter as sent, `person` included (the search form; an old bookmark)."""
+        values = {name: str(params.get(name) or "").strip()[:200] for name in FILTER_FIELDS}
         if values["verdict"] not in STATUSES:
             values["verdict"] = ""
-        return cls(**values)
+        return cls(
+            site=values["site"],
+            gate=values["gate"],
+            since=values["since"],
+            until=values["until"],
+            verdict=values["verdict"],
+            person=values["person"],
+        )
 
     def items(self) -> list[tuple[str, str]]:
-        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+        """The filter as it may travel in a URL or a hidden field: the person as its handle."""
+        pairs = [(name, getattr(self, name)) for name in FILTER_FIELDS if name != "person"]
+        return [*pairs, (HANDLE_PARAM, self.handle)]
 
     def to_filter(self, tz: ZoneInfo) -> EntryFilter:
         return EntryFilter(
@@ -74,19 +92,47 @@ class EntryQuery:
         pairs += [(name, str(value)) for name, value in extra.items() if value not in (None, "")]
         return "?" + urlencode(pairs) if pairs else ""
 
-    def api_query(self, tz: ZoneInfo, **extra: object) -> str:
-        """The same filter in /api/v1's terms: times as RFC 3339 with the site's offset."""
-        entry_filter = self.to_filter(tz)
-        pairs = [
-            ("site", self.site),
-            ("gate", self.gate),
-            ("since", entry_filter.since.isoformat() if entry_filter.since else ""),
-            ("until", entry_filter.until.isoformat() if entry_filter.until else ""),
-            ("status", self.verdict),
-            ("person", self.person),
-        ]
-        pairs += [(name, str(value)) for name, value in extra.items()]
-        return urlencode([(name, value) for name, value in pairs if value])
+
+FILTER_FIELDS = ("site", "gate", "since", "until", "verdict", "person")
+HANDLE_PARAM = "q"
+PERSONAL_PARAMS = frozenset({"person", "subject"})  # accepted from old bookmarks, never made
+
+
+def hide_term(request: Request, term: str) -> str:
+    """A handle for a search term, for the session making this request (search_handles.py)."""
+    return web_state(request).search_handles.hide(session_key(request), term)
+
+
+def reveal_term(request: Request, handle: str) -> str | None:
+    """The search term behind a handle, if this request's session made it and it is alive."""
+    return web_state(request).search_handles.reveal(session_key(request), handle)
+
+
+def entry_query(request: Request, params: Mapping[str, Any]) -> EntryQuery:
+    """The entry filter of a page request or a form: `q` resolved to the person, or a person
+    given outright (an old bookmark's `person=`) given a handle for the links built from it."""
+    query = EntryQuery.from_params(params)
+    handle = str(params.get(HANDLE_PARAM) or "").strip()
+    if handle:
+        term = reveal_term(request, handle)
+        if term is None:
+            return replace(query, person="", handle="", expired=True)
+        return replace(query, person=term, handle=handle)
+    if query.person:
+        return replace(query, handle=hide_term(request, query.person))
+    return query
+
+
+def person_link(request: Request) -> Callable[..., str]:
+    """A template helper: the tracing page for one person, by a handle minted for this session
+    (never /people/{id}: a URL keeps what it holds in the browser's history)."""
+
+    def link(subject_id: str, **params: object) -> str:
+        pairs = [(HANDLE_PARAM, hide_term(request, subject_id))]
+        pairs += [(name, str(value)) for name, value in params.items() if value not in (None, "")]
+        return "/tracing?" + urlencode(pairs)
+
+    return link
 
 
 class Wording:
@@ -140,7 +186,10 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
     """Everything base.html and the page parts need besides the page's own data."""
     state = web_state(request)
     words = i18n_context(user_language(request, user), state.settings.tz)
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # Where the language switch comes back to. Pages that may hold a search term in their own
+    # URL (an old bookmark's ?person=, /people/{id}) set it to the same view by its handle.
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in PERSONAL_PARAMS]
+    here = request.url.path + (f"?{urlencode(kept)}" if kept else "")
     return {
         **words,
         **Wording(words["t"], words["fmt"]).helpers(),
@@ -152,6 +201,7 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
         "active": active,
         "now": state.clock(),
         "live_interval_s": LIVE_INTERVAL_S,
+        "person_link": person_link(request),
     }
 
 

@@ -140,6 +140,8 @@ def test_contact_tracing_finds_who_passed_the_same_gate_and_exports_them(
     expect(page.locator("#tr-window")).to_have_value("60")
     page.click("#tracing-form button")
     contact = page.locator(f'#contacts-table tbody tr[data-subject="{DUC_ID}"]')
+    expect(contact).to_have_count(1)
+    assert "/tracing?q=" in page.url and UYEN_ID not in page.url  # no ID in the history
     expect(contact).to_contain_text(DUC_NAME)
     expect(contact).to_contain_text("cùng cổng")
     expect(page.locator("#visits-table tbody tr").first).to_contain_text(LOBBY)
@@ -147,6 +149,7 @@ def test_contact_tracing_finds_who_passed_the_same_gate_and_exports_them(
 
     with page.expect_download() as download:
         page.click("#tracing-result a[href*='format=csv']")
+    assert UYEN_ID not in download.value.url and DUC_ID not in download.value.url
     raw = Path(download.value.path()).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))

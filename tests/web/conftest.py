@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from fastapi import FastAPI
@@ -28,6 +28,19 @@ FAST_HASHER = PasswordHasher(n=2**12, p=1)
 PASSWORD = "correct horse battery"
 START = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)  # 10:00 in Ho Chi Minh City
 _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Answer(Protocol):
+    """What tests read of the test client's answer (httpx's Response, whichever httpx)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 @dataclass

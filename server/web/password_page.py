@@ -1,0 +1,126 @@
+"""A signed-in user changes their own password on the account page (POST /account/password).
+
+Only a person logged in with a session may (an API token has no password to change). The
+current password is checked as a login checks it, and counted in the same per-name limit, so
+this form is no faster a way to guess a password than the login page. The new one must pass the
+policy `Accounts.set_password` enforces for the CLI too; the user's other sessions end, this one
+stays. The change is audited (action "account", like `gatescan user passwd`), and no password
+is ever logged, audited or put back into the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from server.accounts import MIN_PASSWORD_CHARS, AccountError, Role
+from server.passwords import HashingBusy
+from server.web.auth import User, require_role, user_language
+from server.web.i18n import Translator
+from server.web.state import request_session, web_state
+from server.web.views import page_context, render
+
+__all__ = ["CHANGED_NOTICE", "MAX_PASSWORD_CHARS", "router"]
+
+log = logging.getLogger("gatescan.web.password")
+
+router = APIRouter(include_in_schema=False)
+
+Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
+# The login form takes a password of at most this many characters (auth.py): a longer one
+# could be set but never used to log in.
+MAX_PASSWORD_CHARS = 1024
+FIELDS = ("current_password", "new_password", "new_password_again")
+CHANGED_NOTICE = "/account?password=changed"  # the account page shows the notice for it
+
+
+class _Refusal(Exception):
+    """The change was refused: the page says why (`message`), with this status."""
+
+    def __init__(self, message: str, status: int, retry_after_s: int | None = None) -> None:
+        super().__init__(status)
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+@router.post("/account/password")
+async def change_password(request: Request, user: Viewer) -> Response:
+    """The account page's form: current password, new password twice (and the CSRF token,
+    checked app-wide before this runs)."""
+    session = await run_in_threadpool(request_session, request)
+    if user.via != "session" or session is None:  # a Bearer token: no password of its own
+        t = Translator(user_language(request, user))
+        return PlainTextResponse(t("account.password.session_only"), status_code=403)
+    form = await request.form()
+    values = {name: form.get(name) for name in FIELDS}
+    typed = {name: value if isinstance(value, str) else "" for name, value in values.items()}
+    try:
+        await run_in_threadpool(_change, request, user, session.secret, typed)
+    except _Refusal as refusal:
+        return await run_in_threadpool(_refused_page, request, user, refusal)
+    return RedirectResponse(CHANGED_NOTICE, status_code=303)
+
+
+def _change(request: Request, user: User, secret: str, typed: dict[str, str]) -> None:
+    """Check the form and set the new password, or raise _Refusal (the t() keys are here so
+    the catalogue test sees them)."""
+    state = web_state(request)
+    t = Translator(user_language(request, user))
+    current, new, again = (typed[name] for name in FIELDS)
+    # First what needs no password check: it tells nothing about the current password.
+    if not current or not new or not again:
+        raise _Refusal(t("account.password.missing"), 400)
+    if len(new) > MAX_PASSWORD_CHARS or len(current) > MAX_PASSWORD_CHARS:
+        raise _Refusal(t("account.password.too_long", n=MAX_PASSWORD_CHARS), 400)
+    if new != again:
+        raise _Refusal(t("account.password.mismatch"), 400)
+    if new == current:
+        raise _Refusal(t("account.password.same"), 400)
+
+    client = request.client.host if request.client else "unknown"
+    wait = state.limiter.begin(user.name, client)  # counted as a failure until it is not
+    if wait > 0:
+        log.warning("password change rate-limited for user %r from %s", user.name, client)
+        raise _Refusal(t("account.password.rate_limited"), 429, int(wait) + 1)
+    try:
+        account = state.accounts.authenticate(user.name, current)
+    except HashingBusy:
+        state.limiter.withdrawn(user.name, client)  # not checked: neither failure nor success
+        log.warning("password change from %s refused: too many password checks at once", client)
+        raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(request)) from None
+    if account is None:
+        log.info("password change: wrong current password for user %r from %s", user.name, client)
+        raise _Refusal(t("account.password.wrong_current"), 400)
+    state.limiter.succeeded(user.name, client)
+
+    try:
+        ended = state.accounts.set_password(user.name, new, keep_session=secret)
+    except HashingBusy:
+        log.warning("password change from %s refused: too many password hashes at once", client)
+        raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(request)) from None
+    except AccountError:  # the policy the CLI enforces too (accounts.py); the reason withheld
+        raise _Refusal(t("account.password.policy", n=MIN_PASSWORD_CHARS), 400) from None
+    details = {"change": "own password", "via": "web", "client": client, "sessions_ended": ended}
+    state.audit.record(user.name, "account", user.name, details)
+    log.info("user %r changed their password; %d other session(s) ended", user.name, ended)
+
+
+def _busy_retry_s(request: Request) -> int:
+    return max(1, math.ceil(web_state(request).settings.password_hash_wait_s))
+
+
+def _refused_page(request: Request, user: User, refusal: _Refusal) -> Response:
+    """The account page again with the reason; the password fields are empty (never echoed)."""
+    context = page_context(request, user, "account")
+    # The language switch comes back to the account page, not to this POST-only address.
+    context.update(saved=False, here="/account", password_error=refusal.message)
+    response = render(request, "account.html", context, status_code=refusal.status)
+    if refusal.retry_after_s is not None:
+        response.headers["Retry-After"] = str(refusal.retry_after_s)
+    return response
