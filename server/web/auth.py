@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
@@ -123,16 +123,21 @@ def login(
     session = state.accounts.start_session(account)
     state.audit.record(account.name, "login", "", {"client": client})
     response = RedirectResponse(safe_next(next), status_code=303)
+    set_session_cookie(response, state, session.secret)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+def set_session_cookie(response: Response, state: WebState, secret: str) -> None:
+    """The session cookie: script cannot read it, other sites cannot send it."""
     response.set_cookie(
         SESSION_COOKIE,
-        session.secret,
+        secret,
         httponly=True,
         samesite="strict",
         secure=state.settings.secure_cookies,
         path="/",
     )
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
-    return response
 
 
 @router.post("/logout")
@@ -206,13 +211,26 @@ async def _login_required(request: Request, exc: LoginRequired) -> Response:
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = _login_target(request)
     expired = bool(getattr(request.state, "session_expired", False))
     flag = "&expired=1" if expired else ""
     response = RedirectResponse(f"/login?next={quote(target, safe='')}{flag}", status_code=303)
     if expired:
         response.delete_cookie(SESSION_COOKIE, path="/")  # said once, not on every later page
     return response
+
+
+# Query fields and paths that may hold an ID number or a name (old bookmarks): not carried into
+# the login page's address (the browser's history, a proxy's log) as the page to come back to.
+_PERSONAL_FIELDS = frozenset({"person", "subject"})
+
+
+def _login_target(request: Request) -> str:
+    path = request.url.path
+    if path.startswith("/people/"):
+        return "/tracing"
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in _PERSONAL_FIELDS]
+    return path + (f"?{urlencode(kept)}" if kept else "")
 
 
 async def _not_allowed(request: Request, exc: NotAllowed) -> Response:

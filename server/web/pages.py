@@ -75,7 +75,10 @@ def fleet_page(request: Request, user: Viewer) -> Response:
 
 @router.get("/entries")
 def entries_page(request: Request, user: Viewer, page: int = 1) -> Response:
-    return _entries(request, user, entry_query(request, request.query_params), page, False)
+    query = entry_query(request, user, request.query_params)
+    if "person" in request.query_params:  # an old bookmark: to the same page by a handle
+        return RedirectResponse("/entries" + query.query_string(page=page), status_code=303)
+    return _entries(request, user, query, page, False)
 
 
 @router.post("/entries/search")
@@ -87,7 +90,7 @@ async def entries_search(request: Request, user: Viewer) -> Response:
 async def entries_unmasked(request: Request, user: Manager) -> Response:
     """Unmasking writes an audit row, so it is a POST with the CSRF token, never a link."""
     form = await request.form()
-    query = await run_in_threadpool(entry_query, request, form)
+    query = await run_in_threadpool(entry_query, request, user, form)
     return await run_in_threadpool(
         _entries, request, user, query, whole_number(form.get("page"), 1), True
     )
@@ -157,7 +160,7 @@ def tracing_page(request: Request, user: Viewer) -> Response:
             return _tracing(request, user, "", params, expired=True)
         return _tracing(request, user, subject, params, handle=handle)
     # `subject=`: a bookmark made before the handles; still read, never made.
-    return _tracing(request, user, str(params.get("subject") or "").strip(), params)
+    return _old_tracing_bookmark(request, user, str(params.get("subject") or "").strip(), params)
 
 
 @router.post("/tracing/search")
@@ -178,7 +181,19 @@ async def tracing_search(request: Request, user: Viewer) -> Response:
 @router.get("/people/{subject_id}")
 def person_page(request: Request, user: Viewer, subject_id: str) -> Response:
     """For old bookmarks: the pages link to /tracing?q=... instead."""
-    return _tracing(request, user, subject_id.strip(), request.query_params)
+    return _old_tracing_bookmark(request, user, subject_id.strip(), request.query_params)
+
+
+def _old_tracing_bookmark(
+    request: Request, user: User, subject: str, params: Mapping[str, Any]
+) -> Response:
+    """A subject given in the URL: a manager is sent on to the same result by a handle, so the
+    address bar (and the history from now on) no longer holds it; others get the page's 403."""
+    if not subject or user.role < Role.MANAGER:
+        return _tracing(request, user, subject, params)
+    window = web_state(request).settings.tracing_window_min
+    query = TracingQuery.from_params(params, subject, window)
+    return RedirectResponse(query.url(hide_term(request, subject)), status_code=303)
 
 
 @dataclass(frozen=True)
@@ -226,6 +241,7 @@ def _tracing(
     if not query.subject:
         return render(request, "tracing.html", context)
     if user.role < Role.MANAGER:  # no handle for a viewer: the page says why, and nothing more
+        context["here"] = "/tracing"  # not the POST-only search address
         context["error"] = t("tracing.forbidden")
         return render(request, "tracing.html", context, status_code=403)
     handle = handle or hide_term(request, query.subject)
@@ -295,7 +311,9 @@ def occupancy_page(request: Request, user: Viewer) -> Response:
 @router.get("/export")
 def export_page(request: Request, user: Viewer) -> Response:
     state = web_state(request)
-    query = entry_query(request, request.query_params)
+    query = entry_query(request, user, request.query_params)
+    if "person" in request.query_params:  # an old bookmark: to the same page by a handle
+        return RedirectResponse("/export" + query.query_string(), status_code=303)
     context = page_context(request, user, "export")
     context.update(_filter_choices(request))
     context.update(query=query, total=None, here="/export" + query.query_string())
@@ -338,7 +356,7 @@ def export_download(
 ) -> Response:
     """The export page's download, the person by handle: /api/v1's own export, audited the
     same (the filter's times are the form's, in site time)."""
-    query = entry_query(request, request.query_params)
+    query = entry_query(request, user, request.query_params)
     if query.expired:
         return _expired_download(request, user)
     entry_filter = query.to_filter(web_state(request).settings.tz)

@@ -3,9 +3,9 @@
 Only a person logged in with a session may (an API token has no password to change). The
 current password is checked as a login checks it, and counted in the same per-name limit, so
 this form is no faster a way to guess a password than the login page. The new one must pass the
-policy `Accounts.set_password` enforces for the CLI too; the user's other sessions end, this one
-stays. The change is audited (action "account", like `gatescan user passwd`), and no password
-is ever logged, audited or put back into the page.
+policy `Accounts.set_password` enforces for the CLI too; every session of the user ends, and
+this one goes on under a new id (a new cookie). The change is audited (action "account", like
+`gatescan user passwd`), and no password is ever logged, audited or put back into the page.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.accounts import MIN_PASSWORD_CHARS, AccountError, Role
 from server.passwords import HashingBusy
-from server.web.auth import User, require_role, user_language
+from server.web.auth import User, require_role, set_session_cookie, user_language
 from server.web.i18n import Translator
 from server.web.state import request_session, web_state
 from server.web.views import page_context, render
@@ -61,13 +61,15 @@ async def change_password(request: Request, user: Viewer) -> Response:
     values = {name: form.get(name) for name in FIELDS}
     typed = {name: value if isinstance(value, str) else "" for name, value in values.items()}
     try:
-        await run_in_threadpool(_change, request, user, session.secret, typed)
+        fresh = await run_in_threadpool(_change, request, user, typed)
     except _Refusal as refusal:
         return await run_in_threadpool(_refused_page, request, user, refusal)
-    return RedirectResponse(CHANGED_NOTICE, status_code=303)
+    response = RedirectResponse(CHANGED_NOTICE, status_code=303)
+    set_session_cookie(response, web_state(request), fresh)
+    return response
 
 
-def _change(request: Request, user: User, secret: str, typed: dict[str, str]) -> None:
+def _change(request: Request, user: User, typed: dict[str, str]) -> str:
     """Check the form and set the new password, or raise _Refusal (the t() keys are here so
     the catalogue test sees them)."""
     state = web_state(request)
@@ -82,6 +84,8 @@ def _change(request: Request, user: User, secret: str, typed: dict[str, str]) ->
         raise _Refusal(t("account.password.mismatch"), 400)
     if new == current:
         raise _Refusal(t("account.password.same"), 400)
+    if len(new) < MIN_PASSWORD_CHARS:  # the rule set_password applies, before any scrypt
+        raise _Refusal(t("account.password.policy", n=MIN_PASSWORD_CHARS), 400)
 
     client = request.client.host if request.client else "unknown"
     wait = state.limiter.begin(user.name, client)  # counted as a failure until it is not
@@ -100,15 +104,21 @@ def _change(request: Request, user: User, secret: str, typed: dict[str, str]) ->
     state.limiter.succeeded(user.name, client)
 
     try:
-        ended = state.accounts.set_password(user.name, new, keep_session=secret)
+        # Every session of the user ends, this one too, and it goes on under a new id: whoever
+        # held a copy of this session's cookie (why a password is changed, often) is out too.
+        ended = state.accounts.set_password(user.name, new)
     except HashingBusy:
         log.warning("password change from %s refused: too many password hashes at once", client)
         raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(request)) from None
     except AccountError:  # the policy the CLI enforces too (accounts.py); the reason withheld
         raise _Refusal(t("account.password.policy", n=MIN_PASSWORD_CHARS), 400) from None
+    fresh = state.accounts.start_session(account)
     details = {"change": "own password", "via": "web", "client": client, "sessions_ended": ended}
     state.audit.record(user.name, "account", user.name, details)
-    log.info("user %r changed their password; %d other session(s) ended", user.name, ended)
+    log.info(
+        "user %r changed their password; %d session(s) ended, this one renewed", user.name, ended
+    )
+    return fresh.secret
 
 
 def _busy_retry_s(request: Request) -> int:

@@ -4,7 +4,8 @@ A URL ends up in the browser's history on a shared office PC, in bookmarks and i
 the dashboard's pages never put a search term in one: a search form is POSTed, the term is kept
 here, and the answer redirects to a page whose URL holds only a random handle (`?q=...`). The
 handle resolves for the login session that made it and no other (another user, another
-session, a login after this one ended), and only for the session's absolute lifetime.
+session, a login after this one ended), and lives for the session's absolute lifetime from its
+last use. Each session keeps at most 500 (its own oldest go first), all together 20,000.
 
 The store is in memory and per process: after a restart, or behind a load balancer on another
 `gatescan web` process, a handle resolves to nothing and the page asks for the search again.
@@ -26,6 +27,9 @@ from server.clock import Clock, utc_now
 from server.web.state import request_session
 
 DEFAULT_MAX_HANDLES = 20_000
+# Per login session: a page of entries mints one for each person on it; more than this and the
+# session's own oldest go first, so one busy (or hostile) session cannot push out the others'.
+DEFAULT_MAX_PER_SESSION = 500
 HANDLE_BYTES = 16  # 22 URL-safe characters
 MAX_HANDLE_LENGTH = 64  # longer `q` values are not looked up at all
 
@@ -52,15 +56,19 @@ class SearchHandles:
         lifetime: timedelta,
         clock: Clock = utc_now,
         max_handles: int = DEFAULT_MAX_HANDLES,
+        max_per_session: int = DEFAULT_MAX_PER_SESSION,
     ) -> None:
-        if max_handles < 1:
-            raise ValueError("max_handles must be at least 1")
+        if max_handles < 1 or max_per_session < 1:
+            raise ValueError("max_handles and max_per_session must be at least 1")
         self._lifetime = lifetime
         self._clock = clock
         self._max = max_handles
+        self._max_per_session = max_per_session
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # handle -> entry
         self._by_term: dict[tuple[str, str], str] = {}  # (session key, term) -> handle
+        # session key -> its handles, oldest use first
+        self._by_session: dict[str, OrderedDict[str, None]] = {}
 
     def hide(self, session_key: str, term: str) -> str:
         """A handle for `term` that only `session_key` can turn back into it."""
@@ -76,6 +84,10 @@ class SearchHandles:
                     handle = secrets.token_urlsafe(HANDLE_BYTES)
                 self._entries[handle] = _Entry(session_key, term, now + self._lifetime)
                 self._by_term[(session_key, term)] = handle
+                own = self._by_session.setdefault(session_key, OrderedDict())
+                own[handle] = None
+                while len(own) > self._max_per_session:
+                    self._forget(next(iter(own)))
                 while len(self._entries) > self._max:
                     self._forget(next(iter(self._entries)))
             else:
@@ -100,8 +112,10 @@ class SearchHandles:
             return len(self._entries)
 
     def _touch(self, handle: str, now: datetime) -> None:
-        self._entries[handle].expires_at = now + self._lifetime
+        entry = self._entries[handle]
+        entry.expires_at = now + self._lifetime
         self._entries.move_to_end(handle)
+        self._by_session[entry.session_key].move_to_end(handle)
 
     def _drop_expired(self, now: datetime) -> None:
         while self._entries:
@@ -113,6 +127,10 @@ class SearchHandles:
     def _forget(self, handle: str) -> None:
         entry = self._entries.pop(handle)
         self._by_term.pop((entry.session_key, entry.term), None)
+        own = self._by_session[entry.session_key]
+        del own[handle]
+        if not own:
+            del self._by_session[entry.session_key]
 
 
 def session_key(request: Request) -> str:

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 
 from protocol.verdicts import VerdictStatus
 from server.accounts import Role
-from server.reports.entries import EntryFilter
+from server.reports.entries import EntryFilter, check_person_lookup
 from server.reports.fleet import GateStatus
 from server.web.auth import User, user_language
 from server.web.csrf import csrf_token
@@ -108,9 +108,10 @@ def reveal_term(request: Request, handle: str) -> str | None:
     return web_state(request).search_handles.reveal(session_key(request), handle)
 
 
-def entry_query(request: Request, params: Mapping[str, Any]) -> EntryQuery:
+def entry_query(request: Request, user: User, params: Mapping[str, Any]) -> EntryQuery:
     """The entry filter of a page request or a form: `q` resolved to the person, or a person
-    given outright (an old bookmark's `person=`) given a handle for the links built from it."""
+    given outright (an old bookmark's `person=`) given a handle for the links built from it,
+    once the user may search for people (NotAllowed, a 403, before any handle is made)."""
     query = EntryQuery.from_params(params)
     handle = str(params.get(HANDLE_PARAM) or "").strip()
     if handle:
@@ -119,6 +120,7 @@ def entry_query(request: Request, params: Mapping[str, Any]) -> EntryQuery:
             return replace(query, person="", handle="", expired=True)
         return replace(query, person=term, handle=handle)
     if query.person:
+        check_person_lookup(user)
         return replace(query, handle=hide_term(request, query.person))
     return query
 

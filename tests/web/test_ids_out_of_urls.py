@@ -170,7 +170,10 @@ def test_an_old_bookmark_with_person_still_works_but_its_links_use_a_handle(
     client: TestClient, stocked: Store
 ) -> None:
     log_in(client, "manager")
-    page = client.get(f"/entries?person={ALICE}&site=hq")
+    bookmark = client.get(f"/entries?person={ALICE}&site=hq")
+    target = redirect_target(bookmark, ALICE)  # to the same page by a handle: the address bar
+    assert target.startswith("/entries?") and "site=hq" in target  # no longer holds the ID
+    page = client.get(target)
     assert page.status_code == 200
     assert len(event_ids(page.text)) == 50
     assert_no_term_in_page(page, ALICE)
@@ -405,6 +408,51 @@ def test_a_handle_expires_with_the_session_s_lifetime_and_the_oldest_go_first() 
     assert [handles.reveal("session-a", h) for h in made[1:]] == ["term 1", "term 2", "term 3"]
     with pytest.raises(ValueError):
         handles.hide("", ALICE)
+
+
+def test_one_session_cannot_push_out_another_session_s_handles() -> None:
+    handles = SearchHandles(
+        lifetime=timedelta(hours=12), clock=MovableClock(), max_handles=100, max_per_session=3
+    )
+    kept = handles.hide("manager-session", ALICE)
+    flood = [handles.hide("busy-session", f"x{n}") for n in range(50)]
+    assert handles.reveal("manager-session", kept) == ALICE  # untouched by the flood...
+    assert len(handles) == 4  # ...which kept only its own newest three
+    assert [handles.reveal("busy-session", h) for h in flood[-3:]] == ["x47", "x48", "x49"]
+    assert handles.reveal("busy-session", flood[0]) is None
+
+
+def test_a_viewer_s_old_bookmarks_make_no_handle(
+    app: FastAPI, client: TestClient, stocked: Store
+) -> None:
+    log_in(client, "viewer")
+    for url in (f"/entries?person={ALICE}", f"/export?person={ALICE}", f"/people/{ALICE}"):
+        assert client.get(url).status_code == 403, url
+    assert len(app.state.web.search_handles) == 0
+
+
+def test_a_manager_s_old_tracing_bookmark_goes_on_by_a_handle(
+    client: TestClient, stocked: Store
+) -> None:
+    log_in(client, "manager")
+    for url in (f"/people/{ALICE}?window=30", f"/tracing?subject={ALICE}&window=30"):
+        target = redirect_target(client.get(url), ALICE)
+        assert target.startswith("/tracing?q=") and "window=30" in target, target
+        page = client.get(target)
+        assert page.status_code == 200 and ALICE_NAME in page.text
+
+
+def test_the_login_page_is_not_given_an_id_to_come_back_to(client: TestClient) -> None:
+    for url, back in (
+        (f"/people/{ALICE}", "/tracing"),
+        (f"/tracing?subject={ALICE}&window=30", "/tracing?window=30"),
+        (f"/entries?person={ALICE}&site=hq", "/entries?site=hq"),
+    ):
+        answer = client.get(url)
+        assert answer.status_code == 303
+        location = answer.headers["location"]
+        assert ALICE not in unquote_plus(location), location
+        assert query_of(location)["next"] == [back]
 
 
 def test_the_handle_store_is_thread_safe() -> None:

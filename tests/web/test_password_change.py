@@ -18,6 +18,7 @@ from server.store import Store
 from server.web.app import create_web_app
 from server.web.password_page import CHANGED_NOTICE, MAX_PASSWORD_CHARS
 from server.web.settings import WebSettings
+from server.web.state import SESSION_COOKIE
 from tests.support import wait_until
 from tests.web.conftest import (
     FAST_HASHER,
@@ -27,6 +28,7 @@ from tests.web.conftest import (
     bearer,
     log_in,
     login_form_token,
+    session_csrf,
 )
 
 NEW_PASSWORD = "purple elephant marmalade"
@@ -86,13 +88,19 @@ def test_a_change_keeps_this_session_ends_the_others_and_swaps_the_passwords(
     csrf = log_in(client, "viewer")
     log_in(other_browser, "viewer")
     assert other_browser.get("/api/v1/me").status_code == 200
+    old_cookie = client.cookies.get(SESSION_COOKIE)
 
     answer = change(client, csrf, PASSWORD, NEW_PASSWORD)
 
     assert answer.status_code == 303
     assert answer.headers["location"] == CHANGED_NOTICE
+    # This browser goes on under a new session id: a stolen copy of the old cookie is dead.
+    assert SESSION_COOKIE in answer.headers["set-cookie"]
+    assert client.cookies.get(SESSION_COOKIE) not in (None, old_cookie)
+    assert app.state.web.accounts.session(old_cookie) is None
+    assert session_csrf(client) != csrf
     notice = client.get(answer.headers["location"])
-    assert notice.status_code == 200  # this session still works...
+    assert notice.status_code == 200  # this browser is still logged in...
     assert "Đã đổi mật khẩu" in notice.text
     assert client.get("/api/v1/me").json()["name"] == "viewer"
     assert other_browser.get("/api/v1/me").status_code == 401  # ...the other one ended
@@ -110,7 +118,7 @@ def test_the_change_is_audited_without_any_password(app: FastAPI, client: TestCl
     row = rows[0]
     assert (row.actor, row.subject) == ("manager", "manager")
     assert row.details["change"] == "own password"
-    assert row.details["sessions_ended"] == 0
+    assert row.details["sessions_ended"] == 1  # this one, renewed under a new id
     everything = repr(app.state.web.audit.rows(limit=1000))
     assert PASSWORD not in everything
     assert NEW_PASSWORD not in everything
@@ -245,6 +253,7 @@ def test_no_password_reaches_the_log(
         change(client, csrf, PASSWORD, "short12")
         change(client, csrf, WRONG_PASSWORD, NEW_PASSWORD)
         assert change(client, csrf, PASSWORD, NEW_PASSWORD).status_code == 303
+        csrf = session_csrf(client)  # the session was renewed, and its token with it
         for _ in range(settings.login_failures_per_user + 1):
             change(client, csrf, WRONG_PASSWORD, PASSWORD)
     assert "changed their password" in caplog.text  # the log says what happened...
