@@ -197,6 +197,9 @@ MESSAGES: dict[str, str] = {
     "account.password.policy": "The new password must have at least {n} characters.",
     "account.password.too_long": "The new password may have at most {n} characters.",
     "account.password.rate_limited": "Too many wrong passwords. Wait a few minutes and try again.",
+    "account.password.too_often": (
+        "The password was changed several times just now. Wait a few minutes and try again."
+    ),
     "account.password.busy": "The server is busy. Please try again in a few seconds.",
     "account.password.session_only": "A password can only be changed in the dashboard, logged in.",
     # errors

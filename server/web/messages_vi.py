@@ -199,6 +199,9 @@ MESSAGES: dict[str, str] = {
     "account.password.policy": "Mật khẩu mới phải có ít nhất {n} ký tự.",
     "account.password.too_long": "Mật khẩu mới không được dài quá {n} ký tự.",
     "account.password.rate_limited": "Nhập sai quá nhiều lần. Vui lòng đợi vài phút rồi thử lại.",
+    "account.password.too_often": (
+        "Mật khẩu vừa được đổi nhiều lần. Vui lòng đợi vài phút rồi thử lại."
+    ),
     "account.password.busy": "Máy chủ đang bận. Vui lòng thử lại sau vài giây.",
     "account.password.session_only": "Chỉ có thể đổi mật khẩu khi đăng nhập bảng điều khiển.",
     # errors

@@ -22,7 +22,7 @@ from server.accounts import MIN_PASSWORD_CHARS, AccountError, Role
 from server.passwords import HashingBusy
 from server.web.auth import User, require_role, set_session_cookie, user_language
 from server.web.i18n import Translator
-from server.web.state import request_session, web_state
+from server.web.state import WebState, request_session, web_state
 from server.web.views import page_context, render
 
 __all__ = ["CHANGED_NOTICE", "MAX_PASSWORD_CHARS", "router"]
@@ -88,6 +88,21 @@ def _change(request: Request, user: User, typed: dict[str, str]) -> str:
         raise _Refusal(t("account.password.policy", n=MIN_PASSWORD_CHARS), 400)
 
     client = request.client.host if request.client else "unknown"
+    changes = state.password_changes.begin(user.name, client)  # counted if it goes through
+    if changes > 0:
+        log.warning("password changes too frequent for user %r from %s", user.name, client)
+        raise _Refusal(t("account.password.too_often"), 429, int(changes) + 1)
+    try:
+        return _checked_change(state, t, user, client, current, new)
+    except BaseException:
+        state.password_changes.withdrawn(user.name, client)  # not changed: not counted
+        raise
+
+
+def _checked_change(
+    state: WebState, t: Translator, user: User, client: str, current: str, new: str
+) -> str:
+    """The current password checked under the login's limit, then the new one set."""
     wait = state.limiter.begin(user.name, client)  # counted as a failure until it is not
     if wait > 0:
         log.warning("password change rate-limited for user %r from %s", user.name, client)
@@ -97,7 +112,7 @@ def _change(request: Request, user: User, typed: dict[str, str]) -> str:
     except HashingBusy:
         state.limiter.withdrawn(user.name, client)  # not checked: neither failure nor success
         log.warning("password change from %s refused: too many password checks at once", client)
-        raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(request)) from None
+        raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(state)) from None
     if account is None:
         log.info("password change: wrong current password for user %r from %s", user.name, client)
         raise _Refusal(t("account.password.wrong_current"), 400)
@@ -109,7 +124,7 @@ def _change(request: Request, user: User, typed: dict[str, str]) -> str:
         ended = state.accounts.set_password(user.name, new)
     except HashingBusy:
         log.warning("password change from %s refused: too many password hashes at once", client)
-        raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(request)) from None
+        raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(state)) from None
     except AccountError:  # the policy the CLI enforces too (accounts.py); the reason withheld
         raise _Refusal(t("account.password.policy", n=MIN_PASSWORD_CHARS), 400) from None
     fresh = state.accounts.start_session(account)
@@ -121,8 +136,8 @@ def _change(request: Request, user: User, typed: dict[str, str]) -> str:
     return fresh.secret
 
 
-def _busy_retry_s(request: Request) -> int:
-    return max(1, math.ceil(web_state(request).settings.password_hash_wait_s))
+def _busy_retry_s(state: WebState) -> int:
+    return max(1, math.ceil(state.settings.password_hash_wait_s))
 
 
 def _refused_page(request: Request, user: User, refusal: _Refusal) -> Response:

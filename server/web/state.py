@@ -5,6 +5,7 @@ asking."""
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,10 @@ LIVE_HEADER = "x-gatescan-live"  # sent by the pages' background refresh (static
 _UNSET = object()
 
 
+PASSWORD_CHANGES_PER_WINDOW = 5  # per user, then 429 until the window moves on
+PASSWORD_CHANGE_WINDOW_S = 15 * 60
+
+
 class BadToken(Exception):
     """An Authorization header with an unknown, revoked or malformed token (answered 401)."""
 
@@ -43,12 +48,22 @@ class WebState:
     # Search terms behind the opaque `q` handles in page URLs (search_handles.py): per process,
     # each handle living as long as a session may.
     search_handles: SearchHandles = field(init=False, repr=False)
+    # Password changes that went through, per user (password_page.py): each costs two scrypt
+    # hashes, so a signed-in user cannot keep the hashing turns busy by changing it in a loop.
+    password_changes: LoginRateLimiter = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from server.web.search_handles import SearchHandles  # it imports this module
 
         handles = SearchHandles(lifetime=self.settings.session_max_age, clock=self.clock)
         object.__setattr__(self, "search_handles", handles)
+        changes = LoginRateLimiter(
+            per_user=PASSWORD_CHANGES_PER_WINDOW,
+            per_ip=10 * PASSWORD_CHANGES_PER_WINDOW,
+            window_s=PASSWORD_CHANGE_WINDOW_S,
+            clock=time.monotonic,
+        )
+        object.__setattr__(self, "password_changes", changes)
 
 
 def web_state(request: Request) -> WebState:

@@ -4,6 +4,7 @@ ended, the change audited, and no password ever in a page, an audit row or the l
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -18,7 +19,7 @@ from server.store import Store
 from server.web.app import create_web_app
 from server.web.password_page import CHANGED_NOTICE, MAX_PASSWORD_CHARS
 from server.web.settings import WebSettings
-from server.web.state import SESSION_COOKIE
+from server.web.state import PASSWORD_CHANGES_PER_WINDOW, SESSION_COOKIE
 from tests.support import wait_until
 from tests.web.conftest import (
     FAST_HASHER,
@@ -319,3 +320,19 @@ def test_a_busy_hasher_answers_503_and_counts_no_attempt(store: Store, clock: Mo
         assert len(app.state.web.limiter) == 0  # neither a failure nor a success
         assert password_is(app, "viewer", PASSWORD)
         assert change(client, csrf, PASSWORD, NEW_PASSWORD).status_code == 303
+
+
+def test_changes_that_go_through_are_capped_per_user(app: FastAPI, client: TestClient) -> None:
+    # Each change costs two scrypt hashes: a loop of them must not keep the hashing turns busy.
+    log_in(client, "viewer")
+    passwords = [PASSWORD] + [f"{NEW_PASSWORD} {n}" for n in range(PASSWORD_CHANGES_PER_WINDOW)]
+    answer = change(client, session_csrf(client), WRONG_PASSWORD, NEW_PASSWORD)
+    assert answer.status_code == 400  # refused: not counted as a change
+    for old, new in itertools.pairwise(passwords):
+        assert change(client, session_csrf(client), old, new).status_code == 303
+    answer = change(client, session_csrf(client), passwords[-1], NEW_PASSWORD)
+    assert answer.status_code == 429
+    assert int(answer.headers["retry-after"]) > 0
+    assert "Mật khẩu vừa được đổi nhiều lần" in answer.text
+    assert password_is(app, "viewer", passwords[-1])  # the refused one changed nothing
+    assert try_login(app, "viewer", passwords[-1]) == 303  # and logging in is not limited
