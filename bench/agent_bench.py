@@ -17,7 +17,6 @@ Three workloads:
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ try:
 except ImportError:  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.figures import Figure
+from bench.figures import Figure, bench_main
 from bench.gate_frames import empty_set
 from bench.pipeline_rig import build_rig, distinct_cards
 from device.camera import CameraError, Frame
@@ -125,16 +124,7 @@ def measure(quick: bool = False, backend: str = "auto", frames: int | None = Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--frames", type=int, default=None)
-    parser.add_argument("--backend", default="auto")
-    args = parser.parse_args(argv)
-    figures = measure(args.quick, args.backend, args.frames)
-    print(f"command: python -m bench.agent_bench {' '.join(sys.argv[1:])}".rstrip())
-    for figure in figures:
-        print(f"{figure.name:52} {figure.value:8.1f} {figure.unit}  {figure.note}")
-    return 0
+    return bench_main(argv, __doc__, "bench.agent_bench", measure, ("frames", int), decimals=1)
 
 
 if __name__ == "__main__":

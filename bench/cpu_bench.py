@@ -17,7 +17,6 @@ by the wall time, in percent of one core, after a warm-up second.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ try:
 except ImportError:  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.figures import Figure
+from bench.figures import Figure, bench_main
 from bench.gate_frames import empty_set
 from bench.pipeline_rig import build_rig, empty_lane
 from device.camera import Frame
@@ -116,17 +115,7 @@ def measure(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--backend", default="auto")
-    args = parser.parse_args(argv)
-    figures = measure(args.quick, args.backend, args.seconds)
-    print(f"command: python -m bench.cpu_bench {' '.join(sys.argv[1:])}".rstrip())
-    for figure in figures:
-        goal = f" (goal {figure.goal})" if figure.goal else ""
-        print(f"{figure.name:44} {figure.value:7.2f} {figure.unit}{goal}  {figure.note}")
-    return 0
+    return bench_main(argv, __doc__, "bench.cpu_bench", measure, ("seconds", float))
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bench.figures import Figure, median, percentile, table
 from bench.gate_frames import easy_set, empty_set
+from bench.run_all import cpu_model
 from device.decode import (
     Decoder,
     EnsembleDecoder,
@@ -209,8 +209,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2021)
     args = parser.parse_args()
     print(f"command: python -m bench.decode_bench {shlex.join(sys.argv[1:])}".rstrip())
+    cpu = cpu_model() or platform.processor() or "unknown CPU"
     print(
-        f"machine: {platform.machine()} {_cpu_model()}, {os.cpu_count()} cores, "
+        f"machine: {platform.machine()} {cpu}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.2f}, Python {platform.python_version()}"
     )
     with_code, empty = cases(args.frames, args.seed)
@@ -238,16 +239,6 @@ def _plain_pyzbar() -> dict[str, Decode]:
             d.data for d in pyzbar_decode(f, symbols=[ZBarSymbol.QRCODE])
         ],
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ measured value, never written by hand. Figures without a goal are context (basel
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # How fast a Pi core runs this kind of code relative to this machine's core (design notes: a
@@ -92,3 +94,29 @@ def _rounded(value: float) -> str:
     if abs(value) >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"
+
+
+def bench_main(
+    argv: Sequence[str] | None,
+    doc: str | None,
+    module: str,
+    measure: Callable[..., list[Figure]],
+    size: tuple[str, type[int] | type[float]],
+    decimals: int = 2,
+) -> int:
+    """A pipeline benchmark run alone: `--quick`, `--<size>` (its workload), `--backend`; then
+    its figures, one a line. `measure(quick, backend, size)` is the module's own."""
+    option, kind = size
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(f"--{option}", type=kind, default=None)
+    parser.add_argument("--backend", default="auto")
+    args = parser.parse_args(argv)
+    figures = measure(args.quick, args.backend, getattr(args, option))
+    print(f"command: python -m {module} {' '.join(sys.argv[1:])}".rstrip())
+    width = max((len(figure.name) for figure in figures), default=0)
+    for figure in figures:
+        goal = f" (goal {figure.goal})" if figure.goal else ""
+        value = f"{figure.value:8.{decimals}f}"
+        print(f"{figure.name:{width}} {value} {figure.unit}{goal}  {figure.note}")
+    return 0

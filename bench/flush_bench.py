@@ -21,10 +21,6 @@ the decode thread cannot get the CPU or the interpreter lock).
 
 from __future__ import annotations
 
-import argparse
-import os
-import secrets
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +36,8 @@ except ImportError:  # run as a script from a checkout
 
 from gpiozero.pins.mock import MockFactory
 
-from bench.figures import Figure
+from bench.collector_process import CollectorProcess
+from bench.figures import Figure, bench_main
 from bench.gate_frames import empty_set
 from bench.pipeline_rig import distinct_cards
 from device.app import Agent, build_agent
@@ -92,33 +89,6 @@ def fill_journal(data_dir: Path, count: int) -> None:
         for payload in distinct_cards(count):
             parsed = parse_credential(payload)
             journal.record(builder.build(journal.next_seq(), parsed, policy.decide(parsed)))
-
-
-class CollectorProcess:
-    """`gatescan collector` in its own process, as on a site's server."""
-
-    def __init__(self, broker: LocalBroker, db: Path, log_path: Path) -> None:
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gatescan.cli", "--log-level", "info", "collector",
-             "--broker", broker.url, "--db", f"sqlite:///{db}",
-             "--client-id", f"bench-collector-{secrets.token_hex(3)}"],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while "subscribed to" not in log_path.read_text(errors="replace"):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the collector did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)  # a log file to poll: there is nothing to wait on
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 def build_bench_agent(broker: LocalBroker, data_dir: Path, backend: str) -> Agent:
@@ -226,17 +196,7 @@ def measure(quick: bool = False, backend: str = "auto", events: int | None = Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--events", type=int, default=None)
-    parser.add_argument("--backend", default="auto")
-    args = parser.parse_args(argv)
-    figures = measure(args.quick, args.backend, args.events)
-    print(f"command: python -m bench.flush_bench {' '.join(sys.argv[1:])}".rstrip())
-    for figure in figures:
-        goal = f" (goal {figure.goal})" if figure.goal else ""
-        print(f"{figure.name:40} {figure.value:8.2f} {figure.unit}{goal}  {figure.note}")
-    return 0
+    return bench_main(argv, __doc__, "bench.flush_bench", measure, ("events", int))
 
 
 if __name__ == "__main__":

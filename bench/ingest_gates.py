@@ -21,9 +21,9 @@ The parent process switches every gate between modes (a shared `mode` value):
   and their latency shows it.
 
 The two topic prefixes have the same length and the payloads are the same real protocol
-Events (built once per gate by `protocol.Event`, then given a fresh event_id and seq per publish
-by splicing bytes, so no time goes to pydantic during the run): the two modes put exactly the
-same bytes on the wire. The collector validates every one of them in full.
+Events (built once per gate by `gatescan.samples.sample_event`, then given a fresh event_id and
+seq per publish by splicing bytes, so no time goes to pydantic during the run): the two modes put
+exactly the same bytes on the wire. The collector validates every one of them in full.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ import selectors
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from protocol import CredentialType, Direction, Event, Reason, Topic, VerdictStatus
+from gatescan.samples import sample_event
+from protocol import Topic
 from protocol.topics import PREFIX, device_topic
 from server.ingest_client import IngestClient
 
@@ -52,18 +52,12 @@ CONNECT_TIMEOUT_S = 60.0
 
 def event_template(device_id: str) -> tuple[bytes, bytes, bytes]:
     """A real Event's JSON cut around its event_id and seq: (head, middle, tail)."""
-    event = Event(
+    event = sample_event(
         event_id=_ID_SENTINEL,
         device_id=device_id,
         site_id="Bến xe Mỹ Đình",
         seq=_SEQ_SENTINEL,
         boot_id="6b7ea7a3-810e-4299-b27a-390d521f2cd4",
-        ts=datetime.now(UTC),
-        clock_synced=True,
-        direction=Direction.IN,
-        status=VerdictStatus.RECORDED,
-        reason=Reason.OK,
-        credential_type=CredentialType.CCCD,
         subject_id="079203012345",
         subject_name="Nguyễn Thị Thu Uyên",
         code_sha256="9a" * 32,

@@ -12,8 +12,6 @@ import os
 import resource
 import secrets
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bench.collector_process import PROJECT_ROOT, CollectorProcess
 from bench.ingest_gates import (
     BARE,
     BARE_PREFIX,
@@ -37,7 +36,6 @@ from bench.ingest_gates import (
 from gatescan.broker import LocalBroker
 
 WORKERS = 2  # simulator processes, one per core
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SITE_CONFIG = PROJECT_ROOT / "deploy" / "mosquitto" / "gatescan.conf"
 # The site broker's settings that matter for ingest (its listener, users and files do not).
 SITE_OPTIONS = ("max_queued_messages", "max_packet_size", "max_inflight_messages")
@@ -121,37 +119,6 @@ def run_bare_subscriber(
     client.connect(host, port, keepalive=300)
     threading.Thread(target=lambda: (stop.wait(), client.disconnect()), daemon=True).start()
     client.loop_forever()
-
-
-class CollectorProcess:
-    """`gatescan collector` in its own process, as a site runs it."""
-
-    def __init__(self, broker: LocalBroker, db: Path, log_path: Path) -> None:
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gatescan.cli", "--log-level", "info", "collector",
-             "--broker", broker.url, "--db", f"sqlite:///{db}", "--username", "",
-             "--client-id", f"bench-collector-{secrets.token_hex(3)}"],
-            cwd=PROJECT_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self.log_path = log_path
-        deadline = time.monotonic() + 60
-        while "subscribed to" not in log_path.read_text(errors="replace"):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the collector did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)  # a log file to poll
-
-    def stop(self) -> str:
-        """SIGTERM (it commits and acks what it holds), then its last log line."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-        lines = self.log_path.read_text(errors="replace").strip().splitlines()
-        return lines[-1] if lines else ""
 
 
 @dataclass

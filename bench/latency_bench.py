@@ -34,7 +34,6 @@ good deal faster than any decode a gate makes of a new frame, so it is no baseli
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import threading
@@ -50,7 +49,7 @@ except ImportError:  # run as a script from a checkout
 
 import numpy as np
 
-from bench.figures import Figure, percentile
+from bench.figures import Figure, bench_main, percentile
 from bench.gate_frames import EASY, gate_frame
 from bench.pipeline_rig import (
     GREEN,
@@ -256,17 +255,7 @@ def measure(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--showings", type=int, default=None)
-    parser.add_argument("--backend", default="auto")
-    args = parser.parse_args(argv)
-    figures = measure(args.quick, args.backend, args.showings)
-    print(f"command: python -m bench.latency_bench {' '.join(sys.argv[1:])}".rstrip())
-    for figure in figures:
-        goal = f" (goal {figure.goal})" if figure.goal else ""
-        print(f"{figure.name:40} {figure.value:8.3f} {figure.unit}{goal}  {figure.note}")
-    return 0
+    return bench_main(argv, __doc__, "bench.latency_bench", measure, ("showings", int), decimals=3)
 
 
 if __name__ == "__main__":

@@ -70,15 +70,19 @@ def projections(figures: Sequence[Figure]) -> str:
     return "\n".join(lines)
 
 
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (a Raspberry Pi's board `Model`), if there is one."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith(("model name", "Model")):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return None
+
+
+def machine_line() -> str:
+    cpu = cpu_model() or platform.processor() or platform.machine()
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}"

@@ -71,12 +71,13 @@ def read_rejected(outbox_path: Path) -> list[RejectedEvent]:
     except FileNotFoundError:
         return []
     stored = replay(raw).state.get(REJECTED_TABLE, {})
-    docs = sorted((Document(doc, doc_id=int(key)) for key, doc in stored.items()), key=_seq)
-    return [found for found in map(_parse_rejected, docs) if found is not None]
+    return _readable_rejected(Document(doc, doc_id=int(key)) for key, doc in stored.items())
 
 
-def _seq(doc: Document) -> int:
-    return doc.doc_id
+def _readable_rejected(docs: Iterable[Document]) -> list[RejectedEvent]:
+    """The rejected entries that can be read, lowest seq first."""
+    ordered = sorted(docs, key=lambda doc: doc.doc_id)
+    return [found for found in map(_parse_rejected, ordered) if found is not None]
 
 
 class Outbox:
@@ -172,8 +173,7 @@ class Outbox:
         return list(moving.values())
 
     def rejected(self) -> list[RejectedEvent]:
-        docs = sorted(self._rejected.all(), key=lambda doc: doc.doc_id)
-        return [found for found in map(_parse_rejected, docs) if found is not None]
+        return _readable_rejected(self._rejected.all())
 
     def rejected_count(self) -> int:
         return self._rejected_total

@@ -61,11 +61,16 @@ def _action(
     parser = actions.add_parser(name, help=help, description=help)
     if named:
         parser.add_argument("name")
+    add_db_option(parser)
+    parser.set_defaults(run=run, command=parser.prog)  # "gatescan user passwd", for messages
+    return parser
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    """--db, as every command on the collector's database takes it."""
     parser.add_argument(
         "--db", default="sqlite:///gatescan.db", help="SQLAlchemy URL or a SQLite file path"
     )
-    parser.set_defaults(run=run, command=parser.prog)  # "gatescan user passwd", for messages
-    return parser
 
 
 # --- users -------------------------------------------------------------------------------------

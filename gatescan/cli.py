@@ -166,27 +166,15 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def run_collector(args: argparse.Namespace) -> int:
-
-    from firmware_config.loader import PasswordFileError, find_mqtt_password
-    from protocol import parse_broker_url
-    from protocol.broker_url import BrokerUrlError
+    from gatescan.mqtt_login import MqttLoginError, collector_login
     from server.collector import Collector
     from server.store import Store
 
     try:
-        parse_broker_url(args.broker)
-        password = find_mqtt_password(os.environ)
-    except (BrokerUrlError, PasswordFileError) as exc:
+        username, password = collector_login(args.broker, args.username)
+    except MqttLoginError as exc:
         print(f"gatescan collector: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    username = args.username or None
-    if username is not None and password is None:
-        # Worth saying: a site's broker refuses this with no more than "Not authorized".
-        logging.getLogger("gatescan.collector").warning(
-            "no MQTT password in $GATESCAN_MQTT_PASSWORD or the systemd credential "
-            "mqtt_password; logging in as %r without one",
-            username,
-        )
     collector = Collector(
         broker_url=args.broker,
         store=Store(args.db),

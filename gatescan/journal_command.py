@@ -80,12 +80,12 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def run_rejected(args: argparse.Namespace) -> int:
-    from device.journal_outbox import read_rejected
+    from device.journal_outbox import OUTBOX_FILE, read_rejected
 
     root = _journal_root(args.data_dir, "rejected")
     if root is None:
         return EXIT_USAGE
-    rejected = read_rejected(root / "outbox.log")
+    rejected = read_rejected(root / OUTBOX_FILE)
     sys.stdout.write("\t".join(COLUMNS) + "\n")
     sys.stdout.writelines(_line(found) for found in rejected)
     print(f"{len(rejected)} rejected event(s) in {root}", file=sys.stderr)
@@ -93,12 +93,12 @@ def run_rejected(args: argparse.Namespace) -> int:
 
 
 def run_requeue(args: argparse.Namespace) -> int:
-    from device.journal import Journal, JournalError
+    from device.journal import OUTBOX_FILE, Journal, JournalError
 
     root = _journal_root(args.data_dir, "requeue")
     if root is None:
         return EXIT_USAGE
-    if not _owned_by_me(root / "outbox.log"):
+    if not _owned_by_me(root / OUTBOX_FILE):
         return EXIT_FAILED
     wanted = None if args.all else set(args.event_ids)
     try:
@@ -140,12 +140,14 @@ def _line(found: RejectedEvent) -> str:
 
 def _journal_root(data_dir: Path | None, action: str) -> Path | None:
     """`<data_dir>/journal` if it holds a journal; a mistyped directory must not get a new one."""
+    from device.journal_outbox import OUTBOX_FILE
+
     if data_dir is None:
         from firmware_config.schema import DEFAULT_DATA_DIR
 
         data_dir = DEFAULT_DATA_DIR
     root = data_dir / "journal"
-    if not (root / "outbox.log").is_file():
+    if not (root / OUTBOX_FILE).is_file():
         _complain(action, f"no journal in {data_dir} (is --data-dir the agent's data_dir?)")
         return None
     return root

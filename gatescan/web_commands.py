@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from gatescan.account_commands import add_account_commands
+from gatescan.account_commands import add_account_commands, add_db_option
 
 if TYPE_CHECKING:
     from server.store import Store
@@ -40,12 +39,6 @@ def add_web_commands(commands: Commands[argparse.ArgumentParser]) -> None:
     add_account_commands(commands)
 
 
-def _add_db_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db", default="sqlite:///gatescan.db", help="SQLAlchemy URL or a SQLite file path"
-    )
-
-
 def _add_broker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", default="mqtt://localhost:1883")
     parser.add_argument("--client-id", default="gatescan-collector")
@@ -58,7 +51,7 @@ def _add_broker_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_web_options(parser: argparse.ArgumentParser) -> None:
-    _add_db_option(parser)
+    add_db_option(parser)
     parser.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default: %(default)s)")
     parser.add_argument("--site-timezone", default="Asia/Ho_Chi_Minh")
     parser.add_argument("--language", default="vi", choices=["vi", "en"], help="site default")
@@ -105,19 +98,13 @@ def run_web(args: argparse.Namespace) -> int:
 
 
 def run_server(args: argparse.Namespace) -> int:
-    from firmware_config.loader import PasswordFileError, find_mqtt_password
-    from protocol import parse_broker_url
-    from protocol.broker_url import BrokerUrlError
+    from gatescan.mqtt_login import MqttLoginError, collector_login
 
     try:
-        parse_broker_url(args.broker)
-        password = find_mqtt_password(os.environ)
-    except (BrokerUrlError, PasswordFileError) as exc:
+        username, password = collector_login(args.broker, args.username)
+    except MqttLoginError as exc:
         print(f"gatescan server: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    username = args.username or None
-    if username is not None and password is None:
-        log.warning("no MQTT password found; logging in as %r without one", username)
     retention = DEFAULT_RETENTION_DAYS if args.retention_days is None else args.retention_days
     broker = {"broker_url": args.broker, "client_id": args.client_id}
     return _serve(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from server.clock import Clock, utc_now
@@ -153,11 +153,7 @@ class Accounts:
             "created_at": self._clock(),
             "disabled": False,
         }
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(insert(users_table).values(row))
-        except IntegrityError:
-            raise AccountError(f"a user named {name!r} already exists") from None
+        self._insert_named(users_table, row, f"a user named {name!r} already exists")
 
     def set_language(self, name: str, language: Language | None) -> None:
         with self._engine.begin() as conn:
@@ -167,8 +163,7 @@ class Accounts:
 
     def authenticate(self, name: str, password: str) -> Account | None:
         """The user if the name and password match an enabled user, else None."""
-        with self._engine.connect() as conn:
-            row = conn.execute(select(users_table).where(users_table.c.name == name)).first()
+        row = self._user_row(name)
         if row is None:
             self._hasher.verify(password, self._decoy_hash)
             return None
@@ -177,8 +172,7 @@ class Accounts:
         return Account(row.name, Role.parse(row.role), row.language, via="session")
 
     def _user(self, name: str) -> Account | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(users_table).where(users_table.c.name == name)).first()
+        row = self._user_row(name)
         if row is None or row.disabled:
             return None
         return Account(row.name, Role.parse(row.role), row.language, via="session")
@@ -190,8 +184,7 @@ class Accounts:
         return [_user_info(row) for row in rows]
 
     def user(self, name: str) -> UserInfo | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(users_table).where(users_table.c.name == name)).first()
+        row = self._user_row(name)
         return None if row is None else _user_info(row)
 
     def set_password(self, name: str, password: str, *, keep_session: str | None = None) -> int:
@@ -200,23 +193,27 @@ class Accounts:
         _check_password(password)
         encoded = self._hasher.hash(password)
         with self._engine.begin() as conn:
-            done = conn.execute(
-                update(users_table).where(users_table.c.name == name).values(password_hash=encoded)
-            )
-            if done.rowcount == 0:
-                raise UnknownAccount(f"no user named {name!r}")
+            _update_user(conn, name, password_hash=encoded)
             return _end_user_sessions(conn, name, keep_session)
 
     def set_disabled(self, name: str, disabled: bool) -> int:
         """Disable (or enable) a user. Disabling ends every session of theirs at once; a
         disabled user cannot log in. Returns sessions ended."""
         with self._engine.begin() as conn:
-            done = conn.execute(
-                update(users_table).where(users_table.c.name == name).values(disabled=disabled)
-            )
-            if done.rowcount == 0:
-                raise UnknownAccount(f"no user named {name!r}")
+            _update_user(conn, name, disabled=disabled)
             return _end_user_sessions(conn, name, None) if disabled else 0
+
+    def _user_row(self, name: str) -> Row[Any] | None:
+        with self._engine.connect() as conn:
+            return conn.execute(select(users_table).where(users_table.c.name == name)).first()
+
+    def _insert_named(self, table: Table, row: dict[str, Any], taken: str) -> None:
+        """Insert a user's or a token's row; AccountError(`taken`) if the name is."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(table).values(row))
+        except IntegrityError:
+            raise AccountError(taken) from None
 
     # --- API tokens ---------------------------------------------------------------------------
 
@@ -231,11 +228,7 @@ class Accounts:
             "created_at": self._clock(),
             "revoked": False,
         }
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(insert(api_tokens_table).values(row))
-        except IntegrityError:
-            raise AccountError(f"a token named {name!r} already exists") from None
+        self._insert_named(api_tokens_table, row, f"a token named {name!r} already exists")
         return token
 
     def account_for_token(self, token: str) -> Account | None:
@@ -350,6 +343,12 @@ def _user_info(row: Any) -> UserInfo:
         row.created_at,
         row.last_login_at,
     )
+
+
+def _update_user(conn: Connection, name: str, **values: object) -> None:
+    done = conn.execute(update(users_table).where(users_table.c.name == name).values(values))
+    if done.rowcount == 0:
+        raise UnknownAccount(f"no user named {name!r}")
 
 
 def _end_user_sessions(conn: Connection, name: str, keep_secret: str | None) -> int:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from device.decoders import preprocess
@@ -52,9 +53,9 @@ class Crop:
     noisy: bool  # the cheap pass smoothed the frame
     frame_edges: tuple[bool, bool, bool, bool] = (False, False, False, False)  # top bottom l r
 
-    @property
+    @cached_property
     def smoothed(self) -> Frame:
-        """The crop as the cheap pass saw it."""
+        """The crop as the cheap pass saw it (smoothed once, for every step that uses it)."""
         return denoise(self.pixels) if self.noisy else self.pixels
 
 

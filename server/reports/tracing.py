@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, or_, select
 
 from server.accounts import Account, Role
 from server.audit import AuditLog
@@ -93,8 +93,9 @@ def trace_contacts(
     if not 1 <= window_min <= 24 * 60:
         raise ValueError("the window is 1 to 1440 minutes")
     window = timedelta(minutes=window_min)
-    rows = _subject_passages(store, subject_id, since, until)
-    visits = [_visit(store, row, window) for row in rows]
+    with store.engine.connect() as conn:  # one connection for the subject's visits and contacts
+        rows = _subject_passages(conn, subject_id, since, until)
+        visits = [_visit(conn, row, window) for row in rows]
     result = TracingResult(
         subject_id=subject_id,
         subject_name=next((r["subject_name"] for r in reversed(rows) if r["subject_name"]), ""),
@@ -118,7 +119,7 @@ def trace_contacts(
 
 
 def _subject_passages(
-    store: Store, subject_id: str, since: datetime | None, until: datetime | None
+    conn: Connection, subject_id: str, since: datetime | None, until: datetime | None
 ) -> list[dict[str, Any]]:
     c = entries_table.c
     query = select(entries_table).where(c.subject_id == subject_id)
@@ -127,12 +128,11 @@ def _subject_passages(
     if until is not None:
         query = query.where(c.ts < until)
     query = query.order_by(c.ts.desc(), c.event_id.desc()).limit(MAX_VISITS)
-    with store.engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
+    rows = [dict(r) for r in conn.execute(query).mappings()]
     return rows[::-1]
 
 
-def _visit(store: Store, visit: dict[str, Any], window: timedelta) -> Visit:
+def _visit(conn: Connection, visit: dict[str, Any], window: timedelta) -> Visit:
     c = entries_table.c
     near = or_(c.device_id == visit["device_id"], c.site_id == visit["site_id"])
     if not visit["site_id"]:  # gates without a site share no site with each other
@@ -148,8 +148,7 @@ def _visit(store: Store, visit: dict[str, Any], window: timedelta) -> Visit:
         )
         .order_by(c.ts, c.event_id)
     )
-    with store.engine.connect() as conn:
-        found = [dict(r) for r in conn.execute(query).mappings()]
+    found = [dict(r) for r in conn.execute(query).mappings()]
     return Visit(
         event_id=visit["event_id"],
         device_id=visit["device_id"],

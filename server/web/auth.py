@@ -98,7 +98,7 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     state = web_state(request)
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     wait = state.limiter.begin(username, client)  # counts this attempt as failed until it is not
     if wait > 0:
         log.warning(
@@ -110,8 +110,7 @@ def login(
     except HashingBusy:
         state.limiter.withdrawn(username, client)  # not checked: neither a failure nor a success
         log.warning("login from %s refused: too many password checks at once", client)
-        retry = max(1, math.ceil(state.settings.password_hash_wait_s))
-        return _retry_later(request, next, "login.busy", 503, retry)
+        return _retry_later(request, next, "login.busy", 503, busy_retry_s(state))
     if account is None:
         log.info("failed login for %s from %s", login_name_for_log(state, username), client)
         return _login_page(request, next, "login.failed", 401)
@@ -126,6 +125,16 @@ def login(
     set_session_cookie(response, state, session.secret)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
+
+
+def client_address(request: Request) -> str:
+    """The client's address, as the rate limits count and the logs name it."""
+    return request.client.host if request.client else "unknown"
+
+
+def busy_retry_s(state: WebState) -> int:
+    """Retry-After for a request refused because the password hashing turns were all taken."""
+    return max(1, math.ceil(state.settings.password_hash_wait_s))
 
 
 def set_session_cookie(response: Response, state: WebState, secret: str) -> None:
@@ -220,17 +229,22 @@ async def _login_required(request: Request, exc: LoginRequired) -> Response:
     return response
 
 
-# Query fields and paths that may hold an ID number or a name (old bookmarks): not carried into
-# the login page's address (the browser's history, a proxy's log) as the page to come back to.
-_PERSONAL_FIELDS = frozenset({"person", "subject"})
+# Query fields that may hold an ID number or a name (old bookmarks): accepted, never put in a
+# URL of ours (the browser's history, a proxy's log).
+PERSONAL_PARAMS = frozenset({"person", "subject"})
+
+
+def without_personal_params(request: Request) -> str:
+    """The request's path and query, less the fields that may hold an ID number or a name."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in PERSONAL_PARAMS]
+    return request.url.path + (f"?{urlencode(kept)}" if kept else "")
 
 
 def _login_target(request: Request) -> str:
-    path = request.url.path
-    if path.startswith("/people/"):
+    """The page to come back to after login (a path too may hold an ID: /people/{id})."""
+    if request.url.path.startswith("/people/"):
         return "/tracing"
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in _PERSONAL_FIELDS]
-    return path + (f"?{urlencode(kept)}" if kept else "")
+    return without_personal_params(request)
 
 
 async def _not_allowed(request: Request, exc: NotAllowed) -> Response:

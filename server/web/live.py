@@ -16,11 +16,15 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from server.accounts import Role
 from server.reports.entries import view_entries
-from server.reports.fleet import fleet_status
-from server.reports.occupancy import occupancy_today
 from server.web.auth import User, require_role
 from server.web.state import web_state
-from server.web.views import EntryQuery, page_context, render
+from server.web.views import (
+    EntryQuery,
+    fleet_context,
+    occupancy_context,
+    page_context,
+    render,
+)
 
 router = APIRouter(prefix="/live", include_in_schema=False)
 
@@ -30,13 +34,7 @@ LIVE_PAGE_SIZE = 50
 
 @router.get("/fleet")
 def fleet_fragment(request: Request, user: Viewer) -> Response:
-    state = web_state(request)
-    settings = state.settings
-    context = page_context(request, user, "fleet")
-    context["gates"] = fleet_status(
-        state.store, context["now"], settings.offline_after_s, settings.tz
-    )
-    return render(request, "parts/fleet_body.html", context)
+    return render(request, "parts/fleet_body.html", fleet_context(request, user))
 
 
 @router.get("/entries")
@@ -68,7 +66,4 @@ def entries_fragment(request: Request, user: Viewer) -> Response:
 
 @router.get("/occupancy")
 def occupancy_fragment(request: Request, user: Viewer) -> Response:
-    state = web_state(request)
-    context = page_context(request, user, "occupancy")
-    context["sites"] = occupancy_today(state.store, state.settings.tz, clock=state.clock)
-    return render(request, "parts/occupancy_body.html", context)
+    return render(request, "parts/occupancy_body.html", occupancy_context(request, user))

@@ -20,8 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from server.accounts import Role
 from server.reports import NotAllowed
 from server.reports.entries import check_person_lookup, view_entries
-from server.reports.fleet import fleet_status
-from server.reports.occupancy import occupancy_today
 from server.reports.tracing import trace_contacts
 from server.web import api
 from server.web.auth import User, require_role, safe_next, user_language
@@ -39,7 +37,9 @@ from server.web.views import (
     STATUSES,
     EntryQuery,
     entry_query,
+    fleet_context,
     hide_term,
+    occupancy_context,
     page_context,
     render,
     reveal_term,
@@ -57,13 +57,7 @@ LANGUAGE_COOKIE_MAX_AGE_S = 365 * 86400
 
 @router.get("/")
 def fleet_page(request: Request, user: Viewer) -> Response:
-    state = web_state(request)
-    settings = state.settings
-    context = page_context(request, user, "fleet")
-    context["gates"] = fleet_status(
-        state.store, context["now"], settings.offline_after_s, settings.tz
-    )
-    return render(request, "fleet.html", context)
+    return render(request, "fleet.html", fleet_context(request, user))
 
 
 # --- entries -------------------------------------------------------------------------------------
@@ -160,40 +154,36 @@ def tracing_page(request: Request, user: Viewer) -> Response:
             return _tracing(request, user, "", params, expired=True)
         return _tracing(request, user, subject, params, handle=handle)
     # `subject=`: a bookmark made before the handles; still read, never made.
-    return _old_tracing_bookmark(request, user, str(params.get("subject") or "").strip(), params)
+    return _tracing_by_handle(request, user, str(params.get("subject") or "").strip(), params)
 
 
 @router.post("/tracing/search")
 async def tracing_search(request: Request, user: Viewer) -> Response:
     """The tracing form's POST: answered by a redirect to the result by a handle."""
     form = await request.form()
-    state = web_state(request)
-    default_window = state.settings.tracing_window_min
-    query = TracingQuery.from_params(form, str(form.get("subject") or "").strip(), default_window)
-    if query.subject and user.role < Role.MANAGER:  # shown as the page shows it, nothing kept
-        return await run_in_threadpool(_tracing, request, user, query.subject, form)
-    if not query.subject:
+    subject = str(form.get("subject") or "").strip()
+    if not subject:
         return RedirectResponse("/tracing", status_code=303)
-    handle = await run_in_threadpool(hide_term, request, query.subject)
-    return RedirectResponse(query.url(handle), status_code=303)
+    return await run_in_threadpool(_tracing_by_handle, request, user, subject, form)
 
 
 @router.get("/people/{subject_id}")
 def person_page(request: Request, user: Viewer, subject_id: str) -> Response:
     """For old bookmarks: the pages link to /tracing?q=... instead."""
-    return _old_tracing_bookmark(request, user, subject_id.strip(), request.query_params)
+    return _tracing_by_handle(request, user, subject_id.strip(), request.query_params)
 
 
-def _old_tracing_bookmark(
+def _tracing_by_handle(
     request: Request, user: User, subject: str, params: Mapping[str, Any]
 ) -> Response:
-    """A subject given in the URL: a manager is sent on to the same result by a handle, so the
-    address bar (and the history from now on) no longer holds it; others get the page's 403."""
+    """A subject given outright (the search form, an old bookmark): a manager is sent on to the
+    result by a handle, so the address bar (and the history from now on) never holds it; others
+    get the page's 403, and nothing is kept."""
     if not subject or user.role < Role.MANAGER:
         return _tracing(request, user, subject, params)
     window = web_state(request).settings.tracing_window_min
     query = TracingQuery.from_params(params, subject, window)
-    return RedirectResponse(query.url(hide_term(request, subject)), status_code=303)
+    return RedirectResponse(query.url(hide_term(request, query.subject)), status_code=303)
 
 
 @dataclass(frozen=True)
@@ -302,10 +292,7 @@ def _expired_download(request: Request, user: User) -> Response:
 
 @router.get("/occupancy")
 def occupancy_page(request: Request, user: Viewer) -> Response:
-    state = web_state(request)
-    context = page_context(request, user, "occupancy")
-    context["sites"] = occupancy_today(state.store, state.settings.tz, clock=state.clock)
-    return render(request, "occupancy.html", context)
+    return render(request, "occupancy.html", occupancy_context(request, user))
 
 
 @router.get("/export")

@@ -11,7 +11,6 @@ this one goes on under a new id (a new cookie). The change is audited (action "a
 from __future__ import annotations
 
 import logging
-import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -20,7 +19,14 @@ from starlette.concurrency import run_in_threadpool
 
 from server.accounts import MIN_PASSWORD_CHARS, AccountError, Role
 from server.passwords import HashingBusy
-from server.web.auth import User, require_role, set_session_cookie, user_language
+from server.web.auth import (
+    User,
+    busy_retry_s,
+    client_address,
+    require_role,
+    set_session_cookie,
+    user_language,
+)
 from server.web.i18n import Translator
 from server.web.state import WebState, request_session, web_state
 from server.web.views import page_context, render
@@ -87,7 +93,7 @@ def _change(request: Request, user: User, typed: dict[str, str]) -> str:
     if len(new) < MIN_PASSWORD_CHARS:  # the rule set_password applies, before any scrypt
         raise _Refusal(t("account.password.policy", n=MIN_PASSWORD_CHARS), 400)
 
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     changes = state.password_changes.begin(user.name, client)  # counted if it goes through
     if changes > 0:
         log.warning("password changes too frequent for user %r from %s", user.name, client)
@@ -112,7 +118,7 @@ def _checked_change(
     except HashingBusy:
         state.limiter.withdrawn(user.name, client)  # not checked: neither failure nor success
         log.warning("password change from %s refused: too many password checks at once", client)
-        raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(state)) from None
+        raise _Refusal(t("account.password.busy"), 503, busy_retry_s(state)) from None
     if account is None:
         log.info("password change: wrong current password for user %r from %s", user.name, client)
         raise _Refusal(t("account.password.wrong_current"), 400)
@@ -124,7 +130,7 @@ def _checked_change(
         ended = state.accounts.set_password(user.name, new)
     except HashingBusy:
         log.warning("password change from %s refused: too many password hashes at once", client)
-        raise _Refusal(t("account.password.busy"), 503, _busy_retry_s(state)) from None
+        raise _Refusal(t("account.password.busy"), 503, busy_retry_s(state)) from None
     except AccountError:  # the policy the CLI enforces too (accounts.py); the reason withheld
         raise _Refusal(t("account.password.policy", n=MIN_PASSWORD_CHARS), 400) from None
     fresh = state.accounts.start_session(account)
@@ -134,10 +140,6 @@ def _checked_change(
         "user %r changed their password; %d session(s) ended, this one renewed", user.name, ended
     )
     return fresh.secret
-
-
-def _busy_retry_s(state: WebState) -> int:
-    return max(1, math.ceil(state.settings.password_hash_wait_s))
 
 
 def _refused_page(request: Request, user: User, refusal: _Refusal) -> Response:

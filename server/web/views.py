@@ -20,8 +20,9 @@ from fastapi.responses import HTMLResponse
 from protocol.verdicts import VerdictStatus
 from server.accounts import Role
 from server.reports.entries import EntryFilter, check_person_lookup
-from server.reports.fleet import GateStatus
-from server.web.auth import User, user_language
+from server.reports.fleet import GateStatus, fleet_status
+from server.reports.occupancy import occupancy_today
+from server.web.auth import User, user_language, without_personal_params
 from server.web.csrf import csrf_token
 from server.web.i18n import DateFormatter, Translator, i18n_context, parse_local_datetime
 from server.web.search_handles import session_key
@@ -95,7 +96,6 @@ class EntryQuery:
 
 FILTER_FIELDS = ("site", "gate", "since", "until", "verdict", "person")
 HANDLE_PARAM = "q"
-PERSONAL_PARAMS = frozenset({"person", "subject"})  # accepted from old bookmarks, never made
 
 
 def hide_term(request: Request, term: str) -> str:
@@ -188,10 +188,6 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
     """Everything base.html and the page parts need besides the page's own data."""
     state = web_state(request)
     words = i18n_context(user_language(request, user), state.settings.tz)
-    # Where the language switch comes back to. Pages that may hold a search term in their own
-    # URL (an old bookmark's ?person=, /people/{id}) set it to the same view by its handle.
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in PERSONAL_PARAMS]
-    here = request.url.path + (f"?{urlencode(kept)}" if kept else "")
     return {
         **words,
         **Wording(words["t"], words["fmt"]).helpers(),
@@ -199,12 +195,33 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
         "role_name": user.role.label,
         "can_look_up_people": user.role >= Role.MANAGER,  # the person filter (reports.entries)
         "csrf_token": csrf_token(request),
-        "here": here,
+        # Where the language switch comes back to. Pages that may hold a search term in their
+        # own URL (an old bookmark's ?person=, /people/{id}) set it to the same view by its handle.
+        "here": without_personal_params(request),
         "active": active,
         "now": state.clock(),
         "live_interval_s": LIVE_INTERVAL_S,
         "person_link": person_link(request),
     }
+
+
+def fleet_context(request: Request, user: User) -> dict[str, Any]:
+    """The fleet page's context: for the page and its live region alike."""
+    state = web_state(request)
+    context = page_context(request, user, "fleet")
+    settings = state.settings
+    context["gates"] = fleet_status(
+        state.store, context["now"], settings.offline_after_s, settings.tz
+    )
+    return context
+
+
+def occupancy_context(request: Request, user: User) -> dict[str, Any]:
+    """The occupancy page's context: for the page and its live region alike."""
+    state = web_state(request)
+    context = page_context(request, user, "occupancy")
+    context["sites"] = occupancy_today(state.store, state.settings.tz, clock=state.clock)
+    return context
 
 
 def render(
