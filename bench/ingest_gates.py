@@ -21,9 +21,10 @@ The parent process switches every gate between modes (a shared `mode` value):
   and their latency shows it.
 
 The two topic prefixes have the same length and the payloads are the same real protocol
-Events (built once per gate by `gatescan.samples.sample_event`, then given a fresh event_id and
-seq per publish by splicing bytes, so no time goes to pydantic during the run): the two modes put
-exactly the same bytes on the wire. The collector validates every one of them in full.
+Events (built once per gate by `gatescan.samples.sample_event`, then given a fresh event_id, made
+as a gate makes it (protocol/event_ids.py), the next seq and the time of the publish by splicing
+bytes, so no time goes to pydantic during the run): the two modes put exactly the same bytes on
+the wire. The collector validates every one of them in full.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import selectors
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -40,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gatescan.samples import sample_event
 from protocol import Topic
+from protocol.event_ids import new_event_id
 from protocol.topics import PREFIX, device_topic
 from server.ingest_client import IngestClient
 
@@ -47,17 +50,20 @@ IDLE, BARE, COLLECTOR, PACED, DONE = 0, 1, 2, 3, 4
 BARE_PREFIX = "baseline" + PREFIX[len("gatescan") :]  # same length as gatescan's prefix
 _ID_SENTINEL = "E" * 24
 _SEQ_SENTINEL = 987654321
+_TS_SENTINEL = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
 CONNECT_TIMEOUT_S = 60.0
 
 
-def event_template(device_id: str) -> tuple[bytes, bytes, bytes]:
-    """A real Event's JSON cut around its event_id and seq: (head, middle, tail)."""
+def event_template(device_id: str) -> tuple[bytes, ...]:
+    """A real Event's JSON cut around its event_id, seq and ts: (head, a, b, tail), to be joined
+    as head + event_id + a + seq + b + ts + tail."""
     event = sample_event(
         event_id=_ID_SENTINEL,
         device_id=device_id,
         site_id="Bến xe Mỹ Đình",
         seq=_SEQ_SENTINEL,
         boot_id="6b7ea7a3-810e-4299-b27a-390d521f2cd4",
+        ts=_TS_SENTINEL,
         subject_id="079203012345",
         subject_name="Nguyễn Thị Thu Uyên",
         code_sha256="9a" * 32,
@@ -65,8 +71,14 @@ def event_template(device_id: str) -> tuple[bytes, bytes, bytes]:
     )
     payload = event.to_json()
     head, rest = payload.split(_ID_SENTINEL.encode())
-    middle, tail = rest.split(str(_SEQ_SENTINEL).encode())
-    return head, middle, tail
+    after_id, rest = rest.split(str(_SEQ_SENTINEL).encode())
+    after_seq, tail = rest.split(_ts_text(_TS_SENTINEL))
+    return head, after_id, after_seq, tail
+
+
+def _ts_text(value: datetime) -> bytes:
+    """`ts` as the protocol's JSON writes it (checked against it for the sentinel above)."""
+    return f"{value:%Y-%m-%dT%H:%M:%S.%f}Z".encode()
 
 
 def bare_topic(device_id: str) -> str:
@@ -82,7 +94,7 @@ class WorkerPlan:
     device_ids: tuple[str, ...]
     first_index: int  # of these gates in the shared arrays
     window: int  # events per gate not yet settled, in the current mode
-    run_token: str  # makes event ids unique across runs
+    run_token: str  # makes client ids unique across runs
 
 
 @dataclass(frozen=True)
@@ -117,8 +129,7 @@ class SimulatedGate:
         self.index = index
         self.events_topic = device_topic(device_id, Topic.EVENTS)
         self.bare_topic = bare_topic(device_id)
-        self._head, self._middle, self._tail = event_template(device_id)
-        self._id_prefix = f"{plan.run_token}-{device_id}-"
+        self._head, self._after_id, self._after_seq, self._tail = event_template(device_id)
         self.seq = 0
         self.pending: dict[str, float] = {}  # collector events: event_id -> published at
         self.published_bare = 0
@@ -131,10 +142,12 @@ class SimulatedGate:
         )
 
     def next_payload(self) -> tuple[str, bytes]:
+        """The next event, as a gate makes it: a new time-ordered id, the next seq, now."""
         self.seq += 1
-        event_id = f"{self._id_prefix}{self.seq:09d}"
-        parts = (self._head, event_id.encode(), self._middle, str(self.seq).encode(), self._tail)
-        return event_id, b"".join(parts)
+        event_id = new_event_id()
+        seq, ts = str(self.seq).encode(), _ts_text(datetime.now(UTC))
+        parts = (self._head, event_id.encode(), self._after_id, seq, self._after_seq, ts)
+        return event_id, b"".join((*parts, self._tail))
 
 
 class GateWorker:

@@ -38,7 +38,12 @@ from gatescan.broker import LocalBroker
 WORKERS = 2  # simulator processes, one per core
 SITE_CONFIG = PROJECT_ROOT / "deploy" / "mosquitto" / "gatescan.conf"
 # The site broker's settings that matter for ingest (its listener, users and files do not).
-SITE_OPTIONS = ("max_queued_messages", "max_packet_size", "max_inflight_messages")
+SITE_OPTIONS = (
+    "max_queued_messages",
+    "max_packet_size",
+    "max_inflight_messages",
+    "set_tcp_nodelay",
+)
 
 
 def site_broker_config() -> str:

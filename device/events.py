@@ -12,12 +12,12 @@ never dead-letters an honest gate's entry:
 from __future__ import annotations
 
 import re
-import uuid
 
 from device.clock import Clock
 from device.credentials import Credential, ParseResult
 from device.policy import Verdict
 from protocol import Direction, Event
+from protocol.event_ids import new_event_id
 from protocol.messages import BOOT_ID_PATTERN
 from protocol.text import code_text_problem, plain_text_problem, printable
 from protocol.topics import is_valid_device_id
@@ -45,10 +45,11 @@ class EventBuilder:
         self.record_raw_text = record_raw_text
 
     def build(self, seq: int, parsed: ParseResult, verdict: Verdict) -> Event:
-        # A random id, not one derived from the clock: a clock that jumps back never repeats it.
+        # Unique by its 74 random bits (a clock that jumps back never repeats it), and ordered by
+        # time so the collector's index of ids grows at its end (protocol/event_ids.py).
         code_text, withheld = self._kept_text(parsed)
         return Event(
-            event_id=uuid.uuid4().hex,
+            event_id=new_event_id(),
             device_id=self.device_id,
             site_id=self.site_id,
             seq=seq,

@@ -156,6 +156,7 @@ class LocalBroker:
             f"listener {self.port} {self.host}",
             *self._access_lines(),
             "persistence false",
+            "set_tcp_nodelay true",  # as a site's broker (deploy/mosquitto/gatescan.conf)
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",

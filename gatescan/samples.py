@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import numpy as np
 
 from device.decode import Frame
 from protocol import Event
+from protocol.event_ids import new_event_id
 
 FrameSize = tuple[int, int]  # (width, height), as cameras are described
 Point = tuple[int, int]  # (x, y)
@@ -242,7 +242,7 @@ def sample_event(**fields: Any) -> Event:
     person = sample_cards()[0]
     card = person.payload()
     values: dict[str, Any] = {
-        "event_id": f"ev-{uuid.uuid4().hex}",
+        "event_id": new_event_id(),
         "device_id": "gate-01",
         "site_id": "hq",
         "seq": 1,

@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import AwareDatetime
 from sqlalchemy import Engine, Select, Table, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.default import DefaultDialect
+from sqlalchemy.pool import QueuePool
 
 from protocol import Event, Status, Telemetry
 from server.ingest_store import (
@@ -32,17 +34,17 @@ from server.ingest_store import (
     write_batch,
 )
 from server.tables import (
-    add_missing_columns,
     dead_letters_table,
     devices_table,
     entries_table,
     metadata,
+    upgrade_schema,
 )
 
 log = logging.getLogger("gatescan.store")
 
 CACHE_KIB = 64 * 1024  # SQLite's page cache per connection
-WAL_AUTOCHECKPOINT_PAGES = 10_000  # pages of WAL (about 40 MB) between automatic checkpoints
+WAL_AUTOCHECKPOINT_PAGES = 1_000  # pages of WAL (about 4 MB) between automatic checkpoints
 
 __all__ = [
     "DEAD_LETTER_PAYLOAD_BYTES",
@@ -121,17 +123,20 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
         # outbox. Durability is the promise, so every commit syncs the WAL; batching many events
         # per commit (issue 4) is how throughput is bought back, not a weaker sync.
         cursor.execute("PRAGMA synchronous=FULL")
-        # Checkpoint (copy the WAL back into the database file, and fsync it) every 40 MB of WAL
-        # rather than SQLite's 4 MB: a batch of entries with random event ids touches pages all
-        # over the indexes, so at 4 MB nearly every commit also ran a checkpoint, and a page
-        # changed by several commits was copied back each time (bench/ingest_bench.py: about a
-        # fifth less CPU per stored event once the table holds a few hundred thousand).
+        # Checkpoint (copy the WAL back into the database file, and fsync it) every 4 MB of WAL,
+        # SQLite's default, said here because it was once 40 MB: while random event ids and a
+        # gate-first index spread every batch over the indexes, a small WAL meant a checkpoint
+        # at nearly every commit. With keys that grow with time (server/tables.py) a commit
+        # writes few pages, and the checkpoint runs inside the commit that crosses the mark, so
+        # a smaller one keeps that commit's acks from waiting long (bench/ingest_bench.py at 500
+        # gates and a million entries: 40 MB ones stalled a batch 0.1-0.25 s every 4 s; 4 MB
+        # ones at most about 0.08 s, for the same CPU per stored event).
         cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        # Keep up to 64 MiB of pages in memory rather than SQLite's 2 MiB: every stored event
-        # adds a key at a random place in the event_id index (and in the per-gate and per-person
-        # ones), and with 2 MiB nearly each of those pages is read again from the OS at every
-        # batch (bench/ingest_bench.py: about a fifth less CPU per stored event at a few hundred
-        # thousand entries). Pages are taken as used, not up front.
+        # Keep up to 64 MiB of pages in memory rather than SQLite's 2 MiB: a stored event may add
+        # a key at a random place in an index (the per-person one; event ids from an older gate,
+        # which made random ones), and with 2 MiB nearly each of those pages is read again from
+        # the OS at every batch (bench/ingest_bench.py, with random ids: about a fifth less CPU
+        # per stored event at a few hundred thousand entries). Pages are taken as used.
         cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         # Wait for a lock held by another process (an export, a second tool) instead of failing.
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -140,12 +145,24 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
         cursor.close()
 
 
+def _pool_options(url: URL) -> dict[str, Any]:
+    """Last in, first out where the pool is a queue (a database file or server; SQLite in memory
+    has one connection per thread): a thread that writes again gets the connection it wrote
+    with, whose page cache is still good. (SQLite drops a connection's whole cache when another
+    one changed the database, and first in, first out handed the collector's writer its two
+    connections in turn, so each batch began with an empty cache.)"""
+    dialect = url.get_dialect()
+    if issubclass(dialect, DefaultDialect) and issubclass(dialect.get_pool_class(url), QueuePool):
+        return {"pool_use_lifo": True}
+    return {}
+
+
 class Store:
     """Entries, devices and dead letters. Safe to share between threads (one engine, a pool)."""
 
     def __init__(self, url: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.url = database_url(url)
-        self._engine: Engine = create_engine(self.url)
+        self._engine: Engine = create_engine(self.url, **_pool_options(self.url))
         if self._engine.dialect.name == "sqlite":
 
             def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -154,7 +171,7 @@ class Store:
             event.listen(self._engine, "connect", on_connect)
         metadata.create_all(self._engine)
         self._entry_rows = EntryRows(self._engine.dialect)
-        for column in add_missing_columns(self._engine):
+        for column in upgrade_schema(self._engine):
             log.info("database upgraded: added column %s", column)
 
     @property

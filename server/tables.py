@@ -2,7 +2,7 @@
 
 The SQL stays portable so PostgreSQL can take over from SQLite when one machine is not enough.
 Every timestamp is stored and read as timezone-aware UTC. Columns added after a table first
-shipped are added to an existing database by `add_missing_columns`, so an older database file
+shipped are added to an existing database by `upgrade_schema`, so an older database file
 keeps working (a new column always has a default).
 """
 
@@ -83,8 +83,13 @@ entries_table = Table(
     Column("code_text", Text, nullable=True),
     Column("code_text_withheld", Boolean, nullable=False, default=False),
     Column("received_at", UtcDateTime, nullable=False),
-    Index("ix_entries_device_boot_seq", "device_id", "boot_id", "seq"),
-    Index("ix_entries_ts", "ts"),
+    # Time, then gate: serves time ranges (the dashboard, tracing, exports, the purge) and a gate
+    # within one (read from the index alone). Keys grow with time, so each commit adds its keys
+    # at the index's end. There is no index that starts with the gate: with N gates it takes
+    # each commit's keys at N places, and SQLite writes every page it changes to its log
+    # whole, so at 500 gates that one index cost about as much as the rest of the row
+    # (docs/benchmarks.md); a gate's entries over all time are a scan of this index instead.
+    Index("ix_entries_ts_device", "ts", "device_id"),
     Index("ix_entries_subject_id", "subject_id"),
     # The retention purge's other half (server/retention.py: received_at OR a synced ts): without
     # it the hourly purge reads the whole table.
@@ -178,6 +183,12 @@ audit_log_table = Table(
     Index("ix_audit_log_at", "at"),
 )
 
+# Indexes a shipped version made and this one does not: dropped when a database is opened.
+_DROPPED_INDEXES = (
+    ("entries", "ix_entries_device_boot_seq"),  # gate first: see ix_entries_ts_device
+    ("entries", "ix_entries_ts"),  # ix_entries_ts_device starts with ts
+)
+
 # Columns added to a shipped table: (table, column, its SQL definition for ALTER TABLE ADD).
 _ADDED_COLUMNS = (
     ("entries", "code_text_withheld", "BOOLEAN NOT NULL DEFAULT FALSE"),
@@ -191,9 +202,10 @@ _ADDED_COLUMNS = (
 )
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
-    """Add the columns and indexes an older database lacks; return "table.column" for each
-    column added (each index created is logged)."""
+def upgrade_schema(engine: Engine) -> list[str]:
+    """Bring an older database up to this schema: add the columns and indexes it lacks, drop
+    the indexes this version no longer keeps. Return "table.column" for each column added (each
+    index created or dropped is logged)."""
     inspector = inspect(engine)
     added = []
     with engine.begin() as conn:
@@ -210,4 +222,8 @@ def add_missing_columns(engine: Engine) -> list[str]:
                 if index.name not in have:
                     log.info("database upgrade: creating index %s", index.name)
                     index.create(conn, checkfirst=True)
+        for table, name in _DROPPED_INDEXES:
+            if name in {i["name"] for i in inspector.get_indexes(table)}:
+                log.info("database upgrade: dropping index %s", name)
+                conn.execute(text(f"DROP INDEX {name}"))
     return added

@@ -100,7 +100,7 @@ def test_the_purge_searches_indexes_instead_of_scanning_the_entries(store: Store
     plan = _query_plan(store, *_purge_select(store))
     # received_at < cutoff OR (clock synced AND ts < cutoff): one index per side of the OR.
     assert any("USING INDEX ix_entries_received_at (received_at<?)" in step for step in plan), plan
-    assert any("USING INDEX ix_entries_ts (ts<?)" in step for step in plan), plan
+    assert any("USING INDEX ix_entries_ts_device (ts<?)" in step for step in plan), plan
     assert not any(step.startswith("SCAN entries") for step in plan), plan
 
 
