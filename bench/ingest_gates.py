@@ -141,11 +141,12 @@ class SimulatedGate:
             protocol=MQTTProtocolVersion.MQTTv5,
         )
 
-    def next_payload(self) -> tuple[str, bytes]:
-        """The next event, as a gate makes it: a new time-ordered id, the next seq, now."""
+    def next_payload(self, ts: bytes) -> tuple[str, bytes]:
+        """The next event, as a gate makes it: a new time-ordered id, the next seq, and `ts`
+        (the time as the protocol writes it)."""
         self.seq += 1
         event_id = new_event_id()
-        seq, ts = str(self.seq).encode(), _ts_text(datetime.now(UTC))
+        seq = str(self.seq).encode()
         parts = (self._head, event_id.encode(), self._after_id, seq, self._after_seq, ts)
         return event_id, b"".join((*parts, self._tail))
 
@@ -168,6 +169,7 @@ class GateWorker:
         self._paced_rate = 0.0
         self._due_at: deque[float] = deque()  # fallen due, not yet published: when
         self._next_gate = 0
+        self._now = b""  # the time for events made in this pass of the loop (as JSON writes it)
 
     def connect(self) -> None:
         for gate in self.gates:
@@ -196,6 +198,7 @@ class GateWorker:
         """Publish in the parent's mode until DONE, then wait for every event to settle."""
         mode = self.shared.mode
         while (current := mode.value) != DONE:
+            self._now = _ts_text(datetime.now(UTC))  # once per pass: a pass takes a few ms
             if current == BARE:
                 self._fill_bare()
             elif current == COLLECTOR:
@@ -255,7 +258,7 @@ class GateWorker:
                 return  # every window is full: the collector is behind
 
     def _publish_collector(self, gate: SimulatedGate, due_at: float | None = None) -> None:
-        event_id, payload = gate.next_payload()
+        event_id, payload = gate.next_payload(self._now)
         gate.pending[event_id] = time.monotonic() if due_at is None else due_at
         gate.client.publish(gate.events_topic, payload, qos=1)
         gate.published_collector += 1
@@ -264,7 +267,7 @@ class GateWorker:
         window, received = self.plan.window, self.shared.received
         for gate in self.gates:
             while gate.published_bare - received[gate.index] < window:
-                gate.client.publish(gate.bare_topic, gate.next_payload()[1], qos=1)
+                gate.client.publish(gate.bare_topic, gate.next_payload(self._now)[1], qos=1)
                 gate.published_bare += 1
 
     def _read(self, timeout: float) -> None:

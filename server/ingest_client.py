@@ -28,7 +28,9 @@ session, QoS 1 publishing and its in-flight window) and changes exactly these:
   queues wake the network thread once, and whole packets waiting together go out in one
   `send()`;
 - a plain "success" PUBACK is decoded to shared constants (the benchmark's simulated gates
-  publish with this client too).
+  publish with this client too);
+- its TCP socket sends each packet at once (TCP_NODELAY): with Nagle's algorithm a batch's acks
+  could wait for the broker to acknowledge the previous send at TCP level.
 
 It relies on paho internals (`_sock_recv`, `_packet_read`, `_packet_handle`, `_handle_publish`,
 `_handle_pubackcomp`, `_do_on_publish`, `_packet_queue`, `_packet_write`, `_sock`,
@@ -38,6 +40,7 @@ tests/integration/test_ingest_client.py runs it against a real Mosquitto.
 
 from __future__ import annotations
 
+import socket
 import struct
 import threading
 import time
@@ -129,8 +132,11 @@ class IngestClient(mqtt.Client):
         self._read_buffer, self._read_at = b"", 0
 
     def reconnect(self) -> MQTTErrorCode:
+        # connect() and paho's automatic reconnects come here.
         self._reset_read_buffer()  # bytes of a lost connection mean nothing on the next
-        return super().reconnect()
+        rc = super().reconnect()
+        send_at_once(self._sock)  # no Nagle delay on this connection
+        return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
         header = self._in_packet["command"]
@@ -361,3 +367,15 @@ def _variable_byte_integer(data: bytes | bytearray, at: int) -> tuple[int, int]:
             return value, position + 1
         shift += 7
     return -1, at
+
+
+def send_at_once(sock: Any) -> bool:
+    """Turn Nagle's algorithm off on a TCP socket (TLS-wrapped too); False where it does not
+    apply (no socket, a Unix socket) or the system refuses."""
+    if sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        return False
+    return True

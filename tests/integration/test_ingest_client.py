@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -168,6 +169,16 @@ def test_qos1_publishes_are_settled_by_their_pubacks(broker: LocalBroker) -> Non
         assert sender.client._inflight_messages == 0  # every slot of the window came back
     finally:
         sender.close()
+        inbox.close()
+
+
+def test_its_socket_sends_each_packet_at_once(broker: LocalBroker) -> None:
+    inbox = Inbox(broker, "nodelay")
+    try:
+        sock = inbox.client.socket()
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
         inbox.close()
 
 
