@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from protocol import Ack, Topic, device_topic, parse_broker_url
+from protocol import Topic, device_topic, parse_broker_url
 from protocol.topics import subscription
 from server.failpoints import Failpoints
 from server.ingest import CollectorCounters, IncomingMessage
@@ -233,7 +233,7 @@ class Collector:
         mids = [d.mid for d in batch if d.qos == 1 and d.connection == connection]
         self._client.ack_many(mids)
 
-    def _publish_ack(self, device_id: str, ack: Ack) -> bool:
+    def _publish_ack(self, device_id: str, payload: bytes) -> bool:
         """At QoS 0 (docs/protocol.md, "Why acks travel at QoS 0"): a lost ack costs the gate a
         resend, which is acked again; a QoS 1 ack would cost the collector, the broker and the
         gate a PUBACK and its bookkeeping for every ack, and acks are about one per event when
@@ -241,7 +241,7 @@ class Collector:
         topic = self._ack_topics.get(device_id)
         if topic is None:
             topic = self._ack_topics[device_id] = device_topic(device_id, Topic.ACK).encode()
-        rc = self._client.publish_qos0(topic, ack.to_json())
+        rc = self._client.publish_qos0(topic, payload)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             # Not fatal: the gate resends what is not acked, and we ack it then.
             log.warning("ack to %s not sent now: %s", device_id, mqtt.error_string(rc))

@@ -28,8 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
-from protocol import Ack
-from protocol.messages import Rejection
+from protocol.messages import Rejection, ack_payload
 from protocol.text import printable
 from server.failpoints import AFTER_ACK, AFTER_COMMIT, BEFORE_COMMIT, Failpoints
 from server.ingest import (
@@ -62,7 +61,7 @@ class MessageHandler:
         self,
         *,
         store: Store,
-        send_ack: Callable[[str, Ack], bool],
+        send_ack: Callable[[str, bytes], bool],
         clock: Callable[[], datetime] = utc_now,
         counters: CollectorCounters | None = None,
         failpoints: Failpoints | None = None,
@@ -157,8 +156,7 @@ class MessageHandler:
             chunk = slice(start, start + ACK_CHUNK)
             # Every id comes from a validated Event and every rejection is a validated model:
             # the ack needs no second validation.
-            ack = Ack.model_construct(event_ids=ids[chunk], rejected=rejected[chunk])
-            if self._send_ack(device_id, ack):
+            if self._send_ack(device_id, ack_payload(ids[chunk], rejected[chunk])):
                 self.counters.acks_sent += 1
 
     def _dead_letter_failed_batch(

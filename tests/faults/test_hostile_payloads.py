@@ -237,8 +237,8 @@ def test_each_kind_of_hostile_payload_is_dead_lettered_with_its_reason_and_logge
     store = Store(tmp_path / "gatescan.db")
     acked: list[str] = []
 
-    def send_ack(_device: str, ack: Ack) -> bool:
-        acked.extend(ack.event_ids)
+    def send_ack(_device: str, payload: bytes) -> bool:
+        acked.extend(Ack.model_validate_json(payload).event_ids)
         return True
 
     handler = MessageHandler(store=store, send_ack=send_ack)

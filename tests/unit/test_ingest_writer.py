@@ -50,7 +50,8 @@ class Steps:
         self.log: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
 
-    def send_ack(self, device_id: str, ack: Ack) -> bool:
+    def send_ack(self, device_id: str, payload: bytes) -> bool:
+        ack = Ack.model_validate_json(payload)
         with self.lock:
             self.log.append(("ack", (device_id, list(ack.event_ids), self.store.count_entries())))
         return True

@@ -5,9 +5,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol import MAX_MESSAGE_BYTES, Ack, Event, Status, Telemetry, Topic, parse_message
-from protocol.messages import MessageError, Rejection, event_id_of
+from protocol.messages import MessageError, Rejection, ack_payload, event_id_of
 
 DIGEST = "ab" * 32
 
@@ -298,3 +300,29 @@ def test_telemetry_counts_rejected_events_and_an_older_gate_sends_none() -> None
     assert (older.rejected_total, newer.rejected_total) == (0, 3)
     assert refused(encoded({**fields, "rejected_total": "3"}), Topic.TELEMETRY).reason == "schema"
     assert isinstance(newer, Telemetry)
+
+
+# --- ack_payload: the collector's acks, written without the model ---------------------------
+
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+
+
+@given(st.lists(st.text(_ID_ALPHABET, min_size=8, max_size=80), max_size=50))
+def test_an_ack_of_ids_is_the_models_json_byte_for_byte(event_ids: list[str]) -> None:
+    assert ack_payload(event_ids) == Ack(event_ids=event_ids).to_json()
+
+
+def test_an_ack_with_rejections_is_the_models_json() -> None:
+    rejection = Rejection(event_id="ev-00000001", reason="schema", detail='seq: "x" is no number')
+    payload = ack_payload(["ev-00000002"], [rejection])
+
+    assert payload == Ack(event_ids=["ev-00000002"], rejected=[rejection]).to_json()
+    assert Ack.model_validate_json(payload).rejected == [rejection]
+
+
+def test_an_id_of_another_shape_is_escaped_by_the_model_not_written_raw() -> None:
+    odd = 'not"an id\\'  # never acked by the collector (not valid), but must stay JSON
+    payload = ack_payload([odd])
+
+    assert json.loads(payload) == {"event_ids": [odd], "rejected": []}
+    assert payload == Ack.model_construct(event_ids=[odd], rejected=[]).to_json()
