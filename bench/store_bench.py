@@ -40,7 +40,8 @@ PER_COMMIT = 300
 MEASURED = 100_000
 ENTRIES = 400_000
 QUICK_ENTRIES, QUICK_MEASURED = 20_000, 10_000
-OLD_INDEXES = (
+OLD_INDEXES = (  # in place of ix_entries_ts_device
+    "DROP INDEX ix_entries_ts_device",
     "CREATE INDEX ix_entries_device_boot_seq ON entries (device_id, boot_id, seq)",
     "CREATE INDEX ix_entries_ts ON entries (ts)",
 )

@@ -38,6 +38,7 @@ from device.journal import Journal
 from protocol import Status, Telemetry, Topic, device_topic, parse_broker_url, parse_message
 from protocol.messages import MessageError, Rejection
 from protocol.text import printable
+from protocol.transport import send_at_once
 from protocol.verdicts import Direction
 
 log = logging.getLogger("gatescan.uplink")
@@ -365,6 +366,7 @@ class Uplink:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
+        send_at_once(client.socket())  # events and their acks without Nagle's delay
         # clean_start drops the session, subscriptions included: subscribe on every connect.
         client.subscribe(self._ack_topic, qos=1)
         with self._lock:

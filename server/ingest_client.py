@@ -40,7 +40,6 @@ tests/integration/test_ingest_client.py runs it against a real Mosquitto.
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 import time
@@ -54,6 +53,8 @@ from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from protocol.transport import send_at_once
 
 _READ_SIZE = 256 * 1024
 _PUBACK = int(mqtt.PUBACK)
@@ -367,15 +368,3 @@ def _variable_byte_integer(data: bytes | bytearray, at: int) -> tuple[int, int]:
             return value, position + 1
         shift += 7
     return -1, at
-
-
-def send_at_once(sock: Any) -> bool:
-    """Turn Nagle's algorithm off on a TCP socket (TLS-wrapped too); False where it does not
-    apply (no socket, a Unix socket) or the system refuses."""
-    if sock is None:
-        return False
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        return False
-    return True

@@ -275,6 +275,8 @@ class Store:
         in the order their first event arrived here (the collector's own `received_at`), ties by
         their lowest seq: a gate sends its outbox lowest seq first, so an older boot's events
         always start arriving before a newer boot's, even when a lost journal restarted seq.
+        No index starts with the gate (server/tables.py), so this reads the whole table: an
+        audit of one gate, not a query for the dashboard.
         """
         entries = entries_table.c
         boots = (

@@ -225,5 +225,7 @@ def upgrade_schema(engine: Engine) -> list[str]:
         for table, name in _DROPPED_INDEXES:
             if name in {i["name"] for i in inspector.get_indexes(table)}:
                 log.info("database upgrade: dropping index %s", name)
-                conn.execute(text(f"DROP INDEX {name}"))
+                conn.execute(
+                    text(f"DROP INDEX IF EXISTS {name}")
+                )  # another process may drop it too
     return added

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -228,6 +229,14 @@ def test_status_is_retained_online_after_connect(
         BOOT_ID,
         [],
     )
+
+
+def test_the_gates_socket_sends_each_packet_at_once(uplinks: MakeUplink) -> None:
+    uplink = online(uplinks())
+
+    sock = uplink._client.socket()
+    assert isinstance(sock, socket.socket)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def test_set_faults_republishes_the_retained_status(
