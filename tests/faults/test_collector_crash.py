@@ -209,7 +209,8 @@ def test_collector_killed_at_a_failpoint_stores_every_event_exactly_once(
 
 @dataclass(frozen=True)
 class Kill:
-    after_s: float  # after the collector had subscribed
+    after_s: float  # after the collector started (during_restart) or had subscribed
+    during_restart: bool
     outbox_depth: int  # events the gate had not had acked at that moment
     stored: int  # events in the database just before the kill
 
@@ -232,13 +233,21 @@ def test_collector_killed_at_random_moments_stores_every_event_exactly_once(
     feeder.start()
     kills: list[Kill] = []
     try:
-        for _ in range(10):
-            collector = site.collector().wait_until_subscribed()
-            # While it was down (a restart takes most of a second) a backlog built up; the kill
-            # lands at a random moment of ingesting it, or of the live stream after it.
-            after_s = rng.uniform(0.0, 0.25)
-            time.sleep(after_s)  # the random moment itself, not a wait for something
-            kills.append(Kill(after_s, site.gate.journal.outbox_depth(), len(site.stored_ids())))
+        for round_number in range(10):
+            # Every other kill lands while the collector restarts and takes in the backlog that
+            # built up while it was down: a random moment of its first 0.3 s (it starts,
+            # connects, and the broker hands it the queued events at once). The others land at a
+            # random moment after it subscribed, mostly in the live stream: ingest is fast, so
+            # a time after subscribing seldom finds the backlog still there.
+            during_restart = round_number % 2 == 0
+            moment_s = rng.uniform(0.0, 0.3 if during_restart else 0.25)
+            collector = site.collector()
+            if not during_restart:
+                collector.wait_until_subscribed()
+            since = time.monotonic()
+            time.sleep(moment_s)  # the random moment itself, not a wait for something
+            depth, stored_now = site.gate.journal.outbox_depth(), len(site.stored_ids())
+            kills.append(Kill(time.monotonic() - since, during_restart, depth, stored_now))
             collector.kill()
         feeder.join(timeout=DRAIN_TIMEOUT_S)
         assert not feeder.is_alive(), "the gate could not journal its scans"
@@ -256,7 +265,8 @@ def test_collector_killed_at_random_moments_stores_every_event_exactly_once(
     stored_by_id = {entry.event_id: entry.event for entry in stored}
     assert all(stored_by_id[event.event_id] == event for event in site.gate.shown)
     in_flight = [kill.outbox_depth for kill in kills]
-    assert sum(depth > 0 for depth in in_flight) >= 5, kills  # most kills interrupted ingest
+    # The kills aimed at a restart found events the gate had not had acked (nearly all of them).
+    assert sum(kill.outbox_depth > 0 for kill in kills if kill.during_restart) >= 4, kills
     record_figures(
         Figures(
             scenario="4d",
