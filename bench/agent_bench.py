@@ -12,7 +12,8 @@ Three workloads:
 - every frame a new code: the most scans per second the loop can light and journal;
 - each code held in view for 10 frames (a person at a gate): frames per second with debouncing
   (repeated frames of an unchanged scene are not decoded, as in the agent);
-- empty frames, a different room each (bench/gate_frames.py): the loop decoding every frame.
+- empty frames, a different room each (gatescan/testing/gate_frames.py): the loop decoding every
+  frame.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ except ImportError:  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.figures import Figure, bench_main
-from bench.gate_frames import empty_set
 from bench.pipeline_rig import build_rig, distinct_cards
-from device.camera import CameraError, Frame
-from device.decode import make_decoder
+from device.camera.source import CameraError, Frame
+from device.decode.backends import make_decoder
 from device.scanner import Scanner
-from gatescan.samples import render_code
+from gatescan.testing.gate_frames import empty_set
+from gatescan.testing.samples import render_code
 
 FRAME = (1280, 720)
 

@@ -8,7 +8,7 @@ debounce, indicator on MockFactory pins, journal). The figure is this process's 
 by the wall time, in percent of one core, after a warm-up second.
 
 - empty lane (the goal): a gate's camera looking at its lane with nobody there. One room from
-  bench/gate_frames.py (background, light, fixed-pattern noise) with fresh sensor noise
+  gatescan/testing/gate_frames.py (background, light, fixed-pattern noise) with fresh sensor noise
   (sigma 3 grey levels) in every frame, as a sensor never repeats itself.
 - busy lane, no code (context): a different room in every frame, the worst case of people and
   things passing without showing a code; every frame is decoded.
@@ -30,12 +30,12 @@ except ImportError:  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.figures import Figure, bench_main
-from bench.gate_frames import empty_set
 from bench.pipeline_rig import build_rig, empty_lane
-from device.camera import Frame
 from device.camera.memory import MemorySource
-from device.decode import make_decoder
-from device.pipeline import Framing
+from device.camera.source import Frame
+from device.decode.backends import make_decoder
+from device.frames.framing import Framing
+from gatescan.testing.gate_frames import empty_set
 
 FPS = 30.0
 GOAL_PERCENT = 10.0

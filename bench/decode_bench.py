@@ -3,9 +3,9 @@
 Run from the source tree: `.venv/bin/python -m bench.decode_bench [--frames N] [--seed S]`.
 
 Frames with a code: half are flat codes drawn straight on a grey frame (2 to 6 pixels per
-module, noise 6), half are easy gate frames (bench/gate_frames.py: a phone or card, 4-8 pixels
-per module, mild tilt, blur and glare). Empty frames: half flat grey with noise 6, half a room
-with noise 4-10. Backends are run in turn on each frame, so that a busy machine slows them
+module, noise 6), half are easy gate frames (gatescan/testing/gate_frames.py: a phone or card, 4-8
+pixels per module, mild tilt, blur and glare). Empty frames: half flat grey with noise 6, half a
+room with noise 4-10. Backends are run in turn on each frame, so that a busy machine slows them
 alike and their ratio holds; three passes over the set, and a frame's time is the least of its
 three (another process taking the CPU mid-decode is not decode time). Reported: median and 95th
 percentile in ms over the frames, and how many frames gave exactly the expected result (the
@@ -27,17 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.figures import Figure, median, percentile, table
-from bench.gate_frames import easy_set, empty_set
 from bench.run_all import cpu_model
-from device.decode import (
-    Decoder,
-    EnsembleDecoder,
-    Frame,
-    PyzbarDecoder,
-    ZxingDecoder,
-    make_decoder,
-)
-from gatescan.samples import blank_frame, render_code, sample_people
+from device.decode.backends import make_decoder
+from device.decode.base import Decoder, Frame
+from device.decode.ensemble import EnsembleDecoder
+from device.decode.zbar import PyzbarDecoder
+from device.decode.zxing import ZxingDecoder
+from gatescan.testing.gate_frames import easy_set, empty_set
+from gatescan.testing.samples import blank_frame, render_code, sample_people
 
 FRAME_SIZE = (1280, 720)
 NOISE = 6.0  # grey levels: a camera's sensor noise in a lit entrance

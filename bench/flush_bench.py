@@ -9,8 +9,9 @@ after its commit, each ack applied to the journal) while its camera keeps delive
 The run, on real parts: a real Mosquitto (gatescan.broker.LocalBroker), the real collector
 process (`gatescan collector`, SQLite), and the agent as `build_agent` wires it (pins on
 MockFactory, systemd notify off), its journal filled beforehand with N events of its own. Its
-camera hands 1280x720 frames at 30 fps; each frame is a different room (bench/gate_frames.py),
-so every frame is decoded, the most the frame loop ever has to do without a code in view.
+camera hands 1280x720 frames at 30 fps; each frame is a different room
+(gatescan/testing/gate_frames.py), so every frame is decoded, the most the frame loop ever has to
+do without a code in view.
 
 Phase 1, flush: from the agent's start until its outbox is empty. Phase 2, no flush: as long
 again (at least 5 s), same agent, same camera. Per phase: frames per second the loop took,
@@ -36,22 +37,22 @@ except ImportError:  # run as a script from a checkout
 
 from gpiozero.pins.mock import MockFactory
 
-from bench.collector_process import CollectorProcess
 from bench.figures import Figure, bench_main
-from bench.gate_frames import empty_set
 from bench.pipeline_rig import distinct_cards
 from device.app import Agent, build_agent
 from device.camera.memory import MemorySource
-from device.clock import SystemClock
-from device.credentials import parse_credential
-from device.events import EventBuilder
-from device.journal import Journal
-from device.policy import Policy
-from device.scanner import StatsSnapshot
-from device.systemd_notify import SystemdNotifier
-from firmware_config import DecoderConfig, GateConfig, MqttConfig
-from gatescan.broker import LocalBroker
-from protocol import Direction
+from device.frames.stats import StatsSnapshot
+from device.journal.journal import Journal
+from device.system.clock import SystemClock
+from device.system.systemd_notify import SystemdNotifier
+from device.verdict.credentials import parse_credential
+from device.verdict.events import EventBuilder
+from device.verdict.policy import Policy
+from firmware_config.schema import DecoderConfig, GateConfig, MqttConfig
+from gatescan.testing.broker import LocalBroker
+from gatescan.testing.collector_process import CollectorProcess
+from gatescan.testing.gate_frames import empty_set
+from protocol.verdicts import Direction
 
 DEVICE_ID = "gate-flush-bench"
 FPS = 30.0
@@ -113,7 +114,13 @@ def run(events: int, backend: str, workdir: Path) -> FlushRun:
     data_dir = workdir / "gate"
     fill_journal(data_dir, events)
     with LocalBroker(workdir=workdir / "broker") as broker:
-        collector = CollectorProcess(broker, workdir / "collector.db", workdir / "collector.log")
+        collector = CollectorProcess(
+            broker_url=broker.url,
+            db_url=f"sqlite:///{workdir / 'collector.db'}",
+            log_path=workdir / "collector.log",
+            client_id="bench-collector",
+            username="",
+        ).wait_until_subscribed(60)
         try:
             agent = build_bench_agent(broker, data_dir, backend)
             stop = threading.Event()

@@ -54,7 +54,7 @@ from bench.ingest_site import (
     raise_open_file_limit,
     site_broker_config,
 )
-from gatescan.broker import LocalBroker
+from gatescan.testing.broker import LocalBroker
 
 GATE_COUNTS = (50, 500)
 # W x N: events unsettled across all gates, as when gates flush their outboxes after an outage

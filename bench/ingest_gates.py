@@ -3,7 +3,7 @@
 A worker process drives its share of the gates without a thread per client: one `selectors`
 loop calls each client's `loop_read` when its socket is readable, and paho writes a publish at
 once (no external loop is registered, so `publish()` calls `loop_write()`). The clients are the
-collector's own paho subclass (server/ingest_client.py: buffered reads), so that the simulator
+collector's own paho subclass (server/collector/client.py: buffered reads), so that the simulator
 takes as little of the two cores as it can, in both runs alike.
 
 The parent process switches every gate between modes (a shared `mode` value):
@@ -40,11 +40,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gatescan.samples import sample_event
-from protocol import Topic
+from gatescan.testing.samples import sample_event
 from protocol.event_ids import new_event_id
-from protocol.topics import PREFIX, device_topic
-from server.ingest_client import IngestClient
+from protocol.topics import PREFIX, Topic, device_topic
+from server.collector.client import IngestClient
 
 IDLE, BARE, COLLECTOR, PACED, DONE = 0, 1, 2, 3, 4
 BARE_PREFIX = "baseline" + PREFIX[len("gatescan") :]  # same length as gatescan's prefix

@@ -22,7 +22,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from bench.collector_process import PROJECT_ROOT, CollectorProcess
 from bench.ingest_gates import (
     BARE,
     BARE_PREFIX,
@@ -33,9 +32,11 @@ from bench.ingest_gates import (
     WorkerResult,
     run_worker,
 )
-from gatescan.broker import LocalBroker
+from gatescan.testing.broker import LocalBroker
+from gatescan.testing.collector_process import CollectorProcess
 
 WORKERS = 2  # simulator processes, one per core
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SITE_CONFIG = PROJECT_ROOT / "deploy" / "mosquitto" / "gatescan.conf"
 # The site broker's settings that matter for ingest (its listener, users and files do not).
 SITE_OPTIONS = (
@@ -160,7 +161,13 @@ class Site:
         self.subscriber.start()
         if not ready.acquire(timeout=60):
             raise RuntimeError("the bare subscriber did not subscribe")
-        self.collector = CollectorProcess(broker, self.db, workdir / f"collector-{gates}.log")
+        self.collector = CollectorProcess(
+            broker_url=broker.url,
+            db_url=f"sqlite:///{self.db}",
+            log_path=workdir / f"collector-{gates}.log",
+            client_id=f"bench-collector-{secrets.token_hex(3)}",
+            username="",
+        ).wait_until_subscribed(60)
         self._results: Any = context.Queue()
         token = secrets.token_hex(3)
         self.workers = []
@@ -223,4 +230,5 @@ class Site:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
-        self._last_log_line = self.collector.stop()
+        self.collector.stop()
+        self._last_log_line = self.collector.last_log_line()

@@ -27,16 +27,12 @@ from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
 from bench.figures import Figure
-from device.journal import (
-    EVENTS_TABLE,
-    META_DOC_ID,
-    META_TABLE,
-    OUTBOX_FILE,
-    Journal,
-    segment_name,
-)
-from device.tinydb_storage import make_directory_durably, open_log_db
-from gatescan.samples import sample_event
+from device.journal.durable_files import make_directory_durably
+from device.journal.history import EVENTS_TABLE, segment_name
+from device.journal.journal import Journal
+from device.journal.outbox import META_DOC_ID, META_TABLE, OUTBOX_FILE
+from device.journal.storage import open_log_db
+from gatescan.testing.samples import sample_event
 
 SIZES = (100, 5000)
 GOAL_P99_MS, GOAL_RATIO = 5.0, 2.0

@@ -3,11 +3,11 @@
     python -m bench.latency_bench [--quick] [--showings 200] [--backend auto]
 
 A camera at 30 fps (1280x720 frames in memory, paced like a sensor) looks at an empty lane (one
-room from bench/gate_frames.py, fresh sensor noise in each frame); every fifth frame a new code is
-shown (a cooperative visitor's phone or card, also from gate_frames), so the scene keeps moving as
-at a gate with people passing (the scene watch decodes at once, compares after). Each code is a new
-showing: cards are granted (green) and visitor codes denied (red) in turn, so that every showing
-switches a pin on, a verdict replacing one still lit, exactly as at a gate.
+room from gatescan/testing/gate_frames.py, fresh sensor noise in each frame); every fifth frame a
+new code is shown (a cooperative visitor's phone or card, also from gate_frames), so the scene
+keeps moving as at a gate with people passing (the scene watch decodes at once, compares after).
+Each code is a new showing: cards are granted (green) and visitor codes denied (red) in turn, so
+that every showing switches a pin on, a verdict replacing one still lit, exactly as at a gate.
 
 Latency = the moment the pin switched on, as gpiozero's MockFactory recorded it, minus the moment
 the frame with the code was handed to the pipeline (the camera's read returned it to the capture
@@ -50,7 +50,6 @@ except ImportError:  # run as a script from a checkout
 import numpy as np
 
 from bench.figures import Figure, bench_main, percentile
-from bench.gate_frames import EASY, gate_frame
 from bench.pipeline_rig import (
     GREEN,
     RED,
@@ -61,9 +60,11 @@ from bench.pipeline_rig import (
     first_after,
     switched_on,
 )
-from device.camera import Frame, FramePacer
-from device.decode import DecodedCode, Decoder, make_decoder
-from device.pipeline import Framing
+from device.camera.source import Frame, FramePacer
+from device.decode.backends import make_decoder
+from device.decode.base import DecodedCode, Decoder
+from device.frames.framing import Framing
+from gatescan.testing.gate_frames import EASY, gate_frame
 
 FPS = 30.0
 GAP_FRAMES = 4  # empty frames after each code: a new showing every 5 frames (167 ms)

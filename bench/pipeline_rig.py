@@ -17,21 +17,21 @@ from pathlib import Path
 import numpy as np
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from bench.gate_frames import empty_set
-from device.camera import Frame, FrameSource
-from device.clock import SystemClock
-from device.debounce import Debounce
-from device.decode import Decoder
-from device.events import EventBuilder
-from device.health import Health
-from device.indicator import GpioIndicator, IndicatorPins
-from device.journal import Journal
-from device.pipeline import Framing
-from device.pipeline_scene import SceneWatch
-from device.policy import Policy
+from device.camera.source import Frame, FrameSource
+from device.decode.base import Decoder
+from device.frames.framing import Framing
+from device.frames.scene import SceneWatch
+from device.indicator.gpio import GpioIndicator, IndicatorPins
+from device.journal.journal import Journal
 from device.scanner import Scan, Scanner
-from gatescan.samples import sample_cards
-from protocol import CredentialType, Direction
+from device.system.clock import SystemClock
+from device.system.health import Health
+from device.verdict.debounce import Debounce
+from device.verdict.events import EventBuilder
+from device.verdict.policy import Policy
+from gatescan.testing.gate_frames import empty_set
+from gatescan.testing.samples import sample_cards
+from protocol.verdicts import CredentialType, Direction
 
 GREEN, RED = 17, 27  # IndicatorPins' defaults
 
@@ -133,8 +133,9 @@ def first_after(times: Iterable[float], start: float, end: float) -> float | Non
 
 
 def empty_lane(count: int = 16, sigma: float = 3.0, seed: int = 5) -> list[Frame]:
-    """A camera looking at an empty lane: one room (bench/gate_frames.py), `count` frames of it,
-    each with fresh sensor noise of `sigma` grey levels, as a sensor never repeats itself."""
+    """A camera looking at an empty lane: one room (gatescan/testing/gate_frames.py), `count`
+    frames of it, each with fresh sensor noise of `sigma` grey levels, as a sensor never repeats
+    itself."""
     room = empty_set(1)[0].frame.astype(np.float32)
     rng = np.random.default_rng(seed)
     return [

@@ -3,153 +3,40 @@
 Run from the source tree: `.venv/bin/python -m bench.robustness_bench [--quick]`.
 
 Sets:
-- qr-photos: 82 real photos (../shared/datasets/qr-photos beside the repo, or the folder named by
-  GATESCAN_DATASETS; its README says where they come from). An image counts as read when one
-  code found in it has the bytes of the expected text: the text as our rule reads them (ECI, else
-  UTF-8, else ISO-8859-1), or as Shift-JIS / GB18030, the charsets the Japanese and Chinese
-  samples are written in and that the reference decoders guessed. We score bytes because the
-  gate keeps bytes and never guesses Shift-JIS; the README's anchors, scored on each library's
-  own text, are reproduced in the same run as a check.
-- hard gate frames (bench/gate_frames.py): a phone or an ID card at 1280x720, 2.5-4 pixels per
-  module, tilt, blur, glare, noise; Vietnamese CCCD payloads; read = the exact payload bytes.
+- qr-photos: 82 real photos (tests/data/qr-photos, or the folder named by GATESCAN_DATASETS;
+  its README says where they come from), scored by their bytes (gatescan/testing/qr_photos.py);
+  the README's anchors, scored on each library's own text, are reproduced in the same run as a
+  check.
+- hard gate frames (gatescan/testing/gate_frames.py): a phone or an ID card at 1280x720, 2.5-4
+  pixels per module, tilt, blur, glare, noise; Vietnamese CCCD payloads; read = the exact payload
+  bytes.
 - easy gate frames: what a cooperative visitor shows.
 
 The ensemble runs as the gate runs it (default step and time budget), so on a loaded machine it
-may try fewer rescue steps; tests/unit/test_robustness.py checks the same sets with the step
-budget alone.
+may try fewer rescue steps; tests/device/decode/test_robustness.py checks the same sets with the
+step budget alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
 from bench.figures import Figure, percentile
-from bench.gate_frames import GateFrame, easy_set, hard_set
-from device.decode import (
-    DecodedCode,
-    Decoder,
-    EnsembleDecoder,
-    Frame,
-    PyzbarDecoder,
-    ZxingDecoder,
-)
+from device.decode.base import Decoder, Frame
+from device.decode.ensemble import EnsembleDecoder
+from device.decode.zbar import PyzbarDecoder
+from device.decode.zxing import ZxingDecoder
+from gatescan.testing.decode_runs import Run, either, gate_runs, photo_runs
+from gatescan.testing.gate_frames import easy_set, hard_set
+from gatescan.testing.qr_photos import Photo, load_qr_photos
 
-DATASET = "qr-photos"
-DATASETS_ENV = "GATESCAN_DATASETS"
-LEGACY_CHARSETS = ("shift_jis", "gb18030")  # what the photos' non-UTF-8 samples are written in
 PHOTO_GOAL = 80  # of 82
 HARD_MARGIN_GOAL = 20.0  # percentage points above the better single library
 ENSEMBLE_MEAN_MS_GOAL = 10.0
-
-
-class DatasetMissing(FileNotFoundError):
-    """The qr-photos dataset is not where it was looked for."""
-
-
-@dataclass(frozen=True)
-class Photo:
-    name: str  # e.g. "qrcode-2/12.webp"
-    grey: Frame
-    expected: str  # the expected text, trailing newline stripped
-
-
-def datasets_folder() -> Path:
-    """GATESCAN_DATASETS if set, else ../shared/datasets beside the repository."""
-    named = os.environ.get(DATASETS_ENV)
-    if named:
-        return Path(named)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
-
-
-def load_qr_photos(folder: Path | None = None) -> list[Photo]:
-    """Every image of the qr-photos dataset with its expected text, in name order."""
-    root = (folder if folder is not None else datasets_folder()) / DATASET
-    expected_files = sorted(root.glob("*/*.txt"))
-    if not expected_files:
-        raise DatasetMissing(
-            f"the {DATASET} dataset is not at {root}: put it there (the repo's ../shared/datasets)"
-            f" or set {DATASETS_ENV} to the folder that holds {DATASET}/"
-        )
-    photos = []
-    for text_file in expected_files:
-        images = [p for p in text_file.parent.glob(f"{text_file.stem}.*") if p.suffix != ".txt"]
-        if len(images) != 1:
-            raise DatasetMissing(f"{text_file}: expected one image beside it, found {images}")
-        grey = cv2.imread(str(images[0]), cv2.IMREAD_GRAYSCALE)
-        if grey is None:
-            raise DatasetMissing(f"{images[0]}: OpenCV cannot read this image")
-        expected = text_file.read_bytes().decode("utf-8").rstrip("\n")
-        name = f"{text_file.parent.name}/{images[0].name}"
-        photos.append(Photo(name, np.asarray(grey, dtype=np.uint8), expected))
-    return photos
-
-
-def reads_as(code: DecodedCode, expected: str) -> bool:
-    """Whether the code's bytes are `expected` (see the module docstring for the charsets)."""
-    texts = [code.text]
-    for charset in LEGACY_CHARSETS:
-        with contextlib.suppress(UnicodeDecodeError):
-            texts.append(code.data.decode(charset))
-    return any(text.rstrip("\n") == expected for text in texts)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One decoder over one set: which items it read, and the time per item in ms."""
-
-    read: list[bool]
-    ms: list[float]
-
-    @property
-    def count(self) -> int:
-        return sum(self.read)
-
-
-def run_over(
-    decoder: Decoder,
-    frames: Sequence[Frame],
-    is_right: Sequence[Callable[[list[DecodedCode]], bool]],
-) -> Run:
-    decoder.decode(frames[0])  # warm up: first-call allocations are not per-frame cost
-    read, ms = [], []
-    for frame, right in zip(frames, is_right, strict=True):
-        start = time.perf_counter()
-        codes = decoder.decode(frame)
-        ms.append((time.perf_counter() - start) * 1000)
-        read.append(right(codes))
-    return Run(read, ms)
-
-
-def photo_runs(decoders: dict[str, Decoder], photos: Sequence[Photo]) -> dict[str, Run]:
-    checks = [_photo_check(photo.expected) for photo in photos]
-    return {name: run_over(d, [p.grey for p in photos], checks) for name, d in decoders.items()}
-
-
-def gate_runs(decoders: dict[str, Decoder], frames: Sequence[GateFrame]) -> dict[str, Run]:
-    checks = [_payload_check(item.payload) for item in frames]
-    return {name: run_over(d, [f.frame for f in frames], checks) for name, d in decoders.items()}
-
-
-def _photo_check(expected: str) -> Callable[[list[DecodedCode]], bool]:
-    return lambda codes: any(reads_as(code, expected) for code in codes)
-
-
-def _payload_check(payload: bytes | None) -> Callable[[list[DecodedCode]], bool]:
-    return lambda codes: [code.data for code in codes] == ([] if payload is None else [payload])
-
-
-def either(first: Run, second: Run) -> int:
-    return sum(a or b for a, b in zip(first.read, second.read, strict=True))
 
 
 def readme_anchor_scores(photos: Sequence[Photo]) -> tuple[int, int, int]:

@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.figures import Figure, bench_main
-from gatescan.samples import sample_event
+from gatescan.testing.samples import sample_event
 from protocol.event_ids import new_event_id
-from server.ingest_store import ENTRY_COLUMNS, EntryRow, WriteBatch, utc_datetime_text
-from server.reports.entries import EntryFilter, find_entries
-from server.store import Store
+from server.dashboard.reports.entries import EntryFilter, find_entries
+from server.store.database import Store
+from server.store.writes import ENTRY_COLUMNS, EntryRow, WriteBatch, utc_datetime_text
 
 GATES = 500
 PER_COMMIT = 300

@@ -1,11 +1,11 @@
 """Wiring only: build a gate agent from its config. Reads like the table of contents of a gate.
 
 The frame loop decodes in the caller's thread and captures in a thread of its own (the two joined
-by a one-slot handoff, see device/pipeline.py). Besides, a running agent has two small threads:
+by a one-slot handoff, see device/frames/). Besides, a running agent has two small threads:
 telemetry, and a frame watch that raises the `camera` fault when no frame has been decoded for
 FRAME_STALL_S (a camera read that hangs raises nothing). It tells systemd READY=1 once
 started, STATUS= on every change of faults or link, and STOPPING=1 on the way out; WATCHDOG=1
-goes out from the frame loop only (see device/systemd_notify.py).
+goes out from the frame loop only (see device/system/systemd_notify.py).
 """
 
 from __future__ import annotations
@@ -18,26 +18,35 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from device.camera import FrameSource, ReopeningSource
 from device.camera.opencv import OpenCVSource
 from device.camera.picamera2 import Picamera2Source
 from device.camera.replay import ReplaySource
-from device.clock import Clock, clock_from_environment, read_boot_id
-from device.debounce import Debounce
-from device.decode import make_decoder
-from device.events import EventBuilder
-from device.health import Health
-from device.indicator import GpioIndicator, Indicator, IndicatorPins, TeeIndicator
-from device.journal import Journal
-from device.pipeline import Framing
-from device.pipeline_scene import SceneWatch
-from device.policy import Policy
-from device.scanner import CAMERA_FAULT, Scan, Scanner, ScanStats
-from device.systemd_notify import SystemdNotifier
-from device.uplink import Placement, Uplink
-from firmware_config import CameraConfig, GateConfig, OpenCVCamera, Picamera2Camera, ReplayCamera
-from gatescan import __version__
-from protocol import Telemetry
+from device.camera.source import FrameSource, ReopeningSource
+from device.decode.backends import make_decoder
+from device.frames.capture import CAMERA_FAULT
+from device.frames.framing import Framing
+from device.frames.scene import SceneWatch
+from device.frames.stats import ScanStats
+from device.indicator.base import Indicator, TeeIndicator
+from device.indicator.gpio import GpioIndicator, IndicatorPins
+from device.journal.journal import Journal
+from device.scanner import Scan, Scanner
+from device.system.clock import Clock, clock_from_environment, read_boot_id
+from device.system.health import Health
+from device.system.systemd_notify import SystemdNotifier
+from device.uplink.link import Placement, Uplink
+from device.verdict.debounce import Debounce
+from device.verdict.events import EventBuilder
+from device.verdict.policy import Policy
+from firmware_config.schema import (
+    CameraConfig,
+    GateConfig,
+    OpenCVCamera,
+    Picamera2Camera,
+    ReplayCamera,
+)
+from protocol.messages import Telemetry
+from protocol.release import __version__
 
 log = logging.getLogger("gatescan.agent")
 

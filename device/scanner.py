@@ -1,6 +1,6 @@
 """The frame loop: source, decoder, debounce, credential, verdict, light, journal, send.
 
-`Scanner.run` runs the loop as two threads joined by a one-slot handoff (device/pipeline.py): a
+`Scanner.run` runs the loop as two threads joined by a one-slot handoff (device/frames/): a
 capture thread reads the camera and always overwrites the slot with its newest frame; the
 caller's thread takes the newest frame and decodes it, so a slow decode drops stale frames (they
 are counted) instead of answering old ones. `Scanner.process` is one frame of the decode side.
@@ -9,12 +9,7 @@ Order matters: the indicator is told first (it returns at once), the journal wri
 and the uplink is only nudged (it sends from its own thread). Nothing here waits on the network.
 
 When the journal cannot be written (the SD card is full, an I/O error), the gate goes on reading
-and lighting: `EventRecorder` holds the events the journal refused in memory, in scan order, and
-journals them as soon as a write succeeds again (it retries every `retry_every` seconds, also
-when nobody scans). The `storage` fault is up from the first refused write until the last held
-event is journaled. The hold is bounded (`MAX_HELD_EVENTS`); past it the oldest held event is
-dropped (recent entries say who is inside now), logged with its event id and time, and counted.
-Held events live in memory only: a power cut or a restart before the disk has room loses them.
+and lighting: the `EventRecorder` (device/journal/recorder.py) holds those events in memory.
 
 Each scan is logged at INFO (verdict, reason, a short digest of the code, and whether it was
 journaled), so what the gate showed can be followed from outside the process. After every frame
@@ -27,48 +22,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from device.camera import Frame, FrameSource
-from device.credentials import ParseResult, parse_credential
-from device.debounce import Debounce
-from device.decode import DecodedCode, Decoder
-from device.events import EventBuilder
-from device.health import Health
-from device.indicator import Indicator
-from device.journal import Journal
-from device.pipeline import (
-    CAMERA_FAULT,
-    FrameCapture,
-    Framing,
-    HandedFrame,
-    LatestFrame,
-)
-from device.pipeline_scene import SceneWatch
-from device.pipeline_stats import ScanStats, StatsSnapshot
-from device.policy import Policy, Verdict
-from protocol import Event
+from device.camera.source import Frame, FrameSource
+from device.decode.base import DecodedCode, Decoder
+from device.frames.capture import FrameCapture
+from device.frames.framing import Framing
+from device.frames.handoff import HandedFrame, LatestFrame
+from device.frames.scene import SceneWatch
+from device.frames.stats import ScanStats
+from device.indicator.base import Indicator
+from device.journal.journal import Journal
+from device.journal.recorder import EventRecorder
+from device.system.health import Health
+from device.verdict.credentials import ParseResult, parse_credential
+from device.verdict.debounce import Debounce
+from device.verdict.events import EventBuilder
+from device.verdict.policy import Policy, Verdict
+from protocol.messages import Event
 
 log = logging.getLogger("gatescan.scanner")
 
-__all__ = [
-    "CAMERA_FAULT",
-    "STORAGE_FAULT",
-    "EventRecorder",
-    "Scan",
-    "ScanStats",
-    "Scanner",
-    "StatsSnapshot",
-]
-
-STORAGE_FAULT = "storage"
-# Held events while the journal cannot be written: about 1.7 KB each, so 5,000 take some 9 MB,
-# and last 2.8 hours of a turnstile lane at its fastest (a code every 2 s), a day or more at a
-# quiet entrance: time for a technician to free the card before anything is dropped.
-MAX_HELD_EVENTS = 5000
-RETRY_JOURNAL_EVERY_S = 1.0
 # Without frames (a failed camera) the decode thread still wakes this often: to retry the journal
 # and to notice the stop event, which a frame's arrival cannot signal then.
 IDLE_WAKE_S = 0.1
@@ -90,104 +65,6 @@ class Scan:
     verdict: Verdict
     event: Event
     journaled: bool
-
-
-class EventRecorder:
-    """Journals events in scan order; holds those the journal refuses until it takes them."""
-
-    def __init__(
-        self,
-        *,
-        journal: Journal,
-        health: Health,
-        notify_uplink: Callable[[], None],
-        max_held: int = MAX_HELD_EVENTS,
-        retry_every: float = RETRY_JOURNAL_EVERY_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if max_held < 1:
-            raise ValueError(f"max_held must be at least 1, not {max_held}")
-        self.journal = journal
-        self.health = health
-        self.notify_uplink = notify_uplink
-        self.retry_every = retry_every
-        self.dropped = 0
-        """Held events dropped because more than `max_held` were waiting: lost."""
-        self._held: deque[Event] = deque()
-        self._max_held = max_held
-        self._clock = clock
-        self._next_retry = 0.0
-
-    @property
-    def held(self) -> int:
-        return len(self._held)
-
-    def record(self, event: Event) -> Event | None:
-        """Journal `event` after any held ones: the event as journaled (its seq may differ from
-        the one it was built with), or None when it is held in memory for now."""
-        if len(self._held) >= self._max_held:
-            lost = self._held.popleft()
-            self.dropped += 1
-            log.error(
-                "journal: %d events held in memory; dropped the oldest (event %s of %s): lost",
-                self._max_held,
-                lost.event_id,
-                lost.ts.isoformat(),
-            )
-        self._held.append(event)
-        journaled = self._flush()
-        return journaled.get(event.event_id)
-
-    def retry_if_due(self) -> None:
-        """Journal held events if the last attempt is `retry_every` seconds old."""
-        if self._held and self._clock() >= self._next_retry:
-            self._flush()
-
-    def retry_now(self) -> int:
-        """Try to journal every held event now (before shutting down); returns how many are left."""
-        if self._held:
-            self._flush()
-        return len(self._held)
-
-    def _flush(self) -> dict[str, Event]:
-        """Journal held events, oldest first, until one is refused; returns those journaled."""
-        was_refused = STORAGE_FAULT in self.health.faults
-        journaled: dict[str, Event] = {}
-        while self._held:
-            try:
-                sequenced = self._journal(self._held[0])
-            except OSError as exc:  # JournalError: disk full, I/O error
-                if not was_refused:
-                    log.error("journal: cannot write (%s); holding events in memory", exc)
-                self.health.set_fault(STORAGE_FAULT)
-                self._next_retry = self._clock() + self.retry_every
-                break
-            if sequenced is not None:
-                journaled[sequenced.event_id] = sequenced
-            self._held.popleft()
-        if journaled:
-            self.notify_uplink()
-        if not self._held:
-            if was_refused:
-                log.info("journal: writable again; %d held events journaled", len(journaled))
-            self.health.clear_fault(STORAGE_FAULT)
-        return journaled
-
-    def _journal(self, event: Event) -> Event | None:
-        """The event as journaled, or None if the journal can never take it. Raises OSError."""
-        # The seq is given when the journal takes the event, so held events keep scan order and
-        # never reuse a seq that a failed write may have used up.
-        sequenced = event.model_copy(update={"seq": self.journal.next_seq()})
-        try:
-            self.journal.record(sequenced)
-        except ValueError as exc:
-            for pending in self.journal.pending():
-                if pending.event_id == event.event_id:
-                    return pending  # a write reported as failed had landed after all
-            self.dropped += 1
-            log.error("journal: refused event %s for good: %s", event.event_id, exc)
-            return None
-        return sequenced
 
 
 class Scanner:

@@ -1,3 +1,2 @@
-"""gatescan: entry-gate QR scanner. The `gatescan` command lives in gatescan.cli."""
-
-__version__ = "0.1.0"
+"""The `gatescan` command (cli.py, one module per command in commands/, the options they share in
+options.py) and `gatescan.testing`, what tests, benchmarks and the demo share."""

@@ -11,8 +11,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from gatescan import __version__, journal_command
-from gatescan.web_commands import add_web_commands
+from gatescan.commands import journal as journal_command
+from gatescan.commands.server import add_web_commands
+from protocol.release import __version__
 
 EXIT_CANNOT_START = 1
 EXIT_CONFIG = 2
@@ -136,16 +137,17 @@ def startup_errors() -> tuple[type[BaseException], ...]:
     """What can stop a gate from starting: hardware, files, libraries. Each says what is wrong."""
     from gpiozero import GPIOZeroError
 
-    from device.camera import CameraError
-    from device.decode import DecoderError
-    from device.journal import JournalError
+    from device.camera.source import CameraError
+    from device.decode.base import DecoderError
+    from device.journal.journal import JournalError
 
     return (CameraError, JournalError, DecoderError, GPIOZeroError, OSError)
 
 
 def run_agent(args: argparse.Namespace) -> int:
     from device.app import build_agent
-    from firmware_config import ConfigError, ConfigOverrides, load_config
+    from firmware_config.errors import ConfigError
+    from firmware_config.loader import ConfigOverrides, load_config
 
     overrides = ConfigOverrides(
         source=args.source, broker=args.broker, device_id=args.device_id, data_dir=args.data_dir
@@ -166,9 +168,9 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def run_collector(args: argparse.Namespace) -> int:
-    from gatescan.mqtt_login import MqttLoginError, collector_login
-    from server.collector import Collector
-    from server.store import Store
+    from gatescan.options import MqttLoginError, collector_login
+    from server.collector.service import Collector
+    from server.store.database import Store
 
     try:
         username, password = collector_login(args.broker, args.username)
@@ -187,7 +189,7 @@ def run_collector(args: argparse.Namespace) -> int:
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    from gatescan.decode_command import run
+    from gatescan.commands.decode import run
 
     return run(args.images, args.backend, sys.stdout)
 
@@ -195,8 +197,8 @@ def run_decode(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from server.export import export_entries
-    from server.store import Store
+    from server.store.database import Store
+    from server.store.entry_export import export_entries
 
     missing = missing_sqlite_file(args.db)
     if missing is not None:
@@ -234,7 +236,7 @@ def missing_sqlite_file(db: str) -> Path | None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from gatescan.demo import run_demo as demo
+    from gatescan.commands.demo import run_demo as demo
 
     return demo(args.data_dir, seconds=args.seconds, stop=stop_on_signals())
 

@@ -1,11 +1,14 @@
-"""Shared fixtures: a real Mosquitto broker per test, started and stopped by the test itself."""
+"""Shared fixtures: a real Mosquitto broker per test, started and stopped by the test itself, and
+the dashboard's (tests/support/web.py)."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gatescan.broker import LocalBroker
+from gatescan.testing.broker import LocalBroker
+
+pytest_plugins = ["tests.support.web"]
 
 
 @pytest.fixture

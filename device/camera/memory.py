@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from device.camera import CameraError, ClosingSource, Frame, FramePacer
+from device.camera.source import CameraError, ClosingSource, Frame, FramePacer
 
 
 class MemorySource(ClosingSource):

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from device.camera import CameraError, ClosingSource, Frame, FrameLease
+from device.camera.source import CameraError, ClosingSource, Frame, FrameLease
 
 log = logging.getLogger(__name__)
 

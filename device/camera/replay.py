@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.camera import CameraError, ClosingSource, Frame, FramePacer
+from device.camera.source import CameraError, ClosingSource, Frame, FramePacer
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, expect
 
-from gatescan.samples import cccd_payload
-from tests.browser.conftest import LOBBY, MANAGER, PageWatch, screenshot
-from tests.browser.stack import Site
+from gatescan.testing.samples import cccd_payload
+from tests.support.browser import LOBBY, MANAGER, PageWatch, screenshot
+from tests.support.browser_site import Site
 
 LIVE_TIMEOUT_MS = 60_000  # a gate starting on a busy 2-core machine, then a 3 s poll
 UYEN_ID, UYEN_NAME = "079193012345", "Nguyễn Thị Thu Uyên"

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import PageWatch, log_in, screenshot, watched_page
-from tests.browser.stack import Site, add_user
+from tests.support.browser import PageWatch, log_in, screenshot, watched_page
+from tests.support.browser_site import Site, add_user
 
 USER = "doimatkhau"
 OLD_PASSWORD = "Mật-khẩu cũ 2026"

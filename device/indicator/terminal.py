@@ -1,0 +1,92 @@
+"""The indicator drawn in a terminal: the demo's stand-in for LEDs, buzzer and relay.
+
+Each verdict is printed the moment the gate lights, with what the pins do (from the same pattern
+data that drives GPIO), so the screen shows the order of the data path: light first.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TextIO
+
+from device.indicator.base import IndicatorState, Output
+from device.indicator.patterns import Pattern, verdict_pattern
+from protocol.verdicts import VerdictStatus
+
+ANSI = {"green": "\x1b[32m", "red": "\x1b[31m", "yellow": "\x1b[33m", "dim": "\x1b[2m"}
+RESET = "\x1b[0m"
+VERDICT_LOOKS = {
+    VerdictStatus.GRANTED: ("green", "● GRANTED"),
+    VerdictStatus.RECORDED: ("green", "● RECORDED"),
+    VerdictStatus.DENIED: ("red", "● DENIED"),
+}
+STATE_LOOKS = {
+    IndicatorState.IDLE: ("dim", "○ idle: ready to scan"),
+    IndicatorState.OFFLINE: ("dim", "○ offline: entries wait on the gate until the link is back"),
+    IndicatorState.FAULT: ("yellow", "● fault: see the gate's log"),
+}
+
+
+def paint(color: str, text: str) -> str:
+    """ANSI colours: a dim line greys as a whole, any other colours only its leading block."""
+    block, _, rest = text.partition(" ")
+    if color == "dim":
+        return f"{ANSI[color]}{text}{RESET}"
+    return f"{ANSI[color]}{block}{RESET} {rest}"
+
+
+def verdict_look(status: VerdictStatus, *, color: bool = True) -> str:
+    """The verdict as the terminal shows it, e.g. a green '● RECORDED'."""
+    hue, text = VERDICT_LOOKS[status]
+    return paint(hue, text) if color else text
+
+
+def describe_pattern(pattern: Pattern) -> str:
+    """What a person sees and hears, e.g. 'green 0.5 s, 1 beep'."""
+    parts = []
+    for output in (Output.GREEN, Output.RED, Output.RELAY):
+        seconds = sum(step.seconds for step in pattern if output in step.on)
+        if seconds:
+            name = "door relay" if output is Output.RELAY else output.value
+            parts.append(f"{name} {seconds:.1f} s")
+    beeps = sum(
+        1
+        for index, step in enumerate(pattern)
+        if Output.BUZZER in step.on and (index == 0 or Output.BUZZER not in pattern[index - 1].on)
+    )
+    if beeps:
+        parts.append(f"{beeps} beep" + ("s" if beeps > 1 else ""))
+    return ", ".join(parts) or "dark"
+
+
+class TerminalIndicator:
+    """One short line per verdict (with its light and sound) or background state change."""
+
+    def __init__(self, out: TextIO, *, color: bool = True, relay_seconds: float = 0.0) -> None:
+        self._out = out
+        self._color = color
+        self._relay_seconds = relay_seconds
+        self._state: IndicatorState | None = None
+        self._lock = threading.Lock()
+
+    def show(self, status: VerdictStatus) -> None:
+        pattern = verdict_pattern(status, self._relay_seconds)
+        hue, text = VERDICT_LOOKS[status]
+        self._write(hue, f"{text:11} {describe_pattern(pattern)}")
+
+    def set_state(self, state: IndicatorState) -> None:
+        with self._lock:
+            if state == self._state:
+                return
+            self._state = state
+        self._write(*STATE_LOOKS[state])
+
+    def close(self) -> None:
+        """The stream belongs to the caller: nothing to release."""
+
+    def _write(self, color: str, text: str) -> None:
+        if self._color:
+            text = paint(color, text)
+        with self._lock:
+            self._out.write(text + "\n")
+            self._out.flush()

@@ -1,0 +1,249 @@
+"""The collector: gate messages in over MQTT, into the store in batches, acks back after commits.
+
+Delivery works like this (see docs/architecture.md and docs/protocol.md):
+- The collector keeps a persistent MQTT v5 session (clean_start=False plus a SessionExpiryInterval),
+  so the broker queues QoS 1 events for it while it is down. It announces a receive window
+  (ReceiveMaximum): the broker keeps that many messages in flight to it, enough to fill batches.
+- paho's network thread only validates each message (server/collector/prepare.py) and hands it to
+the writer thread (server/collector/writer.py) through a bounded queue; when the queue is full the
+  network thread waits, so back-pressure reaches the broker and nothing is dropped.
+- The writer commits a batch in one transaction, publishes one application `Ack` per gate (at
+  QoS 0: a lost one costs a resend, see docs/protocol.md)
+  naming the batch's events from it (and its refused events in `rejected`), and only then
+  PUBACKs the batch's messages (`manual_ack=True`): a collector killed before that gets them
+  again from the broker, and the store keeps each event_id once, so a resend is always safe.
+- A message that cannot be accepted is dead-lettered (in the same commit) and still PUBACKed,
+  so the broker does not redeliver it forever. Nothing a message contains can stop the collector.
+
+Failpoints (server/collector/failpoints.py) let the crash tests kill the process at an exact step.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from protocol.broker_url import parse_broker_url
+from protocol.topics import Topic, device_topic, subscription
+from server.collector.batch import MessageHandler, utc_now
+from server.collector.client import IngestClient
+from server.collector.failpoints import Failpoints
+from server.collector.prepare import CollectorCounters, IncomingMessage
+from server.collector.writer import MAX_BATCH, QUEUE_CAPACITY, Delivery, IngestWriter
+from server.store.database import Store
+
+__all__ = ["Collector", "CollectorCounters", "IncomingMessage", "MessageHandler"]
+
+log = logging.getLogger("gatescan.collector")
+
+_SUBSCRIBED_KINDS = (Topic.EVENTS, Topic.STATUS, Topic.TELEMETRY)
+# QoS 1 messages the broker may have in flight to us, not yet PUBACKed: several batches, so the
+# next batch is already arriving while one commits. (Without it Mosquitto sends 20 at a time.)
+RECEIVE_WINDOW = 4000
+# The network thread and the writer each do a system call between short bursts of Python (a
+# recv, a send, an SQLite step, an fsync). With CPython's default switch interval of 5 ms, a
+# thread back from one waits up to 5 ms for the GIL while the other computes, at every call (the
+# "convoy effect"): at thousands of messages a second each batch's round then mostly waits. A
+# shorter interval hands the GIL over sooner and shortens the round, so events wait less
+# (bench/ingest_bench.py with 1,000 events in flight: about 1.5x the events per second). It is
+# process-wide, which suits the collector's own process.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+class Collector:
+    """The MQTT side of the server: subscribes to every gate, feeds the writer, acks back."""
+
+    def __init__(
+        self,
+        *,
+        broker_url: str,
+        store: Store,
+        client_id: str = "gatescan-collector",
+        username: str | None = None,
+        password: str | None = None,
+        session_expiry: int = 7 * 24 * 3600,
+        clock: Callable[[], datetime] = utc_now,
+        failpoints: Failpoints | None = None,
+        max_batch: int = MAX_BATCH,
+        receive_window: int = RECEIVE_WINDOW,
+    ) -> None:
+        """`failpoints`: None reads GATESCAN_FAILPOINTS (unset in production: inert), so the
+        crash tests can arm the real `gatescan collector` process from its environment."""
+        self._address = parse_broker_url(broker_url)
+        self._session_expiry = session_expiry
+        self._receive_window = receive_window
+        self.counters = CollectorCounters()
+        if failpoints is None:
+            failpoints = Failpoints.from_environment()
+        if failpoints.active:
+            log.warning("failpoints armed: %s", failpoints.active)
+        self._handler = MessageHandler(
+            store=store,
+            send_ack=self._publish_ack,
+            clock=clock,
+            counters=self.counters,
+            failpoints=failpoints,
+        )
+        self._writer = IngestWriter(
+            handler=self._handler,
+            puback=self._puback,
+            one_wakeup=self._client_one_wakeup,
+            failpoints=failpoints,
+            max_batch=max_batch,
+            capacity=max(QUEUE_CAPACITY, max_batch),
+        )
+        self._connection = 0  # counts connections: a PUBACK goes only on the one it came on
+        self._ack_topics: dict[str, bytes] = {}  # device id -> its ack topic (writer thread only)
+        self._subscribed = threading.Event()
+        self._client = self._build_client(client_id, username, password)
+
+    def _build_client(
+        self, client_id: str, username: str | None, password: str | None
+    ) -> IngestClient:
+        client = IngestClient(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        if username is not None:
+            client.username_pw_set(username, password)
+        if self._address.tls:
+            client.tls_set()  # the system's CA store; the broker's name is checked
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        """Connect in the background; paho reconnects by itself, with backoff, after a loss."""
+        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self._writer.start()
+        properties = Properties(PacketTypes.CONNECT)
+        # Without an expiry a v5 session ends at disconnect even with clean_start=False.
+        properties.SessionExpiryInterval = self._session_expiry
+        properties.ReceiveMaximum = self._receive_window
+        self._client.connect_async(
+            self._address.host,
+            self._address.port,
+            keepalive=30,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Stop reading, commit and ack what was received, then disconnect. The session stays
+        on the broker, which queues events until we return."""
+        self._client.loop_stop()  # no more messages; what the writer sends now goes out inline
+        self._writer.stop()
+        self._client.disconnect()
+        self._subscribed.clear()
+
+    def run_forever(self, stop_event: threading.Event, report_every: float = 60.0) -> None:
+        """Run until stop_event is set, logging the counters now and then (for the CLI)."""
+        self.start()
+        try:
+            while not stop_event.wait(report_every):
+                log.info("collector: %s, %d queued", self.counters, self.queued())
+        finally:
+            self.stop()
+            log.info("collector stopped: %s", self.counters)
+
+    def queued(self) -> int:
+        """Messages validated and waiting for the writer's next batch."""
+        return self._writer.queued()
+
+    def wait_until_subscribed(self, timeout: float) -> bool:
+        """True once the broker has granted every subscription on the current connection."""
+        return self._subscribed.wait(timeout)
+
+    # --- paho callbacks (run on paho's network thread) ----------------------------------------
+
+    def _on_connect(
+        self, client: Any, _userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        self._connection += 1
+        log.info("connected to the broker (session present: %s)", flags.session_present)
+        # Subscribing again on a resumed session is harmless, and needed if it had expired.
+        client.subscribe(
+            [(subscription(kind), SubscribeOptions(qos=1)) for kind in _SUBSCRIBED_KINDS]
+        )
+
+    def _on_subscribe(
+        self, _client: Any, _userdata: Any, _mid: int, reasons: list[ReasonCode], _props: Any
+    ) -> None:
+        refused = [str(reason) for reason in reasons if reason.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", ", ".join(refused))
+            return
+        log.info("subscribed to %s", ", ".join(subscription(kind) for kind in _SUBSCRIBED_KINDS))
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self, _client: Any, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        self._subscribed.clear()
+        log.info("disconnected from the broker: %s", reason)
+
+    def _on_message(self, client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            incoming = IncomingMessage(
+                topic=message.topic,
+                payload=bytes(message.payload),
+                qos=message.qos,
+                retain=bool(message.retain),
+            )
+            prepared = self._handler.prepare(incoming)
+            self._writer.submit(Delivery(prepared, message.mid, message.qos, self._connection))
+        except Exception:
+            # Not stored: PUBACK it all the same, or it would hold a slot of the window until
+            # the next connection (an event comes back anyway: its gate resends it).
+            log.exception("message on mid %d could not be handled", message.mid)
+            if message.qos > 0:
+                client.ack(message.mid, message.qos)
+
+    # --- called by the writer thread, after a batch's commit ----------------------------------
+
+    def _client_one_wakeup(self) -> AbstractContextManager[None]:
+        return self._client.one_wakeup()
+
+    def _puback(self, batch: Sequence[Delivery]) -> None:
+        connection = self._connection
+        # A message from an earlier connection is redelivered on this one (same session): that
+        # copy is PUBACKed when its own batch is committed. (We subscribe at QoS 1: no QoS 2.)
+        mids = [d.mid for d in batch if d.qos == 1 and d.connection == connection]
+        self._client.ack_many(mids)
+
+    def _publish_ack(self, device_id: str, payload: bytes) -> bool:
+        """At QoS 0 (docs/protocol.md, "Why acks travel at QoS 0"): a lost ack costs the gate a
+        resend, which is acked again; a QoS 1 ack would cost the collector, the broker and the
+        gate a PUBACK and its bookkeeping for every ack, and acks are about one per event when
+        a site has many gates."""
+        topic = self._ack_topics.get(device_id)
+        if topic is None:
+            topic = self._ack_topics[device_id] = device_topic(device_id, Topic.ACK).encode()
+        rc = self._client.publish_qos0(topic, payload)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # Not fatal: the gate resends what is not acked, and we ack it then.
+            log.warning("ack to %s not sent now: %s", device_id, mqtt.error_string(rc))
+            return False
+        return True

@@ -1,0 +1,189 @@
+"""/api/v1: the dashboard's data as JSON, for scripts (a bearer token) and pages (a session).
+
+Every route states its least role with `require_role`; the tests walk the app's routes and check
+that each one answers 401 without credentials and 403 to a lower role.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator, AwareDatetime
+
+from protocol.verdicts import VerdictStatus
+from server.accounts.users import Role
+from server.dashboard.auth import User, require_role
+from server.dashboard.downloads import entries_export, tracing_export
+from server.dashboard.reports.entries import (
+    EntryFilter,
+    EntryPage,
+    check_person_lookup,
+    check_unmask,
+    view_entries,
+)
+from server.dashboard.reports.fleet import GateStatus, fleet_status
+from server.dashboard.reports.occupancy import SiteOccupancy, occupancy_today
+from server.dashboard.reports.tracing import TracingResult, trace_contacts
+from server.dashboard.state import web_state
+from server.store.audit import AuditRow
+
+router = APIRouter(prefix="/api/v1", tags=["v1"])
+
+Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
+Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
+Admin = Annotated[User, Depends(require_role(Role.ADMIN))]
+ExportFormat = Literal["csv", "json"]
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    """A time the store can hold: year 1 at +14:00 has no UTC (the answer is 422, not 500)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+    return value
+
+
+ApiTime = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
+
+
+def entry_filter(
+    site: Annotated[str | None, Query(max_length=200, description="site_id")] = None,
+    gate: Annotated[str | None, Query(max_length=64, description="device_id")] = None,
+    since: Annotated[ApiTime | None, Query(description="ts >= since (RFC 3339)")] = None,
+    until: Annotated[ApiTime | None, Query(description="ts < until (RFC 3339)")] = None,
+    status: Annotated[VerdictStatus | None, Query(description="the verdict")] = None,
+    person: Annotated[
+        str | None, Query(max_length=200, description="ID number, or part of a name (audited)")
+    ] = None,
+) -> EntryFilter:
+    return EntryFilter(site, gate, since, until, status, person or None)
+
+
+Filter = Annotated[EntryFilter, Depends(entry_filter)]
+
+
+@router.get("/me", summary="Who the credentials belong to")
+def me(user: Viewer) -> dict[str, str | None]:
+    return {"name": user.name, "role": user.role.label, "language": user.language, "via": user.via}
+
+
+@router.get("/devices", summary="Every gate's status (the fleet page)")
+def devices(request: Request, user: Viewer) -> list[GateStatus]:
+    state = web_state(request)
+    settings = state.settings
+    return fleet_status(state.store, state.clock(), settings.offline_after_s, settings.tz)
+
+
+@router.get("/entries", summary="Entries, newest first; masked unless unmask=true (manager)")
+def entries(
+    request: Request,
+    user: Viewer,
+    entry_filter: Filter,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    unmask: bool = False,
+) -> EntryPage:
+    state = web_state(request)
+    return view_entries(
+        state.store, user, entry_filter, page, unmask, page_size=page_size, audit=state.audit
+    )
+
+
+@router.get(
+    "/entries/export",
+    summary="Entries as CSV (UTF-8 with BOM) or JSON, oldest first; masked unless unmask=true",
+    response_class=StreamingResponse,
+)
+def export_entries(
+    request: Request,
+    user: Viewer,
+    entry_filter: Filter,
+    format: ExportFormat = "csv",
+    unmask: bool = False,
+) -> StreamingResponse:
+    if unmask:
+        check_unmask(user, "an unmasked export")
+    if entry_filter.person:
+        check_person_lookup(user)
+    state = web_state(request)
+    state.audit.record(
+        user.name,
+        "export",
+        entry_filter.person or "",
+        {"filter": entry_filter.as_details(), "format": format, "unmasked": unmask},
+    )
+    return entries_export(
+        state.store,
+        entry_filter,
+        format,
+        unmasked=unmask,
+        now=state.clock(),
+        tz=state.settings.tz,
+    )
+
+
+@router.get("/people/{subject_id}/trace", summary="Contact tracing for one person (audited)")
+def trace(
+    request: Request,
+    user: Manager,
+    subject_id: str,
+    window_min: Annotated[int | None, Query(ge=1, le=1440)] = None,
+    since: ApiTime | None = None,
+    until: ApiTime | None = None,
+) -> TracingResult:
+    return _trace(request, user, subject_id, window_min, since, until)
+
+
+@router.get(
+    "/people/{subject_id}/trace/export",
+    summary="Contact tracing as CSV or JSON (audited)",
+    response_class=StreamingResponse,
+)
+def trace_export(
+    request: Request,
+    user: Manager,
+    subject_id: str,
+    window_min: Annotated[int | None, Query(ge=1, le=1440)] = None,
+    since: ApiTime | None = None,
+    until: ApiTime | None = None,
+    format: ExportFormat = "csv",
+) -> StreamingResponse:
+    result = _trace(request, user, subject_id, window_min, since, until)
+    state = web_state(request)
+    details = {"kind": "tracing", "format": format, "window_min": result.window_min}
+    state.audit.record(user.name, "export", subject_id, details)
+    return tracing_export(result, format, now=state.clock(), tz=state.settings.tz)
+
+
+def _trace(
+    request: Request,
+    user: User,
+    subject_id: str,
+    window_min: int | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> TracingResult:
+    state = web_state(request)
+    window = window_min or state.settings.tracing_window_min
+    return trace_contacts(state.store, user, subject_id, window, since, until, audit=state.audit)
+
+
+@router.get("/occupancy", summary="People inside each site today (in - out)")
+def occupancy(request: Request, user: Viewer) -> list[SiteOccupancy]:
+    state = web_state(request)
+    return occupancy_today(state.store, state.settings.tz, clock=state.clock)
+
+
+@router.get("/audit", summary="The audit log, newest first (admin)")
+def audit_log(
+    request: Request,
+    user: Admin,
+    action: str | None = None,
+    actor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditRow]:
+    return web_state(request).audit.rows(action=action, actor=actor, limit=limit)

@@ -1,0 +1,189 @@
+"""The dashboard's web app: pages, /api/v1 and login, around one store.
+
+`create_web_app` is the table of contents: settings and dependencies in, a FastAPI app out.
+Several processes may serve the same database (`gatescan web` behind a load balancer): sessions,
+users and the audit log live in the database; only the login rate limit is per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from protocol.release import __version__
+from server.accounts.passwords import Hasher, LimitedHasher, PasswordHasher
+from server.accounts.users import Accounts
+from server.clock import Clock, utc_now
+from server.dashboard import api, auth
+from server.dashboard.apidocs import api_docs_router
+from server.dashboard.csrf import LOGIN_CSRF_COOKIE, verify_csrf
+from server.dashboard.ratelimit import LoginRateLimiter
+from server.dashboard.settings import WebSettings
+from server.dashboard.state import WebState
+from server.store.audit import AuditLog
+from server.store.database import Store
+
+log = logging.getLogger("gatescan.web")
+
+WEB_DIR = Path(__file__).parent
+OPENAPI_URL = "/api/openapi.json"
+
+# No inline script or style anywhere, no other origin: a QR payload that reached a page as
+# markup still could not run.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def create_web_app(
+    store: Store,
+    settings: WebSettings,
+    *,
+    clock: Clock = utc_now,
+    monotonic: Callable[[], float] = time.monotonic,
+    hasher: Hasher | None = None,
+) -> FastAPI:
+    """The dashboard for `store`. `clock` (UTC now) and `monotonic` drive session expiry and
+    the login rate limit, so tests can move time instead of waiting. `hasher` (default: the
+    production scrypt) is run at most `settings.password_hashes_at_once` at a time."""
+    from server.dashboard import pages, password_page
+
+    app = FastAPI(
+        title="gatescan dashboard API",
+        version=__version__,
+        docs_url=None,  # Swagger UI comes from a CDN and runs inline script: see apidocs.py
+        redoc_url=None,
+        openapi_url=OPENAPI_URL,
+        dependencies=[Depends(verify_csrf)],
+    )
+    app.state.web = WebState(
+        store=store,
+        settings=settings,
+        accounts=Accounts(
+            store.engine,
+            hasher=LimitedHasher(
+                hasher or PasswordHasher(),
+                at_once=settings.password_hashes_at_once,
+                waiting=settings.password_hashes_waiting,
+                wait_s=settings.password_hash_wait_s,
+            ),
+            clock=clock,
+            session_idle=settings.session_idle,
+            session_max_age=settings.session_max_age,
+        ),
+        audit=AuditLog(store.engine, clock=clock),
+        limiter=LoginRateLimiter(
+            per_user=settings.login_failures_per_user,
+            per_ip=settings.login_failures_per_ip,
+            window_s=settings.login_window_s,
+            clock=monotonic,
+        ),
+        clock=clock,
+    )
+    templates = Jinja2Templates(directory=WEB_DIR / "templates")
+    from server.dashboard.csrf import csrf_token
+
+    templates.env.globals["csrf_token"] = csrf_token
+    app.state.templates = templates
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.include_router(auth.router)
+    app.include_router(api.router)
+    app.include_router(api_docs_router(OPENAPI_URL))
+    app.include_router(pages.router)
+    app.include_router(password_page.router)
+    auth.install_auth_handlers(app)
+    app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
+    return app
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response, `Cache-Control: no-store` to every one
+    but static files (pages hold personal data), and the pre-login CSRF cookie when a login
+    form was rendered (see csrf.py).
+
+    It also answers an unhandled error itself: Starlette's own 500 comes from the outermost
+    middleware, without these headers, and the server would log the exception's message, which
+    for a database error holds the query's parameters (ID numbers, names).
+    """
+
+    def __init__(self, app: ASGIApp, *, secure_cookies: bool) -> None:
+        self._app = app
+        self._secure = secure_cookies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                if not scope["path"].startswith("/static/"):
+                    headers.append((b"cache-control", b"no-store"))
+                token = scope.get("state", {}).get("new_login_csrf")
+                if token:
+                    headers.append((b"set-cookie", self._login_cookie(token).encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_headers)
+        except Exception as exc:
+            log_unhandled(scope, exc)
+            if started:  # a download failed half-way: nothing more can be said to the client
+                return
+            await send_with_headers(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send_with_headers(
+                {"type": "http.response.body", "body": b"Internal Server Error"}
+            )
+
+    def _login_cookie(self, token: str) -> str:
+        secure = "; Secure" if self._secure else ""
+        return f"{LOGIN_CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}"
+
+
+def log_unhandled(scope: Scope, exc: BaseException) -> None:
+    """Log an unhandled error by its types and code lines only: never its message or the URL,
+    which may hold personal data (/people/{id}, ?person=, a failed query's parameters)."""
+    route = scope.get("route")
+    where = getattr(route, "path", None) or "an unmatched path"
+    chain: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 5:
+        chain.append(type(cause).__qualname__)
+        cause = cause.__cause__ or cause.__context__
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error(
+        "unhandled %s in %s %s (message withheld)\n%s",
+        " <- ".join(chain),
+        scope.get("method", "?"),
+        where,
+        frames,
+    )

@@ -1,0 +1,396 @@
+"""The dashboard's pages, rendered on the server: fleet, entries, person and contact tracing,
+occupancy, export, account.
+
+Each page asks BACKEND's reports for its data (server/dashboard/reports/*) with the logged-in user,
+so the masking, the role checks and the audit rows live in one place for the pages and the API
+alike; nothing here reads a table. Live regions refresh through server/dashboard/live.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from server.accounts.users import Role
+from server.dashboard import api
+from server.dashboard.auth import User, require_role, safe_next, user_language
+from server.dashboard.i18n.translate import (
+    LANGUAGE_COOKIE,
+    Translator,
+    parse_local_datetime,
+    supported_language,
+)
+from server.dashboard.live import router as live_router
+from server.dashboard.reports.access import NotAllowed
+from server.dashboard.reports.entries import check_person_lookup, view_entries
+from server.dashboard.reports.tracing import trace_contacts
+from server.dashboard.search_handles import MAX_HANDLE_LENGTH
+from server.dashboard.state import web_state
+from server.dashboard.views import (
+    HANDLE_PARAM,
+    STATUSES,
+    EntryQuery,
+    entry_query,
+    fleet_context,
+    hide_term,
+    occupancy_context,
+    page_context,
+    render,
+    reveal_term,
+    whole_number,
+)
+
+router = APIRouter(include_in_schema=False)
+router.include_router(live_router)
+
+Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
+Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
+PAGE_SIZE = 50
+LANGUAGE_COOKIE_MAX_AGE_S = 365 * 86400
+
+
+@router.get("/")
+def fleet_page(request: Request, user: Viewer) -> Response:
+    return render(request, "fleet.html", fleet_context(request, user))
+
+
+# --- entries -------------------------------------------------------------------------------------
+#
+# No page URL holds a search term (an ID number, a name): the filter form is POSTed and answered
+# with a redirect to the page by a handle, `?q=` (search_handles.py). `person=` in the query is
+# still read, for bookmarks made before, but never put in a link.
+
+
+@router.get("/entries")
+def entries_page(request: Request, user: Viewer, page: int = 1) -> Response:
+    query = entry_query(request, user, request.query_params)
+    if "person" in request.query_params:  # an old bookmark: to the same page by a handle
+        return RedirectResponse("/entries" + query.query_string(page=page), status_code=303)
+    return _entries(request, user, query, page, False)
+
+
+@router.post("/entries/search")
+async def entries_search(request: Request, user: Viewer) -> Response:
+    return await _search_redirect(request, user, "/entries")
+
+
+@router.post("/entries/unmask")
+async def entries_unmasked(request: Request, user: Manager) -> Response:
+    """Unmasking writes an audit row, so it is a POST with the CSRF token, never a link."""
+    form = await request.form()
+    query = await run_in_threadpool(entry_query, request, user, form)
+    return await run_in_threadpool(
+        _entries, request, user, query, whole_number(form.get("page"), 1), True
+    )
+
+
+async def _search_redirect(request: Request, user: User, target: str) -> Response:
+    """The filter form's POST: the person searched for goes behind a handle, the rest (site,
+    gate, times, verdict: nothing personal) stays readable in the URL."""
+    form = await request.form()
+    query = EntryQuery.from_params(form)
+    if query.person:
+        check_person_lookup(user)  # a viewer may not search for people (403)
+        handle = await run_in_threadpool(hide_term, request, query.person)
+        query = replace(query, handle=handle)
+    return RedirectResponse(target + query.query_string(), status_code=303)
+
+
+def _entries(request: Request, user: User, query: EntryQuery, page: int, unmask: bool) -> Response:
+    state = web_state(request)
+    context = page_context(request, user, "entries")
+    context.update(_filter_choices(request))
+    context.update(
+        query=query,
+        result=None,
+        unmasked=unmask,
+        can_unmask=user.role >= Role.MANAGER,
+        query_string=query.query_string(),
+        here="/entries" + query.query_string(page=page if page > 1 else None),
+        page_link=lambda n: "/entries" + query.query_string(page=n),
+        live=False,
+    )
+    if query.expired:
+        return render(request, "entries.html", context)
+    context["result"] = view_entries(
+        state.store,
+        user,
+        query.to_filter(state.settings.tz),
+        max(1, page),
+        unmask,
+        page_size=PAGE_SIZE,
+        audit=state.audit,
+    )
+    # A person search is audited on every look: a live region would write a row every poll.
+    context["live"] = page == 1 and not unmask and not query.person
+    return render(request, "entries.html", context)
+
+
+def _filter_choices(request: Request) -> dict[str, Any]:
+    devices = web_state(request).store.devices()
+    return {
+        "sites": sorted({device.site_id for device in devices if device.site_id}),
+        "gate_ids": [device.device_id for device in devices],
+        "statuses": STATUSES,
+    }
+
+
+# --- person and contact tracing ------------------------------------------------------------------
+
+
+@router.get("/tracing")
+def tracing_page(request: Request, user: Viewer) -> Response:
+    params = request.query_params
+    handle = str(params.get(HANDLE_PARAM) or "").strip()
+    if handle:
+        subject = reveal_term(request, handle)
+        if subject is None:
+            return _tracing(request, user, "", params, expired=True)
+        return _tracing(request, user, subject, params, handle=handle)
+    # `subject=`: a bookmark made before the handles; still read, never made.
+    return _tracing_by_handle(request, user, str(params.get("subject") or "").strip(), params)
+
+
+@router.post("/tracing/search")
+async def tracing_search(request: Request, user: Viewer) -> Response:
+    """The tracing form's POST: answered by a redirect to the result by a handle."""
+    form = await request.form()
+    subject = str(form.get("subject") or "").strip()
+    if not subject:
+        return RedirectResponse("/tracing", status_code=303)
+    return await run_in_threadpool(_tracing_by_handle, request, user, subject, form)
+
+
+@router.get("/people/{subject_id}")
+def person_page(request: Request, user: Viewer, subject_id: str) -> Response:
+    """For old bookmarks: the pages link to /tracing?q=... instead."""
+    return _tracing_by_handle(request, user, subject_id.strip(), request.query_params)
+
+
+def _tracing_by_handle(
+    request: Request, user: User, subject: str, params: Mapping[str, Any]
+) -> Response:
+    """A subject given outright (the search form, an old bookmark): a manager is sent on to the
+    result by a handle, so the address bar (and the history from now on) never holds it; others
+    get the page's 403, and nothing is kept."""
+    if not subject or user.role < Role.MANAGER:
+        return _tracing(request, user, subject, params)
+    window = web_state(request).settings.tracing_window_min
+    query = TracingQuery.from_params(params, subject, window)
+    return RedirectResponse(query.url(hide_term(request, query.subject)), status_code=303)
+
+
+@dataclass(frozen=True)
+class TracingQuery:
+    """The tracing form as sent: the subject, ±window minutes, and an optional period."""
+
+    subject: str
+    window: int
+    since: str  # <input type="datetime-local">, site time
+    until: str
+
+    @classmethod
+    def from_params(
+        cls, params: Mapping[str, Any], subject: str, default_window: int
+    ) -> TracingQuery:
+        return cls(
+            subject=subject[:200],
+            window=whole_number(params.get("window"), default_window),
+            since=str(params.get("since") or "")[:40],
+            until=str(params.get("until") or "")[:40],
+        )
+
+    def url(self, handle: str) -> str:
+        """This query's result page, the subject by its handle."""
+        pairs = [(HANDLE_PARAM, handle), ("window", str(self.window))]
+        pairs += [(name, value) for name, value in (("since", self.since), ("until", self.until))]
+        return "/tracing?" + urlencode([(name, value) for name, value in pairs if value])
+
+
+def _tracing(
+    request: Request,
+    user: User,
+    subject: str,
+    params: Mapping[str, Any],
+    *,
+    handle: str = "",
+    expired: bool = False,
+) -> Response:
+    state = web_state(request)
+    tz = state.settings.tz
+    query = TracingQuery.from_params(params, subject, state.settings.tracing_window_min)
+    context = page_context(request, user, "tracing")
+    t = context["t"]
+    context.update(query=query, result=None, error=None, expired=expired, export_links=[])
+    if not query.subject:
+        return render(request, "tracing.html", context)
+    if user.role < Role.MANAGER:  # no handle for a viewer: the page says why, and nothing more
+        context["here"] = "/tracing"  # not the POST-only search address
+        context["error"] = t("tracing.forbidden")
+        return render(request, "tracing.html", context, status_code=403)
+    handle = handle or hide_term(request, query.subject)
+    context["here"] = query.url(handle)
+    since = parse_local_datetime(query.since, tz)
+    until = parse_local_datetime(query.until, tz)
+    try:
+        result = trace_contacts(
+            state.store, user, query.subject, query.window, since, until, audit=state.audit
+        )
+    except NotAllowed:
+        context["error"] = t("tracing.forbidden")
+        return render(request, "tracing.html", context, status_code=403)
+    except ValueError:
+        context["error"] = t("tracing.bad_window")
+        return render(request, "tracing.html", context, status_code=400)
+    context["result"] = result
+    context["export_links"] = [
+        (_tracing_export_url(handle, query, kind), t(label))
+        for kind, label in (("csv", "tracing.export_csv"), ("json", "tracing.export_json"))
+    ]
+    return render(request, "tracing.html", context)
+
+
+def _tracing_export_url(handle: str, query: TracingQuery, kind: str) -> str:
+    """The page's tracing download for the same query (audited again when fetched)."""
+    pairs = [(HANDLE_PARAM, handle), ("format", kind), ("window_min", str(query.window))]
+    pairs += [(name, value) for name, value in (("since", query.since), ("until", query.until))]
+    return "/tracing/export?" + urlencode([(name, value) for name, value in pairs if value])
+
+
+@router.get("/tracing/export")
+def tracing_export_page(
+    request: Request,
+    user: Manager,
+    q: Annotated[str, Query(max_length=MAX_HANDLE_LENGTH)],
+    window_min: Annotated[int | None, Query(ge=1, le=1440)] = None,
+    since: Annotated[str, Query(max_length=40)] = "",
+    until: Annotated[str, Query(max_length=40)] = "",
+    format: api.ExportFormat = "csv",
+) -> Response:
+    """The tracing download (CSV or JSON) by handle: /api/v1's own export, audited the same."""
+    subject = reveal_term(request, q)
+    if subject is None:
+        return _expired_download(request, user)
+    tz = web_state(request).settings.tz
+    start, end = parse_local_datetime(since, tz), parse_local_datetime(until, tz)
+    return api.trace_export(request, user, subject, window_min, start, end, format)
+
+
+def _expired_download(request: Request, user: User) -> Response:
+    t = Translator(user_language(request, user))
+    return PlainTextResponse(t("search.expired"), status_code=410)
+
+
+# --- occupancy, export, account ------------------------------------------------------------------
+
+
+@router.get("/occupancy")
+def occupancy_page(request: Request, user: Viewer) -> Response:
+    return render(request, "occupancy.html", occupancy_context(request, user))
+
+
+@router.get("/export")
+def export_page(request: Request, user: Viewer) -> Response:
+    state = web_state(request)
+    query = entry_query(request, user, request.query_params)
+    if "person" in request.query_params:  # an old bookmark: to the same page by a handle
+        return RedirectResponse("/export" + query.query_string(), status_code=303)
+    context = page_context(request, user, "export")
+    context.update(_filter_choices(request))
+    context.update(query=query, total=None, here="/export" + query.query_string())
+    if query.expired:
+        return render(request, "export.html", context)
+    # How many rows the download will hold. Counted as the entries page would: a count for one
+    # person tells how often they came, so it needs the manager role and is audited.
+    counted = view_entries(
+        state.store,
+        user,
+        query.to_filter(state.settings.tz),
+        1,
+        False,
+        page_size=1,
+        audit=state.audit,
+    )
+    download = "/export/download"
+    links = {
+        "csv_url": download + query.query_string(format="csv"),
+        "json_url": download + query.query_string(format="json"),
+    }
+    if user.role >= Role.MANAGER:
+        links["csv_unmasked_url"] = download + query.query_string(format="csv", unmask="true")
+        links["json_unmasked_url"] = download + query.query_string(format="json", unmask="true")
+    context.update(total=counted.total, **links)
+    return render(request, "export.html", context)
+
+
+@router.post("/export/search")
+async def export_search(request: Request, user: Viewer) -> Response:
+    return await _search_redirect(request, user, "/export")
+
+
+@router.get("/export/download")
+def export_download(
+    request: Request,
+    user: Viewer,
+    format: api.ExportFormat = "csv",
+    unmask: bool = False,
+) -> Response:
+    """The export page's download, the person by handle: /api/v1's own export, audited the
+    same (the filter's times are the form's, in site time)."""
+    query = entry_query(request, user, request.query_params)
+    if query.expired:
+        return _expired_download(request, user)
+    entry_filter = query.to_filter(web_state(request).settings.tz)
+    return api.export_entries(request, user, entry_filter, format, unmask)
+
+
+@router.get("/account")
+def account_page(request: Request, user: Viewer, saved: bool = False) -> Response:
+    context = page_context(request, user, "account")
+    context["saved"] = saved
+    return render(request, "account.html", context)
+
+
+@router.post("/account/language")
+def choose_language(
+    request: Request,
+    user: Viewer,
+    lang: Annotated[str, Form(max_length=8)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    language = supported_language(lang)
+    if language is not None and user.via == "session":
+        web_state(request).accounts.set_language(user.name, language)  # type: ignore[arg-type]
+    return _with_language_cookie(request, safe_next(next), language)
+
+
+@router.post("/language")
+def choose_language_before_login(
+    request: Request,
+    lang: Annotated[str, Form(max_length=8)],
+    next: Annotated[str, Form(max_length=2000)] = "/login",
+) -> Response:
+    """The login page's language buttons: only a cookie, nobody's account changes. A POST with
+    the login form's CSRF token like every other change, so another site cannot flip it."""
+    return _with_language_cookie(request, safe_next(next), supported_language(lang))
+
+
+def _with_language_cookie(request: Request, target: str, language: str | None) -> Response:
+    response = RedirectResponse(target, status_code=303)
+    if language is not None:
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            language,
+            max_age=LANGUAGE_COOKIE_MAX_AGE_S,
+            httponly=True,
+            samesite="lax",
+            secure=web_state(request).settings.secure_cookies,
+            path="/",
+        )
+    return response

@@ -1,0 +1,85 @@
+"""Every gate's state for the fleet page: online or not, where, how well it runs, what is wrong."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from server.clock import local_day_start
+from server.store.database import DeviceRecord, Store
+from server.store.tables import entries_table
+
+
+class GateStatus(BaseModel):
+    device_id: str
+    online: bool  # from the gate's retained status (its last will says offline)
+    last_seen: datetime | None  # the last message of any kind from the gate
+    offline_for_s: float | None  # None while online
+    site_id: str
+    location: str
+    direction: str  # "in" / "out"; "" until the gate has said
+    version: str
+    fps: float | None  # from the latest telemetry; None before any
+    decode_ms: float | None
+    outbox: int | None  # events waiting on the gate for the collector's ack
+    clock_synced: bool | None
+    faults: list[str]
+    scans_today: int  # entries since local midnight (the site's time zone)
+    flagged: bool  # shown at the top: offline too long, or in fault
+    why: list[str]  # "offline", "fault:camera", ...
+
+
+def fleet_status(
+    store: Store, now: datetime, offline_after_s: float, tz: ZoneInfo | None = None
+) -> list[GateStatus]:
+    """All gates, flagged ones first, then by site and id."""
+    tz = tz or ZoneInfo("UTC")
+    scans = _scans_since(store, local_day_start(now, tz))
+    gates = [
+        _gate_status(device, now, offline_after_s, scans.get(device.device_id, 0))
+        for device in store.devices()
+    ]
+    return sorted(gates, key=lambda g: (not g.flagged, g.site_id, g.device_id))
+
+
+def _scans_since(store: Store, since: datetime) -> dict[str, int]:
+    c = entries_table.c
+    query = select(c.device_id, func.count()).where(c.ts >= since).group_by(c.device_id)
+    with store.engine.connect() as conn:
+        return {str(device): int(count) for device, count in conn.execute(query)}
+
+
+def _gate_status(
+    device: DeviceRecord, now: datetime, offline_after_s: float, scans_today: int
+) -> GateStatus:
+    telemetry: dict[str, Any] = device.telemetry or {}
+    heard = [t for t in (device.last_seen, device.status_received_at) if t is not None]
+    last_seen = max(heard) if heard else None
+    online = device.state == "online"
+    offline_for = None if online or last_seen is None else (now - last_seen).total_seconds()
+    faults = sorted(set(device.faults) | set(telemetry.get("faults", [])))
+    why = [f"fault:{fault}" for fault in faults]
+    if not online and (offline_for is None or offline_for > offline_after_s):
+        why.insert(0, "offline")
+    return GateStatus(
+        device_id=device.device_id,
+        online=online,
+        last_seen=last_seen,
+        offline_for_s=offline_for,
+        site_id=device.site_id,
+        location=device.location,
+        direction=device.direction,
+        version=device.version or str(telemetry.get("version", "")),
+        fps=telemetry.get("fps"),
+        decode_ms=telemetry.get("decode_ms"),
+        outbox=telemetry.get("outbox_depth"),
+        clock_synced=telemetry.get("clock_synced"),
+        faults=faults,
+        scans_today=scans_today,
+        flagged=bool(why),
+        why=why,
+    )

@@ -1,0 +1,105 @@
+"""What every request handler reaches through the app: the store, settings, accounts, audit
+log, login limiter, clock and search handles (one `WebState` on app.state.web), and who is
+asking."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from server.accounts.users import Account, Accounts, Session
+from server.clock import Clock
+from server.dashboard.ratelimit import LoginRateLimiter
+from server.dashboard.settings import WebSettings
+from server.store.audit import AuditLog
+from server.store.database import Store
+
+if TYPE_CHECKING:
+    from server.dashboard.search_handles import SearchHandles
+
+SESSION_COOKIE = "gatescan_session"
+LIVE_HEADER = "x-gatescan-live"  # sent by the pages' background refresh (static/js)
+_UNSET = object()
+
+
+PASSWORD_CHANGES_PER_WINDOW = 5  # per user, then 429 until the window moves on
+PASSWORD_CHANGE_WINDOW_S = 15 * 60
+
+
+class BadToken(Exception):
+    """An Authorization header with an unknown, revoked or malformed token (answered 401)."""
+
+
+@dataclass(frozen=True)
+class WebState:
+    store: Store
+    settings: WebSettings
+    accounts: Accounts
+    audit: AuditLog
+    limiter: LoginRateLimiter
+    clock: Clock
+    # Keys the digest that stands in a log line for a login name that is no user's (auth.py):
+    # random per process and never written anywhere, so the digest cannot be reversed offline.
+    log_key: bytes = field(default_factory=lambda: secrets.token_bytes(16), repr=False)
+    # Search terms behind the opaque `q` handles in page URLs (search_handles.py): per process,
+    # each handle living as long as a session may.
+    search_handles: SearchHandles = field(init=False, repr=False)
+    # Password changes that went through, per user (password_page.py): each costs two scrypt
+    # hashes, so a signed-in user cannot keep the hashing turns busy by changing it in a loop.
+    password_changes: LoginRateLimiter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from server.dashboard.search_handles import SearchHandles
+
+        handles = SearchHandles(lifetime=self.settings.session_max_age, clock=self.clock)
+        object.__setattr__(self, "search_handles", handles)
+        changes = LoginRateLimiter(
+            per_user=PASSWORD_CHANGES_PER_WINDOW,
+            per_ip=10 * PASSWORD_CHANGES_PER_WINDOW,
+            window_s=PASSWORD_CHANGE_WINDOW_S,
+            clock=time.monotonic,
+        )
+        object.__setattr__(self, "password_changes", changes)
+
+
+def web_state(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state
+
+
+def request_session(request: Request) -> Session | None:
+    """The live session named by the request's cookie (looked up once per request)."""
+    cached = getattr(request.state, "gatescan_session", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
+    secret = request.cookies.get(SESSION_COOKIE)
+    # A page's own refresh (live.py's polling) is not the person at the screen: it must not keep
+    # a dashboard left open logged in forever.
+    active = LIVE_HEADER not in request.headers
+    session = web_state(request).accounts.session(secret, active=active) if secret else None
+    request.state.gatescan_session = session
+    request.state.session_expired = secret is not None and session is None
+    return session
+
+
+def request_account(request: Request) -> Account | None:
+    """Who is asking: a bearer token's account, else the session's user, else None.
+
+    A request with an Authorization header is judged by it alone (BadToken if it is wrong):
+    falling back to the cookie would make such a request need CSRF protection.
+    """
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise BadToken()
+        account = web_state(request).accounts.account_for_token(token.strip())
+        if account is None:
+            raise BadToken()
+        return account
+    session = request_session(request)
+    return session.account if session is not None else None

@@ -1,0 +1,68 @@
+"""The audit log: who looked at whom, when (unmasking, tracing, person lookups, exports,
+purges), and who changed which account (`gatescan user ...`, `token ...`: action "account").
+Rows are only ever added; reading them needs the admin role."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, insert, select
+
+from server.clock import Clock, utc_now
+from server.store.tables import audit_log_table
+
+AuditAction = Literal["unmask", "trace", "search", "export", "purge", "login", "logout", "account"]
+
+
+class AuditRow(BaseModel):
+    id: int
+    at: datetime
+    actor: str  # a user name, "token:NAME", "system" or "cli:OS_USER"
+    action: str
+    subject: str  # whom it was about ("" when not one person)
+    details: dict[str, Any]
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, *, clock: Clock = utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def record(
+        self,
+        actor: str,
+        action: AuditAction,
+        subject: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        row = {
+            "at": self._clock(),
+            "actor": actor,
+            "action": action,
+            "subject": subject[:200],
+            "details": details or {},
+        }
+        with self._engine.begin() as conn:
+            conn.execute(insert(audit_log_table).values(row))
+
+    def rows(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditRow]:
+        """The newest rows first."""
+        table = audit_log_table
+        query = select(table).order_by(table.c.id.desc()).limit(limit)
+        if action is not None:
+            query = query.where(table.c.action == action)
+        if actor is not None:
+            query = query.where(table.c.actor == actor)
+        if since is not None:
+            query = query.where(table.c.at >= since)
+        with self._engine.connect() as conn:
+            return [AuditRow.model_validate(dict(r)) for r in conn.execute(query).mappings()]

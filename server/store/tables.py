@@ -1,0 +1,232 @@
+"""The collector's database schema: entries, devices and dead letters (SQLAlchemy Core).
+
+The SQL stays portable so PostgreSQL can take over from SQLite when one machine is not enough.
+Every timestamp is stored and read as timezone-aware UTC. Columns added after a table first
+shipped are added to an existing database by `upgrade_schema`, so an older database file
+keeps working (a new column always has a default).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("gatescan.store")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite has no time zone type: SQLAlchemy writes the wall-clock fields and drops the offset, so
+    values are converted to UTC before they are written and marked UTC when they are read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps only aware UTC times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+entries_table = Table(
+    "entries",
+    metadata,
+    Column("event_id", String(80), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("site_id", String(200), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("boot_id", String(64), nullable=False),
+    Column("ts", UtcDateTime, nullable=False),
+    Column("clock_synced", Boolean, nullable=False),
+    # Closed sets are kept as plain strings, not SQL enums: a new reason needs no migration.
+    Column("direction", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("credential_type", String(16), nullable=False),
+    Column("subject_id", String(200), nullable=False),
+    Column("subject_name", String(200), nullable=False),
+    Column("code_sha256", String(64), nullable=False),
+    Column("code_length", Integer, nullable=False),
+    Column("code_text", Text, nullable=True),
+    Column("code_text_withheld", Boolean, nullable=False, default=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    # Time, then gate: serves time ranges (the dashboard, tracing, exports, the purge) and a gate
+    # within one (read from the index alone). Keys grow with time, so each commit adds its keys
+    # at the index's end. There is no index that starts with the gate: with N gates it takes
+    # each commit's keys at N places, and SQLite writes every page it changes to its log
+    # whole, so at 500 gates that one index cost about as much as the rest of the row
+    # (docs/benchmarks.md); a gate's entries over all time are a scan of this index instead.
+    Index("ix_entries_ts_device", "ts", "device_id"),
+    Index("ix_entries_subject_id", "subject_id"),
+    # The retention purge's other half (server/store/retention.py: received_at OR a synced ts):
+    # without it the hourly purge reads the whole table.
+    Index("ix_entries_received_at", "received_at"),
+)
+
+devices_table = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("state", String(16), nullable=True),  # online / offline; None until a status arrives
+    Column("status_ts", UtcDateTime, nullable=True),  # the device's own time on its status
+    Column("status_received_at", UtcDateTime, nullable=True),
+    Column("version", String(200), nullable=False, default=""),
+    Column("boot_id", String(64), nullable=False, default=""),
+    Column("faults", JSON, nullable=False, default=list),
+    Column("last_seen", UtcDateTime, nullable=True),
+    Column("telemetry", JSON, nullable=True),
+    Column("telemetry_at", UtcDateTime, nullable=True),
+    # Where the gate stands, from its status (added within protocol v1; "" until a gate says).
+    Column("site_id", String(200), nullable=False, default=""),
+    Column("location", String(200), nullable=False, default=""),
+    Column("direction", String(16), nullable=False, default=""),
+)
+
+dead_letters_table = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_size", Integer, nullable=False),
+    # A resend of the same refused message (same topic, payload and reason) adds no row: it is
+    # counted here. A gate resends what it is not acked, so without this one refused event
+    # would add a row every `resend_after` seconds. Rows from before the column have no digest.
+    Column("payload_sha256", String(64), nullable=True),
+    Column("repeats", Integer, nullable=False, default=0),
+    Column("last_received_at", UtcDateTime, nullable=True),  # the latest repeat's
+    Index("ix_dead_letters_received_at", "received_at"),
+    Index("ix_dead_letters_payload_sha256", "payload_sha256"),
+)
+
+# The dashboard's accounts (server/accounts/users.py) and audit log (server/store/audit.py).
+# Secrets are kept only as digests: a stolen database file opens no session and runs no API token.
+users_table = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    # scrypt$n$r$p$salt$hash (server/accounts/users.py)
+    Column("password_hash", Text, nullable=False),
+    Column("language", String(8), nullable=True),  # None: the site's default
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("last_login_at", UtcDateTime, nullable=True),  # None: never logged in
+)
+
+api_tokens_table = Table(
+    "api_tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+web_sessions_table = Table(
+    "web_sessions",
+    metadata,
+    Column("session_sha256", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Index("ix_web_sessions_user_name", "user_name"),
+)
+
+audit_log_table = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(80), nullable=False),  # a user name, "token:NAME" or "system"
+    Column("action", String(32), nullable=False),  # unmask, trace, export, search, purge, ...
+    Column("subject", String(200), nullable=False, default=""),  # whom it was about
+    Column("details", JSON, nullable=False, default=dict),
+    Index("ix_audit_log_at", "at"),
+)
+
+# Indexes a shipped version made and this one does not: dropped when a database is opened.
+_DROPPED_INDEXES = (
+    ("entries", "ix_entries_device_boot_seq"),  # gate first: see ix_entries_ts_device
+    ("entries", "ix_entries_ts"),  # ix_entries_ts_device starts with ts
+)
+
+# Columns added to a shipped table: (table, column, its SQL definition for ALTER TABLE ADD).
+_ADDED_COLUMNS = (
+    ("entries", "code_text_withheld", "BOOLEAN NOT NULL DEFAULT FALSE"),
+    ("dead_letters", "payload_sha256", "VARCHAR(64)"),
+    ("dead_letters", "repeats", "INTEGER NOT NULL DEFAULT 0"),
+    ("dead_letters", "last_received_at", "TIMESTAMP WITH TIME ZONE"),
+    ("devices", "site_id", "VARCHAR(200) NOT NULL DEFAULT ''"),
+    ("devices", "location", "VARCHAR(200) NOT NULL DEFAULT ''"),
+    ("devices", "direction", "VARCHAR(16) NOT NULL DEFAULT ''"),
+    ("users", "last_login_at", "TIMESTAMP WITH TIME ZONE"),
+)
+
+
+def upgrade_schema(engine: Engine) -> list[str]:
+    """Bring an older database up to this schema: add the columns and indexes it lacks, drop
+    the indexes this version no longer keeps. Return "table.column" for each column added (each
+    index created or dropped is logged)."""
+    inspector = inspect(engine)
+    added = []
+    with engine.begin() as conn:
+        for table, column, definition in _ADDED_COLUMNS:
+            present = {c["name"] for c in inspector.get_columns(table)}
+            if column not in present:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {definition}"))
+                added.append(f"{table}.{column}")
+        # create_all makes the indexes of new tables only. Building one over a large entries
+        # table takes a while (once), so it is logged.
+        for indexed in (entries_table, dead_letters_table):
+            have = {i["name"] for i in inspector.get_indexes(indexed.name)}
+            for index in sorted(indexed.indexes, key=lambda i: str(i.name)):
+                if index.name not in have:
+                    log.info("database upgrade: creating index %s", index.name)
+                    index.create(conn, checkfirst=True)
+        for table, name in _DROPPED_INDEXES:
+            if name in {i["name"] for i in inspector.get_indexes(table)}:
+                log.info("database upgrade: dropping index %s", name)
+                conn.execute(
+                    text(f"DROP INDEX IF EXISTS {name}")
+                )  # another process may drop it too
+    return added

@@ -1,0 +1,391 @@
+"""The frame loop on real parts: real zbar, real journal files, gpiozero MockFactory pins.
+
+The only fakes are at the hardware boundary: frames come from a list instead of a camera, and
+an indicator that notes what the journal held at the moment it was told to light.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from device.camera.replay import ReplaySource
+from device.camera.source import CameraError, Frame, FrameSource, ReopeningSource
+from device.decode.zbar import PyzbarDecoder
+from device.frames.capture import CAMERA_FAULT
+from device.indicator.base import Indicator, IndicatorState, TeeIndicator
+from device.indicator.gpio import GpioIndicator, IndicatorPins
+from device.journal.durable_files import write_fully
+from device.journal.journal import Journal
+from device.journal.recorder import STORAGE_FAULT, EventRecorder
+from device.scanner import Scan, Scanner
+from device.system.clock import FixedSyncClock
+from device.system.health import Health
+from device.verdict.debounce import Debounce
+from device.verdict.events import EventBuilder
+from device.verdict.policy import Policy
+from gatescan.testing.samples import blank_frame, cccd_payload, render_code, sample_event
+from protocol.verdicts import Direction, VerdictStatus
+
+CARD = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Hà Nội", "21042021")
+SIZE = (640, 480)
+
+
+class ListSource:
+    """Frames from a list; then the camera 'fails' (CameraError) or the loop is stopped.
+
+    A camera slower than the decoder: each frame is handed over only once the scanner took the
+    one before from its handoff slot, so none is dropped (test_pipeline.py covers dropping).
+    """
+
+    def __init__(self, frames: list[Frame], stop: threading.Event | None = None) -> None:
+        self.frames = list(frames)
+        self.stop = stop
+        self.failures = 0
+        self.scanner: Scanner | None = None
+
+    def read(self) -> Frame:
+        if self.scanner is not None:
+            assert self.scanner.handoff.wait_taken(timeout=10), "the decode thread took nothing"
+        if not self.frames:
+            if self.stop is not None:
+                self.stop.set()
+            self.failures += 1
+            raise CameraError("no more frames")
+        return self.frames.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+class JournalWatchingIndicator:
+    """Notes the journal's outbox depth each time it is told to light."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.depth_when_lit: list[int] = []
+        self.states: list[IndicatorState] = []
+
+    def show(self, status: VerdictStatus) -> None:
+        self.depth_when_lit.append(self.journal.outbox_depth())
+
+    def set_state(self, state: IndicatorState) -> None:
+        self.states.append(state)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal(tmp_path) as opened:
+        yield opened
+
+
+def make_scanner(
+    journal: Journal,
+    indicator: Indicator,
+    source: FrameSource | None = None,
+    health: Health | None = None,
+    notify: Callable[[], None] | None = None,
+) -> Scanner:
+    scanner = Scanner(
+        source=source or ListSource([]),
+        decoder=PyzbarDecoder(),
+        debounce=Debounce(3.0),
+        policy=Policy("log"),
+        indicator=indicator,
+        journal=journal,
+        builder=EventBuilder(
+            device_id="gate-1",
+            site_id="hq",
+            direction=Direction.IN,
+            boot_id="boot-1",
+            clock=FixedSyncClock(synced=False),
+        ),
+        health=health or Health(),
+        notify_uplink=notify or (lambda: None),
+    )
+    if isinstance(source, ListSource):
+        source.scanner = scanner
+    return scanner
+
+
+def test_light_comes_before_the_journal_write(journal: Journal) -> None:
+    indicator = JournalWatchingIndicator(journal)
+    scanner = make_scanner(journal, indicator)
+    scans = scanner.process(render_code(CARD, frame_size=SIZE))
+    assert len(scans) == 1
+    assert indicator.depth_when_lit == [0]  # lit while the journal was still empty
+    assert journal.outbox_depth() == 1
+
+
+def test_a_card_becomes_a_journaled_event_with_exact_vietnamese_name(journal: Journal) -> None:
+    notified: list[int] = []
+    scanner = make_scanner(
+        journal, JournalWatchingIndicator(journal), notify=lambda: notified.append(1)
+    )
+    [scan] = scanner.process(render_code(CARD, frame_size=SIZE))
+    [pending] = journal.pending()
+    assert pending == scan.event
+    assert pending.subject_name == "Nguyễn Thị Thu Uyên"
+    assert pending.subject_id == "079193012345"
+    assert pending.status is VerdictStatus.RECORDED
+    assert pending.clock_synced is False
+    assert pending.seq == 1
+    assert notified == [1]
+
+
+def test_the_same_code_on_many_frames_is_one_event(journal: Journal) -> None:
+    scanner = make_scanner(journal, JournalWatchingIndicator(journal))
+    frame = render_code(CARD, frame_size=SIZE)
+    results = [scanner.process(frame) for _ in range(10)]
+    assert [len(r) for r in results] == [1] + [0] * 9
+    assert journal.outbox_depth() == 1
+    assert scanner.stats.frames == 10
+
+
+def test_empty_frames_make_no_events(journal: Journal) -> None:
+    scanner = make_scanner(journal, JournalWatchingIndicator(journal))
+    assert scanner.process(blank_frame(SIZE, noise=8.0)) == []
+    assert journal.outbox_depth() == 0
+
+
+def test_verdict_drives_the_gpio_pins_on_mock_factory(journal: Journal) -> None:
+    factory = MockFactory()
+    gpio = GpioIndicator(IndicatorPins(), pin_factory=factory)
+    try:
+        scanner = make_scanner(journal, TeeIndicator(gpio))
+        scanner.process(render_code(CARD, frame_size=SIZE))
+        assert factory.pin(17).state  # green on at once, before process() returned
+        assert not factory.pin(27).state
+    finally:
+        gpio.close()
+
+
+class FullDisk:
+    def __init__(self) -> None:
+        self.full = True
+
+    def __call__(self, fd: int, data: bytes) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_fully(fd, data)
+
+
+def test_full_disk_still_lights_and_reports_a_storage_fault(tmp_path: Path) -> None:
+    disk = FullDisk()
+    health = Health()
+    with Journal(tmp_path, writer=disk) as journal:
+        indicator = JournalWatchingIndicator(journal)
+        scanner = make_scanner(journal, indicator, health=health)
+        [scan] = scanner.process(render_code(CARD, frame_size=SIZE))
+        assert indicator.depth_when_lit == [0]
+        assert not scan.journaled
+        assert health.faults == [STORAGE_FAULT]
+        disk.full = False
+        other = cccd_payload("001090012345", "Trần Văn Đức", "01011990", "Nam", "HN", "15082021")
+        [second] = scanner.process(render_code(other, frame_size=SIZE))
+        assert second.journaled
+        assert health.faults == []
+        # The held first scan was journaled before the second: scan order is seq order.
+        assert [e.event_id for e in journal.pending()] == [
+            scan.event.event_id,
+            second.event.event_id,
+        ]
+        assert [e.seq for e in journal.pending()] == [1, 2]
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 10.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def held_recorder(
+    journal: Journal, health: Health, clock: FakeMonotonic, max_held: int = 100
+) -> tuple[EventRecorder, list[int]]:
+    notified: list[int] = []
+    recorder = EventRecorder(
+        journal=journal,
+        health=health,
+        notify_uplink=lambda: notified.append(1),
+        max_held=max_held,
+        retry_every=1.0,
+        clock=clock,
+    )
+    return recorder, notified
+
+
+def test_held_events_are_journaled_by_themselves_when_space_returns(tmp_path: Path) -> None:
+    disk, health, clock = FullDisk(), Health(), FakeMonotonic()
+    with Journal(tmp_path, writer=disk) as journal:
+        recorder, notified = held_recorder(journal, health, clock)
+        events = [sample_event(seq=1) for _ in range(4)]  # all built while seq 1 was next
+        assert [recorder.record(event) for event in events] == [None] * 4
+        assert recorder.held == 4 and health.faults == [STORAGE_FAULT]
+        disk.full = False
+        recorder.retry_if_due()
+        assert recorder.held == 4, "not retried before retry_every has passed"
+        clock.now += 1.0
+        recorder.retry_if_due()  # nobody scans: the frame loop calls this on every turn
+        assert recorder.held == 0 and health.faults == []
+        pending = journal.pending()
+    assert [e.event_id for e in pending] == [e.event_id for e in events]
+    assert [e.seq for e in pending] == [1, 2, 3, 4]
+    assert notified == [1]
+
+
+def test_past_the_bound_the_oldest_held_event_is_dropped_and_counted(tmp_path: Path) -> None:
+    disk, health, clock = FullDisk(), Health(), FakeMonotonic()
+    with Journal(tmp_path, writer=disk) as journal:
+        recorder, _ = held_recorder(journal, health, clock, max_held=3)
+        events = [sample_event(seq=1) for _ in range(5)]
+        for event in events:
+            recorder.record(event)
+        assert recorder.held == 3 and recorder.dropped == 2
+        disk.full = False
+        assert recorder.retry_now() == 0
+        kept = [e.event_id for e in journal.pending()]
+    assert kept == [e.event_id for e in events[2:]]
+
+
+def test_a_write_that_failed_after_landing_is_not_journaled_twice(tmp_path: Path) -> None:
+    health, clock = Health(), FakeMonotonic()
+    with Journal(tmp_path) as journal:
+        recorder, _ = held_recorder(journal, health, clock)
+        event = sample_event(seq=1)
+        journal.record(event)  # as if the write had landed though record() reported a failure
+        recorder.record(event.model_copy(update={"seq": 2}))
+        assert [e.event_id for e in journal.pending()] == [event.event_id]
+        assert recorder.held == 0 and recorder.dropped == 0
+
+
+def test_camera_failure_is_a_fault_and_the_loop_keeps_going(journal: Journal) -> None:
+    stop = threading.Event()
+    source = ListSource([render_code(CARD, frame_size=SIZE)], stop=stop)
+    health = Health()
+    seen: list[list[str]] = []
+    health.watch(lambda h: seen.append(h.faults))
+    scanner = make_scanner(journal, JournalWatchingIndicator(journal), source=source, health=health)
+    scans: list[Scan] = []
+    scanner.on_scan = scans.append
+    scanner.run(stop, max_backoff=0.01)
+    assert len(scans) == 1
+    assert source.failures == 1
+    assert seen == [[CAMERA_FAULT]]
+    assert health.indicator_state() is IndicatorState.FAULT
+
+
+def test_progress_is_reported_after_each_frame_and_never_on_a_camera_error(
+    journal: Journal,
+) -> None:
+    stop = threading.Event()
+    frames = [blank_frame(SIZE)] * 3
+    source = ListSource(frames, stop=stop)
+    progress: list[float] = []
+    scanner = make_scanner(journal, JournalWatchingIndicator(journal), source=source)
+    scanner.on_progress = lambda: progress.append(scanner.seconds_since_frame())
+    scanner.run(stop, max_backoff=0.01)
+    assert len(progress) == 3  # the failed read after them made no progress
+    assert all(since < 0.5 for since in progress)
+
+
+class CountingCamera:
+    """A camera that can be opened and fail; notes each open and close."""
+
+    def __init__(self, log: list[str], fail_reads: int) -> None:
+        self.log = log
+        self.fail_reads = fail_reads
+        log.append("open")
+
+    def read(self) -> Frame:
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise CameraError("no frame in 2 s")
+        return blank_frame((64, 48))
+
+    def close(self) -> None:
+        self.log.append("close")
+
+
+def test_reopening_source_opens_on_first_read_and_after_each_failure() -> None:
+    log: list[str] = []
+    unplugged = [True]
+
+    def open_camera() -> FrameSource:
+        if unplugged[0]:
+            raise CameraError("cannot open camera '/dev/video0'")
+        return CountingCamera(log, fail_reads=1 if not log else 0)
+
+    source = ReopeningSource(open_camera)
+    assert log == []  # building the gate opens nothing: a missing camera must not stop it
+    with pytest.raises(CameraError, match="cannot open"):
+        source.read()
+    unplugged[0] = False
+    with pytest.raises(CameraError, match="no frame"):
+        source.read()
+    assert log == ["open", "close"]
+    assert source.read().shape == (48, 64)
+    assert log == ["open", "close", "open"]
+    source.close()
+    assert log[-1] == "close"
+    with pytest.raises(CameraError, match="closed"):
+        source.read()
+
+
+def refusing_open() -> FrameSource:
+    raise PermissionError(13, "Permission denied", "/dev/video0")
+
+
+def test_a_driver_error_while_opening_is_a_camera_error_not_a_crash() -> None:
+    with pytest.raises(CameraError, match="PermissionError"):
+        ReopeningSource(refusing_open).read()
+
+
+def test_a_looping_replay_whose_images_vanish_fails_and_recovers_when_they_return(
+    tmp_path: Path,
+) -> None:
+    lane = tmp_path / "lane.png"
+    lane.write_bytes(encode_png(render_code(CARD, frame_size=SIZE)))
+    source = ReplaySource(tmp_path, fps=10, hold=0.1, loop=True, pace=False)
+    assert source.read().shape == (SIZE[1], SIZE[0])
+    lane.unlink()  # the camera stops delivering: read() must fail, not spin for ever
+    for _ in range(2):
+        with pytest.raises(CameraError, match="no readable image"):
+            source.read()
+    lane.write_bytes(encode_png(blank_frame(SIZE)))
+    assert source.read().shape == (SIZE[1], SIZE[0])
+
+
+def encode_png(frame: Frame) -> bytes:
+    ok, png = cv2.imencode(".png", frame)
+    assert ok
+    return bytes(png)
+
+
+class BrokenScreen(JournalWatchingIndicator):
+    """An indicator whose terminal went away: every verdict raises."""
+
+    def show(self, status: VerdictStatus) -> None:
+        raise BrokenPipeError("terminal went away")
+
+
+def test_a_frame_that_fails_is_logged_and_the_loop_goes_on(journal: Journal) -> None:
+    stop = threading.Event()
+    card = render_code(CARD, frame_size=SIZE)
+    source = ListSource([card, blank_frame(SIZE), blank_frame(SIZE)], stop=stop)
+    progress: list[int] = []
+    scanner = make_scanner(journal, BrokenScreen(journal), source=source)
+    scanner.on_progress = lambda: progress.append(1)
+    scanner.run(stop, max_backoff=0.01)
+    assert scanner.frame_errors == 1
+    assert len(progress) == 2  # the two frames after the failure were processed

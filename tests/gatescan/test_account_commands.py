@@ -1,0 +1,204 @@
+"""`gatescan user passwd|disable|enable|list` and `gatescan token list|revoke` as an operator
+runs them: real processes on the real SQLite file a running dashboard (TestClient) serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from server.accounts.users import Accounts, Role
+from server.store.audit import AuditLog
+from server.store.database import Store
+from tests.support.web import FAST_HASHER, PASSWORD, log_in, login_form_token
+
+NEW_PASSWORD = "mật khẩu mới dài"
+
+
+def gatescan(
+    args: Sequence[str], db: Path | str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """The real command, in its own process, with a known local time zone (Ho Chi Minh City)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gatescan.cli", *args, "--db", str(db)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        env={**os.environ, "TZ": "Asia/Ho_Chi_Minh", "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def db_file(store: Store) -> str:
+    database = store.engine.url.database
+    assert database, "these tests need a SQLite file"
+    return database
+
+
+def table(output: str) -> dict[str, dict[str, str]]:
+    """`user list` / `token list` output as {name: {column: value}} (columns split on 2 spaces)."""
+    header, *lines = [line for line in output.splitlines() if line.strip()]
+    starts = [header.index(word) for word in header.split("  ") if word.strip()]
+    names = [header[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    rows = {}
+    for line in lines:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows[cells[0]] = dict(zip(names, cells, strict=True))
+    return rows
+
+
+def logged_in(app: FastAPI, name: str) -> TestClient:
+    browser = TestClient(app, follow_redirects=False)
+    log_in(browser, name)
+    assert browser.get("/api/v1/me").status_code == 200
+    return browser
+
+
+def test_passwd_from_stdin_changes_the_password_and_ends_the_user_s_sessions(
+    app: FastAPI, store: Store
+) -> None:
+    browsers = [logged_in(app, "manager") for _ in range(2)]
+    other = logged_in(app, "viewer")
+
+    result = gatescan(["user", "passwd", "manager"], db_file(store), NEW_PASSWORD + "\n")
+
+    assert result.returncode == 0, result.stderr
+    assert "2 sessions ended" in result.stderr
+    assert NEW_PASSWORD not in result.stdout + result.stderr
+    assert [b.get("/api/v1/me").status_code for b in browsers] == [401, 401]
+    assert other.get("/api/v1/me").status_code == 200  # nobody else is logged out
+    accounts = Accounts(store.engine, hasher=FAST_HASHER)
+    assert accounts.authenticate("manager", PASSWORD) is None
+    assert accounts.authenticate("manager", NEW_PASSWORD) is not None
+
+
+def test_a_password_change_keeps_the_session_that_made_it(store: Store) -> None:
+    accounts = Accounts(store.engine, hasher=FAST_HASHER)
+    accounts.add_user("lan", Role.MANAGER, PASSWORD)
+    account = accounts.authenticate("lan", PASSWORD)
+    assert account is not None
+    here, elsewhere = accounts.start_session(account), accounts.start_session(account)
+
+    assert accounts.set_password("lan", NEW_PASSWORD, keep_session=here.secret) == 1
+
+    assert accounts.session(here.secret) is not None
+    assert accounts.session(elsewhere.secret) is None
+
+
+def test_disable_logs_the_user_out_at_once_and_enable_lets_them_back(
+    app: FastAPI, store: Store
+) -> None:
+    browser = logged_in(app, "manager")
+
+    disabled = gatescan(["user", "disable", "manager"], db_file(store))
+
+    assert disabled.returncode == 0, disabled.stderr
+    assert "1 session ended" in disabled.stderr
+    with store.engine.connect() as conn:
+        sessions = conn.exec_driver_sql("SELECT user_name FROM web_sessions").scalars().all()
+    assert "manager" not in sessions  # gone from the database, not only refused when used
+    assert browser.get("/api/v1/me").status_code == 401
+    fresh = TestClient(app, follow_redirects=False)
+    form = {"username": "manager", "password": PASSWORD, "csrf_token": login_form_token(fresh)}
+    assert fresh.post("/login", data=form).status_code == 401
+
+    enabled = gatescan(["user", "enable", "manager"], db_file(store))
+
+    assert enabled.returncode == 0, enabled.stderr
+    logged_in(app, "manager")
+    changes = AuditLog(store.engine).rows(action="account")  # newest first
+    assert [(r.subject, r.details["change"]) for r in changes] == [
+        ("manager", "user enable"),
+        ("manager", "user disable"),
+    ]
+    assert changes[1].details["sessions_ended"] == 1
+    assert all(r.actor.startswith("cli") for r in changes)
+
+
+def test_user_list_shows_role_status_and_last_login_but_no_hash(app: FastAPI, store: Store) -> None:
+    logged_in(app, "manager")  # at START: 03:00 UTC, 10:00 in Ho Chi Minh City
+    assert gatescan(["user", "disable", "viewer"], db_file(store)).returncode == 0
+
+    result = gatescan(["user", "list"], db_file(store))
+
+    assert result.returncode == 0, result.stderr
+    rows = table(result.stdout)
+    assert sorted(rows) == ["admin", "manager", "viewer"]
+    assert rows["manager"]["ROLE"] == "manager"
+    assert rows["manager"]["LAST LOGIN"] == "2026-03-02 10:00:00+07:00"
+    assert (rows["viewer"]["STATUS"], rows["viewer"]["LAST LOGIN"]) == ("disabled", "never")
+    assert rows["admin"]["STATUS"] == "enabled"
+    assert "scrypt$" not in result.stdout
+
+
+def test_token_list_shows_when_each_was_used_never_the_token(
+    app: FastAPI, client: TestClient, store: Store
+) -> None:
+    accounts = Accounts(store.engine)
+    used = accounts.create_token("nightly", Role.VIEWER)
+    unused = accounts.create_token("backup", Role.ADMIN)
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {used}"}).is_success
+
+    result = gatescan(["token", "list"], db_file(store))
+
+    assert result.returncode == 0, result.stderr
+    rows = table(result.stdout)
+    assert rows["nightly"]["ROLE"] == "viewer"
+    assert rows["nightly"]["LAST USED"] == "2026-03-02 10:00:00+07:00"  # the app's clock
+    assert (rows["backup"]["STATUS"], rows["backup"]["LAST USED"]) == ("active", "never")
+    with store.engine.connect() as conn:
+        digests = conn.exec_driver_sql("SELECT token_sha256 FROM api_tokens").scalars().all()
+    for secret in (used, unused, *digests):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_a_revoked_token_opens_nothing(app: FastAPI, client: TestClient, store: Store) -> None:
+    token = Accounts(store.engine).create_token("nightly", Role.VIEWER)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
+
+    result = gatescan(["token", "revoke", "nightly"], db_file(store))
+
+    assert result.returncode == 0, result.stderr
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+    assert (
+        table(gatescan(["token", "list"], db_file(store)).stdout)["nightly"]["STATUS"] == "revoked"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["user", "passwd", "nobody"],
+        ["user", "disable", "nobody"],
+        ["user", "enable", "nobody"],
+        ["token", "revoke", "nobody"],
+    ],
+)
+def test_an_unknown_name_is_a_clear_error(app: FastAPI, store: Store, args: list[str]) -> None:
+    result = gatescan(args, db_file(store), NEW_PASSWORD + "\n")
+    kind = args[0]
+    assert (result.returncode, result.stderr.strip()) == (
+        3,
+        f"gatescan {kind} {args[1]}: no {kind} named 'nobody' (see: gatescan {kind} list)",
+    )
+
+
+def test_a_short_password_or_a_missing_database_changes_nothing(
+    app: FastAPI, store: Store, tmp_path: Path
+) -> None:
+    short = gatescan(["user", "passwd", "manager"], db_file(store), "short\n")
+    assert (short.returncode, "shorter than 8" in short.stderr) == (2, True)
+    assert Accounts(store.engine, hasher=FAST_HASHER).authenticate("manager", PASSWORD)
+
+    typo = tmp_path / "no-such.db"
+    missing = gatescan(["user", "list"], typo)
+    assert (missing.returncode, f"no database at {typo}" in missing.stderr) == (2, True)
+    assert not typo.exists()  # not created empty by a typo
