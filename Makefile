@@ -27,7 +27,7 @@ test: lint typecheck unit
 # The long fault-injection scenarios of docs/reliability.md (real Mosquitto, agent and collector
 # processes); prints the figures table at the end and keeps it in .artifacts/reliability/.
 faults: bootstrap
-	$(BIN)/pytest -q -m slow tests/faults $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m slow tests/scenarios $(PYTEST_ARGS)
 
 # Every benchmark (bench/run_all.py): one table with the goals, also written into
 # docs/benchmarks.md. BENCH_ARGS=--quick for a smoke run, BENCH_ARGS=--only=decode for one area.

@@ -89,7 +89,7 @@ def fill_journal(data_dir: Path, count: int) -> None:
     with Journal(data_dir) as journal:
         for payload in distinct_cards(count):
             parsed = parse_credential(payload)
-            journal.record(builder.build(journal.next_seq(), parsed, policy.decide(parsed)))
+            journal.record(builder.build(parsed, policy.decide(parsed)))
 
 
 def build_bench_agent(broker: LocalBroker, data_dir: Path, backend: str) -> Agent:

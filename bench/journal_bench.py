@@ -3,8 +3,9 @@
     python -m bench.journal_bench [--samples 500] [--dir PATH]
 
 For each size N, the journal starts with N events in its outbox and N in today's history segment;
-each timed record() appends one event to both files (durable: two appends, two fdatasyncs), and
-the event is then acknowledged, untimed, so the outbox stays at N. Beside it: TinyDB's own cost of
+each timed record() numbers one draft (the Event built and serialised once) and appends it to
+both files (durable: two appends, two fdatasyncs), and the event is then acknowledged, untimed,
+so the outbox stays at N. Beside it: TinyDB's own cost of
 one insert into a table of N documents in memory (stock Table, and the IncrementalTable the
 journal uses), one insert into a single file of N documents with TinyDB's default JSONStorage
 (in-place rewrite, one fsync), and what the outbox's storage pays now and then: a compaction and
@@ -32,7 +33,7 @@ from device.journal.history import EVENTS_TABLE, segment_name
 from device.journal.journal import Journal
 from device.journal.outbox import META_DOC_ID, META_TABLE, OUTBOX_FILE
 from device.journal.storage import open_log_db
-from gatescan.testing.samples import sample_event
+from gatescan.testing.samples import sample_draft, sample_event
 
 SIZES = (100, 5000)
 GOAL_P99_MS, GOAL_RATIO = 5.0, 2.0
@@ -79,9 +80,9 @@ def bench_journals(workdir: Path, samples: int) -> dict[int, list[float]]:
             journals[n] = stack.enter_context(journal)
         for _ in range(samples):
             for n, journal in journals.items():
-                event = sample_event(seq=journal.next_seq())
-                times[n].append(_timed_ms(partial(journal.record, event)))
-                journal.acknowledge([event.event_id])
+                draft = sample_draft()
+                times[n].append(_timed_ms(partial(journal.record, draft)))
+                journal.acknowledge([draft.event_id])
     return times
 
 

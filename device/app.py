@@ -23,16 +23,15 @@ from device.camera.picamera2 import Picamera2Source
 from device.camera.replay import ReplaySource
 from device.camera.source import FrameSource, ReopeningSource
 from device.decode.backends import make_decoder
-from device.frames.capture import CAMERA_FAULT
 from device.frames.framing import Framing
 from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
-from device.indicator.base import Indicator, TeeIndicator
+from device.indicator.base import Indicator, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.journal import Journal
 from device.scanner import Scan, Scanner
 from device.system.clock import Clock, clock_from_environment, read_boot_id
-from device.system.health import Health
+from device.system.health import Fault, Health
 from device.system.systemd_notify import SystemdNotifier
 from device.uplink.link import Placement, Uplink
 from device.verdict.debounce import Debounce
@@ -86,7 +85,7 @@ class Agent:
 
     def run(self, stop: threading.Event) -> None:
         """Scan until `stop` is set, then shut down cleanly (status `offline`, files closed)."""
-        self.indicator.set_state(self.health.indicator_state())
+        self.indicator.set_state(background_state(self.health))
         self.uplink.start()
         threads = [
             threading.Thread(target=loop, args=(stop,), name=name, daemon=True)
@@ -141,9 +140,9 @@ class Agent:
     def _watch_frames(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
             stalled = self.scanner.seconds_since_frame()
-            if stalled > self.frame_stall_s and CAMERA_FAULT not in self.health.faults:
+            if stalled > self.frame_stall_s and Fault.CAMERA not in self.health.faults:
                 log.error("camera: no frame for %.0f s", stalled)
-                self.health.set_fault(CAMERA_FAULT)
+                self.health.set_fault(Fault.CAMERA)
 
 
 def build_agent(
@@ -218,7 +217,7 @@ def health_changed(
     `systemctl status`."""
 
     def on_change(current: Health) -> None:
-        state = current.indicator_state()
+        state = background_state(current)
         indicator.set_state(state)
         uplink.set_faults(current.faults)
         notifier.status(describe(current))

@@ -8,8 +8,10 @@ are counted) instead of answering old ones. `Scanner.process` is one frame of th
 Order matters: the indicator is told first (it returns at once), the journal write is durable next,
 and the uplink is only nudged (it sends from its own thread). Nothing here waits on the network.
 
-When the journal cannot be written (the SD card is full, an I/O error), the gate goes on reading
-and lighting: the `EventRecorder` (device/journal/recorder.py) holds those events in memory.
+Each showing's event is built as an `EventDraft` (all but its seq) and handed to the
+`EventRecorder` (device/journal/recorder.py), which journals it: the journal gives the seq. When
+the journal cannot be written (the SD card is full, an I/O error), the gate goes on reading and
+lighting: the recorder holds those drafts in memory.
 
 Each scan is logged at INFO (verdict, reason, a short digest of the code, and whether it was
 journaled), so what the gate showed can be followed from outside the process. After every frame
@@ -38,7 +40,7 @@ from device.journal.recorder import EventRecorder
 from device.system.health import Health
 from device.verdict.credentials import ParseResult, parse_credential
 from device.verdict.debounce import Debounce
-from device.verdict.events import EventBuilder
+from device.verdict.events import EventBuilder, EventDraft
 from device.verdict.policy import Policy, Verdict
 from protocol.messages import Event
 
@@ -56,14 +58,15 @@ CAPTURE_JOIN_S = 6.0
 class Scan:
     """One showing of a code and what the gate did about it.
 
-    `journaled` False: the journal refused the write and the event is held in memory (see
-    EventRecorder); its `seq` is then provisional, and it gets the next free one when journaled.
+    `event` is the Event as journaled. `journaled` False: the journal refused the write and the
+    event is held in memory (see EventRecorder); `event` is then its draft, which has no seq yet:
+    the journal gives it one when it takes the draft.
     """
 
     code: DecodedCode
     parsed: ParseResult
     verdict: Verdict
-    event: Event
+    event: Event | EventDraft
     journaled: bool
 
 
@@ -202,19 +205,19 @@ class Scanner:
         parsed = parse_credential(code.data)
         verdict = self.policy.decide(parsed)
         self.indicator.show(verdict.status)  # light first: never after disk or network
-        built = self.builder.build(self.journal.next_seq(), parsed, verdict)
-        journaled = self.recorder.record(built)
+        draft = self.builder.build(parsed, verdict)
+        journaled = self.recorder.record(draft)
         log.info(
             "shown %s (%s) for code %s: %s",
             verdict.status.value,
             verdict.reason.value,
-            built.code_sha256[:12],
+            draft.code_sha256[:12],
             f"journaled as seq {journaled.seq}"
             if journaled
             else f"held in memory ({self.recorder.held} held)",
         )
         self.stats.scans += 1
-        event = journaled or built
+        event = journaled or draft
         scan = Scan(
             code=code, parsed=parsed, verdict=verdict, event=event, journaled=journaled is not None
         )

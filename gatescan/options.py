@@ -1,28 +1,87 @@
-"""How the collector logs in to the broker: shared by `gatescan collector` and `gatescan server`."""
+"""What the `gatescan` commands share: exit codes, the database and broker options, how the
+collector logs in to the broker, and the stop event that SIGINT and SIGTERM set.
+
+Modules here import nothing heavy at import time (`gatescan --help` stays quick): the server's
+and the gate's packages are imported inside the functions that use them.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.app import CollectorLogin
+
+# Exit codes, the same for every command.
+EXIT_OK = 0
+EXIT_FAILED = 1  # could not start, or failed while running (the message says why)
+EXIT_BAD_INPUT = 2  # a configuration, an argument or a file to fix (the message says which)
+EXIT_NO_SUCH = 3  # no such user or token
+
+DEFAULT_DB = "sqlite:///gatescan.db"
+DEFAULT_BROKER = "mqtt://localhost:1883"
+DEFAULT_CLIENT_ID = "gatescan-collector"
+DEFAULT_COLLECTOR_USER = "collector"
+
+Commands = argparse._SubParsersAction  # argparse's type for add_subparsers()
+
+
+def add_db_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """--db, as every command on the collector's database takes it."""
+    parser.add_argument(
+        "--db",
+        required=required,
+        default=None if required else DEFAULT_DB,
+        help="SQLAlchemy URL or a SQLite file path"
+        + ("" if required else " (default: %(default)s)"),
+    )
+
+
+def missing_sqlite_file(db: str) -> Path | None:
+    """A SQLite database named by a URL or path that does not exist (a typo, not a new site)."""
+    if "://" in db and not db.startswith("sqlite:///"):
+        return None
+    path = Path(db.removeprefix("sqlite:///")) if db.startswith("sqlite:///") else Path(db)
+    return None if str(path) in ("", ":memory:") or path.exists() else path
+
+
+def add_broker_options(parser: argparse.ArgumentParser) -> None:
+    """How the collector reaches the broker: --broker, --client-id, --username."""
+    parser.add_argument("--broker", default=DEFAULT_BROKER, help="default: %(default)s")
+    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="default: %(default)s")
+    parser.add_argument(
+        "--username",
+        default=DEFAULT_COLLECTOR_USER,
+        help="broker user, the ACL's `user collector` (default: collector; '' logs in"
+        " anonymously); the password comes from $GATESCAN_MQTT_PASSWORD or the systemd"
+        " credential mqtt_password",
+    )
 
 
 class MqttLoginError(ValueError):
     """A broker URL or a password file a technician must fix (the message says which)."""
 
 
-def collector_login(broker_url: str, username: str) -> tuple[str | None, str | None]:
-    """Check the broker URL and find the MQTT password ($GATESCAN_MQTT_PASSWORD or the systemd
-    credential `mqtt_password`): (username, password), None for each not given. Raises
-    MqttLoginError with a line for the technician."""
+def collector_login(args: argparse.Namespace) -> CollectorLogin:
+    """The collector's login from the broker options: the URL checked, the MQTT password from
+    $GATESCAN_MQTT_PASSWORD or the systemd credential `mqtt_password`. Raises MqttLoginError
+    with a line for the technician."""
     from firmware_config.loader import PasswordFileError, find_mqtt_password
     from protocol.broker_url import BrokerUrlError, parse_broker_url
+    from server.app import CollectorLogin
 
     try:
-        parse_broker_url(broker_url)
+        parse_broker_url(args.broker)
         password = find_mqtt_password(os.environ)
     except (BrokerUrlError, PasswordFileError) as exc:
         raise MqttLoginError(str(exc)) from exc
-    user = username or None
+    user = args.username or None
     if user is not None and password is None:
         # Worth saying: a site's broker refuses this with no more than "Not authorized".
         logging.getLogger("gatescan.collector").warning(
@@ -30,4 +89,16 @@ def collector_login(broker_url: str, username: str) -> tuple[str | None, str | N
             "mqtt_password; logging in as %r without one",
             user,
         )
-    return user, password
+    return CollectorLogin(args.broker, args.client_id, user, password)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so every process shuts down the same clean way."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop

@@ -18,11 +18,9 @@ import threading
 
 from device.camera.source import CameraError, FrameSource, read_leased
 from device.frames.handoff import LatestFrame
-from device.system.health import Health
+from device.system.health import Fault, Health
 
 log = logging.getLogger("gatescan.pipeline")
-
-CAMERA_FAULT = "camera"
 
 
 class FrameCapture:
@@ -79,13 +77,13 @@ class FrameCapture:
         failure, which clears the `camera` fault (also one the frame watch raised)."""
         with self._lock:
             if number > self._failed_after:
-                self.health.clear_fault(CAMERA_FAULT)
+                self.health.clear_fault(Fault.CAMERA)
 
     def _failed(self, exc: Exception, backoff: float) -> None:
         self.failures += 1
         with self._lock:
             self._failed_after = self.slot.handed
-            self.health.set_fault(CAMERA_FAULT)
+            self.health.set_fault(Fault.CAMERA)
         if isinstance(exc, CameraError):
             log.error("camera: %s; retrying in %.0f s", exc, backoff)
         else:  # a driver's own error: a camera fault all the same, with its traceback

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Protocol
 
+from device.system.health import Health
 from protocol.verdicts import VerdictStatus
 
 
@@ -17,6 +18,14 @@ class IndicatorState(StrEnum):
     IDLE = "idle"
     OFFLINE = "offline"
     FAULT = "fault"
+
+
+def background_state(health: Health) -> IndicatorState:
+    """What the light shows between scans: a fault over everything, else whether the gate is
+    connected."""
+    if health.faults:
+        return IndicatorState.FAULT
+    return IndicatorState.IDLE if health.online else IndicatorState.OFFLINE
 
 
 class Indicator(Protocol):

@@ -10,10 +10,16 @@ Layout under `<data_dir>/journal/`:
     history/2026-11-26.0002.log       ... a new segment every `history_max_entries` events
     lock                              held (flock) while a process has the journal open
 
-`record()` appends the event and the new last_seq to the outbox as ONE line (so a seq is never
-handed out twice, even across a crash), then the event to its day's history segment; each append
-is fdatasync'd before record() goes on. On open, an outbox event missing from the history (a crash
-between the two appends) is added to it.
+`record()` takes an `EventDraft` (device/verdict/events.py: the event but its seq) and gives it
+the seq itself, under the journal's lock: the last recorded seq + 1, which survives restarts. It
+builds the Event once and makes its wire bytes once, appends the event and the new last_seq to
+the outbox as ONE line (so a seq is never handed out twice, even across a crash), then the event
+to its day's history segment; each append is fdatasync'd before record() goes on. On open, an
+outbox event missing from the history (a crash between the two appends) is added to it.
+
+`pending()` hands out what the outbox keeps in memory for each pending event (`PendingEvent`: id,
+seq and the wire bytes made when it was recorded, loaded or requeued), so the uplink's sender
+neither validates nor serialises an Event.
 
 Write cost (bench/journal_bench.py, 2-core x86 VM). When every write replaced both files
 atomically, record() took 1.4 ms with 100 events per file and 10 ms (p99 16 ms) with 5,000. Now a
@@ -45,6 +51,7 @@ JournalError at once, so the command-line tools cannot write beside a running ag
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -64,9 +71,11 @@ from device.journal.history import History
 from device.journal.outbox import (
     OUTBOX_FILE,
     Outbox,
+    PendingEvent,
     RejectedEvent,
 )
 from device.system.clock import Clock, SystemClock
+from device.verdict.events import EventDraft
 from protocol.messages import Event, Rejection
 
 logger = logging.getLogger(__name__)
@@ -126,47 +135,44 @@ class Journal:
                 raise _journal_error(f"cannot open the journal in {self._root}", exc) from exc
             raise
 
-    def next_seq(self) -> int:
-        """The seq for the next event: last recorded seq + 1 (starts at 1); survives restarts."""
-        with self._lock:
-            self._check_open()
-            return self._outbox.last_seq + 1
+    def record(self, draft: EventDraft) -> Event:
+        """Give the draft the next seq and durably (fdatasync'd) add the Event to the outbox and
+        to its UTC day's history; returns the Event as journaled.
 
-    def record(self, event: Event) -> None:
-        """Durably (fdatasync'd) add the event to the outbox and to its UTC day's history.
-
-        Raises ValueError if its seq is not above every seq recorded so far or its event_id is
-        already pending, and JournalError if a file could not be written (the event is then not
-        recorded; its seq may count as used).
+        The seq is the last recorded one + 1. A draft whose event is already pending (a write
+        reported as failed had landed after all) is not recorded again: its journaled Event is
+        returned. Raises ValueError if the draft does not make a valid Event, and JournalError if
+        a file could not be written (the event is then not recorded; its seq may count as used).
         """
-        event_doc = event.model_dump(mode="json")
-        day = event.ts.astimezone(UTC).date()
+        day = draft.ts.astimezone(UTC).date()
         with self._lock:
             self._check_open()
-            last_seq = self._outbox.last_seq
-            if event.seq <= last_seq:
-                raise ValueError(f"seq {event.seq} is already used; next is {last_seq + 1}")
-            if self._outbox.is_pending(event.event_id):
-                raise ValueError(f"event {event.event_id} is already in the outbox")
+            landed = self._outbox.pending_entry(draft.event_id)
+            if landed is not None:
+                return landed.event()
+            event = draft.numbered(self._outbox.last_seq + 1)
+            entry = PendingEvent.of(event)
+            event_doc = json.loads(entry.wire)  # what is stored is what is sent
             try:
-                self._outbox.add(event.event_id, event.seq, event_doc)
+                self._outbox.add(entry, event_doc)
             except OSError as exc:
                 raise _journal_error(f"outbox write failed for seq {event.seq}", exc) from exc
             try:
                 self._history.add(event_doc, event.seq, day)
             except OSError as exc:
-                self._outbox.take_back(event.event_id, event.seq)
+                self._outbox.take_back(entry)
                 raise _journal_error(f"history write failed for seq {event.seq}", exc) from exc
             self._purge_expired_history()
+        return event
 
-    def pending(self, limit: int | None = None) -> list[Event]:
-        """Events in the outbox (not yet acknowledged), lowest seq first."""
+    def pending(self, limit: int | None = None) -> list[PendingEvent]:
+        """The events in the outbox (not yet acknowledged), lowest seq first, as the uplink sends
+        them: id, seq and wire bytes (`PendingEvent.event()` parses the whole Event back)."""
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         with self._lock:
             self._check_open()
-            docs = self._outbox.pending_docs(limit)
-        return [Event.model_validate(doc) for doc in docs]
+            return self._outbox.pending(limit)
 
     def acknowledge(self, event_ids: Iterable[str]) -> int:
         """Drop these events from the outbox; unknown ids are ignored. Returns how many it did."""

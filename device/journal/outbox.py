@@ -8,6 +8,10 @@ Every change that must not be half-done is ONE appended line: an event with the 
 (so no seq is handed out twice, even across a crash), an event moving to the rejected table, or
 back from it (`requeue`). A crash leaves each event in one table or the other, never both or none.
 
+In memory it keeps, for each pending event, a `PendingEvent`: its id, its seq and its wire
+bytes, made once (when the event is recorded, loaded at open, or requeued), so the uplink
+publishes them as they are, without validating or serialising an Event again.
+
 Not thread-safe on its own: the Journal's lock guards it. A write that fails raises the OSError
 after re-reading the file, since a write can fail after its line landed: the file, not memory,
 then says what is pending and which seq is used.
@@ -20,7 +24,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from tinydb.table import Document, Table
 
@@ -36,6 +40,24 @@ OUTBOX_FILE = "outbox.log"
 META_TABLE = "meta"
 REJECTED_TABLE = "rejected"
 META_DOC_ID = 1
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event in the outbox as the uplink sends it: its id, its seq and its wire bytes."""
+
+    event_id: str
+    seq: int
+    wire: bytes  # the Event's JSON, exactly as published on .../events and stored by the collector
+
+    @classmethod
+    def of(cls, event: Event) -> Self:
+        """Serialises the event: the one time its wire bytes are made."""
+        return cls(event.event_id, event.seq, event.to_json())
+
+    def event(self) -> Event:
+        """The whole Event, parsed back from the wire bytes (for the rare caller that needs it)."""
+        return Event.model_validate_json(self.wire)
 
 
 @dataclass(frozen=True)
@@ -80,7 +102,7 @@ def _readable_rejected(docs: Iterable[Document]) -> list[RejectedEvent]:
 
 
 class Outbox:
-    """The outbox log and, in memory, the index of its pending events (event_id -> seq)."""
+    """The outbox log and, in memory, its pending events (event_id -> PendingEvent)."""
 
     def __init__(self, path: Path, writer: FileWriter) -> None:
         self._db = open_log_db(path, writer)
@@ -89,7 +111,7 @@ class Outbox:
         self._meta: Table = self._db.table(META_TABLE)
         self._rejected: Table = self._db.table(REJECTED_TABLE)
         self._rejected_total = len(self._rejected)
-        self._pending: dict[str, int] = {}  # event_id -> seq of each pending event, by seq
+        self._pending: dict[str, PendingEvent] = {}  # by event_id, in seq order
         self.last_seq = 0  # the highest seq handed out: the next event's is above it
 
     @property
@@ -108,44 +130,43 @@ class Outbox:
         if bad:
             self._drop_entries(bad)
         events.sort(key=lambda event: event.seq)
-        self._pending = {event.event_id: event.seq for event in events}
-        self.last_seq = max(self._stored_last_seq() or 0, *self._pending.values(), 0)
+        self._pending = {event.event_id: PendingEvent.of(event) for event in events}
+        self.last_seq = max(self._stored_last_seq() or 0, *(event.seq for event in events), 0)
         return events
 
-    def is_pending(self, event_id: str) -> bool:
-        return event_id in self._pending
+    def pending_entry(self, event_id: str) -> PendingEvent | None:
+        return self._pending.get(event_id)
 
     def depth(self) -> int:
         return len(self._pending)
 
-    def pending_docs(self, limit: int | None) -> list[Document | None]:
-        seqs = list(itertools.islice(self._pending.values(), limit))
-        return [self._events.get(doc_id=seq) for seq in seqs]
+    def pending(self, limit: int | None) -> list[PendingEvent]:
+        return list(itertools.islice(self._pending.values(), limit))
 
-    def add(self, event_id: str, seq: int, event_doc: dict[str, Any]) -> None:
-        with self._resyncing_on_failure(), self._storage.batch():
+    def add(self, entry: PendingEvent, event_doc: dict[str, Any]) -> None:
+        with self._resyncing_on_failure(entry), self._storage.batch():
             # The event and the seq it used land in the same line: no seq is reused.
-            self._events.insert(Document(event_doc, doc_id=seq))
-            self._meta.upsert(Document({"last_seq": seq}, doc_id=META_DOC_ID))
-        self.last_seq = seq
-        self._pending[event_id] = seq
+            self._events.insert(Document(event_doc, doc_id=entry.seq))
+            self._meta.upsert(Document({"last_seq": entry.seq}, doc_id=META_DOC_ID))
+        self.last_seq = entry.seq
+        self._pending[entry.event_id] = entry
 
-    def take_back(self, event_id: str, seq: int) -> None:
+    def take_back(self, entry: PendingEvent) -> None:
         """Undo `add` after the history write failed (last_seq stays: seq is used)."""
         try:
-            self._events.remove(doc_ids=[seq])
+            self._events.remove(doc_ids=[entry.seq])
         except OSError as exc:
             # It stays pending: it will still be sent, and the next start adds it to the history.
-            logger.error("seq %d stays in the outbox: could not take it back (%s)", seq, exc)
+            logger.error("seq %d stays in the outbox: could not take it back (%s)", entry.seq, exc)
             return
-        del self._pending[event_id]
+        del self._pending[entry.event_id]
 
     def acknowledge(self, event_ids: set[str]) -> int:
         known = [event_id for event_id in event_ids if event_id in self._pending]
         if not known:
             return 0
         with self._resyncing_on_failure():
-            self._events.remove(doc_ids=[self._pending[event_id] for event_id in known])
+            self._events.remove(doc_ids=[self._pending[event_id].seq for event_id in known])
         for event_id in known:
             del self._pending[event_id]
         return len(known)
@@ -156,7 +177,7 @@ class Outbox:
         moving = {eid: r for eid, r in moving.items() if eid in self._pending}
         if not moving:
             return []
-        seqs = [self._pending[event_id] for event_id in moving]
+        seqs = [self._pending[event_id].seq for event_id in moving]
         with self._resyncing_on_failure(), self._storage.batch():
             for seq, rejection in zip(seqs, moving.values(), strict=True):
                 kept = {
@@ -191,18 +212,20 @@ class Outbox:
         ]
         if not chosen:
             return []
-        with self._resyncing_on_failure(), self._storage.batch():
+        returning = [PendingEvent.of(found.event) for _, found in chosen]
+        with self._resyncing_on_failure(*returning), self._storage.batch():
             for _, found in chosen:
                 event_doc = found.event.model_dump(mode="json")
                 self._events.insert(Document(event_doc, doc_id=found.event.seq))
             self._rejected.remove(doc_ids=[doc_id for doc_id, _ in chosen])
-        self._pending.update((found.event.event_id, found.event.seq) for _, found in chosen)
-        self._pending = dict(sorted(self._pending.items(), key=lambda item: item[1]))
+        self._pending.update((entry.event_id, entry) for entry in returning)
+        self._pending = dict(sorted(self._pending.items(), key=lambda item: item[1].seq))
         self._rejected_total = len(self._rejected)
         return [found for _, found in chosen]
 
-    def resync(self) -> None:
-        """After a failed write, believe the file (see the module's docstring)."""
+    def resync(self, landing: Iterable[PendingEvent] = ()) -> None:
+        """After a failed write, believe the file (see the module's docstring). `landing`: the
+        entries that write was adding, kept as they are if their line landed after all."""
         try:
             docs = self._events.all()  # the storage forgot its copy: this reads the file
             stored_last = self._stored_last_seq() or 0
@@ -210,19 +233,27 @@ class Outbox:
         except OSError as exc:
             logger.error("cannot re-read the outbox after a failed write: %s", exc)
             return
-        docs.sort(key=lambda doc: doc.doc_id)
-        self._pending = {doc["event_id"]: doc.doc_id for doc in docs}
-        self.last_seq = max(self.last_seq, stored_last, *self._pending.values())
+        known: dict[tuple[int, object], PendingEvent] = {
+            (entry.seq, entry.event_id): entry for entry in [*self._pending.values(), *landing]
+        }
+        entries = [known.get((doc.doc_id, doc.get("event_id"))) for doc in docs]
+        unknown = [doc for doc, entry in zip(docs, entries, strict=True) if entry is None]
+        read_back, _ = parse_events(unknown, self.path)  # none unless memory missed a write
+        pending = [entry for entry in entries if entry is not None]
+        pending += [PendingEvent.of(event) for event in read_back]
+        pending.sort(key=lambda entry: entry.seq)
+        self._pending = {entry.event_id: entry for entry in pending}
+        self.last_seq = max(self.last_seq, stored_last, *(entry.seq for entry in pending))
 
     def close(self) -> None:
         self._db.close()
 
     @contextlib.contextmanager
-    def _resyncing_on_failure(self) -> Iterator[None]:
+    def _resyncing_on_failure(self, *landing: PendingEvent) -> Iterator[None]:
         try:
             yield
         except OSError:
-            self.resync()
+            self.resync(landing)
             raise
 
     def _can_return(self, event: Event) -> bool:

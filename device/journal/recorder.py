@@ -1,7 +1,11 @@
 """Journals events in scan order, and holds in memory those the journal refuses.
 
+The recorder takes each scan's `EventDraft` (device/verdict/events.py: the event but its seq);
+the journal gives the seq as it takes the draft, so held events keep scan order and never reuse a
+seq that a failed write may have used up.
+
 When the journal cannot be written (the SD card is full, an I/O error), the gate goes on reading
-and lighting: `EventRecorder` holds the events the journal refused in memory, in scan order, and
+and lighting: `EventRecorder` holds the drafts the journal refused in memory, in scan order, and
 journals them as soon as a write succeeds again (it retries every `retry_every` seconds, also
 when nobody scans). The `storage` fault is up from the first refused write until the last held
 event is journaled. The hold is bounded (`MAX_HELD_EVENTS`); past it the oldest held event is
@@ -17,17 +21,16 @@ from collections import deque
 from collections.abc import Callable
 
 from device.journal.journal import Journal
-from device.system.health import Health
+from device.system.health import Fault, Health
+from device.verdict.events import EventDraft
 from protocol.messages import Event
 
 log = logging.getLogger("gatescan.scanner")
 
-STORAGE_FAULT = "storage"
 
-
-# Held events while the journal cannot be written: about 1.7 KB each, so 5,000 take some 9 MB,
-# and last 2.8 hours of a turnstile lane at its fastest (a code every 2 s), a day or more at a
-# quiet entrance: time for a technician to free the card before anything is dropped.
+# Held events while the journal cannot be written: drafts of about 0.7 KB each, so 5,000 take
+# some 3.5 MB, and last 2.8 hours of a turnstile lane at its fastest (a code every 2 s), a day or
+# more at a quiet entrance: time for a technician to free the card before anything is dropped.
 MAX_HELD_EVENTS = 5000
 
 
@@ -55,7 +58,7 @@ class EventRecorder:
         self.retry_every = retry_every
         self.dropped = 0
         """Held events dropped because more than `max_held` were waiting: lost."""
-        self._held: deque[Event] = deque()
+        self._held: deque[EventDraft] = deque()
         self._max_held = max_held
         self._clock = clock
         self._next_retry = 0.0
@@ -64,9 +67,9 @@ class EventRecorder:
     def held(self) -> int:
         return len(self._held)
 
-    def record(self, event: Event) -> Event | None:
-        """Journal `event` after any held ones: the event as journaled (its seq may differ from
-        the one it was built with), or None when it is held in memory for now."""
+    def record(self, draft: EventDraft) -> Event | None:
+        """Journal `draft` after any held ones: the Event as journaled, or None when the draft is
+        held in memory for now."""
         if len(self._held) >= self._max_held:
             lost = self._held.popleft()
             self.dropped += 1
@@ -76,9 +79,9 @@ class EventRecorder:
                 lost.event_id,
                 lost.ts.isoformat(),
             )
-        self._held.append(event)
+        self._held.append(draft)
         journaled = self._flush()
-        return journaled.get(event.event_id)
+        return journaled.get(draft.event_id)
 
     def retry_if_due(self) -> None:
         """Journal held events if the last attempt is `retry_every` seconds old."""
@@ -93,40 +96,33 @@ class EventRecorder:
 
     def _flush(self) -> dict[str, Event]:
         """Journal held events, oldest first, until one is refused; returns those journaled."""
-        was_refused = STORAGE_FAULT in self.health.faults
+        was_refused = Fault.STORAGE in self.health.faults
         journaled: dict[str, Event] = {}
         while self._held:
             try:
-                sequenced = self._journal(self._held[0])
+                event = self._journal(self._held[0])
             except OSError as exc:  # JournalError: disk full, I/O error
                 if not was_refused:
                     log.error("journal: cannot write (%s); holding events in memory", exc)
-                self.health.set_fault(STORAGE_FAULT)
+                self.health.set_fault(Fault.STORAGE)
                 self._next_retry = self._clock() + self.retry_every
                 break
-            if sequenced is not None:
-                journaled[sequenced.event_id] = sequenced
+            if event is not None:
+                journaled[event.event_id] = event
             self._held.popleft()
         if journaled:
             self.notify_uplink()
         if not self._held:
             if was_refused:
                 log.info("journal: writable again; %d held events journaled", len(journaled))
-            self.health.clear_fault(STORAGE_FAULT)
+            self.health.clear_fault(Fault.STORAGE)
         return journaled
 
-    def _journal(self, event: Event) -> Event | None:
-        """The event as journaled, or None if the journal can never take it. Raises OSError."""
-        # The seq is given when the journal takes the event, so held events keep scan order and
-        # never reuse a seq that a failed write may have used up.
-        sequenced = event.model_copy(update={"seq": self.journal.next_seq()})
+    def _journal(self, draft: EventDraft) -> Event | None:
+        """The Event as journaled, or None if the journal can never take it. Raises OSError."""
         try:
-            self.journal.record(sequenced)
-        except ValueError as exc:
-            for pending in self.journal.pending():
-                if pending.event_id == event.event_id:
-                    return pending  # a write reported as failed had landed after all
+            return self.journal.record(draft)
+        except ValueError as exc:  # not a valid event, or the journal is closed
             self.dropped += 1
-            log.error("journal: refused event %s for good: %s", event.event_id, exc)
+            log.error("journal: refused event %s for good: %s", draft.event_id, exc)
             return None
-        return sequenced

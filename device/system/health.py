@@ -1,11 +1,19 @@
-"""The gate's faults (camera, storage, ...) and link state, combined into one indicator state."""
+"""The gate's faults (a closed set: `Fault`) and its link state; the indicator shows them
+(device/indicator/base.py: `background_state`)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from enum import StrEnum
 
-from device.indicator.base import IndicatorState
+
+class Fault(StrEnum):
+    """What can be wrong with a gate: named in its retained status and telemetry (the values are
+    the wire's words), shown by the light as the fault pattern, listed on the dashboard."""
+
+    CAMERA = "camera"  # no frame: the camera failed, hangs, or is missing
+    STORAGE = "storage"  # the journal cannot be written (card full, I/O error); scans are held
 
 
 class Health:
@@ -16,7 +24,7 @@ class Health:
         # Watchers read the current state and apply it; one at a time, so the last one to run
         # (from the scanner, the MQTT thread or the frame watch) always applies the latest state.
         self._notify_lock = threading.Lock()
-        self._faults: set[str] = set()
+        self._faults: set[Fault] = set()
         self._online = False
         self._watchers: list[Callable[[Health], None]] = []
 
@@ -30,7 +38,7 @@ class Health:
                 callback(self)
 
     @property
-    def faults(self) -> list[str]:
+    def faults(self) -> list[Fault]:
         with self._lock:
             return sorted(self._faults)
 
@@ -38,25 +46,19 @@ class Health:
     def online(self) -> bool:
         return self._online
 
-    def indicator_state(self) -> IndicatorState:
-        with self._lock:
-            if self._faults:
-                return IndicatorState.FAULT
-            return IndicatorState.IDLE if self._online else IndicatorState.OFFLINE
-
-    def set_fault(self, name: str, present: bool = True) -> None:
+    def set_fault(self, fault: Fault, present: bool = True) -> None:
         with self._lock:
             before = set(self._faults)
             if present:
-                self._faults.add(name)
+                self._faults.add(fault)
             else:
-                self._faults.discard(name)
+                self._faults.discard(fault)
             changed = before != self._faults
         if changed:
             self._on_change()
 
-    def clear_fault(self, name: str) -> None:
-        self.set_fault(name, present=False)
+    def clear_fault(self, fault: Fault) -> None:
+        self.set_fault(fault, present=False)
 
     def set_online(self, online: bool) -> None:
         with self._lock:

@@ -1,9 +1,10 @@
 """Which outbox events the uplink publishes now: the in-flight window, a pure bookkeeping class.
 
-The uplink's sender thread asks `due(pending, now)` on every wake-up and tells the window what
-happened: `published` (paho took it, with this message id), `broker_answered` (the PUBACK came,
-accepting or refusing it), `settled` (the collector's ack named it, or it was set aside as
-rejected), `connection_lost` and `reconnected`. The window
+The uplink's sender thread asks `due(pending, now)` on every wake-up, with the journal's light
+outbox entries (`PendingEvent`: id, seq, wire bytes; the window reads only the id and the seq),
+and tells the window what happened: `published` (paho took it, with this message id),
+`broker_answered` (the PUBACK came, accepting or refusing it), `settled` (the collector's ack
+named it, or it was set aside as rejected), `connection_lost` and `reconnected`. The window
 holds no clock, socket or journal, so its rules are tested with plain numbers for time:
 
 - at most `size` events are in flight; the others wait their turn in outbox (seq) order;
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from protocol.messages import Event
+from device.journal.outbox import PendingEvent
 
 
 @dataclass
@@ -47,20 +48,20 @@ class InFlightWindow:
     def __len__(self) -> int:
         return len(self._sent)
 
-    def due(self, pending: list[Event], now: float, *, limit: int) -> list[Event]:
+    def due(self, pending: list[PendingEvent], now: float, *, limit: int) -> list[PendingEvent]:
         """Of the outbox's first `limit` events (seq order), those to publish now: the ones whose
         resend timer ran out, and new ones while the window has room."""
         self._forget_gone(pending, complete=len(pending) < limit)
         room = self.size - len(self._sent)
         chosen = []
-        for event in pending:
-            sent = self._sent.get(event.event_id)
+        for entry in pending:
+            sent = self._sent.get(entry.event_id)
             if sent is None:
                 if room > 0:
-                    chosen.append(event)
+                    chosen.append(entry)
                     room -= 1
             elif now - sent.sent_at >= self.resend_after:
-                chosen.append(event)
+                chosen.append(entry)
         return chosen
 
     def published(self, event_id: str, seq: int, mid: int, now: float) -> None:
@@ -104,10 +105,10 @@ class InFlightWindow:
         for sent in self._sent.values():
             sent.sent_at = now
 
-    def _forget_gone(self, pending: list[Event], *, complete: bool) -> None:
+    def _forget_gone(self, pending: list[PendingEvent], *, complete: bool) -> None:
         # Acked by a path we did not see (another process, a restart): no longer in the outbox.
         horizon = pending[-1].seq if pending and not complete else None
-        present = {event.event_id for event in pending}
+        present = {entry.event_id for entry in pending}
         for event_id, sent in list(self._sent.items()):
             if event_id not in present and (horizon is None or sent.seq <= horizon):
                 self._drop(event_id)

@@ -13,6 +13,8 @@ event and why.
 
 Threads: paho's network thread runs the callbacks; one sender thread owns the in-flight window
 (inflight.py: what to publish or resend when), publishes events and writes acks to the journal.
+It publishes each event's wire bytes as the journal keeps them (`PendingEvent.wire`, made once
+when the event was journaled): nothing on its path validates or serialises an Event.
 Callbacks reach the sender only through a queue of notices, handled in arrival order, so the
 window needs no lock and a PUBACK can never be seen before the publish it answers was recorded.
 Nothing here blocks the caller on the network.
@@ -24,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -172,12 +174,13 @@ class Uplink:
         if self.connected:
             self._client.publish(self._telemetry_topic, telemetry.to_json(), qos=0)
 
-    def set_faults(self, faults: list[str]) -> None:
+    def set_faults(self, faults: Sequence[str]) -> None:
         """Re-publish the retained status with these faults now, or on the next connect."""
+        words = [str(fault) for fault in faults]  # a StrEnum's str() is its wire word
         with self._lock:
-            if list(faults) == self._faults:
+            if words == self._faults:
                 return
-            self._faults = list(faults)
+            self._faults = words
             payload = self._status_payload("online") if self._connected else None
         if payload is not None:
             self._client.publish(self._status_topic, payload, qos=1, retain=True)
@@ -302,22 +305,22 @@ class Uplink:
     def _send_due(self) -> None:
         pending = self._journal.pending(limit=IN_FLIGHT_WINDOW)
         too_large: list[Rejection] = []
-        for event in self._window.due(pending, self._clock(), limit=IN_FLIGHT_WINDOW):
+        for entry in self._window.due(pending, self._clock(), limit=IN_FLIGHT_WINDOW):
             if not self.connected or self._stopping.is_set():
                 break
-            payload = event.to_json()
-            size, limit = _publish_packet_size(self._events_topic, payload), self._max_packet_size
+            size = _publish_packet_size(self._events_topic, entry.wire)
+            limit = self._max_packet_size
             if limit is not None and size > limit:
                 detail = f"{size} bytes > the broker's maximum packet size of {limit}"
                 reason = f"broker_refused:0x{PACKET_TOO_LARGE:02x}"
-                too_large.append(Rejection(event_id=event.event_id, reason=reason, detail=detail))
+                too_large.append(Rejection(event_id=entry.event_id, reason=reason, detail=detail))
                 continue
-            info = self._client.publish(self._events_topic, payload, qos=1)
+            info = self._client.publish(self._events_topic, entry.wire, qos=1)
             # NO_CONN: paho keeps the message and sends it on the next connect.
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                log.warning("event %s not queued: %s", event.event_id, mqtt.error_string(info.rc))
+                log.warning("event %s not queued: %s", entry.event_id, mqtt.error_string(info.rc))
                 continue
-            self._window.published(event.event_id, event.seq, info.mid, self._clock())
+            self._window.published(entry.event_id, entry.seq, info.mid, self._clock())
         if too_large:
             self._record_rejections(too_large)
 

@@ -1,7 +1,11 @@
-"""Build the wire Event for one showing: identity, time, verdict, and only the fields kept.
+"""Build the event for one showing: identity, time, verdict, and only the fields kept.
 
-Every Event built here passes the protocol's validation, whatever the code held, so the collector
-never dead-letters an honest gate's entry:
+The builder makes an `EventDraft`: the whole event but its seq, which only the journal gives, as
+it takes the event (device/journal/journal.py). The draft becomes the wire `Event` there, built
+and validated once, with that seq.
+
+Every Event made from a draft built here passes the protocol's validation, whatever the code
+held, so the collector never dead-letters an honest gate's entry:
 - the gate's identity (device id, site id, boot id) is checked once, when the builder is made, and
   a bad one is a ValueError at startup rather than a refused message per scan;
 - a CCCD's name has already passed the same rule in device/verdict/credentials.py (else the card is
@@ -13,6 +17,8 @@ invalid);
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
 
 from device.system.clock import Clock
 from device.verdict.credentials import Credential, ParseResult
@@ -21,12 +27,49 @@ from protocol.event_ids import new_event_id
 from protocol.messages import BOOT_ID_PATTERN, Event
 from protocol.text import code_text_problem, plain_text_problem, printable
 from protocol.topics import is_valid_device_id
-from protocol.verdicts import Direction
+from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
 
 _BOOT_ID = re.compile(BOOT_ID_PATTERN)
 
 
+@dataclass(frozen=True, kw_only=True)
+class EventDraft:
+    """An event before the journal takes it: every field of the `Event` but its seq.
+
+    Its fields are the Event's (with its defaults), as the builder made them; they are validated
+    once, when `numbered` makes the Event.
+    """
+
+    event_id: str
+    device_id: str
+    site_id: str = ""
+    boot_id: str
+    ts: datetime
+    clock_synced: bool
+    direction: Direction
+    status: VerdictStatus
+    reason: Reason
+    credential_type: CredentialType
+    subject_id: str
+    subject_name: str = ""
+    code_sha256: str
+    code_length: int = 0
+    code_text: str | None = None
+    code_text_withheld: bool = False
+
+    @classmethod
+    def from_event(cls, event: Event) -> EventDraft:
+        """The draft of an existing Event (its seq dropped): for tests and tools holding Events."""
+        return cls(**event.model_dump(exclude={"seq"}))
+
+    def numbered(self, seq: int) -> Event:
+        """The wire Event with this seq; a ValueError (pydantic's) if it breaks the protocol."""
+        return Event(seq=seq, **vars(self))
+
+
 class EventBuilder:
+    """Makes the draft of each showing at one gate; the journal numbers it (`EventDraft`)."""
+
     def __init__(
         self,
         *,
@@ -45,15 +88,14 @@ class EventBuilder:
         self.clock = clock
         self.record_raw_text = record_raw_text
 
-    def build(self, seq: int, parsed: ParseResult, verdict: Verdict) -> Event:
+    def build(self, parsed: ParseResult, verdict: Verdict) -> EventDraft:
         # Unique by its 74 random bits (a clock that jumps back never repeats it), and ordered by
         # time so the collector's index of ids grows at its end (protocol/event_ids.py).
         code_text, withheld = self._kept_text(parsed)
-        return Event(
+        return EventDraft(
             event_id=new_event_id(),
             device_id=self.device_id,
             site_id=self.site_id,
-            seq=seq,
             boot_id=self.boot_id,
             ts=self.clock.now(),
             clock_synced=self.clock.is_synced(),

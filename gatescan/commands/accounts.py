@@ -21,18 +21,23 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from gatescan.options import (
+    EXIT_BAD_INPUT,
+    EXIT_NO_SUCH,
+    Commands,
+    add_db_option,
+    missing_sqlite_file,
+)
+
 if TYPE_CHECKING:
     from server.accounts.users import Accounts
 
-EXIT_BAD_INPUT = 2
-EXIT_NO_SUCH = 3
 ROLES = ("viewer", "manager", "admin")
 
-Commands = argparse._SubParsersAction  # argparse's type for add_subparsers()
 Change = dict[str, object]  # what an action changed, for its audit row
 
 
-def add_account_commands(commands: Commands[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     user = commands.add_parser("user", help="dashboard users")
     users = user.add_subparsers(title="actions", metavar="ACTION", required=True)
     add = _action(users, "add", "add a user (password: asked for, or one line of stdin)", run_add)
@@ -64,13 +69,6 @@ def _action(
     add_db_option(parser)
     parser.set_defaults(run=run, command=parser.prog)  # "gatescan user passwd", for messages
     return parser
-
-
-def add_db_option(parser: argparse.ArgumentParser) -> None:
-    """--db, as every command on the collector's database takes it."""
-    parser.add_argument(
-        "--db", default="sqlite:///gatescan.db", help="SQLAlchemy URL or a SQLite file path"
-    )
 
 
 # --- users -------------------------------------------------------------------------------------
@@ -204,7 +202,6 @@ def _with_accounts(
     """Run `work` on the database's accounts and audit the change it reports; turn account
     errors into a message and an exit code. Only adding may create a database: any other action
     on a file that is not there is a typo."""
-    from gatescan.cli import missing_sqlite_file
     from server.accounts.users import AccountError, Accounts, UnknownAccount
     from server.store.audit import AuditLog
     from server.store.database import Store

@@ -9,23 +9,44 @@ appears only when the bytes are valid UTF-8, ``charset`` only when the code name
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import numpy as np
+from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands
 
-from device.decode.backends import make_decoder
-from device.decode.base import DecodedCode, Decoder, DecoderError, Frame, utf8_text
+if TYPE_CHECKING:
+    from device.decode.base import DecodedCode, Decoder, Frame
 
-EXIT_OK = 0
-EXIT_UNREADABLE_FILE = 1
-EXIT_BAD_BACKEND = 2
+EXIT_UNREADABLE_FILE = EXIT_FAILED
+EXIT_BAD_BACKEND = EXIT_BAD_INPUT
+BACKENDS = ("auto", "ensemble", "zxing", "pyzbar")
 
 
-def run(paths: list[str], backend: str, out: TextIO) -> int:
+def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    decode = commands.add_parser("decode", help="decode QR codes in image files (JSON lines)")
+    decode.add_argument("images", nargs="+", metavar="IMAGE")
+    decode.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="decoder (default auto: the ensemble when zxing-cpp is installed, else pyzbar)",
+    )
+    decode.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return decode_images(args.images, args.backend, sys.stdout)
+
+
+def decode_images(paths: list[str], backend: str, out: TextIO) -> int:
     """Decode each image and print one JSON line per file; the exit code for the command."""
+    from device.decode.backends import make_decoder
+    from device.decode.base import DecoderError
+
     try:
         decoder = make_decoder(backend)
     except (ValueError, DecoderError) as exc:
@@ -51,6 +72,7 @@ def _decode_file(path: str, decoder: Decoder) -> dict[str, Any]:
 
 def _read_grey(path: Path) -> Frame:
     import cv2  # the device extra; imported here so `gatescan --help` works without it
+    import numpy as np
 
     try:
         encoded = np.fromfile(path, dtype=np.uint8)  # cv2.imread mishandles non-ASCII paths
@@ -68,7 +90,7 @@ def _read_grey(path: Path) -> Frame:
 
 
 def _describe(code: DecodedCode) -> dict[str, Any]:
-    # Imported here so this module loads even where the credential parser is not installed.
+    from device.decode.base import utf8_text
     from device.verdict.credentials import RefusedCode, parse_credential
 
     described: dict[str, Any] = {"bytes_b64": base64.b64encode(code.data).decode("ascii")}

@@ -10,26 +10,23 @@ login printed at the start. Ctrl-C stops everything cleanly.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import shutil
-import socket
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from device.app import build_agent
-from device.indicator.terminal import TerminalIndicator
-from device.scanner import Scan
-from device.verdict.credentials import RefusedCode
-from firmware_config.loader import load_config
-from gatescan.testing.broker import BrokerNotInstalled, LocalBroker
-from gatescan.testing.samples import cccd_payload, sample_people, write_replay_folder
-from protocol.text import printable
-from protocol.verdicts import CredentialType
-from server.collector.service import Collector
-from server.store.database import Store
+from gatescan.options import EXIT_FAILED, Commands, stop_on_signals
+
+if TYPE_CHECKING:  # the gate's and the server's packages load when the demo runs, not before
+    from device.scanner import Scan
+    from gatescan.testing.broker import LocalBroker
+    from server.app import Server
+    from server.collector.service import Collector
 
 DEVICE_ID = "demo-gate-01"
 SITE_ID = "demo-site"
@@ -41,6 +38,8 @@ DEMO_PASSWORD = "demo-gatescan"
 
 def demo_payloads() -> list[bytes | None]:
     """People's cards and other codes, each followed by a frame with nothing in view."""
+    from gatescan.testing.samples import cccd_payload, sample_people
+
     payloads: list[bytes | None] = []
     for index, person in enumerate(sample_people()):
         payloads += [person, None]
@@ -87,16 +86,34 @@ telemetry_interval = 5
 """
 
 
+def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser("demo", help="a simulated gate, broker and collector, here")
+    demo.add_argument("--data-dir", type=Path, default=Path("demo-data"))
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=0.0,
+        help="stop after this long (default: run until Ctrl-C)",
+    )
+    demo.set_defaults(run=run, default_log_level="warning")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_demo(args.data_dir, seconds=args.seconds, stop=stop_on_signals())
+
+
 def run_demo(
     data_dir: Path, *, seconds: float = 0.0, stop: threading.Event, out: TextIO = sys.stdout
 ) -> int:
+    from gatescan.testing.broker import BrokerNotInstalled, LocalBroker
+
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         broker = LocalBroker(workdir=data_dir / "broker").start()
     except BrokerNotInstalled as exc:
         print(f"gatescan demo: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     try:
         return _run_site(data_dir, broker, seconds, stop, out)
     finally:
@@ -106,16 +123,18 @@ def run_demo(
 def _run_site(
     data_dir: Path, broker: LocalBroker, seconds: float, stop: threading.Event, out: TextIO
 ) -> int:
+    from device.app import build_agent
+    from device.indicator.terminal import TerminalIndicator
+    from firmware_config.loader import load_config
+    from gatescan.testing.samples import write_replay_folder
+
     replay = data_dir / "replay"
     shutil.rmtree(replay, ignore_errors=True)
     write_replay_folder(replay, demo_payloads())
     config_file = data_dir / "gate.toml"
     config_file.write_text(gate_config_text(data_dir, broker.url), encoding="utf-8")
     db_file = data_dir / "collector.db"
-    store = Store(f"sqlite:///{db_file}")
-    collector = Collector(broker_url=broker.url, store=store, client_id="gatescan-demo-collector")
-    collector.start()
-    dashboard = start_dashboard(store, out)
+    server = build_demo_server(db_file, broker, out)
     config = load_config(config_file)
     screen = TerminalIndicator(
         out, color=out.isatty(), relay_seconds=config.indicator.relay_seconds
@@ -125,28 +144,59 @@ def _run_site(
         extra_indicators=[screen],
         on_scan=lambda scan: print(describe_scan(scan), file=out, flush=True),
     )
-    _print_banner(out, broker, config_file, db_file, dashboard)
+    _print_banner(out, broker, config_file, db_file, server.url)
     timer = threading.Timer(seconds, stop.set)
     timer.daemon = True  # Ctrl-C before the time is up must not wait for it
     if seconds > 0:
         timer.start()
+    server.start(stop)
+    assert server.collector is not None
     reporter = threading.Thread(
-        target=report_collector, args=(collector, stop, out), name="demo-report", daemon=True
+        target=report_collector, args=(server.collector, stop, out), name="demo-report", daemon=True
     )
     reporter.start()
     try:
         agent.run(stop)
     finally:
         timer.cancel()
-        if dashboard is not None:
-            dashboard.stop()
-        collector.stop()
-    _print_summary(out, data_dir, store.count_entries(), db_file)
+        stored = server.store.count_entries()
+        server.stop()
+    _print_summary(out, data_dir, stored, db_file)
     return 0
+
+
+def build_demo_server(db_file: Path, broker: LocalBroker, out: TextIO) -> Server:
+    """The server side of `gatescan server` on the demo's database: the collector, and the
+    dashboard with a demo manager account (without the `web` extra: said on screen, left out)."""
+    from server.accounts.users import AccountError, Accounts, Role
+    from server.app import CollectorLogin, Listen, ServerOptions, build_server
+    from server.dashboard.settings import WebSettings
+
+    options = ServerOptions(
+        db_url=f"sqlite:///{db_file}",
+        collector=CollectorLogin(broker.url, client_id="gatescan-demo-collector"),
+        # The demo gate sends telemetry every 5 s: flag it after 30 s of silence, not 120.
+        dashboard=WebSettings(offline_after_s=30),
+        listen=Listen(DASHBOARD_HOST, DASHBOARD_PORT, any_port_if_taken=True),
+        web_log_level="warning",
+    )
+    try:
+        server = build_server(options)
+    except ImportError as exc:
+        print(f"  dashboard not started ({exc}): pip install 'gatescan[web]'", file=out)
+        return build_server(replace(options, dashboard=None))
+    with contextlib.suppress(AccountError):  # made by an earlier run on the same data
+        Accounts(server.store.engine).add_user(DEMO_USER, Role.MANAGER, DEMO_PASSWORD)
+    return server
 
 
 def describe_scan(scan: Scan) -> str:
     """The line under the light: who, and what became of the entry."""
+    from device.verdict.credentials import RefusedCode
+    from protocol.messages import Event
+    from protocol.text import printable
+    from protocol.verdicts import CredentialType
+
     event = scan.event
     if event.credential_type is CredentialType.CCCD:
         who = f"{printable(event.subject_name) or '?'} · ID ••••••••{event.subject_id[-4:]}"
@@ -160,7 +210,8 @@ def describe_scan(scan: Scan) -> str:
         if scan.journaled
         else "held in memory: storage fault, journaled when space returns"
     )
-    return f"           #{event.seq} {event.credential_type.value} {who}{why} · {fate}"
+    number = f"#{event.seq}" if isinstance(event, Event) else "#-"  # held: no seq yet
+    return f"           {number} {event.credential_type.value} {who}{why} · {fate}"
 
 
 def report_collector(
@@ -177,72 +228,16 @@ def report_collector(
         )
 
 
-class Dashboard:
-    """The dashboard of `gatescan server` (create_web_app under uvicorn) in a thread of the demo,
-    on the demo's database. The socket is bound before the thread starts, so the URL printed
-    answers at once (early connections wait in the listen queue)."""
-
-    def __init__(self, app: Any, listener: socket.socket) -> None:
-        import uvicorn
-
-        self.listener = listener
-        host, port = listener.getsockname()[:2]
-        self.url = f"http://{host}:{port}/"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [listener]}, name="demo-dashboard"
-        )
-        self._thread.daemon = True  # a stuck request must not keep Ctrl-C from ending the demo
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self.listener.close()
-
-
-def start_dashboard(store: Store, out: TextIO) -> Dashboard | None:
-    """The dashboard with a demo manager account; None (said on screen) without the web extra."""
-    try:
-        from server.accounts.users import AccountError, Accounts, Role
-        from server.dashboard.app import create_web_app
-        from server.dashboard.settings import WebSettings
-    except ImportError as exc:
-        print(f"  dashboard not started ({exc}): pip install 'gatescan[web]'", file=out)
-        return None
-    with contextlib.suppress(AccountError):  # made by an earlier run on the same data
-        Accounts(store.engine).add_user(DEMO_USER, Role.MANAGER, DEMO_PASSWORD)
-    # The demo gate sends telemetry every 5 s: flag it after 30 s of silence, not the site's 120.
-    app = create_web_app(store, WebSettings(offline_after_s=30))
-    dashboard = Dashboard(app, dashboard_listener())
-    dashboard.start()
-    return dashboard
-
-
-def dashboard_listener() -> socket.socket:
-    """A listening socket on DASHBOARD_PORT, or on a free port when that one is taken."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((DASHBOARD_HOST, DASHBOARD_PORT))
-    except OSError:
-        listener.bind((DASHBOARD_HOST, 0))
-    listener.listen(128)
-    return listener
-
-
 def _print_banner(
     out: TextIO,
     broker: LocalBroker,
     config_file: Path,
     db_file: Path,
-    dashboard: Dashboard | None,
+    dashboard_url: str | None,
 ) -> None:
     print(f"gatescan demo: broker {broker.url}, gate '{DEVICE_ID}' at site '{SITE_ID}'", file=out)
-    if dashboard is not None:
-        print(f"  dashboard: {dashboard.url}", file=out)
+    if dashboard_url is not None:
+        print(f"  dashboard: {dashboard_url}", file=out)
         print(f"  demo login: user {DEMO_USER}, password {DEMO_PASSWORD}", file=out)
     print(f"  gate config: {config_file}", file=out)
     print(f"  collector database: {db_file}", file=out)

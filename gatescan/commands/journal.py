@@ -32,17 +32,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands
+
 if TYPE_CHECKING:
     from device.journal.outbox import RejectedEvent
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 AGENT_UNIT = "gatescan-agent"
 COLUMNS = ("seq", "event_id", "recorded_at", "rejected_at", "reason", "detail")
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     """Register `gatescan journal ...` on the main command's subparsers."""
     journal = commands.add_parser("journal", help="look at and repair the gate's journal")
     actions = journal.add_subparsers(title="actions", metavar="ACTION", required=True)
@@ -84,7 +83,7 @@ def run_rejected(args: argparse.Namespace) -> int:
 
     root = _journal_root(args.data_dir, "rejected")
     if root is None:
-        return EXIT_USAGE
+        return EXIT_BAD_INPUT
     rejected = read_rejected(root / OUTBOX_FILE)
     sys.stdout.write("\t".join(COLUMNS) + "\n")
     sys.stdout.writelines(_line(found) for found in rejected)
@@ -98,7 +97,7 @@ def run_requeue(args: argparse.Namespace) -> int:
 
     root = _journal_root(args.data_dir, "requeue")
     if root is None:
-        return EXIT_USAGE
+        return EXIT_BAD_INPUT
     if not _owned_by_me(root / OUTBOX_FILE):
         return EXIT_FAILED
     wanted = None if args.all else set(args.event_ids)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from device.decode.base import Frame
+from device.verdict.events import EventDraft
 from protocol.event_ids import new_event_id
 from protocol.messages import Event
 
@@ -260,6 +261,11 @@ def sample_event(**fields: Any) -> Event:
     }
     values.update(fields)
     return Event.model_validate(values)
+
+
+def sample_draft(**fields: Any) -> EventDraft:
+    """The draft of `sample_event(**fields)` (its seq dropped): the journal gives the seq."""
+    return EventDraft.from_event(sample_event(**fields))
 
 
 def write_replay_folder(

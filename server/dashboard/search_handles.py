@@ -13,7 +13,6 @@ The store is in memory and per process: after a restart, or behind a load balanc
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import threading
@@ -21,10 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from fastapi import Request
-
 from server.clock import Clock, utc_now
-from server.dashboard.state import request_session
 
 DEFAULT_MAX_HANDLES = 20_000
 # Per login session: a page of entries mints one for each person on it; more than this and the
@@ -131,20 +127,3 @@ class SearchHandles:
         del own[handle]
         if not own:
             del self._by_session[entry.session_key]
-
-
-def session_key(request: Request) -> str:
-    """What binds a handle to who is asking: the login session (or the API token) and the
-    user's name, as a digest, so the store holds no session secret. "" without either."""
-    header = request.headers.get("authorization")
-    if header is not None:
-        basis = "token\0" + header.strip()
-        user = getattr(request.state, "user", None)
-        name = getattr(user, "name", "")
-    else:
-        session = request_session(request)
-        if session is None:
-            return ""
-        basis = "session\0" + session.secret
-        name = session.account.name
-    return hashlib.sha256(f"{name}\0{basis}".encode()).hexdigest()

@@ -4,22 +4,20 @@ asking."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from server.accounts.users import Account, Accounts, Session
 from server.clock import Clock
 from server.dashboard.ratelimit import LoginRateLimiter
+from server.dashboard.search_handles import SearchHandles
 from server.dashboard.settings import WebSettings
 from server.store.audit import AuditLog
 from server.store.database import Store
-
-if TYPE_CHECKING:
-    from server.dashboard.search_handles import SearchHandles
 
 SESSION_COOKIE = "gatescan_session"
 LIVE_HEADER = "x-gatescan-live"  # sent by the pages' background refresh (static/js)
@@ -53,8 +51,6 @@ class WebState:
     password_changes: LoginRateLimiter = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from server.dashboard.search_handles import SearchHandles
-
         handles = SearchHandles(lifetime=self.settings.session_max_age, clock=self.clock)
         object.__setattr__(self, "search_handles", handles)
         changes = LoginRateLimiter(
@@ -103,3 +99,20 @@ def request_account(request: Request) -> Account | None:
         return account
     session = request_session(request)
     return session.account if session is not None else None
+
+
+def session_key(request: Request) -> str:
+    """What binds a handle to who is asking: the login session (or the API token) and the
+    user's name, as a digest, so the store holds no session secret. "" without either."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        basis = "token\0" + header.strip()
+        user = getattr(request.state, "user", None)
+        name = getattr(user, "name", "")
+    else:
+        session = request_session(request)
+        if session is None:
+            return ""
+        basis = "session\0" + session.secret
+        name = session.account.name
+    return hashlib.sha256(f"{name}\0{basis}".encode()).hexdigest()

@@ -30,8 +30,7 @@ from server.dashboard.i18n.translate import (
 from server.dashboard.reports.entries import EntryFilter, check_person_lookup
 from server.dashboard.reports.fleet import GateStatus, fleet_status
 from server.dashboard.reports.occupancy import occupancy_today
-from server.dashboard.search_handles import session_key
-from server.dashboard.state import web_state
+from server.dashboard.state import session_key, web_state
 
 LIVE_INTERVAL_S = 3  # the issue allows polling up to 5 s; 3 s shows a change within one glance
 STATUSES = tuple(status.value for status in VerdictStatus)

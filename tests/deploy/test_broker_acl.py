@@ -39,7 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from device.journal.journal import Journal
 from device.uplink.link import Uplink
 from gatescan.testing.broker import BrokerAccess, LocalBroker, write_password_file
-from gatescan.testing.samples import sample_event
+from gatescan.testing.samples import sample_draft, sample_event
 from protocol.messages import Ack, Event, Status, Telemetry, parse_message
 from protocol.topics import Topic, device_topic
 from server.collector.service import Collector
@@ -211,8 +211,7 @@ def test_a_gate_logged_in_as_its_device_id_delivers_to_the_collector_which_acks(
     site_broker: LocalBroker, collector: Collector, store: Store, tmp_path: Path
 ) -> None:
     with Journal(tmp_path / GATE_A) as journal:
-        event = sample_event(device_id=GATE_A, seq=journal.next_seq())
-        journal.record(event)
+        event = journal.record(sample_draft(device_id=GATE_A))
         uplink = gate_uplink(site_broker, journal, GATE_A)
         uplink.start()
         try:
@@ -324,8 +323,7 @@ def send_one_event_from_gate_a(broker: LocalBroker, data_dir: Path, timeout: flo
     """Record an event in a real journal and run gate A's uplink until the collector acks it
     (the event) or the timeout passes (None)."""
     with Journal(data_dir) as journal:
-        event = sample_event(device_id=GATE_A, seq=journal.next_seq())
-        journal.record(event)
+        event = journal.record(sample_draft(device_id=GATE_A))
         uplink = gate_uplink(broker, journal, GATE_A)
         uplink.start()
         try:

@@ -18,19 +18,18 @@ from gpiozero.pins.mock import MockFactory
 from device.camera.replay import ReplaySource
 from device.camera.source import CameraError, Frame, FrameSource, ReopeningSource
 from device.decode.zbar import PyzbarDecoder
-from device.frames.capture import CAMERA_FAULT
-from device.indicator.base import Indicator, IndicatorState, TeeIndicator
+from device.indicator.base import Indicator, IndicatorState, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.durable_files import write_fully
 from device.journal.journal import Journal
-from device.journal.recorder import STORAGE_FAULT, EventRecorder
+from device.journal.recorder import EventRecorder
 from device.scanner import Scan, Scanner
 from device.system.clock import FixedSyncClock
-from device.system.health import Health
+from device.system.health import Fault, Health
 from device.verdict.debounce import Debounce
-from device.verdict.events import EventBuilder
+from device.verdict.events import EventBuilder, EventDraft
 from device.verdict.policy import Policy
-from gatescan.testing.samples import blank_frame, cccd_payload, render_code, sample_event
+from gatescan.testing.samples import blank_frame, cccd_payload, render_code, sample_draft
 from protocol.verdicts import Direction, VerdictStatus
 
 CARD = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Hà Nội", "21042021")
@@ -132,8 +131,8 @@ def test_a_card_becomes_a_journaled_event_with_exact_vietnamese_name(journal: Jo
         journal, JournalWatchingIndicator(journal), notify=lambda: notified.append(1)
     )
     [scan] = scanner.process(render_code(CARD, frame_size=SIZE))
-    [pending] = journal.pending()
-    assert pending == scan.event
+    [pending] = [entry.event() for entry in journal.pending()]
+    assert scan.journaled and pending == scan.event
     assert pending.subject_name == "Nguyễn Thị Thu Uyên"
     assert pending.subject_id == "079193012345"
     assert pending.status is VerdictStatus.RECORDED
@@ -187,8 +186,8 @@ def test_full_disk_still_lights_and_reports_a_storage_fault(tmp_path: Path) -> N
         scanner = make_scanner(journal, indicator, health=health)
         [scan] = scanner.process(render_code(CARD, frame_size=SIZE))
         assert indicator.depth_when_lit == [0]
-        assert not scan.journaled
-        assert health.faults == [STORAGE_FAULT]
+        assert not scan.journaled and isinstance(scan.event, EventDraft)  # no seq yet
+        assert health.faults == [Fault.STORAGE]
         disk.full = False
         other = cccd_payload("001090012345", "Trần Văn Đức", "01011990", "Nam", "HN", "15082021")
         [second] = scanner.process(render_code(other, frame_size=SIZE))
@@ -229,9 +228,9 @@ def test_held_events_are_journaled_by_themselves_when_space_returns(tmp_path: Pa
     disk, health, clock = FullDisk(), Health(), FakeMonotonic()
     with Journal(tmp_path, writer=disk) as journal:
         recorder, notified = held_recorder(journal, health, clock)
-        events = [sample_event(seq=1) for _ in range(4)]  # all built while seq 1 was next
-        assert [recorder.record(event) for event in events] == [None] * 4
-        assert recorder.held == 4 and health.faults == [STORAGE_FAULT]
+        drafts = [sample_draft() for _ in range(4)]
+        assert [recorder.record(draft) for draft in drafts] == [None] * 4
+        assert recorder.held == 4 and health.faults == [Fault.STORAGE]
         disk.full = False
         recorder.retry_if_due()
         assert recorder.held == 4, "not retried before retry_every has passed"
@@ -239,7 +238,7 @@ def test_held_events_are_journaled_by_themselves_when_space_returns(tmp_path: Pa
         recorder.retry_if_due()  # nobody scans: the frame loop calls this on every turn
         assert recorder.held == 0 and health.faults == []
         pending = journal.pending()
-    assert [e.event_id for e in pending] == [e.event_id for e in events]
+    assert [e.event_id for e in pending] == [draft.event_id for draft in drafts]
     assert [e.seq for e in pending] == [1, 2, 3, 4]
     assert notified == [1]
 
@@ -248,24 +247,24 @@ def test_past_the_bound_the_oldest_held_event_is_dropped_and_counted(tmp_path: P
     disk, health, clock = FullDisk(), Health(), FakeMonotonic()
     with Journal(tmp_path, writer=disk) as journal:
         recorder, _ = held_recorder(journal, health, clock, max_held=3)
-        events = [sample_event(seq=1) for _ in range(5)]
-        for event in events:
-            recorder.record(event)
+        drafts = [sample_draft() for _ in range(5)]
+        for draft in drafts:
+            recorder.record(draft)
         assert recorder.held == 3 and recorder.dropped == 2
         disk.full = False
         assert recorder.retry_now() == 0
         kept = [e.event_id for e in journal.pending()]
-    assert kept == [e.event_id for e in events[2:]]
+    assert kept == [draft.event_id for draft in drafts[2:]]
 
 
 def test_a_write_that_failed_after_landing_is_not_journaled_twice(tmp_path: Path) -> None:
     health, clock = Health(), FakeMonotonic()
     with Journal(tmp_path) as journal:
         recorder, _ = held_recorder(journal, health, clock)
-        event = sample_event(seq=1)
-        journal.record(event)  # as if the write had landed though record() reported a failure
-        recorder.record(event.model_copy(update={"seq": 2}))
-        assert [e.event_id for e in journal.pending()] == [event.event_id]
+        draft = sample_draft()
+        landed = journal.record(draft)  # as if the write had landed though it reported a failure
+        assert recorder.record(draft) == landed
+        assert [(e.event_id, e.seq) for e in journal.pending()] == [(draft.event_id, 1)]
         assert recorder.held == 0 and recorder.dropped == 0
 
 
@@ -281,8 +280,8 @@ def test_camera_failure_is_a_fault_and_the_loop_keeps_going(journal: Journal) ->
     scanner.run(stop, max_backoff=0.01)
     assert len(scans) == 1
     assert source.failures == 1
-    assert seen == [[CAMERA_FAULT]]
-    assert health.indicator_state() is IndicatorState.FAULT
+    assert seen == [[Fault.CAMERA]]
+    assert background_state(health) is IndicatorState.FAULT
 
 
 def test_progress_is_reported_after_each_frame_and_never_on_a_camera_error(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gatescan.cli import foreign_packages
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import cccd_payload, render_code, write_replay_folder
 from protocol.messages import Event
@@ -133,3 +134,22 @@ def _event(seq: int, name: str) -> Event:
         subject_name=name,
         code_sha256="ab" * 32,
     )
+
+
+def test_its_own_packages_are_the_ones_it_imports() -> None:
+    assert foreign_packages() == []
+
+
+def test_a_folder_named_like_one_of_its_packages_is_refused_saying_where_it_is(
+    tmp_path: Path,
+) -> None:
+    # `python -m` puts the working directory first on the path: a stray server/ there would
+    # otherwise be imported in place of gatescan's own (docs/architecture.md, the house).
+    (tmp_path / "server").mkdir()
+    (tmp_path / "server" / "__init__.py").write_text("")
+
+    result = gatescan(["entries", "export", "--db", "x.db"], tmp_path)
+
+    assert result.returncode == 1
+    assert f"'server' it imports is {tmp_path / 'server' / '__init__.py'}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -18,6 +18,7 @@ import pytest
 
 from device.journal.journal import Journal
 from device.uplink.link import Uplink
+from device.verdict.events import EventDraft
 from gatescan.testing.broker import LocalBroker
 from protocol.messages import Event, Rejection
 from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
@@ -47,11 +48,10 @@ def record(journal: Journal, count: int, device_id: str = "gate-1") -> list[Even
     """`count` card entries, with the person's data the command must never print."""
     events = []
     for _ in range(count):
-        seq = journal.next_seq()
-        event = Event(
-            event_id=f"ev-{uuid.uuid4().hex}",
+        event_id = f"ev-{uuid.uuid4().hex}"
+        draft = EventDraft(
+            event_id=event_id,
             device_id=device_id,
-            seq=seq,
             boot_id="boot-1",
             ts=datetime.now(UTC),
             clock_synced=True,
@@ -61,10 +61,9 @@ def record(journal: Journal, count: int, device_id: str = "gate-1") -> list[Even
             credential_type=CredentialType.CCCD,
             subject_id=ID_NUMBER,
             subject_name=NAME,
-            code_sha256=hashlib.sha256(f"card-{seq}".encode()).hexdigest(),
+            code_sha256=hashlib.sha256(f"card-{event_id}".encode()).hexdigest(),
         )
-        journal.record(event)
-        events.append(event)
+        events.append(journal.record(draft))
     return events
 
 
@@ -111,8 +110,8 @@ def test_requeue_all_puts_every_rejected_event_back_in_the_outbox(tmp_path: Path
     assert [row[1] for row in rows(result.stdout)] == [e.event_id for e in refused]
     assert "moved 3 event(s) back to the outbox (4 pending)" in result.stderr
     with Journal(tmp_path) as journal:
-        assert journal.pending()[:3] == refused  # the very events, lowest seq first
-        assert (journal.rejected(), journal.next_seq()) == ([], 5)
+        assert [e.event() for e in journal.pending()[:3]] == refused  # lowest seq first
+        assert (journal.rejected(), record(journal, 1)[0].seq) == ([], 5)
     listing = gatescan(["journal", "rejected", "--data-dir", str(tmp_path)])
     assert rows(listing.stdout) == []
 
@@ -126,7 +125,7 @@ def test_requeue_by_id_moves_those_and_names_the_ids_it_could_not_find(tmp_path:
     assert result.returncode == 1
     assert "not set aside (unknown, or already back): ev-not-there" in result.stderr
     with Journal(tmp_path) as journal:
-        assert journal.pending() == [second]
+        assert [e.event() for e in journal.pending()] == [second]
         assert [r.event for r in journal.rejected()] == [first]
 
 

@@ -19,15 +19,15 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from device.app import Agent, build_agent
-from device.frames.capture import CAMERA_FAULT
-from device.indicator.base import IndicatorState
+from device.indicator.base import IndicatorState, background_state
 from device.scanner import Scan
-from device.system.health import Health
+from device.system.health import Fault, Health
 from device.system.systemd_notify import SystemdNotifier
 from firmware_config.loader import ConfigOverrides, load_config
 from gatescan.testing.broker import free_port
-from tests.support.fault_site import distinct_cards, wait_until
+from tests.support.fault_site import distinct_cards
 from tests.support.lane import Lane, LaneGate, write_lane_config
+from tests.support.waiting import wait_until
 
 GREEN, RED = 17, 27  # the config's default pins
 
@@ -71,7 +71,7 @@ def gate_without_broker(tmp_path: Path) -> Iterator[RunningGate]:
         config, pin_factory=pins, on_scan=scans.append, notifier=SystemdNotifier(None)
     )
     states: list[IndicatorState] = []
-    agent.health.watch(lambda health: states.append(health.indicator_state()))
+    agent.health.watch(lambda health: states.append(background_state(health)))
     stop = threading.Event()
     running = threading.Thread(target=agent.run, args=(stop,), name="agent")
     running.start()
@@ -112,7 +112,7 @@ def test_fault_alternates_red_and_green_while_present_and_stops_when_it_clears(
     red, green = gate.pins.pin(RED), gate.pins.pin(GREEN)
     gate.lane.stop_frames()
     wait_until(lambda: IndicatorState.FAULT in gate.health_states, 10, "the camera fault")
-    assert gate.agent.health.faults == [CAMERA_FAULT]
+    assert gate.agent.health.faults == [Fault.CAMERA]
     red.clear_states()
     green.clear_states()
     wait_until(lambda: len(turned_on(red)) >= 2 and len(turned_on(green)) >= 2, 4, "alternation")
@@ -129,12 +129,12 @@ def test_fault_alternates_red_and_green_while_present_and_stops_when_it_clears(
 
 def test_health_prefers_fault_over_offline_over_idle() -> None:
     health = Health()
-    assert health.indicator_state() is IndicatorState.OFFLINE
+    assert background_state(health) is IndicatorState.OFFLINE
     health.set_online(True)
-    assert health.indicator_state() is IndicatorState.IDLE
-    health.set_fault(CAMERA_FAULT)
-    assert health.indicator_state() is IndicatorState.FAULT
+    assert background_state(health) is IndicatorState.IDLE
+    health.set_fault(Fault.CAMERA)
+    assert background_state(health) is IndicatorState.FAULT
     health.set_online(False)
-    assert health.indicator_state() is IndicatorState.FAULT
-    health.clear_fault(CAMERA_FAULT)
-    assert health.indicator_state() is IndicatorState.OFFLINE
+    assert background_state(health) is IndicatorState.FAULT
+    health.clear_fault(Fault.CAMERA)
+    assert background_state(health) is IndicatorState.OFFLINE

@@ -28,9 +28,9 @@ from tests.support.fault_site import (
     distinct_cards,
     last_received_at,
     tally,
-    wait_until,
     write_frames,
 )
+from tests.support.waiting import wait_until
 
 FPS, HOLD = 50.0, 0.04  # two frames per code: 25 codes a second
 SEED_ENV = "GATESCAN_FAULT_SEED"

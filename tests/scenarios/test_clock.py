@@ -26,9 +26,9 @@ from tests.support.fault_site import (
     read_journal,
     tally,
     today,
-    wait_until,
 )
 from tests.support.lane import Lane, LaneGate, show_and_wait, start_lane_agent
+from tests.support.waiting import wait_until
 
 JUMP_AFTER_S = 4.0  # the first batch is shown well within this after the agent starts
 STEP_S = -3600.0

@@ -83,8 +83,7 @@ class Gate:
     def show(self, code: bytes) -> Event:
         parsed = parse_credential(code)
         verdict = self.policy.decide(parsed)
-        event = self.builder.build(self.journal.next_seq(), parsed, verdict)
-        self.journal.record(event)
+        event = self.journal.record(self.builder.build(parsed, verdict))
         self.uplink.event_recorded()
         self.shown.append(event)
         return event

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from device.journal.recorder import STORAGE_FAULT
+from device.system.health import Fault
 from server.store.database import DeviceRecord
 from tests.support.fault_site import (
     Figures,
@@ -29,9 +29,9 @@ from tests.support.fault_site import (
     read_journal,
     tally,
     today,
-    wait_until,
 )
 from tests.support.lane import Lane, LaneGate, show_and_wait, start_lane_agent
+from tests.support.waiting import wait_until
 
 DISK_SIZE = "1m"
 BEFORE, DURING, AFTER = 3, 16, 3
@@ -133,8 +133,8 @@ def test_full_disk_keeps_the_gate_lighting_and_recovers_by_itself_with_nothing_l
     held = outcome.count("held")
     assert outcome == ["journaled"] * (DURING - held) + ["held"] * held, "\n".join(lines)
     assert held >= MIN_HELD, f"only {held} scans met the full disk:\n" + "\n".join(lines)
-    agent.wait_for_log(f"indicator: fault (faults: {STORAGE_FAULT})", 5)
-    wait_for_faults(site, [STORAGE_FAULT], since=full_since)
+    agent.wait_for_log(f"indicator: fault (faults: {Fault.STORAGE})", 5)
+    wait_for_faults(site, [Fault.STORAGE], since=full_since)
     assert agent.running()
     # A copy of the journal files as they are on the full disk opens, whole. An ack that came
     # after the disk filled could not take its event out of the outbox: it is resent later.

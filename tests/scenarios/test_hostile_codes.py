@@ -128,7 +128,7 @@ def every_log_record() -> Iterator[list[logging.LogRecord]]:
 def shown_to_a_gate(data: bytes, policy: Policy, record_raw_text: bool) -> Scan:
     parsed = parse_credential(data)
     verdict = policy.decide(parsed)
-    event = gate_builder(record_raw_text).build(1042, parsed, verdict)
+    event = gate_builder(record_raw_text).build(parsed, verdict).numbered(1042)
     return Scan(code=DecodedCode(data), parsed=parsed, verdict=verdict, event=event, journaled=True)
 
 

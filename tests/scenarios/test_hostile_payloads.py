@@ -36,7 +36,8 @@ from gatescan.testing.broker import LocalBroker
 from gatescan.testing.collector_process import CollectorProcess
 from protocol.messages import MAX_MESSAGE_BYTES, Ack, Event, parse_message
 from protocol.topics import PREFIX, Topic, device_topic
-from server.collector.service import IncomingMessage, MessageHandler
+from server.collector.batch import MessageHandler
+from server.collector.prepare import IncomingMessage
 from server.store.database import Store
 from tests.support.fault_site import Figures, tally
 

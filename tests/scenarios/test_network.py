@@ -26,10 +26,10 @@ from tests.support.fault_site import (
     distinct_cards,
     last_received_at,
     tally,
-    wait_until,
     write_frames,
 )
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
 
 KEEPALIVE = 5
 FREEZE_S = 60.0

@@ -23,9 +23,9 @@ from tests.support.fault_site import (
     distinct_cards,
     last_received_at,
     tally,
-    wait_until,
     write_frames,
 )
+from tests.support.waiting import wait_until
 
 CODES = 300
 OUTAGE_S = 30.0

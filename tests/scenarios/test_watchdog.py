@@ -25,15 +25,16 @@ import pytest
 
 from device.app import build_agent
 from device.camera.source import Frame
-from device.frames.capture import CAMERA_FAULT
+from device.system.health import Fault
 from device.system.systemd_notify import SystemdNotifier, socket_address
 from firmware_config.loader import ConfigOverrides, load_config
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import blank_frame
 from server.store.database import DeviceRecord
-from tests.support.fault_site import Figures, Site, Tally, distinct_cards, wait_until
+from tests.support.fault_site import Figures, Site, Tally, distinct_cards
 from tests.support.lane import Lane, LaneGate, show_and_wait, start_lane_agent, write_lane_config
 from tests.support.paths import DEPLOY
+from tests.support.waiting import wait_until
 
 WATCHDOG_S = 1.0  # pings every 0.5 s while frames flow
 
@@ -125,7 +126,7 @@ def test_camera_failure_is_reported_stops_the_watchdog_and_recovers_when_frames_
     failed_at = time.time()
     agent.wait_for_log("camera: replay folder", 10)
     fault_seen = time.monotonic()
-    wait_until(lambda: reports(site, [CAMERA_FAULT], failed_at), 10, "the camera fault reported")
+    wait_until(lambda: reports(site, [Fault.CAMERA], failed_at), 10, "the camera fault reported")
     wait_until(lambda: notify_socket.messages("STATUS=", fault_seen - 1), 5, "STATUS= update")
     assert "faults: camera" in notify_socket.messages("STATUS=", fault_seen - 1)[-1][1]
     retry = agent.wait_for_log("camera: ", 10, occurrence=3)  # retried after 1 s, then 2 s
@@ -199,7 +200,7 @@ def test_a_camera_read_that_hangs_raises_the_fault_and_stops_the_pings(
     try:
         wait_until(lambda: len(listener.pings()) >= 2, 10, "pings while frames flow")
         camera.hung.set()
-        wait_until(lambda: [CAMERA_FAULT] in faults, 5, "the frame watch to raise the fault")
+        wait_until(lambda: [Fault.CAMERA] in faults, 5, "the frame watch to raise the fault")
         hung_at = time.monotonic()
         assert listener.pings(since=hung_at) == []
         camera.hung.clear()

@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 
 from device.decode.backends import make_decoder
 from device.journal.journal import Journal
+from device.journal.outbox import PendingEvent
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import blank_frame, cccd_payload, render_code, sample_cards
 from protocol.messages import Event, Status
@@ -222,7 +223,7 @@ def start_collector(broker_url: str, db: Path, log_path: Path, client_id: str) -
 @dataclass(frozen=True)
 class JournalContents:
     history: list[Event]  # every event the gate journaled, lowest seq first
-    outbox: list[Event]  # those not acknowledged by the collector
+    outbox: list[PendingEvent]  # those not acknowledged by the collector
 
 
 def read_journal(data_dir: Path, since: date) -> JournalContents:

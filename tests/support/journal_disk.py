@@ -1,5 +1,5 @@
-"""Test helpers: a sample Event factory, a disk that fills up, a clock set by hand, and (run as
-a program) writers to be killed.
+"""Test helpers: a sample event draft factory, a disk that fills up, a clock set by hand, and (run
+as a program) writers to be killed.
 
     python -m tests.support.journal_disk DATA_DIR HISTORY_MAX_ENTRIES
 
@@ -27,22 +27,17 @@ from tinydb.table import Document
 from device.journal.durable_files import write_fully
 from device.journal.journal import Journal
 from device.journal.storage import AppendLogStorage, open_log_db
-from gatescan.testing.samples import sample_event
-from protocol.messages import Event
+from device.verdict.events import EventDraft
+from gatescan.testing.samples import sample_draft
 
 
-def make_event(
-    seq: int,
-    *,
-    ts: datetime | None = None,
-    event_id: str | None = None,
-    boot_id: str = "boot-1",
-) -> Event:
-    """A plausible CCCD entry (Vietnamese name included, to check UTF-8 survives the files)."""
-    code = f"001090012345||Nguyễn Văn An|01011990|Nam|Hà Nội|01012021#{seq}".encode()
-    return sample_event(
-        event_id=event_id or f"ev-{uuid.uuid4().hex}",
-        seq=seq,
+def make_draft(*, ts: datetime | None = None, boot_id: str = "boot-1") -> EventDraft:
+    """A plausible CCCD entry (Vietnamese name included, to check UTF-8 survives the files), all
+    but its seq: the journal gives it."""
+    event_id = f"ev-{uuid.uuid4().hex}"
+    code = f"001090012345||Nguyễn Văn An|01011990|Nam|Hà Nội|01012021#{event_id}".encode()
+    return sample_draft(
+        event_id=event_id,
         boot_id=boot_id,
         ts=ts or datetime.now(UTC),
         subject_id="001090012345",
@@ -112,8 +107,7 @@ def main(argv: list[str]) -> int:
     with Journal(data_dir, history_max_entries=history_max_entries) as journal:
         print("ready", flush=True)
         while True:
-            event = make_event(journal.next_seq(), boot_id=boot_id)
-            journal.record(event)
+            event = journal.record(make_draft(boot_id=boot_id))
             print(event.event_id, flush=True)
 
 

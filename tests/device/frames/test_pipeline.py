@@ -17,7 +17,7 @@ from device.camera.memory import MemorySource
 from device.camera.picamera2 import Picamera2Source
 from device.camera.source import CameraError, Frame, FrameSource, ReopeningSource
 from device.decode.zbar import PyzbarDecoder
-from device.frames.capture import CAMERA_FAULT, FrameCapture
+from device.frames.capture import FrameCapture
 from device.frames.handoff import LatestFrame
 from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
@@ -25,7 +25,7 @@ from device.indicator.base import TeeIndicator
 from device.journal.journal import Journal
 from device.scanner import Scanner
 from device.system.clock import FixedSyncClock
-from device.system.health import Health
+from device.system.health import Fault, Health
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder
 from device.verdict.policy import Policy
@@ -175,9 +175,9 @@ def test_the_camera_fault_clears_only_when_a_frame_captured_after_the_failure_is
     capture = FrameCapture(camera, slot, health, first_backoff=0.001)
     capture.run(stop)
     assert slot.closed, "the capture loop closes the slot when it ends"
-    assert health.faults == [CAMERA_FAULT] and capture.failures == 1
+    assert health.faults == [Fault.CAMERA] and capture.failures == 1
     capture.frame_decoded(1)  # taken before the failure: proves nothing about the camera now
-    assert health.faults == [CAMERA_FAULT]
+    assert health.faults == [Fault.CAMERA]
     capture.frame_decoded(2)
     assert health.faults == []
 
@@ -299,7 +299,7 @@ def test_stopping_a_scanner_whose_camera_fails_is_prompt(journal: Journal) -> No
     scanner = scanner_on(Unplugged(), journal, health)
     running = threading.Thread(target=scanner.run, args=(stop,))
     running.start()
-    wait_until(lambda: health.faults == [CAMERA_FAULT], 10, "the camera fault")
+    wait_until(lambda: health.faults == [Fault.CAMERA], 10, "the camera fault")
     stop.set()
     running.join(timeout=10)
     assert not running.is_alive()

@@ -1,22 +1,24 @@
-"""The journal on real files: outbox, seq, daily history segments, acks, threads, full disk,
-damaged files, retention. The only fakes are the disk's write call (FlakyDisk), to simulate
-ENOSPC, and a clock set by the test (to date the purge). The storage on its own is tested in
-test_tinydb_storage.py, rejected events in test_journal_rejected.py."""
+"""The journal on real files: outbox, seq, wire bytes, daily history segments, acks, threads,
+full disk, damaged files, retention. The only fakes are the disk's write call (FlakyDisk), to
+simulate ENOSPC, and a clock set by the test (to date the purge). The storage on its own is tested
+in test_tinydb_storage.py, rejected events in test_journal_rejected.py."""
 
 import errno
 import logging
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from device.journal.journal import Journal, JournalError
-from device.journal.storage import Tables, encode_line, replay
-from protocol.messages import Event
-from tests.support.journal_disk import FlakyDisk, SetClock, make_event
+from device.journal.line_format import Tables, encode_line, replay
+from device.journal.outbox import PendingEvent
+from protocol.messages import Event, parse_message
+from protocol.topics import Topic
+from tests.support.journal_disk import FlakyDisk, SetClock, make_draft
 
 DAY = date(2026, 11, 26)
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -34,13 +36,20 @@ def _reopen(journal: Journal, data_dir: Path, history_max_entries: int = 2000) -
 
 
 def _record(journal: Journal, ts: datetime = NOON) -> str:
-    event = make_event(journal.next_seq(), ts=ts)
-    journal.record(event)
-    return event.event_id
+    return journal.record(make_draft(ts=ts)).event_id
 
 
-def _ids(events: list[Event]) -> list[str]:
+def _next_seq(journal: Journal) -> int:
+    """The seq the journal gives the next event (it records one to find out)."""
+    return journal.record(make_draft(ts=NOON)).seq
+
+
+def _ids(events: Iterable[Event | PendingEvent]) -> list[str]:
     return [event.event_id for event in events]
+
+
+def _pending_events(journal: Journal) -> list[Event]:
+    return [entry.event() for entry in journal.pending()]
 
 
 def _history_files(data_dir: Path) -> list[str]:
@@ -73,11 +82,33 @@ def test_event_leaves_outbox_only_after_ack(journal: Journal) -> None:
 
 
 def test_recorded_event_reads_back_equal(journal: Journal) -> None:
-    event = make_event(journal.next_seq(), ts=NOON)
-    journal.record(event)
-    assert journal.pending() == [event]
+    draft = make_draft(ts=NOON)
+    event = journal.record(draft)
+    assert event == draft.numbered(1)
+    assert _pending_events(journal) == [event]
     assert journal.history(DAY) == [event]
-    assert journal.pending()[0].subject_name == "Nguyễn Văn An"
+    assert _pending_events(journal)[0].subject_name == "Nguyễn Văn An"
+
+
+def test_pending_entries_carry_the_bytes_a_collector_parses(journal: Journal) -> None:
+    events = [journal.record(make_draft(ts=NOON)) for _ in range(3)]
+    entries = journal.pending()
+    assert [(entry.event_id, entry.seq) for entry in entries] == [
+        (e.event_id, e.seq) for e in events
+    ]
+    assert [parse_message(Topic.EVENTS, entry.wire) for entry in entries] == events
+    assert [entry.wire for entry in entries] == [event.to_json() for event in events]
+
+
+def test_wire_bytes_survive_reopen(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    hanoi_morning = datetime(2026, 11, 26, 6, 30, tzinfo=timezone(timedelta(hours=7)))
+    journal.record(make_draft(ts=hanoi_morning))
+    journal.record(make_draft(ts=NOON))
+    before = journal.pending()
+    journal = _reopen(journal, tmp_path)
+    assert journal.pending() == before  # the very bytes, made again from the file
+    journal.close()
 
 
 def test_pending_is_lowest_seq_first_and_honours_limit(journal: Journal) -> None:
@@ -103,13 +134,12 @@ def test_acknowledge_refuses_a_bare_string(journal: Journal) -> None:
         journal.acknowledge("ev-0123456789")
 
 
-def test_next_seq_starts_at_one_and_survives_reopen(tmp_path: Path) -> None:
+def test_record_gives_consecutive_seqs_from_one_that_go_on_after_reopen(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
-    assert journal.next_seq() == 1
-    for _ in range(3):
-        _record(journal)
+    assert [journal.record(make_draft()).seq for _ in range(3)] == [1, 2, 3]
     journal = _reopen(journal, tmp_path)
-    assert journal.next_seq() == 4
+    assert [journal.record(make_draft()).seq for _ in range(2)] == [4, 5]
+    assert [entry.seq for entry in journal.pending()] == [1, 2, 3, 4, 5]
     journal.close()
 
 
@@ -118,17 +148,21 @@ def test_seq_survives_reopen_after_every_event_is_acknowledged(tmp_path: Path) -
     journal.acknowledge([_record(journal), _record(journal)])
     journal = _reopen(journal, tmp_path)
     assert journal.outbox_depth() == 0
-    assert journal.next_seq() == 3
+    assert _next_seq(journal) == 3
     journal.close()
 
 
-def test_record_refuses_a_seq_already_used(journal: Journal) -> None:
-    event_id = _record(journal)
-    with pytest.raises(ValueError, match="already used"):
-        journal.record(make_event(1))
-    with pytest.raises(ValueError, match="already in the outbox"):
-        journal.record(make_event(2, event_id=event_id))
-    assert journal.outbox_depth() == 1
+def test_recording_a_draft_already_pending_returns_the_journaled_event(
+    tmp_path: Path, journal: Journal
+) -> None:
+    # A write reported as failed may have landed: the recorder then offers the same draft again.
+    draft = make_draft(ts=NOON)
+    first = journal.record(draft)
+    outbox_before = (tmp_path / "journal" / "outbox.log").read_bytes()
+    assert journal.record(draft) == first
+    assert (tmp_path / "journal" / "outbox.log").read_bytes() == outbox_before
+    assert (journal.outbox_depth(), journal.history(DAY)) == (1, [first])
+    assert _next_seq(journal) == 2  # the repeat used up no seq
 
 
 def test_outbox_file_holds_only_unacknowledged_events(tmp_path: Path, journal: Journal) -> None:
@@ -163,7 +197,7 @@ def test_outbox_log_is_compacted_as_events_are_acknowledged(
     assert len(_lines(outbox)) < 400  # far fewer than the 801 writes: it was rewritten
     journal = _reopen(journal, tmp_path)
     assert _ids(journal.pending()) == [kept]
-    assert journal.next_seq() == 402
+    assert _next_seq(journal) == 402
     journal.close()
 
 
@@ -171,7 +205,7 @@ def test_closed_journal_refuses_use(journal: Journal) -> None:
     journal.close()
     journal.close()  # closing twice is harmless
     with pytest.raises(ValueError, match="closed"):
-        journal.record(make_event(1))
+        journal.record(make_draft())
 
 
 def test_second_opener_of_the_same_journal_is_refused(tmp_path: Path) -> None:
@@ -242,7 +276,7 @@ def test_acking_while_recording_loses_nothing(tmp_path: Path, journal: Journal) 
     journal = _reopen(journal, tmp_path)
     assert journal.outbox_depth() == 0
     assert _ids(journal.history(DAY)) == recorded
-    assert journal.next_seq() == 301
+    assert _next_seq(journal) == 301
     journal.close()
 
 
@@ -261,10 +295,10 @@ def test_full_disk_on_outbox_write_leaves_event_unrecorded(tmp_path: Path) -> No
     assert (tmp_path / "journal" / "outbox.log").read_bytes() == outbox_before  # half line cut off
     assert _ids(journal.pending()) == [kept]
     assert _ids(journal.history(DAY)) == [kept]
-    assert journal.next_seq() == 2
     journal = _reopen(journal, tmp_path)
     assert _ids(journal.pending()) == [kept]
     assert _ids(journal.history(DAY)) == [kept]
+    assert _next_seq(journal) == 2  # the write that never landed used up no seq
     journal.close()
 
 
@@ -273,14 +307,17 @@ def test_full_disk_on_history_write_takes_event_back_out_of_outbox(tmp_path: Pat
     journal = Journal(tmp_path, writer=disk.write)
     kept = _record(journal)
     disk.script = [True, False]  # the outbox write fits, the history write does not
-    disk_full_on_history = make_event(journal.next_seq(), ts=NOON)
+    draft = make_draft(ts=NOON)
     with pytest.raises(JournalError):
-        journal.record(disk_full_on_history)
-    assert _ids(journal.pending()) == [kept]
-    assert journal.next_seq() == disk_full_on_history.seq + 1  # a seq is never handed out twice
-    journal = _reopen(journal, tmp_path)
+        journal.record(draft)
     assert _ids(journal.pending()) == [kept]
     assert _ids(journal.history(DAY)) == [kept]
+    retried = journal.record(draft)  # as the recorder does once the disk has room
+    assert retried.seq == 3  # seq 2 went with the failed write: a seq is never handed out twice
+    journal = _reopen(journal, tmp_path)
+    assert _ids(journal.pending()) == [kept, draft.event_id]
+    assert _ids(journal.history(DAY)) == [kept, draft.event_id]
+    assert _next_seq(journal) == 4
     journal.close()
 
 
@@ -305,14 +342,17 @@ def test_event_stuck_in_outbox_by_a_double_fault_is_added_to_history_on_open(
     disk = FlakyDisk()
     journal = Journal(tmp_path, writer=disk.write)
     disk.script = [True, False, False]  # the outbox write fits; history write and rollback fail
-    event = make_event(journal.next_seq(), ts=NOON)
+    draft = make_draft(ts=NOON)
     with pytest.raises(JournalError):
-        journal.record(event)
-    assert journal.pending() == [event]  # what the disk holds: it will still be sent
+        journal.record(draft)
+    [stuck] = journal.pending()  # what the disk holds: it will still be sent
+    event = stuck.event()
+    assert (event.event_id, event.seq) == (draft.event_id, 1)
     assert journal.history(DAY) == []
+    assert journal.record(draft) == event  # the recorder's retry journals it no second time
     journal = _reopen(journal, tmp_path)
     assert journal.history(DAY) == [event]
-    assert journal.pending() == [event]
+    assert journal.pending() == [stuck]
     journal.close()
 
 
@@ -348,11 +388,11 @@ def test_damaged_outbox_line_keeps_the_rest_aside_and_seq_is_not_reused(
     assert kept_aside.read_bytes() == b"".join(lines[damaged_line - 1 :])
     assert outbox.read_bytes() == b"".join(lines[: damaged_line - 1])  # cut back to good lines
     assert _ids(journal.pending()) == ids[: damaged_line - 1]
-    assert journal.next_seq() == 4  # the counter in the lost lines is recovered from the history
     assert _ids(journal.history(DAY)) == ids
-    later = _record(journal)
+    later = journal.record(make_draft(ts=NOON))
+    assert later.seq == 4  # the counter in the lost lines is recovered from the history
     journal = _reopen(journal, tmp_path)
-    assert _ids(journal.pending()) == [*ids[: damaged_line - 1], later]
+    assert _ids(journal.pending()) == [*ids[: damaged_line - 1], later.event_id]
     assert len(_set_aside(outbox.parent)) == 1  # nothing new was found damaged
     journal.close()
 
@@ -369,12 +409,12 @@ def test_torn_last_line_from_a_killed_write_is_ignored_and_cut_off(
     journal = Journal(tmp_path)
     assert "ignored an incomplete last write (30 bytes)" in caplog.text
     assert _ids(journal.pending()) == ids
-    assert journal.next_seq() == 3
-    later = _record(journal)
+    later = journal.record(make_draft(ts=NOON))
+    assert later.seq == 3
     after = outbox.read_bytes()
     assert after.startswith(whole) and replay(after).good_end == len(after)  # torn bytes gone
     journal = _reopen(journal, tmp_path)
-    assert _ids(journal.pending()) == [*ids, later]
+    assert _ids(journal.pending()) == [*ids, later.event_id]
     assert _set_aside(outbox.parent) == []
     journal.close()
 
@@ -403,9 +443,9 @@ def test_invalid_outbox_entry_is_dropped_and_the_original_kept(tmp_path: Path) -
     outbox.write_bytes(outbox.read_bytes() + encode_line({"events": {"2": tampered}}))
     journal = Journal(tmp_path)
     assert _ids(journal.pending()) == [good]
-    assert journal.next_seq() == 3
     [original] = _set_aside(outbox.parent)
     assert bad in original.read_text() and "waved through" in original.read_text()
+    assert _next_seq(journal) == 3
     journal.close()
 
 

@@ -79,7 +79,7 @@ def _run_writer_and_kill(args: list[str], stderr_path: Path, run_for_s: float) -
 
 def _assert_journal_whole(data_dir: Path, printed: list[str], runs_done: int, note: str) -> None:
     with Journal(data_dir, history_max_entries=HISTORY_MAX_ENTRIES) as journal:
-        pending = journal.pending()
+        pending = [entry.event() for entry in journal.pending()]
         days = sorted({event.ts.date() for event in pending})
         history = [event for day in days for event in journal.history(day)]
     journal_dir = data_dir / "journal"

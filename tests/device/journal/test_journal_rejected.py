@@ -2,15 +2,16 @@
 (`requeue`) once the cause is fixed; each move one appended line, on real files. The only fakes
 are the disk's write call (FlakyDisk) and a clock set by the test."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from device.journal.journal import Journal, JournalError
+from device.journal.outbox import PendingEvent
 from protocol.messages import Event, Rejection
-from tests.support.journal_disk import FlakyDisk, SetClock, make_event
+from tests.support.journal_disk import FlakyDisk, SetClock, make_draft
 
 DAY = date(2026, 11, 26)
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -28,12 +29,15 @@ def _reopen(journal: Journal, data_dir: Path) -> Journal:
 
 
 def _record(journal: Journal, ts: datetime = NOON) -> str:
-    event = make_event(journal.next_seq(), ts=ts)
-    journal.record(event)
-    return event.event_id
+    return journal.record(make_draft(ts=ts)).event_id
 
 
-def _ids(events: list[Event]) -> list[str]:
+def _next_seq(journal: Journal) -> int:
+    """The seq the journal gives the next event (it records one to find out)."""
+    return journal.record(make_draft(ts=NOON)).seq
+
+
+def _ids(events: Iterable[Event | PendingEvent]) -> list[str]:
     return [event.event_id for event in events]
 
 
@@ -79,7 +83,7 @@ def test_rejected_events_stay_set_aside_after_reopening_and_seq_is_not_reused(
     assert journal.pending() == []
     assert [r.event.event_id for r in journal.rejected()] == refused
     assert journal.rejected_count() == 3
-    assert journal.next_seq() == 4
+    assert _next_seq(journal) == 4
     journal.close()
 
 
@@ -141,12 +145,14 @@ def test_requeue_moves_every_rejected_event_back_to_the_outbox_in_seq_order(
 
     assert [r.event for r in moved] == set_aside  # the very events, unchanged
     assert _ids(journal.pending()) == [first, kept, third]  # lowest seq first, as ever
+    requeued = journal.pending()
+    assert [requeued[0].wire, requeued[2].wire] == [event.to_json() for event in set_aside]
     assert (journal.rejected(), journal.rejected_count(), journal.outbox_depth()) == ([], 0, 3)
-    assert journal.next_seq() == 4
     journal = _reopen(journal, tmp_path)
-    assert _ids(journal.pending()) == [first, kept, third]
-    assert (journal.rejected_count(), journal.next_seq()) == (0, 4)
+    assert journal.pending() == requeued  # ids, seqs and wire bytes alike
+    assert journal.rejected_count() == 0
     assert _ids(journal.history(DAY)) == [first, kept, third]  # the history has each once
+    assert _next_seq(journal) == 4
     journal.close()
 
 

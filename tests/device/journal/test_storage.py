@@ -8,7 +8,8 @@ from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
-from device.journal.storage import AppendLogStorage, Tables, encode_line, open_log_db, replay
+from device.journal.line_format import Tables, encode_line, replay
+from device.journal.storage import AppendLogStorage, open_log_db
 from tests.support.journal_disk import FlakyDisk
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
+from device.journal.outbox import PendingEvent
 from device.uplink.inflight import InFlightWindow
-from protocol.messages import Event
-from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
 
 RESEND_AFTER = 10.0
 PAGE = 100  # how many outbox events the uplink reads per wake-up
@@ -18,38 +16,23 @@ def eid(seq: int) -> str:
     return f"event-{seq:04d}"
 
 
-def outbox(seqs: Iterable[int]) -> list[Event]:
-    """Events as Journal.pending() returns them, in seq order."""
-    return [
-        Event(
-            event_id=eid(seq),
-            device_id="gate-1",
-            seq=seq,
-            boot_id="boot-1",
-            ts=datetime(2025, 1, 6, 8, 0, tzinfo=UTC),
-            clock_synced=True,
-            direction=Direction.IN,
-            status=VerdictStatus.RECORDED,
-            reason=Reason.OK,
-            credential_type=CredentialType.RAW,
-            subject_id="0" * 64,
-            code_sha256="0" * 64,
-        )
-        for seq in seqs
-    ]
+def outbox(seqs: Iterable[int]) -> list[PendingEvent]:
+    """Entries as Journal.pending() returns them, in seq order (the window never reads the wire
+    bytes)."""
+    return [PendingEvent(eid(seq), seq, wire=b"{}") for seq in seqs]
 
 
-def ids(events: Iterable[Event]) -> list[str]:
-    return [event.event_id for event in events]
+def ids(entries: Iterable[PendingEvent]) -> list[str]:
+    return [entry.event_id for entry in entries]
 
 
 def publish_due(
-    window: InFlightWindow, pending: list[Event], now: float, *, limit: int = PAGE
+    window: InFlightWindow, pending: list[PendingEvent], now: float, *, limit: int = PAGE
 ) -> list[str]:
     """What the uplink's sender does: publish what is due (here paho's message id is the seq)."""
     chosen = window.due(pending, now, limit=limit)
-    for event in chosen:
-        window.published(event.event_id, event.seq, mid=event.seq, now=now)
+    for entry in chosen:
+        window.published(entry.event_id, entry.seq, mid=entry.seq, now=now)
     return ids(chosen)
 
 

@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device.journal.journal import Journal
 from device.uplink.link import BROKER_REFUSALS_BEFORE_REJECTING, IN_FLIGHT_WINDOW, Uplink
+from device.verdict.events import EventDraft
 from gatescan.testing.broker import LocalBroker
 from protocol.messages import Ack, Event, Rejection, Status, Telemetry
 from protocol.topics import Topic, device_topic
@@ -51,28 +52,31 @@ def assert_stays(condition: Callable[[], bool], duration: float, what: str) -> N
         time.sleep(0.01)
 
 
+def raw_draft(device_id: str = DEVICE_ID, code_text: str | None = None) -> EventDraft:
+    event_id = uuid.uuid4().hex
+    digest = hashlib.sha256(f"code-{event_id}".encode()).hexdigest()
+    return EventDraft(
+        event_id=event_id,
+        device_id=device_id,
+        boot_id=BOOT_ID,
+        ts=datetime.now(UTC),
+        clock_synced=True,
+        direction=Direction.IN,
+        status=VerdictStatus.RECORDED,
+        reason=Reason.OK,
+        credential_type=CredentialType.RAW,
+        subject_id=digest,
+        code_sha256=digest,
+        code_text=code_text,
+    )
+
+
 def record_events(journal: Journal, count: int, device_id: str = DEVICE_ID) -> list[Event]:
-    events = []
-    for _ in range(count):
-        seq = journal.next_seq()
-        digest = hashlib.sha256(f"code-{seq}".encode()).hexdigest()
-        event = Event(
-            event_id=uuid.uuid4().hex,
-            device_id=device_id,
-            seq=seq,
-            boot_id=BOOT_ID,
-            ts=datetime.now(UTC),
-            clock_synced=True,
-            direction=Direction.IN,
-            status=VerdictStatus.RECORDED,
-            reason=Reason.OK,
-            credential_type=CredentialType.RAW,
-            subject_id=digest,
-            code_sha256=digest,
-        )
-        journal.record(event)
-        events.append(event)
-    return events
+    return [journal.record(raw_draft(device_id)) for _ in range(count)]
+
+
+def pending_events(journal: Journal) -> list[Event]:
+    return [entry.event() for entry in journal.pending()]
 
 
 class Collector:
@@ -81,6 +85,7 @@ class Collector:
     def __init__(self, broker: LocalBroker, *, acking: bool) -> None:
         self.acking = acking
         self.events: list[tuple[float, Event]] = []
+        self.payloads: list[bytes] = []  # of the events, as they came
         self.statuses: list[tuple[float, Status, bool]] = []  # (seen at, status, retained)
         self.telemetry: list[Telemetry] = []
         self._broker = broker
@@ -129,6 +134,7 @@ class Collector:
         seen_at = time.monotonic()
         kind = message.topic.rsplit("/", 1)[1]
         if kind == Topic.EVENTS:
+            self.payloads.append(bytes(message.payload))
             event = Event.model_validate_json(message.payload)
             self.events.append((seen_at, event))
             if self.acking:
@@ -282,6 +288,21 @@ def test_event_leaves_outbox_only_after_ack(
 
     wait_until(lambda: journal.outbox_depth() == 0, 5, "the ack to empty the outbox")
     assert [e.event_id for e in journal.history(event.ts.date())] == [event.event_id]
+
+
+def test_the_uplink_publishes_the_journals_wire_bytes_unchanged(
+    uplinks: MakeUplink, collectors: MakeCollector, journal: Journal
+) -> None:
+    collector = collectors(acking=False)
+    uplink = online(uplinks())
+    record_events(journal, 2)
+    journal.record(raw_draft(code_text="Số 5, phố Huế, Hà Nội"))  # UTF-8 beyond ASCII
+    journaled = journal.pending()
+
+    uplink.event_recorded()
+
+    wait_until(lambda: len(collector.payloads) == 3, 5, "the three events on .../events")
+    assert collector.payloads == [entry.wire for entry in journaled]
 
 
 def test_unacked_event_is_resent_after_timeout(
@@ -515,7 +536,7 @@ def test_publish_refused_by_the_broker_is_logged_and_the_event_stays(
         record.getMessage() for record in caplog.records if "0x87" in record.getMessage()
     )
     assert event.event_id in refusal
-    assert journal.pending() == [event]
+    assert pending_events(journal) == [event]
 
 
 def rejection_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -544,7 +565,7 @@ def test_event_the_collector_rejects_leaves_the_outbox_for_the_rejected_table(
         collector.send_ack_payload(Ack(event_ids=[], rejected=[rejection]).to_json())
 
     wait_until(lambda: journal.rejected_count() == 1, 5, "the event to be set aside")
-    assert journal.pending() == [kept]
+    assert pending_events(journal) == [kept]
     [rejected] = journal.rejected()
     assert (rejected.event, rejected.reason, rejected.detail) == (
         refused,
@@ -645,9 +666,7 @@ def test_event_beyond_the_brokers_packet_size_is_set_aside_and_the_next_one_deli
         try:
             online(uplink)
             [fits] = record_events(journal, 1)
-            seq = journal.next_seq()
-            too_big = fits.model_copy(update={"event_id": uuid.uuid4().hex, "seq": seq})
-            journal.record(too_big.model_copy(update={"code_text": "x" * 2000}))
+            too_big = journal.record(raw_draft(code_text="x" * 2000))
             [after] = record_events(journal, 1)
             uplink.event_recorded()
 
@@ -658,7 +677,7 @@ def test_event_beyond_the_brokers_packet_size_is_set_aside_and_the_next_one_deli
             collector.stop()
     assert collector.seen_ids() == [fits.event_id, after.event_id]
     [rejected] = journal.rejected()
-    assert (rejected.event.seq, rejected.reason) == (seq, "broker_refused:0x95")
+    assert (rejected.event, rejected.reason) == (too_big, "broker_refused:0x95")
     assert rejected.detail.endswith("bytes > the broker's maximum packet size of 2000")
 
 

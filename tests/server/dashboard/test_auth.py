@@ -11,7 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from server.accounts.users import PasswordHasher, Role
+from server.accounts.passwords import PasswordHasher
+from server.accounts.users import Role
 from server.dashboard.state import SESSION_COOKIE
 from tests.support.web import PASSWORD, MovableClock, app_routes, bearer, log_in, login_form_token
 

@@ -16,7 +16,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from server.accounts.users import Accounts, PasswordHasher, Role
+from server.accounts.passwords import PasswordHasher
+from server.accounts.users import Accounts, Role
 from server.dashboard.app import create_web_app
 from server.dashboard.i18n.translate import LANGUAGE_COOKIE
 from server.dashboard.ratelimit import LoginRateLimiter

@@ -14,15 +14,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gatescan.testing.samples import sample_event
 from protocol.messages import Event, Status, Telemetry
-from server.store.database import (
+from server.store.database import Store, status_update
+from server.store.tables import entries_table
+from server.store.writes import (
     DEAD_LETTER_PAYLOAD_BYTES,
     DeadLetterRecord,
-    Store,
     WriteBatch,
-    status_update,
+    _bind_processor,
+    utc_datetime_text,
 )
-from server.store.tables import entries_table
-from server.store.writes import _bind_processor, utc_datetime_text
 
 RECEIVED = datetime(2025, 3, 1, 1, 0, 5, tzinfo=UTC)
 HANOI = timezone(timedelta(hours=7))

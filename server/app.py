@@ -1,0 +1,224 @@
+"""Wiring only: build the server side from its options. Reads like the table of contents of it.
+
+One function, `build_server`, makes every server process: `gatescan server` (the collector, the
+retention purge and the dashboard in one process), `gatescan collector` (the collector alone),
+`gatescan web` (the dashboard alone, on a collector's database) and the server half of
+`gatescan demo`. What a process runs is what its options name; the rest is None.
+
+Threads of a running server: the collector's two (paho's network thread and the writer, see
+server/collector/service.py), the purge's (hourly), uvicorn's (the dashboard, on a socket bound
+before anything starts, so a port in use is a clear error at once and the address printed
+answers), and the caller's, which waits for `stop` and logs the collector's counters. A part that
+ends by itself (the dashboard failing) sets `stop` too, so the process ends rather than half-runs.
+Stopping goes in the reverse order of starting: the dashboard stops answering, the purge ends, the
+collector commits and acknowledges what it holds and disconnects, and the store closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.collector.service import Collector
+from server.dashboard.settings import WebSettings
+from server.store.database import Store
+from server.store.retention import RetentionTask
+
+log = logging.getLogger("gatescan.server")
+
+REPORT_EVERY_S = 60.0  # how often a running collector logs its counters
+DASHBOARD_STOP_S = 10.0  # how long stopping waits for requests in progress
+
+
+@dataclass(frozen=True)
+class CollectorLogin:
+    """How the collector reaches the broker (the password is never in a config file)."""
+
+    broker_url: str
+    client_id: str = "gatescan-collector"
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where the dashboard answers. `any_port_if_taken`: another free port when `port` is taken
+    (the demo, on a developer's machine); a site's server refuses to start instead."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    any_port_if_taken: bool = False
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What one server process runs: None leaves that part out."""
+
+    db_url: str
+    collector: CollectorLogin | None = None
+    dashboard: WebSettings | None = None  # None: no dashboard
+    listen: Listen = Listen()
+    retention_days: int | None = None  # purge entries older than this; None: never
+    web_log_level: str = "info"
+
+
+def build_server(options: ServerOptions) -> Server:
+    """The server side that `options` asks for, built and not yet started. Raises OSError when
+    the dashboard's address cannot be bound, ImportError without the `web` extra."""
+    store = Store(options.db_url)
+    try:
+        collector = init_collector(store, options.collector)
+        retention = init_retention(store, options.retention_days)
+        dashboard = init_dashboard(store, options)
+    except BaseException:
+        store.close()
+        raise
+    return Server(store=store, collector=collector, retention=retention, dashboard=dashboard)
+
+
+def init_collector(store: Store, login: CollectorLogin | None) -> Collector | None:
+    if login is None:
+        return None
+    return Collector(
+        broker_url=login.broker_url,
+        store=store,
+        client_id=login.client_id,
+        username=login.username,
+        password=login.password,
+    )
+
+
+def init_retention(store: Store, retention_days: int | None) -> RetentionTask | None:
+    return None if not retention_days else RetentionTask(store, retention_days)
+
+
+def init_dashboard(store: Store, options: ServerOptions) -> DashboardServer | None:
+    if options.dashboard is None:
+        return None
+    from server.dashboard.app import create_web_app
+
+    app = create_web_app(store, options.dashboard)
+    return DashboardServer(app, bind(options.listen), log_level=options.web_log_level)
+
+
+class Server:
+    """A server side built by `build_server`: started, run and stopped in one place."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        collector: Collector | None,
+        retention: RetentionTask | None,
+        dashboard: DashboardServer | None,
+    ) -> None:
+        self.store = store
+        self.collector = collector
+        self.retention = retention
+        self.dashboard = dashboard
+
+    @property
+    def url(self) -> str | None:
+        """The dashboard's address, None without one."""
+        return None if self.dashboard is None else self.dashboard.url
+
+    def start(self, stop: threading.Event) -> None:
+        """Start every part in the background; a part that ends by itself sets `stop`."""
+        if self.collector is not None:
+            self.collector.start()
+        if self.retention is not None:
+            self.retention.start()
+        if self.dashboard is not None:
+            self.dashboard.start(on_exit=stop.set)
+
+    def run(self, stop: threading.Event) -> bool:
+        """Start, serve until `stop` is set, stop. False when a part ended by itself."""
+        self.start(stop)
+        try:
+            while not stop.wait(REPORT_EVERY_S):
+                self._report()
+        finally:
+            self.stop()
+        return self.dashboard is None or not self.dashboard.failed
+
+    def stop(self) -> None:
+        """Stop every part, last started first; then close the store. Safe to call twice."""
+        if self.dashboard is not None:
+            self.dashboard.stop()
+        if self.retention is not None:
+            self.retention.stop()
+        if self.collector is not None:
+            self.collector.stop()
+            log.info("collector stopped: %s", self.collector.counters)
+        self.store.close()
+
+    def _report(self) -> None:
+        if self.collector is not None:
+            log.info("collector: %s, %d queued", self.collector.counters, self.collector.queued())
+
+
+def bind(listen: Listen) -> socket.socket:
+    """A listening TCP socket at `listen` (IPv4 or IPv6 by the host's form)."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        try:
+            listener.bind((listen.host, listen.port))
+        except OSError:
+            if not listen.any_port_if_taken:
+                raise
+            listener.bind((listen.host, 0))
+        listener.listen(128)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+class DashboardServer:
+    """The dashboard's web app under uvicorn, in a thread of its own, on a socket already bound
+    (early connections wait in the listen queue). uvicorn installs no signal handlers outside the
+    main thread: SIGINT and SIGTERM stay the process's own (`stop`)."""
+
+    def __init__(self, app: Any, listener: socket.socket, *, log_level: str = "info") -> None:
+        import uvicorn
+
+        self.listener = listener
+        host, port = listener.getsockname()[:2]
+        self.url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+        # No access log: a URL can hold what a person searched for; the audit log says who
+        # looked up whom instead. proxy_headers: the client address behind a reverse proxy.
+        config = uvicorn.Config(app, log_level=log_level, proxy_headers=True, access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.failed = False
+
+    def start(self, on_exit: Callable[[], None] | None = None) -> None:
+        def serve() -> None:
+            try:
+                self._server.run(sockets=[self.listener])
+            except Exception:
+                log.exception("the dashboard stopped")
+                self.failed = True
+            finally:
+                if not self._stopping:
+                    self.failed = True
+                if on_exit is not None:
+                    on_exit()
+
+        # A daemon: a request stuck in a handler must not keep the process from ending.
+        self._thread = threading.Thread(target=serve, name="dashboard", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=DASHBOARD_STOP_S)
+        self.listener.close()
