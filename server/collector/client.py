@@ -35,7 +35,7 @@ session, QoS 1 publishing and its in-flight window) and changes exactly these:
 It relies on paho internals (`_sock_recv`, `_packet_read`, `_packet_handle`, `_handle_publish`,
 `_handle_pubackcomp`, `_do_on_publish`, `_packet_queue`, `_packet_write`, `_sock`,
 and the state they use), stable through paho 2.x; pyproject pins paho-mqtt < 3, and
-tests/integration/test_ingest_client.py runs it against a real Mosquitto.
+tests/server/collector/test_client.py runs it against a real Mosquitto.
 """
 
 from __future__ import annotations

@@ -133,8 +133,8 @@ def parse_event(payload: bytes) -> Event:
     pydantic's own JSON parser validates straight from the bytes, without json.loads building a
     dict first: about a quarter of the cost. Whatever it refuses goes through parse_message,
     which refuses it too and says why (not_json, schema, ...). Both accept exactly the same
-    payloads (tests/unit/test_ingest.py holds the corner cases: control characters, lone
-    surrogates, duplicate keys, NaN, huge integers, a BOM, other encodings...).
+    payloads (tests/server/collector/test_prepare.py holds the corner cases: control characters,
+    lone surrogates, duplicate keys, NaN, huge integers, a BOM, other encodings...).
     """
     if len(payload) <= MAX_MESSAGE_BYTES:
         try:

@@ -18,6 +18,7 @@ import hashlib
 import os
 import sys
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -26,9 +27,11 @@ from tinydb.table import Document
 
 from device.journal.durable_files import write_fully
 from device.journal.journal import Journal
+from device.journal.outbox import PendingEvent
 from device.journal.storage import AppendLogStorage, open_log_db
 from device.verdict.events import EventDraft
 from gatescan.testing.samples import sample_draft
+from protocol.messages import Event
 
 
 def make_draft(*, ts: datetime | None = None, boot_id: str = "boot-1") -> EventDraft:
@@ -113,3 +116,20 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def record_one(journal: Journal, ts: datetime = NOON) -> str:
+    """Record a fresh draft; its event id."""
+    return journal.record(make_draft(ts=ts)).event_id
+
+
+def next_seq(journal: Journal) -> int:
+    """The seq the journal gives the next event (it records one to find out)."""
+    return journal.record(make_draft(ts=NOON)).seq
+
+
+def event_ids(events: Iterable[Event | PendingEvent]) -> list[str]:
+    return [event.event_id for event in events]

@@ -1,4 +1,4 @@
-"""The dashboard's words in English (keys shared with messages_vi.py; see
+"""The dashboard's words in English (keys shared with vi.py; see
 server/dashboard/i18n/translate.py)."""
 
 MESSAGES: dict[str, str] = {

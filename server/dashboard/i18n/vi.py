@@ -1,5 +1,5 @@
 """Lời của bảng điều khiển bằng tiếng Việt: the dashboard's words in Vietnamese, the default
-language (keys shared with messages_en.py; see server/dashboard/i18n/translate.py)."""
+language (keys shared with en.py; see server/dashboard/i18n/translate.py)."""
 
 MESSAGES: dict[str, str] = {
     # layout

@@ -2,19 +2,17 @@
 (`requeue`) once the cause is fixed; each move one appended line, on real files. The only fakes
 are the disk's write call (FlakyDisk) and a clock set by the test."""
 
-from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from device.journal.journal import Journal, JournalError
-from device.journal.outbox import PendingEvent
-from protocol.messages import Event, Rejection
-from tests.support.journal_disk import FlakyDisk, SetClock, make_draft
+from protocol.messages import Rejection
+from tests.support.journal_disk import NOON, FlakyDisk, SetClock, event_ids, next_seq, record_one
 
 DAY = date(2026, 11, 26)
-NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -26,19 +24,6 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 def _reopen(journal: Journal, data_dir: Path) -> Journal:
     journal.close()
     return Journal(data_dir)
-
-
-def _record(journal: Journal, ts: datetime = NOON) -> str:
-    return journal.record(make_draft(ts=ts)).event_id
-
-
-def _next_seq(journal: Journal) -> int:
-    """The seq the journal gives the next event (it records one to find out)."""
-    return journal.record(make_draft(ts=NOON)).seq
-
-
-def _ids(events: Iterable[Event | PendingEvent]) -> list[str]:
-    return [event.event_id for event in events]
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -53,12 +38,12 @@ def test_reject_moves_events_from_the_outbox_to_the_rejected_table_with_the_reas
     tmp_path: Path,
 ) -> None:
     journal = Journal(tmp_path, clock=SetClock(NOON))
-    refused, kept = _record(journal), _record(journal)
+    refused, kept = record_one(journal), record_one(journal)
 
     moved = journal.reject([_rejection(refused)])
 
     assert moved == [_rejection(refused)]
-    assert _ids(journal.pending()) == [kept]
+    assert event_ids(journal.pending()) == [kept]
     assert journal.outbox_depth() == 1
     [rejected] = journal.rejected()
     assert (rejected.event.event_id, rejected.event.seq) == (refused, 1)
@@ -68,14 +53,14 @@ def test_reject_moves_events_from_the_outbox_to_the_rejected_table_with_the_reas
         NOON,
     )
     assert journal.rejected_count() == 1
-    assert _ids(journal.history(DAY)) == [refused, kept]  # the history keeps what was recorded
+    assert event_ids(journal.history(DAY)) == [refused, kept]  # the history keeps what was recorded
     journal.close()
 
 
 def test_rejected_events_stay_set_aside_after_reopening_and_seq_is_not_reused(
     tmp_path: Path, journal: Journal
 ) -> None:
-    refused = [_record(journal) for _ in range(3)]
+    refused = [record_one(journal) for _ in range(3)]
     journal.reject([_rejection(event_id, "schema") for event_id in refused])
 
     journal = _reopen(journal, tmp_path)
@@ -83,12 +68,12 @@ def test_rejected_events_stay_set_aside_after_reopening_and_seq_is_not_reused(
     assert journal.pending() == []
     assert [r.event.event_id for r in journal.rejected()] == refused
     assert journal.rejected_count() == 3
-    assert _next_seq(journal) == 4
+    assert next_seq(journal) == 4
     journal.close()
 
 
 def test_reject_ignores_events_no_longer_in_the_outbox(journal: Journal) -> None:
-    acked, refused = _record(journal), _record(journal)
+    acked, refused = record_one(journal), record_one(journal)
     journal.acknowledge([acked])
     journal.reject([_rejection(refused)])
 
@@ -103,7 +88,7 @@ def test_reject_ignores_events_no_longer_in_the_outbox(journal: Journal) -> None
 def test_reject_moves_an_event_in_one_appended_line(tmp_path: Path, journal: Journal) -> None:
     # One line: a crash leaves the event either in the outbox or in the rejected table.
     outbox = tmp_path / "journal" / "outbox.log"
-    refused = _record(journal)
+    refused = record_one(journal)
     before = _lines(outbox)
 
     journal.reject([_rejection(refused)])
@@ -116,13 +101,13 @@ def test_reject_moves_an_event_in_one_appended_line(tmp_path: Path, journal: Jou
 def test_full_disk_while_rejecting_leaves_the_events_in_the_outbox(tmp_path: Path) -> None:
     disk = FlakyDisk()
     journal = Journal(tmp_path, writer=disk.write)
-    refused = _record(journal)
+    refused = record_one(journal)
     disk.full = True
 
     with pytest.raises(JournalError):
         journal.reject([_rejection(refused)])
 
-    assert _ids(journal.pending()) == [refused]
+    assert event_ids(journal.pending()) == [refused]
     assert journal.rejected() == []
     disk.full = False
     assert journal.reject([_rejection(refused)]) == [_rejection(refused)]  # and later it works
@@ -137,41 +122,41 @@ def test_full_disk_while_rejecting_leaves_the_events_in_the_outbox(tmp_path: Pat
 def test_requeue_moves_every_rejected_event_back_to_the_outbox_in_seq_order(
     tmp_path: Path, journal: Journal
 ) -> None:
-    first, kept, third = _record(journal), _record(journal), _record(journal)
+    first, kept, third = record_one(journal), record_one(journal), record_one(journal)
     journal.reject([_rejection(third), _rejection(first)])
     set_aside = [r.event for r in journal.rejected()]
 
     moved = journal.requeue()
 
     assert [r.event for r in moved] == set_aside  # the very events, unchanged
-    assert _ids(journal.pending()) == [first, kept, third]  # lowest seq first, as ever
+    assert event_ids(journal.pending()) == [first, kept, third]  # lowest seq first, as ever
     requeued = journal.pending()
     assert [requeued[0].wire, requeued[2].wire] == [event.to_json() for event in set_aside]
     assert (journal.rejected(), journal.rejected_count(), journal.outbox_depth()) == ([], 0, 3)
     journal = _reopen(journal, tmp_path)
     assert journal.pending() == requeued  # ids, seqs and wire bytes alike
     assert journal.rejected_count() == 0
-    assert _ids(journal.history(DAY)) == [first, kept, third]  # the history has each once
-    assert _next_seq(journal) == 4
+    assert event_ids(journal.history(DAY)) == [first, kept, third]  # the history has each once
+    assert next_seq(journal) == 4
     journal.close()
 
 
 def test_requeue_by_id_moves_only_those_and_ignores_unknown_ids(journal: Journal) -> None:
-    first, second = _record(journal), _record(journal)
+    first, second = record_one(journal), record_one(journal)
     journal.reject([_rejection(first), _rejection(second, "schema")])
 
     moved = journal.requeue([second, "evt-unknown-1", second])
 
     assert [r.event.event_id for r in moved] == [second]
     assert moved[0].reason == "schema"
-    assert _ids(journal.pending()) == [second]
+    assert event_ids(journal.pending()) == [second]
     assert [r.event.event_id for r in journal.rejected()] == [first]
     assert journal.rejected_count() == 1
     assert journal.requeue([second]) == []  # already back: nothing to move
 
 
 def test_requeued_event_can_be_acknowledged_or_rejected_again(journal: Journal) -> None:
-    acked, refused = _record(journal), _record(journal)
+    acked, refused = record_one(journal), record_one(journal)
     journal.reject([_rejection(acked), _rejection(refused)])
     journal.requeue()
 
@@ -185,7 +170,7 @@ def test_requeued_event_can_be_acknowledged_or_rejected_again(journal: Journal) 
 def test_requeue_moves_events_in_one_appended_line(tmp_path: Path, journal: Journal) -> None:
     # One line: a crash leaves each event either set aside or back in the outbox.
     outbox = tmp_path / "journal" / "outbox.log"
-    refused = [_record(journal), _record(journal)]
+    refused = [record_one(journal), record_one(journal)]
     journal.reject([_rejection(event_id) for event_id in refused])
     before = _lines(outbox)
 
@@ -199,7 +184,7 @@ def test_requeue_moves_events_in_one_appended_line(tmp_path: Path, journal: Jour
 def test_full_disk_while_requeueing_leaves_the_events_set_aside(tmp_path: Path) -> None:
     disk = FlakyDisk()
     journal = Journal(tmp_path, writer=disk.write)
-    refused = _record(journal)
+    refused = record_one(journal)
     journal.reject([_rejection(refused)])
     disk.full = True
 
@@ -211,7 +196,7 @@ def test_full_disk_while_requeueing_leaves_the_events_set_aside(tmp_path: Path) 
     disk.full = False
     assert [r.event.event_id for r in journal.requeue()] == [refused]  # and later it works
     journal = _reopen(journal, tmp_path)
-    assert (_ids(journal.pending()), journal.rejected_count()) == ([refused], 0)
+    assert (event_ids(journal.pending()), journal.rejected_count()) == ([refused], 0)
     journal.close()
 
 
