@@ -6,7 +6,7 @@ A gate that was offline holds thousands of journaled events. When the broker com
 sends them all (uplink sender thread, at most 100 in flight, each acknowledged by the collector
 after its commit, each ack applied to the journal) while its camera keeps delivering frames.
 
-The run, on real parts: a real Mosquitto (gatescan.broker.LocalBroker), the real collector
+The run, on real parts: a real Mosquitto (gatescan.testing.broker.LocalBroker), the real collector
 process (`gatescan collector`, SQLite), and the agent as `build_agent` wires it (pins on
 MockFactory, systemd notify off), its journal filled beforehand with N events of its own. Its
 camera hands 1280x720 frames at 30 fps; each frame is a different room

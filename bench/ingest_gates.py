@@ -21,10 +21,10 @@ The parent process switches every gate between modes (a shared `mode` value):
   and their latency shows it.
 
 The two topic prefixes have the same length and the payloads are the same real protocol
-Events (built once per gate by `gatescan.samples.sample_event`, then given a fresh event_id, made
-as a gate makes it (protocol/event_ids.py), the next seq and the time of the publish by splicing
-bytes, so no time goes to pydantic during the run): the two modes put exactly the same bytes on
-the wire. The collector validates every one of them in full.
+Events (built once per gate by `gatescan.testing.samples.sample_event`, then given a fresh
+event_id, made as a gate makes it (protocol/event_ids.py), the next seq and the time of the publish
+by splicing bytes, so no time goes to pydantic during the run): the two modes put exactly the same
+bytes on the wire. The collector validates every one of them in full.
 """
 
 from __future__ import annotations

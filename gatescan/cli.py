@@ -18,10 +18,14 @@ from pathlib import Path
 
 from gatescan.commands import accounts, agent, collector, decode, demo, entries, journal, server
 from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED
-from protocol.release import __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # First, before any of those packages is imported: a clash is then one clear line.
+    clashes = foreign_packages()
+    if clashes:
+        print("gatescan: " + "; ".join(clashes), file=sys.stderr)
+        return EXIT_FAILED
     parser = build_parser()
     args = parser.parse_args(argv)
     level = args.log_level or getattr(args, "default_log_level", "info")
@@ -32,14 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_BAD_INPUT
-    clashes = foreign_packages()
-    if clashes:
-        print("gatescan: " + "; ".join(clashes), file=sys.stderr)
-        return EXIT_FAILED
     return int(args.run(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from protocol.release import __version__
+
     parser = argparse.ArgumentParser(prog="gatescan", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"gatescan {__version__}")
     parser.add_argument(

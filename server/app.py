@@ -29,6 +29,7 @@ from server.store.database import Store
 from server.store.retention import RetentionTask
 
 log = logging.getLogger("gatescan.server")
+collector_log = logging.getLogger("gatescan.collector")  # its counters, as it always logged them
 
 REPORT_EVERY_S = 60.0  # how often a running collector logs its counters
 DASHBOARD_STOP_S = 10.0  # how long stopping waits for requests in progress
@@ -67,8 +68,8 @@ class ServerOptions:
 
 
 def build_server(options: ServerOptions) -> Server:
-    """The server side that `options` asks for, built and not yet started. Raises OSError when
-    the dashboard's address cannot be bound, ImportError without the `web` extra."""
+    """The server side that `options` asks for, built and not yet started. Raises ListenError
+    when the dashboard's address cannot be listened on, ImportError without the `web` extra."""
     store = Store(options.db_url)
     try:
         collector = init_collector(store, options.collector)
@@ -137,13 +138,18 @@ class Server:
 
     def run(self, stop: threading.Event) -> bool:
         """Start, serve until `stop` is set, stop. False when a part ended by itself."""
-        self.start(stop)
         try:
+            self.start(stop)
             while not stop.wait(REPORT_EVERY_S):
                 self._report()
         finally:
             self.stop()
-        return self.dashboard is None or not self.dashboard.failed
+        return not self.failed
+
+    @property
+    def failed(self) -> bool:
+        """Whether a part ended by itself (the dashboard could not serve)."""
+        return self.dashboard is not None and self.dashboard.failed
 
     def stop(self) -> None:
         """Stop every part, last started first; then close the store. Safe to call twice."""
@@ -153,26 +159,57 @@ class Server:
             self.retention.stop()
         if self.collector is not None:
             self.collector.stop()
-            log.info("collector stopped: %s", self.collector.counters)
+            collector_log.info("collector stopped: %s", self.collector.counters)
         self.store.close()
 
     def _report(self) -> None:
         if self.collector is not None:
-            log.info("collector: %s, %d queued", self.collector.counters, self.collector.queued())
+            collector = self.collector
+            collector_log.info("collector: %s, %d queued", collector.counters, collector.queued())
 
 
-def bind(listen: Listen) -> socket.socket:
-    """A listening TCP socket at `listen` (IPv4 or IPv6 by the host's form)."""
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+class ListenError(OSError):
+    """The dashboard's address cannot be listened on (taken, not this machine's, not resolvable)."""
+
+
+def bind(listen: Listen) -> list[socket.socket]:
+    """Listening TCP sockets on every address `listen.host` resolves to (`localhost`: 127.0.0.1
+    and ::1, as uvicorn binds a host name), all on one port; IPv6 ones are IPv6 only, so `::`
+    does not also take IPv4. Raises ListenError."""
     try:
+        addresses = socket.getaddrinfo(
+            listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot resolve {listen.host!r}: {exc.strerror}") from exc
+    sockets: list[socket.socket] = []
+    try:
+        port = listen.port
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            sockets.append(_listening(family, kind, proto, (str(address[0]), port), listen))
+            port = sockets[-1].getsockname()[1]  # the others share the first one's port
+    except BaseException:
+        for opened in sockets:
+            opened.close()
+        raise
+    return sockets
+
+
+def _listening(
+    family: int, kind: int, proto: int, address: tuple[str, int], listen: Listen
+) -> socket.socket:
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
-            listener.bind((listen.host, listen.port))
-        except OSError:
-            if not listen.any_port_if_taken:
-                raise
-            listener.bind((listen.host, 0))
+            listener.bind(address)
+        except OSError as exc:
+            if not listen.any_port_if_taken or address[1] != listen.port:
+                message = f"cannot listen on {address[0]} port {address[1]}: {exc.strerror}"
+                raise ListenError(message) from exc
+            listener.bind((address[0], 0))
         listener.listen(128)
     except BaseException:
         listener.close()
@@ -181,15 +218,17 @@ def bind(listen: Listen) -> socket.socket:
 
 
 class DashboardServer:
-    """The dashboard's web app under uvicorn, in a thread of its own, on a socket already bound
+    """The dashboard's web app under uvicorn, in a thread of its own, on sockets already bound
     (early connections wait in the listen queue). uvicorn installs no signal handlers outside the
     main thread: SIGINT and SIGTERM stay the process's own (`stop`)."""
 
-    def __init__(self, app: Any, listener: socket.socket, *, log_level: str = "info") -> None:
+    def __init__(
+        self, app: Any, listeners: list[socket.socket], *, log_level: str = "info"
+    ) -> None:
         import uvicorn
 
-        self.listener = listener
-        host, port = listener.getsockname()[:2]
+        self.listeners = listeners
+        host, port = listeners[0].getsockname()[:2]
         self.url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
         # No access log: a URL can hold what a person searched for; the audit log says who
         # looked up whom instead. proxy_headers: the client address behind a reverse proxy.
@@ -202,8 +241,8 @@ class DashboardServer:
     def start(self, on_exit: Callable[[], None] | None = None) -> None:
         def serve() -> None:
             try:
-                self._server.run(sockets=[self.listener])
-            except Exception:
+                self._server.run(sockets=self.listeners)
+            except (Exception, SystemExit):  # uvicorn exits when the app's start-up fails
                 log.exception("the dashboard stopped")
                 self.failed = True
             finally:
@@ -221,4 +260,5 @@ class DashboardServer:
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=DASHBOARD_STOP_S)
-        self.listener.close()
+        for listener in self.listeners:
+            listener.close()

@@ -19,6 +19,7 @@ then says what is pending and which seq is used.
 
 import contextlib
 import itertools
+import json
 import logging
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -214,9 +215,8 @@ class Outbox:
             return []
         returning = [PendingEvent.of(found.event) for _, found in chosen]
         with self._resyncing_on_failure(*returning), self._storage.batch():
-            for _, found in chosen:
-                event_doc = found.event.model_dump(mode="json")
-                self._events.insert(Document(event_doc, doc_id=found.event.seq))
+            for entry in returning:  # what is stored is what is sent, as in record()
+                self._events.insert(Document(json.loads(entry.wire), doc_id=entry.seq))
             self._rejected.remove(doc_ids=[doc_id for doc_id, _ in chosen])
         self._pending.update((entry.event_id, entry) for entry in returning)
         self._pending = dict(sorted(self._pending.items(), key=lambda item: item[1].seq))

@@ -49,12 +49,10 @@ from tinydb.storages import Storage
 from tinydb.table import Table
 
 from device.journal.durable_files import (
-    CORRUPT_MARK,
     TEMP_SUFFIX,
     FileWriter,
     fsync_directory,
     keep_aside,
-    make_directory_durably,
     remove_stray_temp_files,
     write_fully,
 )
@@ -62,33 +60,11 @@ from device.journal.line_format import (
     Changes,
     Replayed,
     Tables,
-    apply_changes,
-    decode_line,
     encode_line,
     replay,
 )
 
-__all__ = [
-    "CORRUPT_MARK",
-    "TEMP_SUFFIX",
-    "AppendLogStorage",
-    "Changes",
-    "FileWriter",
-    "IncrementalTable",
-    "LogTinyDB",
-    "Replayed",
-    "Tables",
-    "apply_changes",
-    "decode_line",
-    "encode_line",
-    "fsync_directory",
-    "keep_aside",
-    "make_directory_durably",
-    "open_log_db",
-    "remove_stray_temp_files",
-    "replay",
-    "write_fully",
-]
+__all__ = ["AppendLogStorage", "IncrementalTable", "LogTinyDB", "open_log_db"]
 
 logger = logging.getLogger(__name__)
 

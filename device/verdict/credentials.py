@@ -20,7 +20,7 @@ parser does not know is not checked.
 The name must pass the protocol's name rule (protocol/text.py: letters, marks, spaces and
 ``' ’ - .``; never a control, bidi, markup or formula character), the same rule the collector
 applies, so a card the gate accepts is never refused downstream. Text is refused, never altered.
-A rejection's detail quotes the card only through ``printable``: it is shown on screens and logs.
+A refused code's detail quotes the card only through ``printable``: it is shown on screens and logs.
 
 Speed: the parse runs between a code's decode and the gate's light, once per showing, when none
 of its code is in the CPU's caches (a decode has just run over a megabyte of pixels, and the

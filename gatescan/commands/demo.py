@@ -127,6 +127,7 @@ def _run_site(
     from device.indicator.terminal import TerminalIndicator
     from firmware_config.loader import load_config
     from gatescan.testing.samples import write_replay_folder
+    from server.store.database import Store
 
     replay = data_dir / "replay"
     shutil.rmtree(replay, ignore_errors=True)
@@ -159,9 +160,12 @@ def _run_site(
         agent.run(stop)
     finally:
         timer.cancel()
-        stored = server.store.count_entries()
-        server.stop()
-    _print_summary(out, data_dir, stored, db_file)
+        server.stop()  # the collector commits and acknowledges what it holds, then the count
+    with Store(f"sqlite:///{db_file}") as store:
+        _print_summary(out, data_dir, store.count_entries(), db_file)
+    if server.failed:
+        print("gatescan demo: the dashboard stopped by itself (see the log above)", file=out)
+        return EXIT_FAILED
     return 0
 
 

@@ -5,7 +5,6 @@ server/app.py's `build_server`; this module turns flags into its options."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import TYPE_CHECKING
 
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_RETENTION_DAYS = 90
-
-log = logging.getLogger("gatescan.web")
 
 
 def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
@@ -107,7 +104,7 @@ def _serve(
 ) -> int:
     from pydantic import ValidationError
 
-    from server.app import ServerOptions, build_server
+    from server.app import ListenError, ServerOptions, build_server
 
     try:
         listen = parse_listen(args.listen)
@@ -125,8 +122,8 @@ def _serve(
     stop = stop_on_signals()  # before anything starts: a Ctrl-C during start-up stops cleanly
     try:
         server = build_server(options)
-    except OSError as exc:
-        print(f"gatescan {command}: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+    except ListenError as exc:
+        print(f"gatescan {command}: --listen {args.listen}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"gatescan dashboard on {server.url}", file=sys.stderr, flush=True)
     return 0 if server.run(stop) else EXIT_FAILED

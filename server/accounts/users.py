@@ -27,7 +27,6 @@ __all__ = [
     "Account",
     "AccountError",
     "Accounts",
-    "PasswordHasher",
     "Role",
     "Session",
     "TokenInfo",

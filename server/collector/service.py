@@ -44,7 +44,7 @@ from server.collector.prepare import CollectorCounters, IncomingMessage
 from server.collector.writer import MAX_BATCH, QUEUE_CAPACITY, Delivery, IngestWriter
 from server.store.database import Store
 
-__all__ = ["Collector", "CollectorCounters", "IncomingMessage", "MessageHandler"]
+__all__ = ["Collector"]
 
 log = logging.getLogger("gatescan.collector")
 
@@ -154,16 +154,6 @@ class Collector:
         self._writer.stop()
         self._client.disconnect()
         self._subscribed.clear()
-
-    def run_forever(self, stop_event: threading.Event, report_every: float = 60.0) -> None:
-        """Run until stop_event is set, logging the counters now and then (for the CLI)."""
-        self.start()
-        try:
-            while not stop_event.wait(report_every):
-                log.info("collector: %s, %d queued", self.counters, self.queued())
-        finally:
-            self.stop()
-            log.info("collector stopped: %s", self.counters)
 
     def queued(self) -> int:
         """Messages validated and waiting for the writer's next batch."""

@@ -39,7 +39,7 @@ from server.dashboard.state import (
     web_state,
 )
 
-__all__ = ["Role", "User", "current_user", "install_auth_handlers", "require_role", "router"]
+__all__ = ["User", "current_user", "install_auth_handlers", "require_role", "router"]
 
 log = logging.getLogger("gatescan.web.auth")
 

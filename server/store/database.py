@@ -48,16 +48,10 @@ CACHE_KIB = 64 * 1024  # SQLite's page cache per connection
 WAL_AUTOCHECKPOINT_PAGES = 1_000  # pages of WAL (about 4 MB) between automatic checkpoints
 
 __all__ = [
-    "DEAD_LETTER_PAYLOAD_BYTES",
-    "BatchResult",
     "DeadLetter",
-    "DeadLetterRecord",
     "DeviceRecord",
-    "DeviceUpdate",
     "Store",
     "StoredEntry",
-    "StoredEvents",
-    "WriteBatch",
     "database_url",
     "status_update",
     "telemetry_update",

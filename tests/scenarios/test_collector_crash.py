@@ -11,7 +11,7 @@ The gate side is the real device.uplink.Uplink and device.journal.Journal in thi
 through the gate's own parse -> policy -> EventBuilder path, rather than the agent process with a
 camera: the collector is what is under test, and in-process the test knows exactly which events
 exist and can read the outbox at the moment of each kill. (The agent process is the subject of
-scenarios 1-3 and 5-6, tests/faults/test_outages.py and friends.)
+scenarios 1-3 and 5-6, tests/scenarios/test_outages.py and friends.)
 """
 
 from __future__ import annotations

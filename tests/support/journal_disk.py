@@ -102,6 +102,23 @@ def compact_for_ever(path: Path, window: int) -> NoReturn:
             print(n, flush=True)
 
 
+NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def record_one(journal: Journal, ts: datetime = NOON) -> str:
+    """Record a fresh draft; its event id."""
+    return journal.record(make_draft(ts=ts)).event_id
+
+
+def record_for_seq(journal: Journal) -> int:
+    """Record one more event and return its seq: what the journal hands out next."""
+    return journal.record(make_draft(ts=NOON)).seq
+
+
+def event_ids(events: Iterable[Event | PendingEvent]) -> list[str]:
+    return [event.event_id for event in events]
+
+
 def main(argv: list[str]) -> int:
     if argv[0] == "--compacting":
         compact_for_ever(Path(argv[1]), int(argv[2]))
@@ -116,20 +133,3 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-
-
-NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-def record_one(journal: Journal, ts: datetime = NOON) -> str:
-    """Record a fresh draft; its event id."""
-    return journal.record(make_draft(ts=ts)).event_id
-
-
-def next_seq(journal: Journal) -> int:
-    """The seq the journal gives the next event (it records one to find out)."""
-    return journal.record(make_draft(ts=NOON)).seq
-
-
-def event_ids(events: Iterable[Event | PendingEvent]) -> list[str]:
-    return [event.event_id for event in events]

@@ -23,7 +23,7 @@ from tests.support.journal_disk import (
     SetClock,
     event_ids,
     make_draft,
-    next_seq,
+    record_for_seq,
     record_one,
 )
 
@@ -141,7 +141,7 @@ def test_seq_survives_reopen_after_every_event_is_acknowledged(tmp_path: Path) -
     journal.acknowledge([record_one(journal), record_one(journal)])
     journal = _reopen(journal, tmp_path)
     assert journal.outbox_depth() == 0
-    assert next_seq(journal) == 3
+    assert record_for_seq(journal) == 3
     journal.close()
 
 
@@ -155,7 +155,7 @@ def test_recording_a_draft_already_pending_returns_the_journaled_event(
     assert journal.record(draft) == first
     assert (tmp_path / "journal" / "outbox.log").read_bytes() == outbox_before
     assert (journal.outbox_depth(), journal.history(DAY)) == (1, [first])
-    assert next_seq(journal) == 2  # the repeat used up no seq
+    assert record_for_seq(journal) == 2  # the repeat used up no seq
 
 
 def test_outbox_file_holds_only_unacknowledged_events(tmp_path: Path, journal: Journal) -> None:
@@ -190,7 +190,7 @@ def test_outbox_log_is_compacted_as_events_are_acknowledged(
     assert len(_lines(outbox)) < 400  # far fewer than the 801 writes: it was rewritten
     journal = _reopen(journal, tmp_path)
     assert event_ids(journal.pending()) == [kept]
-    assert next_seq(journal) == 402
+    assert record_for_seq(journal) == 402
     journal.close()
 
 
@@ -269,7 +269,7 @@ def test_acking_while_recording_loses_nothing(tmp_path: Path, journal: Journal) 
     journal = _reopen(journal, tmp_path)
     assert journal.outbox_depth() == 0
     assert event_ids(journal.history(DAY)) == recorded
-    assert next_seq(journal) == 301
+    assert record_for_seq(journal) == 301
     journal.close()
 
 
@@ -291,7 +291,7 @@ def test_full_disk_on_outbox_write_leaves_event_unrecorded(tmp_path: Path) -> No
     journal = _reopen(journal, tmp_path)
     assert event_ids(journal.pending()) == [kept]
     assert event_ids(journal.history(DAY)) == [kept]
-    assert next_seq(journal) == 2  # the write that never landed used up no seq
+    assert record_for_seq(journal) == 2  # the write that never landed used up no seq
     journal.close()
 
 
@@ -310,7 +310,7 @@ def test_full_disk_on_history_write_takes_event_back_out_of_outbox(tmp_path: Pat
     journal = _reopen(journal, tmp_path)
     assert event_ids(journal.pending()) == [kept, draft.event_id]
     assert event_ids(journal.history(DAY)) == [kept, draft.event_id]
-    assert next_seq(journal) == 4
+    assert record_for_seq(journal) == 4
     journal.close()
 
 
@@ -438,7 +438,7 @@ def test_invalid_outbox_entry_is_dropped_and_the_original_kept(tmp_path: Path) -
     assert event_ids(journal.pending()) == [good]
     [original] = _set_aside(outbox.parent)
     assert bad in original.read_text() and "waved through" in original.read_text()
-    assert next_seq(journal) == 3
+    assert record_for_seq(journal) == 3
     journal.close()
 
 

@@ -10,7 +10,14 @@ import pytest
 
 from device.journal.journal import Journal, JournalError
 from protocol.messages import Rejection
-from tests.support.journal_disk import NOON, FlakyDisk, SetClock, event_ids, next_seq, record_one
+from tests.support.journal_disk import (
+    NOON,
+    FlakyDisk,
+    SetClock,
+    event_ids,
+    record_for_seq,
+    record_one,
+)
 
 DAY = date(2026, 11, 26)
 
@@ -68,7 +75,7 @@ def test_rejected_events_stay_set_aside_after_reopening_and_seq_is_not_reused(
     assert journal.pending() == []
     assert [r.event.event_id for r in journal.rejected()] == refused
     assert journal.rejected_count() == 3
-    assert next_seq(journal) == 4
+    assert record_for_seq(journal) == 4
     journal.close()
 
 
@@ -137,7 +144,7 @@ def test_requeue_moves_every_rejected_event_back_to_the_outbox_in_seq_order(
     assert journal.pending() == requeued  # ids, seqs and wire bytes alike
     assert journal.rejected_count() == 0
     assert event_ids(journal.history(DAY)) == [first, kept, third]  # the history has each once
-    assert next_seq(journal) == 4
+    assert record_for_seq(journal) == 4
     journal.close()
 
 

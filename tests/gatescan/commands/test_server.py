@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -226,3 +227,15 @@ def test_web_serves_the_dashboard_alone_with_roles(tmp_path: Path) -> None:
 def test_a_bad_listen_address_is_a_configuration_error(tmp_path: Path) -> None:
     result = gatescan(["web", "--db", str(tmp_path / "x.db"), "--listen", "8080"], tmp_path)
     assert (result.returncode, "HOST:PORT" in result.stderr) == (2, True)
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        listen = f"127.0.0.1:{port}"
+        result = gatescan(["web", "--db", str(tmp_path / "x.db"), "--listen", listen], tmp_path)
+    assert result.returncode == 1
+    assert f"--listen {listen}: cannot listen on 127.0.0.1 port {port}" in result.stderr
+    assert "Traceback" not in result.stderr
