@@ -121,6 +121,7 @@ class Server:
         self.collector = collector
         self.retention = retention
         self.dashboard = dashboard
+        self._stopped = False
 
     @property
     def url(self) -> str | None:
@@ -153,6 +154,9 @@ class Server:
 
     def stop(self) -> None:
         """Stop every part, last started first; then close the store. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.dashboard is not None:
             self.dashboard.stop()
         if self.retention is not None:

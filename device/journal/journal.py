@@ -51,7 +51,6 @@ JournalError at once, so the command-line tools cannot write beside a running ag
 
 import errno
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -152,7 +151,7 @@ class Journal:
                 return landed.event()
             event = draft.numbered(self._outbox.last_seq + 1)
             entry = PendingEvent.of(event)
-            event_doc = json.loads(entry.wire)  # what is stored is what is sent
+            event_doc = entry.document()
             try:
                 self._outbox.add(entry, event_doc)
             except OSError as exc:

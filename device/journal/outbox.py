@@ -60,6 +60,10 @@ class PendingEvent:
         """The whole Event, parsed back from the wire bytes (for the rare caller that needs it)."""
         return Event.model_validate_json(self.wire)
 
+    def document(self) -> dict[str, Any]:
+        """What the outbox stores: the wire bytes parsed, so what is stored is what is sent."""
+        return cast(dict[str, Any], json.loads(self.wire))
+
 
 @dataclass(frozen=True)
 class RejectedEvent:
@@ -145,7 +149,7 @@ class Outbox:
         return list(itertools.islice(self._pending.values(), limit))
 
     def add(self, entry: PendingEvent, event_doc: dict[str, Any]) -> None:
-        with self._resyncing_on_failure(entry), self._storage.batch():
+        with self._resyncing_on_failure(), self._storage.batch():
             # The event and the seq it used land in the same line: no seq is reused.
             self._events.insert(Document(event_doc, doc_id=entry.seq))
             self._meta.upsert(Document({"last_seq": entry.seq}, doc_id=META_DOC_ID))
@@ -214,18 +218,19 @@ class Outbox:
         if not chosen:
             return []
         returning = [PendingEvent.of(found.event) for _, found in chosen]
-        with self._resyncing_on_failure(*returning), self._storage.batch():
-            for entry in returning:  # what is stored is what is sent, as in record()
-                self._events.insert(Document(json.loads(entry.wire), doc_id=entry.seq))
+        with self._resyncing_on_failure(), self._storage.batch():
+            for entry in returning:
+                self._events.insert(Document(entry.document(), doc_id=entry.seq))
             self._rejected.remove(doc_ids=[doc_id for doc_id, _ in chosen])
         self._pending.update((entry.event_id, entry) for entry in returning)
         self._pending = dict(sorted(self._pending.items(), key=lambda item: item[1].seq))
         self._rejected_total = len(self._rejected)
         return [found for _, found in chosen]
 
-    def resync(self, landing: Iterable[PendingEvent] = ()) -> None:
-        """After a failed write, believe the file (see the module's docstring). `landing`: the
-        entries that write was adding, kept as they are if their line landed after all."""
+    def resync(self) -> None:
+        """After a failed write, believe the file (see the module's docstring). Pending events
+        memory already holds keep their bytes; one whose line landed although the write failed
+        is read back from the file."""
         try:
             docs = self._events.all()  # the storage forgot its copy: this reads the file
             stored_last = self._stored_last_seq() or 0
@@ -234,7 +239,7 @@ class Outbox:
             logger.error("cannot re-read the outbox after a failed write: %s", exc)
             return
         known: dict[tuple[int, object], PendingEvent] = {
-            (entry.seq, entry.event_id): entry for entry in [*self._pending.values(), *landing]
+            (entry.seq, entry.event_id): entry for entry in self._pending.values()
         }
         entries = [known.get((doc.doc_id, doc.get("event_id"))) for doc in docs]
         unknown = [doc for doc, entry in zip(docs, entries, strict=True) if entry is None]
@@ -249,11 +254,11 @@ class Outbox:
         self._db.close()
 
     @contextlib.contextmanager
-    def _resyncing_on_failure(self, *landing: PendingEvent) -> Iterator[None]:
+    def _resyncing_on_failure(self) -> Iterator[None]:
         try:
             yield
         except OSError:
-            self.resync(landing)
+            self.resync()
             raise
 
     def _can_return(self, event: Event) -> bool:

@@ -27,13 +27,10 @@ from protocol.messages import Event
 
 log = logging.getLogger("gatescan.scanner")
 
-
 # Held events while the journal cannot be written: drafts of about 0.7 KB each, so 5,000 take
 # some 3.5 MB, and last 2.8 hours of a turnstile lane at its fastest (a code every 2 s), a day or
 # more at a quiet entrance: time for a technician to free the card before anything is dropped.
 MAX_HELD_EVENTS = 5000
-
-
 RETRY_JOURNAL_EVERY_S = 1.0
 
 

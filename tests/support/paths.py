@@ -5,4 +5,3 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = PROJECT_ROOT / "server" / "dashboard"
 DEPLOY = PROJECT_ROOT / "deploy"
-TEST_DATA = PROJECT_ROOT / "tests" / "data"
