@@ -132,6 +132,12 @@ class ReopeningSource(ClosingSource):
         self._camera: FrameSource | None = None
         self._closed = False
 
+    @property
+    def every_frame(self) -> bool:
+        """Whether the open camera is a recording to be decoded frame by frame (False while
+        none is open): the frame pipeline asks its source, and this wrapper is that source."""
+        return bool(getattr(self._camera, "every_frame", False))
+
     def read(self) -> Frame:
         return self._read(lambda camera: camera.read())
 

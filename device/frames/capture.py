@@ -38,14 +38,18 @@ class FrameCapture:
         self.source = source
         self.slot = slot
         self.health = health
-        # A recording (replayed images) is decoded frame by frame: a slow decode slows the replay
-        # instead of dropping frames. A live camera keeps only the newest frame.
-        self.every_frame: bool = bool(getattr(source, "every_frame", False))
         self.first_backoff = min(first_backoff, max_backoff)
         self.max_backoff = max_backoff
         self.failures = 0
         self._lock = threading.Lock()  # orders the fault's raise (here) and clear (decode thread)
         self._failed_after = 0  # frames handed before the last failure
+
+    @property
+    def every_frame(self) -> bool:
+        """A recording (replayed images) is decoded frame by frame: a slow decode slows the replay
+        instead of dropping frames. A live camera keeps only the newest frame. Asked after every
+        read: a source that opens its camera on the first read knows only then."""
+        return bool(getattr(self.source, "every_frame", False))
 
     def run(self, stop: threading.Event) -> None:
         """Capture until `stop` is set; then close the slot so that the decode thread ends."""

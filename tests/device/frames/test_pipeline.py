@@ -200,10 +200,21 @@ class Recording(ScriptedCamera):
     every_frame = True
 
 
-def test_a_recording_is_decoded_frame_by_frame_however_slow_the_decode() -> None:
+@pytest.mark.parametrize(
+    "as_the_pipeline_sees_it",
+    [
+        pytest.param(lambda camera: camera, id="the recording itself"),
+        # The agent wraps every camera so that it can be reopened (device/app.py): the wrapper
+        # must say what the recording says, or a stalled decode drops the recording's frames.
+        pytest.param(lambda camera: ReopeningSource(lambda: camera), id="as the agent wraps it"),
+    ],
+)
+def test_a_recording_is_decoded_frame_by_frame_however_slow_the_decode(
+    as_the_pipeline_sees_it: Callable[[FrameSource], FrameSource],
+) -> None:
     stop, health, slot = threading.Event(), Health(), LatestFrame()
     camera = Recording([frame_of(value) for value in range(1, 21)], stop)
-    capture = FrameCapture(camera, slot, health)
+    capture = FrameCapture(as_the_pipeline_sees_it(camera), slot, health)
     thread = threading.Thread(target=capture.run, args=(stop,))
     thread.start()
     taken = []
