@@ -12,16 +12,20 @@ import csv
 import hashlib
 import io
 import re
+import time
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, expect
 
 from gatescan.testing.samples import cccd_payload
+from protocol.verdicts import Direction, VerdictStatus
 from tests.support.browser import LOBBY, MANAGER, PageWatch, screenshot
 from tests.support.browser_site import Site
 
 LIVE_TIMEOUT_MS = 60_000  # a gate starting on a busy 2-core machine, then a 3 s poll
+SITE_TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # `gatescan server --site-timezone`'s default
 UYEN_ID, UYEN_NAME = "079193012345", "Nguyễn Thị Thu Uyên"
 DUC_ID, DUC_NAME = "001090016789", "Trần Văn Đức"
 CARD_UYEN = cccd_payload(UYEN_ID, UYEN_NAME, "05061993", "Nữ", "Số 12 Phố Huế, Hà Nội", "21042021")
@@ -111,7 +115,7 @@ def test_a_code_shown_at_a_gate_appears_in_the_entries_masked(
     assert UYEN_ID not in html and UYEN_NAME not in html
     # The time is the site's (Asia/Ho_Chi_Minh), written the Vietnamese way.
     stored = site.entries_of(CARD_UYEN)[0]
-    local = stored.ts.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%d/%m/%Y %H:%M:%S")
+    local = stored.ts.astimezone(SITE_TZ).strftime("%d/%m/%Y %H:%M:%S")
     expect(page.locator("#entries-table")).to_contain_text(local)
     screenshot(page, "03-entries")
 
@@ -194,6 +198,37 @@ def test_the_csv_export_defuses_formulas_and_keeps_vietnamese(
     assert UYEN_ID not in {row["subject_id"] for row in masked}
 
 
+def occupancy_row(site: Site, site_id: str) -> list[str]:
+    """The occupancy table's row for `site_id` as the database says it must read: the site, how
+    many came in and went out today (since midnight at the site; a denied showing is nobody
+    passing), and how many are present (in - out, never below 0)."""
+    midnight = datetime.now(SITE_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+    passed = [
+        entry
+        for entry in site.store.entries(since=midnight)
+        if entry.site_id == site_id and entry.status is not VerdictStatus.DENIED
+    ]
+    ins = sum(entry.direction is Direction.IN for entry in passed)
+    outs = sum(entry.direction is Direction.OUT for entry in passed)
+    return [site_id, str(ins), str(outs), str(max(0, ins - outs))]
+
+
+def expect_occupancy(page: Page, site: Site, site_id: str) -> list[str]:
+    """Wait until the occupancy page's row for `site_id` reads what the database holds, and
+    return that row. The expected row is read again on every try: the page follows the database
+    within one live poll, and an entry may still land meanwhile (show_and_wait returns at once
+    for a code with an entry from an earlier showing, while the gate stores a new one)."""
+    cells = page.locator(f'#occupancy-table tr[data-site="{site_id}"] td')
+    deadline = time.monotonic() + LIVE_TIMEOUT_MS / 1000
+    while True:
+        expected, shown = occupancy_row(site, site_id), cells.all_inner_texts()
+        if shown == expected:
+            return expected
+        if time.monotonic() > deadline:
+            raise AssertionError(f"occupancy of {site_id}: the page shows {shown}, not {expected}")
+        page.wait_for_timeout(500)
+
+
 def download_csv(page: Page, link: str) -> list[dict[str, str]]:
     with page.expect_download() as download:
         page.click(link)
@@ -206,7 +241,10 @@ def test_occupancy_and_the_language_switch(viewer_page: Watched, site: Site) -> 
     page, _ = viewer_page
     site.show_and_wait(LOBBY, CARD_DUC)
     page.goto(f"{site.url}/occupancy")
-    expect(page.locator('#occupancy-table tr[data-site="hq"]')).to_be_visible()
+    _, ins, outs, present = expect_occupancy(page, site, "hq")
+    assert int(ins) >= 1 and outs == "0"  # Đức just came in; the lobby gate's direction is "in"
+    assert present == ins
+    expect(page.locator('.summary .stat[data-site="hq"] .value')).to_have_text(present)
     screenshot(page, "07-occupancy")
 
     page.goto(f"{site.url}/account")
