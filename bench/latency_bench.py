@@ -27,9 +27,17 @@ decode thread, debounce, parsing, policy and the pin write. Both are taken under
 interleaved. The goal compares the medians; p99 also counts the empty frame the decode thread may
 be busy with when the code arrives (up to one decode more).
 
-For context the benchmark also times the same decode warm (decoded again at once, its pixels and
-the decoder's code still in the caches): a decode right after another of the same frame is a
-good deal faster than any decode a gate makes of a new frame, so it is no baseline for the goal.
+The benchmark also times the same decode warm (decoded again at once, its pixels and the
+decoder's code still in the caches). A decode right after another of the same frame is a good
+deal faster than any decode a gate makes of a new frame, so it is no baseline for the goal. The
+table shows scan-to-light over it too: beside the ratio over the cold decode, it shows how much
+of what a warm baseline would call the pipeline's cost is only the cold caches that every decode
+at a gate meets.
+
+Figures: scan-to-light p50 and p99; the bare decode's p50, cold and warm; scan-to-light p50 over
+each (the goal, <= 1.1, is on the cold one); and the pipeline's overhead in milliseconds,
+scan-to-light minus the cold bare decode, at p50 and at p99 (percentile minus percentile, as for
+the ratios).
 """
 
 from __future__ import annotations
@@ -161,18 +169,27 @@ class ShowingCamera:
 class Latencies:
     backend: str
     light_ms: list[float]  # one per showing that lit
-    bare_ms: list[float]
+    cold_ms: list[float]  # its bare decode, as cold as the pipeline's (the goal's baseline)
     warm_ms: list[float]  # the same decode again at once (context)
     missed: int  # showings that never lit
     unpaired: int  # showings that lit but got no bare decode timed (left out of both figures)
 
-    @property
-    def ratio_p50(self) -> float:
-        return percentile(self.light_ms, 0.5) / percentile(self.bare_ms, 0.5)
+    def light(self, fraction: float) -> float:
+        return percentile(self.light_ms, fraction)
 
-    @property
-    def ratio_p99(self) -> float:
-        return percentile(self.light_ms, 0.99) / percentile(self.bare_ms, 0.99)
+    def cold(self, fraction: float) -> float:
+        return percentile(self.cold_ms, fraction)
+
+    def warm(self, fraction: float) -> float:
+        return percentile(self.warm_ms, fraction)
+
+    def ratio(self, fraction: float, bare_ms: Sequence[float]) -> float:
+        """Scan-to-light over a bare decode (`cold_ms` or `warm_ms`), at the same percentile."""
+        return self.light(fraction) / percentile(bare_ms, fraction)
+
+    def overhead(self, fraction: float) -> float:
+        """Scan-to-light minus the cold bare decode (ms), at the same percentile."""
+        return self.light(fraction) - self.cold(fraction)
 
 
 def run(showings: int, distinct: int, backend: str, data_dir: Path) -> Latencies:
@@ -197,7 +214,7 @@ def run(showings: int, distinct: int, backend: str, data_dir: Path) -> Latencies
         rig.close()
     ons = sorted(switched_on(green, cleared_at) + switched_on(red, cleared_at))
     ends = [*camera.shown_at[1:], float("inf")]
-    light_ms, bare_ms, warm_ms, missed, unpaired = [], [], [], 0, 0
+    light_ms, cold_ms, warm_ms, missed, unpaired = [], [], [], 0, 0
     for showing, (shown, end) in enumerate(zip(camera.shown_at, ends, strict=True)):
         lit = first_after(ons, shown, end)
         bare = decoder.cold_s.get(showing)
@@ -206,9 +223,9 @@ def run(showings: int, distinct: int, backend: str, data_dir: Path) -> Latencies
             unpaired += lit is not None  # lit, but the decode thread never timed its bare decode
             continue
         light_ms.append((lit - shown) * 1000)
-        bare_ms.append(bare * 1000)
+        cold_ms.append(bare * 1000)
         warm_ms.append(decoder.warm_s[showing] * 1000)
-    return Latencies(decoder.name, light_ms, bare_ms, warm_ms, missed, unpaired)
+    return Latencies(decoder.name, light_ms, cold_ms, warm_ms, missed, unpaired)
 
 
 def measure(
@@ -217,40 +234,80 @@ def measure(
     count = showings or (30 if quick else 200)
     with tempfile.TemporaryDirectory(prefix="gatescan-latency-") as tmp:
         result = run(count, min(count, 20 if quick else 50), backend, Path(tmp))
+    return [*light_figures(result), *baseline_figures(result), *comparison_figures(result)]
+
+
+def light_figures(result: Latencies) -> list[Figure]:
     how = (
         f"{len(result.light_ms)} showings at 1280x720, 30 fps, decoder {result.backend}; "
         f"frame handed to the pipeline -> MockFactory pin on"
     )
-    bare_p50, bare_p99 = (percentile(result.bare_ms, q) for q in (0.5, 0.99))
+    return [
+        Figure("pipeline", "scan-to-light p50", result.light(0.5), "ms", note=how, cpu_bound=True),
+        Figure("pipeline", "scan-to-light p99", result.light(0.99), "ms", note=how),
+    ]
+
+
+def baseline_figures(result: Latencies) -> list[Figure]:
     return [
         Figure(
             "pipeline",
-            "scan-to-light p50",
-            percentile(result.light_ms, 0.5),
+            "bare decode of the same frames, cold, p50",
+            result.cold(0.5),
             "ms",
-            note=how,
-            cpu_bound=True,
-        ),
-        Figure("pipeline", "scan-to-light p99", percentile(result.light_ms, 0.99), "ms", note=how),
-        Figure(
-            "pipeline",
-            "bare decode of the same frames, p50",
-            bare_p50,
-            "ms",
-            note=(
-                f"p99 {bare_p99:.2f} ms; same decoder, same frames, cold as the pipeline's; "
-                f"decoded again at once (warm): p50 {percentile(result.warm_ms, 0.5):.2f} ms"
-            ),
+            note=f"p99 {result.cold(0.99):.2f} ms; same decoder, same frames, in the decode "
+            "thread on an untouched copy after an idle frame period: as cold as the pipeline's",
             cpu_bound=True,
         ),
         Figure(
             "pipeline",
-            "scan-to-light / bare decode, p50",
-            result.ratio_p50,
+            "bare decode of the same frames, warm, p50",
+            result.warm(0.5),
+            "ms",
+            note=f"p99 {result.warm(0.99):.2f} ms; the same decode again at once, pixels and "
+            "decoder in the caches: no decode a gate makes of a new frame is this warm",
+        ),
+    ]
+
+
+def comparison_figures(result: Latencies) -> list[Figure]:
+    missed = f"showings without light: {result.missed}" + (
+        f", without a bare decode: {result.unpaired}" if result.unpaired else ""
+    )
+    return [
+        Figure(
+            "pipeline",
+            "scan-to-light / bare decode, p50, cold baseline",
+            result.ratio(0.5, result.cold_ms),
             "ratio",
             at_most=GOAL_RATIO,
-            note=f"p99 / p99: {result.ratio_p99:.2f}; showings without light: {result.missed}"
-            + (f", without a bare decode: {result.unpaired}" if result.unpaired else ""),
+            note=f"the goal is on this one; p99 / p99: {result.ratio(0.99, result.cold_ms):.2f}; "
+            + missed,
+        ),
+        Figure(
+            "pipeline",
+            "scan-to-light / bare decode, p50, warm baseline",
+            result.ratio(0.5, result.warm_ms),
+            "ratio",
+            note=f"no goal (the goal is on the cold baseline): a warm decode is faster than any a "
+            f"gate makes; p99 / p99: {result.ratio(0.99, result.warm_ms):.2f}",
+        ),
+        Figure(
+            "pipeline",
+            "scan-to-light minus cold bare decode, p50",
+            result.overhead(0.5),
+            "ms",
+            note="the pipeline's own cost: handoff, decode thread wake-up, debounce, parsing, "
+            "policy, pin write",
+            cpu_bound=True,
+        ),
+        Figure(
+            "pipeline",
+            "scan-to-light minus cold bare decode, p99",
+            result.overhead(0.99),
+            "ms",
+            note="p99 minus p99: the tail, a late wake-up of the decode thread or an empty "
+            "frame's decode still in progress when the code arrived (up to one decode)",
         ),
     ]
 
