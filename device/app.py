@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.journal import Journal
 from device.scanner import Scan, Scanner
 from device.system.clock import Clock, clock_from_environment, read_boot_id
+from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health
 from device.system.systemd_notify import SystemdNotifier
 from device.uplink.link import Placement, Uplink
@@ -158,7 +159,8 @@ def build_agent(
 ) -> Agent:
     """The gate `config` describes. The keyword arguments stand in for hardware and the system
     (tests, the demo); each defaults to the real thing, or to what the environment asks for
-    (GATESCAN_FAULT_CLOCK, NOTIFY_SOCKET)."""
+    (GATESCAN_FAULT_CLOCK, GATESCAN_FAULT_PIN_LOG, GATESCAN_AGENT_FAILPOINTS, NOTIFY_SOCKET)."""
+    failpoints = Failpoints.from_environment(os.environ)  # first: a typo fails before any I/O
     clock = clock or clock_from_environment(os.environ)
     notifier = notifier or SystemdNotifier.from_environment()
     boot_id = read_boot_id()
@@ -195,6 +197,7 @@ def build_agent(
         stats=ScanStats(),
         framing=framing_for(config.camera),
         scene_watch=SceneWatch(),
+        failpoints=failpoints,
     )
     return Agent(
         config,
@@ -275,14 +278,15 @@ def build_indicator(config: GateConfig, pin_factory: Any, extra: Sequence[Indica
     return TeeIndicator(gpio, *extra)
 
 
-def default_pin_factory() -> Any:
-    """gpiozero's own choice on a Raspberry Pi; its MockFactory anywhere else."""
+def default_pin_factory(env: Mapping[str, str] = os.environ) -> Any:
+    """gpiozero's own choice on a Raspberry Pi; its MockFactory anywhere else, whose pins write
+    each change to a file when GATESCAN_FAULT_PIN_LOG names one (device/indicator/pin_log.py)."""
     if is_raspberry_pi():
         return None
-    from gpiozero.pins.mock import MockFactory
+    from device.indicator.pin_log import mock_pin_factory  # imports gpiozero's mock pins
 
     log.info("not a Raspberry Pi: the indicator drives gpiozero MockFactory pins")
-    return MockFactory()
+    return mock_pin_factory(env)
 
 
 def is_raspberry_pi(model_file: Path = Path("/proc/device-tree/model")) -> bool:

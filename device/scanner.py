@@ -37,6 +37,7 @@ from device.frames.stats import ScanStats
 from device.indicator.base import Indicator
 from device.journal.journal import Journal
 from device.journal.recorder import EventRecorder
+from device.system.failpoints import DROP_AFTER_LIGHT, Failpoints
 from device.system.health import Health
 from device.verdict.credentials import ParseResult, parse_credential
 from device.verdict.debounce import Debounce
@@ -73,7 +74,8 @@ class Scan:
 class Scanner:
     """The frame loop. `notify_uplink` is handed to the default EventRecorder (a recorder passed
     in brings its own); `framing` is the region of interest and decode scale; `scene_watch`
-    spares the decoder unchanged frames in `run` (None: decode every frame)."""
+    spares the decoder unchanged frames in `run` (None: decode every frame); `failpoints` plant
+    bugs for the fault tests' mutation checks (device/system/failpoints.py; inert by default)."""
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class Scanner:
         recorder: EventRecorder | None = None,
         framing: Framing | None = None,
         scene_watch: SceneWatch | None = None,
+        failpoints: Failpoints | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
@@ -111,6 +114,7 @@ class Scanner:
         )
         self.framing = framing or Framing()
         self.scene_watch = scene_watch
+        self.failpoints = failpoints or Failpoints()
         self._clock = clock
         self._last_frame_at = clock()
         self.frame_errors = 0
@@ -206,6 +210,8 @@ class Scanner:
         verdict = self.policy.decide(parsed)
         self.indicator.show(verdict.status)  # light first: never after disk or network
         draft = self.builder.build(parsed, verdict)
+        if self.failpoints.reached(DROP_AFTER_LIGHT):  # a planted bug (tests): lit, then forgotten
+            return Scan(code=code, parsed=parsed, verdict=verdict, event=draft, journaled=False)
         journaled = self.recorder.record(draft)
         log.info(
             "shown %s (%s) for code %s: %s",

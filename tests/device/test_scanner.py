@@ -7,6 +7,7 @@ an indicator that notes what the journal held at the moment it was told to light
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from device.journal.journal import Journal
 from device.journal.recorder import EventRecorder
 from device.scanner import Scan, Scanner
 from device.system.clock import FixedSyncClock
+from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder, EventDraft
@@ -154,6 +156,26 @@ def test_empty_frames_make_no_events(journal: Journal) -> None:
     scanner = make_scanner(journal, JournalWatchingIndicator(journal))
     assert scanner.process(blank_frame(SIZE, noise=8.0)) == []
     assert journal.outbox_depth() == 0
+
+
+def test_the_drop_after_light_failpoint_lights_then_forgets_the_nth_showing_silently(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gatescan.scanner")
+    indicator = JournalWatchingIndicator(journal)
+    scanner = make_scanner(journal, indicator)
+    scanner.failpoints = Failpoints.parse("agent.drop_after_light=drop:2")
+    other = cccd_payload("001090012345", "Trần Văn Đức", "01011990", "Nam", "HN", "15082021")
+    third = cccd_payload("001090012346", "Trần Văn Đức", "01011990", "Nam", "HN", "15082021")
+    scans = [
+        scanner.process(render_code(code, frame_size=SIZE))[0] for code in (CARD, other, third)
+    ]
+    assert indicator.depth_when_lit == [0, 1, 1], "all three lit"
+    assert [scan.journaled for scan in scans] == [True, False, True]
+    assert [entry.event().seq for entry in journal.pending()] == [1, 2]
+    assert scanner.recorder.held == 0, "not held either"
+    scan_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("shown ")]
+    assert len(scan_lines) == 2, "no scan line for the dropped showing"
 
 
 def test_verdict_drives_the_gpio_pins_on_mock_factory(journal: Journal) -> None:
