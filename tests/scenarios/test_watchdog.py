@@ -7,6 +7,11 @@ so every read raises): the `camera` fault shows in the retained status and the t
 agent retries with backoff, and the pings stop, which is what makes systemd restart a stalled
 service. Frames return: the fault clears and the pings resume.
 
+The two cards shown (one before the failure, one after) are counted from outside the agent: it
+writes its indicator's pin changes to a file (GATESCAN_FAULT_PIN_LOG) and the test waits for each
+card's beep there, then looks for the cards in the database by code hash. The mutation check plants
+a showing that is lit and then lost (GATESCAN_AGENT_FAILPOINTS) and expects that count to fail.
+
 A second test covers a camera read that hangs instead of failing: in-process, with a frame
 source that blocks (the hardware boundary), the frame watch raises the fault and pings stop.
 """
@@ -18,21 +23,34 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from device.app import build_agent
 from device.camera.source import Frame
+from device.indicator.pin_log import PIN_LOG_ENV
+from device.system.failpoints import AGENT_FAILPOINTS_ENV, DROP_AFTER_LIGHT
 from device.system.health import Fault
 from device.system.systemd_notify import SystemdNotifier, socket_address
 from firmware_config.loader import ConfigOverrides, load_config
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import blank_frame
 from server.store.database import DeviceRecord
-from tests.support.fault_site import Figures, Site, Tally, distinct_cards
-from tests.support.lane import Lane, LaneGate, show_and_wait, start_lane_agent, write_lane_config
+from tests.support.fault_site import (
+    Figures,
+    LitRun,
+    LitTally,
+    LoggedProcess,
+    Site,
+    assert_each_showing_stored_once,
+    beeps,
+    distinct_cards,
+    tally_lit,
+)
+from tests.support.lane import Lane, LaneGate, start_lane_agent, write_lane_config
 from tests.support.paths import DEPLOY
 from tests.support.waiting import wait_until
 
@@ -99,20 +117,47 @@ def reports(site: Site, faults: list[str], since: float) -> bool:
     return fresh and record.faults == faults and record.telemetry.get("faults") == faults
 
 
-def test_camera_failure_is_reported_stops_the_watchdog_and_recovers_when_frames_return(
+def show_and_see_lit(lane: Lane, agent: LoggedProcess, pin_log: Path, payload: bytes) -> None:
+    """Show a code and wait for its beep in the agent's pin log (one more showing lit)."""
+    before = len(beeps(pin_log))
+    lane.show(payload)
+
+    def lit() -> bool:
+        if not agent.running():
+            raise AssertionError(f"the agent exited:\n{agent.log_text()[-3000:]}")
+        return len(beeps(pin_log)) > before
+
+    wait_until(lit, 10, "the code's beep in the pin log")
+
+
+@dataclass(frozen=True)
+class CameraFailure:
+    """What scenario 9 measured."""
+
+    lit: LitTally
+    silence_s: float
+    recover_s: float
+
+
+def camera_failure_and_return(
     site: Site,
     tmp_path: Path,
     notify_socket: NotifyListener,
-    record_figures: Callable[[Figures], None],
-) -> None:
+    agent_env: Mapping[str, str] | None = None,
+) -> CameraFailure:
+    """Scenario 9's body: a card shown, the camera fails and returns, another card shown. Asserts
+    the watchdog and the fault reports; returns the count of the cards, which the caller holds to
+    the promise (`assert_each_showing_stored_once`)."""
     site.start_collector()
     lane = Lane(tmp_path / "lane")
+    pin_log = tmp_path / "pins.log"
     agent = start_lane_agent(
         tmp_path,
         LaneGate(lane.folder),
         broker_url=site.broker.url,
         device_id=site.device_id,
         data_dir=site.data_dir,
+        env={PIN_LOG_ENV: str(pin_log), **(agent_env or {})},
     )
     site.processes.append(agent)
     wait_until(lambda: notify_socket.messages("READY=1"), 30, "READY=1")
@@ -120,7 +165,7 @@ def test_camera_failure_is_reported_stops_the_watchdog_and_recovers_when_frames_
     gaps = [b - a for a, b in itertools.pairwise(notify_socket.pings())]
     assert min(gaps) >= WATCHDOG_S / 2 - 0.05, f"pings closer than half the interval: {gaps}"
     cards = distinct_cards(2, batch=9)
-    show_and_wait(agent, lane, cards[0])
+    show_and_see_lit(lane, agent, pin_log, cards[0])
 
     lane.stop_frames()
     failed_at = time.time()
@@ -141,21 +186,49 @@ def test_camera_failure_is_reported_stops_the_watchdog_and_recovers_when_frames_
     wait_until(lambda: notify_socket.pings(since=returned), 15, "pings to resume")
     wait_until(lambda: reports(site, [], time.time() - 0.5), 10, "the camera fault cleared")
     recover_s = time.monotonic() - returned
-    show_and_wait(agent, lane, cards[1])
-    wait_until(lambda: site.stored_count() == 2, 15, "both codes stored")
+    show_and_see_lit(lane, agent, pin_log, cards[1])
+    site.wait_until_settled(cards, timeout=15)
     assert agent.stop() == 0, agent.log_text()[-3000:]
     wait_until(lambda: notify_socket.messages("STOPPING=1"), 5, "STOPPING=1")
+    run = LitRun("agent", cards, len(beeps(pin_log)))
+    return CameraFailure(tally_lit([run], site.stored()), silence, recover_s)
+
+
+def test_camera_failure_is_reported_stops_the_watchdog_and_recovers_when_frames_return(
+    site: Site,
+    tmp_path: Path,
+    notify_socket: NotifyListener,
+    record_figures: Callable[[Figures], None],
+) -> None:
+    measured = camera_failure_and_return(site, tmp_path, notify_socket)
+    assert measured.lit.tally.shown == 2
+    assert_each_showing_stored_once(measured.lit)
     record_figures(
         Figures(
             "9",
             "Camera stops delivering frames, then returns",
-            Tally(shown=2, stored=site.stored_count(), duplicates=0, lost=0, invented=0),
-            recover_s,
-            notes=f"no WATCHDOG=1 for {silence:.1f} s of camera fault (WatchdogSec here "
-            f"{WATCHDOG_S:.0f} s); recover = frames back to pings resumed and fault cleared, "
-            "bounded by the retry backoff (1, 2, 4 ... 30 s)",
+            measured.lit.tally,
+            measured.recover_s,
+            notes=f"shown = cards seen lit on the pins, stored = found in the database by code "
+            f"hash; no WATCHDOG=1 for {measured.silence_s:.1f} s of camera fault (WatchdogSec "
+            f"here {WATCHDOG_S:.0f} s); recover = frames back to pings resumed and fault "
+            "cleared, bounded by the retry backoff (1, 2, 4 ... 30 s)",
         )
     )
+
+
+@pytest.mark.slow
+def test_mutation_a_card_lit_then_dropped_before_the_journal_fails_scenario_9(
+    site: Site, tmp_path: Path, notify_socket: NotifyListener
+) -> None:
+    """Scenario 9 with a bug planted: the card shown after the camera returns (the 2nd showing)
+    is lit, then neither journaled nor held. Its count must say lost, and its check fail."""
+    drop_second = {AGENT_FAILPOINTS_ENV: f"{DROP_AFTER_LIGHT}=drop:2"}
+    measured = camera_failure_and_return(site, tmp_path, notify_socket, drop_second)
+    assert (measured.lit.tally.shown, measured.lit.tally.stored) == (2, 1)
+    assert measured.lit.tally.lost == 1, measured.lit
+    with pytest.raises(AssertionError, match="lost"):
+        assert_each_showing_stored_once(measured.lit)
 
 
 class HangingCamera:

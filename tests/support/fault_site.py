@@ -5,6 +5,11 @@ Nothing here fakes a part of the system: the agent is `python -m gatescan.cli ag
 collector is `python -m gatescan.cli collector`, the broker is Mosquitto (gatescan.testing.broker's
 LocalBroker), the journal and database are the real files. A process writes its output to a log
 file, not a pipe, so a chatty process never blocks and a test can read its log while it runs.
+
+What a gate showed is counted from outside it where it matters: from the changes of its indicator
+pins, which the agent writes to a file a test names (GATESCAN_FAULT_PIN_LOG,
+device/indicator/pin_log.py), and compared with the collector's database (`tally_lit`), so a
+showing the gate lit and then lost, even from its own journal, is counted lost.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,8 +32,10 @@ import cv2
 import paho.mqtt.client as mqtt
 
 from device.decode.backends import make_decoder
+from device.indicator.pin_log import PinChange, read_pin_log
 from device.journal.journal import Journal
 from device.journal.outbox import PendingEvent
+from firmware_config.schema import IndicatorConfig
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import blank_frame, cccd_payload, render_code, sample_cards
 from protocol.messages import Event, Status
@@ -133,9 +141,12 @@ def _line_time(line: str) -> float | None:
 
 
 class LoggedProcess:
-    """A child process whose stdout and stderr go, in order, to one log file."""
+    """A child process whose stdout and stderr go, in order, to one log file; its environment is
+    the test's, plus `env`."""
 
-    def __init__(self, command: Sequence[str], log_path: Path) -> None:
+    def __init__(
+        self, command: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.command = list(command)
         self.log_path = log_path
         self.started_at = time.time()
@@ -146,7 +157,7 @@ class LoggedProcess:
                 cwd=PROJECT_ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             )
 
     @property
@@ -199,13 +210,21 @@ class LoggedProcess:
 
 
 def start_agent(
-    config: Path, *, broker_url: str, device_id: str, data_dir: Path, log_path: Path
+    config: Path,
+    *,
+    broker_url: str,
+    device_id: str,
+    data_dir: Path,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
 ) -> LoggedProcess:
-    """`python -m gatescan.cli agent`, the gate as systemd runs it."""
+    """`python -m gatescan.cli agent`, the gate as systemd runs it; `env` adds to the test's
+    environment (a pin log, failpoints)."""
     return LoggedProcess(
         [sys.executable, "-m", "gatescan.cli", "agent", "--config", str(config),
          "--broker", broker_url, "--device-id", device_id, "--data-dir", str(data_dir)],
         log_path,
+        env,
     )  # fmt: skip
 
 
@@ -269,11 +288,12 @@ def today() -> date:
 class Tally:
     """One scenario's outcome: the columns of docs/reliability.md."""
 
-    shown: int  # events the gate journaled (it lit the indicator for each before journaling)
+    shown: int  # showings: seen lit (`tally_lit`), or events the gate journaled (`tally`)
     stored: int  # distinct events in the collector's database
     duplicates: int  # stored rows beyond one per event_id, or beyond one per code shown once
-    lost: int  # journaled events the database does not hold
-    invented: int  # stored events the gate never journaled (must be 0)
+    lost: int  # showings (or journaled events) the database does not hold, `cut` aside
+    invented: int  # stored events never seen lit (or never journaled) (must be 0)
+    cut: int = 0  # lit, then the agent SIGKILLed before its journal took them: by design, no event
 
 
 def tally(journaled: Iterable[Event], stored: Iterable[StoredEntry]) -> Tally:
@@ -291,6 +311,139 @@ def tally(journaled: Iterable[Event], stored: Iterable[StoredEntry]) -> Tally:
         lost=len(set(journal_ids) - set(stored_ids)),
         invented=len(set(stored_ids) - set(journal_ids)),
     )
+
+
+# --- the tally: what the gate was seen to light against the collector's database ------------------
+
+
+BUZZER_PIN = f"GPIO{IndicatorConfig().buzzer}"
+GREEN_PIN = f"GPIO{IndicatorConfig().green}"
+_JOURNALED_LINE = re.compile(r"for code ([0-9a-f]{12}): journaled as seq ")
+
+
+def beeps(pin_log: Path) -> list[PinChange]:
+    """The showings a gate lit, from its pin log: every verdict's pattern starts with a beep and
+    no background pattern beeps (device/indicator/patterns.py), so each buzzer on-edge is one
+    showing, provided the showings are far enough apart for the first beep to end (0.1 s) before
+    the next one starts. Only green verdicts are expected (a denied one beeps three times): a
+    beep without green is an AssertionError, not a miscount."""
+    lit: dict[str, bool] = {}
+    found = []
+    for change in read_pin_log(pin_log):
+        lit[change.pin] = change.state
+        if change.pin == BUZZER_PIN and change.state:
+            if not lit.get(GREEN_PIN, False):
+                raise AssertionError(f"{pin_log.name}: a beep without green at {change}")
+            found.append(change)
+    return found
+
+
+def journaled_digests(process: LoggedProcess) -> frozenset[str]:
+    """The codes (first 12 hex digits of their hash) the agent logged as journaled."""
+    return frozenset(_JOURNALED_LINE.findall(process.log_text()))
+
+
+@dataclass(frozen=True)
+class LitRun:
+    """One agent process as the test saw it: the codes put in front of its camera, in order, and
+    how many showings its pins lit. Each code is shown once and decodes (write_frames checks), so
+    the lit ones are the first `lit_count`."""
+
+    name: str
+    shown: Sequence[bytes]
+    lit_count: int
+    killed: bool = False  # ended by SIGKILL
+    journaled: frozenset[str] = frozenset()  # what its log confirmed journaled (journaled_digests)
+
+    @property
+    def lit(self) -> Sequence[bytes]:
+        return self.shown[: self.lit_count]
+
+
+@dataclass(frozen=True)
+class LitTally:
+    """`tally_lit`'s outcome: the counts, and which showings make up `lost`, `invented`, `cut`."""
+
+    tally: Tally
+    lost: list[str]
+    invented: list[str]
+    cut: list[str]
+
+
+def tally_lit(
+    runs: Sequence[LitRun], stored: Iterable[StoredEntry], journal: Iterable[Event] = ()
+) -> LitTally:
+    """Compare what the test saw lit with the database, by code hash.
+
+    A lit code the database lacks is `lost`, except one kind, counted as `cut`: the last showing
+    a run lit before it was SIGKILLed, when its journal write had not been confirmed (no scan line
+    "journaled as seq" in the agent's log) and the gate's journal (`journal`, its history after
+    the last run) does not hold it. The gate lights first and journals next, without waiting (the
+    light must never wait for the disk), so a kill in between loses that one showing by design.
+    A stored code that was never seen lit is `invented`."""
+    rows = list(stored)
+    stored_codes = {row.code_sha256 for row in rows}
+    stored_ids = [row.event_id for row in rows]
+    in_journal = {event.code_sha256 for event in journal}
+    lit_codes: set[str] = set()
+    lost, invented, cut = [], [], []
+    for run in runs:
+        if run.lit_count > len(run.shown):
+            raise AssertionError(
+                f"{run.name}: {run.lit_count} showings lit, but only {len(run.shown)} codes were "
+                "shown: the pin log does not count showings (a denied verdict, a stray beep)"
+            )
+        for index, code in enumerate(run.shown):
+            digest = code_hash(code)
+            where = f"{run.name} code #{index + 1} ({digest[:12]})"
+            if index >= run.lit_count:
+                if digest in stored_codes:
+                    invented.append(
+                        f"{where}: stored but only {run.lit_count} showings were seen lit (a code "
+                        "the gate did not decode, or a beep the pin log missed, shifts the count "
+                        "of the codes after it; or the gate stored an event it never lit)"
+                    )
+                continue
+            lit_codes.add(digest)
+            if digest in stored_codes:
+                continue
+            last_before_kill = run.killed and index == run.lit_count - 1
+            confirmed = digest[:12] in run.journaled or digest in in_journal
+            if last_before_kill and not confirmed:
+                cut.append(f"{where}: lit, then killed before the journal took it")
+            else:
+                lost.append(f"{where}: lit, not stored" + (" (was journaled)" if confirmed else ""))
+    shown_anywhere = {code_hash(code) for run in runs for code in run.shown}
+    invented += [
+        f"stored code {digest[:12]}: never shown"
+        for digest in sorted(stored_codes - shown_anywhere)
+    ]
+    id_duplicates = len(stored_ids) - len(set(stored_ids))
+    code_duplicates = len(rows) - len(stored_codes)
+    counts = Tally(
+        shown=len(lit_codes),
+        stored=len(set(stored_ids)),
+        duplicates=max(id_duplicates, code_duplicates),
+        lost=len(lost),
+        invented=len(invented),
+        cut=len(cut),
+    )
+    return LitTally(tally=counts, lost=lost, invented=invented, cut=cut)
+
+
+def assert_each_showing_stored_once(outcome: LitTally, context: str = "") -> None:
+    """The promise, as the fault scenarios check it: every showing seen lit is stored once (but
+    the showings a kill cut between the light and the journal), and nothing else is stored."""
+    problems = []
+    if outcome.lost:
+        problems.append(f"{len(outcome.lost)} lost: " + "; ".join(outcome.lost))
+    if outcome.invented:
+        problems.append(f"{len(outcome.invented)} invented: " + "; ".join(outcome.invented))
+    if outcome.tally.duplicates:
+        problems.append(f"{outcome.tally.duplicates} duplicates")
+    if problems:
+        prefix = f"{context}: " if context else ""
+        raise AssertionError(f"{prefix}{outcome.tally}: " + " | ".join(problems))
 
 
 def last_received_at(rows: Iterable[StoredEntry]) -> float:
@@ -343,6 +496,7 @@ class Site:
         *,
         broker_url: str | None = None,
         log_name: str = "agent",
+        env: Mapping[str, str] | None = None,
     ) -> LoggedProcess:
         config = write_gate_config(self.root / f"{log_name}.toml", settings)
         agent = start_agent(
@@ -351,6 +505,7 @@ class Site:
             device_id=self.device_id,
             data_dir=self.data_dir,
             log_path=self.root / "logs" / f"{log_name}.log",
+            env=env,
         )
         self.processes.append(agent)
         return agent
@@ -368,6 +523,23 @@ class Site:
     def journal_now(self) -> JournalContents:
         """The gate's journal while the agent runs (from a copy)."""
         return snapshot_journal(self.data_dir, self.root / "journal-copy", self.since)
+
+    def wait_until_settled(
+        self, codes: Iterable[bytes], timeout: float, quiet_s: float = 2.0
+    ) -> None:
+        """Until every one of `codes` is stored, or, `quiet_s` after the call, the running gate has
+        nothing left to send (its outbox empty): a showing lost before its journal write never
+        comes, and the tally, not a timeout, is to say so. Call it after the codes were seen lit
+        (their journal writes follow the light within milliseconds)."""
+        wanted = {code_hash(code) for code in codes}
+        quiet_from = time.monotonic() + quiet_s
+
+        def settled() -> bool:
+            if wanted <= {row.code_sha256 for row in self.stored()}:
+                return True
+            return time.monotonic() > quiet_from and not self.journal_now().outbox
+
+        wait_until(settled, timeout, "the codes stored, or the gate's outbox empty", 0.2)
 
     def wait_until_delivered(self, count: int, timeout: float) -> None:
         """Until the database holds `count` entries and the running gate's outbox is empty (its

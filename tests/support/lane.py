@@ -11,6 +11,7 @@ code <digest>: journaled as seq 4" or "...: held in memory"), written right afte
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,10 @@ def start_lane_agent(
     device_id: str,
     data_dir: Path,
     log_name: str = "agent",
+    env: Mapping[str, str] | None = None,
 ) -> LoggedProcess:
-    """`python -m gatescan.cli agent` looking at the lane; its environment is the test's."""
+    """`python -m gatescan.cli agent` looking at the lane; its environment is the test's, plus
+    `env`."""
     config = write_lane_config(root / f"{log_name}.toml", gate)
     return start_agent(
         config,
@@ -92,6 +95,7 @@ def start_lane_agent(
         device_id=device_id,
         data_dir=data_dir,
         log_path=root / "logs" / f"{log_name}.log",
+        env=env,
     )
 
 
