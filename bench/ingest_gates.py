@@ -8,9 +8,11 @@ takes as little of the two cores as it can, in both runs alike.
 
 The parent process switches every gate between modes (a shared `mode` value):
 
-- BARE: publish to `baseline/v1/devices/{id}/events`, which only the bare paho subscriber
-  takes, keeping at most `window` events per gate not yet counted by the subscriber (shared
-  memory, `received`).
+- BARE and BARE_TUNED: publish to `baseline/v1/devices/{id}/events` (BARE) or
+  `basetune/v1/devices/{id}/events` (BARE_TUNED), each taken only by its bare subscriber (stock
+  paho; the collector's own client), keeping at most `window` events per gate not yet counted by
+  the subscribers (shared memory, `received`: one array per subscriber, as two processes adding
+  to one counter would lose counts).
 - COLLECTOR: publish to `gatescan/v1/devices/{id}/events`, which only the collector takes,
   keeping at most `window` events per gate not yet acked: an event is settled when its
   application ack comes back to the gate (counted in `acked`, and timed from the publish).
@@ -20,7 +22,7 @@ The parent process switches every gate between modes (a shared `mode` value):
   given load rather than at saturation; if the collector cannot keep up, events wait for room
   and their latency shows it.
 
-The two topic prefixes have the same length and the payloads are the same real protocol
+The topic prefixes have the same length and the payloads are the same real protocol
 Events (built once per gate by `gatescan.testing.samples.sample_event`, then given a fresh
 event_id, made as a gate makes it (protocol/event_ids.py), the next seq and the time of the publish
 by splicing bytes, so no time goes to pydantic during the run): the two modes put exactly the same
@@ -45,8 +47,12 @@ from protocol.event_ids import new_event_id
 from protocol.topics import PREFIX, Topic, device_topic
 from server.collector.client import IngestClient
 
-IDLE, BARE, COLLECTOR, PACED, DONE = 0, 1, 2, 3, 4
-BARE_PREFIX = "baseline" + PREFIX[len("gatescan") :]  # same length as gatescan's prefix
+IDLE, BARE, BARE_TUNED, COLLECTOR, PACED, DONE = 0, 1, 2, 3, 4, 5
+# Same length as gatescan's prefix, so every mode puts the same number of bytes on the wire.
+BARE_PREFIXES = {
+    BARE: "baseline" + PREFIX[len("gatescan") :],
+    BARE_TUNED: "basetune" + PREFIX[len("gatescan") :],
+}
 _ID_SENTINEL = "E" * 24
 _SEQ_SENTINEL = 987654321
 _TS_SENTINEL = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
@@ -80,8 +86,8 @@ def _ts_text(value: datetime) -> bytes:
     return f"{value:%Y-%m-%dT%H:%M:%S.%f}Z".encode()
 
 
-def bare_topic(device_id: str) -> str:
-    return f"{BARE_PREFIX}/{device_id}/{Topic.EVENTS.value}"
+def bare_topic(mode: int, device_id: str) -> str:
+    return f"{BARE_PREFIXES[mode]}/{device_id}/{Topic.EVENTS.value}"
 
 
 @dataclass(frozen=True)
@@ -100,10 +106,10 @@ class WorkerPlan:
 class Shared:
     """The parent's controls and the counts it reads (multiprocessing shared memory)."""
 
-    mode: Any  # Value("i"): IDLE, BARE, COLLECTOR, PACED, or DONE (drain, report, exit)
+    mode: Any  # Value("i"): IDLE, BARE, BARE_TUNED, COLLECTOR, PACED or DONE (drain, exit)
     rate: Any  # Value("d"): total events/s in PACED mode
     gates: int  # in all the workers
-    received: Any  # Array("q") per gate: bare events counted by the subscriber
+    received: dict[int, Any]  # bare mode -> Array("q") per gate: events its subscriber counted
     acked: Any  # Array("q") per gate: collector events acked back to the gate
 
 
@@ -127,11 +133,11 @@ class SimulatedGate:
         self.device_id = device_id
         self.index = index
         self.events_topic = device_topic(device_id, Topic.EVENTS)
-        self.bare_topic = bare_topic(device_id)
+        self.bare_topics = {mode: bare_topic(mode, device_id) for mode in BARE_PREFIXES}
         self._head, self._after_id, self._after_seq, self._tail = event_template(device_id)
         self.seq = 0
         self.pending: dict[str, float] = {}  # collector events: event_id -> published at
-        self.published_bare = 0
+        self.published_bare = dict.fromkeys(BARE_PREFIXES, 0)
         self.published_collector = 0
         self.ready = False
         self.client = IngestClient(
@@ -198,8 +204,8 @@ class GateWorker:
         mode = self.shared.mode
         while (current := mode.value) != DONE:
             self._now = _ts_text(datetime.now(UTC))  # once per pass: a pass takes a few ms
-            if current == BARE:
-                self._fill_bare()
+            if current in BARE_PREFIXES:
+                self._fill_bare(current)
             elif current == COLLECTOR:
                 self._fill_collector()
             if current == PACED:
@@ -215,7 +221,7 @@ class GateWorker:
         result = self.result
         result.unsettled_bare = self._unsettled_bare()
         result.unsettled_collector = self._unsettled_collector()
-        result.published_bare = sum(gate.published_bare for gate in self.gates)
+        result.published_bare = sum(sum(gate.published_bare.values()) for gate in self.gates)
         result.published_collector = sum(gate.published_collector for gate in self.gates)
         return result
 
@@ -262,12 +268,18 @@ class GateWorker:
         gate.client.publish(gate.events_topic, payload, qos=1)
         gate.published_collector += 1
 
-    def _fill_bare(self) -> None:
-        window, received = self.plan.window, self.shared.received
+    def _fill_bare(self, mode: int) -> None:
+        window = self.plan.window
         for gate in self.gates:
-            while gate.published_bare - received[gate.index] < window:
-                gate.client.publish(gate.bare_topic, gate.next_payload(self._now)[1], qos=1)
-                gate.published_bare += 1
+            topic = gate.bare_topics[mode]
+            while self._bare_in_flight(gate) < window:
+                gate.client.publish(topic, gate.next_payload(self._now)[1], qos=1)
+                gate.published_bare[mode] += 1
+
+    def _bare_in_flight(self, gate: SimulatedGate) -> int:
+        """Bare events of `gate` not yet counted, on either baseline (a window spans both)."""
+        received = self.shared.received
+        return sum(sent - received[m][gate.index] for m, sent in gate.published_bare.items())
 
     def _read(self, timeout: float) -> None:
         for key, _mask in self._selector.select(timeout):
@@ -299,8 +311,7 @@ class GateWorker:
         return sum(len(gate.pending) for gate in self.gates)
 
     def _unsettled_bare(self) -> int:
-        received = self.shared.received
-        return sum(gate.published_bare - received[gate.index] for gate in self.gates)
+        return sum(self._bare_in_flight(gate) for gate in self.gates)
 
 
 def run_worker(

@@ -28,6 +28,9 @@ DEFAULT_DB = "sqlite:///gatescan.db"
 DEFAULT_BROKER = "mqtt://localhost:1883"
 DEFAULT_CLIENT_ID = "gatescan-collector"
 DEFAULT_COLLECTOR_USER = "collector"
+# server.collector.service.MqttClient's values, the default first (not imported: the parser is
+# built without the server's imports; tests/gatescan/test_options.py checks they agree).
+MQTT_CLIENTS = ("tuned", "stock")
 
 Commands = argparse._SubParsersAction  # argparse's type for add_subparsers()
 
@@ -62,6 +65,13 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
         " anonymously); the password comes from $GATESCAN_MQTT_PASSWORD or the systemd"
         " credential mqtt_password",
     )
+    parser.add_argument(
+        "--mqtt-client",
+        choices=MQTT_CLIENTS,
+        default=MQTT_CLIENTS[0],
+        help="tuned: paho with a faster read path and batched PUBACKs (the default); stock:"
+        " paho's public API only (docs/architecture.md, 'The collector's MQTT client')",
+    )
 
 
 class MqttLoginError(ValueError):
@@ -89,7 +99,7 @@ def collector_login(args: argparse.Namespace) -> CollectorLogin:
             "mqtt_password; logging in as %r without one",
             user,
         )
-    return CollectorLogin(args.broker, args.client_id, user, password)
+    return CollectorLogin(args.broker, args.client_id, user, password, args.mqtt_client)
 
 
 def stop_on_signals() -> threading.Event:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server.collector.service import Collector
+from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
 from server.store.retention import RetentionTask
@@ -43,6 +43,7 @@ class CollectorLogin:
     client_id: str = "gatescan-collector"
     username: str | None = None
     password: str | None = None
+    mqtt_client: str = MqttClient.TUNED.value  # a MqttClient value (`--mqtt-client`)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def init_collector(store: Store, login: CollectorLogin | None) -> Collector | No
         client_id=login.client_id,
         username=login.username,
         password=login.password,
+        mqtt_client=MqttClient(login.mqtt_client),
     )
 
 

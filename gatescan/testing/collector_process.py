@@ -35,14 +35,18 @@ class CollectorProcess:
         failpoints: str | None = None,
         log_level: str = "info",
         username: str | None = None,
+        mqtt_client: str | None = None,
     ) -> None:
-        """`username` None: the command's default (`collector`); "" logs in anonymously."""
+        """`username` None: the command's default (`collector`); "" logs in anonymously.
+        `mqtt_client`: `--mqtt-client` (None: the command's default)."""
         env = {k: v for k, v in os.environ.items() if k != FAILPOINTS_ENV}
         env["PYTHONUNBUFFERED"] = "1"
         if failpoints is not None:
             env[FAILPOINTS_ENV] = failpoints
         log_path.parent.mkdir(parents=True, exist_ok=True)
         login = [] if username is None else ["--username", username]
+        if mqtt_client is not None:
+            login += ["--mqtt-client", mqtt_client]
         with log_path.open("ab") as log:
             self._log_start = log.tell()  # this run's lines start here
             self.process = subprocess.Popen(

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -41,10 +42,11 @@ from server.collector.batch import MessageHandler, utc_now
 from server.collector.client import IngestClient
 from server.collector.failpoints import Failpoints
 from server.collector.prepare import CollectorCounters, IncomingMessage
+from server.collector.stock_client import StockClient
 from server.collector.writer import MAX_BATCH, QUEUE_CAPACITY, Delivery, IngestWriter
 from server.store.database import Store
 
-__all__ = ["Collector"]
+__all__ = ["Collector", "MqttClient"]
 
 log = logging.getLogger("gatescan.collector")
 
@@ -60,6 +62,13 @@ RECEIVE_WINDOW = 4000
 # (bench/ingest_bench.py with 1,000 events in flight: about 1.5x the events per second). It is
 # process-wide, which suits the collector's own process.
 GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+class MqttClient(StrEnum):
+    """Which paho client the collector connects with (`--mqtt-client`)."""
+
+    TUNED = "tuned"  # IngestClient: paho with its read path and PUBACKs reworked (client.py)
+    STOCK = "stock"  # StockClient: paho's public API only (stock_client.py)
 
 
 class Collector:
@@ -78,6 +87,7 @@ class Collector:
         failpoints: Failpoints | None = None,
         max_batch: int = MAX_BATCH,
         receive_window: int = RECEIVE_WINDOW,
+        mqtt_client: MqttClient = MqttClient.TUNED,
     ) -> None:
         """`failpoints`: None reads GATESCAN_FAILPOINTS (unset in production: inert), so the
         crash tests can arm the real `gatescan collector` process from its environment."""
@@ -107,12 +117,13 @@ class Collector:
         self._connection = 0  # counts connections: a PUBACK goes only on the one it came on
         self._ack_topics: dict[str, bytes] = {}  # device id -> its ack topic (writer thread only)
         self._subscribed = threading.Event()
-        self._client = self._build_client(client_id, username, password)
+        self._client = self._build_client(mqtt_client, client_id, username, password)
 
     def _build_client(
-        self, client_id: str, username: str | None, password: str | None
-    ) -> IngestClient:
-        client = IngestClient(
+        self, kind: MqttClient, client_id: str, username: str | None, password: str | None
+    ) -> IngestClient | StockClient:
+        client_class = IngestClient if kind is MqttClient.TUNED else StockClient
+        client = client_class(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,

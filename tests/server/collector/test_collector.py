@@ -25,7 +25,7 @@ from gatescan.testing.samples import sample_event
 from protocol.messages import MAX_MESSAGE_BYTES, Ack, Event, Status, Telemetry, parse_message
 from protocol.topics import Topic, device_topic
 from server.collector.failpoints import BEFORE_COMMIT
-from server.collector.service import Collector
+from server.collector.service import Collector, MqttClient
 from server.store.database import Store
 from tests.support.paths import PROJECT_ROOT
 
@@ -117,12 +117,20 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "gatescan.db")
 
 
-@pytest.fixture
-def start_collector(broker: LocalBroker, store: Store) -> Iterator[Callable[..., Collector]]:
+@pytest.fixture(params=list(MqttClient))
+def start_collector(
+    broker: LocalBroker, store: Store, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Collector]]:
+    """Every collector test runs on both MQTT clients: the tuned one and stock paho."""
     running: list[Collector] = []
 
     def start(**options: Any) -> Collector:
-        options = {"broker_url": broker.url, "store": store, **options}
+        options = {
+            "broker_url": broker.url,
+            "store": store,
+            "mqtt_client": request.param,
+            **options,
+        }
         collector = Collector(**options)
         collector.start()
         running.append(collector)
