@@ -47,6 +47,7 @@ BENCHMARKS = (
     ("pipeline", "bench.agent_bench"),
     ("journal", "bench.journal_bench"),
     ("collector", "bench.ingest_bench"),
+    ("collector", "bench.client_bench"),
     ("pipeline", "bench.flush_bench"),
 )
 

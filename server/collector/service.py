@@ -117,6 +117,7 @@ class Collector:
         self._connection = 0  # counts connections: a PUBACK goes only on the one it came on
         self._ack_topics: dict[str, bytes] = {}  # device id -> its ack topic (writer thread only)
         self._subscribed = threading.Event()
+        self._mqtt_client = mqtt_client
         self._client = self._build_client(mqtt_client, client_id, username, password)
 
     def _build_client(
@@ -149,6 +150,7 @@ class Collector:
         # Without an expiry a v5 session ends at disconnect even with clean_start=False.
         properties.SessionExpiryInterval = self._session_expiry
         properties.ReceiveMaximum = self._receive_window
+        log.info("connecting on the %s MQTT client", self._mqtt_client.value)
         self._client.connect_async(
             self._address.host,
             self._address.port,
