@@ -61,6 +61,7 @@ from device.journal.line_format import (
     Replayed,
     Tables,
     encode_line,
+    encode_line_in_pieces,
     replay,
 )
 
@@ -229,7 +230,7 @@ class AppendLogStorage(Storage):
 
     def _rewrite(self) -> None:
         state = self._loaded()
-        line = encode_line(state)
+        line = encode_line_in_pieces(state)
         temp_name = self._write_temp_file(line)
         try:
             os.replace(temp_name, self._path)
