@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         agent = build_agent(config)
+    except ValueError as exc:  # a fault-injection variable mistyped (it names itself)
+        print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except startup_errors() as exc:
         # systemd restarts the unit; the technician reads one line, not a traceback.
         print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)

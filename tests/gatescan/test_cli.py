@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from gatescan.cli import foreign_packages
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import cccd_payload, render_code, write_replay_folder
@@ -49,6 +51,24 @@ def test_agent_with_a_bad_source_flag_names_the_accepted_forms(tmp_path: Path) -
     result = gatescan(["agent", "--source", "webcam"], tmp_path)
     assert result.returncode == 2
     assert "--source" in result.stderr and "replay:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("GATESCAN_AGENT_FAILPOINTS", "agent.drop_after_lite=drop"), ("GATESCAN_FAULT_CLOCK", "late")],
+)
+def test_agent_with_a_mistyped_fault_variable_names_it_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    result = gatescan(["agent", "--source", f"replay:{tmp_path}"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("gatescan agent: cannot start: ")
+    assert (
+        f"cannot start: {variable}: " in result.stderr
+        and repr(value.split("=")[0]) in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
