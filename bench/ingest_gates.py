@@ -20,7 +20,9 @@ The parent process switches every gate between modes (a shared `mode` value):
   among the workers by their number of gates) and go out round robin to the gates, each as soon
   as a gate has room in its `window`; an event is timed from when it fell due. The latency at a
   given load rather than at saturation; if the collector cannot keep up, events wait for room
-  and their latency shows it.
+  and their latency shows it. A rate of 0 in PACED mode makes nothing new fall due: the events
+  already due go out as windows allow, so a segment's backlog drains before the next begins
+  (`waiting` says how many of a worker's events are due or unacked).
 
 The topic prefixes have the same length and the payloads are the same real protocol
 Events (built once per gate by `gatescan.testing.samples.sample_event`, then given a fresh
@@ -57,6 +59,7 @@ _ID_SENTINEL = "E" * 24
 _SEQ_SENTINEL = 987654321
 _TS_SENTINEL = datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
 CONNECT_TIMEOUT_S = 60.0
+WAITING_EVERY_S = 0.05  # how often a worker updates its `waiting` count
 
 
 def event_template(device_id: str) -> tuple[bytes, ...]:
@@ -100,6 +103,7 @@ class WorkerPlan:
     first_index: int  # of these gates in the shared arrays
     window: int  # events per gate not yet settled, in the current mode
     run_token: str  # makes client ids unique across runs
+    worker: int  # this worker's place in `Shared.waiting`
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class Shared:
     gates: int  # in all the workers
     received: dict[int, Any]  # bare mode -> Array("q") per gate: events its subscriber counted
     acked: Any  # Array("q") per gate: collector events acked back to the gate
+    waiting: Any  # Array("q") per worker: collector events fallen due or sent, not yet acked
 
 
 @dataclass
@@ -169,6 +174,7 @@ class GateWorker:
         self.result = WorkerResult()
         self._selector = selectors.DefaultSelector()
         self._last_misc = 0.0
+        self._waiting_said = 0.0
         self._paced_since: float | None = None  # when PACED mode began here
         self._paced_due = 0  # events fallen due since
         self._paced_rate = 0.0
@@ -213,6 +219,7 @@ class GateWorker:
             else:
                 self._paced_since = None
             self._read(0.002)
+            self._say_waiting()
         deadline = time.monotonic() + drain_timeout
         while (self._unsettled_bare() or self._unsettled_collector()) and (
             time.monotonic() < deadline
@@ -306,6 +313,13 @@ class GateWorker:
             result.latencies.append((published_at, now - published_at))
         result.acked += settled
         self.shared.acked[gate.index] += settled
+
+    def _say_waiting(self) -> None:
+        now = time.monotonic()
+        if now - self._waiting_said >= WAITING_EVERY_S:
+            self._waiting_said = now
+            waiting = len(self._due_at) + self._unsettled_collector()
+            self.shared.waiting[self.plan.worker] = waiting
 
     def _unsettled_collector(self) -> int:
         return sum(len(gate.pending) for gate in self.gates)

@@ -32,6 +32,8 @@ from bench.ingest_gates import (
     BARE_TUNED,
     DONE,
     IDLE,
+    PACED,
+    WAITING_EVERY_S,
     Shared,
     WorkerPlan,
     WorkerResult,
@@ -237,6 +239,7 @@ class Site:
             gates=gates,
             received={mode: context.Array("q", gates, lock=False) for mode in BARE_PREFIXES},
             acked=context.Array("q", gates, lock=False),
+            waiting=context.Array("q", WORKERS, lock=False),
         )
         self.db = workdir / f"collector-{gates}.db"
         ready, stop = context.Semaphore(0), context.Event()
@@ -265,8 +268,10 @@ class Site:
         self._results: Any = context.Queue()
         token = secrets.token_hex(3)
         self.workers = []
-        for first, ids in split(device_ids(gates), WORKERS):
-            plan = WorkerPlan(broker.host, broker.port, ids, first, self.window, token)
+        for worker_number, (first, ids) in enumerate(split(device_ids(gates), WORKERS)):
+            plan = WorkerPlan(
+                broker.host, broker.port, ids, first, self.window, token, worker_number
+            )
             worker = context.Process(
                 target=run_worker, args=(plan, self.shared, ready, self._results, 120.0)
             )
@@ -292,6 +297,20 @@ class Site:
             username="",
             mqtt_client=mqtt_client,
         ).wait_until_subscribed(60)
+
+    def drain(self, timeout: float = 120.0) -> float:
+        """Let nothing new fall due (PACED at rate 0) and wait until every collector event due
+        or sent is acked, so the next segment starts from nothing; the seconds it took."""
+        started = time.monotonic()
+        self.shared.rate.value = 0.0
+        self.shared.mode.value = PACED
+        time.sleep(2 * WAITING_EVERY_S)  # every worker has counted since
+        while sum(self.shared.waiting):
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"{sum(self.shared.waiting)} events still unacked")
+            time.sleep(WAITING_EVERY_S)
+        self.shared.mode.value = IDLE
+        return time.monotonic() - started
 
     def swap_collector(self, mqtt_client: str) -> None:
         """Stop the collector (everything it received committed and acked first) and start
