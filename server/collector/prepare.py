@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from protocol.messages import (
@@ -113,7 +113,7 @@ def prepare(
         return Refused(message, "bad_topic", "not a gatescan device topic")
     device_id, kind = parsed
     if kind is Topic.EVENTS:
-        return _prepare_event(message, device_id, entry_row)
+        return _prepare_event(message, device_id, entry_row, received_at)
     if kind is Topic.STATUS and not message.payload:
         return DeviceReport(message, None)  # an empty retained payload clears a status
     if kind not in (Topic.STATUS, Topic.TELEMETRY):
@@ -146,7 +146,10 @@ def parse_event(payload: bytes) -> Event:
 
 
 def _prepare_event(
-    message: IncomingMessage, device_id: str, entry_row: Callable[[Event], EntryRow]
+    message: IncomingMessage,
+    device_id: str,
+    entry_row: Callable[[Event], EntryRow],
+    received_at: Callable[[], datetime],
 ) -> Prepared:
     try:
         event = parse_event(message.payload)
@@ -156,7 +159,41 @@ def _prepare_event(
         # A gate may only speak for itself (the broker's ACL enforces the topic, not the body).
         detail = f"topic names {device_id!r}, payload names {event.device_id!r}"
         return _refused_event(message, device_id, "device_mismatch", detail)
-    return AcceptedEvent(message, device_id, entry_row(event))
+    problem = time_problem(event.ts, event.clock_synced, received_at())
+    if problem is not None:
+        return _refused_event(message, device_id, "bad_time", problem)
+    try:
+        row = entry_row(event)
+    except (ValueError, OverflowError) as exc:  # a valid event the store cannot take, for good
+        return _refused_event(message, device_id, "unstorable", type(exc).__name__)
+    return AcceptedEvent(message, device_id, row)
+
+
+# A synchronised gate clock's `ts` is believed within these bounds (docs/protocol.md): before the
+# first gatescan gate and later than a day after the collector received it, it is a lie or a
+# broken clock. An unsynchronised clock may say anything (a Pi without a real-time clock boots
+# at its last shutdown, or in 1970): those are stored as they came, and ordered by arrival.
+EARLIEST_SYNCED_TS = datetime(2020, 1, 1)  # naive UTC, as time_problem compares
+FUTURE_SLACK = timedelta(days=1)
+
+
+def time_problem(ts: datetime, clock_synced: bool, now: datetime) -> str | None:
+    """Why the collector refuses an event's `ts`, or None. Any `ts` must have a UTC time (year 1
+    at +14:00 has none); a synchronised one must lie within EARLIEST_SYNCED_TS .. now + 1 day."""
+    offset = ts.utcoffset()
+    try:
+        utc = ts.replace(tzinfo=None) - offset if offset else ts.replace(tzinfo=None)
+    except OverflowError:
+        return "ts has no UTC time: it is past the first or last year a time can hold"
+    if not clock_synced:
+        return None
+    latest = (now + FUTURE_SLACK).astimezone(UTC).replace(tzinfo=None)
+    if EARLIEST_SYNCED_TS <= utc <= latest:
+        return None
+    return (
+        f"ts {utc:%Y-%m-%dT%H:%M:%S}Z from a synchronised clock is outside 2020-01-01 .. "
+        "one day after the collector received it"
+    )
 
 
 def _refused_event(message: IncomingMessage, device_id: str, reason: str, detail: str) -> Refused:

@@ -22,6 +22,7 @@ from datetime import datetime, tzinfo
 from typing import Any, BinaryIO, Literal, TextIO, cast
 
 from protocol.messages import Event
+from server.clock import in_zone
 from server.store.database import Store, StoredEntry
 
 ExportFormat = Literal["jsonl", "csv"]
@@ -79,7 +80,7 @@ def zoned_time(value: datetime, tz: tzinfo) -> str:
     """ISO 8601 in `tz` with its offset, e.g. 2026-11-26T11:17:01+07:00: what a person at the
     site reads, and still one exact instant for a program (each value carries its own offset,
     so a zone with summer time is right on both sides of the change)."""
-    return value.astimezone(tz).isoformat()
+    return in_zone(value, tz).isoformat()
 
 
 def _write_jsonl(rows: Iterator[dict[str, Any]], out: TextIO) -> int:

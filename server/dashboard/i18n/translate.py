@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from server.clock import in_zone
 from server.dashboard.i18n.en import MESSAGES as ENGLISH
 from server.dashboard.i18n.vi import MESSAGES as VIETNAMESE
 
@@ -93,7 +94,7 @@ class DateFormatter:
     lang: str
 
     def local(self, value: Moment) -> Moment:
-        return value.astimezone(self.tz)
+        return in_zone(value, self.tz)
 
     def datetime(self, value: Moment | None) -> str:
         if value is None:

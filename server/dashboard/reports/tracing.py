@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, or_, select
 
 from server.accounts.users import Account, Role
+from server.clock import shifted
 from server.dashboard.reports.access import NotAllowed
 from server.store.audit import AuditLog
 from server.store.database import Store
@@ -141,8 +142,8 @@ def _visit(conn: Connection, visit: dict[str, Any], window: timedelta) -> Visit:
         select(entries_table)
         .where(
             near,
-            c.ts >= visit["ts"] - window,
-            c.ts <= visit["ts"] + window,
+            c.ts >= shifted(visit["ts"], -window),
+            c.ts <= shifted(visit["ts"], window),
             c.subject_id != visit["subject_id"],
             c.subject_id != "",
         )

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -452,8 +452,22 @@ TOO_LARGE = too_large_event("evt-huge0001")
             "direction: ",
         ),
         ("evt-huge0001", TOO_LARGE, "too_large", f"{len(TOO_LARGE)} bytes > "),
+        (
+            "evt-year0001",
+            make_event(
+                "evt-year0001", ts=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+            ).to_json(),  # no UTC time: was an `error` dead letter, never answered
+            "bad_time",
+            "ts has no UTC time",
+        ),
+        (
+            "evt-year9999",
+            make_event("evt-year9999", ts=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)).to_json(),
+            "bad_time",
+            "ts 9999-12-31T23:59:59Z from a synchronised clock",
+        ),
     ],
-    ids=["device-mismatch", "schema", "too-large"],
+    ids=["device-mismatch", "schema", "too-large", "year-0", "year-9999-synced"],
 )
 def test_refused_event_is_acked_as_rejected_to_the_topics_gate_and_dead_lettered_once(
     broker: LocalBroker,

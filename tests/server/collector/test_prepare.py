@@ -151,3 +151,49 @@ def test_status_becomes_a_device_update_and_an_empty_one_clears_it() -> None:
     assert online.update.values["state"] == "online"
     assert online.update.values["status_received_at"] == NOW
     assert isinstance(cleared, DeviceReport) and cleared.update is None
+
+
+def event_at(ts: str, synced: bool) -> IncomingMessage:
+    payload = json.dumps(event_fields(ts=ts, clock_synced=synced)).encode()
+    return IncomingMessage(device_topic("gate-01", Topic.EVENTS), payload)
+
+
+@pytest.mark.parametrize(
+    ("ts", "synced", "accepted"),
+    [
+        ("2026-11-26T02:59:00Z", True, True),  # 2 h ahead of the collector: a clock a bit fast
+        ("2026-11-27T01:00:00Z", True, True),  # a day ahead: the last moment believed
+        ("2026-11-27T01:00:01Z", True, False),
+        ("9999-12-31T23:59:59Z", True, False),
+        ("2019-12-31T23:59:59Z", True, False),
+        ("2020-01-01T00:00:00Z", True, True),
+        ("9999-12-31T23:59:59Z", False, True),  # an unsynchronised clock may say anything...
+        ("1970-01-01T00:00:00Z", False, True),  # (a Pi without a real-time clock, at boot)
+        ("0001-01-01T00:00:00+14:00", False, False),  # ...that has a UTC time
+        ("9999-12-31T23:59:59-14:00", False, False),
+    ],
+)
+def test_a_synchronised_ts_outside_2020_to_a_day_ahead_is_refused_and_answered(
+    ts: str, synced: bool, accepted: bool
+) -> None:
+    prepared = prepare(event_at(ts, synced), entry_row, lambda: NOW)
+
+    if accepted:
+        assert isinstance(prepared, AcceptedEvent), prepared
+        return
+    assert isinstance(prepared, Refused)
+    assert prepared.reason == "bad_time"
+    assert prepared.rejection is not None and prepared.rejection.event_id == "evt-00000001"
+    assert prepared.device_id == "gate-01"
+
+
+def test_a_valid_event_the_store_cannot_convert_is_refused_and_answered_not_left_unanswered() -> (
+    None
+):
+    def failing_row(event: Event) -> EntryRow:
+        raise OverflowError("date value out of range")
+
+    prepared = prepare(event_at("2026-11-26T01:00:00Z", True), failing_row, lambda: NOW)
+
+    assert isinstance(prepared, Refused) and prepared.reason == "unstorable"
+    assert prepared.rejection is not None and prepared.rejection.event_id == "evt-00000001"
