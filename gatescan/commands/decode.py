@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -106,6 +107,13 @@ def _describe(code: DecodedCode) -> dict[str, Any]:
     return described
 
 
+# What a code's text may hold that a terminal would act on rather than show: DEL, the C1 controls
+# (ESC's 8-bit forms among them) and the bidirectional formatting characters that reorder what is
+# shown (Trojan Source). JSON already escapes C0 controls; these are escaped the same way.
+_TERMINAL_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def _emit(out: TextIO, line: dict[str, Any]) -> None:
     # ensure_ascii=False: a technician should read "Nguyễn", not "Nguy\u1ec5n".
-    out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    text = json.dumps(line, ensure_ascii=False)
+    out.write(_TERMINAL_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n")

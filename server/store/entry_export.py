@@ -32,8 +32,9 @@ TIME_FIELDS = ("ts", "received_at")
 # Excel treats a cell starting with one of these as a formula (CSV injection, OWASP).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Where the list separator is ";" (locales with a decimal comma, Vietnamese among them) Excel
-# splits a comma-separated file at ";" instead, so "x;=..." inside one field starts a cell too.
-_FORMULA_AFTER_SEMICOLON = re.compile(r";(\s*)([=+\-@])")
+# splits a comma-separated file at ";" instead, so "x;=..." inside one field starts a cell too;
+# pasted or opened as tab-separated text, a TAB splits it the same way ("x<TAB>=1+1").
+_FORMULA_AFTER_SEPARATOR = re.compile(r"([;\t])(\s*)([=+\-@])")
 _UTF8_BOM = "\ufeff"
 
 
@@ -105,12 +106,12 @@ def _write_csv(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
 
 def csv_cell(value: Any) -> str:
     """A value as spreadsheet-safe text: no formula can start it, nor a cell that Excel cuts
-    out of it at a ";"."""
+    out of it at a ";" or a TAB."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = _FORMULA_AFTER_SEMICOLON.sub(r";\1'\2", str(value))
+    text = _FORMULA_AFTER_SEPARATOR.sub(r"\1\2'\3", str(value))
     if text.startswith(_FORMULA_STARTS):
         return "'" + text
     return text

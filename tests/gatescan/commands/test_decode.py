@@ -82,3 +82,13 @@ def test_decode_command_refuses_an_unknown_backend(tmp_path: Path) -> None:
 
 def test_the_command_offers_exactly_the_backends_make_decoder_knows() -> None:
     assert sorted(decode_command.BACKENDS) == sorted(backends.BACKENDS)
+
+
+def test_a_codes_text_reaches_the_terminal_with_del_c1_and_bidi_escaped() -> None:
+    hostile = "Nguyễn\x7f\x1b[2J\x9b31m\u202eevil\u2066\u200f"
+    out = io.StringIO()
+    decode_command._emit(out, {"text": hostile})
+    written = out.getvalue()
+    assert not any(char in written for char in "\x7f\x1b\x9b\u202e\u2066\u200f")
+    assert "Nguyễn" in written  # Vietnamese stays readable
+    assert json.loads(written) == {"text": hostile}  # the same JSON, every character kept

@@ -12,7 +12,7 @@ import pytest
 from gatescan.testing.samples import sample_event
 from protocol.messages import Event
 from server.store.database import Store
-from server.store.entry_export import FIELDS, export_entries
+from server.store.entry_export import FIELDS, csv_cell, export_entries
 
 RECEIVED = datetime(2025, 3, 1, 1, 0, 5, 250000, tzinfo=UTC)
 NAME = "Nguyễn Thị Ánh Tuyết"
@@ -165,3 +165,17 @@ def test_export_refuses_a_text_stream_that_cannot_hold_vietnamese(store: Store) 
 def test_export_refuses_an_unknown_format(store: Store) -> None:
     with pytest.raises(ValueError, match="unknown export format 'xlsx'"):
         export_entries(store, "xlsx", io.BytesIO())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "defused"),
+    [
+        ("x;=1+1", "x;'=1+1"),  # Excel in a locale whose list separator is ";"
+        ("x\t=1+1", "x\t'=1+1"),  # pasted or opened as tab-separated text
+        ("x\t \t@SUM(A1)", "x\t \t'@SUM(A1)"),
+        ("Nguyễn Văn An", "Nguyễn Văn An"),
+        ("a - b", "a - b"),  # a minus inside a cell starts nothing
+    ],
+)
+def test_a_formula_after_a_separator_excel_splits_at_is_defused(text: str, defused: str) -> None:
+    assert csv_cell(text) == defused
