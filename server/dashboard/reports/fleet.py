@@ -16,7 +16,7 @@ from server.store.tables import entries_table
 
 class GateStatus(BaseModel):
     device_id: str
-    online: bool  # from the gate's retained status (its last will says offline)
+    online: bool  # its retained status says so AND it was heard within offline_after_s
     last_seen: datetime | None  # the last message of any kind from the gate
     offline_for_s: float | None  # None while online
     site_id: str
@@ -59,8 +59,12 @@ def _gate_status(
     telemetry: dict[str, Any] = device.telemetry or {}
     heard = [t for t in (device.last_seen, device.status_received_at) if t is not None]
     last_seen = max(heard) if heard else None
-    online = device.state == "online"
-    offline_for = None if online or last_seen is None else (now - last_seen).total_seconds()
+    silent_for = None if last_seen is None else (now - last_seen).total_seconds()
+    # A retained "online" is only what the gate last said: one that said it and then went quiet
+    # (a clean disconnect skips its will, a forged status never had one) is not online. A gate
+    # sends telemetry every 30 s by default, so one heard within offline_after_s is alive.
+    online = device.state == "online" and silent_for is not None and silent_for <= offline_after_s
+    offline_for = None if online else silent_for
     faults = sorted(set(device.faults) | set(telemetry.get("faults", [])))
     why = [f"fault:{fault}" for fault in faults]
     if not online and (offline_for is None or offline_for > offline_after_s):

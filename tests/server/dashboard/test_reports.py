@@ -3,7 +3,7 @@ that looking at people leaves."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +13,7 @@ from protocol.verdicts import Direction, VerdictStatus
 from server.accounts.users import Account, Role
 from server.dashboard.reports.access import NotAllowed
 from server.dashboard.reports.entries import EntryFilter, find_entries, view_entries
-from server.dashboard.reports.fleet import fleet_status
+from server.dashboard.reports.fleet import GateStatus, fleet_status
 from server.dashboard.reports.occupancy import occupancy_today
 from server.dashboard.reports.tracing import trace_contacts
 from server.store.audit import AuditLog
@@ -176,7 +176,10 @@ def test_fleet_shows_where_each_gate_stands_and_flags_the_broken(store: Store) -
         clock_synced=True,
         version="1.2",
     )
-    store.record_telemetry("gate-1", telemetry, START)
+    store.record_telemetry("gate-1", telemetry, START + 9 * MIN)  # heard a minute ago
+    store.record_telemetry(
+        "gate-2", telemetry.model_copy(update={"faults": ["camera"]}), START + 9 * MIN
+    )
     _add(store, cccd_event(1, subject=ALICE), cccd_event(2, subject=BOB))
     gates = fleet_status(store, START + 10 * MIN, offline_after_s=120, tz=HCMC)
     by_id = {g.device_id: g for g in gates}
@@ -189,6 +192,26 @@ def test_fleet_shows_where_each_gate_stands_and_flags_the_broken(store: Store) -
     assert (one.site_id, one.location, one.direction) == ("hq", "Cổng chính", "in")
     assert (one.fps, one.decode_ms, one.outbox, one.clock_synced) == (14.5, 7.2, 3, True)
     assert (one.online, one.flagged, one.scans_today) == (True, False, 2)
+
+
+def test_a_gate_that_said_online_and_went_quiet_is_offline_once_silent_past_the_threshold(
+    store: Store,
+) -> None:
+    # A retained "online", then a clean disconnect (no will): the status stays "online".
+    store.record_status("gate-1", _status("online"), START)
+
+    def gate_one(now: datetime) -> GateStatus:
+        [gate] = fleet_status(store, now, offline_after_s=120, tz=HCMC)
+        return gate
+
+    assert gate_one(START + 2 * MIN).online  # heard 120 s ago: still within the threshold
+    quiet = gate_one(START + 10 * MIN)
+    assert (quiet.online, quiet.offline_for_s, quiet.why) == (False, 600.0, ["offline"])
+    heartbeat = Telemetry(
+        ts=START, uptime_s=5, fps=30, decode_ms=2, outbox_depth=0, clock_synced=True, version="1"
+    )
+    store.record_telemetry("gate-1", heartbeat, START + 11 * MIN)
+    assert gate_one(START + 11 * MIN).online  # heard again
 
 
 # --- entries ----------------------------------------------------------------------------------
