@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
@@ -91,7 +91,7 @@ router = APIRouter(include_in_schema=False)
 @router.get("/login")
 def login_form(request: Request, next: str = "/", expired: bool = False) -> Response:
     if request_session(request) is not None:
-        return RedirectResponse(safe_next(next), status_code=303)
+        return RedirectResponse(page_after_login(next), status_code=303)
     return _login_page(request, next, "login.expired" if expired else None, 200)
 
 
@@ -106,9 +106,9 @@ def login(
     client = client_address(request)
     wait = state.limiter.begin(username, client)  # counts this attempt as failed until it is not
     if wait > 0:
-        log.warning(
-            "login rate-limited for %s from %s", login_name_for_log(state, username), client
-        )
+        who = login_name_for_log(state, username)
+        log.warning("login rate-limited for %s from %s", who, client)
+        state.audit.record(who, "login_failed", "", {"client": client, "why": "rate_limited"})
         return _retry_later(request, next, "login.rate_limited", 429, int(wait) + 1)
     try:
         account = state.accounts.authenticate(username, password)
@@ -117,7 +117,9 @@ def login(
         log.warning("login from %s refused: too many password checks at once", client)
         return _retry_later(request, next, "login.busy", 503, busy_retry_s(state))
     if account is None:
-        log.info("failed login for %s from %s", login_name_for_log(state, username), client)
+        who = login_name_for_log(state, username)
+        log.info("failed login for %s from %s", who, client)
+        state.audit.record(who, "login_failed", "", {"client": client, "why": "wrong_password"})
         return _login_page(request, next, "login.failed", 401)
     state.limiter.succeeded(username, client)
     old = request.cookies.get(SESSION_COOKIE)
@@ -126,7 +128,7 @@ def login(
     state.accounts.purge_sessions()  # ended by idle time or age: nothing else deletes them
     session = state.accounts.start_session(account)
     state.audit.record(account.name, "login", "", {"client": client})
-    response = RedirectResponse(safe_next(next), status_code=303)
+    response = RedirectResponse(page_after_login(next), status_code=303)
     set_session_cookie(response, state, session.secret)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
@@ -190,7 +192,7 @@ def _login_page(request: Request, next: str, error: str | None, status: int) -> 
     context: dict[str, Any] = {
         **i18n_context(user_language(request, None), state.settings.tz),
         "error": error,
-        "next": safe_next(next),
+        "next": page_after_login(next),
         "csrf_token": csrf_token(request),
         "user": None,
     }
@@ -199,10 +201,21 @@ def _login_page(request: Request, next: str, error: str | None, status: int) -> 
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after login: a path on this site only (no open redirect)."""
+    """A path on this site only (no open redirect): where the language switch returns to."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return "/"
     return target
+
+
+# Where a login may lead: the pages, never a download, a feed or the API (a link that logs a
+# manager in straight into an unmasked export would be a download the manager never asked for).
+NEXT_PAGES = frozenset({"/", "/entries", "/tracing", "/occupancy", "/export", "/account"})
+
+
+def page_after_login(target: str | None) -> str:
+    """Where a login leads: one of this site's pages (NEXT_PAGES, with its query), else "/"."""
+    target = safe_next(target)
+    return target if urlsplit(target).path in NEXT_PAGES else "/"
 
 
 # --- answers to missing credentials, low roles and bad CSRF tokens ----------------------------

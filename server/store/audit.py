@@ -13,7 +13,9 @@ from sqlalchemy import Engine, insert, select
 from server.clock import Clock, utc_now
 from server.store.tables import audit_log_table
 
-AuditAction = Literal["unmask", "trace", "search", "export", "purge", "login", "logout", "account"]
+AuditAction = Literal[
+    "unmask", "trace", "search", "export", "purge", "login", "login_failed", "logout", "account"
+]
 
 
 class AuditRow(BaseModel):

@@ -11,6 +11,7 @@ import logging
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -305,3 +306,53 @@ def test_retention_goes_by_arrival_when_the_gate_s_clock_was_not_synced(tmp_path
         assert second.deleted == 1
         assert store.count_entries() == 0
         assert len(AuditLog(store.engine).rows(action="purge")) == 2
+
+
+def log_in_to(client: TestClient, next_target: str, password: str = PASSWORD) -> Any:
+    token = login_form_token(client)
+    form = {"username": "manager", "password": password, "csrf_token": token, "next": next_target}
+    return client.post("/login", data=form)
+
+
+@pytest.mark.parametrize(
+    ("asked", "led_to"),
+    [
+        ("/entries?page=2", "/entries?page=2"),
+        ("/tracing", "/tracing"),
+        ("/export/download?format=csv&unmask=true", "/"),  # an unmasked export, never by a link
+        ("/tracing/export?q=x&format=csv", "/"),
+        ("/api/v1/entries/export?format=csv&unmask=true", "/"),
+        ("/live/entries", "/"),
+        ("//evil.example/", "/"),
+    ],
+)
+def test_a_login_leads_only_to_a_page_never_to_a_download(
+    client: TestClient, asked: str, led_to: str
+) -> None:
+    answer = log_in_to(client, asked)
+    assert (answer.status_code, answer.headers["location"]) == (303, led_to)
+
+
+def test_failed_logins_are_audited_without_what_was_typed(app: FastAPI, client: TestClient) -> None:
+    for _ in range(2):
+        assert log_in_to(client, "/", password="not the password").status_code == 401
+    token = login_form_token(client)
+    typed = {"username": "hunter2-typed-here", "password": "x", "csrf_token": token}
+    assert client.post("/login", data=typed).status_code == 401
+    rows = app.state.web.audit.rows(action="login_failed")
+    known = [row.actor for row in rows if not row.actor.startswith("unknown user #")]
+    unknown = [row.actor for row in rows if row.actor.startswith("unknown user #")]
+    assert known == ["user 'manager'", "user 'manager'"]
+    assert len(unknown) == 1 and "hunter2" not in unknown[0]
+    assert {row.details["why"] for row in rows} == {"wrong_password"}
+    assert all(row.details["client"] for row in rows)
+
+
+def test_a_rate_limited_login_is_audited_too(
+    app: FastAPI, client: TestClient, settings: WebSettings
+) -> None:
+    for _ in range(settings.login_failures_per_user):
+        log_in_to(client, "/", password="wrong")
+    assert log_in_to(client, "/").status_code == 429
+    whys = [row.details["why"] for row in app.state.web.audit.rows(action="login_failed")]
+    assert whys.count("rate_limited") == 1
