@@ -33,7 +33,7 @@ SITE_ID = "demo-site"
 DASHBOARD_HOST = "127.0.0.1"  # the demo's login is printed on screen: never on the network
 DASHBOARD_PORT = 8080  # another free port when this one is taken
 DEMO_USER = "demo"
-DEMO_PASSWORD = "demo-gatescan"
+DEMO_PASSWORD = "demo-gatescan-2026"
 
 
 def demo_payloads() -> list[bytes | None]:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Row, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from server.accounts.password_policy import password_problem
 from server.accounts.passwords import Hasher, PasswordHasher
 from server.clock import Clock, utc_now
 from server.store.tables import api_tokens_table, users_table, web_sessions_table
@@ -36,7 +37,6 @@ __all__ = [
 
 NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 TOKEN_PREFIX = "gst_"
-MIN_PASSWORD_CHARS = 8
 Language = Literal["vi", "en"]
 
 
@@ -143,7 +143,7 @@ class Accounts:
     ) -> None:
         """Create a user; AccountError if the name is taken."""
         _check_name(name)
-        _check_password(password)
+        _check_password(password, name)
         row = {
             "name": name,
             "role": role.label,
@@ -189,7 +189,7 @@ class Accounts:
     def set_password(self, name: str, password: str, *, keep_session: str | None = None) -> int:
         """Give a user a new password and end their sessions but `keep_session` (the one that
         asked, if any): whoever knew the old password is logged out. Returns sessions ended."""
-        _check_password(password)
+        _check_password(password, name)
         encoded = self._hasher.hash(password)
         with self._engine.begin() as conn:
             _update_user(conn, name, password_hash=encoded)
@@ -328,9 +328,10 @@ def _check_name(name: str) -> None:
         raise AccountError(f"bad name {name!r}: 1-64 of A-Z a-z 0-9 _ . @ -")
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise AccountError(f"the password is shorter than {MIN_PASSWORD_CHARS} characters")
+def _check_password(password: str, name: str) -> None:
+    problem = password_problem(password, name)
+    if problem is not None:
+        raise AccountError(problem)
 
 
 def _user_info(row: Any) -> UserInfo:

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from server.accounts.password_policy import MIN_PASSWORD_CHARS, password_problem
 from server.accounts.passwords import HashingBusy
-from server.accounts.users import MIN_PASSWORD_CHARS, AccountError, Role
+from server.accounts.users import AccountError, Role
 from server.dashboard.auth import (
     User,
     busy_retry_s,
@@ -92,6 +93,8 @@ def _change(request: Request, user: User, typed: dict[str, str]) -> str:
         raise _Refusal(t("account.password.same"), 400)
     if len(new) < MIN_PASSWORD_CHARS:  # the rule set_password applies, before any scrypt
         raise _Refusal(t("account.password.policy", n=MIN_PASSWORD_CHARS), 400)
+    if password_problem(new, user.name) is not None:  # easy to guess
+        raise _Refusal(t("account.password.weak"), 400)
 
     client = client_address(request)
     changes = state.password_changes.begin(user.name, client)  # counted if it goes through

@@ -196,6 +196,10 @@ MESSAGES: dict[str, str] = {
     "account.password.mismatch": "The two new passwords do not match.",
     "account.password.same": "The new password must differ from the current one.",
     "account.password.policy": "The new password must have at least {n} characters.",
+    "account.password.weak": (
+        "This password is easy to guess (a common one, or a familiar pattern). Choose a longer"
+        " one, a few words together."
+    ),
     "account.password.too_long": "The new password may have at most {n} characters.",
     "account.password.rate_limited": "Too many wrong passwords. Wait a few minutes and try again.",
     "account.password.too_often": (

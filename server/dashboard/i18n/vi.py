@@ -197,6 +197,10 @@ MESSAGES: dict[str, str] = {
     "account.password.mismatch": "Hai lần nhập mật khẩu mới không khớp nhau.",
     "account.password.same": "Mật khẩu mới phải khác mật khẩu hiện tại.",
     "account.password.policy": "Mật khẩu mới phải có ít nhất {n} ký tự.",
+    "account.password.weak": (
+        "Mật khẩu này dễ đoán (quá phổ biến hoặc theo một mẫu quen thuộc). Hãy chọn mật khẩu"
+        " dài hơn, ví dụ vài từ ghép lại."
+    ),
     "account.password.too_long": "Mật khẩu mới không được dài quá {n} ký tự.",
     "account.password.rate_limited": "Nhập sai quá nhiều lần. Vui lòng đợi vài phút rồi thử lại.",
     "account.password.too_often": (

@@ -195,7 +195,7 @@ def test_a_short_password_or_a_missing_database_changes_nothing(
     app: FastAPI, store: Store, tmp_path: Path
 ) -> None:
     short = gatescan(["user", "passwd", "manager"], db_file(store), "short\n")
-    assert (short.returncode, "shorter than 8" in short.stderr) == (2, True)
+    assert (short.returncode, "shorter than 12" in short.stderr) == (2, True)
     assert Accounts(store.engine, hasher=FAST_HASHER).authenticate("manager", PASSWORD)
 
     typo = tmp_path / "no-such.db"

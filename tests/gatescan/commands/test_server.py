@@ -71,7 +71,10 @@ def test_user_add_refuses_a_taken_name_and_a_short_password(tmp_path: Path) -> N
     again = gatescan(["user", "add", "lan", "--role", "admin", "--db", db], tmp_path, PASSWORD)
     assert (again.returncode, "already exists" in again.stderr) == (2, True)
     short = gatescan(["user", "add", "hoa", "--role", "admin", "--db", db], tmp_path, "abc\n")
-    assert (short.returncode, "shorter than 8" in short.stderr) == (2, True)
+    assert (short.returncode, "shorter than 12" in short.stderr) == (2, True)
+    common = "password1234\n"  # long enough, and one of the most used passwords
+    weak = gatescan(["user", "add", "hoa", "--role", "admin", "--db", db], tmp_path, common)
+    assert (weak.returncode, "easy to guess" in weak.stderr) == (2, True)
     bad_role = gatescan(["user", "add", "hoa", "--role", "root", "--db", db], tmp_path, PASSWORD)
     assert bad_role.returncode == 2
 

@@ -14,7 +14,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from server.accounts.users import MIN_PASSWORD_CHARS, Accounts, Role
+from server.accounts.password_policy import MIN_PASSWORD_CHARS
+from server.accounts.users import Accounts, Role
 from server.dashboard.app import create_web_app
 from server.dashboard.password_page import CHANGED_NOTICE, MAX_PASSWORD_CHARS
 from server.dashboard.settings import WebSettings
@@ -180,8 +181,9 @@ def test_the_limit_lifts_after_its_window(
         (PASSWORD, "", "", "điền đủ cả ba ô"),
         ("", NEW_PASSWORD, NEW_PASSWORD, "điền đủ cả ba ô"),
         (PASSWORD, "y" * (MAX_PASSWORD_CHARS + 1), "y" * (MAX_PASSWORD_CHARS + 1), "dài quá"),
+        (PASSWORD, "password1234", "password1234", "Mật khẩu này dễ đoán"),
     ],
-    ids=["mismatch", "policy", "same-as-old", "new-missing", "current-missing", "too-long"],
+    ids=["mismatch", "policy", "same-as-old", "new-missing", "current-missing", "too-long", "weak"],
 )
 def test_a_new_password_that_will_not_do_is_refused_with_the_reason(
     app: FastAPI, client: TestClient, current: str, new: str, again: str, says: str
