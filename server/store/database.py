@@ -8,7 +8,9 @@ server/store/tables.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,6 +154,27 @@ def _pool_options(url: URL) -> dict[str, Any]:
     return {}
 
 
+def keep_private(path: str | None) -> None:
+    """The database holds names, ID numbers, password hashes and session digests: only its
+    owner may read it. Created 0600 (SQLite makes its -wal and -shm files with the database's
+    own mode), and an existing one readable by others is made so (it was 0644 under the usual
+    umask). In-memory databases (None, "", ":memory:") have no file."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return  # SQLite says so, as before
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+            log.warning("%s was readable by other users: now 0600", path)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path + suffix, 0o600)
+
+
 class Store:
     """Entries, devices and dead letters. Safe to share between threads (one engine, a pool)."""
 
@@ -159,6 +182,7 @@ class Store:
         self.url = database_url(url)
         self._engine: Engine = create_engine(self.url, **_pool_options(self.url))
         if self._engine.dialect.name == "sqlite":
+            keep_private(self._engine.url.database)
 
             def on_connect(dbapi_connection: Any, _record: Any) -> None:
                 _apply_sqlite_pragmas(dbapi_connection, busy_timeout_ms)
