@@ -34,6 +34,7 @@ class BrokerAccess:
     password_file: Path
     acl_file: Path
     allow_anonymous: bool = False
+    username_as_client_id: bool = False  # Mosquitto's use_username_as_clientid
 
 
 def write_password_file(path: Path, passwords: Mapping[str, str]) -> Path:
@@ -175,6 +176,7 @@ class LocalBroker:
             f"allow_anonymous {'true' if self.access.allow_anonymous else 'false'}",
             f"password_file {self.access.password_file}",
             f"acl_file {self.access.acl_file}",
+            f"use_username_as_clientid {'true' if self.access.username_as_client_id else 'false'}",
         ]
 
     def stop(self) -> None:

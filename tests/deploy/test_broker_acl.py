@@ -1,12 +1,13 @@
 """The site's broker security on the real Mosquitto: the ACL file the repo ships
 (deploy/mosquitto/gatescan.acl, used in place, not copied), users made by mosquitto_passwd, and the
-settings of deploy/mosquitto/gatescan.conf that decide who gets in.
+settings of deploy/mosquitto/gatescan.conf that decide who gets in and under which client id.
 
 Why gatescan.conf is not used verbatim: its `listener 1883` binds the standard port on every
 interface, and `persistence true` writes a database under Mosquitto's working or persistence
 folder; a test needs a free loopback port and nothing outside tmp_path. So the test reads the conf
 and carries over what decides security: allow_anonymous (Mosquitto's default, false, if absent),
-that a password_file is required, and the acl_file it names (the file of that name beside it).
+use_username_as_clientid, that a password_file is required, and the acl_file it names (the file of
+that name beside it).
 The rest (listener, persistence, queue limits) is about reachability and durability, not access.
 
 What Mosquitto 2.0.11 does with this ACL, as these tests pin down:
@@ -78,7 +79,13 @@ def device_record(store: Store, device_id: str) -> DeviceRecord | None:
 class PlainClient:
     """A bare paho MQTT v5 client that records what the broker answers: no retries, no logic."""
 
-    def __init__(self, broker: LocalBroker, username: str | None, password: str | None) -> None:
+    def __init__(
+        self,
+        broker: LocalBroker,
+        username: str | None,
+        password: str | None,
+        client_id: str | None = None,
+    ) -> None:
         self.connack: ReasonCode | None = None
         self.messages: list[mqtt.MQTTMessage] = []
         self._answered = threading.Event()
@@ -87,12 +94,14 @@ class PlainClient:
         self._lock = threading.Lock()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"plain-{uuid.uuid4().hex[:8]}",
+            client_id=client_id or f"plain-{uuid.uuid4().hex[:8]}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        self.disconnected = threading.Event()
         self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *_: self.disconnected.set()
         self._client.on_subscribe = self._on_subscribe
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
@@ -153,6 +162,7 @@ def site_broker(tmp_path: Path) -> Iterator[LocalBroker]:
         password_file=write_password_file(tmp_path / "passwd", PASSWORDS),
         acl_file=SITE_CONF.parent / Path(settings["acl_file"]).name,
         allow_anonymous=settings.get("allow_anonymous", "false") == "true",
+        username_as_client_id=settings.get("use_username_as_clientid", "false") == "true",
     )
     with LocalBroker(workdir=tmp_path / "broker", access=access) as broker:
         yield broker
@@ -365,3 +375,39 @@ def test_collector_command_logs_in_with_its_password_and_stores_an_event(
     assert process.returncode == 0, output
     with Store(db) as stored:
         assert [entry.event_id for entry in stored.entries()] == [acked.event_id]
+
+
+def test_a_gate_cannot_take_the_collectors_session_nor_knock_another_gate_off(
+    site_broker: LocalBroker,
+    connect: Callable[[str | None, str | None], PlainClient],
+    collector: Collector,
+    store: Store,
+    tmp_path: Path,
+) -> None:
+    """Without use_username_as_clientid, gate-b's credentials with the collector's client id
+    took its persistent session (and the events queued in it), and with gate-a's id knocked
+    gate-a off. Now a client's id is its user name, whatever it asks for."""
+    gate_a = PlainClient(site_broker, GATE_A, PASSWORDS[GATE_A], client_id=GATE_A)
+    impostors = [
+        PlainClient(site_broker, GATE_B, PASSWORDS[GATE_B], client_id=client_id)
+        for client_id in ("gatescan-collector", COLLECTOR_USER, GATE_A)
+    ]
+    try:
+        assert all(not impostor.connack.is_failure for impostor in impostors if impostor.connack)
+        time.sleep(0.5)  # a takeover would have disconnected them by now
+        assert not gate_a.disconnected.is_set(), "gate-a was knocked off"
+        # The collector still holds its session: a gate's event is stored and acked.
+        with Journal(tmp_path / GATE_A) as journal:
+            event = journal.record(sample_draft(device_id=GATE_A))
+            uplink = gate_uplink(site_broker, journal, GATE_A)
+            uplink.start()
+            try:
+                wait_until(lambda: journal.outbox_depth() == 0, "the collector's ack")
+            finally:
+                uplink.stop()
+        assert [entry.event_id for entry in store.entries()] == [event.event_id]
+        # Two connections of one user share one client id: the later one takes over.
+        assert impostors[0].disconnected.is_set() and impostors[1].disconnected.is_set()
+    finally:
+        for client in (*impostors, gate_a):
+            client.close()
