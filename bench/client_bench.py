@@ -34,10 +34,11 @@ except ImportError:  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.figures import Figure, percentile
-from bench.ingest_gates import PACED, WorkerResult
+from bench.ingest_gates import PACED
 from bench.ingest_site import (
     Segment,
     Site,
+    SiteRun,
     broker_drops,
     raise_open_file_limit,
     site_broker_config,
@@ -55,16 +56,8 @@ QUICK_GATES, QUICK_SEGMENT_S = 200, 4.0
 
 
 @dataclass
-class ClientRun:
-    segments: list[Segment]
-    results: list[WorkerResult]
-    published: int
-    stored: int
-    broker_drops: int
+class ClientRun(SiteRun):
     drained_s: dict[str, float]  # label -> seconds its segments' backlogs took to drain after
-
-    def chosen(self, label: str) -> list[Segment]:
-        return [s for s in self.segments if s.label == label]
 
     def cpu_us_per_event(self, label: str) -> float:
         """The collector process's CPU time per event acked, in microseconds."""
@@ -73,32 +66,13 @@ class ClientRun:
         return 1e6 * cpu_s / max(1, sum(s.settled for s in segments))
 
     def acked_rate(self, label: str) -> float:
-        segments = self.chosen(label)
-        return sum(s.settled for s in segments) / sum(s.end - s.start for s in segments)
+        """Events acked per second (a paced segment settles an event when its ack arrives)."""
+        return self.rate(label)
 
     def p50_p99_ms(self, label: str) -> tuple[float, float]:
         latencies = self.latencies(label)
         p50, p99 = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
         return p50, p99
-
-    def mean_cpu(self, label: str) -> dict[str, float]:
-        """Each process's CPU, % of a core, over the segments of `label`."""
-        segments = self.chosen(label)
-        return {p: sum(s.cpu[p] for s in segments) / len(segments) for p in segments[0].cpu}
-
-    def latencies(self, label: str) -> list[float]:
-        windows = [(s.start, s.end) for s in self.chosen(label)]
-        return [
-            latency
-            for result in self.results
-            for due_at, latency in result.latencies
-            if any(start <= due_at < end for start, end in windows)
-        ]
-
-    @property
-    def lost(self) -> int:
-        unacked = sum(r.unsettled_collector for r in self.results)
-        return unacked + max(0, self.published - self.stored)
 
 
 def label(client: str, rate: float) -> str:
@@ -126,8 +100,7 @@ def run(gates: int, rates: Sequence[float], segment_s: float) -> ClientRun:
             finally:
                 results, stored, _counters = site.finish()
             drops = broker_drops(broker)
-    published = sum(r.published_collector for r in results)
-    return ClientRun(segments, results, published, stored, drops, drained)
+    return ClientRun(segments, results, stored, drops, drained)
 
 
 def figures_for(outcome: ClientRun, gates: int, rates: Sequence[float]) -> list[Figure]:
@@ -177,7 +150,7 @@ def describe(outcome: ClientRun, rates: Sequence[float]) -> str:
         for client in CLIENTS:
             name = label(client, rate)
             p50, p99 = outcome.p50_p99_ms(name)
-            cpu = ", ".join(f"{p} {share:.0f}%" for p, share in outcome.mean_cpu(name).items())
+            cpu = ", ".join(f"{p} {share:.0f}%" for p, share in outcome.cpu(name).items())
             lines.append(
                 f"{name:>18}: {outcome.acked_rate(name):7.0f} events/s acked, collector CPU "
                 f"{outcome.cpu_us_per_event(name):5.1f} us/event, publish->ack p50 {p50:6.1f} "

@@ -53,13 +53,14 @@ except ImportError:  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.figures import Figure, percentile
-from bench.ingest_gates import BARE, BARE_TUNED, COLLECTOR, PACED, WorkerResult
+from bench.ingest_gates import BARE, BARE_TUNED, COLLECTOR, PACED
 from bench.ingest_site import (
-    Segment,
     Site,
+    SiteRun,
     broker_drops,
     open_file_limit,
     raise_open_file_limit,
+    rate_of,
     site_broker_config,
 )
 from gatescan.testing.broker import LocalBroker
@@ -79,41 +80,10 @@ FULL_LOAD_ORDER = (BARE, BARE_TUNED, COLLECTOR)
 
 
 @dataclass
-class Outcome:
+class Outcome(SiteRun):
     gates: int
     window: int
-    segments: list[Segment]
-    results: list[WorkerResult]
-    stored: int
     collector_counters: str
-    broker_drops: int  # times the broker logged dropping messages: must stay 0
-
-    def rate(self, label: str) -> float:
-        return rate_of(self.segments, label)
-
-    def latencies(self, label: str) -> list[float]:
-        """Publish -> ack, in seconds, of the events published in `label`'s measured parts."""
-        windows = [(s.start, s.end) for s in self.segments if s.label == label]
-        return [
-            latency
-            for result in self.results
-            for published_at, latency in result.latencies
-            if any(start <= published_at < end for start, end in windows)
-        ]
-
-    def cpu(self, label: str) -> dict[str, float]:
-        chosen = [s for s in self.segments if s.label == label]
-        return {name: sum(s.cpu[name] for s in chosen) / len(chosen) for name in chosen[0].cpu}
-
-    @property
-    def published(self) -> int:
-        return sum(r.published_collector for r in self.results)
-
-    @property
-    def lost(self) -> int:
-        """Collector events never acked, plus any the database does not hold."""
-        unacked = sum(r.unsettled_collector for r in self.results)
-        return unacked + max(0, self.published - self.stored)
 
 
 def run_interleaved(gates: int, rounds: int, segment_s: float, settle_s: float) -> Outcome:
@@ -141,16 +111,11 @@ def run_interleaved(gates: int, rounds: int, segment_s: float, settle_s: float) 
             finally:
                 results, stored, counters = site.finish()
             drops = broker_drops(broker)
-    return Outcome(gates, site.window, segments, results, stored, counters, drops)
+    return Outcome(segments, results, stored, drops, gates, site.window, counters)
 
 
 def paced_label(baseline: int, fraction: float) -> str:
     return f"paced at {fraction:.2f} x {MODE_NAMES[baseline]}"
-
-
-def rate_of(segments: Sequence[Segment], label: str) -> float:
-    chosen = [s for s in segments if s.label == label]
-    return sum(s.settled for s in chosen) / sum(s.end - s.start for s in chosen)
 
 
 # --- figures ------------------------------------------------------------------------------------

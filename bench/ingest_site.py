@@ -46,7 +46,7 @@ from server.collector.service import RECEIVE_WINDOW
 from server.collector.writer import MAX_BATCH
 
 WORKERS = 2  # simulator processes, one per core
-MODE_NAMES = {BARE: "stock paho", BARE_TUNED: "tuned client"}
+SUBSCRIBER_NAMES = {BARE: "stock paho", BARE_TUNED: "tuned client"}
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SITE_CONFIG = PROJECT_ROOT / "deploy" / "mosquitto" / "gatescan.conf"
 # The site broker's settings that matter for ingest (its listener, users and files do not).
@@ -215,6 +215,55 @@ class Segment:
     cpu: dict[str, float]  # process -> % of one core in the measured part
 
 
+@dataclass
+class SiteRun:
+    """What one run of the site measured: its segments, each gate worker's results, the rows
+    the collector's database holds, and how often the broker logged dropping messages."""
+
+    segments: list[Segment]
+    results: list[WorkerResult]
+    stored: int
+    broker_drops: int  # must stay 0
+
+    def chosen(self, label: str) -> list[Segment]:
+        return [s for s in self.segments if s.label == label]
+
+    def rate(self, label: str) -> float:
+        """Events settled per second over the segments of `label`."""
+        return rate_of(self.segments, label)
+
+    def cpu(self, label: str) -> dict[str, float]:
+        """Each process's CPU, % of a core, over the segments of `label`."""
+        chosen = self.chosen(label)
+        return {name: sum(s.cpu[name] for s in chosen) / len(chosen) for name in chosen[0].cpu}
+
+    def latencies(self, label: str) -> list[float]:
+        """Seconds to the ack of the collector events published (or fallen due, when paced) in
+        `label`'s measured parts."""
+        windows = [(s.start, s.end) for s in self.chosen(label)]
+        return [
+            latency
+            for result in self.results
+            for published_at, latency in result.latencies
+            if any(start <= published_at < end for start, end in windows)
+        ]
+
+    @property
+    def published(self) -> int:
+        return sum(r.published_collector for r in self.results)
+
+    @property
+    def lost(self) -> int:
+        """Collector events never acked, plus any the database does not hold."""
+        unacked = sum(r.unsettled_collector for r in self.results)
+        return unacked + max(0, self.published - self.stored)
+
+
+def rate_of(segments: Sequence[Segment], label: str) -> float:
+    chosen = [s for s in segments if s.label == label]
+    return sum(s.settled for s in chosen) / sum(s.end - s.start for s in chosen)
+
+
 class Site:
     """A broker, the bare subscribers, the collector and the gate workers, all connected."""
 
@@ -283,7 +332,7 @@ class Site:
         assert broker.process is not None
         self.pids = {
             "broker": broker.process.pid,
-            **{f"bare {MODE_NAMES[m]}": p.pid or 0 for m, p in self.subscribers.items()},
+            **{f"bare {SUBSCRIBER_NAMES[m]}": p.pid or 0 for m, p in self.subscribers.items()},
             "collector": self.collector.process.pid,
             **{f"gates {n + 1}": w.pid or 0 for n, w in enumerate(self.workers)},
         }

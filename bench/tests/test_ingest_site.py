@@ -42,7 +42,7 @@ def test_cpu_per_event_and_latencies_come_from_the_segments_of_one_label() -> No
         Segment(3, label("stock", 10), 0.0, 2.0, 1000, {"collector": 50.0}),
         Segment(3, label("tuned", 10), 2.0, 4.0, 1000, {"collector": 25.0}),
     ]
-    run = ClientRun(segments, [], published=2000, stored=2000, broker_drops=0, drained_s={})
+    run = ClientRun(segments, [], stored=2000, broker_drops=0, drained_s={})
     assert run.cpu_us_per_event(label("stock", 10)) == 1000.0  # 1 s of CPU over 1,000 events
     assert run.cpu_us_per_event(label("tuned", 10)) == 500.0
     assert run.acked_rate(label("tuned", 10)) == 500.0

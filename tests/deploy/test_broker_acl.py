@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -217,25 +218,35 @@ def gate_uplink(broker: LocalBroker, journal: Journal, device_id: str) -> Uplink
     )
 
 
-def test_a_gate_logged_in_as_its_device_id_delivers_to_the_collector_which_acks(
-    site_broker: LocalBroker, collector: Collector, store: Store, tmp_path: Path
-) -> None:
-    with Journal(tmp_path / GATE_A) as journal:
-        event = journal.record(sample_draft(device_id=GATE_A))
-        uplink = gate_uplink(site_broker, journal, GATE_A)
+@contextmanager
+def gate_delivering_one_event(
+    broker: LocalBroker, tmp_path: Path, device_id: str
+) -> Iterator[tuple[Event, Uplink]]:
+    """A gate's uplink, started with one event journaled, once the collector has acked it; the
+    uplink stops when the block ends."""
+    with Journal(tmp_path / device_id) as journal:
+        event = journal.record(sample_draft(device_id=device_id))
+        uplink = gate_uplink(broker, journal, device_id)
         uplink.start()
         try:
             wait_until(lambda: journal.outbox_depth() == 0, "the collector's ack")
-            uplink.publish_telemetry(
-                Telemetry(ts=datetime.now(UTC), uptime_s=1.0, fps=30.0, decode_ms=2.0,
-                          outbox_depth=0, clock_synced=True, version="test")
-            )  # fmt: skip
-            wait_until(
-                lambda: getattr(device_record(store, GATE_A), "telemetry", None),
-                "the gate's telemetry at the collector",
-            )
+            yield event, uplink
         finally:
             uplink.stop()
+
+
+def test_a_gate_logged_in_as_its_device_id_delivers_to_the_collector_which_acks(
+    site_broker: LocalBroker, collector: Collector, store: Store, tmp_path: Path
+) -> None:
+    with gate_delivering_one_event(site_broker, tmp_path, GATE_A) as (event, uplink):
+        uplink.publish_telemetry(
+            Telemetry(ts=datetime.now(UTC), uptime_s=1.0, fps=30.0, decode_ms=2.0,
+                      outbox_depth=0, clock_synced=True, version="test")
+        )  # fmt: skip
+        wait_until(
+            lambda: getattr(device_record(store, GATE_A), "telemetry", None),
+            "the gate's telemetry at the collector",
+        )
     wait_until(
         lambda: getattr(device_record(store, GATE_A), "state", None) == "offline",
         "the gate's retained status, offline since it stopped",
@@ -397,14 +408,8 @@ def test_a_gate_cannot_take_the_collectors_session_nor_knock_another_gate_off(
         time.sleep(0.5)  # a takeover would have disconnected them by now
         assert not gate_a.disconnected.is_set(), "gate-a was knocked off"
         # The collector still holds its session: a gate's event is stored and acked.
-        with Journal(tmp_path / GATE_A) as journal:
-            event = journal.record(sample_draft(device_id=GATE_A))
-            uplink = gate_uplink(site_broker, journal, GATE_A)
-            uplink.start()
-            try:
-                wait_until(lambda: journal.outbox_depth() == 0, "the collector's ack")
-            finally:
-                uplink.stop()
+        with gate_delivering_one_event(site_broker, tmp_path, GATE_A) as (event, _uplink):
+            pass
         assert [entry.event_id for entry in store.entries()] == [event.event_id]
         # Two connections of one user share one client id: the later one takes over.
         assert impostors[0].disconnected.is_set() and impostors[1].disconnected.is_set()

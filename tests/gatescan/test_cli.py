@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import cccd_payload, render_code, write_replay_folder
 from protocol.messages import Event
 from server.store.database import Store
+from tests.support.cli import run_gatescan
 
 CARD = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Huế", "21042021")
 
@@ -26,15 +26,7 @@ CARD = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "N�
 def gatescan(
     args: Sequence[str], cwd: Path, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gatescan.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    return run_gatescan(args, cwd, timeout=timeout)
 
 
 def test_agent_with_a_mistyped_config_says_what_to_fix_and_exits_2(tmp_path: Path) -> None:

@@ -3,9 +3,7 @@ runs them: real processes on the real SQLite file a running dashboard (TestClien
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from fastapi.testclient import TestClient
 from server.accounts.users import Accounts, Role
 from server.store.audit import AuditLog
 from server.store.database import Store
+from tests.support.cli import run_gatescan
 from tests.support.web import FAST_HASHER, PASSWORD, log_in, login_form_token
 
 NEW_PASSWORD = "mật khẩu mới dài"
@@ -25,15 +24,7 @@ def gatescan(
     args: Sequence[str], db: Path | str, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """The real command, in its own process, with a known local time zone (Ho Chi Minh City)."""
-    return subprocess.run(
-        [sys.executable, "-m", "gatescan.cli", *args, "--db", str(db)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        env={**os.environ, "TZ": "Asia/Ho_Chi_Minh", "PYTHONUNBUFFERED": "1"},
-    )
+    return run_gatescan([*args, "--db", str(db)], stdin=stdin, env={"TZ": "Asia/Ho_Chi_Minh"})
 
 
 def db_file(store: Store) -> str:

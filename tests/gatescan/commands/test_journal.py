@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from protocol.messages import Event, Rejection
 from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
 from server.collector.service import Collector
 from server.store.database import Store
-from tests.support.paths import PROJECT_ROOT
+from tests.support.cli import run_gatescan
 from tests.support.waiting import wait_until
 
 NAME = "Nguyễn Thị Thu Uyên"
@@ -33,15 +32,7 @@ HEADER = ["seq", "event_id", "recorded_at", "rejected_at", "reason", "detail"]
 
 
 def gatescan(args: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gatescan.cli", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    return run_gatescan(args, timeout=timeout)
 
 
 def record(journal: Journal, count: int, device_id: str = "gate-1") -> list[Event]:

@@ -26,6 +26,7 @@ from protocol.verdicts import Direction
 from server.accounts.users import Accounts, Role
 from server.store.audit import AuditLog
 from server.store.database import Store
+from tests.support.cli import run_gatescan
 from tests.support.waiting import wait_until
 from tests.support.web import cccd_event
 
@@ -35,16 +36,7 @@ PASSWORD = "mật khẩu dài dài"
 def gatescan(
     args: Sequence[str], cwd: Path, stdin: str = "", timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gatescan.cli", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    return run_gatescan(args, cwd, stdin, timeout)
 
 
 def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
