@@ -248,6 +248,7 @@ def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Hea
         resend_after=config.mqtt.resend_after,
         username=broker_user(config, password),
         password=password,
+        tls=config.mqtt.tls,
         on_connection_change=health.set_online,
         placement=Placement(config.site_id, config.location, config.direction),
     )

@@ -33,6 +33,7 @@ from firmware_config.schema import (
     ReplayCamera,
     read_secret,
 )
+from protocol.broker_tls import BrokerTlsError, client_tls_context
 
 PASSWORD_ENV = "GATESCAN_MQTT_PASSWORD"
 CREDENTIAL_NAME = "mqtt_password"  # systemd: LoadCredential=mqtt_password:/etc/gatescan/...
@@ -41,6 +42,9 @@ Origin = Callable[[Keys], str]  # names the file or flag a key path came from
 _PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("data_dir",),
     ("mqtt", "password_file"),
+    ("mqtt", "ca_file"),
+    ("mqtt", "cert_file"),
+    ("mqtt", "key_file"),
     ("camera", "folder"),
 )
 
@@ -78,6 +82,7 @@ def load_config(
         raise ConfigError(problems + problems_from_validation(error, GateConfig, origin)) from None
     password = _find_password(config, env, origin, problems)
     problems += _missing_folders(config, origin)
+    problems += _unusable_tls_files(config, origin)
     if problems:
         raise ConfigError(problems)
     return config.model_copy(update={"mqtt": config.mqtt.with_password(password)})
@@ -319,6 +324,19 @@ def _find_password(
         else:
             problems.append(Problem(f"systemd credential {CREDENTIAL_NAME}", str(error)))
         return None
+
+
+def _unusable_tls_files(config: GateConfig, origin: Origin) -> list[Problem]:
+    """A CA file, client certificate or key that is missing or not what it should be: said now,
+    not as a gate that never connects."""
+    if not config.mqtt.address.tls:
+        return []
+    try:
+        client_tls_context(config.mqtt.tls)
+    except BrokerTlsError as error:
+        keys: Keys = ("mqtt", "cert_file" if "client certificate" in str(error) else "ca_file")
+        return [Problem(origin(keys), str(error), dotted(keys))]
+    return []
 
 
 def _missing_folders(config: GateConfig, origin: Origin) -> list[Problem]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from pydantic_core import PydanticCustomError
 
 from firmware_config.errors import PASSWORD_HOMES
+from protocol.broker_tls import BrokerTls
 from protocol.broker_url import BrokerAddress, CredentialsInBrokerUrl, parse_broker_url
 from protocol.topics import DEVICE_ID_PATTERN
 from protocol.verdicts import CredentialType, Direction
@@ -187,6 +188,17 @@ class MqttConfig(Section):
     password_file: Path | None = Field(
         None, description="File holding the broker password (env and systemd credentials win)."
     )
+    ca_file: Path | None = Field(
+        None,
+        description="The CA that signed the broker's certificate (mqtts:// only; gatescan site "
+        "init's ca.crt): the broker is checked against it alone; none: the system's CA store.",
+    )
+    cert_file: Path | None = Field(
+        None, description="A client certificate (PEM) for a broker that asks for one."
+    )
+    key_file: Path | None = Field(
+        None, description="The client certificate's private key, unless it is in cert_file."
+    )
     keepalive: int = Field(15, ge=2, le=600, description="MQTT keepalive in seconds.")
     resend_after: float = Field(
         10.0, ge=1, le=3600, description="Seconds before an unacknowledged event is sent again."
@@ -209,9 +221,30 @@ class MqttConfig(Section):
             ) from None
         return url.strip()
 
+    @model_validator(mode="after")
+    def _tls_files_need_mqtts(self) -> MqttConfig:
+        named = [key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key)]
+        if named and not parse_broker_url(self.broker).tls:
+            raise PydanticCustomError(
+                "tls_without_mqtts",
+                "{field} is set but the broker is not mqtts:// (no TLS); write mqtts://host:port",
+                {"field": named[0]},
+            )
+        if self.key_file is not None and self.cert_file is None:
+            raise PydanticCustomError(
+                "key_without_cert",
+                "a key file needs its certificate: set mqtt.cert_file too",
+                {"field": "key_file"},
+            )
+        return self
+
     @property
     def address(self) -> BrokerAddress:
         return parse_broker_url(self.broker)
+
+    @property
+    def tls(self) -> BrokerTls:
+        return BrokerTls(self.ca_file, self.cert_file, self.key_file)
 
     def password(self) -> str | None:
         """The broker password found at load time; else read from password_file; else None."""

@@ -16,8 +16,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gatescan.commands import accounts, agent, collector, decode, demo, entries, journal, server
-from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED
+from gatescan.commands import (
+    accounts,
+    agent,
+    collector,
+    decode,
+    demo,
+    entries,
+    journal,
+    server,
+    site,
+)
+from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, ConfigFileError, with_config_file
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command_parser", None) is not None and args.config is not None:
+        try:
+            args = with_config_file(parser, argv, args)
+        except ConfigFileError as exc:
+            print(f"gatescan: --config {args.config}:\n{exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     level = args.log_level or getattr(args, "default_log_level", "info")
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -50,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: info (warning for the demo, whose screen shows what happens)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (agent, collector, server, decode, entries, journal, accounts, demo):
+    for command in (agent, collector, server, site, decode, entries, journal, accounts, demo):
         command.add_parser(commands)
     return parser
 

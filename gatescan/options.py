@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,26 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
         " credential mqtt_password",
     )
     parser.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="a file holding the broker password, read when neither $GATESCAN_MQTT_PASSWORD nor"
+        " the systemd credential mqtt_password gives one",
+    )
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="FILE",
+        help="with an mqtts:// broker: the CA its certificate must be signed by (gatescan site"
+        " init's ca.crt), alone; default: the system's CA store. The host name is checked",
+    )
+    parser.add_argument(
+        "--cert-file", type=Path, metavar="FILE", help="a client certificate for a broker that asks"
+    )
+    parser.add_argument(
+        "--key-file", type=Path, metavar="FILE", help="its key, unless it is in --cert-file"
+    )
+    parser.add_argument(
         "--mqtt-client",
         choices=MQTT_CLIENTS,
         default=MQTT_CLIENTS[0],
@@ -83,13 +104,22 @@ def collector_login(args: argparse.Namespace) -> CollectorLogin:
     $GATESCAN_MQTT_PASSWORD or the systemd credential `mqtt_password`. Raises MqttLoginError
     with a line for the technician."""
     from firmware_config.loader import PasswordFileError, find_mqtt_password
+    from protocol.broker_tls import BrokerTls, BrokerTlsError, client_tls_context
     from protocol.broker_url import BrokerUrlError, parse_broker_url
     from server.app import CollectorLogin
 
+    tls = BrokerTls(args.ca_file, args.cert_file, args.key_file)
     try:
-        parse_broker_url(args.broker)
-        password = find_mqtt_password(os.environ)
-    except (BrokerUrlError, PasswordFileError) as exc:
+        address = parse_broker_url(args.broker)
+        if tls.any_file and not address.tls:
+            raise MqttLoginError(
+                f"--ca-file, --cert-file and --key-file are for TLS, but --broker {args.broker}"
+                " is not mqtts://; write mqtts://host:port"
+            )
+        if address.tls:
+            client_tls_context(tls)  # every file readable and usable, said now
+        password = find_mqtt_password(os.environ, args.password_file)
+    except (BrokerUrlError, BrokerTlsError, PasswordFileError) as exc:
         raise MqttLoginError(str(exc)) from exc
     user = args.username or None
     if user is not None and password is None:
@@ -99,7 +129,42 @@ def collector_login(args: argparse.Namespace) -> CollectorLogin:
             "mqtt_password; logging in as %r without one",
             user,
         )
-    return CollectorLogin(args.broker, args.client_id, user, password, args.mqtt_client)
+    return CollectorLogin(args.broker, args.client_id, user, password, args.mqtt_client, tls)
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """--config FILE: the server's config file (server.toml) gives the flags' defaults; a flag on
+    the command line still wins (see `with_config_file`)."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="server.toml (as `gatescan site init` writes it): its keys are these flags without"
+        " their dashes, broker ones under [mqtt]; flags given here win",
+    )
+    parser.set_defaults(command_parser=parser)
+
+
+class ConfigFileError(ValueError):
+    """The config file cannot be used; str() lists every problem, one per line."""
+
+
+def with_config_file(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, args: argparse.Namespace
+) -> argparse.Namespace:
+    """The command's arguments again, with the --config file's settings as the defaults of its
+    flags: flags given > the file > the flags' own defaults. Raises ConfigFileError."""
+    from firmware_config.errors import ConfigError
+    from server.site.server_config import load_server_config
+
+    try:
+        config = load_server_config(args.config)
+    except ConfigError as exc:
+        raise ConfigFileError(str(exc)) from None
+    command: argparse.ArgumentParser = args.command_parser
+    known = {action.dest for action in command._actions}
+    command.set_defaults(**{k: v for k, v in config.flag_values().items() if k in known})
+    return parser.parse_args(argv)
 
 
 def stop_on_signals() -> threading.Event:

@@ -20,9 +20,10 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.broker_tls import BrokerTls
 from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
@@ -44,6 +45,8 @@ class CollectorLogin:
     username: str | None = None
     password: str | None = None
     mqtt_client: str = MqttClient.TUNED.value  # a MqttClient value (`--mqtt-client`)
+    # The CA file (and a client certificate) for an mqtts:// broker.
+    tls: BrokerTls = field(default_factory=BrokerTls)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ def init_collector(store: Store, login: CollectorLogin | None) -> Collector | No
         username=login.username,
         password=login.password,
         mqtt_client=MqttClient(login.mqtt_client),
+        tls=login.tls,
     )
 
 

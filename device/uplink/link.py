@@ -37,6 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from device.journal.journal import Journal
 from device.uplink.inflight import InFlightWindow
+from protocol.broker_tls import BrokerTls, client_tls_context
 from protocol.broker_url import parse_broker_url
 from protocol.messages import MessageError, Rejection, Status, Telemetry, parse_message
 from protocol.text import printable
@@ -114,6 +115,7 @@ class Uplink:
         username: str | None = None,
         password: str | None = None,
         client_id: str | None = None,
+        tls: BrokerTls | None = None,
         on_connection_change: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
@@ -125,6 +127,9 @@ class Uplink:
             raise ValueError(f"resend_after must be positive, not {resend_after}")
         self._address = parse_broker_url(broker_url)
         self._broker_url = broker_url
+        self._tls = tls or BrokerTls()
+        if self._tls.any_file and not self._address.tls:
+            raise ValueError(f"TLS files given for {broker_url!r}, which is not mqtts://")
         self._status_topic = device_topic(device_id, Topic.STATUS)
         self._events_topic = device_topic(device_id, Topic.EVENTS)
         self._telemetry_topic = device_topic(device_id, Topic.TELEMETRY)
@@ -347,7 +352,9 @@ class Uplink:
         if username is not None:
             client.username_pw_set(username, password)
         if self._address.tls:
-            client.tls_set()
+            # The broker's certificate against tls.ca_file (else the system's CAs), its name
+            # checked, TLS 1.2 at least. Raises BrokerTlsError for a file that cannot be used.
+            client.tls_set_context(client_tls_context(self._tls))
         client.will_set(self._status_topic, self._will_payload(), qos=1, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
         client.on_connect = _logging_failures(self._on_connect)

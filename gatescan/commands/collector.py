@@ -11,6 +11,7 @@ from gatescan.options import (
     Commands,
     MqttLoginError,
     add_broker_options,
+    add_config_option,
     add_db_option,
     collector_login,
     stop_on_signals,
@@ -21,6 +22,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     collector = commands.add_parser("collector", help="store gate events in a database")
     add_broker_options(collector)
     add_db_option(collector)
+    add_config_option(collector)
     collector.set_defaults(run=run)
 
 

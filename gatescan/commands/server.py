@@ -14,6 +14,7 @@ from gatescan.options import (
     Commands,
     MqttLoginError,
     add_broker_options,
+    add_config_option,
     add_db_option,
     collector_login,
     stop_on_signals,
@@ -31,6 +32,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     server = commands.add_parser("server", help="collector and dashboard in one process")
     add_broker_options(server)
     _add_web_options(server)
+    add_config_option(server)
     server.set_defaults(run=run_server)
 
     web = commands.add_parser("web", help="the dashboard alone, on a collector's database")

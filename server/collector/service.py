@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from protocol.broker_tls import BrokerTls, client_tls_context
 from protocol.broker_url import parse_broker_url
 from protocol.topics import Topic, device_topic, subscription
 from server.collector.batch import MessageHandler, utc_now
@@ -88,10 +89,14 @@ class Collector:
         max_batch: int = MAX_BATCH,
         receive_window: int = RECEIVE_WINDOW,
         mqtt_client: MqttClient = MqttClient.TUNED,
+        tls: BrokerTls | None = None,
     ) -> None:
         """`failpoints`: None reads GATESCAN_FAILPOINTS (unset in production: inert), so the
         crash tests can arm the real `gatescan collector` process from its environment."""
         self._address = parse_broker_url(broker_url)
+        self._tls = tls or BrokerTls()
+        if self._tls.any_file and not self._address.tls:
+            raise ValueError(f"TLS files given for {broker_url!r}, which is not mqtts://")
         self._session_expiry = session_expiry
         self._receive_window = receive_window
         self.counters = CollectorCounters()
@@ -133,7 +138,9 @@ class Collector:
         if username is not None:
             client.username_pw_set(username, password)
         if self._address.tls:
-            client.tls_set()  # the system's CA store; the broker's name is checked
+            # The broker's certificate against tls.ca_file (else the system's CAs), its name
+            # checked, TLS 1.2 at least. Raises BrokerTlsError for a file that cannot be used.
+            client.tls_set_context(client_tls_context(self._tls))
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe

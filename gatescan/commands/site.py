@@ -1,0 +1,99 @@
+"""`gatescan site init DIR`: a server installation's CA, broker certificate, Mosquitto config,
+users and ACL, and server.toml (server/site/installation.py writes them)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands
+
+DEFAULT_MQTT_PORT = 8883
+DEFAULT_LOOPBACK_PORT = 1883
+DEFAULT_WEB_PORT = 8080
+
+
+def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    site = commands.add_parser("site", help="set up a server installation (site init DIR)")
+    actions = site.add_subparsers(title="actions", metavar="ACTION")
+    init = actions.add_parser(
+        "init",
+        help="write a CA, the broker's TLS certificate and config, and server.toml into DIR",
+        description="Write what a server installation needs into DIR: its own CA, the broker's"
+        " certificate, mosquitto.conf (TLS listener, plain MQTT on loopback only), the"
+        " collector's broker user and password file, the ACL, and server.toml for"
+        " `gatescan server --config DIR/server.toml`.",
+    )
+    init.add_argument("folder", metavar="DIR", type=Path)
+    init.add_argument(
+        "--host",
+        action="append",
+        metavar="NAME",
+        help="the broker's name or address on the LAN, as gates will write it in mqtts://NAME"
+        " (may be given more than once; the first goes in server.toml; default: this machine's"
+        " host name). localhost, 127.0.0.1 and ::1 are always in the certificate",
+    )
+    init.add_argument("--mqtt-port", type=int, default=DEFAULT_MQTT_PORT, metavar="P",
+                      help="the TLS listener's port (default: %(default)s)")  # fmt: skip
+    init.add_argument(
+        "--loopback-port",
+        type=int,
+        default=DEFAULT_LOOPBACK_PORT,
+        metavar="P",
+        help="plain MQTT on 127.0.0.1 only (default: %(default)s; 0: none)",
+    )
+    init.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT, metavar="W",
+                      help="the dashboard's port (default: %(default)s)")  # fmt: skip
+    init.add_argument(
+        "--db", default="gatescan.db", help="the database server.toml names (default: %(default)s"
+        ", in DIR)",
+    )  # fmt: skip
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing installation (and its CA)"
+    )
+    init.set_defaults(run=run_init)
+    site.set_defaults(run=lambda _args: _usage(site))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from server.site.installation import SiteInitError, SiteRequest, init_site
+
+    request = SiteRequest(
+        folder=args.folder,
+        hosts=tuple(args.host or [socket.gethostname()]),
+        mqtt_port=args.mqtt_port,
+        loopback_port=args.loopback_port or None,
+        web_port=args.web_port,
+        db=args.db,
+        force=args.force,
+    )
+    try:
+        installation = init_site(request)
+    except SiteInitError as exc:
+        print(f"gatescan site init: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"gatescan site init: cannot write {exc.filename or args.folder}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    files = installation.files
+    print(f"gatescan site init: wrote {len(installation.written)} files in {files.folder}")
+    print(f"  broker:    mosquitto -c {files.conf}   ({installation.broker_url})")
+    print(f"  server:    gatescan server --config {installation.server_config}")
+    print(f"  each gate: mqtt.broker = {installation.broker_url!r}, mqtt.ca_file = a copy of"
+          f" {files.ca_file}")  # fmt: skip
+    print(f"  gate users: mosquitto_passwd {files.password_file} GATE-ID")
+    if installation.broker_owner is None:
+        print(
+            "  the broker reads its key, password file and data folder as the `mosquitto` user:"
+            f" chown mosquitto: {files.keyfile} {files.certfile} {files.password_file}"
+            f" {files.persistence}"
+        )
+    return EXIT_OK

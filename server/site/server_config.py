@@ -1,0 +1,134 @@
+"""The server's config file (`gatescan server --config server.toml`, `gatescan collector` too):
+the same settings as the command's flags, typed, so a typo is an error naming the key.
+
+    load_server_config(path) -> ServerConfig          or ConfigError listing every problem
+    ServerConfig.flag_values() -> {"broker": ..., ...}  what the file sets, by the flags' names
+
+Each key is a flag of `gatescan server` without its dashes (`site_timezone` is
+`--site-timezone`); the broker's are under [mqtt] (`client` is `--mqtt-client`). A key the file
+leaves out keeps the flag's default, and a flag given on the command line beats the file. Relative
+paths (password_file, ca_file, cert_file, key_file, a SQLite db) are relative to the file's
+folder, so an installation's folder can move as a whole. The broker password is never in the
+file: `password_file` names the file that holds it ($GATESCAN_MQTT_PASSWORD and the systemd
+credential mqtt_password still come first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from firmware_config.errors import ConfigError, problems_from_validation
+from firmware_config.loader import read_config_file
+from protocol.broker_url import BrokerUrlError, parse_broker_url
+
+_SQLITE = "sqlite:///"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerMqtt(_Section):
+    """[mqtt]: how the collector reaches the broker. None: the flag's default."""
+
+    broker: str | None = Field(None, description="--broker: mqtt://host:port or mqtts://...")
+    username: str | None = Field(None, description="--username: the broker user ('' anonymous).")
+    password_file: Path | None = Field(None, description="--password-file: the broker password.")
+    client_id: str | None = Field(None, min_length=1, description="--client-id.")
+    ca_file: Path | None = Field(None, description="--ca-file: the CA of the broker's cert.")
+    cert_file: Path | None = Field(None, description="--cert-file: a client certificate.")
+    key_file: Path | None = Field(None, description="--key-file: its key, if not in cert_file.")
+    client: Literal["tuned", "stock"] | None = Field(None, description="--mqtt-client.")
+
+    @field_validator("broker")
+    @classmethod
+    def _is_broker_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            try:
+                parse_broker_url(url)
+            except BrokerUrlError as error:
+                raise ValueError(str(error)) from None
+        return url
+
+    @model_validator(mode="after")
+    def _tls_files_need_mqtts(self) -> ServerMqtt:
+        named = [key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key)]
+        if named and self.broker is not None and not parse_broker_url(self.broker).tls:
+            raise PydanticCustomError(
+                "tls_without_mqtts",
+                "{field} is set but the broker is not mqtts:// (no TLS); write mqtts://host:port",
+                {"field": named[0]},
+            )
+        return self
+
+
+class ServerConfig(_Section):
+    """The whole file. Keys left out keep the flags' defaults."""
+
+    db: str | None = Field(None, min_length=1, description="--db: SQLAlchemy URL or SQLite file.")
+    listen: str | None = Field(None, description="--listen: HOST:PORT of the dashboard.")
+    site_timezone: str | None = Field(None, description="--site-timezone, e.g. Asia/Ho_Chi_Minh.")
+    language: Literal["vi", "en"] | None = Field(None, description="--language.")
+    offline_after: float | None = Field(None, gt=0, description="--offline-after, seconds.")
+    tracing_window: int | None = Field(None, gt=0, description="--tracing-window, minutes.")
+    session_idle: float | None = Field(None, gt=0, description="--session-idle, seconds.")
+    retention_days: int | None = Field(None, ge=0, description="--retention-days; 0: keep all.")
+    secure_cookies: bool | None = Field(None, description="--secure-cookies (behind HTTPS).")
+    mqtt: ServerMqtt = Field(default_factory=ServerMqtt)
+
+    @field_validator("listen")
+    @classmethod
+    def _is_host_and_port(cls, listen: str | None) -> str | None:
+        if listen is not None:
+            _, sep, port = listen.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected HOST:PORT, e.g. 127.0.0.1:8080, got {listen!r}")
+        return listen
+
+    def flag_values(self) -> dict[str, Any]:
+        """What the file sets, by the flags' argparse names (`--mqtt-client` is mqtt_client)."""
+        values = {key: value for key, value in self if key != "mqtt" and value is not None}
+        for key, value in self.mqtt:
+            if value is not None:
+                values["mqtt_client" if key == "client" else key] = value
+        return values
+
+
+def load_server_config(path: Path) -> ServerConfig:
+    """The server's config file, relative paths anchored at its folder. Raises ConfigError with
+    one line per problem (`server.toml: mqtt.ca_fle: unknown key; did you mean 'ca_file'?`)."""
+    raw = read_config_file(path)
+    try:
+        config = ServerConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = problems_from_validation(error, ServerConfig, lambda _keys: str(path))
+        raise ConfigError(problems) from None
+    return _anchored(config, path.absolute().parent)
+
+
+def _anchored(config: ServerConfig, base: Path) -> ServerConfig:
+    mqtt_paths = {
+        key: base / value
+        for key in ("password_file", "ca_file", "cert_file", "key_file")
+        if isinstance(value := getattr(config.mqtt, key), Path) and not value.is_absolute()
+    }
+    update: dict[str, Any] = {"mqtt": config.mqtt.model_copy(update=mqtt_paths)}
+    if config.db is not None:
+        update["db"] = _anchored_db(config.db, base)
+    return config.model_copy(update=update)
+
+
+def _anchored_db(db: str, base: Path) -> str:
+    """A relative SQLite file (a path, or sqlite:///name.db) is relative to the file's folder."""
+    if db.startswith(_SQLITE):
+        name = db.removeprefix(_SQLITE)
+        if name and name != ":memory:" and not Path(name).is_absolute():
+            return _SQLITE + str(base / name)
+        return db
+    if "://" in db or Path(db).is_absolute():
+        return db
+    return str(base / db)
