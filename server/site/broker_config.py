@@ -58,21 +58,26 @@ topic write gatescan/v1/devices/+/ack
 """
 
 _HEADER = """\
-# Mosquitto for a gatescan site, as `gatescan site init {folder}` writes it: every client logs in
-# over TLS, and the ACL confines each gate to its own topics.
+# Mosquitto for a gatescan site, as `gatescan site init` writes it for the installation in
+#   {folder}
+# Every client logs in over TLS, and the ACL confines each gate to its own topics.
 {how_to_run}
 # Gates log in with a user of their own (the user name IS the device id); add one with
 #   mosquitto_passwd {password_file} gate-hq-01
-# The broker reads its key, the password file and the ACL as the `mosquitto` user (it drops root
-# before it reads the password file): `site init` run as root makes them the `mosquitto` user's;
-# else run `chown mosquitto: {key} {password_file} && chown -R mosquitto: {data}`. After a
-# change, `systemctl reload mosquitto` (SIGHUP) rereads the password and ACL files.
+# Mosquitto 2.0 drops root (for the `mosquitto` user) before it reads the password file, so its
+# key, password file and data folder are that user's, still 0600: `site init` run as root sees to
+# it; else, as root:
+#   chown mosquitto: {key} {password_file}
+#   chown -R mosquitto: {data}
+# After a change, `systemctl reload mosquitto` (SIGHUP) rereads the password and ACL files.
 """
 _STANDALONE = """\
-# Run it as it is: `mosquitto -c {conf}` (as root: it switches to the `mosquitto` user)."""
+# Run it as it is, as root (it switches to the `mosquitto` user):
+#   mosquitto -c {conf}"""
 _DROP_IN = """\
-# This is the drop-in form, for Debian's /etc/mosquitto/conf.d/gatescan.conf: its main
-# mosquitto.conf sets where persistence is kept. (`site init` writes a standalone {conf}.)"""
+# The drop-in form, for Debian's /etc/mosquitto/conf.d/gatescan.conf (its main mosquitto.conf says
+# where persistence is kept); `site init` writes the standalone form as
+#   {conf}"""
 
 _SETTINGS = """\
 per_listener_settings false
@@ -102,7 +107,7 @@ max_packet_size 65536
 
 _TLS_LISTENER = """\
 # The site's listener, on every interface: TLS only, so gate passwords, ID numbers and names never
-# cross the LAN readable. The certificate is signed by the installation's own CA ({ca_file}),
+# cross the LAN readable. The certificate is signed by the installation's own CA (cafile below),
 # which gates (mqtt.ca_file) and the collector (ca_file in server.toml) check it against, with
 # its host name. TLS 1.2 at least (Mosquitto 2.0's tls_version is the lowest it accepts): 1.0 and
 # 1.1 are refused at the handshake. cafile is read only for client certificates: add

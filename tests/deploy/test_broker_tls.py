@@ -1,0 +1,355 @@
+"""The site's broker over TLS, on the real Mosquitto 2.0.11 run from the config `gatescan site
+init` writes (`mosquitto -c DIR/mosquitto.conf`, unchanged but for the control cases), with the
+CA and certificates it makes, real paho clients, the gate's Uplink and the Collector.
+
+TLS below 1.2: this machine's OpenSSL 3.0 can still speak TLS 1.0 and 1.1, but only at security
+level 0 (its default level refuses the SHA-1 signatures those versions need, on the client's side
+and on the broker's). So the client willing to speak them sets `@SECLEVEL=0`, and the control
+broker that lets it in sets `tls_version tlsv1.1` and `ciphers DEFAULT:@SECLEVEL=0`. That the
+generated broker refuses the same client also with `ciphers DEFAULT:@SECLEVEL=0` added shows that
+its `tls_version tlsv1.2` is what refuses it. (Mosquitto 2.0's tls_version is the lowest version a
+listener accepts: with tlsv1.1 it still refuses TLS 1.0.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from device.journal.journal import Journal
+from device.uplink.link import Uplink
+from gatescan.testing.samples import sample_draft
+from protocol.broker_tls import BrokerTls, client_tls_context
+from server.collector.service import Collector, MqttClient
+from server.site.certificates import new_authority, write_certificate
+from server.site.installation import Installation
+from server.store.database import Store
+from tests.support import waiting
+from tests.support.paths import PROJECT_ROOT
+from tests.support.tls_site import SiteBroker, loopback_port, new_site, site_folder, tls_port
+
+GATE = "gate-a"
+GATE_PASSWORD = "a-secret-for-tls"
+TIMEOUT = 10.0
+
+
+@pytest.fixture
+def site() -> Iterator[Installation]:
+    with site_folder() as folder:
+        yield new_site(folder, gates={GATE: GATE_PASSWORD})
+
+
+@pytest.fixture
+def broker(site: Installation) -> Iterator[SiteBroker]:
+    with SiteBroker(site.files.conf, tls_port(site)) as running:
+        yield running
+
+
+def collector_password(site: Installation) -> str:
+    return (site.files.folder / "collector.password").read_text(encoding="utf-8").strip()
+
+
+class TlsClient:
+    """A bare paho MQTT v5 client: connects, records the CONNACK or the disconnection."""
+
+    def __init__(self, username: str, password: str, tls: ssl.SSLContext | None) -> None:
+        self.connack: ReasonCode | None = None
+        self.answered = threading.Event()
+        self.disconnected = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=username, protocol=MQTTProtocolVersion.MQTTv5
+        )
+        self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_: self.disconnected.set()
+
+    def _on_connect(
+        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        self.connack = reason
+        self.answered.set()
+
+    def connect(self, host: str, port: int) -> TlsClient:
+        self.client.connect(host, port)
+        self.client.loop_start()
+        return self
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def site_tls(site: Installation) -> BrokerTls:
+    return BrokerTls(ca_file=site.files.ca_file)
+
+
+def test_the_generated_config_runs_as_written_and_listens_only_where_it_says(
+    site: Installation, broker: SiteBroker
+) -> None:
+    opened = {int(port) for port in re.findall(r"listen socket on port (\d+)", broker.log())}
+    conf = site.files.conf.read_text(encoding="utf-8")
+
+    # Never a default listener on 1883: a listener setting above the first `listener` line
+    # (use_username_as_clientid) would open one on every interface, in clear text.
+    assert opened == {tls_port(site), loopback_port(site)}, broker.log()
+    assert "tls_version tlsv1.2" in conf
+    assert f"listener {loopback_port(site)} 127.0.0.1" in conf.splitlines()
+    assert conf.count("use_username_as_clientid true") == 2  # one per listener
+
+
+def test_a_gate_and_the_collector_over_tls_deliver_an_event_end_to_end(
+    site: Installation, broker: SiteBroker, tmp_path: Path
+) -> None:
+    with Store(tmp_path / "collector.db") as store:
+        collector = Collector(
+            broker_url=site.broker_url,
+            store=store,
+            client_id="collector",
+            username="collector",
+            password=collector_password(site),
+            mqtt_client=MqttClient.TUNED,
+            tls=site_tls(site),
+        )
+        collector.start()
+        try:
+            assert collector.wait_until_subscribed(TIMEOUT), broker.log()
+            with Journal(tmp_path / GATE) as journal:
+                event = journal.record(sample_draft(device_id=GATE))
+                uplink = Uplink(
+                    device_id=GATE,
+                    broker_url=site.broker_url,
+                    journal=journal,
+                    version="test",
+                    boot_id="boot-1",
+                    resend_after=0.5,
+                    username=GATE,
+                    password=GATE_PASSWORD,
+                    tls=site_tls(site),
+                )
+                uplink.start()
+                try:
+                    waiting.wait_until(
+                        lambda: journal.outbox_depth() == 0, TIMEOUT, "the collector's ack"
+                    )
+                finally:
+                    uplink.stop()
+        finally:
+            collector.stop()
+        assert [entry.event_id for entry in store.entries()] == [event.event_id]
+
+
+def test_the_collector_command_runs_on_the_generated_server_toml(
+    site: Installation, broker: SiteBroker, tmp_path: Path
+) -> None:
+    """`gatescan collector --config DIR/server.toml` as a process: the mqtts:// URL, the CA file
+    and the password file all come from the file; a flag (--db) still beats it."""
+    db = tmp_path / "cli.db"
+    command = [sys.executable, "-m", "gatescan.cli", "collector",
+               "--config", str(site.server_config), "--db", str(db)]  # fmt: skip
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("GATESCAN_MQTT_PASSWORD", "CREDENTIALS_DIRECTORY")
+    }
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        with Journal(tmp_path / GATE) as journal:
+            event = journal.record(sample_draft(device_id=GATE))
+            uplink = Uplink(
+                device_id=GATE, broker_url=site.broker_url, journal=journal, version="test",
+                boot_id="boot-1", resend_after=0.5, username=GATE, password=GATE_PASSWORD,
+                tls=site_tls(site),
+            )  # fmt: skip
+            uplink.start()
+            try:
+                waiting.wait_until(lambda: journal.outbox_depth() == 0, 30, "the collector's ack")
+            finally:
+                uplink.stop()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+    assert process.returncode == 0, output
+    with Store(db) as stored:
+        assert [entry.event_id for entry in stored.entries()] == [event.event_id]
+
+
+def test_a_client_trusting_another_ca_refuses_the_broker(
+    site: Installation, broker: SiteBroker, tmp_path: Path
+) -> None:
+    other = new_authority("someone else's CA")
+    write_certificate(tmp_path / "other-ca.crt", other.certificate)
+    client = TlsClient(
+        GATE, GATE_PASSWORD, client_tls_context(BrokerTls(ca_file=tmp_path / "other-ca.crt"))
+    )
+
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+        client.connect("localhost", tls_port(site))
+
+
+def test_a_certificate_for_another_name_is_refused_by_the_hostname_check(
+    site: Installation, broker: SiteBroker
+) -> None:
+    # 127.0.0.2 reaches the same broker (the TLS listener binds every address), but its
+    # certificate names localhost, 127.0.0.1 and ::1 only.
+    client = TlsClient(GATE, GATE_PASSWORD, client_tls_context(site_tls(site)))
+
+    with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
+        client.connect("127.0.0.2", tls_port(site))
+
+
+def test_the_right_ca_lets_a_gate_log_in_and_its_certificate_names_the_host(
+    site: Installation, broker: SiteBroker
+) -> None:
+    client = TlsClient(GATE, GATE_PASSWORD, client_tls_context(site_tls(site)))
+    try:
+        client.connect("localhost", tls_port(site))
+        assert client.answered.wait(TIMEOUT), broker.log()
+        assert client.connack is not None and not client.connack.is_failure
+        assert client.client.socket().version() in ("TLSv1.2", "TLSv1.3")
+    finally:
+        client.close()
+
+
+def test_plain_mqtt_to_the_tls_port_gets_no_connack(site: Installation, broker: SiteBroker) -> None:
+    client = TlsClient("collector", collector_password(site), tls=None)
+    try:
+        client.connect("127.0.0.1", tls_port(site))  # the TCP connection itself opens
+
+        assert client.disconnected.wait(TIMEOUT), "the broker kept a plain MQTT connection"
+        assert client.connack is None
+    finally:
+        client.close()
+
+
+def weak_client_context(ca_file: Path) -> ssl.SSLContext:
+    """A client willing to speak TLS 1.0 and 1.1 only (and at security level 0: OpenSSL 3's
+    default level refuses them on the client's side)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(ca_file)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1 and TLSv1_1 are deprecated
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
+def handshake(context: ssl.SSLContext, port: int) -> str | None:
+    """The TLS version agreed with the broker on this port, or raises ssl.SSLError."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        return tls.version()
+
+
+def broker_variant(site: Installation, name: str, *, tls_version: str, weak_ciphers: bool) -> Path:
+    """The generated config with its tls_version replaced (and SECLEVEL=0 ciphers added)."""
+    text = site.files.conf.read_text(encoding="utf-8")
+    assert "tls_version tlsv1.2\n" in text
+    listener = f"tls_version {tls_version}\n" + (
+        "ciphers DEFAULT:@SECLEVEL=0\n" if weak_ciphers else ""
+    )
+    variant = site.files.conf.with_name(name)
+    variant.write_text(text.replace("tls_version tlsv1.2\n", listener), encoding="utf-8")
+    return variant
+
+
+@pytest.mark.parametrize("weak_ciphers", [False, True], ids=["as-generated", "seclevel-0-ciphers"])
+def test_a_client_offering_only_tls_1_0_or_1_1_is_refused(
+    site: Installation, weak_ciphers: bool
+) -> None:
+    conf = broker_variant(site, "weak-ciphers.conf", tls_version="tlsv1.2", weak_ciphers=True)
+    conf = conf if weak_ciphers else site.files.conf
+    with SiteBroker(conf, tls_port(site)) as running:
+        with pytest.raises(ssl.SSLError, match=r"PROTOCOL_VERSION|protocol version"):
+            handshake(weak_client_context(site.files.ca_file), tls_port(site))
+        assert "unsupported protocol" in running.log()
+
+
+def test_control_the_same_weak_client_gets_in_where_the_broker_allows_tls_1_1(
+    site: Installation,
+) -> None:
+    conf = broker_variant(site, "tls11.conf", tls_version="tlsv1.1", weak_ciphers=True)
+    with SiteBroker(conf, tls_port(site)) as running:
+        assert handshake(weak_client_context(site.files.ca_file), tls_port(site)) == "TLSv1.1", (
+            running.log()
+        )
+
+
+def this_machines_lan_address() -> str | None:
+    """This machine's address on its default route, if it has one other than loopback. (A UDP
+    connect sends nothing; it only picks the source address.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+def test_the_plain_listener_answers_on_loopback_only(
+    site: Installation, broker: SiteBroker
+) -> None:
+    port = loopback_port(site)
+    local = TlsClient("collector", collector_password(site), tls=None)
+    try:
+        local.connect("127.0.0.1", port)
+        assert local.answered.wait(TIMEOUT) and local.connack is not None
+        assert not local.connack.is_failure
+    finally:
+        local.close()
+    address = this_machines_lan_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback to try the plain listener on")
+
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((address, port), timeout=TIMEOUT).close()
+    # The TLS listener, on every interface, does answer there: the refusal is the plain one's.
+    socket.create_connection((address, tls_port(site)), timeout=TIMEOUT).close()
+
+
+def test_a_gate_cannot_take_the_collectors_client_id_over_tls(
+    site: Installation, broker: SiteBroker
+) -> None:
+    """use_username_as_clientid holds on the TLS listener (it is a per-listener setting)."""
+    context = client_tls_context(site_tls(site))
+    collector = TlsClient("collector", collector_password(site), context).connect(
+        "localhost", tls_port(site)
+    )
+    impostor = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="collector", protocol=MQTTProtocolVersion.MQTTv5
+    )
+    impostor.username_pw_set(GATE, GATE_PASSWORD)
+    impostor.tls_set_context(client_tls_context(site_tls(site)))
+    connected = threading.Event()
+    impostor.on_connect = lambda *_: connected.set()
+    try:
+        assert collector.answered.wait(TIMEOUT)
+        impostor.connect("localhost", tls_port(site))
+        impostor.loop_start()
+        assert connected.wait(TIMEOUT)
+        assert not collector.disconnected.wait(1.0), "the gate took the collector's client id"
+    finally:
+        impostor.disconnect()
+        impostor.loop_stop()
+        collector.close()
