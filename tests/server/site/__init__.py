@@ -1,0 +1,1 @@
+"""Tests of server/site/: the installation site init writes, and server.toml."""
