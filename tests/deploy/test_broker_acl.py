@@ -2,13 +2,12 @@
 (deploy/mosquitto/gatescan.acl, used in place, not copied), users made by mosquitto_passwd, and the
 settings of deploy/mosquitto/gatescan.conf that decide who gets in and under which client id.
 
-Why gatescan.conf is not used verbatim: its `listener 1883` binds the standard port on every
-interface, and `persistence true` writes a database under Mosquitto's working or persistence
-folder; a test needs a free loopback port and nothing outside tmp_path. So the test reads the conf
-and carries over what decides security: allow_anonymous (Mosquitto's default, false, if absent),
-use_username_as_clientid, that a password_file is required, and the acl_file it names (the file of
-that name beside it).
-The rest (listener, persistence, queue limits) is about reachability and durability, not access.
+Why gatescan.conf is not used verbatim here: its listeners are fixed ports (TLS on 8883, plain
+MQTT on 127.0.0.1:1883) and it names files under /etc/gatescan/site; these tests speak plain MQTT
+to a free loopback port. So the test reads the conf and carries over what decides access:
+allow_anonymous (Mosquitto's default, false, if absent), use_username_as_clientid, that a
+password_file is required, and the acl_file it names (the file of that name beside it). The
+config `gatescan site init` writes, TLS and all, runs verbatim in test_broker_tls.py.
 
 What Mosquitto 2.0.11 does with this ACL, as these tests pin down:
 - CONNECT with no user, an unknown user or a wrong password: CONNACK 0x87 "Not authorized" under
