@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import tomllib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,21 +154,23 @@ def test_a_gate_and_the_collector_over_tls_deliver_an_event_end_to_end(
         assert [entry.event_id for entry in store.entries()] == [event.event_id]
 
 
-def test_the_collector_command_runs_on_the_generated_server_toml(
-    site: Installation, broker: SiteBroker, tmp_path: Path
+@pytest.mark.parametrize("command", ["collector", "server"])
+def test_the_server_commands_run_on_the_generated_server_toml(
+    site: Installation, broker: SiteBroker, tmp_path: Path, command: str
 ) -> None:
-    """`gatescan collector --config DIR/server.toml` as a process: the mqtts:// URL, the CA file
-    and the password file all come from the file; a flag (--db) still beats it."""
+    """`gatescan collector|server --config DIR/server.toml` as a process: the mqtts:// URL, the CA
+    file, the password file (and the dashboard's address) come from the file; a flag (--db)
+    still beats it."""
     db = tmp_path / "cli.db"
-    command = [sys.executable, "-m", "gatescan.cli", "collector",
-               "--config", str(site.server_config), "--db", str(db)]  # fmt: skip
+    command_line = [sys.executable, "-m", "gatescan.cli", command,
+                    "--config", str(site.server_config), "--db", str(db)]  # fmt: skip
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("GATESCAN_MQTT_PASSWORD", "CREDENTIALS_DIRECTORY")
     }
     process = subprocess.Popen(
-        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        command_line, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
     try:
@@ -189,6 +192,9 @@ def test_the_collector_command_runs_on_the_generated_server_toml(
     assert process.returncode == 0, output
     with Store(db) as stored:
         assert [entry.event_id for entry in stored.entries()] == [event.event_id]
+    if command == "server":
+        listen = tomllib.loads(site.server_config.read_text())["listen"]
+        assert f"gatescan dashboard on http://{listen}/" in output
 
 
 def test_a_client_trusting_another_ca_refuses_the_broker(
@@ -282,7 +288,9 @@ def test_a_client_offering_only_tls_1_0_or_1_1_is_refused(
     with SiteBroker(conf, tls_port(site)) as running:
         with pytest.raises(ssl.SSLError, match=r"PROTOCOL_VERSION|protocol version"):
             handshake(weak_client_context(site.files.ca_file), tls_port(site))
-        assert "unsupported protocol" in running.log()
+        waiting.wait_until(
+            lambda: "unsupported protocol" in running.log(), TIMEOUT, "the broker's reason"
+        )
 
 
 def test_control_the_same_weak_client_gets_in_where_the_broker_allows_tls_1_1(

@@ -43,7 +43,13 @@ def new_site(
 ) -> Installation:
     """`init_site` on free ports, plus a broker user for each gate (name: password)."""
     site = init_site(
-        SiteRequest(folder, hosts=(host,), mqtt_port=free_port(), loopback_port=free_port())
+        SiteRequest(
+            folder,
+            hosts=(host,),
+            mqtt_port=free_port(),
+            loopback_port=free_port(),
+            web_port=free_port(),
+        )
     )
     with site.files.password_file.open("a", encoding="utf-8") as users:
         for gate, password in (gates or {}).items():
@@ -77,7 +83,8 @@ class SiteBroker:
                 [exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not self._listening():
+        # Its TLS port answers before its last listener is open; "running" comes after all.
+        while not (self._listening() and " running" in self.log()):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"mosquitto -c {self.conf} did not start:\n{self.log()}")
