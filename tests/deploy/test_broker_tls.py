@@ -229,7 +229,9 @@ def test_the_right_ca_lets_a_gate_log_in_and_its_certificate_names_the_host(
         client.connect("localhost", tls_port(site))
         assert client.answered.wait(TIMEOUT), broker.log()
         assert client.connack is not None and not client.connack.is_failure
-        assert client.client.socket().version() in ("TLSv1.2", "TLSv1.3")
+        connection = client.client.socket()
+        assert isinstance(connection, ssl.SSLSocket)
+        assert connection.version() in ("TLSv1.2", "TLSv1.3")
     finally:
         client.close()
 

@@ -202,3 +202,22 @@ def test_a_flag_beats_the_file(tmp_path: Path) -> None:
 
     assert done.returncode == 2
     assert "--broker mqtt://127.0.0.1:1 is not mqtts://" in done.stderr
+
+
+def test_loopback_port_0_leaves_no_plain_listener_at_all(tmp_path: Path) -> None:
+    folder = tmp_path / "site"
+    assert site_init(folder, "--host", "broker.lan", "--loopback-port", "0")[0] == 0
+
+    listeners = [
+        line for line in (folder / "mosquitto.conf").read_text().splitlines()
+        if line.startswith("listener ")
+    ]  # fmt: skip
+
+    assert listeners == ["listener 8883"]
+
+
+def test_site_without_an_action_shows_its_usage(tmp_path: Path) -> None:
+    done = run_gatescan(["site"], cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert "init" in done.stderr and "Traceback" not in done.stderr
