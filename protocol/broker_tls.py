@@ -4,6 +4,7 @@
     client_tls_context(tls) -> ssl.SSLContext  TLS 1.2 at least, the broker's host name checked
 
     BrokerTlsError(ValueError)                 a file that cannot be used; the message says which
+    connect_failure(error) -> str              why a connection failed, for the log
 
 A site's broker has a certificate from the installation's own CA (`gatescan site init`), so a
 client given `ca_file` trusts that CA and nothing else: not the system's store, which would also
@@ -79,3 +80,20 @@ def _load(path: Path, what: str, load: Callable[[], object], key_file: Path | No
         else:
             problem = f"{path} holds no PEM certificate"
         raise BrokerTlsError(f"{what}: {problem} ({reason})") from None
+
+
+def connect_failure(error: BaseException | None) -> str:
+    """Why connecting failed, in words for a log: a certificate the client refused says so (and
+    what to check), rather than passing for a broker that is down. paho calls on_connect_fail
+    while it handles the error, so a callback finds it in sys.exc_info()."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"the broker's certificate was refused ({error.verify_message}): check the CA file"
+            " and that the broker URL names a host in the broker's certificate"
+        )
+    if isinstance(error, ssl.SSLError):
+        reason = getattr(error, "reason", None) or error
+        return f"the TLS handshake failed ({reason}): is the broker's port TLS?"
+    if isinstance(error, OSError):
+        return f"unreachable ({error.strerror or error})"
+    return "unreachable"

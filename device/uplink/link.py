@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from device.journal.journal import Journal
 from device.uplink.inflight import InFlightWindow
-from protocol.broker_tls import BrokerTls, client_tls_context
+from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
 from protocol.messages import MessageError, Rejection, Status, Telemetry, parse_message
 from protocol.text import printable
@@ -389,7 +390,8 @@ class Uplink:
         self._report_connection(True)
 
     def _on_connect_fail(self, *_: Any) -> None:
-        log.warning("broker %s unreachable; retrying", self._broker_url)
+        why = connect_failure(sys.exc_info()[1])  # paho calls this while handling the error
+        log.warning("broker %s: %s; retrying", self._broker_url, why)
 
     def _on_disconnect(
         self, _client: Any, _userdata: Any, _flags: Any, reason: ReasonCode, *_: Any

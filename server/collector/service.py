@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from protocol.broker_tls import BrokerTls, client_tls_context
+from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
 from protocol.topics import Topic, device_topic, subscription
 from server.collector.batch import MessageHandler, utc_now
@@ -143,6 +143,7 @@ class Collector:
             client.tls_set_context(client_tls_context(self._tls))
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -197,6 +198,10 @@ class Collector:
         client.subscribe(
             [(subscription(kind), SubscribeOptions(qos=1)) for kind in _SUBSCRIBED_KINDS]
         )
+
+    def _on_connect_fail(self, *_: Any) -> None:
+        why = connect_failure(sys.exc_info()[1])  # paho calls this while handling the error
+        log.warning("broker %s:%d: %s; retrying", self._address.host, self._address.port, why)
 
     def _on_subscribe(
         self, _client: Any, _userdata: Any, _mid: int, reasons: list[ReasonCode], _props: Any

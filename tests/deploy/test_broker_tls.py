@@ -210,6 +210,43 @@ def test_a_client_trusting_another_ca_refuses_the_broker(
         client.connect("localhost", tls_port(site))
 
 
+def test_a_gate_and_the_collector_trusting_another_ca_say_why_they_cannot_connect(
+    site: Installation, broker: SiteBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not "broker unreachable": a technician with the wrong ca.crt is told to check it."""
+    other = new_authority("someone else's CA")
+    write_certificate(tmp_path / "other-ca.crt", other.certificate)
+    wrong = BrokerTls(ca_file=tmp_path / "other-ca.crt")
+    caplog.set_level("WARNING")
+    with Journal(tmp_path / GATE) as journal, Store(tmp_path / "collector.db") as store:
+        uplink = Uplink(
+            device_id=GATE, broker_url=site.broker_url, journal=journal, version="test",
+            boot_id="boot-1", username=GATE, password=GATE_PASSWORD, tls=wrong,
+        )  # fmt: skip
+        collector = Collector(
+            broker_url=site.broker_url, store=store, username="collector",
+            password=collector_password(site), tls=wrong,
+        )  # fmt: skip
+        uplink.start()
+        collector.start()
+        try:
+            for logger in ("gatescan.uplink", "gatescan.collector"):
+                waiting.wait_until(
+                    lambda logger=logger: [
+                        record for record in caplog.records
+                        if record.name == logger and "certificate was refused" in record.message
+                    ],
+                    TIMEOUT,
+                    f"{logger}'s reason",
+                )  # fmt: skip
+            assert not uplink.connected
+            assert not collector.wait_until_subscribed(0)
+        finally:
+            uplink.stop()
+            collector.stop()
+    assert "check the CA file" in caplog.text
+
+
 def test_a_certificate_for_another_name_is_refused_by_the_hostname_check(
     site: Installation, broker: SiteBroker
 ) -> None:

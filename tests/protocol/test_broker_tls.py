@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.broker_tls import BrokerTls, BrokerTlsError, client_tls_context
+from protocol.broker_tls import BrokerTls, BrokerTlsError, client_tls_context, connect_failure
 from server.site.certificates import (
     issue_client_certificate,
     new_authority,
@@ -69,3 +69,12 @@ def test_a_file_that_cannot_be_used_is_named(files: Path, tls: object, message: 
         client_tls_context(tls(files))  # type: ignore[operator]
 
     assert message.format(d=files) in str(caught.value)
+
+
+def test_a_refused_connection_is_told_apart_from_a_failed_handshake() -> None:
+
+    refused = ConnectionRefusedError(111, "Connection refused")
+
+    assert connect_failure(refused) == "unreachable (Connection refused)"
+    assert "is the broker's port TLS?" in connect_failure(ssl.SSLError(1, "wrong version number"))
+    assert connect_failure(None) == "unreachable"
