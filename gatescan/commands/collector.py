@@ -12,6 +12,7 @@ from gatescan.options import (
     MqttLoginError,
     add_broker_options,
     add_db_option,
+    add_gate_limit_options,
     collector_login,
     stop_on_signals,
 )
@@ -21,11 +22,13 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     collector = commands.add_parser("collector", help="store gate events in a database")
     add_broker_options(collector)
     add_db_option(collector)
+    add_gate_limit_options(collector)
     collector.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from server.app import ServerOptions, build_server
+    from server.collector.limits import GateLimits
 
     try:
         login = collector_login(args)
@@ -33,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"gatescan collector: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     stop = stop_on_signals()
-    server = build_server(ServerOptions(db_url=args.db, collector=login))
+    limits = GateLimits(args.gate_max_messages_per_second, args.gate_max_bytes_per_minute)
+    server = build_server(ServerOptions(db_url=args.db, collector=login, gate_limits=limits))
     return 0 if server.run(stop) else EXIT_FAILED
