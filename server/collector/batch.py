@@ -116,6 +116,8 @@ class MessageHandler:
         reports = [item for item in batch if isinstance(item, DeviceReport)]
         if len(events) + len(refused) + len(reports) < len(batch):
             self._count_limited([item for item in batch if isinstance(item, Limited)])
+            if not (events or refused or reports):
+                return  # nothing to store or answer: a flood's batch costs no transaction
         received_at = self._clock()
         if events:
             self.counters.received += len(events)
