@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +152,16 @@ def test_a_conflicts_dead_letter_is_written_in_the_same_transaction(store: Store
     [dead] = store.dead_letters()
     assert (dead.reason, dead.event_id, dead.payload) == ("conflict", first.event_id, payload)
     assert dead.detail == "event_id stored before with other content: differs in ts"
+
+
+def test_a_resend_written_differently_is_the_same_event_not_a_conflict(store: Store) -> None:
+    first = make_event()
+    store.add_events([first], RECEIVED)
+    hanoi = first.ts.astimezone(timezone(timedelta(hours=7)))  # the same instant, another offset
+    rewritten = Event.model_validate_json(
+        b'{"future_field": 1, ' + make_event(ts=hanoi).to_json()[1:]
+    )
+
+    stored = store.add_events([rewritten], RECEIVED)
+
+    assert (stored.duplicate_count, stored.conflicts) == (1, ())
