@@ -1,5 +1,6 @@
 """What the `gatescan` commands share: exit codes, the database and broker options, how the
-collector logs in to the broker, and the stop event that SIGINT and SIGTERM set.
+collector logs in to the broker, its per-gate limits, and the stop event that SIGINT and
+SIGTERM set.
 
 Modules here import nothing heavy at import time (`gatescan --help` stays quick): the server's
 and the gate's packages are imported inside the functions that use them.
@@ -32,6 +33,10 @@ DEFAULT_COLLECTOR_USER = "collector"
 # server.collector.service.MqttClient's values, the default first (not imported: the parser is
 # built without the server's imports; tests/gatescan/test_options.py checks they agree).
 MQTT_CLIENTS = ("tuned", "stock")
+# server.collector.limits' defaults, for --help (not imported, for the same reason; the same
+# test checks they agree).
+DEFAULT_GATE_MAX_MESSAGES_PER_SECOND = 1000.0
+DEFAULT_GATE_MAX_BYTES_PER_MINUTE = 32 * 1024 * 1024
 
 Commands = argparse._SubParsersAction  # argparse's type for add_subparsers()
 
@@ -92,6 +97,38 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
         default=MQTT_CLIENTS[0],
         help="tuned: paho with a faster read path and batched PUBACKs (the default); stock:"
         " paho's public API only (docs/architecture.md, 'The collector's MQTT client')",
+    )
+
+
+def _limit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number, 0 (no limit) or more, not {text!r}")
+    return value
+
+
+def add_gate_limit_options(parser: argparse.ArgumentParser) -> None:
+    """Each gate's limits at the collector (server/collector/limits.py; docs/architecture.md,
+    "Per-gate limits"): a message over either is dropped unread and PUBACKed, and its gate
+    resends it."""
+    parser.add_argument(
+        "--gate-max-messages-per-second",
+        type=_limit,
+        default=DEFAULT_GATE_MAX_MESSAGES_PER_SECOND,
+        metavar="N",
+        help="messages a gate may send per second, with 10 s of them at once"
+        " (default: %(default).0f; 0: no limit)",
+    )
+    parser.add_argument(
+        "--gate-max-bytes-per-minute",
+        type=_limit,
+        default=DEFAULT_GATE_MAX_BYTES_PER_MINUTE,
+        metavar="BYTES",
+        help="payload bytes a gate may send per minute, with 10 s of them at once"
+        " (default: %(default).0f, 32 MiB; 0: no limit)",
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.broker_tls import BrokerTls
+from server.collector.limits import DEFAULT_LIMITS, GateLimits
 from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
@@ -69,6 +70,7 @@ class ServerOptions:
     listen: Listen = Listen()
     retention_days: int | None = None  # purge entries older than this; None: never
     web_log_level: str = "info"
+    gate_limits: GateLimits = DEFAULT_LIMITS  # each gate's, at the collector
 
 
 def build_server(options: ServerOptions) -> Server:
@@ -76,7 +78,7 @@ def build_server(options: ServerOptions) -> Server:
     when the dashboard's address cannot be listened on, ImportError without the `web` extra."""
     store = Store(options.db_url)
     try:
-        collector = init_collector(store, options.collector)
+        collector = init_collector(store, options.collector, options.gate_limits)
         retention = init_retention(store, options.retention_days)
         dashboard = init_dashboard(store, options)
     except BaseException:
@@ -85,7 +87,9 @@ def build_server(options: ServerOptions) -> Server:
     return Server(store=store, collector=collector, retention=retention, dashboard=dashboard)
 
 
-def init_collector(store: Store, login: CollectorLogin | None) -> Collector | None:
+def init_collector(
+    store: Store, login: CollectorLogin | None, limits: GateLimits = DEFAULT_LIMITS
+) -> Collector | None:
     if login is None:
         return None
     return Collector(
@@ -96,6 +100,7 @@ def init_collector(store: Store, login: CollectorLogin | None) -> Collector | No
         password=login.password,
         mqtt_client=MqttClient(login.mqtt_client),
         tls=login.tls,
+        limits=limits,
     )
 
 

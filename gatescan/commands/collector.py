@@ -13,6 +13,7 @@ from gatescan.options import (
     add_broker_options,
     add_config_option,
     add_db_option,
+    add_gate_limit_options,
     collector_login,
     stop_on_signals,
 )
@@ -23,11 +24,13 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     add_broker_options(collector)
     add_db_option(collector)
     add_config_option(collector)
+    add_gate_limit_options(collector)
     collector.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from server.app import ServerOptions, build_server
+    from server.collector.limits import GateLimits
 
     try:
         login = collector_login(args)
@@ -35,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"gatescan collector: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     stop = stop_on_signals()
-    server = build_server(ServerOptions(db_url=args.db, collector=login))
+    limits = GateLimits(args.gate_max_messages_per_second, args.gate_max_bytes_per_minute)
+    server = build_server(ServerOptions(db_url=args.db, collector=login, gate_limits=limits))
     return 0 if server.run(stop) else EXIT_FAILED

@@ -5,6 +5,7 @@ server/app.py's `build_server`; this module turns flags into its options."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from gatescan.options import (
     add_broker_options,
     add_config_option,
     add_db_option,
+    add_gate_limit_options,
     collector_login,
     stop_on_signals,
 )
@@ -31,6 +33,7 @@ DEFAULT_RETENTION_DAYS = 90
 def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     server = commands.add_parser("server", help="collector and dashboard in one process")
     add_broker_options(server)
+    add_gate_limit_options(server)
     _add_web_options(server)
     add_config_option(server)
     server.set_defaults(run=run_server)
@@ -107,6 +110,7 @@ def _serve(
     from pydantic import ValidationError
 
     from server.app import ListenError, ServerOptions, build_server
+    from server.collector.limits import GateLimits
 
     try:
         listen = parse_listen(args.listen)
@@ -121,6 +125,9 @@ def _serve(
         listen=listen,
         retention_days=settings.retention_days,
     )
+    if collector is not None:  # `gatescan web` has no collector, and no limits to set
+        limits = GateLimits(args.gate_max_messages_per_second, args.gate_max_bytes_per_minute)
+        options = dataclasses.replace(options, gate_limits=limits)
     stop = stop_on_signals()  # before anything starts: a Ctrl-C during start-up stops cleanly
     try:
         server = build_server(options)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from server.collector.failpoints import FAILPOINTS_ENV
@@ -36,9 +37,11 @@ class CollectorProcess:
         log_level: str = "info",
         username: str | None = None,
         mqtt_client: str | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         """`username` None: the command's default (`collector`); "" logs in anonymously.
-        `mqtt_client`: `--mqtt-client` (None: the command's default)."""
+        `mqtt_client`: `--mqtt-client` (None: the command's default). `options`: more of the
+        command's options (e.g. its per-gate limits)."""
         env = {k: v for k, v in os.environ.items() if k != FAILPOINTS_ENV}
         env["PYTHONUNBUFFERED"] = "1"
         if failpoints is not None:
@@ -51,7 +54,8 @@ class CollectorProcess:
             self._log_start = log.tell()  # this run's lines start here
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gatescan.cli", "--log-level", log_level, "collector",
-                 "--broker", broker_url, "--db", db_url, "--client-id", client_id, *login],
+                 "--broker", broker_url, "--db", db_url, "--client-id", client_id, *login,
+                 *options],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

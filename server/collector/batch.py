@@ -11,6 +11,13 @@ writer thread) and
    letters are in the same commit);
 3. returns, and the writer then PUBACKs the batch's messages (server/collector/writer.py).
 
+An event whose id is stored already with other content (a `conflict`: server/store/writes.py
+compares a found id's row with the event) is not stored: it is dead-lettered in the same
+transaction, counted (`conflicts`) and answered as `rejected`; the same content again is a
+resend, acked as before. A message over its gate's limits (`Limited`, server/collector/limits.py)
+is only counted (`rate_limited`, by gate, one warning per gate per minute) and PUBACKed: no row,
+no ack; the gate resends it.
+
 If the commit fails nothing is acked: the batch is rolled back, its messages are dead-lettered
 as well as the database allows (events as `error`, in a second transaction), and the gates
 resend their events later. Nothing a message contains can make `process` raise.
@@ -29,26 +36,29 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
-from protocol.messages import Rejection, ack_payload
+from protocol.messages import REJECTION_DETAIL_MAX_CHARS, Rejection, ack_payload
 from protocol.text import printable
 from server.collector.failpoints import AFTER_ACK, AFTER_COMMIT, BEFORE_COMMIT, Failpoints
+from server.collector.limits import GateLimiter
 from server.collector.prepare import (
     AcceptedEvent,
     CollectorCounters,
     DeviceReport,
     IncomingMessage,
+    Limited,
     Prepared,
     Refused,
     prepare,
 )
 from server.store.database import Store
-from server.store.writes import BatchResult, WriteBatch
+from server.store.writes import BatchResult, Conflict, DeadLetterRecord, WriteBatch
 
 log = logging.getLogger("gatescan.collector")
 
 # Ids per ack message: well under Ack's limit of 10,000, and a small payload.
 ACK_CHUNK = 1000
 DEAD_LETTER_WARNING_INTERVAL_S = 60.0
+RATE_LIMIT_WARNING_INTERVAL_S = 60.0
 
 
 def utc_now() -> datetime:
@@ -67,14 +77,18 @@ class MessageHandler:
         counters: CollectorCounters | None = None,
         failpoints: Failpoints | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        limiter: GateLimiter | None = None,
     ) -> None:
+        """`limiter`: the per-gate limits `prepare` applies (None: no limits)."""
         self._store = store
+        self._limiter = limiter
         self._send_ack = send_ack
         self._clock = clock
         self.counters = counters or CollectorCounters()
         self._failpoints = failpoints or Failpoints()
         self._monotonic = monotonic
         self._last_warning: dict[str, float] = {}  # dead-letter reason -> when last logged
+        self._last_limited_warning: dict[str, float] = {}  # gate -> when last logged
 
     def handle(self, messages: Sequence[IncomingMessage]) -> None:
         """Handle a batch in this thread: its messages are stored in one transaction."""
@@ -83,7 +97,7 @@ class MessageHandler:
     def prepare(self, message: IncomingMessage) -> Prepared:
         """Validate one message (no I/O): what `process` will store for it."""
         try:
-            return prepare(message, self._store.entry_row, self._clock)
+            return prepare(message, self._store.entry_row, self._clock, self._limiter)
         except Exception as exc:  # the last line of defence: no message may stop the collector
             log.exception("unexpected error while validating a message")
             return Refused(message, "error", f"{type(exc).__name__}: {exc}")
@@ -100,14 +114,23 @@ class MessageHandler:
         events = [item for item in batch if isinstance(item, AcceptedEvent)]
         refused = [item for item in batch if isinstance(item, Refused)]
         reports = [item for item in batch if isinstance(item, DeviceReport)]
+        if len(events) + len(refused) + len(reports) < len(batch):
+            self._count_limited([item for item in batch if isinstance(item, Limited)])
+            if not (events or refused or reports):
+                return  # nothing to store or answer: a flood's batch costs no transaction
         received_at = self._clock()
         if events:
             self.counters.received += len(events)
             log.debug("received %d events message(s)", len(events))
+
+        def conflict_letter(conflict: Conflict) -> DeadLetterRecord:
+            return _conflict_refusal(events[conflict.position], conflict).dead_letter()
+
         write = WriteBatch(
             entries=[event.row for event in events],
             dead_letters=[item.dead_letter() for item in refused],
             devices=[report.update for report in reports if report.update is not None],
+            conflict_letter=conflict_letter,
         )
         before_commit = partial(self._failpoints.reached, BEFORE_COMMIT, len(events))
         try:
@@ -119,6 +142,13 @@ class MessageHandler:
             self._dead_letter_failed_batch(events, refused, reports, exc, received_at)
             return
         self.counters.batches += 1
+        if result.events.conflicts:
+            # Not stored, and not acked as stored: kept as dead letters, answered as rejected.
+            conflicts = result.events.conflicts
+            refused = [*refused, *(_conflict_refusal(events[c.position], c) for c in conflicts)]
+            self.counters.conflicts += len(conflicts)
+            skip = {conflict.position for conflict in conflicts}
+            events = [event for index, event in enumerate(events) if index not in skip]
         self._count_stored(result, refused, reports)
         self._failpoints.reached(AFTER_COMMIT, len(events))
         self._send_acks(events, refused)
@@ -190,6 +220,24 @@ class MessageHandler:
             self._counted_dead_letter(letter.message.topic, letter.reason, letter.detail)
         self._send_acks([], refused)
 
+    def _count_limited(self, limited: list[Limited]) -> None:
+        """Messages over their gate's limits: counted and logged (one warning per gate per
+        minute), nothing stored, nothing answered (the gate resends what is not acked)."""
+        self.counters.rate_limited += len(limited)
+        gates = self.counters.rate_limited_gates
+        now = self._monotonic()
+        for item in limited:
+            gates[item.device_id] += 1
+            last = self._last_limited_warning.get(item.device_id)
+            if last is None or now - last >= RATE_LIMIT_WARNING_INTERVAL_S:
+                self._last_limited_warning[item.device_id] = now
+                log.warning(
+                    "gate %s is over its limits: its messages are dropped unread until it slows"
+                    " down (%d so far; the gate resends what is not acked)",
+                    printable(item.device_id or "(no device id)"),
+                    gates[item.device_id],
+                )
+
     def _counted_dead_letter(self, topic: str, reason: str, detail: str) -> None:
         self.counters.dead_lettered += 1
         self.counters.dead_letter_reasons[reason] += 1
@@ -209,3 +257,12 @@ class MessageHandler:
             printable(detail),
             "; more of this reason within a minute are logged at debug level" if loud else "",
         )
+
+
+def _conflict_refusal(event: AcceptedEvent, conflict: Conflict) -> Refused:
+    """An event whose id is stored with other content: refused as `conflict`, answered to its
+    topic's gate as rejected (the stored event stands; this one is kept as a dead letter)."""
+    detail = conflict.detail
+    clipped = detail[:REJECTION_DETAIL_MAX_CHARS]
+    rejection = Rejection(event_id=conflict.event_id, reason="conflict", detail=clipped)
+    return Refused(event.message, "conflict", detail, event.device_id, rejection)

@@ -8,7 +8,9 @@ for an accepted event convert it to the row the database driver takes. What it r
 - `DeviceReport`: a valid status or telemetry message, as the device update to write (or
   nothing, for an emptied retained status);
 - `Refused`: anything else, with the dead-letter reason and detail, and (for an events message
-  whose payload names a well-formed event_id) the `Rejection` to send back to the topic's gate.
+  whose payload names a well-formed event_id) the `Rejection` to send back to the topic's gate;
+- `Limited`: a message over its gate's limits (server/collector/limits.py), not even parsed: it
+  is dropped, stored nowhere and answered to no one (its gate resends it), only PUBACKed.
 
 The writer thread then stores a whole batch of these in one transaction
 (server/collector/writer.py). Nothing a message holds can make `prepare` raise.
@@ -32,11 +34,9 @@ from protocol.messages import (
     parse_message,
 )
 from protocol.topics import Topic, parse_topic
+from server.collector.limits import GateLimiter
 from server.store.database import status_update, telemetry_update
 from server.store.writes import DeadLetterRecord, DeviceUpdate, EntryRow
-
-# Of a payload refused as too large, the dead letter keeps this much: enough to see what it was.
-TOO_LARGE_KEEP_BYTES = 4096
 
 
 @dataclass
@@ -46,12 +46,15 @@ class CollectorCounters:
     received: int = 0  # events messages received
     stored: int = 0  # events newly committed
     duplicates: int = 0  # events already stored (resends): acked again, not stored again
+    conflicts: int = 0  # an event_id stored before with other content: dead-lettered, rejected
     dead_lettered: int = 0  # messages of any kind refused and kept in dead_letters
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)  # dead_lettered by reason
     acks_sent: int = 0  # application ack messages published (rejections included)
     rejected: int = 0  # refused events named back to their gate in an ack's `rejected`
     errors: int = 0  # handling failures (e.g. the database refused a commit): nothing was acked
     batches: int = 0  # transactions committed
+    rate_limited: int = 0  # messages over their gate's limits: dropped unread, PUBACKed only
+    rate_limited_gates: Counter[str] = field(default_factory=Counter)  # rate_limited by gate
 
 
 # The two NamedTuples below are made for every message on paho's network thread, the
@@ -93,25 +96,43 @@ class Refused:
     rejection: Rejection | None = None
 
     def dead_letter(self) -> DeadLetterRecord:
-        keep = TOO_LARGE_KEEP_BYTES if self.reason == "too_large" else len(self.message.payload)
+        """What the store keeps of it: the payload's digest, size and first 4 KiB."""
+        event_id = None if self.rejection is None else self.rejection.event_id
         return DeadLetterRecord(
-            self.message.topic, self.message.payload, self.reason, self.detail, keep
+            self.message.topic, self.message.payload, self.reason, self.detail, event_id=event_id
         )
 
 
-Prepared = AcceptedEvent | DeviceReport | Refused
+class Limited(NamedTuple):
+    """A message over its gate's limits: dropped unread (its gate resends it), PUBACKed only.
+    `device_id` is the topic's ("" for a topic that names no valid device)."""
+
+    message: IncomingMessage
+    device_id: str
+
+
+Prepared = AcceptedEvent | DeviceReport | Refused | Limited
+
+# The one bucket of every topic that names no valid device id (a broker without an ACL).
+NO_DEVICE = ""
 
 
 def prepare(
     message: IncomingMessage,
     entry_row: Callable[[Event], EntryRow],
     received_at: Callable[[], datetime],
+    limiter: GateLimiter | None = None,
 ) -> Prepared:
-    """Validate one message and prepare what will be written for it (no I/O)."""
+    """Validate one message and prepare what will be written for it (no I/O). With a
+    `limiter`, a message over its gate's limits is `Limited`, before anything is parsed."""
     parsed = parse_topic(message.topic)
     if parsed is None:
+        if limiter is not None and not limiter.allow(NO_DEVICE, len(message.payload)):
+            return Limited(message, NO_DEVICE)
         return Refused(message, "bad_topic", "not a gatescan device topic")
     device_id, kind = parsed
+    if limiter is not None and not limiter.allow(device_id, len(message.payload)):
+        return Limited(message, device_id)
     if kind is Topic.EVENTS:
         return _prepare_event(message, device_id, entry_row, received_at)
     if kind is Topic.STATUS and not message.payload:

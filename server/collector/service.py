@@ -14,6 +14,9 @@ the writer thread (server/collector/writer.py) through a bounded queue; when the
   again from the broker, and the store keeps each event_id once, so a resend is always safe.
 - A message that cannot be accepted is dead-lettered (in the same commit) and still PUBACKed,
   so the broker does not redeliver it forever. Nothing a message contains can stop the collector.
+- Each gate (the topic's device id) has limits, messages a second and bytes a minute
+  (server/collector/limits.py): a message over them is dropped before it is parsed, stored
+  nowhere and answered to no one, but PUBACKed with its batch; its gate resends it.
 
 Failpoints (server/collector/failpoints.py) let the crash tests kill the process at an exact step.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -42,6 +46,7 @@ from protocol.topics import Topic, device_topic, subscription
 from server.collector.batch import MessageHandler, utc_now
 from server.collector.client import IngestClient
 from server.collector.failpoints import Failpoints
+from server.collector.limits import DEFAULT_LIMITS, GateLimiter, GateLimits
 from server.collector.prepare import CollectorCounters, IncomingMessage
 from server.collector.stock_client import StockClient
 from server.collector.writer import MAX_BATCH, QUEUE_CAPACITY, Delivery, IngestWriter
@@ -90,9 +95,12 @@ class Collector:
         receive_window: int = RECEIVE_WINDOW,
         mqtt_client: MqttClient = MqttClient.TUNED,
         tls: BrokerTls | None = None,
+        limits: GateLimits = DEFAULT_LIMITS,
+        limits_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`failpoints`: None reads GATESCAN_FAILPOINTS (unset in production: inert), so the
-        crash tests can arm the real `gatescan collector` process from its environment."""
+        crash tests can arm the real `gatescan collector` process from its environment.
+        `limits`: each gate's (`limits_clock`, the limiter's monotonic clock, for tests)."""
         self._address = parse_broker_url(broker_url)
         self._tls = tls or BrokerTls()
         if self._tls.any_file and not self._address.tls:
@@ -104,12 +112,14 @@ class Collector:
             failpoints = Failpoints.from_environment()
         if failpoints.active:
             log.warning("failpoints armed: %s", failpoints.active)
+        self.limiter = None if limits.off else GateLimiter(limits, limits_clock)
         self._handler = MessageHandler(
             store=store,
             send_ack=self._publish_ack,
             clock=clock,
             counters=self.counters,
             failpoints=failpoints,
+            limiter=self.limiter,
         )
         self._writer = IngestWriter(
             handler=self._handler,

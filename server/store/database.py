@@ -25,6 +25,7 @@ from sqlalchemy.pool import QueuePool
 
 from protocol.messages import Event, Status, Telemetry
 from server.store.tables import (
+    DEAD_LETTER_PAYLOAD_BYTES,
     dead_letters_table,
     devices_table,
     entries_table,
@@ -32,7 +33,6 @@ from server.store.tables import (
     upgrade_schema,
 )
 from server.store.writes import (
-    DEAD_LETTER_PAYLOAD_BYTES,
     ENTRY_COLUMNS,
     BatchResult,
     DeadLetterRecord,
@@ -100,6 +100,7 @@ class DeadLetter:
     payload_sha256: str | None  # None on rows from before the column
     repeats: int  # the same message refused again since (resends), not stored again
     last_received_at: datetime | None  # when the latest repeat came
+    event_id: str | None = None  # the event it names, if any (None on rows from before)
 
 
 def database_url(url_or_path: str | Path) -> URL:
@@ -254,14 +255,16 @@ class Store:
         received_at: datetime,
         *,
         keep_bytes: int = DEAD_LETTER_PAYLOAD_BYTES,
+        event_id: str | None = None,
     ) -> bool:
         """Keep a message the collector could not accept, so an operator can see why: its
-        topic, reason, detail, size, and its first `keep_bytes` bytes (at most 64 KiB).
+        topic, reason, detail, the event it names, its size and SHA-256, and its first
+        `keep_bytes` bytes (at most 4 KiB).
 
         The same message again (same topic, payload and reason: a gate's resend) only counts a
         repeat on the row it already has. Returns True if a row was added, False for a repeat.
         """
-        record = DeadLetterRecord(topic, payload, reason, detail, keep_bytes)
+        record = DeadLetterRecord(topic, payload, reason, detail, keep_bytes, event_id)
         result = self.write_batch(WriteBatch(dead_letters=[record]), received_at)
         return result.dead_letters_added[0]
 

@@ -1,6 +1,8 @@
-"""Retention: entries older than the configured number of days are deleted, in small batches
-(so the collector's writes never wait long behind the purge), and each purge is logged and
-written to the audit log. `RetentionTask` runs it periodically in the server process."""
+"""Retention: entries older than the configured number of days are deleted, and with them the
+dead letters (the collector's refused messages, a gate's rejected events and conflicts among
+them: their first 4 KiB may hold names and ID numbers) and the audit log's rows of that age, in
+small batches (so the collector's writes never wait long behind the purge); each purge is logged
+and written to the audit log. `RetentionTask` runs it periodically in the server process."""
 
 from __future__ import annotations
 
@@ -8,13 +10,14 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import ColumnElement, Table, and_, delete, or_, select
 
 from server.clock import Clock, utc_now
 from server.store.audit import AuditLog
 from server.store.database import Store
-from server.store.tables import entries_table
+from server.store.tables import audit_log_table, dead_letters_table, entries_table
 
 log = logging.getLogger("gatescan.retention")
 
@@ -25,43 +28,66 @@ PURGE_EVERY_S = 3600.0
 @dataclass(frozen=True)
 class PurgeResult:
     cutoff: datetime  # entries with ts < cutoff were deleted
-    deleted: int
+    deleted: int  # entries
+    dead_letters: int = 0  # rows last refused before the cutoff
+    audit_rows: int = 0  # audit rows written before the cutoff
 
 
 def purge_entries(
     store: Store, retention_days: int, *, now: datetime, audit: AuditLog | None = None
 ) -> PurgeResult:
-    """Delete entries older than `retention_days`; log and audit the purge.
+    """Delete entries, dead letters and audit rows older than `retention_days`; log and audit
+    the purge (its own audit row is written after, so it stays).
 
     An entry's age is the gate's ts when the gate's clock was synced. Otherwise ts may be years
     off (a gate without a real-time clock boots in 1970), so only the collector's received_at,
-    which is never earlier than the passage, can say that an entry is old.
+    which is never earlier than the passage, can say that an entry is old. A dead letter's age
+    is its latest refusal's (a repeat refreshes it); an audit row's, when it was written.
     """
     if retention_days < 1:
         raise ValueError(f"retention_days must be at least 1, not {retention_days}")
     cutoff = now - timedelta(days=retention_days)
     c = entries_table.c
     old = or_(c.received_at < cutoff, and_(c.clock_synced.is_(True), c.ts < cutoff))
-    deleted = 0
-    while True:
-        batch = select(c.event_id).where(old).limit(PURGE_BATCH)
-        with store.engine.begin() as conn:
-            ids = list(conn.scalars(batch))
-            if ids:
-                conn.execute(delete(entries_table).where(c.event_id.in_(ids)))
-        deleted += len(ids)
-        if len(ids) < PURGE_BATCH:
-            break
-    result = PurgeResult(cutoff=cutoff, deleted=deleted)
+    deleted = _purge(store, entries_table, c.event_id, old)
+    letters = dead_letters_table.c
+    last_refused = or_(letters.last_received_at.is_(None), letters.last_received_at < cutoff)
+    old_letters = and_(letters.received_at < cutoff, last_refused)  # by ix_..._received_at
+    dead_letters = _purge(store, dead_letters_table, letters.id, old_letters)
+    audit_table = audit_log_table.c
+    audit_rows = _purge(store, audit_log_table, audit_table.id, audit_table.at < cutoff)
+    result = PurgeResult(cutoff, deleted, dead_letters, audit_rows)
     log.info(
-        "retention: deleted %d entries older than %s (%d days)",
+        "retention: deleted %d entries older than %s (%d days), %d dead letters, %d audit rows",
         deleted,
         cutoff.isoformat(),
         retention_days,
+        dead_letters,
+        audit_rows,
     )
-    details = {"deleted": deleted, "cutoff": cutoff.isoformat(), "retention_days": retention_days}
+    details = {
+        "deleted": deleted,
+        "dead_letters": dead_letters,
+        "audit_rows": audit_rows,
+        "cutoff": cutoff.isoformat(),
+        "retention_days": retention_days,
+    }
     (audit or AuditLog(store.engine)).record("system", "purge", "", details)
     return result
+
+
+def _purge(store: Store, table: Table, key: ColumnElement[Any], old: ColumnElement[bool]) -> int:
+    """Delete the rows `old` selects, PURGE_BATCH per transaction; how many were deleted."""
+    deleted = 0
+    while True:
+        batch = select(key).where(old).limit(PURGE_BATCH)
+        with store.engine.begin() as conn:
+            keys = list(conn.scalars(batch))
+            if keys:
+                conn.execute(delete(table).where(key.in_(keys)))
+        deleted += len(keys)
+        if len(keys) < PURGE_BATCH:
+            return deleted
 
 
 class RetentionTask:

@@ -3,8 +3,11 @@
 The collector commits a batch at a time: the new entries (deduplicated by event_id with one
 lookup per 500 ids, inserted 500 rows per INSERT), the dead letters of the messages it refused,
 and the devices' status and telemetry, all in the same transaction, so one fsync (SQLite WAL,
-synchronous=FULL) covers the whole batch. Store.add_events, Store.dead_letter and the device
-updates are this same code with a batch of one kind.
+synchronous=FULL) covers the whole batch. An event whose id is stored already is compared with
+the stored row, field by field, only then (the lookup of a new id finds nothing and costs what
+it did): the same content is a resend, other content a conflict, kept as a dead letter.
+Store.add_events, Store.dead_letter and the device updates are this same code with a batch of
+one kind.
 
 Entry rows are prepared outside the transaction (`EntryRows.values`, on the collector's MQTT
 thread): the Event's fields in column order, already converted by each column's own SQLAlchemy
@@ -27,13 +30,16 @@ from sqlalchemy import Connection, Dialect, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from protocol.messages import Event
-from server.store.tables import UtcDateTime, dead_letters_table, devices_table, entries_table
+from server.store.tables import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    UtcDateTime,
+    dead_letters_table,
+    devices_table,
+    entries_table,
+)
 
 log = logging.getLogger("gatescan.store")
 
-# A dead letter keeps at most this much of the payload: every message the collector could have
-# accepted is kept whole; of a larger one, the caller may keep less (see DeadLetterRecord).
-DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
 DETAIL_CHARS = 1000
 REASON_CHARS = 32
 # Ids per `IN (...)` lookup: well under SQLite's bound-parameter limit.
@@ -42,16 +48,32 @@ LOOKUP_CHUNK = 500
 INSERT_ATTEMPTS = 3
 
 ENTRY_COLUMNS = (*Event.model_fields, "received_at")
+STORED_COLUMNS = ENTRY_COLUMNS[:-1]  # what an EntryRow holds, in its order
 _ENUM_FIELDS = frozenset({"direction", "status", "reason", "credential_type"})
+
+
+class Conflict(NamedTuple):
+    """An event of the batch whose id is stored (or came earlier in the batch) with other
+    content: the stored one stands, this one is not stored."""
+
+    position: int  # in the batch's entries
+    event_id: str
+    fields: tuple[str, ...]  # the columns that differ (their names: never their values)
+
+    @property
+    def detail(self) -> str:
+        return f"event_id stored before with other content: differs in {', '.join(self.fields)}"
 
 
 @dataclass(frozen=True)
 class StoredEvents:
-    """The outcome of storing events: every id in `ids` is committed and may be acked."""
+    """The outcome of storing events: every id in `ids` is committed and may be acked (for a
+    conflict's id, what is committed is the first content, not the conflict's)."""
 
     ids: tuple[str, ...]  # each id of the batch once, in the order given
     new: tuple[str, ...]  # inserted by this call
-    duplicate_count: int  # events of the batch already stored (a resend) or repeated in it
+    duplicate_count: int  # events of the batch stored before (a resend) or repeated in it, same
+    conflicts: tuple[Conflict, ...] = ()  # events whose id is stored with other content
 
 
 class EntryRow(NamedTuple):
@@ -65,13 +87,16 @@ class EntryRow(NamedTuple):
 
 @dataclass(frozen=True)
 class DeadLetterRecord:
-    """A refused message to keep: its topic, reason, a detail, and its first `keep_bytes`."""
+    """A refused message to keep: its topic, reason, a detail, the event it names (if any),
+    and its first `keep_bytes` (at most DEAD_LETTER_PAYLOAD_BYTES) with the whole one's digest
+    and size."""
 
     topic: str
     payload: bytes
     reason: str
     detail: str
     keep_bytes: int = DEAD_LETTER_PAYLOAD_BYTES
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,9 @@ class WriteBatch:
     entries: list[EntryRow] = field(default_factory=list)
     dead_letters: list[DeadLetterRecord] = field(default_factory=list)
     devices: list[DeviceUpdate] = field(default_factory=list)
+    # The dead letter to keep, in the same transaction, for an entry that conflicts with a
+    # stored one (None: conflicts are only reported, in BatchResult.events.conflicts).
+    conflict_letter: Callable[[Conflict], DeadLetterRecord] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,8 +130,8 @@ class EntryRows:
     """Entries as the driver takes them: the compiled statements and each column's conversion.
 
     With a driver whose parameter markers are plain `?` or `%s` (SQLite's sqlite3), rows go in
-    as multi-row INSERTs and ids are looked up with one `IN (?, ...)` per chunk, both as SQL
-    text made once per size: no per-row or per-id work in SQLAlchemy. Other drivers (psycopg's
+    as multi-row INSERTs and stored rows are looked up with one `IN (?, ...)` per chunk, both as
+    SQL text made once per size: no per-row or per-id work in SQLAlchemy. Other drivers (psycopg's
     named markers) get executemany and SQLAlchemy's own IN.
     """
 
@@ -121,12 +149,14 @@ class EntryRows:
         head, _, values = self.sql.rpartition(" VALUES ")
         self._insert_sql = _SqlBySize(lambda rows: f"{head} VALUES {', '.join([values] * rows)}")
         quote = dialect.identifier_preparer
-        lookup = (
-            f"SELECT {quote.quote('event_id')} FROM {quote.format_table(entries_table)} "
-            f"WHERE {quote.quote('event_id')} IN "
-        )
         marker = self._marker or "?"
-        self._lookup_sql = _SqlBySize(lambda ids: f"{lookup}({', '.join([marker] * ids)})")
+        stored = ", ".join(quote.quote(name) for name in ("event_id", *STORED_COLUMNS))
+        self._stored_sql = _SqlBySize(
+            lambda ids: (
+                f"SELECT {stored} FROM {quote.format_table(entries_table)} "
+                f"WHERE {quote.quote('event_id')} IN ({', '.join([marker] * ids)})"
+            )
+        )
         names = ENTRY_COLUMNS[:-1]
         self._get_fields = itemgetter(*names)
         # The few columns whose values SQLAlchemy converts (times, booleans), and the closed
@@ -166,17 +196,21 @@ class EntryRows:
             chunk = params[start : start + step]
             conn.exec_driver_sql(self._insert_sql[len(chunk)], tuple(chain.from_iterable(chunk)))
 
-    def existing_ids(self, conn: Connection, ids: Sequence[str]) -> set[str]:
-        """Which of these event ids are stored already."""
-        found: set[str] = set()
-        column = entries_table.c.event_id
+    def stored_values(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """The stored rows of these ids (those that are stored), as `EntryRow.values` holds
+        them: the driver's values, so a resend compares equal to its stored row."""
+        found: dict[str, tuple[Any, ...]] = {}
+        table = entries_table
         for start in range(0, len(ids), LOOKUP_CHUNK):
             chunk = ids[start : start + LOOKUP_CHUNK]
             if self._marker is None:
-                found.update(conn.scalars(select(column).where(column.in_(chunk))))
+                # Other drivers: SQLAlchemy's result types (times come back as aware datetimes,
+                # which compare equal to the ones bound).
+                columns = [table.c.event_id, *(table.c[name] for name in STORED_COLUMNS)]
+                rows = conn.execute(select(*columns).where(table.c.event_id.in_(chunk)))
             else:
-                rows = conn.exec_driver_sql(self._lookup_sql[len(chunk)], tuple(chunk))
-                found.update(row[0] for row in rows)
+                rows = conn.exec_driver_sql(self._stored_sql[len(chunk)], tuple(chunk))
+            found.update((row[0], tuple(row[1:])) for row in rows)
         return found
 
 
@@ -273,9 +307,10 @@ def write_batch(
         try:
             with engine.begin() as conn:
                 events = _insert_new_entries(conn, rows, batch.entries, received_at)
-                added = tuple(
-                    _dead_letter(conn, record, received_at) for record in batch.dead_letters
-                )
+                letters = batch.dead_letters
+                if events.conflicts and batch.conflict_letter is not None:
+                    letters = [*letters, *map(batch.conflict_letter, events.conflicts)]
+                added = tuple(_dead_letter(conn, record, received_at) for record in letters)
                 for device in batch.devices:
                     _upsert_device(conn, device)
                 before_commit()
@@ -292,18 +327,42 @@ def write_batch(
 def _insert_new_entries(
     conn: Connection, rows: EntryRows, entries: Sequence[EntryRow], received_at: datetime
 ) -> StoredEvents:
-    unique = list({entry.event_id: entry for entry in entries}.values())
+    first = {entry.event_id: entry for entry in entries}
+    repeated = len(first) < len(entries)
+    if repeated:  # an id more than once in the batch: its first content is the one stored
+        first = {}
+        for entry in entries:
+            first.setdefault(entry.event_id, entry)
+    unique = list(first.values())
     # A portable dedupe: look the ids up, insert the rest. (ON CONFLICT DO NOTHING would do it
-    # in one statement, but would not say which ids were new.)
-    existing = rows.existing_ids(conn, [entry.event_id for entry in unique])
-    fresh = [entry for entry in unique if entry.event_id not in existing]
+    # in one statement, but would not say which ids were new.) A new id is looked up and not
+    # found, as before; only an id found (a resend, or a conflict) has its row read.
+    stored = rows.stored_values(conn, [entry.event_id for entry in unique])
+    fresh = [entry for entry in unique if entry.event_id not in stored]
+    conflicts: list[Conflict] = []
+    if stored or repeated:
+        # Each event against the stored row of its id, else against its id's first in the batch.
+        for index, entry in enumerate(entries):
+            reference = stored.get(entry.event_id) or first[entry.event_id].values
+            if entry.values != reference:
+                conflicts.append(_conflict(index, entry, reference))
     if fresh:
         rows.insert(conn, fresh, received_at)
     return StoredEvents(
         ids=tuple(entry.event_id for entry in unique),
         new=tuple(entry.event_id for entry in fresh),
-        duplicate_count=len(entries) - len(fresh),
+        duplicate_count=len(entries) - len(fresh) - len(conflicts),
+        conflicts=tuple(conflicts),
     )
+
+
+def _conflict(index: int, entry: EntryRow, stored: tuple[Any, ...]) -> Conflict:
+    fields = tuple(
+        name
+        for name, mine, theirs in zip(STORED_COLUMNS, entry.values, stored, strict=True)
+        if mine != theirs
+    )
+    return Conflict(index, entry.event_id, fields)
 
 
 def _dead_letter(conn: Connection, record: DeadLetterRecord, received_at: datetime) -> bool:
@@ -328,6 +387,7 @@ def _dead_letter(conn: Connection, record: DeadLetterRecord, received_at: dateti
         "payload_size": len(record.payload),
         "payload_sha256": digest,
         "repeats": 0,
+        "event_id": record.event_id,
     }
     conn.execute(insert(table).values(row))
     return True

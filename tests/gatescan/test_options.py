@@ -1,13 +1,29 @@
-"""What the commands share: the collector's broker options."""
+"""What the commands share: the collector's broker options and per-gate limits."""
 
 from __future__ import annotations
 
 import argparse
+import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gatescan.options import MQTT_CLIENTS, add_broker_options, collector_login
-from server.app import CollectorLogin
+from gatescan.cli import build_parser
+from gatescan.options import (
+    DEFAULT_GATE_MAX_BYTES_PER_MINUTE,
+    DEFAULT_GATE_MAX_MESSAGES_PER_SECOND,
+    MQTT_CLIENTS,
+    add_broker_options,
+    add_gate_limit_options,
+    collector_login,
+)
+from server.app import CollectorLogin, ServerOptions
+from server.collector.limits import (
+    DEFAULT_MAX_BYTES_PER_MINUTE,
+    DEFAULT_MAX_MESSAGES_PER_SECOND,
+    GateLimits,
+)
 from server.collector.service import MqttClient
 
 
@@ -30,3 +46,54 @@ def test_the_stock_client_is_chosen_by_name_and_a_typo_is_refused(
     with pytest.raises(SystemExit):
         parse("--mqtt-client", "stok")
     assert "invalid choice: 'stok'" in capsys.readouterr().err
+
+
+def parse_limits(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_gate_limit_options(parser)
+    return parser.parse_args(argv)
+
+
+def test_the_gate_limit_defaults_are_the_collectors() -> None:
+    args = parse_limits()
+    limits = GateLimits(args.gate_max_messages_per_second, args.gate_max_bytes_per_minute)
+    assert limits == GateLimits() == ServerOptions("sqlite://").gate_limits
+    assert (DEFAULT_GATE_MAX_MESSAGES_PER_SECOND, DEFAULT_GATE_MAX_BYTES_PER_MINUTE) == (
+        DEFAULT_MAX_MESSAGES_PER_SECOND,
+        DEFAULT_MAX_BYTES_PER_MINUTE,
+    )
+
+
+def test_gate_limits_are_set_by_flag_zero_turns_one_off_and_a_negative_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = parse_limits("--gate-max-messages-per-second", "0", "--gate-max-bytes-per-minute", "1e6")
+    assert (args.gate_max_messages_per_second, args.gate_max_bytes_per_minute) == (0.0, 1e6)
+    for bad in ("-1", "inf", "nan", "lots"):
+        with pytest.raises(SystemExit):
+            parse_limits("--gate-max-messages-per-second", bad)
+        assert "0 (no limit) or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["collector", "server"])
+def test_the_collector_and_server_commands_hand_their_gate_limits_to_the_collector(
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    built: list[ServerOptions] = []
+
+    def build_server(options: ServerOptions) -> Any:
+        built.append(options)
+        raise SystemExit(0)  # nothing to run: what it was asked to build is all we want
+
+    monkeypatch.setattr("server.app.build_server", build_server)
+    monkeypatch.setattr(f"gatescan.commands.{command}.stop_on_signals", threading.Event)
+    monkeypatch.setenv("GATESCAN_MQTT_PASSWORD", "secret")
+    argv = [command, "--db", f"sqlite:///{tmp_path / 'g.db'}", "--listen", "127.0.0.1:8080"]
+    argv = argv[:3] if command == "collector" else argv
+    args = build_parser().parse_args(
+        [*argv, "--gate-max-messages-per-second", "50", "--gate-max-bytes-per-minute", "0"]
+    )
+    with pytest.raises(SystemExit):
+        args.run(args)
+
+    assert [options.gate_limits for options in built] == [GateLimits(50, 0)]

@@ -381,8 +381,15 @@ def test_ten_thousand_hostile_payloads_leave_the_collector_up_and_every_valid_ev
     messages = hostile + valid + resent
     rng.shuffle(messages)
     db = tmp_path / "collector.db"
+    # Without the per-gate limits: every hostile message must reach validation here (this
+    # publisher never resends, and 133 MiB from one gate is far over them). What the limits do to
+    # such a flood is tests/server/collector/test_collector.py's (`test_a_flood_of_...`).
+    no_limits = ("--gate-max-messages-per-second", "0", "--gate-max-bytes-per-minute", "0")
     collector = CollectorProcess(
-        broker_url=broker.url, db_url=f"sqlite:///{db}", log_path=tmp_path / "collector.log"
+        broker_url=broker.url,
+        db_url=f"sqlite:///{db}",
+        log_path=tmp_path / "collector.log",
+        options=no_limits,
     ).wait_until_subscribed()
     store = Store(db)
     publisher = Publisher(broker)

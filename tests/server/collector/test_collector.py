@@ -22,9 +22,18 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.collector_process import CollectorProcess as FaultCollector
 from gatescan.testing.samples import sample_event
-from protocol.messages import MAX_MESSAGE_BYTES, Ack, Event, Status, Telemetry, parse_message
+from protocol.messages import (
+    MAX_MESSAGE_BYTES,
+    Ack,
+    Event,
+    Rejection,
+    Status,
+    Telemetry,
+    parse_message,
+)
 from protocol.topics import Topic, device_topic
 from server.collector.failpoints import BEFORE_COMMIT
+from server.collector.limits import GateLimits
 from server.collector.service import Collector, MqttClient
 from server.store.database import Store
 from tests.support.paths import PROJECT_ROOT
@@ -673,3 +682,164 @@ def test_a_collector_killed_mid_stream_had_pubacked_only_what_it_had_committed(
         survivor.stop()
     assert store.count_entries() == 12
     assert {e.event_id: e.event for e in store.entries()} == {e.event_id: e for e in events}
+
+
+# --- issue 13: conflicts, per-gate limits, a flood of refused messages ---------------------------
+
+
+def test_a_duplicate_event_id_with_other_content_is_a_conflict_dead_letter_answered_rejected(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    collector = start_collector()
+    first = make_event("evt-00000001")
+    gate.send(first)
+    wait_for(lambda: gate.acked_ids() == [first.event_id], "the first ack")
+    forged = make_event(first.event_id, subject_id="001203009999", subject_name="Trần Văn Bình")
+
+    gate.send(forged)
+
+    wait_for(lambda: len(gate.acks()) == 2, "the answer to the conflicting event")
+    answer = gate.acks()[1]
+    assert answer.event_ids == []
+    [rejection] = answer.rejected
+    assert (rejection.event_id, rejection.reason) == (first.event_id, "conflict")
+    assert rejection.detail.endswith("differs in subject_id, subject_name")  # names, no values
+    assert [entry.event for entry in store.entries()] == [first]  # the stored event stands
+    [letter] = store.dead_letters()
+    assert (letter.reason, letter.event_id, letter.payload) == (
+        "conflict",
+        first.event_id,
+        forged.to_json(),
+    )
+    assert (collector.counters.conflicts, collector.counters.duplicates) == (1, 0)
+    assert collector.counters.dead_letter_reasons == {"conflict": 1}
+
+    gate.send(first)  # an identical resend stays a silent ack
+
+    wait_for(lambda: len(gate.acks()) == 3, "the ack of the identical resend")
+    assert (gate.acks()[2].event_ids, gate.acks()[2].rejected) == ([first.event_id], [])
+    assert (collector.counters.conflicts, collector.counters.duplicates) == (1, 1)
+    assert store.dead_letter_count() == 1
+
+
+class FrozenMonotonic:
+    """The limiter's clock: still until the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_gate_over_its_limits_is_dropped_unanswered_and_its_resends_are_stored(
+    broker: LocalBroker, start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    clock = FrozenMonotonic()
+    # 0.5 messages a second, so a burst (10 s) of 5: the clock stands still until moved.
+    limits = GateLimits(max_messages_per_second=0.5, max_bytes_per_minute=0)
+    collector = start_collector(limits=limits, limits_clock=clock)
+    other = Gate(broker, "gate-02")
+    try:
+        events = [make_event(f"evt-limited{n:02d}", seq=n) for n in range(8)]
+        for event in events:
+            gate.send(event)
+        other.send(make_event("evt-other-01", device_id="gate-02"))
+
+        wait_for(lambda: collector.counters.rate_limited == 3, "three messages over the limit")
+        wait_for(lambda: other.acked_ids() == ["evt-other-01"], "the other gate's ack")
+        wait_for(lambda: len(gate.acked_ids()) == 5, "the acks of the first five")
+        assert gate.acked_ids() == [event.event_id for event in events[:5]]
+        assert [rejection for ack in gate.acks() for rejection in ack.rejected] == []
+        assert store.dead_letter_count() == 0  # dropped unread: no row, no answer
+        assert collector.counters.rate_limited_gates == {DEVICE: 3}
+
+        clock.now += 10.0  # the gate's resend_after: its bucket has filled again
+        for event in events[5:]:  # the gate resends what was not acked
+            gate.send(event)
+
+        wait_for(lambda: len(gate.acked_ids()) == 8, "the acks of the resent three")
+    finally:
+        other.close()
+    assert sorted(gate.acked_ids()) == [event.event_id for event in events]
+    assert store.count_entries() == 9
+    assert collector.counters.rate_limited == 3
+
+
+def database_bytes(store: Store) -> int:
+    """The database's size as its pages (the WAL's included): what a checkpoint leaves."""
+    with store.engine.connect() as conn:
+        pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+        page_size = int(conn.exec_driver_sql("PRAGMA page_size").scalar() or 0)
+    return pages * page_size
+
+
+FLOOD_MESSAGES = 300
+
+
+def sixty_kb_refused_event(n: int) -> bytes:
+    """A hostile gate's 60 KB message: an event whose code_text is far too long (schema), each
+    one different (no repeat to count), full of what looks like personal data."""
+    event = make_event(f"evt-flood-{n:04d}", seq=n).to_json()
+    return event[:-1] + b',"code_text":"' + b"Nguyen Van An 079190000001 " * 2270 + b'"}'
+
+
+@pytest.mark.parametrize(
+    "limits", [GateLimits(), GateLimits(0, 0)], ids=["default-limits", "no-limits"]
+)
+def test_a_flood_of_refused_60_kb_messages_barely_grows_the_database_and_others_flow(
+    broker: LocalBroker,
+    start_collector: Callable[..., Collector],
+    store: Store,
+    limits: GateLimits,
+) -> None:
+    collector = start_collector(limits=limits)
+    hostile, honest = Gate(broker, "gate-hostile"), Gate(broker, "gate-honest")
+    try:
+        honest.send(make_event("evt-honest-00", device_id="gate-honest"))
+        wait_for(lambda: honest.acked_ids() == ["evt-honest-00"], "the honest gate's first ack")
+        before = database_bytes(store)
+        flood = [sixty_kb_refused_event(n) for n in range(FLOOD_MESSAGES)]
+        assert all(61_000 < len(payload) < 65_536 for payload in flood)  # passes the broker
+        honest_ids = ["evt-honest-00"]
+
+        for n, payload in enumerate(flood, start=1):
+            hostile.publish(Topic.EVENTS, payload)
+            if n % 50 == 0:  # the honest gate scans on during the flood
+                honest_ids.append(f"evt-honest-{n // 50:02d}")
+                honest.send(make_event(honest_ids[-1], device_id="gate-honest", seq=n))
+
+        counters = collector.counters
+        wait_for(
+            lambda: counters.dead_lettered + counters.rate_limited == FLOOD_MESSAGES,
+            "the whole flood handled",
+            timeout=30,
+        )
+        honest_ids.append("evt-honest-after")
+        honest.send(make_event(honest_ids[-1], device_id="gate-honest", seq=999))
+        wait_for(lambda: honest.acked_ids() == honest_ids, "every honest event acked", 30)
+        grown = database_bytes(store) - before
+
+        def answered() -> list[Rejection]:
+            return [rejection for ack in hostile.acks() for rejection in ack.rejected]
+
+        # Each refusal stored is answered; a message dropped over the limit is not (yet).
+        wait_for(lambda: len(answered()) == counters.dead_lettered, "the rejections")
+        assert {rejection.reason for rejection in answered()} == {"schema"}
+    finally:
+        hostile.close()
+        honest.close()
+    print(
+        f"\n{FLOOD_MESSAGES} refused 60 KB messages ({limits}): database grew by {grown} bytes;"
+        f" {counters.dead_lettered} dead-lettered, {counters.rate_limited} dropped over the limit"
+    )
+    assert grown < 2 * 1024 * 1024  # the whole payloads would be 18 MB
+    assert {entry.event_id for entry in store.entries()} == set(honest_ids)
+    assert store.dead_letter_count() == counters.dead_lettered
+    assert all(len(letter.payload) == 4096 for letter in store.dead_letters(limit=1000))
+    if limits.off:
+        assert (counters.dead_lettered, counters.rate_limited) == (FLOOD_MESSAGES, 0)
+    else:
+        # 32 MiB a minute, 10 s of it at once: about 90 of the 60 KB messages, then 9 a second.
+        assert counters.rate_limited_gates.keys() == {"gate-hostile"}
+        assert counters.rate_limited > FLOOD_MESSAGES / 2

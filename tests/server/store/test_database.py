@@ -15,9 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gatescan.testing.samples import sample_event
 from protocol.messages import Event, Status, Telemetry
 from server.store.database import Store, status_update
-from server.store.tables import entries_table
+from server.store.tables import DEAD_LETTER_PAYLOAD_BYTES, entries_table
 from server.store.writes import (
-    DEAD_LETTER_PAYLOAD_BYTES,
     DeadLetterRecord,
     WriteBatch,
     _bind_processor,

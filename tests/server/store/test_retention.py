@@ -118,3 +118,42 @@ def test_an_existing_database_gets_the_received_at_index_when_opened(
     assert "ix_entries_received_at" in indexes
     assert not any(step.startswith("SCAN entries") for step in plan), plan
     assert "creating index ix_entries_received_at" in caplog.text
+
+
+# --- dead letters and audit rows go with the entries ----------------------------------------------
+
+TOPIC = "gatescan/v1/devices/gate-1/events"
+
+
+def test_dead_letters_and_audit_rows_older_than_the_retention_are_purged_too(
+    store: Store,
+) -> None:
+    name_and_id = b'{"event_id":"evt-00000001","subject_name":"Nguyen Van An","subject_id":"0791'
+    store.dead_letter(TOPIC, name_and_id + b'1"', "schema", "old", START - 31 * DAY)
+    store.dead_letter(TOPIC, name_and_id + b'2"', "schema", "recent", START - 29 * DAY)
+    # Refused first long ago, and again (a repeat) within the retention: kept.
+    store.dead_letter(TOPIC, name_and_id + b'3"', "schema", "repeated", START - 60 * DAY)
+    store.dead_letter(TOPIC, name_and_id + b'3"', "schema", "repeated", START - DAY)
+    store.dead_letter(TOPIC, b"{", "not_json", "old too", START - 90 * DAY)
+    audit = AuditLog(store.engine, clock=lambda: START - 31 * DAY)
+    audit.record("lan", "unmask", "079190000001", {"shown": ["079190000001"]})
+    AuditLog(store.engine, clock=lambda: START - 29 * DAY).record("lan", "trace", "079190000002")
+
+    result = purge_entries(store, 30, now=START)
+
+    assert (result.dead_letters, result.audit_rows) == (2, 1)
+    assert sorted(letter.detail for letter in store.dead_letters()) == ["recent", "repeated"]
+    rows = AuditLog(store.engine).rows()
+    assert [(row.action, row.subject) for row in rows] == [
+        ("purge", ""),  # the purge's own row, written after it
+        ("trace", "079190000002"),
+    ]
+    assert (rows[0].details["dead_letters"], rows[0].details["audit_rows"]) == (2, 1)
+
+
+def test_a_purge_of_more_dead_letters_than_a_batch_deletes_them_all(store: Store) -> None:
+    for n in range(PURGE_BATCH + 3):
+        store.dead_letter(TOPIC, b"{%d" % n, "not_json", "old", START - 40 * DAY)
+
+    assert purge_entries(store, 30, now=START).dead_letters == PURGE_BATCH + 3
+    assert store.dead_letter_count() == 0
