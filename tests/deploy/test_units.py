@@ -11,14 +11,18 @@ the server unit's command the way the unit runs it.
   on by default (sysinit.target, basic.target, shutdown.target) load: so it runs with `--root` on
   a small tree that holds the unit, an executable at ExecStart's path and those three targets.
   Its warnings (an unknown key, a bad value) leave its exit code 0: the test wants no output.
-- This container does not run systemd as PID 1, so no test starts a unit. What stands in: the
-  server unit's own command line (its flags, its credential name, its database under the state
-  directory), run under the unit's UMask= in a directory of StateDirectoryMode=, against a broker
-  with the site's ACL, then every file it made is checked private.
+- This container does not run systemd as PID 1, so no test starts a unit. What stands in: each
+  unit's own command line run as the unit runs it, under its UMask= in a state directory of
+  StateDirectoryMode=, then every file and folder it made is checked private. The server's (its
+  flags, its credential by LoadCredential='s name, its database under the state directory) logs
+  in to a broker with the site's ACL; the agent's reads a replay camera and journals a scan. The
+  database is 0600 whatever the umask (Store sees to it); the journal's folders are private only
+  through the unit's umask (0755 under the usual 022).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -28,12 +32,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import cv2
 import pytest
 
 from firmware_config.schema import DEFAULT_DATA_DIR
 from gatescan.cli import build_parser
 from gatescan.commands.server import parse_listen
 from gatescan.testing.broker import BrokerAccess, LocalBroker, free_port, write_password_file
+from gatescan.testing.samples import render_code, sample_people
 from tests.support.paths import DEPLOY
 from tests.support.units import (
     AGENT_UNIT,
@@ -219,7 +225,49 @@ def test_the_server_units_command_leaves_only_private_files(tmp_path: Path) -> N
     said = log.read_text()
     assert code == 0, said
     assert cookies and all("Secure" in cookie for cookie in cookies), cookies
-    made = sorted(state.rglob("*"))
-    assert Path(option(args, "--db").removeprefix("sqlite:///")) in made, said
-    for path in [state, *made]:
-        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path} is {path.stat().st_mode:o}"
+    assert Path(option(args, "--db").removeprefix("sqlite:///")).stat().st_size, said
+    assert private(state) == []
+
+
+def private(folder: Path) -> list[str]:
+    """What in `folder` (itself included) others may read, write or enter: empty when none."""
+    return [
+        f"{path} is {stat.S_IMODE(path.stat().st_mode):04o}"
+        for path in [folder, *sorted(folder.rglob("*"))]
+        if path.stat().st_mode & 0o077
+    ]
+
+
+def test_the_agent_units_command_keeps_its_journal_private(
+    tmp_path: Path, broker: LocalBroker
+) -> None:
+    unit = read_unit(AGENT_UNIT)
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    frame = render_code(sample_people()[0], frame_size=(640, 480), module_px=4)
+    assert cv2.imwrite(str(camera / "0001.png"), frame)
+    args = exec_start(unit)[1:]
+    args[args.index("--config") + 1] = str(tmp_path / "gate.toml")
+    (tmp_path / "gate.toml").write_text(
+        f'[camera]\ntype = "replay"\nfolder = {json.dumps(str(camera))}\nloop = true\n',
+        encoding="utf-8",
+    )
+    state = tmp_path / "state"
+    state.mkdir(mode=int(service_setting(unit, "StateDirectoryMode"), 8))
+    overrides = ["--broker", broker.url, "--device-id", "gate-units", "--data-dir", str(state)]
+    log = tmp_path / "agent.log"
+    with log.open("w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gatescan.cli", *args, *overrides],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            umask=int(service_setting(unit, "UMask"), 8),
+        )
+        try:
+            wait_until(lambda: "journaled as seq 1" in log.read_text(), 30, "a scan journaled")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+    assert code == 0, log.read_text()
+    assert any(path.is_file() and path.stat().st_size for path in state.rglob("*"))
+    assert private(state) == []
