@@ -6,7 +6,7 @@ set -euo pipefail
 
 venv=${1:-.venv}
 extras=${2:-device,fast,server,web,demo,dev}
-apt_packages=(mosquitto libzbar0 chromium)
+apt_packages=(mosquitto libzbar0 chromium systemd caddy)
 
 have_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
 have_cmd() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
@@ -16,6 +16,11 @@ have_cmd mosquitto || missing+=(mosquitto)
 have_lib libzbar.so.0 || missing+=(libzbar0)
 # The dashboard's browser tests drive the distribution's chromium through Playwright.
 have_cmd chromium || missing+=(chromium)
+# tests/deploy/test_units.py scores and verifies the shipped units with systemd's own analyzer
+# (a container image may lack systemd), and tests/deploy/test_proxy.py parses the shipped
+# Caddyfile with Caddy's.
+have_cmd systemd-analyze || missing+=(systemd)
+have_cmd caddy || missing+=(caddy)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if ((${#missing[@]})); then
