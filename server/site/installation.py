@@ -174,7 +174,8 @@ def _write(
     _write_public(files.acl_file, ACL_RULES)
     ports = BrokerPorts(tls=request.mqtt_port, loopback=request.loopback_port)
     _write_public(files.conf, mosquitto_conf(files, ports))
-    _write_public(folder / SERVER_CONFIG_NAME, server_toml(broker_url, request))
+    local_url = f"mqtts://localhost:{request.mqtt_port}"
+    _write_public(folder / SERVER_CONFIG_NAME, server_toml(local_url, request))
     return planned_files(files)
 
 
@@ -192,7 +193,9 @@ db = {_toml(request.db)}
 listen = "127.0.0.1:{request.web_port}"
 
 [mqtt]
-# TLS, checked against this installation's CA and the broker's name.
+# TLS, checked against this installation's CA and the broker's name. The server runs beside the
+# broker, so it reaches it on this machine (localhost is in the broker's certificate): no name
+# to resolve, and the server unit may talk to loopback alone (IPAddressAllow=localhost).
 broker = {_toml(broker_url)}
 username = {_toml(COLLECTOR_USER)}
 # The collector's broker password ($GATESCAN_MQTT_PASSWORD or the systemd credential

@@ -69,7 +69,7 @@ def test_server_toml_names_the_tls_broker_the_ca_and_the_password_file(tmp_path:
     assert config.flag_values() == {
         "db": str(folder / "gatescan.db"),
         "listen": "127.0.0.1:8090",
-        "broker": "mqtts://broker.lan:8883",
+        "broker": "mqtts://localhost:8883",  # the server sits beside the broker
         "username": "collector",
         "password_file": folder / "collector.password",
         "ca_file": folder / "ca.crt",
