@@ -28,7 +28,7 @@ from server.dashboard.i18n.translate import (
     choose_language,
     i18n_context,
 )
-from server.dashboard.ratelimit import canonical_name
+from server.dashboard.login.throttle import canonical_name
 from server.dashboard.reports.access import NotAllowed
 from server.dashboard.state import (
     SESSION_COOKIE,
@@ -96,26 +96,44 @@ def login_form(request: Request, next: str = "/", expired: bool = False) -> Resp
 
 
 @router.post("/login")
-def login(
+async def login(
     request: Request,
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
+    """Async so that a login waiting for its turn at scrypt holds no worker thread; what
+    touches the database runs in the thread pool."""
     state = web_state(request)
     client = client_address(request)
     wait = state.limiter.begin(username, client)  # counts this attempt as failed until it is not
     if wait > 0:
-        who = login_name_for_log(state, username)
-        log.warning("login rate-limited for %s from %s", who, client)
-        state.audit.record(who, "login_failed", "", {"client": client, "why": "rate_limited"})
-        return _retry_later(request, next, "login.rate_limited", 429, int(wait) + 1)
+        return await run_in_threadpool(_rate_limited, request, username, client, next, wait)
     try:
-        account = state.accounts.authenticate(username, password)
+        account = await state.login_turns.run(
+            lambda: state.accounts.authenticate(username, password)
+        )
     except HashingBusy:
         state.limiter.withdrawn(username, client)  # not checked: neither a failure nor a success
         log.warning("login from %s refused: too many password checks at once", client)
-        return _retry_later(request, next, "login.busy", 503, busy_retry_s(state))
+        retry = max(1, math.ceil(state.settings.login_check_wait_s))
+        return await run_in_threadpool(_retry_later, request, next, "login.busy", 503, retry)
+    return await run_in_threadpool(_checked, request, username, client, next, account)
+
+
+def _rate_limited(request: Request, username: str, client: str, next: str, wait: float) -> Response:
+    state = web_state(request)
+    who = login_name_for_log(state, username)
+    log.warning("login rate-limited for %s from %s", who, client)
+    state.audit.record(who, "login_failed", "", {"client": client, "why": "rate_limited"})
+    return _retry_later(request, next, "login.rate_limited", 429, max(1, math.ceil(wait)))
+
+
+def _checked(
+    request: Request, username: str, client: str, next: str, account: Account | None
+) -> Response:
+    """The answer to a login whose password was checked: the login page again, or a session."""
+    state = web_state(request)
     if account is None:
         who = login_name_for_log(state, username)
         log.info("failed login for %s from %s", who, client)
@@ -135,12 +153,13 @@ def login(
 
 
 def client_address(request: Request) -> str:
-    """The client's address, as the rate limits count and the logs name it."""
+    """The client's address, as the login limits count and the logs name it: the socket's
+    peer, or behind a proxy named by `--forwarded-allow-ips` the address it forwarded for."""
     return request.client.host if request.client else "unknown"
 
 
 def busy_retry_s(state: WebState) -> int:
-    """Retry-After for a request refused because the password hashing turns were all taken."""
+    """Retry-After for a password change refused because the hashing turns were all taken."""
     return max(1, math.ceil(state.settings.password_hash_wait_s))
 
 

@@ -1,0 +1,140 @@
+"""The login throttle: a delay per user name that grows with its failures, and a limit per client
+address in a sliding window. Both answer "not yet" (429 with Retry-After): nothing is ever locked.
+
+Per name, the first `free_tries` failures cost nothing; after them each further attempt waits
+`first_delay_s`, doubled after every further failure, at most `max_delay_s` (by default 1, 2, 4,
+8, 16, then 30 s). So a guesser gets about one try per 30 s at a name, and the real user, right
+password in hand, waits at most that long for a turn, never the quarter of an hour of a lockout.
+The failures are forgotten after `window_s` without one, and at once by the right password.
+
+Per address, at most `per_ip` failures in `window_s` (a sliding window): one machine trying many
+names (a spray) is stopped there, whatever names it tries.
+
+`begin` checks and counts an attempt in one step, before the password is checked: attempts sent
+at once (each waiting for scrypt) would otherwise all pass the check before any failure was
+written. A name is counted as a person would read it (case, width and surrounding spaces aside).
+Kept in the process's memory: behind a load balancer each `gatescan web` process counts its own.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import unicodedata
+from collections import deque
+from collections.abc import Callable
+
+_PRUNE_AT = 10_000  # tracked names (or addresses) before quiet ones are forgotten
+
+
+class LoginThrottle:
+    def __init__(
+        self,
+        *,
+        free_tries: int,
+        first_delay_s: float,
+        max_delay_s: float,
+        per_ip: int,
+        window_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        if free_tries < 0 or per_ip < 1 or not 0 < first_delay_s <= max_delay_s or window_s <= 0:
+            raise ValueError("a login throttle needs per_ip >= 1 and 0 < first <= max delay")
+        self._free = free_tries
+        self._first = first_delay_s
+        self._max = max_delay_s
+        self._per_ip = per_ip
+        self._window = window_s
+        self._clock = clock
+        # Failure times: a name's keeps the streak up to the first failure at the longest delay,
+        # an address's those of the window.
+        self._streak = free_tries + math.ceil(math.log2(max_delay_s / first_delay_s)) + 1
+        self._names: dict[str, deque[float]] = {}
+        self._addresses: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def delay_after(self, failures: int) -> float:
+        """How long after a name's latest failure its next attempt waits, with `failures` on
+        record."""
+        if failures < self._free:
+            return 0.0
+        return min(self._max, self._first * 2.0 ** min(failures - self._free, 64))
+
+    def begin(self, username: str, client_ip: str) -> float:
+        """Start an attempt: 0 and the attempt counted as a failure (until `succeeded`), or the
+        seconds to wait and nothing counted."""
+        name = canonical_name(username)
+        now = self._clock()
+        with self._lock:
+            wait = max(self._name_wait(name, now), self._address_wait(client_ip, now))
+            if wait == 0:
+                self._count(name, client_ip, now)
+            return wait
+
+    def succeeded(self, username: str, client_ip: str) -> None:
+        """A right password clears the name's failures, and takes back the address's count for
+        this attempt (`begin` counted it): an office behind one address is not held up by its
+        own good logins."""
+        with self._lock:
+            self._names.pop(canonical_name(username), None)
+            _take_back(self._addresses, client_ip)
+
+    def withdrawn(self, username: str, client_ip: str) -> None:
+        """Take back an attempt `begin` counted whose password was never checked (the server
+        was too busy to): it is neither a failure nor a success."""
+        with self._lock:
+            _take_back(self._names, canonical_name(username))
+            _take_back(self._addresses, client_ip)
+
+    def __len__(self) -> int:
+        """How many names and addresses have failures on record."""
+        with self._lock:
+            return len(self._names) + len(self._addresses)
+
+    def _name_wait(self, name: str, now: float) -> float:
+        times = self._names.get(name)
+        if not times:
+            return 0.0
+        if times[-1] <= now - self._window:  # quiet for a whole window: forgotten
+            del self._names[name]
+            return 0.0
+        return max(0.0, times[-1] + self.delay_after(len(times)) - now)
+
+    def _address_wait(self, client_ip: str, now: float) -> float:
+        times = self._addresses.get(client_ip)
+        if not times:
+            return 0.0
+        while times and times[0] <= now - self._window:
+            times.popleft()
+        if not times:
+            del self._addresses[client_ip]
+            return 0.0
+        if len(times) < self._per_ip:
+            return 0.0
+        return times[0] + self._window - now
+
+    def _count(self, name: str, client_ip: str, now: float) -> None:
+        for table in (self._names, self._addresses):
+            if len(table) >= _PRUNE_AT:
+                self._forget_quiet(table, now)
+        self._names.setdefault(name, deque(maxlen=self._streak)).append(now)
+        self._addresses.setdefault(client_ip, deque()).append(now)
+
+    def _forget_quiet(self, table: dict[str, deque[float]], now: float) -> None:
+        """Drop the names (or addresses) with no failure in the window, so a stream of made-up
+        names cannot grow the table without bound."""
+        for key in [key for key, times in table.items() if times[-1] <= now - self._window]:
+            del table[key]
+
+
+def canonical_name(username: str) -> str:
+    """ "Manager", " manager " and "ｍａｎａｇｅｒ" (full width) are one name to the throttle."""
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
+def _take_back(table: dict[str, deque[float]], key: str) -> None:
+    times = table.get(key)
+    if times:
+        times.pop()
+    if not times:
+        table.pop(key, None)
