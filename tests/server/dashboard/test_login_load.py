@@ -1,6 +1,7 @@
 """Logins under load and in the log: at most a few scrypt hashes at once (32 MiB each), a queue
-of logins waiting without a worker thread each, then 503 with Retry-After; and a failed login's log line never holds what was typed in
-the name field (it may be a password typed in the wrong place)."""
+of logins waiting without a worker thread each, then 503 with Retry-After; and a failed login's
+log line never holds what was typed in the name field (it may be a password typed in the wrong
+place)."""
 
 from __future__ import annotations
 
