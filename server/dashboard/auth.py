@@ -106,12 +106,13 @@ async def login(
     touches the database runs in the thread pool."""
     state = web_state(request)
     client = client_address(request)
+    rank = state.limiter.failures_from(client)  # a flooding address waits behind the others
     wait = state.limiter.begin(username, client)  # counts this attempt as failed until it is not
     if wait > 0:
         return await run_in_threadpool(_rate_limited, request, username, client, next, wait)
     try:
         account = await state.login_turns.run(
-            lambda: state.accounts.authenticate(username, password)
+            lambda: state.accounts.authenticate(username, password), rank
         )
     except HashingBusy:
         state.limiter.withdrawn(username, client)  # not checked: neither a failure nor a success

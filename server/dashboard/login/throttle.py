@@ -71,6 +71,13 @@ class LoginThrottle:
                 self._count(name, client_ip, now)
             return wait
 
+    def failures_from(self, client_ip: str) -> int:
+        """The failures an address has on record in the window, attempts still being checked
+        included: how far back its next login queues for a turn at scrypt (turns.py)."""
+        with self._lock:
+            self._address_wait(client_ip, self._clock())  # forgets what left the window
+            return len(self._addresses.get(client_ip, ()))
+
     def succeeded(self, username: str, client_ip: str) -> None:
         """A right password clears the name's failures, and takes back the address's count for
         this attempt (`begin` counted it): an office behind one address is not held up by its

@@ -1,6 +1,11 @@
 """Turns to check a login's password: at most `at_once` checks run (each in a worker thread,
-scrypt's 32 MiB each), and up to `waiting` more wait for a turn, first come first served, for at
-most `wait_s`; any other is refused at once with HashingBusy (503 with Retry-After).
+scrypt's 32 MiB each), and up to `waiting` more wait for a turn for at most `wait_s`; any other
+is refused at once with HashingBusy (503 with Retry-After).
+
+Who waits least: a login's `rank` (the failures its client address has on record, those still
+being checked included), then who came first. So one address's flood is served in turn with
+everyone else's, one of its logins at a time: a login from an address with no failures goes
+before the second of each flooding address's, and before every login of one that keeps failing.
 
 A login waiting here is a coroutine, not a worker thread: the wait can be long enough, and the
 queue deep enough, for a real login to get its turn behind a burst of bad ones (40 at once took
@@ -12,8 +17,9 @@ a thread lock and a turn is handed to its waiter on the waiter's own loop.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -22,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from server.accounts.passwords import HashingBusy
 
 T = TypeVar("T")
-_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+_Waiter = tuple[int, int, asyncio.AbstractEventLoop, "asyncio.Future[None]"]  # rank, arrival
 
 
 class CheckTurns:
@@ -32,7 +38,8 @@ class CheckTurns:
         self._free = at_once
         self._max_waiting = waiting
         self._wait_s = wait_s
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: list[_Waiter] = []  # a heap: the lowest rank, then the first come
+        self._arrivals = itertools.count()
         self._lock = threading.Lock()
 
     @property
@@ -40,15 +47,15 @@ class CheckTurns:
         with self._lock:
             return len(self._waiters)
 
-    async def run(self, check: Callable[[], T]) -> T:
+    async def run(self, check: Callable[[], T], rank: int = 0) -> T:
         """`check()` in a worker thread once a turn is free; HashingBusy if none comes."""
-        await self._take_turn()
+        await self._take_turn(rank)
         try:
             return await run_in_threadpool(check)
         finally:
             self._give_back()
 
-    async def _take_turn(self) -> None:
+    async def _take_turn(self, rank: int) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._free > 0 and not self._waiters:
@@ -56,9 +63,9 @@ class CheckTurns:
                 return
             if len(self._waiters) >= self._max_waiting:
                 raise HashingBusy("too many password checks waiting")
-            waiter: _Waiter = (loop, loop.create_future())
-            self._waiters.append(waiter)
-        turn = waiter[1]
+            waiter: _Waiter = (rank, next(self._arrivals), loop, loop.create_future())
+            heapq.heappush(self._waiters, waiter)
+        turn = waiter[3]
         try:
             await asyncio.wait({turn}, timeout=self._wait_s)
         except asyncio.CancelledError:  # the client went away while it waited
@@ -81,6 +88,7 @@ class CheckTurns:
                 self._waiters.remove(waiter)
             except ValueError:
                 return False
+            heapq.heapify(self._waiters)
             return True
 
     def _give_back(self) -> None:
@@ -88,7 +96,7 @@ class CheckTurns:
             if not self._waiters:
                 self._free += 1
                 return
-            loop, turn = self._waiters.popleft()
+            _, _, loop, turn = heapq.heappop(self._waiters)
         try:
             loop.call_soon_threadsafe(self._hand, turn)
         except RuntimeError:  # that waiter's loop has closed: the turn goes to the next one
