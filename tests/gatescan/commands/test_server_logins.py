@@ -20,7 +20,7 @@ from server.accounts.users import Accounts, Role
 from server.dashboard.csrf import LOGIN_CSRF_COOKIE
 from server.store.audit import AuditLog
 from server.store.database import Store
-from tests.support.cli import gatescan_dashboard
+from tests.support.cli import gatescan_dashboard, run_gatescan
 
 PASSWORD = "correct horse battery"
 PROXY = "127.0.0.1"  # the test's own connections: the reverse proxy, when the option names it
@@ -196,3 +196,13 @@ class Flood:
         for thread in self._threads:
             thread.join(timeout=120)
         return sorted(self._answers)
+
+
+@pytest.mark.parametrize("proxies", ["*", "proxy.example", "10.0.0.5/8", "127.0.0.1,,x"])
+def test_forwarded_allow_ips_takes_addresses_and_networks_only(
+    tmp_path: Path, proxies: str
+) -> None:
+    db = str(tmp_path / "site.db")
+    result = run_gatescan(["web", "--db", db, "--forwarded-allow-ips", proxies], tmp_path)
+    assert result.returncode == 2
+    assert "--forwarded-allow-ips: " in result.stderr and "Traceback" not in result.stderr
