@@ -136,6 +136,7 @@ def _checked(
     """The answer to a login whose password was checked: the login page again, or a session."""
     state = web_state(request)
     if account is None:
+        state.limiter.failed(username, client)  # the name's wait runs from now
         who = login_name_for_log(state, username)
         log.info("failed login for %s from %s", who, client)
         state.audit.record(who, "login_failed", "", {"client": client, "why": "wrong_password"})

@@ -2,10 +2,11 @@
 address in a sliding window. Both answer "not yet" (429 with Retry-After): nothing is ever locked.
 
 Per name, the first `free_tries` failures cost nothing; after them each further attempt waits
-`first_delay_s`, doubled after every further failure, at most `max_delay_s` (by default 1, 2, 4,
-8, 16, then 30 s). So a guesser gets about one try per 30 s at a name, and the real user, right
-password in hand, waits at most that long for a turn, never the quarter of an hour of a lockout.
-The failures are forgotten after `window_s` without one, and at once by the right password.
+`first_delay_s` after the latest failure was answered, doubled after every further failure, at
+most `max_delay_s` (by default 1, 2, 4, 8, 16, then 30 s). So a guesser gets about one try per
+30 s at a name, and the real user, right password in hand, waits at most that long for a turn,
+never the quarter of an hour of a lockout. The failures are forgotten after `window_s` without
+one, and at once by the right password.
 
 Per address, at most `per_ip` failures in `window_s` (a sliding window): one machine trying many
 names (a spray) is stopped there, whatever names it tries.
@@ -77,6 +78,15 @@ class LoginThrottle:
         with self._lock:
             self._address_wait(client_ip, self._clock())  # forgets what left the window
             return len(self._addresses.get(client_ip, ()))
+
+    def failed(self, username: str, client_ip: str) -> None:
+        """The attempt `begin` counted was a failure: the name's wait runs from now, when the
+        answer is known, not from when the password check began."""
+        now = self._clock()
+        with self._lock:
+            times = self._names.get(canonical_name(username))
+            if times:
+                times[-1] = max(times[-1], now)
 
     def succeeded(self, username: str, client_ip: str) -> None:
         """A right password clears the name's failures, and takes back the address's count for

@@ -3,6 +3,7 @@ failure, up to a cap, and are never refused for longer; an address is limited in
 
 from __future__ import annotations
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -53,6 +54,17 @@ def test_a_guesser_gets_about_one_try_in_30_s_at_a_name() -> None:
     # 5 free at once, 5 more as the wait grows to 30 s (at 1, 3, 7, 15 and 31 s), then one
     # every 30 s (61, 91, ... 3571 s).
     assert tries == 5 + 5 + 118
+
+
+def test_the_wait_runs_from_when_the_failure_was_answered() -> None:
+    clock = Clock()
+    names = throttle(clock)
+    for _ in range(5):
+        names.begin("manager", HERE)
+    clock.now = 0.5  # scrypt took half a second to say the 5th was wrong
+    names.failed("manager", HERE)
+    clock.now = 1.2
+    assert names.begin("manager", HERE) == pytest.approx(0.3)
 
 
 def test_attempts_still_being_checked_count_and_the_right_password_clears_them() -> None:
