@@ -118,7 +118,7 @@ async def login(
         state.limiter.withdrawn(username, client)  # not checked: neither a failure nor a success
         log.warning("login from %s refused: too many password checks at once", client)
         retry = max(1, math.ceil(state.settings.login_check_wait_s))
-        return await run_in_threadpool(_retry_later, request, next, "login.busy", 503, retry)
+        return await run_in_threadpool(_retry_later, request, next, "login.busy", {}, 503, retry)
     return await run_in_threadpool(_checked, request, username, client, next, account)
 
 
@@ -127,7 +127,15 @@ def _rate_limited(request: Request, username: str, client: str, next: str, wait:
     who = login_name_for_log(state, username)
     log.warning("login rate-limited for %s from %s", who, client)
     state.audit.record(who, "login_failed", "", {"client": client, "why": "rate_limited"})
-    return _retry_later(request, next, "login.rate_limited", 429, max(1, math.ceil(wait)))
+    after_s = max(1, math.ceil(wait))
+    return _retry_later(request, next, *_how_long(after_s), 429, after_s)
+
+
+def _how_long(after_s: int) -> tuple[str, dict[str, int]]:
+    """What the login page says of a wait: seconds (a name's), or minutes (an address's)."""
+    if after_s < 120:
+        return "login.rate_limited", {"n": after_s}
+    return "login.rate_limited_minutes", {"n": math.ceil(after_s / 60)}
 
 
 def _checked(
@@ -202,17 +210,31 @@ def login_name_for_log(state: WebState, username: str) -> str:
     return f"unknown user #{digest.hexdigest()[:8]}"
 
 
-def _retry_later(request: Request, next: str, error: str, status: int, after_s: int) -> Response:
-    response = _login_page(request, next, error, status)
+def _retry_later(
+    request: Request,
+    next: str,
+    error: str,
+    values: dict[str, int],
+    status: int,
+    after_s: int,
+) -> Response:
+    response = _login_page(request, next, error, status, values)
     response.headers["Retry-After"] = str(after_s)
     return response
 
 
-def _login_page(request: Request, next: str, error: str | None, status: int) -> Response:
+def _login_page(
+    request: Request,
+    next: str,
+    error: str | None,
+    status: int,
+    values: dict[str, int] | None = None,
+) -> Response:
     state = web_state(request)
     context: dict[str, Any] = {
         **i18n_context(user_language(request, None), state.settings.tz),
         "error": error,
+        "error_values": values or {},
         "next": page_after_login(next),
         "csrf_token": csrf_token(request),
         "user": None,

@@ -130,8 +130,24 @@ def test_the_right_password_logs_in_once_the_wait_is_over(
     assert attempt(client, "wrong password") == (401, None)  # the name starts afresh
 
 
-def attempt(browser: TestClient, password: str) -> tuple[int, str | None]:
+def attempt(browser: TestClient, password: str, name: str = "manager") -> tuple[int, str | None]:
     browser.cookies.clear()
-    form = {"username": "manager", "password": password, "csrf_token": login_form_token(browser)}
+    form = {"username": name, "password": password, "csrf_token": login_form_token(browser)}
     answer = browser.post("/login", data=form)
     return answer.status_code, answer.headers.get("retry-after")
+
+
+def test_the_login_page_says_how_long_to_wait(client: TestClient) -> None:
+    def refused(name: str) -> str:
+        client.cookies.clear()
+        form = {"username": name, "password": "wrong", "csrf_token": login_form_token(client)}
+        answer = client.post("/login", data=form)
+        assert answer.status_code == 429
+        return answer.text
+
+    for _ in range(3):
+        attempt(client, "wrong password")
+    assert "Vui lòng thử lại sau 1 giây." in refused("manager")  # a name's wait: seconds
+    for n in range(7):  # 10 failures per address in these tests
+        assert attempt(client, "wrong password", name=f"guess-{n}")[0] == 401
+    assert "Vui lòng thử lại sau 15 phút." in refused("someone")  # an address's: minutes
