@@ -12,6 +12,8 @@ import hmac
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -27,6 +29,12 @@ from server.dashboard.i18n.translate import (
     Translator,
     choose_language,
     i18n_context,
+)
+from server.dashboard.login.devices import (
+    DEVICE_COOKIE,
+    DEVICE_DAYS,
+    device_cookie,
+    known_device,
 )
 from server.dashboard.login.throttle import canonical_name
 from server.dashboard.reports.access import NotAllowed
@@ -106,8 +114,10 @@ async def login(
     touches the database runs in the thread pool."""
     state = web_state(request)
     client = client_address(request)
+    cookie = request.cookies.get(DEVICE_COOKIE)
+    device = known_device(state.device_key, username, cookie, state.clock())
     rank = state.limiter.failures_from(client)  # a flooding address waits behind the others
-    wait = state.limiter.begin(username, client)  # counts this attempt as failed until it is not
+    wait = state.limiter.begin(username, client, device)  # a failure until it is not
     if wait > 0:
         return await run_in_threadpool(_rate_limited, request, username, client, next, wait)
     try:
@@ -115,11 +125,19 @@ async def login(
             lambda: state.accounts.authenticate(username, password), rank
         )
     except HashingBusy:
-        state.limiter.withdrawn(username, client)  # not checked: neither a failure nor a success
+        state.limiter.withdrawn(username, client, device)  # never checked: no failure
         log.warning("login from %s refused: too many password checks at once", client)
         retry = max(1, math.ceil(state.settings.login_check_wait_s))
         return await run_in_threadpool(_retry_later, request, next, "login.busy", {}, 503, retry)
-    return await run_in_threadpool(_checked, request, username, client, next, account)
+    attempt = _Attempt(username, client, device)
+    return await run_in_threadpool(_checked, request, attempt, next, account)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    username: str
+    client: str
+    device: str  # a known device's id (login/devices.py), or ""
 
 
 def _rate_limited(request: Request, username: str, client: str, next: str, wait: float) -> Response:
@@ -138,18 +156,18 @@ def _how_long(after_s: int) -> tuple[str, dict[str, int]]:
     return "login.rate_limited_minutes", {"n": math.ceil(after_s / 60)}
 
 
-def _checked(
-    request: Request, username: str, client: str, next: str, account: Account | None
-) -> Response:
-    """The answer to a login whose password was checked: the login page again, or a session."""
+def _checked(request: Request, attempt: _Attempt, next: str, account: Account | None) -> Response:
+    """The answer to a login whose password was checked: the login page again, or a session
+    (and the browser known as this user's device from now on)."""
     state = web_state(request)
+    username, client = attempt.username, attempt.client
     if account is None:
-        state.limiter.failed(username, client)  # the name's wait runs from now
+        state.limiter.failed(username, client, attempt.device)  # the wait runs from now
         who = login_name_for_log(state, username)
         log.info("failed login for %s from %s", who, client)
         state.audit.record(who, "login_failed", "", {"client": client, "why": "wrong_password"})
         return _login_page(request, next, "login.failed", 401)
-    state.limiter.succeeded(username, client)
+    state.limiter.succeeded(username, client, attempt.device)
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         state.accounts.end_session(old)
@@ -159,6 +177,16 @@ def _checked(
     response = RedirectResponse(page_after_login(next), status_code=303)
     set_session_cookie(response, state, session.secret)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    expires = state.clock() + timedelta(days=DEVICE_DAYS)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_cookie(state.device_key, username, expires),
+        max_age=DEVICE_DAYS * 86400,
+        httponly=True,
+        samesite="strict",
+        secure=state.settings.secure_cookies,
+        path="/login",
+    )
     return response
 
 

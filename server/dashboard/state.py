@@ -46,6 +46,8 @@ class WebState:
     # Keys the digest that stands in a log line for a login name that is no user's (auth.py):
     # random per process and never written anywhere, so the digest cannot be reversed offline.
     log_key: bytes = field(default_factory=lambda: secrets.token_bytes(16), repr=False)
+    # Keys the known-device cookie (login/devices.py): random per process, like log_key.
+    device_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     # Search terms behind the opaque `q` handles in page URLs (search_handles.py): per process,
     # each handle living as long as a session may.
     search_handles: SearchHandles = field(init=False, repr=False)

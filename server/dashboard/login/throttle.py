@@ -23,8 +23,10 @@ import math
 import threading
 import unicodedata
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
+K = TypeVar("K", bound=Hashable)
 _PRUNE_AT = 10_000  # tracked names (or addresses) before quiet ones are forgotten
 
 
@@ -50,7 +52,7 @@ class LoginThrottle:
         # Failure times: a name's keeps the streak up to the first failure at the longest delay,
         # an address's those of the window.
         self._streak = free_tries + math.ceil(math.log2(max_delay_s / first_delay_s)) + 1
-        self._names: dict[str, deque[float]] = {}
+        self._names: dict[tuple[str, str], deque[float]] = {}  # (name, known device or "")
         self._addresses: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -61,10 +63,11 @@ class LoginThrottle:
             return 0.0
         return min(self._max, self._first * 2.0 ** min(failures - self._free, 64))
 
-    def begin(self, username: str, client_ip: str) -> float:
+    def begin(self, username: str, client_ip: str, device: str = "") -> float:
         """Start an attempt: 0 and the attempt counted as a failure (until `succeeded`), or the
-        seconds to wait and nothing counted."""
-        name = canonical_name(username)
+        seconds to wait and nothing counted. A known `device` (devices.py) has turns at the
+        name of its own."""
+        name = _name_key(username, device)
         now = self._clock()
         with self._lock:
             wait = max(self._name_wait(name, now), self._address_wait(client_ip, now))
@@ -79,28 +82,28 @@ class LoginThrottle:
             self._address_wait(client_ip, self._clock())  # forgets what left the window
             return len(self._addresses.get(client_ip, ()))
 
-    def failed(self, username: str, client_ip: str) -> None:
+    def failed(self, username: str, client_ip: str, device: str = "") -> None:
         """The attempt `begin` counted was a failure: the name's wait runs from now, when the
         answer is known, not from when the password check began."""
         now = self._clock()
         with self._lock:
-            times = self._names.get(canonical_name(username))
+            times = self._names.get(_name_key(username, device))
             if times:
                 times[-1] = max(times[-1], now)
 
-    def succeeded(self, username: str, client_ip: str) -> None:
-        """A right password clears the name's failures, and takes back the address's count for
-        this attempt (`begin` counted it): an office behind one address is not held up by its
-        own good logins."""
+    def succeeded(self, username: str, client_ip: str, device: str = "") -> None:
+        """A right password clears the name's failures (a known device's: its own), and takes
+        back the address's count for this attempt (`begin` counted it): an office behind one
+        address is not held up by its own good logins."""
         with self._lock:
-            self._names.pop(canonical_name(username), None)
+            self._names.pop(_name_key(username, device), None)
             _take_back(self._addresses, client_ip)
 
-    def withdrawn(self, username: str, client_ip: str) -> None:
+    def withdrawn(self, username: str, client_ip: str, device: str = "") -> None:
         """Take back an attempt `begin` counted whose password was never checked (the server
         was too busy to): it is neither a failure nor a success."""
         with self._lock:
-            _take_back(self._names, canonical_name(username))
+            _take_back(self._names, _name_key(username, device))
             _take_back(self._addresses, client_ip)
 
     def __len__(self) -> int:
@@ -108,7 +111,7 @@ class LoginThrottle:
         with self._lock:
             return len(self._names) + len(self._addresses)
 
-    def _name_wait(self, name: str, now: float) -> float:
+    def _name_wait(self, name: tuple[str, str], now: float) -> float:
         times = self._names.get(name)
         if not times:
             return 0.0
@@ -130,14 +133,15 @@ class LoginThrottle:
             return 0.0
         return times[0] + self._window - now
 
-    def _count(self, name: str, client_ip: str, now: float) -> None:
-        for table in (self._names, self._addresses):
-            if len(table) >= _PRUNE_AT:
-                self._forget_quiet(table, now)
+    def _count(self, name: tuple[str, str], client_ip: str, now: float) -> None:
+        if len(self._names) >= _PRUNE_AT:
+            self._forget_quiet(self._names, now)
+        if len(self._addresses) >= _PRUNE_AT:
+            self._forget_quiet(self._addresses, now)
         self._names.setdefault(name, deque(maxlen=self._streak)).append(now)
         self._addresses.setdefault(client_ip, deque()).append(now)
 
-    def _forget_quiet(self, table: dict[str, deque[float]], now: float) -> None:
+    def _forget_quiet(self, table: dict[K, deque[float]], now: float) -> None:
         """Drop the names (or addresses) with no failure in the window, so a stream of made-up
         names cannot grow the table without bound."""
         for key in [key for key, times in table.items() if times[-1] <= now - self._window]:
@@ -149,7 +153,11 @@ def canonical_name(username: str) -> str:
     return unicodedata.normalize("NFKC", username).strip().casefold()
 
 
-def _take_back(table: dict[str, deque[float]], key: str) -> None:
+def _name_key(username: str, device: str) -> tuple[str, str]:
+    return canonical_name(username), device
+
+
+def _take_back(table: dict[K, deque[float]], key: K) -> None:
     times = table.get(key)
     if times:
         times.pop()
