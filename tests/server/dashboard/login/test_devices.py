@@ -8,9 +8,13 @@ from datetime import timedelta
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from server.accounts.users import Accounts, Role
+from server.dashboard.app import create_web_app
 from server.dashboard.login.devices import DEVICE_COOKIE, device_cookie, known_device
+from server.dashboard.settings import WebSettings
 from server.dashboard.state import SESSION_COOKIE
-from tests.support.web import PASSWORD, START, MovableClock, login_form_token
+from server.store.database import Store
+from tests.support.web import FAST_HASHER, PASSWORD, START, MovableClock, login_form_token
 
 KEY, OTHER_KEY = b"k" * 32, b"o" * 32
 LATER = START + timedelta(days=30)
@@ -57,3 +61,19 @@ def test_a_known_browser_s_own_wrong_tries_are_throttled_too(client: TestClient)
     for _ in range(3):  # a stolen device cookie buys the same few tries, no more
         assert log_in(client, "wrong password") == (401, None)
     assert log_in(client, PASSWORD) == (429, "1")
+
+
+def test_the_device_cookie_goes_to_the_login_form_only_and_never_to_script(
+    store: Store, clock: MovableClock
+) -> None:
+    Accounts(store.engine, hasher=FAST_HASHER).add_user("manager", Role.MANAGER, PASSWORD)
+    app = create_web_app(store, WebSettings(secure_cookies=True), clock=clock, hasher=FAST_HASHER)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as browser:
+        form = {"username": "manager", "password": PASSWORD}
+        form["csrf_token"] = login_form_token(browser)
+        answer = browser.post("/login", data=form)
+    (cookie,) = [c for c in answer.headers.get_list("set-cookie") if c.startswith(DEVICE_COOKIE)]
+    attributes = {part.strip().split("=")[0].lower(): part for part in cookie.split(";")}
+    assert {"httponly", "secure", "samesite", "path", "max-age"} <= attributes.keys()
+    assert attributes["path"].strip() == "Path=/login"
+    assert attributes["samesite"].strip().lower() == "samesite=strict"
