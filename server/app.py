@@ -114,7 +114,12 @@ def init_dashboard(store: Store, options: ServerOptions) -> DashboardServer | No
     from server.dashboard.app import create_web_app
 
     app = create_web_app(store, options.dashboard)
-    return DashboardServer(app, bind(options.listen), log_level=options.web_log_level)
+    return DashboardServer(
+        app,
+        bind(options.listen),
+        log_level=options.web_log_level,
+        forwarded_allow_ips=options.dashboard.forwarded_allow_ips,
+    )
 
 
 class Server:
@@ -238,7 +243,12 @@ class DashboardServer:
     main thread: SIGINT and SIGTERM stay the process's own (`stop`)."""
 
     def __init__(
-        self, app: Any, listeners: list[socket.socket], *, log_level: str = "info"
+        self,
+        app: Any,
+        listeners: list[socket.socket],
+        *,
+        log_level: str = "info",
+        forwarded_allow_ips: tuple[str, ...] = (),
     ) -> None:
         import uvicorn
 
@@ -246,8 +256,16 @@ class DashboardServer:
         host, port = listeners[0].getsockname()[:2]
         self.url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
         # No access log: a URL can hold what a person searched for; the audit log says who
-        # looked up whom instead. proxy_headers: the client address behind a reverse proxy.
-        config = uvicorn.Config(app, log_level=log_level, proxy_headers=True, access_log=False)
+        # looked up whom instead. X-Forwarded-For (and -Proto) is read only from the proxies
+        # named: uvicorn's own default believes any local peer (127.0.0.1, ::1, or
+        # $FORWARDED_ALLOW_IPS), so anything on this machine could name any address.
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=False,
+            proxy_headers=bool(forwarded_allow_ips),
+            forwarded_allow_ips=list(forwarded_allow_ips),
+        )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self._stopping = False

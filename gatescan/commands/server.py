@@ -61,6 +61,15 @@ def _add_web_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secure-cookies", action="store_true", help="cookies over HTTPS only (behind TLS)"
     )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default="",
+        metavar="IPS",
+        help="the reverse proxies, comma-separated IPs or CIDR networks (e.g. 127.0.0.1 for a"
+        " proxy on this machine), whose X-Forwarded-For names the client: the login limits count"
+        " and the audit log names that address, the right-most one that is not a listed proxy."
+        " Default: none, the client is the socket's peer and X-Forwarded-For is ignored",
+    )
 
 
 def parse_listen(listen: str) -> Listen:
@@ -84,7 +93,18 @@ def web_settings(args: argparse.Namespace, retention_days: int | None) -> WebSet
         session_idle_s=args.session_idle,
         retention_days=retention_days or None,
         secure_cookies=args.secure_cookies,
+        forwarded_allow_ips=parse_proxies(args.forwarded_allow_ips),
     )
+
+
+def parse_proxies(text: str) -> tuple[str, ...]:
+    """`--forwarded-allow-ips`: "127.0.0.1", "10.0.0.0/8,::1"; "" names none."""
+    from server.dashboard.settings import trusted_network
+
+    try:
+        return tuple(str(trusted_network(item)) for item in text.split(",") if item.strip())
+    except ValueError as exc:
+        raise ValueError(f"--forwarded-allow-ips: {exc}") from None
 
 
 def run_web(args: argparse.Namespace) -> int:

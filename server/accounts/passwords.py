@@ -5,11 +5,13 @@ someone trying passwords) would otherwise run one hash per web worker thread at 
 with FastAPI's thread pool, 1.25 GiB: more than a Raspberry Pi with 1 GB has. `LimitedHasher`
 lets a few run (2 by default: 64 MiB, two of a Pi's four cores, the collector keeps the rest),
 lets a few more wait their turn briefly, and refuses the rest at once with `HashingBusy`, which
-the login form answers with 503 and Retry-After.
+the password page answers with 503 and Retry-After.
 
-Why wait at all, and why not wait longer: a login takes about 0.26 s on a PC (about 0.75 s on a
-Pi 5, estimated), so a short queue absorbs a shift change without a refusal; but each waiting
-login holds a worker thread, so the queue is short and the wait bounded: the pages stay served.
+Why wait at all, and why not wait longer: a hash takes about 0.26 s on a PC (about 0.75 s on a
+Pi 5, estimated), so a short queue absorbs a burst without a refusal; but each waiting caller
+holds a worker thread, so the queue is short and the wait bounded: the pages stay served. A
+login waits for its turn before it gets here, as a coroutine rather than a thread, in a deeper
+queue (server/dashboard/login/turns.py, at most as many at once as this): it seldom waits here.
 """
 
 from __future__ import annotations

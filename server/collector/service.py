@@ -168,7 +168,14 @@ class Collector:
         # Without an expiry a v5 session ends at disconnect even with clean_start=False.
         properties.SessionExpiryInterval = self._session_expiry
         properties.ReceiveMaximum = self._receive_window
-        log.info("connecting on the %s MQTT client", self._mqtt_client.value)
+        address = self._address
+        log.info(
+            "connecting to %s://%s:%d on the %s MQTT client",
+            "mqtts" if address.tls else "mqtt",
+            f"[{address.host}]" if ":" in address.host else address.host,
+            address.port,
+            self._mqtt_client.value,
+        )
         self._client.connect_async(
             self._address.host,
             self._address.port,

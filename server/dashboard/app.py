@@ -2,7 +2,7 @@
 
 `create_web_app` is the table of contents: settings and dependencies in, a FastAPI app out.
 Several processes may serve the same database (`gatescan web` behind a load balancer): sessions,
-users and the audit log live in the database; only the login rate limit is per process.
+users and the audit log live in the database; only the login throttle is per process.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from server.clock import Clock, utc_now
 from server.dashboard import api, auth
 from server.dashboard.apidocs import api_docs_router
 from server.dashboard.csrf import LOGIN_CSRF_COOKIE, verify_csrf
-from server.dashboard.ratelimit import LoginRateLimiter
+from server.dashboard.login.throttle import LoginThrottle
+from server.dashboard.login.turns import CheckTurns
 from server.dashboard.settings import WebSettings
 from server.dashboard.state import WebState
 from server.store.audit import AuditLog
@@ -61,7 +62,7 @@ def create_web_app(
     hasher: Hasher | None = None,
 ) -> FastAPI:
     """The dashboard for `store`. `clock` (UTC now) and `monotonic` drive session expiry and
-    the login rate limit, so tests can move time instead of waiting. `hasher` (default: the
+    the login throttle, so tests can move time instead of waiting. `hasher` (default: the
     production scrypt) is run at most `settings.password_hashes_at_once` at a time."""
     from server.dashboard import pages, password_page
 
@@ -89,11 +90,18 @@ def create_web_app(
             session_max_age=settings.session_max_age,
         ),
         audit=AuditLog(store.engine, clock=clock),
-        limiter=LoginRateLimiter(
-            per_user=settings.login_failures_per_user,
+        limiter=LoginThrottle(
+            free_tries=settings.login_failures_per_user,
+            first_delay_s=settings.login_delay_first_s,
+            max_delay_s=settings.login_delay_max_s,
             per_ip=settings.login_failures_per_ip,
             window_s=settings.login_window_s,
             clock=monotonic,
+        ),
+        login_turns=CheckTurns(
+            at_once=settings.password_hashes_at_once,
+            waiting=settings.login_checks_waiting,
+            wait_s=settings.login_check_wait_s,
         ),
         clock=clock,
     )

@@ -12,6 +12,8 @@ import hmac
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -28,7 +30,13 @@ from server.dashboard.i18n.translate import (
     choose_language,
     i18n_context,
 )
-from server.dashboard.ratelimit import canonical_name
+from server.dashboard.login.devices import (
+    DEVICE_COOKIE,
+    DEVICE_DAYS,
+    device_cookie,
+    known_device,
+)
+from server.dashboard.login.throttle import canonical_name
 from server.dashboard.reports.access import NotAllowed
 from server.dashboard.state import (
     SESSION_COOKIE,
@@ -96,32 +104,70 @@ def login_form(request: Request, next: str = "/", expired: bool = False) -> Resp
 
 
 @router.post("/login")
-def login(
+async def login(
     request: Request,
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
+    """Async so that a login waiting for its turn at scrypt holds no worker thread; what
+    touches the database runs in the thread pool."""
     state = web_state(request)
     client = client_address(request)
-    wait = state.limiter.begin(username, client)  # counts this attempt as failed until it is not
+    cookie = request.cookies.get(DEVICE_COOKIE)
+    device = known_device(state.device_key, username, cookie, state.clock())
+    rank = state.limiter.failures_from(client)  # a flooding address waits behind the others
+    wait = state.limiter.begin(username, client, device)  # a failure until it is not
     if wait > 0:
-        who = login_name_for_log(state, username)
-        log.warning("login rate-limited for %s from %s", who, client)
-        state.audit.record(who, "login_failed", "", {"client": client, "why": "rate_limited"})
-        return _retry_later(request, next, "login.rate_limited", 429, int(wait) + 1)
+        return await run_in_threadpool(_rate_limited, request, username, client, next, wait)
     try:
-        account = state.accounts.authenticate(username, password)
+        account = await state.login_turns.run(
+            lambda: state.accounts.authenticate(username, password), rank
+        )
     except HashingBusy:
-        state.limiter.withdrawn(username, client)  # not checked: neither a failure nor a success
+        state.limiter.withdrawn(username, client, device)  # never checked: no failure
         log.warning("login from %s refused: too many password checks at once", client)
-        return _retry_later(request, next, "login.busy", 503, busy_retry_s(state))
+        retry = max(1, math.ceil(state.settings.login_check_wait_s))
+        return await run_in_threadpool(_retry_later, request, next, "login.busy", {}, 503, retry)
+    attempt = _Attempt(username, client, device)
+    return await run_in_threadpool(_checked, request, attempt, next, account)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    username: str
+    client: str
+    device: str  # a known device's id (login/devices.py), or ""
+
+
+def _rate_limited(request: Request, username: str, client: str, next: str, wait: float) -> Response:
+    state = web_state(request)
+    who = login_name_for_log(state, username)
+    log.warning("login rate-limited for %s from %s", who, client)
+    state.audit.record(who, "login_failed", "", {"client": client, "why": "rate_limited"})
+    after_s = max(1, math.ceil(wait))
+    return _retry_later(request, next, *_how_long(after_s), 429, after_s)
+
+
+def _how_long(after_s: int) -> tuple[str, dict[str, int]]:
+    """What the login page says of a wait: seconds (a name's), or minutes (an address's)."""
+    if after_s < 120:
+        return "login.rate_limited", {"n": after_s}
+    return "login.rate_limited_minutes", {"n": math.ceil(after_s / 60)}
+
+
+def _checked(request: Request, attempt: _Attempt, next: str, account: Account | None) -> Response:
+    """The answer to a login whose password was checked: the login page again, or a session
+    (and the browser known as this user's device from now on)."""
+    state = web_state(request)
+    username, client = attempt.username, attempt.client
     if account is None:
+        state.limiter.failed(username, client, attempt.device)  # the wait runs from now
         who = login_name_for_log(state, username)
         log.info("failed login for %s from %s", who, client)
         state.audit.record(who, "login_failed", "", {"client": client, "why": "wrong_password"})
         return _login_page(request, next, "login.failed", 401)
-    state.limiter.succeeded(username, client)
+    state.limiter.succeeded(username, client, attempt.device)
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         state.accounts.end_session(old)
@@ -131,16 +177,27 @@ def login(
     response = RedirectResponse(page_after_login(next), status_code=303)
     set_session_cookie(response, state, session.secret)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    expires = state.clock() + timedelta(days=DEVICE_DAYS)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_cookie(state.device_key, username, expires),
+        max_age=DEVICE_DAYS * 86400,
+        httponly=True,
+        samesite="strict",
+        secure=state.settings.secure_cookies,
+        path="/login",
+    )
     return response
 
 
 def client_address(request: Request) -> str:
-    """The client's address, as the rate limits count and the logs name it."""
+    """The client's address, as the login limits count and the logs name it: the socket's
+    peer, or behind a proxy named by `--forwarded-allow-ips` the address it forwarded for."""
     return request.client.host if request.client else "unknown"
 
 
 def busy_retry_s(state: WebState) -> int:
-    """Retry-After for a request refused because the password hashing turns were all taken."""
+    """Retry-After for a password change refused because the hashing turns were all taken."""
     return max(1, math.ceil(state.settings.password_hash_wait_s))
 
 
@@ -181,17 +238,31 @@ def login_name_for_log(state: WebState, username: str) -> str:
     return f"unknown user #{digest.hexdigest()[:8]}"
 
 
-def _retry_later(request: Request, next: str, error: str, status: int, after_s: int) -> Response:
-    response = _login_page(request, next, error, status)
+def _retry_later(
+    request: Request,
+    next: str,
+    error: str,
+    values: dict[str, int],
+    status: int,
+    after_s: int,
+) -> Response:
+    response = _login_page(request, next, error, status, values)
     response.headers["Retry-After"] = str(after_s)
     return response
 
 
-def _login_page(request: Request, next: str, error: str | None, status: int) -> Response:
+def _login_page(
+    request: Request,
+    next: str,
+    error: str | None,
+    status: int,
+    values: dict[str, int] | None = None,
+) -> Response:
     state = web_state(request)
     context: dict[str, Any] = {
         **i18n_context(user_language(request, None), state.settings.tz),
         "error": error,
+        "error_values": values or {},
         "next": page_after_login(next),
         "csrf_token": csrf_token(request),
         "user": None,

@@ -11,6 +11,7 @@ this one goes on under a new id (a new cookie). The change is audited (action "a
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -115,7 +116,7 @@ def _checked_change(
     wait = state.limiter.begin(user.name, client)  # counted as a failure until it is not
     if wait > 0:
         log.warning("password change rate-limited for user %r from %s", user.name, client)
-        raise _Refusal(t("account.password.rate_limited"), 429, int(wait) + 1)
+        raise _Refusal(t("account.password.rate_limited"), 429, math.ceil(wait))
     try:
         account = state.accounts.authenticate(user.name, current)
     except HashingBusy:
@@ -123,6 +124,7 @@ def _checked_change(
         log.warning("password change from %s refused: too many password checks at once", client)
         raise _Refusal(t("account.password.busy"), 503, busy_retry_s(state)) from None
     if account is None:
+        state.limiter.failed(user.name, client)  # the name's wait runs from now
         log.info("password change: wrong current password for user %r from %s", user.name, client)
         raise _Refusal(t("account.password.wrong_current"), 400)
     state.limiter.succeeded(user.name, client)

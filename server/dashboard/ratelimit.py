@@ -1,4 +1,5 @@
-"""Login rate limit: failed attempts per user name and per client address, in a sliding window.
+"""A rate limit in a sliding window per user name and per client address: what the password
+page counts its changes with (logins have the throttle of server/dashboard/login/throttle.py).
 
 Kept in the process's memory: behind a load balancer each `gatescan web` process counts its own,
 so a site with K processes allows up to K times the limit; scrypt's cost bounds guessing anyway.
@@ -11,9 +12,10 @@ written. A name is counted as a person would read it (case, width and surroundin
 from __future__ import annotations
 
 import threading
-import unicodedata
 from collections import deque
 from collections.abc import Callable
+
+from server.dashboard.login.throttle import canonical_name
 
 _PRUNE_AT = 10_000  # tracked names and addresses before old ones are forgotten
 
@@ -101,11 +103,6 @@ class LoginRateLimiter:
         if len(times) < self._limits[key[0]]:
             return 0.0
         return times[0] + self._window - now
-
-
-def canonical_name(username: str) -> str:
-    """ "Manager", " manager " and "ｍａｎａｇｅｒ" (full width) are one name to the limit."""
-    return unicodedata.normalize("NFKC", username).strip().casefold()
 
 
 def _keys(username: str, client_ip: str) -> tuple[tuple[str, str], tuple[str, str]]:

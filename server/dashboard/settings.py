@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,17 +25,42 @@ class WebSettings(BaseModel):
     session_idle_s: float = Field(1800, gt=0, description="A session unused this long ends.")
     session_max_age_s: float = Field(12 * 3600, gt=0, description="A session ends this late.")
     secure_cookies: bool = Field(False, description="Send cookies over HTTPS only (behind TLS).")
-    login_failures_per_user: int = Field(5, ge=1, description="Failed logins per name per window.")
+    # The client address is the socket's peer, unless the peer is one of these reverse proxies:
+    # only then is X-Forwarded-For read (its right-most address that is not one of them).
+    forwarded_allow_ips: tuple[str, ...] = Field(
+        (), description="Proxies (IPs or CIDR networks) whose X-Forwarded-For is believed."
+    )
+    # The login throttle (server/dashboard/login/throttle.py): per name a delay growing with
+    # its failures, per client address a limit in a window; over either, 429 with Retry-After.
+    login_failures_per_user: int = Field(
+        5, ge=0, description="Failed logins for a name before each further one waits."
+    )
+    login_delay_first_s: float = Field(1.0, gt=0, description="The first of those waits.")
+    login_delay_max_s: float = Field(
+        30.0, gt=0, description="The longest wait: each failure doubles it, up to this."
+    )
     login_failures_per_ip: int = Field(20, ge=1, description="Failed logins per client per window.")
-    login_window_s: float = Field(900, gt=0, description="The login rate limit's window.")
+    login_window_s: float = Field(
+        900, gt=0, description="The address limit's window; a name's failures last as long."
+    )
+    # A login waits for a turn to check its password as a coroutine, not a worker thread
+    # (server/dashboard/login/turns.py): the queue can be deep and the wait long.
+    login_checks_waiting: int = Field(
+        64, ge=0, le=1024, description="Logins that may wait for a turn; more get 503 at once."
+    )
+    login_check_wait_s: float = Field(
+        30.0, ge=0, le=300, description="How long a login waits for a turn before a 503."
+    )
     # scrypt takes 32 MiB a hash: a login storm must not run one per worker thread at once
-    # (server/accounts/passwords.py). Over these, a login is answered 503 with Retry-After.
-    password_hashes_at_once: int = Field(2, ge=1, le=64, description="Logins checked at once.")
+    # (server/accounts/passwords.py). Over these, a password change is answered 503.
+    password_hashes_at_once: int = Field(
+        2, ge=1, le=64, description="Password hashes (logins, changes) run at once."
+    )
     password_hashes_waiting: int = Field(
-        8, ge=0, le=64, description="Logins that may wait for a turn; more are refused at once."
+        8, ge=0, le=64, description="Other hashes that may wait for a turn, each in a thread."
     )
     password_hash_wait_s: float = Field(
-        3.0, ge=0, le=60, description="How long a login waits for a turn before a 503."
+        3.0, ge=0, le=60, description="How long such a hash waits for a turn before a 503."
     )
 
     @field_validator("site_timezone")
@@ -45,6 +71,11 @@ class WebSettings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}: use an IANA name") from None
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(trusted_network(item)) for item in value)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -57,3 +88,12 @@ class WebSettings(BaseModel):
     @property
     def session_max_age(self) -> timedelta:
         return timedelta(seconds=self.session_max_age_s)
+
+
+def trusted_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An IP address or a CIDR network, as `--forwarded-allow-ips` names a proxy; a name, "*"
+    or a network with host bits set (10.0.0.5/8: which was meant?) is a ValueError."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not an IP address or a CIDR network") from None

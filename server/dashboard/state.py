@@ -1,6 +1,6 @@
 """What every request handler reaches through the app: the store, settings, accounts, audit
-log, login limiter, clock and search handles (one `WebState` on app.state.web), and who is
-asking."""
+log, login throttle and turns, clock and search handles (one `WebState` on app.state.web), and
+who is asking."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from fastapi import Request
 
 from server.accounts.users import Account, Accounts, Session
 from server.clock import Clock
+from server.dashboard.login.throttle import LoginThrottle
+from server.dashboard.login.turns import CheckTurns
 from server.dashboard.ratelimit import LoginRateLimiter
 from server.dashboard.search_handles import SearchHandles
 from server.dashboard.settings import WebSettings
@@ -38,11 +40,14 @@ class WebState:
     settings: WebSettings
     accounts: Accounts
     audit: AuditLog
-    limiter: LoginRateLimiter
+    limiter: LoginThrottle
+    login_turns: CheckTurns
     clock: Clock
     # Keys the digest that stands in a log line for a login name that is no user's (auth.py):
     # random per process and never written anywhere, so the digest cannot be reversed offline.
     log_key: bytes = field(default_factory=lambda: secrets.token_bytes(16), repr=False)
+    # Keys the known-device cookie (login/devices.py): random per process, like log_key.
+    device_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     # Search terms behind the opaque `q` handles in page URLs (search_handles.py): per process,
     # each handle living as long as a session may.
     search_handles: SearchHandles = field(init=False, repr=False)

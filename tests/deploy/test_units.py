@@ -39,9 +39,9 @@ import pytest
 from firmware_config.schema import DEFAULT_DATA_DIR
 from gatescan.cli import build_parser
 from gatescan.commands.server import parse_listen
-from gatescan.testing.broker import BrokerAccess, LocalBroker, free_port, write_password_file
+from gatescan.testing.broker import LocalBroker, free_port
 from gatescan.testing.samples import render_code, sample_people
-from tests.support.paths import DEPLOY
+from tests.support.tls_site import SiteBroker, new_site, site_folder, tls_port
 from tests.support.units import (
     AGENT_UNIT,
     COLLECTOR_UNIT,
@@ -211,55 +211,59 @@ def test_the_collector_and_the_server_never_run_together() -> None:
     """Both log in as the broker user `collector`; the broker (use_username_as_clientid) would
     hand the session from one to the other, for ever."""
     server, collector = read_unit(SERVER_UNIT), read_unit(COLLECTOR_UNIT)
-    assert option(exec_start(server), "--username") == option(exec_start(collector), "--username")
+    assert option(exec_start(server), "--config") == option(exec_start(collector), "--config")
     assert server["Unit"]["Conflicts"] == [COLLECTOR_UNIT]
     assert collector["Unit"]["Conflicts"] == [SERVER_UNIT]
 
 
 def test_the_server_units_command_leaves_only_private_files(tmp_path: Path) -> None:
+    """The unit's command line on an installation `site init` wrote (its server.toml, its TLS
+    broker run from its mosquitto.conf), under the unit's umask, with the password handed over as
+    LoadCredential= does: the collector subscribes, the purge runs, the login page's cookies are
+    Secure, and nothing in the state directory is open to others."""
     unit = read_unit(SERVER_UNIT)
     args = exec_start(unit)[1:]
-    user = option(args, "--username")
-    # The site's broker: passwords, the shipped ACL, client id = user name.
-    access = BrokerAccess(
-        password_file=write_password_file(tmp_path / "passwd", {user: "collector-secret"}),
-        acl_file=DEPLOY / "mosquitto" / "gatescan.acl",
-        allow_anonymous=False,
-        username_as_client_id=True,
-    )
-    # The password as LoadCredential= hands it over: a file named as the credential.
-    (credential,) = unit["Service"]["LoadCredential"]
-    credentials = tmp_path / "credentials"
-    credentials.mkdir(mode=0o700)
-    (credentials / credential.split(":")[0]).write_text("collector-secret", encoding="utf-8")
-    state = tmp_path / "state"
-    state.mkdir(mode=int(service_setting(unit, "StateDirectoryMode"), 8))
-    port = free_port()
-    with LocalBroker(workdir=tmp_path / "broker", access=access) as broker:
-        args[args.index("--broker") + 1] = broker.url
-        db = option(args, "--db")
-        args[args.index("--db") + 1] = db.replace(str(state_directory(unit)), str(state))
-        args[args.index("--listen") + 1] = f"127.0.0.1:{port}"
-        log = tmp_path / "server.log"
-        with log.open("w", encoding="utf-8") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gatescan.cli", *args],
-                cwd=state,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "CREDENTIALS_DIRECTORY": str(credentials)},
-                umask=int(service_setting(unit, "UMask"), 8),
-            )
-            try:
-                wait_until(lambda: "subscribed to" in log.read_text(), 30, "the collector")
-                wait_until(lambda: "retention: deleted" in log.read_text(), 30, "the purge")
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as page:
-                    cookies = page.headers.get_all("set-cookie") or []
-            finally:
-                process.send_signal(signal.SIGTERM)
-                code = process.wait(timeout=30)
+    with site_folder() as folder:
+        site = new_site(folder)
+        # The password as LoadCredential= hands it over: a file named as the credential.
+        (credential,) = unit["Service"]["LoadCredential"]
+        name, _, source = credential.partition(":")
+        # The credential is the installation's own file, beside the server.toml the unit names.
+        assert Path(source).parent == Path(option(args, "--config")).parent
+        credentials = tmp_path / "credentials"
+        credentials.mkdir(mode=0o700)
+        password = (site.files.folder / Path(source).name).read_text(encoding="utf-8")
+        (credentials / name).write_text(password, encoding="utf-8")
+        state = tmp_path / "state"
+        state.mkdir(mode=int(service_setting(unit, "StateDirectoryMode"), 8))
+        port = free_port()
+        with SiteBroker(site.files.conf, tls_port(site)):
+            args[args.index("--config") + 1] = str(site.server_config)
+            db = option(args, "--db")
+            args[args.index("--db") + 1] = db.replace(str(state_directory(unit)), str(state))
+            args[args.index("--listen") + 1] = f"127.0.0.1:{port}"
+            log = tmp_path / "server.log"
+            with log.open("w", encoding="utf-8") as output:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "gatescan.cli", *args],
+                    cwd=state,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "CREDENTIALS_DIRECTORY": str(credentials)},
+                    umask=int(service_setting(unit, "UMask"), 8),
+                )
+                try:
+                    wait_until(lambda: "subscribed to" in log.read_text(), 30, "the collector")
+                    wait_until(lambda: "retention: deleted" in log.read_text(), 30, "the purge")
+                    url = f"http://127.0.0.1:{port}/login"
+                    with urllib.request.urlopen(url, timeout=5) as page:
+                        cookies = page.headers.get_all("set-cookie") or []
+                finally:
+                    process.send_signal(signal.SIGTERM)
+                    code = process.wait(timeout=30)
     said = log.read_text()
     assert code == 0, said
+    assert "mqtts://localhost" in said, said
     assert cookies and all("Secure" in cookie for cookie in cookies), cookies
     assert Path(option(args, "--db").removeprefix("sqlite:///")).stat().st_size, said
     assert private(state) == []

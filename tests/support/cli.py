@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.paths import PROJECT_ROOT
@@ -29,3 +31,39 @@ def run_gatescan(
         timeout=timeout,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
+
+
+@contextmanager
+def gatescan_dashboard(args: Sequence[str], db: Path, cwd: Path) -> Iterator[int]:
+    """`gatescan ARGS --db DB` (`server` or `web`) serving on a free port of 127.0.0.1 until the
+    block ends: the port. The process is killed at the end; its output is in a failure's
+    message if it ends by itself."""
+    from gatescan.testing.broker import free_port
+    from tests.support.waiting import wait_until
+
+    port = free_port()
+    command = [*args, "--db", str(db), "--listen", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gatescan.cli", *command],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(process.communicate()[0])
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers, 30, "the dashboard to answer")
+        yield port
+    finally:
+        process.kill()
+        process.communicate()

@@ -39,7 +39,8 @@ MESSAGES: dict[str, str] = {
     "login.password": "Password",
     "login.submit": "Log in",
     "login.failed": "Wrong username or password.",
-    "login.rate_limited": "Too many attempts. Wait a few minutes and try again.",
+    "login.rate_limited": "Too many attempts. Try again in {n} s.",
+    "login.rate_limited_minutes": "Too many attempts. Try again in {n} minutes.",
     "login.expired": "Your session expired. Please log in again.",
     "login.csrf": "The form expired. Please try again.",
     "login.busy": "The server is busy. Please try again in a few seconds.",
@@ -201,7 +202,7 @@ MESSAGES: dict[str, str] = {
         " one, a few words together."
     ),
     "account.password.too_long": "The new password may have at most {n} characters.",
-    "account.password.rate_limited": "Too many wrong passwords. Wait a few minutes and try again.",
+    "account.password.rate_limited": "Too many wrong passwords. Wait a little and try again.",
     "account.password.too_often": (
         "The password was changed several times just now. Wait a few minutes and try again."
     ),

@@ -39,7 +39,8 @@ MESSAGES: dict[str, str] = {
     "login.password": "Mật khẩu",
     "login.submit": "Đăng nhập",
     "login.failed": "Sai tên đăng nhập hoặc mật khẩu.",
-    "login.rate_limited": "Quá nhiều lần thử. Vui lòng đợi vài phút rồi thử lại.",
+    "login.rate_limited": "Quá nhiều lần thử. Vui lòng thử lại sau {n} giây.",
+    "login.rate_limited_minutes": "Quá nhiều lần thử. Vui lòng thử lại sau {n} phút.",
     "login.expired": "Phiên làm việc đã hết hạn. Vui lòng đăng nhập lại.",
     "login.csrf": "Biểu mẫu đã hết hạn. Vui lòng thử lại.",
     "login.busy": "Máy chủ đang bận. Vui lòng thử lại sau vài giây.",
@@ -202,7 +203,7 @@ MESSAGES: dict[str, str] = {
         " dài hơn, ví dụ vài từ ghép lại."
     ),
     "account.password.too_long": "Mật khẩu mới không được dài quá {n} ký tự.",
-    "account.password.rate_limited": "Nhập sai quá nhiều lần. Vui lòng đợi vài phút rồi thử lại.",
+    "account.password.rate_limited": "Nhập sai quá nhiều lần. Vui lòng đợi một lát rồi thử lại.",
     "account.password.too_often": (
         "Mật khẩu vừa được đổi nhiều lần. Vui lòng đợi vài phút rồi thử lại."
     ),

@@ -1,6 +1,7 @@
-"""Logins under load and in the log: at most a few scrypt hashes at once (32 MiB each), a short
-queue, then 503 with Retry-After; and a failed login's log line never holds what was typed in
-the name field (it may be a password typed in the wrong place)."""
+"""Logins under load and in the log: at most a few scrypt hashes at once (32 MiB each), a queue
+of logins waiting without a worker thread each, then 503 with Retry-After; and a failed login's
+log line never holds what was typed in the name field (it may be a password typed in the wrong
+place)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_a_login_storm_runs_at_most_two_hashes_queues_a_few_and_refuses_the_rest
     store: Store, clock: MovableClock
 ) -> None:
     hasher = HeldHasher()
-    app = loaded_app(store, clock, hasher, password_hashes_waiting=3, password_hash_wait_s=30)
+    app = loaded_app(store, clock, hasher, login_checks_waiting=3, login_check_wait_s=30)
 
     threads, answers = logins_at_once(app, 8)
     # 2 hashing (held), 3 waiting for a turn, so the other 3 are refused without waiting.
@@ -102,7 +103,7 @@ def test_a_login_storm_runs_at_most_two_hashes_queues_a_few_and_refuses_the_rest
 
 def test_a_login_that_waits_too_long_for_a_turn_gets_503(store: Store, clock: MovableClock) -> None:
     hasher = HeldHasher()
-    app = loaded_app(store, clock, hasher, password_hashes_at_once=1, password_hash_wait_s=0.2)
+    app = loaded_app(store, clock, hasher, password_hashes_at_once=1, login_check_wait_s=0.2)
 
     threads, answers = logins_at_once(app, 3)
     # One hash is held past the others' 0.2 s wait: they queued, then gave up.
