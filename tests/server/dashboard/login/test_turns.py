@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
 from server.accounts.passwords import HashingBusy
 from server.dashboard.login.turns import CheckTurns
 from tests.support.waiting import wait_until
+
+T = TypeVar("T")
 
 
 class Checks:
@@ -24,6 +28,28 @@ class Checks:
         self.order.append(name)
         assert self.release.acquire(timeout=30), "the test never let the check end"
         return name
+
+
+def run_alone(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(coroutine)` on a thread of its own: the test's thread may already hold a
+    running loop (Playwright's sync API keeps one there while the browser tests' browser is
+    open)."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(asyncio.run(coroutine))
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    if failure:
+        raise failure[0]
+    assert outcome, "the coroutine did not finish within 60 s"
+    return outcome[0]
 
 
 def in_own_loop(turns: CheckTurns, checks: Checks, name: str, results: list[object]) -> None:
@@ -63,12 +89,12 @@ def test_a_full_queue_refuses_at_once_and_a_long_wait_gives_up() -> None:
     in_own_loop(turns, checks, "waiting", results)
     wait_until(lambda: turns.waiting == 1, 10, "one to wait")
     with pytest.raises(HashingBusy, match="waiting"):  # no room in the queue
-        asyncio.run(turns.run(lambda: "never"))
+        run_alone(turns.run(lambda: "never"))
     wait_until(lambda: len(results) == 1, 10, "the waiting one to give up")
     assert isinstance(results[0], HashingBusy)
     checks.release.release()
     wait_until(lambda: len(results) == 2, 10, "the running check to end")
-    assert asyncio.run(turns.run(lambda: "free again")) == "free again"
+    assert run_alone(turns.run(lambda: "free again")) == "free again"
 
 
 def test_a_login_that_goes_away_while_it_waits_passes_its_turn_on() -> None:
@@ -86,7 +112,7 @@ def test_a_login_that_goes_away_while_it_waits_passes_its_turn_on() -> None:
         with pytest.raises(asyncio.CancelledError):
             await waiting
 
-    asyncio.run(leave_while_waiting())
+    run_alone(leave_while_waiting())
     in_own_loop(turns, checks, "next", results)
     checks.release.release()
     checks.release.release()
