@@ -180,13 +180,8 @@ class LocalBroker:
         ]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_mosquitto(self.process)
         self.process = None
 
     def restart(self) -> None:
@@ -208,3 +203,15 @@ def _sbin(name: str) -> str | None:
         if candidate.exists():
             return str(candidate)
     return None
+
+
+def stop_mosquitto(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (Mosquitto saves its persistence and closes), SIGKILL after 5 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

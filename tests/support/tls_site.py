@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from gatescan.testing.broker import free_port
+from gatescan.testing.broker import free_port, stop_mosquitto
 from server.site.broker_config import password_line
 from server.site.installation import Installation, SiteRequest, init_site
 
@@ -102,13 +102,8 @@ class SiteBroker:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_mosquitto(self.process)
 
     def __enter__(self) -> SiteBroker:
         return self.start()
