@@ -24,6 +24,7 @@ from gatescan.commands import (
     demo,
     entries,
     journal,
+    provision,
     server,
     site,
 )
@@ -66,7 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: info (warning for the demo, whose screen shows what happens)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (agent, collector, server, site, decode, entries, journal, accounts, demo):
+    for command in (
+        agent,
+        collector,
+        server,
+        site,
+        provision,
+        decode,
+        entries,
+        journal,
+        accounts,
+        demo,
+    ):
         command.add_parser(commands)
     return parser
 
