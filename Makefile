@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test lint typecheck unit faults bench clean
+.PHONY: bootstrap demo test lint typecheck unit faults bench pi-constraints clean
 
 bootstrap:
 	@bash deploy/dev/bootstrap.sh $(VENV)
@@ -37,6 +37,12 @@ faults: bootstrap
 BENCH_ARGS ?=
 bench: bootstrap
 	$(BIN)/python -m bench.run_all --write docs/benchmarks.md $(BENCH_ARGS)
+
+# Do deploy/pi/constraints.txt resolve to wheels for a gate (64-bit Raspberry Pi OS Trixie,
+# Python 3.13)? Asks PyPI, so it is not part of `make test`; its latest result is in
+# docs/operations.md ("The constraints").
+pi-constraints: bootstrap
+	$(BIN)/pytest -q -s -m slow tests/server/provision/test_pi_constraints.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache

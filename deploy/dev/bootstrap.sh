@@ -21,6 +21,9 @@ have_cmd chromium || missing+=(chromium)
 # Caddyfile with Caddy's.
 have_cmd systemd-analyze || missing+=(systemd)
 have_cmd caddy || missing+=(caddy)
+# tests/server/provision/ checks the user-data `gatescan provision` writes with cloud-init's own
+# `cloud-init schema` (it runs without a booted cloud-init, as any user).
+have_cmd cloud-init || missing+=(cloud-init)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if ((${#missing[@]})); then
@@ -29,6 +32,13 @@ if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
+    if [[ " ${missing[*]} " == *" cloud-init "* ]]; then
+        # Installed here for its schema check only: it must never configure this machine at
+        # boot (the package enables its units; this file, made first, is cloud-init's own off
+        # switch).
+        $sudo mkdir -p /etc/cloud
+        $sudo touch /etc/cloud/cloud-init.disabled
+    fi
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

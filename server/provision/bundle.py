@@ -56,7 +56,8 @@ def _pip(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def _fail(what: str, done: subprocess.CompletedProcess[str]) -> BundleError:
-    said = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    said = "\n".join([line for line in lines if not line.startswith("WARNING:")][-15:])
     return BundleError(f"{what} failed (exit {done.returncode}):\n{said}")
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 import shutil
+import subprocess
 from pathlib import Path
 
 from tests.support.paths import DEPLOY

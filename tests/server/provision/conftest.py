@@ -48,7 +48,8 @@ def inputs(tmp_path: Path) -> Path:
     (folder / "psk").write_text(PSK + "\n", encoding="utf-8")
     # A real ed25519 public key line (its type, then base64 of the same type and 32 bytes).
     (folder / "tech.pub").write_text(
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFllIlwJmIfi1H/LopODUGS20tD8fZyuDBO1W0RzffVD tech@lap\n",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFllIlwJmIfi1H/LopODUGS20tD8fZyuDBO1W0RzffVD"
+        " tech@lap\n",
         encoding="utf-8",
     )
     return folder

@@ -84,7 +84,8 @@ def test_our_model_catches_a_misspelt_top_level_key_that_cloud_init_lets_pass(
 )
 def test_our_model_types_the_raspberry_pi_keys(fragment: str, complaint: str) -> None:
     """Debian 12's cloud-init predates Raspberry Pi OS's keys, so their types are ours to check."""
-    good = "#cloud-config\nenable_ssh: true\nrpi:\n  interfaces: {spi: false, serial: {console: true}}\n"
+    good = "#cloud-config\nenable_ssh: true\n"
+    good += "rpi:\n  interfaces: {spi: false, serial: {console: true}}\n"
     check_user_data(good)
     with pytest.raises(ConfigError, match=complaint):
         check_user_data("#cloud-config\n" + fragment)
