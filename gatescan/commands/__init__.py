@@ -1,2 +1,2 @@
-"""One module per `gatescan` command: agent, collector, server and web, user and token, decode,
-entries, journal, demo."""
+"""One module per `gatescan` command: agent, collector, server and web, site, provision, user and
+token, decode, entries, journal, demo."""

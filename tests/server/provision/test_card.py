@@ -14,10 +14,17 @@ import yaml
 from firmware_config.errors import ConfigError
 from firmware_config.loader import load_config
 from protocol.enrolment import ENROLMENT_FILE_NAME, parse_enrolment_code
-from server.provision.boot_files import META_DATA, NETWORK_CONFIG, USER_DATA, runcmd_lines
+from server.provision.boot_files import (
+    META_DATA,
+    NETWORK_CONFIG,
+    USER_DATA,
+    Card,
+    install_commands,
+    runcmd_lines,
+)
 from server.provision.bundle import AGENT_UNIT
 from server.provision.cloud_config import check_user_data, cloud_init_schema
-from server.provision.network_config import check_network_config
+from server.provision.network_config import check_network_config, network_config
 from server.provision.target import BUNDLE_DIR, CONSTRAINTS_NAME, TARGET
 from tests.server.provision.conftest import PSK, SSID, TOKEN, Provision, WrittenCard
 from tests.support.units import verify_unit
@@ -161,6 +168,18 @@ def test_first_boot_installs_the_bundled_wheel_by_its_path_into_a_release_venv(
     assert order.index("ln") > commands.index(pip)
     assert commands[-1] == ["systemctl", "enable", "--now", "gatescan-agent.service"]
     assert "--no-index" not in pip  # the dependencies come from PyPI unless bundled
+
+
+def test_with_the_dependencies_bundled_first_boot_asks_no_index() -> None:
+    network = network_config(None, None, "VN")
+    card = Card("gate-a", "code", network, "gatescan-0.1.0-py3-none-any.whl", "0.1.0", offline=True)
+    (pip,) = [
+        step for step in install_commands(card) if isinstance(step, list) and "pip" in step[0]
+    ]
+    assert pip[pip.index("--no-index") + 1 : pip.index("--no-index") + 3] == [
+        "--find-links",
+        "/boot/firmware/gatescan",
+    ]
 
 
 def test_secrets_are_only_in_0600_files_and_never_on_a_command_line(
