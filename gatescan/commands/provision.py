@@ -118,14 +118,22 @@ def run(args: argparse.Namespace) -> int:
 
 def read_card(args: argparse.Namespace) -> CardInputs:
     """Every input, read and checked before anything is built or written."""
-    from server.provision.inputs import ProvisionInputError, gate_id, ssh_public_key, wifi_psk
+    from server.provision.inputs import (
+        ProvisionInputError,
+        gate_id,
+        ssh_public_key,
+        wifi_country,
+        wifi_psk,
+        wifi_ssid,
+    )
     from server.provision.network_config import network_config
 
     gate = gate_id(args.gate)
     if (args.wifi_ssid is None) != (args.wifi_psk_file is None):
         raise ProvisionInputError("--wifi-ssid and --wifi-psk-file go together")
+    ssid = wifi_ssid(args.wifi_ssid) if args.wifi_ssid is not None else None
     psk = wifi_psk(args.wifi_psk_file) if args.wifi_psk_file is not None else None
-    network = network_config(args.wifi_ssid, psk, args.wifi_country)
+    network = network_config(ssid, psk, wifi_country(args.wifi_country))
     ssh_key = ssh_public_key(args.ssh_key) if args.ssh_key is not None else None
     code = enrolment_code(args)
     return CardInputs(gate, code.text(), network, ssh_key)

@@ -49,6 +49,22 @@ def gate_id(text: str) -> str:
     return text
 
 
+def wifi_ssid(text: str) -> str:
+    """A Wi-Fi network's name: 1 to 32 bytes (UTF-8), as 802.11 allows."""
+    if not 1 <= len(text.encode("utf-8")) <= 32:
+        raise ProvisionInputError(f"--wifi-ssid {text!r}: a Wi-Fi name is 1 to 32 bytes long")
+    return text
+
+
+def wifi_country(text: str) -> str:
+    """The Wi-Fi regulatory domain: an ISO 3166 country code, two capital letters ('VN')."""
+    if not re.fullmatch(r"[A-Z]{2}", text):
+        raise ProvisionInputError(
+            f"--wifi-country {text!r}: two capital letters, the country's ISO code (e.g. VN)"
+        )
+    return text
+
+
 def _read_text(path: Path, flag: str) -> str:
     try:
         if path.stat().st_size > MAX_FILE:

@@ -288,6 +288,21 @@ def test_a_passphrase_wpa2_cannot_use_is_refused_without_showing_it(
     assert "short7" not in card.stderr
 
 
+@pytest.mark.parametrize(
+    ("extra", "complaint"),
+    [
+        (("--wifi-country", "vn"), "--wifi-country 'vn': two capital letters"),
+        (("--wifi-ssid", "x" * 33), "a Wi-Fi name is 1 to 32 bytes long"),
+    ],
+)
+def test_a_wifi_name_or_country_wifi_cannot_use_is_refused(
+    provision: Provision, extra: tuple[str, str], complaint: str
+) -> None:
+    card = provision(*extra)
+    assert card.exit_code == 2
+    assert complaint in card.stderr
+
+
 def test_an_ssid_without_a_passphrase_file_is_refused(provision: Provision) -> None:
     card = provision("--wifi-ssid", "HQ", wifi=False)
     assert card.exit_code == 2
