@@ -6,7 +6,7 @@ set -euo pipefail
 
 venv=${1:-.venv}
 extras=${2:-device,fast,server,web,demo,dev}
-apt_packages=(mosquitto libzbar0 chromium systemd caddy)
+apt_packages=(mosquitto libzbar0 chromium systemd caddy cloud-init)
 
 have_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
 have_cmd() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }

@@ -151,8 +151,3 @@ def cloud_init_schema(path: Path) -> SchemaVerdict:
         check=False,
     )
     return SchemaVerdict(done.returncode == 0, (done.stdout + done.stderr).strip())
-
-
-def field_names() -> list[str]:
-    """Every top-level key the model knows, for docs and tests."""
-    return [field.alias or name for name, field in UserData.model_fields.items()]
