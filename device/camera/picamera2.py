@@ -229,11 +229,11 @@ class Picamera2Source(ClosingSource):
 def shut_down(camera: CameraLike) -> None:
     """Cancel every queued capture (a timed-out one would hold the stop for ever), stop, close.
     A camera that failed may fail at each step; shutting down goes on regardless."""
-    for step in (camera.cancel_all_and_flush, camera.stop, camera.close):
+    for name in ("cancel_all_and_flush", "stop", "close"):
         try:
-            step()
+            getattr(camera, name)()
         except Exception as exc:
-            log.warning("Pi camera: %s failed while closing: %r", step.__name__, exc)
+            log.warning("Pi camera: %s failed while closing: %r", name, exc)
 
 
 class LentBuffer:

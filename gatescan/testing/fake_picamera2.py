@@ -147,7 +147,9 @@ class FakePicamera2:
     ) -> None:
         self.sensor = sensor
         self.version = version
-        self.sensor_size = max((mode.size for mode in sensor.modes), key=lambda s: s[0] * s[1])
+        self.sensor_resolution = max(
+            (mode.size for mode in sensor.modes), key=lambda s: s[0] * s[1]
+        )
         self.calls: list[tuple[str, Any]] = []
         self.camera_config: dict[str, Any] | None = None
         self.started = False
@@ -470,14 +472,11 @@ class FakePicamera2:
         if not self.started:
             return
 
-        def step() -> tuple[bool, Any]:
-            stuck = self.driver_stuck
-            if stuck is not None:
-                stuck.wait()  # in the kernel: nothing in Python can interrupt this
-            self.started = False
-            return True, None
-
-        self._dispatch(FakeJob(step, "stop"), True)
+        self._dispatch(FakeJob(lambda: (True, None), "stop"), True)
+        stuck = self.driver_stuck
+        if stuck is not None:
+            stuck.wait()  # streamoff stuck in the kernel: nothing in Python interrupts it
+        self.started = False
 
     def close(self) -> None:
         self.calls.append(("close", None))

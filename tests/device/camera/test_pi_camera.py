@@ -27,6 +27,8 @@ from device.camera.source import CameraError, CameraSetupError, Frame, Reopening
 from device.frames.capture import FrameCapture
 from device.frames.handoff import LatestFrame
 from device.system.health import Fault, Health
+from firmware_config.errors import ConfigError
+from firmware_config.loader import load_config
 from firmware_config.schema import GateConfig, Picamera2Camera
 from gatescan.testing.fake_picamera2 import (
     CAMERA_MODULE_3,
@@ -378,3 +380,44 @@ def test_the_configs_focus_reaches_the_camera(site_packages: Path) -> None:
     assert isinstance(camera, FakePicamera2)
     assert (camera.controls_set["AfMode"], camera.controls_set["LensPosition"]) == (0, 4.0)
     source.close()
+
+
+def write_camera(tmp_path: Path, lines: str) -> Path:
+    path = tmp_path / "gate.toml"
+    path.write_text(f'[camera]\ntype = "picamera2"\n{lines}\n', encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("lines", "focus"), [("", "auto"), ('focus = "auto"', "auto"), ("focus = 5", 5.0)]
+)
+def test_the_focus_setting_is_auto_or_dioptres(
+    tmp_path: Path, lines: str, focus: str | float
+) -> None:
+    camera = load_config(write_camera(tmp_path, lines), env={}).camera
+    assert isinstance(camera, Picamera2Camera) and camera.focus == focus
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (
+            '"near"',
+            "camera.focus: give 'auto' (continuous autofocus) or the lens position in dioptres, "
+            "1 / distance in metres (5 for 20 cm), not 'near'",
+        ),
+        (
+            "40",
+            "camera.focus: the lens position is 0 (infinity) to 32 dioptres "
+            "(1 / distance in metres: 5 for 20 cm), not 40",
+        ),
+        ("-1.5", "camera.focus: the lens position is 0 (infinity) to 32 dioptres"),
+        ("true", "camera.focus: give 'auto' (continuous autofocus)"),
+    ],
+)
+def test_a_bad_focus_setting_says_what_to_write(tmp_path: Path, value: str, problem: str) -> None:
+    path = write_camera(tmp_path, f"focus = {value}")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    [found] = [str(p).removeprefix(f"{path}: ") for p in raised.value.problems]
+    assert found.startswith(problem)
