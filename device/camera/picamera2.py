@@ -219,7 +219,7 @@ class Picamera2Source(ClosingSource):
         if closing.is_alive():
             self.abandoned_close = closing
             log.error(
-                "Pi camera: closing still blocks after %.0f s: the camera driver is stuck in the "
+                "Pi camera: closing still blocks after %g s: the camera driver is stuck in the "
                 "kernel; the close is left on its own thread, reopening will fail while it holds "
                 "the camera, and the systemd watchdog restarts the agent when no frame comes",
                 self._close_timeout,

@@ -26,7 +26,9 @@ hands them back to be filled again (so a frame used after its release shows a la
 pixels); with none free no frame completes and a capture waits, as on a camera with no buffer to
 fill. `FakeMappedArray` stands in for picamera2.MappedArray: it mmaps the buffer's fd on enter and
 closes the mapping on exit, which fails (BufferError, counted in `unmap_failures`) while a view of
-it lives, as picamera2's mmap does.
+it lives. That is stricter than picamera2 0.3.20 and later, whose allocator keeps its mappings and
+whose exit only ends the buffer's DMA sync (older picamera2 closed the mmap there): here a view
+that outlives its release is caught even when nothing reads it.
 
 Controls (controls.py): `camera_controls` is {name: (min, max, default)} for the controls the
 camera advertises; a control it does not advertise, in a configuration's "controls" or in
