@@ -24,7 +24,8 @@ Buffers: `buffer_count` per stream, each a memory file descriptor (as a DMA buff
 fd), filled by the "ISP" only while free. A request holds its buffers until `release()`, which
 hands them back to be filled again (so a frame used after its release shows a later frame's
 pixels); with none free no frame completes and a capture waits, as on a camera with no buffer to
-fill. `FakeMappedArray` stands in for picamera2.MappedArray: it mmaps the buffer's fd on enter and
+fill (the buffers, requests and mappings: fake_buffers.py). `FakeMappedArray` stands in for
+picamera2.MappedArray: it mmaps the buffer's fd on enter and
 closes the mapping on exit, which fails (BufferError, counted in `unmap_failures`) while a view of
 it lives. That is stricter than picamera2 0.3.20 and later, whose allocator keeps its mappings and
 whose exit only ends the buffer's DMA sync (older picamera2 closed the mmap there): here a view
@@ -36,91 +37,34 @@ camera advertises; a control it does not advertise, in a configuration's "contro
 FrameDurationLimits' minimum is the chosen sensor mode's; `sensor_modes` configures the camera
 once per mode to read each one's fastest rate, as picamera2 does, and leaves it configured so.
 
-`CAMERA_MODULE_3` (imx708, autofocus) and `CAMERA_V2` (imx219, fixed focus) hold the modes and
-controls those sensors report through picamera2 (from public reports, not a camera here).
-`install_fake_picamera2` writes a `picamera2` package and its installed version's metadata into a
-folder, as apt's python3-picamera2 puts them in dist-packages, to test the adapter's import checks.
+The camera modules it plays (their sensor modes and controls), and a picamera2 installed into a
+folder for the adapter's import checks: camera_modules.py.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-STRIDE_ALIGN = 64  # bytes; the ISP pads rows to this
-PADDING_BYTE = 0xEE  # what lies right of the image in each row: must never reach a frame
-CHROMA_BYTE = 0x80  # neutral U and V
+from gatescan.testing.camera_modules import CAMERA_MODULE_3, FakeSensor, SensorMode
+from gatescan.testing.fake_buffers import (
+    CHROMA_BYTE,
+    PADDING_BYTE,
+    FakeCompletedRequest,
+    FakeDmaBuffer,
+    FakeMappedArray,
+    luma,
+    padded_stride,
+    yuv420_shape,
+)
+
 NUMERIC_WAIT_SINCE = (0, 3, 20)  # picamera2's CHANGELOG: 0.3.20, timeouts when cameras stop
 DEFAULT_RAW: Mapping[str, Any] = MappingProxyType({})  # picamera2's default: a raw stream
-
-
-@dataclass(frozen=True)
-class SensorMode:
-    size: tuple[int, int]
-    fps: float  # the mode's fastest rate: 1e6 / its minimum frame duration in microseconds
-    bit_depth: int = 10
-
-
-@dataclass(frozen=True)
-class FakeSensor:
-    """What a camera module reports: its model, sensor modes and the controls it advertises."""
-
-    model: str
-    modes: tuple[SensorMode, ...]
-    controls: Mapping[str, tuple[Any, Any, Any]] = field(default_factory=dict)
-
-
-COMMON_CONTROLS: dict[str, tuple[Any, Any, Any]] = {
-    "ExposureTime": (1, 66666, 20000),
-    "AnalogueGain": (1.0, 16.0, 1.0),
-    "NoiseReductionMode": (0, 4, 0),
-    "FrameDurationLimits": (8000, 120000, 33333),  # replaced by the mode's after configure
-}
-CAMERA_MODULE_3 = FakeSensor(
-    "imx708",
-    (
-        SensorMode((1536, 864), 120.13),
-        SensorMode((2304, 1296), 56.03),
-        SensorMode((4608, 2592), 14.35),
-    ),
-    COMMON_CONTROLS
-    | {
-        "AfMode": (0, 2, 0),  # libcamera: 0 manual, 1 auto (one scan), 2 continuous
-        "AfRange": (0, 2, 0),
-        "AfTrigger": (0, 1, 0),
-        "LensPosition": (0.0, 32.0, 1.0),  # dioptres; manual mode starts at 1.0 (1 m)
-    },
-)
-CAMERA_V2 = FakeSensor(
-    "imx219",
-    (
-        SensorMode((640, 480), 206.65),
-        SensorMode((1640, 1232), 41.85),
-        SensorMode((1920, 1080), 47.57),
-        SensorMode((3280, 2464), 21.19),
-    ),
-    COMMON_CONTROLS,
-)
-
-
-def padded_stride(width: int) -> int:
-    return -(-width // STRIDE_ALIGN) * STRIDE_ALIGN
-
-
-def luma(width: int, height: int, frame_number: int) -> np.ndarray:
-    """The Y plane of frame `frame_number`: a gradient shifted by the frame number."""
-    rows = np.arange(height, dtype=np.int64)[:, None]
-    cols = np.arange(width, dtype=np.int64)[None, :]
-    return ((rows + cols + frame_number) % 200).astype(np.uint8)
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -459,7 +403,7 @@ class FakePicamera2:
         array[:height, :] = PADDING_BYTE
         array[:height, :width] = luma(width, height, self.frame_number)
 
-    def _give_back(self, request: FakeCompletedRequest) -> None:
+    def give_back(self, request: FakeCompletedRequest) -> None:
         with self._lock:
             self.held.remove(request)
             self.free_buffers.append(request.buffers)
@@ -489,107 +433,3 @@ class FakePicamera2:
 
     def call_names(self) -> list[str]:
         return [name for name, _ in self.calls]
-
-
-def yuv420_shape(stream: Mapping[str, Any]) -> tuple[int, int]:
-    return stream["size"][1] * 3 // 2, stream["stride"]
-
-
-class FakeDmaBuffer:
-    """A buffer the camera writes into: a memory file, mapped once for the "ISP"."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.fd = os.memfd_create("fake-dmabuf")
-        os.ftruncate(self.fd, size)
-        self.isp_view = np.frombuffer(mmap.mmap(self.fd, size), dtype=np.uint8)
-
-
-class FakeCompletedRequest:
-    """A completed request: the buffers of every stream, held until `release()`."""
-
-    def __init__(
-        self, camera: FakePicamera2, buffers: dict[str, FakeDmaBuffer], config: dict[str, Any]
-    ) -> None:
-        self.camera = camera
-        self.buffers = buffers
-        self.config = config
-        self.released = False
-
-    def release(self) -> None:
-        if self.released:
-            raise RuntimeError("CompletedRequest: lock now has negative ref_count")
-        self.released = True
-        self.camera._give_back(self)
-
-
-class FakeMappedArray:
-    """picamera2.MappedArray(request, stream): the stream's buffer as an array, no copy."""
-
-    def __init__(
-        self, request: FakeCompletedRequest, stream: str, reshape: bool = True, write: bool = True
-    ) -> None:
-        self._request = request
-        self._stream = stream
-        self._map: mmap.mmap | None = None
-        self._array: np.ndarray | None = None
-
-    def __enter__(self) -> FakeMappedArray:
-        buffer = self._request.buffers[self._stream]
-        self._map = mmap.mmap(buffer.fd, buffer.size)
-        shape = yuv420_shape(self._request.config[self._stream])
-        self._array = np.asarray(self._map).reshape(shape)  # holds the mapping while it lives
-        self._request.camera.mappings.append(self)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._array = None
-        assert self._map is not None
-        try:
-            self._map.close()
-        except BufferError:
-            self._request.camera.unmap_failures += 1
-            raise
-
-    @property
-    def array(self) -> np.ndarray | None:
-        return self._array
-
-
-# simplejpeg's message when it was built against another numpy than the one imported (picamera2
-# issues #1088, #1211): picamera2 imports its JPEG encoder, hence simplejpeg, when it is imported.
-NUMPY_ABI_MESSAGE = (
-    "numpy.dtype size changed, may indicate binary incompatibility. "
-    "Expected 96 from C header, got 88 from PyObject"
-)
-
-
-def install_fake_picamera2(folder: Path, version: str, *, numpy_abi_mismatch: bool = False) -> None:
-    """Write an importable `picamera2` package into `folder` with its distribution metadata
-    (an .egg-info, as a Debian python3-* package installs it), whose Picamera2 is this fake at
-    `version`; with `numpy_abi_mismatch` its import fails as picamera2's does under a foreign
-    numpy. Put `folder` on sys.path to use it."""
-    package = folder / "picamera2"
-    package.mkdir(parents=True, exist_ok=True)
-    if numpy_abi_mismatch:
-        body = f"raise ValueError({NUMPY_ABI_MESSAGE!r})\n"
-    else:
-        body = (
-            "from gatescan.testing.fake_picamera2 import FakeMappedArray as MappedArray\n"
-            "from gatescan.testing.fake_picamera2 import FakePicamera2\n\n\n"
-            "class Picamera2(FakePicamera2):\n"
-            "    def __init__(self, camera_num=0):\n"
-            f"        super().__init__(version={version!r})\n\n\n"
-            '__all__ = ["MappedArray", "Picamera2"]\n'
-        )
-    (package / "__init__.py").write_text(body, encoding="utf-8")
-    info = folder / f"picamera2-{version}.egg-info"
-    info.mkdir(exist_ok=True)
-    (info / "PKG-INFO").write_text(
-        f"Metadata-Version: 2.1\nName: picamera2\nVersion: {version}\n", encoding="utf-8"
-    )

@@ -17,7 +17,8 @@ from device.camera.pi_install import INSTALL_HINT
 from device.camera.picamera2 import BUFFER_COUNT, READ_TIMEOUT, Picamera2Source
 from device.camera.replay import EMPTY_GREY, ReplaySource
 from device.camera.source import CameraError, Frame, FramePacer, ReopeningSource, read_leased
-from gatescan.testing.fake_picamera2 import FakeMappedArray, FakePicamera2, luma
+from gatescan.testing.fake_buffers import FakeMappedArray, luma
+from gatescan.testing.fake_picamera2 import FakePicamera2
 
 
 class FakeClock:

@@ -30,14 +30,14 @@ from device.system.health import Fault, Health
 from firmware_config.errors import ConfigError
 from firmware_config.loader import load_config
 from firmware_config.schema import GateConfig, Picamera2Camera
-from gatescan.testing.fake_picamera2 import (
+from gatescan.testing.camera_modules import (
     CAMERA_MODULE_3,
     CAMERA_V2,
-    FakeMappedArray,
-    FakePicamera2,
     FakeSensor,
     install_fake_picamera2,
 )
+from gatescan.testing.fake_buffers import FakeMappedArray
+from gatescan.testing.fake_picamera2 import FakePicamera2
 
 BOUND = 10.0  # seconds: generous, for what must finish at once; only a hang reaches it
 
