@@ -14,11 +14,14 @@ call is recorded in `calls`.
 The job queue (picamera2.py: dispatch_functions, process_requests; job.py): every capture is a
 job appended to one list, and jobs run strictly in order, each when a frame completes. A
 `capture_request(wait=2.0)` that times out raises TimeoutError, but its job stays at the head of
-the list; `stop()` (and `close()`, which stops first) is a job too, queued behind it, and waits
-for it without a time limit: with no frame coming (a loose cable) stop never returns, which is
-picamera2 issue #1065. `cancel_all_and_flush()` cancels every queued job (its waiter gets
-CancelledError) and empties the list, after which stop runs at once. Before picamera2 0.3.20
-(`version`) a numeric `wait` was taken as "wait": such a capture blocks until a frame comes.
+the list; `stop()` is a job too (the camera's event loop runs on a thread of its own once
+started), queued behind it, and waits for it without a time limit: with no frame coming (a loose
+cable) stop never returns, which is picamera2 issue #1065. `cancel_all_and_flush()` cancels
+every queued job (its waiter gets CancelledError) and empties the list, after which stop runs at
+once. `close()` first ends that event loop (picamera2's stop_preview), so its own stop runs
+directly and does not wait behind the jobs, which it leaves queued, never to complete. Before
+picamera2 0.3.20 (`version`) a numeric `wait` was taken as "wait": such a capture blocks until a
+frame comes. A driver stuck in the kernel (`stick_driver`) blocks any stop, queued or direct.
 
 Buffers: `buffer_count` per stream, each a memory file descriptor (as a DMA buffer is a dmabuf
 fd), filled by the "ISP" only while free. A request holds its buffers until `release()`, which
@@ -419,16 +422,23 @@ class FakePicamera2:
             return
 
         self._dispatch(FakeJob(lambda: (True, None), "stop"), True)
+        self._stop_streaming()
+
+    def _stop_streaming(self) -> None:
+        """libcamera's stop, down to the driver's streamoff."""
         stuck = self.driver_stuck
         if stuck is not None:
             stuck.wait()  # streamoff stuck in the kernel: nothing in Python interrupts it
         self.started = False
 
     def close(self) -> None:
+        """picamera2 ends its event loop first (stop_preview), then stops directly: this stop
+        is no job and waits for none; queued jobs are left, never to complete."""
         self.calls.append(("close", None))
         if self.closed:
             return
-        self.stop()
+        if self.started:
+            self._stop_streaming()
         self.closed = True
 
     def call_names(self) -> list[str]:

@@ -100,6 +100,19 @@ def test_fake_stops_at_once_after_cancel_all_and_flush_and_the_waiter_is_cancell
     assert camera.queued_jobs == []
 
 
+def test_fake_close_ends_the_event_loop_first_so_it_stops_without_waiting_for_the_queue() -> None:
+    camera = FakePicamera2()
+    camera.configure(camera.create_video_configuration(lores={"size": (64, 48)}))
+    camera.start()
+    camera.unplug()
+    with pytest.raises(TimeoutError):
+        camera.capture_request(wait=0.05)
+    closing = in_thread(camera.close)
+    closing.join(BOUND)
+    assert not closing.is_alive() and camera.closed and not camera.started
+    assert camera.queued_jobs == ["capture_request"], "left queued, never to complete"
+
+
 def test_fake_before_0_3_20_takes_a_numeric_wait_as_wait_for_ever() -> None:
     camera = FakePicamera2(version="0.3.19")
     camera.configure(camera.create_video_configuration(lores={"size": (64, 48)}))
