@@ -309,6 +309,7 @@ def open_source(config: GateConfig) -> FrameSource:
             height=camera.height,
             fps=camera.fps,
             lores_size=lores_size(camera),
+            focus=camera.focus,
         )
     raise TypeError(f"unknown camera config {camera!r}")
 

@@ -70,6 +70,9 @@ class CameraSection(Section):
         return roi
 
 
+MAX_LENS_DIOPTRES = 32.0  # Camera Module 3's LensPosition range is 0 to 32 (about 3 cm)
+
+
 class Picamera2Camera(CameraSection):
     """The Raspberry Pi camera module, through picamera2."""
 
@@ -77,6 +80,29 @@ class Picamera2Camera(CameraSection):
     width: int = Field(1280, ge=64, le=4608, description="Frame width in pixels.")
     height: int = Field(720, ge=64, le=2592, description="Frame height in pixels.")
     fps: float = Field(30.0, ge=1, le=120, description="Frames per second asked of the sensor.")
+    focus: Literal["auto"] | float = Field(
+        "auto",
+        description="Cameras with autofocus (Camera Module 3): 'auto' focuses continuously; a "
+        "number holds the lens at that many dioptres (1 / distance in metres: 5 is sharpest at "
+        "20 cm, 2.5 at 40 cm, 0 at infinity). Ignored by fixed-focus cameras.",
+    )
+
+    @field_validator("focus", mode="before")
+    @classmethod
+    def _focus_is_auto_or_dioptres(cls, focus: object) -> object:
+        if focus == "auto":
+            return focus
+        if isinstance(focus, bool) or not isinstance(focus, int | float):
+            raise ValueError(
+                f"give 'auto' (continuous autofocus) or the lens position in dioptres, "
+                f"1 / distance in metres (5 for 20 cm), not {focus!r}"
+            )
+        if not 0 <= focus <= MAX_LENS_DIOPTRES:
+            raise ValueError(
+                f"the lens position is 0 (infinity) to {MAX_LENS_DIOPTRES:g} dioptres "
+                f"(1 / distance in metres: 5 for 20 cm), not {focus!r}"
+            )
+        return float(focus)
 
 
 class OpenCVCamera(CameraSection):

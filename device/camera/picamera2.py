@@ -28,6 +28,18 @@ Stale frames: by default picamera2 holds the last completed frame and hands it t
 capture, so a read can return a frame exposed before the call. We configure `queue=False`: every
 read waits for a frame that completes after it was called. That costs half a frame on average
 (17 ms at 30 fps) and guarantees that the frame after a verdict is not one taken before it.
+
+A camera that stops (a loose cable): a read gives up after `read_timeout` (picamera2 0.3.20 and
+later honour a numeric `wait`; older ones are refused at open, see pi_install.py). picamera2
+keeps the timed-out capture queued as a job, and `stop()` is a job queued behind it that waits
+for it without a limit (picamera2 issue #1065), so closing first cancels every queued job
+(`cancel_all_and_flush`, as picamera2's own tests/wait_cancel_test.py does), then stops and
+closes. Closing runs on a thread of its own and is given CLOSE_TIMEOUT: a stop that still blocks
+is stuck in the camera driver (a kernel-level hang, picamera2 issue #1275), which nothing in the
+process can undo; it is left behind with an error line, the reopen that follows fails while the
+old camera holds the device, no frame is decoded, and the systemd watchdog restarts the agent.
+
+Focus, the frame rate's limit and buffer memory: pi_controls.py.
 """
 
 from __future__ import annotations
@@ -39,18 +51,34 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from device.camera.pi_controls import (
+    Focus,
+    check_frame_rate,
+    focus_controls,
+    report_buffers,
+)
+from device.camera.pi_install import import_mapped_array, import_picamera2
 from device.camera.source import CameraError, ClosingSource, Frame, FrameLease
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = (
-    "picamera2 comes from Raspberry Pi OS: sudo apt install python3-picamera2 "
-    "(and create the venv with --system-site-packages)"
-)
 # Up to three requests are held by the frame pipeline (see above); two more keep the ISP busy.
-# picamera2's video default of 6 would only cost CMA memory.
+# picamera2's video default of 6 would only cost camera memory. Every stream gets this many
+# buffers, and picamera2 adds a raw stream at the sensor mode's size. At the default 1280x720:
+# main YUV420 1280 x 720 x 1.5 = 1.32 MiB, lores the same at decode_scale 1 (0.33 MiB at 0.5),
+# raw on Camera Module 3 (1536x864 mode, 10-bit packed rows of 1920 bytes) 1.58 MiB: 4.2 MiB a
+# set, 21 MiB for five. At 1920x1080 (2304x1296 mode): 3.0 + 3.0 + 3.6 = 9.5 MiB, 47 MiB for
+# five. A Pi 4's CMA pool under Raspberry Pi OS is 508 MiB; a 512 MB board's (Pi Zero 2 W,
+# Pi 3) can be as small as the kernel's default 64 MiB, which 1080p nearly fills beside the
+# display's buffers; a Pi 5 needs no CMA for them. pi_controls.report_buffers logs the figure at
+# every start and warns past 64 MiB.
 BUFFER_COUNT = 5
 READ_TIMEOUT = 2.0  # seconds without a frame before a read fails: a cable came loose
+# A healthy stop and close take well under a second (picamera2's wait_cancel_test expects the
+# stop within 0.1 s once cancelled; closing joins its camera thread, which polls every 0.2 s).
+# Longer is a driver stuck in the kernel. A read (2 s) plus a close stays within the 6 s the
+# scanner gives the capture thread to finish when stopping (device/scanner.py: CAPTURE_JOIN_S).
+CLOSE_TIMEOUT = 3.0
 
 
 class RequestLike(Protocol):
@@ -91,11 +119,19 @@ class CameraLike(Protocol):
 
     def camera_configuration(self) -> dict[str, Any]: ...
 
+    @property
+    def camera_controls(self) -> dict[str, tuple[Any, Any, Any]]: ...
+
+    @property
+    def sensor_modes(self) -> list[dict[str, Any]]: ...
+
     def start(self) -> None: ...
 
     def capture_array(self, name: str = "main", *, wait: float | None = None) -> np.ndarray: ...
 
     def capture_request(self, *, wait: float | None = None) -> RequestLike: ...
+
+    def cancel_all_and_flush(self) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -112,24 +148,31 @@ class Picamera2Source(ClosingSource):
         height: int = 720,
         fps: float = 30.0,
         lores_size: tuple[int, int] | None = None,
+        focus: Focus = "auto",
         camera_factory: Callable[[], CameraLike] | None = None,
         map_array: MapArray | None = None,
         read_timeout: float = READ_TIMEOUT,
+        close_timeout: float = CLOSE_TIMEOUT,
     ) -> None:
         """`lores_size`: the size of the frames handed out (default: width x height), at most
-        the full size; `map_array` stands in for picamera2.MappedArray (default: imported at the
-        first `read_lease`)."""
+        the full size; `focus`: see pi_controls.py; `map_array` stands in for
+        picamera2.MappedArray (default: imported at the first `read_lease`). Without a
+        `camera_factory` picamera2 is imported here, and a picamera2 that cannot work (too
+        old, or built for another numpy) is a CameraSetupError."""
         factory = camera_factory if camera_factory is not None else import_picamera2()
         self._map_array = map_array
+        self._read_timeout = read_timeout
+        self._close_timeout = close_timeout
+        self.abandoned_close: threading.Thread | None = None
+        """A close that did not finish within close_timeout, left running (None: none)."""
         try:
             camera = factory()
         except Exception as exc:
             raise CameraError(f"cannot open the Pi camera: {exc}") from exc
         self._camera: CameraLike | None = camera
-        self._read_timeout = read_timeout
         try:
-            self.width, self.height = start_lores_stream(
-                camera, (width, height), lores_size or (width, height), fps
+            self.width, self.height, self.frame_rate = start_lores_stream(
+                camera, (width, height), lores_size or (width, height), fps, focus
             )
         except Exception as exc:
             self.close()
@@ -164,15 +207,33 @@ class Picamera2Source(ClosingSource):
             raise CameraError(f"cannot map the Pi camera's frame: {exc!r}") from exc
 
     def close(self) -> None:
+        """Cancel what is queued, stop, close: on a thread, given close_timeout at most."""
         camera, self._camera = self._camera, None
         if camera is None:
             return
-        # A camera that failed may fail to stop too; shutting down must go on regardless.
-        for step in (camera.stop, camera.close):
-            try:
-                step()
-            except Exception as exc:
-                log.warning("Pi camera: %s failed while closing: %r", step.__name__, exc)
+        closing = threading.Thread(
+            target=shut_down, args=(camera,), name="camera-close", daemon=True
+        )
+        closing.start()
+        closing.join(self._close_timeout)
+        if closing.is_alive():
+            self.abandoned_close = closing
+            log.error(
+                "Pi camera: closing still blocks after %g s: the camera driver is stuck in the "
+                "kernel; the close is left on its own thread, reopening will fail while it holds "
+                "the camera, and the systemd watchdog restarts the agent when no frame comes",
+                self._close_timeout,
+            )
+
+
+def shut_down(camera: CameraLike) -> None:
+    """Cancel every queued capture (a timed-out one would hold the stop for ever), stop, close.
+    A camera that failed may fail at each step; shutting down goes on regardless."""
+    for name in ("cancel_all_and_flush", "stop", "close"):
+        try:
+            getattr(camera, name)()
+        except Exception as exc:
+            log.warning("Pi camera: %s failed while closing: %r", name, exc)
 
 
 class LentBuffer:
@@ -213,41 +274,35 @@ class LentBuffer:
                 log.warning("Pi camera: handing a frame back failed: %r", exc)
 
 
-def import_picamera2() -> Callable[[], CameraLike]:
-    try:
-        from picamera2 import Picamera2
-    except ImportError as exc:
-        raise CameraError(INSTALL_HINT) from exc
-    return Picamera2
-
-
-def import_mapped_array() -> MapArray:
-    try:
-        from picamera2 import MappedArray
-    except ImportError as exc:
-        raise CameraError(INSTALL_HINT) from exc
-    map_array: MapArray = MappedArray
-    return map_array
-
-
 def start_lores_stream(
-    camera: CameraLike, size: tuple[int, int], lores_size: tuple[int, int], fps: float
-) -> tuple[int, int]:
-    """Configure and start a lores YUV420 stream; return its size as the camera settled it."""
+    camera: CameraLike,
+    size: tuple[int, int],
+    lores_size: tuple[int, int],
+    fps: float,
+    focus: Focus = "auto",
+) -> tuple[int, int, float]:
+    """Configure and start a lores YUV420 stream; return its size as the camera settled it and
+    the frame rate the camera will run at."""
     if lores_size[0] > size[0] or lores_size[1] > size[1]:
         raise ValueError(f"the lores size {lores_size} is larger than the frame size {size}")
     config = camera.create_video_configuration(
         # main is not read, but must be at least as large as lores; YUV420 is its cheapest format.
         main={"size": size, "format": "YUV420"},
         lores={"size": lores_size, "format": "YUV420"},
-        controls={"FrameRate": fps},
+        # Set with the configuration, so they hold from the first frame.
+        controls={"FrameRate": fps} | focus_controls(focus, camera.camera_controls),
         buffer_count=BUFFER_COUNT,
         queue=False,
     )
     camera.configure(config)
-    settled_width, settled_height = camera.camera_configuration()["lores"]["size"]
+    frame_rate = check_frame_rate(camera, fps)
+    if frame_rate != fps:
+        camera.configure(config)  # reading the sensor modes configured the camera in each
+    settled = camera.camera_configuration()
+    report_buffers(settled)
+    settled_width, settled_height = settled["lores"]["size"]
     camera.start()
-    return int(settled_width), int(settled_height)
+    return int(settled_width), int(settled_height), frame_rate
 
 
 def y_plane(array: np.ndarray, width: int, height: int) -> Frame:

@@ -39,6 +39,11 @@ class CameraError(RuntimeError):
     """The camera failed: it could not be opened or read, or gave no frame in time."""
 
 
+class CameraSetupError(CameraError):
+    """The camera cannot work until a person fixes the installation (a library missing, too old
+    or built against another numpy): retrying it changes nothing, so it is reported once."""
+
+
 class FrameSource(Protocol):
     """A camera, or anything that stands in for one."""
 

@@ -9,6 +9,11 @@ The capture thread owns the camera's failures: a CameraError raises the `camera`
 retried with backoff (1, 2, 4 ... 30 s), waiting on the stop event so that stopping is prompt.
 The fault clears when a frame captured after the last failure has been decoded (`frame_decoded`),
 so a decode thread that stalls cannot have the fault cleared under it by a healthy camera.
+
+A CameraSetupError (picamera2 too old, or built for another numpy) is not retried: no retry can
+fix an installation. It raises the fault, is logged once with what to do, and the thread reads
+no more until stopped; the agent stays up to report the fault (the systemd watchdog, which no
+frame pings, restarts it in time, and a fixed installation is then picked up).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from device.camera.source import CameraError, FrameSource, read_leased
+from device.camera.source import CameraError, CameraSetupError, FrameSource, read_leased
 from device.frames.handoff import LatestFrame
 from device.system.health import Fault, Health
 
@@ -58,6 +63,10 @@ class FrameCapture:
             while not stop.is_set():
                 try:
                     frame, release = read_leased(self.source)
+                except CameraSetupError as exc:
+                    self._failed_for_good(exc)
+                    stop.wait()
+                    break
                 except Exception as exc:
                     self._failed(exc, backoff)
                     stop.wait(backoff)
@@ -82,6 +91,13 @@ class FrameCapture:
         with self._lock:
             if number > self._failed_after:
                 self.health.clear_fault(Fault.CAMERA)
+
+    def _failed_for_good(self, exc: CameraSetupError) -> None:
+        self.failures += 1
+        with self._lock:
+            self._failed_after = self.slot.handed
+            self.health.set_fault(Fault.CAMERA)
+        log.error("camera: %s; not retried: fix the installation, then restart the agent", exc)
 
     def _failed(self, exc: Exception, backoff: float) -> None:
         self.failures += 1

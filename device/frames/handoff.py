@@ -61,23 +61,30 @@ class LatestFrame:
         """Frames replaced before they were taken."""
 
     def put(self, frame: Frame, release: Callable[[], None] | None = None) -> None:
-        """Offer the newest frame; a closed slot gives it back at once."""
+        """Offer the newest frame; a closed slot gives it back at once.
+
+        A replaced frame is given back before the slot's lock is let go: while the putter is
+        still inside `put` it holds a view of the new frame (its argument, the caller's
+        variable), and a taker that took, decoded and gave back the new frame meanwhile (the
+        old frame's release can let go of the GIL: an unmap) would unmap a buffer still seen."""
         with self._lock:
             if self._closed:
-                stale_release = release
-            else:
-                stale = self._slot
-                self.handed += 1
-                self._slot = HandedFrame(frame, self._clock(), self.handed, release)
-                if stale is None:
-                    stale_release = None
-                    self._ready.release()  # the slot was empty: wake the taker
-                else:
-                    self.dropped += 1
-                    stale_release = stale.release
-                    del stale  # the buffer may be unmapped only when no view of it is left
-        if stale_release is not None:
-            stale_release()
+                del frame
+                if release is not None:
+                    release()
+                return
+            stale = self._slot
+            self.handed += 1
+            self._slot = HandedFrame(frame, self._clock(), self.handed, release)
+            del frame
+            if stale is None:
+                self._ready.release()  # the slot was empty: wake the taker
+                return
+            self.dropped += 1
+            stale_release = stale.release
+            del stale  # the buffer may be unmapped only when no view of it is left
+            if stale_release is not None:
+                stale_release()
 
     def take(self, timeout: float | None = None) -> HandedFrame | None:
         """The newest frame, waiting up to `timeout` s for one; None if none came (or closed).

@@ -13,10 +13,12 @@ import segno
 
 from device.camera.memory import MemorySource
 from device.camera.opencv import OpenCVSource
-from device.camera.picamera2 import BUFFER_COUNT, INSTALL_HINT, READ_TIMEOUT, Picamera2Source
+from device.camera.pi_install import INSTALL_HINT
+from device.camera.picamera2 import BUFFER_COUNT, READ_TIMEOUT, Picamera2Source
 from device.camera.replay import EMPTY_GREY, ReplaySource
 from device.camera.source import CameraError, Frame, FramePacer, ReopeningSource, read_leased
-from gatescan.testing.fake_picamera2 import FakeMappedArray, FakePicamera2, luma
+from gatescan.testing.fake_buffers import FakeMappedArray, luma
+from gatescan.testing.fake_picamera2 import FakePicamera2
 
 
 class FakeClock:
@@ -257,7 +259,7 @@ def test_opencv_raises_camera_error_for_a_device_that_does_not_exist(
 
 
 def open_fake(
-    width: int = 1000, height: int = 600, fps: float = 25.0
+    width: int = 1000, height: int = 600, fps: float = 25.0, read_timeout: float = READ_TIMEOUT
 ) -> tuple[Picamera2Source, FakePicamera2]:
     camera = FakePicamera2()
     source = Picamera2Source(
@@ -266,6 +268,7 @@ def open_fake(
         fps=fps,
         camera_factory=lambda: camera,
         map_array=FakeMappedArray,
+        read_timeout=read_timeout,
     )
     return source, camera
 
@@ -292,7 +295,8 @@ def test_picamera2_asks_for_a_lores_yuv420_stream_of_the_size_and_frame_rate() -
     assert config["lores"]["size"] == (1000, 600) and config["lores"]["format"] == "YUV420"
     main_w, main_h = config["main"]["size"]
     assert main_w >= 1000 and main_h >= 600, "main must be at least as large as lores"
-    assert config["controls"] == {"FrameRate": 25.0}
+    assert config["controls"]["FrameRate"] == 25.0
+    assert config["controls"]["AfMode"] == 2, "Camera Module 3: continuous autofocus"
     assert config["queue"] is False, "never hand back a frame queued before the read"
 
 
@@ -316,7 +320,7 @@ def test_picamera2_frames_have_the_size_the_camera_settled_on() -> None:
 
 
 def test_picamera2_unplugged_camera_read_raises_camera_error() -> None:
-    source, camera = open_fake()
+    source, camera = open_fake(read_timeout=0.05)
     source.read()
     camera.unplug()
     with pytest.raises(CameraError, match="no frame from the Pi camera"):
@@ -342,12 +346,13 @@ def test_picamera2_rejected_configuration_raises_camera_error_and_closes_the_cam
     assert camera.closed
 
 
-def test_picamera2_close_stops_and_closes_the_camera_once() -> None:
+def test_picamera2_close_cancels_queued_captures_then_stops_and_closes_the_camera_once() -> None:
     source, camera = open_fake()
+    started = len(camera.calls)
     source.close()
     source.close()
-    assert camera.call_names()[-2:] == ["stop", "close"]
-    assert camera.call_names().count("close") == 1
+    assert camera.call_names()[started : started + 3] == ["cancel_all_and_flush", "stop", "close"]
+    assert camera.call_names().count("close") == 1 and camera.closed
     with pytest.raises(CameraError, match="closed"):
         source.read()
 
@@ -403,7 +408,7 @@ def test_picamera2_released_buffers_are_refilled_with_later_frames() -> None:
 
 
 def test_picamera2_lease_of_an_unplugged_camera_raises_camera_error() -> None:
-    source, camera = open_fake()
+    source, camera = open_fake(read_timeout=0.05)
     camera.unplug()
     with pytest.raises(CameraError, match="no frame from the Pi camera"):
         source.read_lease()

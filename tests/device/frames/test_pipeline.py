@@ -29,7 +29,8 @@ from device.system.health import Fault, Health
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder
 from device.verdict.policy import Policy
-from gatescan.testing.fake_picamera2 import FakeMappedArray, FakePicamera2
+from gatescan.testing.fake_buffers import FakeMappedArray
+from gatescan.testing.fake_picamera2 import FakePicamera2
 from gatescan.testing.samples import blank_frame, render_code
 from protocol.verdicts import Direction
 from tests.support.waiting import wait_until
