@@ -329,7 +329,7 @@ def _find_password(
 def _unusable_tls_files(config: GateConfig, origin: Origin) -> list[Problem]:
     """A CA file, client certificate or key that is missing or not what it should be: said now,
     not as a gate that never connects."""
-    if not config.mqtt.address.tls:
+    if config.mqtt.broker is None or not config.mqtt.address.tls:
         return []
     try:
         client_tls_context(config.mqtt.tls)
