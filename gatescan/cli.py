@@ -20,6 +20,7 @@ from gatescan.commands import (
     accounts,
     agent,
     collector,
+    config,
     decode,
     demo,
     entries,
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: info (warning for the demo, whose screen shows what happens)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (agent, collector, server, site, decode, entries, journal, accounts, demo):
+    commands_ = (agent, config, collector, server, site, decode, entries, journal, accounts, demo)
+    for command in commands_:
         command.add_parser(commands)
     return parser
 

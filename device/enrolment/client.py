@@ -203,7 +203,7 @@ def _grant_or_refusal(status: int, body: bytes) -> EnrolmentGrant:
         except ValueError:
             raise EnrolmentFailed("bad_answer", "the grant's CA is not a PEM certificate") from None
         return grant
-    if 400 <= status < 500:
+    if status >= 400:  # a refusal's body names its reason, whatever the status (busy: 503)
         try:
             refusal = EnrolmentRefusal.model_validate_json(body)
         except ValidationError:
