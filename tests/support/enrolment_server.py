@@ -80,7 +80,7 @@ class EnrolmentServer:
             if isinstance(answer, EnrolmentGrant):
                 self.tokens[request.token] = "used"  # spent with the grant, once
                 return 200, answer.model_dump_json().encode()
-        refusal = EnrolmentRefusal(reason=answer, message=f"token {answer}")  # type: ignore[arg-type]
+        refusal = EnrolmentRefusal(reason=answer, message=f"token {answer}")
         return _STATUS.get(answer, 400), refusal.model_dump_json().encode()
 
     def __enter__(self) -> EnrolmentServer:
@@ -95,13 +95,13 @@ class EnrolmentServer:
 
 def _handler(server: EnrolmentServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             if self.path != CA_PATH:
                 self._send(404, b"not found", "text/plain")
                 return
             self._send(200, server.served_ca_pem.encode("ascii"), "application/x-pem-file")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path != EXCHANGE_PATH:
                 self._send(404, b"not found", "text/plain")
                 return

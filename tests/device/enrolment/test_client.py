@@ -66,9 +66,8 @@ def test_a_good_card_is_exchanged_for_the_grant_once(site: Installation) -> None
 def test_a_refused_token_says_the_servers_reason(
     site: Installation, answer: str, retry: bool
 ) -> None:
-    with server_for(site, {TOKEN: answer}) as server:
-        with pytest.raises(EnrolmentFailed) as refused:
-            enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
+    with server_for(site, {TOKEN: answer}) as server, pytest.raises(EnrolmentFailed) as refused:
+        enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
     assert (refused.value.reason, refused.value.retry) == (answer, retry)
     assert TOKEN not in str(refused.value)
 
@@ -78,9 +77,9 @@ def test_a_server_showing_another_ca_is_foreign_and_gets_no_token(
 ) -> None:
     foreign = tmp_path / "foreign-ca.crt"
     write_certificate(foreign, new_authority("impostor").certificate)
-    with server_for(site, {TOKEN: grant_for(site)}, served_ca=foreign) as server:
-        with pytest.raises(EnrolmentFailed) as refused:
-            enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
+    server = server_for(site, {TOKEN: grant_for(site)}, served_ca=foreign)
+    with server, pytest.raises(EnrolmentFailed) as refused:
+        enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
     assert (refused.value.reason, refused.value.retry) == ("foreign_server", False)
     assert server.requests == []  # the token never left the gate
 
@@ -105,9 +104,9 @@ def test_a_server_whose_certificate_does_not_name_its_host_is_refused(
     write_certificate(cert, issued.certificate)
     write_private_key(key, issued.key)
     tokens = {TOKEN: grant_for(site)}
-    with EnrolmentServer(certfile=cert, keyfile=key, ca_file=ca, tokens=tokens) as server:
-        with pytest.raises(EnrolmentFailed) as refused:
-            enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
+    server = EnrolmentServer(certfile=cert, keyfile=key, ca_file=ca, tokens=tokens)
+    with server, pytest.raises(EnrolmentFailed) as refused:
+        enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
     assert refused.value.reason == "foreign_server"
     assert "certificate" in refused.value.message
     assert server.requests == []
