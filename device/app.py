@@ -22,9 +22,10 @@ from device.camera.opencv import OpenCVSource
 from device.camera.picamera2 import Picamera2Source
 from device.camera.replay import ReplaySource
 from device.camera.source import FrameSource, ReopeningSource
+from device.config_error import CONFIG_FAULT
 from device.decode.backends import make_decoder
 from device.enrolment.client import enrol
-from device.enrolment.identity import StoredIdentity, store_identity
+from device.enrolment.identity import StoredIdentity, load_identity, store_identity
 from device.frames.framing import Framing
 from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
@@ -38,6 +39,7 @@ from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health, LinkState
 from device.system.systemd_notify import SystemdNotifier
 from device.uplink.link import Placement, Uplink
+from device.uplink.status_report import StatusReport
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder
 from device.verdict.policy import Policy
@@ -430,3 +432,26 @@ def hardware_model(model_file: Path = Path("/proc/device-tree/model")) -> str:
         return model_file.read_text(errors="replace").strip("\x00\n ")[:200]
     except OSError:
         return ""
+
+
+def build_status_report(config: GateConfig) -> StatusReport | None:
+    """The `config` fault in the retained status of a gate whose config is bad, when the broker
+    part of it (or the identity in its data dir) says how to reach the broker; else None."""
+    identity = load_identity(Path(config.data_dir))
+    if identity is not None:
+        config = with_identity(config, identity)
+    if config.mqtt.broker is None:
+        return None
+    password = config.mqtt.password()
+    return StatusReport(
+        device_id=config.device_id,
+        broker_url=config.mqtt.broker,
+        faults=[CONFIG_FAULT],
+        version=__version__,
+        boot_id=read_boot_id(),
+        username=broker_user(config, password),
+        password=password,
+        tls=config.mqtt.tls,
+        placement=Placement(config.site_id, config.location, config.direction),
+        keepalive=config.mqtt.keepalive,
+    )

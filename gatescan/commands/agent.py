@@ -24,6 +24,10 @@ from typing import TYPE_CHECKING
 from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, Commands, stop_on_signals
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from firmware_config.errors import ConfigError
+    from firmware_config.loader import ConfigOverrides
     from firmware_config.schema import GateConfig
 
 log = logging.getLogger("gatescan.agent")
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         if not waits_on_bad_config(args.on_bad_config, os.environ):
             print(f"gatescan agent: bad configuration\n{exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        waited = _wait_for_a_good_config(exc, args.config, load, stop)
+        waited = _wait_for_a_good_config(exc, args, overrides, load, stop)
         if waited is None:
             return 0
         config = waited
@@ -146,22 +150,31 @@ def _run_gate(config: GateConfig, config_path: Path | None, stop: threading.Even
 
 
 def _wait_for_a_good_config(
-    error: Exception, config_path: Path | None, load: object, stop: threading.Event
+    error: ConfigError,
+    args: argparse.Namespace,
+    overrides: ConfigOverrides,
+    load: Callable[[], GateConfig],
+    stop: threading.Event,
 ) -> GateConfig | None:
-    from device.app import build_indicator
+    """The config_error state: the light (on the config's own pins when those are usable), the
+    watchdog, the `config` fault in the retained status when the broker part is usable."""
+    from device.app import build_indicator, build_status_report
     from device.config_error import ConfigErrorState
     from device.system.systemd_notify import SystemdNotifier
-    from firmware_config.errors import ConfigError
+    from firmware_config.loader import load_reporting_part
     from firmware_config.schema import GateConfig
 
-    assert isinstance(error, ConfigError) and callable(load)
+    part = load_reporting_part(args.config, overrides=overrides)
     notifier = SystemdNotifier.from_environment()
-    # The default pins: the config's own may be what is wrong with it.
-    indicator = build_indicator(GateConfig(device_id="gate"), None, ())
+    indicator = build_indicator(part or GateConfig(device_id="gate"), None, ())
+    report = build_status_report(part) if part is not None else None
     try:
-        return ConfigErrorState(error, reload=load, indicator=indicator, notifier=notifier).wait(
-            stop
-        )
+        if report is not None:
+            report.start()
+        waiting = ConfigErrorState(error, reload=load, indicator=indicator, notifier=notifier)
+        return waiting.wait(stop)
     finally:
+        if report is not None:
+            report.stop()
         indicator.close()
         notifier.close()
