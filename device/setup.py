@@ -48,6 +48,8 @@ FILE_CHECK_S = 5.0  # the enrolment file is looked at this often (it may come af
 SHOWING_S = 3.0  # the same code seen again within this is the same showing
 WAKE_S = 0.1
 MAX_CODE_FILE_BYTES = 4096
+MAX_SEEN = 1000
+STORE_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ class SetupMode:
         self._attempt: threading.Thread | None = None
         self._outcome: EnrolmentGrant | EnrolmentFailed | None = None
         self._attempt_code: _Pending | None = None
-        self._unstored: EnrolmentGrant | None = None
+        self._unstored: EnrolmentGrant | None = None  # granted, the disk refused it so far
+        self._store_due = 0.0
         self._code_read_at: float | None = None
         self._file_checked_at: float | None = None
 
@@ -165,6 +168,8 @@ class SetupMode:
         digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
         now = self._clock()
         new_showing = now - self._seen.get(digest, -SHOWING_S - 1) > SHOWING_S
+        if len(self._seen) > MAX_SEEN:  # a stream of distinct codes must not grow memory
+            self._seen = {seen: at for seen, at in self._seen.items() if now - at <= SHOWING_S}
         self._seen[digest] = now
         if not new_showing:
             return
@@ -235,6 +240,8 @@ class SetupMode:
     def _settle(self) -> Enrolled | None:
         """Act on a finished exchange; the identity once it is stored."""
         if self._unstored is not None:
+            if self._clock() < self._store_due:
+                return None
             return self._store(self._unstored)
         attempt = self._attempt
         if attempt is None or attempt.is_alive():
@@ -275,10 +282,11 @@ class SetupMode:
             identity = self.keep(grant)
         except IdentityError as error:
             # The token is spent: the grant is all there is. Keep it in memory and retry.
+            if self._unstored is None:
+                log.error("enrolment: %s; retrying every %.0f s", error, STORE_RETRY_S)
             self._unstored = grant
-            log.error("enrolment: %s; retrying", error)
+            self._store_due = self._clock() + STORE_RETRY_S
             self.indicator.set_state(IndicatorState.ENROLMENT_RETRY)
-            time.sleep(1.0)
             return None
         self._unstored = None
         stored_at = self._clock()
