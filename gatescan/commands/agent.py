@@ -52,7 +52,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         choices=["auto", "wait", "exit"],
         default="auto",
         help="wait: show the config error light and wait for a fixed file; exit: exit 2; "
-        "auto (default): wait under systemd, exit elsewhere",
+        "auto (default): wait under systemd (NOTIFY_SOCKET set), exit elsewhere",
     )
     agent.set_defaults(run=run)
 
@@ -69,11 +69,12 @@ def startup_errors() -> tuple[type[BaseException], ...]:
 
 
 def waits_on_bad_config(choice: str, env: Mapping[str, str]) -> bool:
-    """systemd sets INVOCATION_ID (and NOTIFY_SOCKET for a notify unit) for its services: there a
-    gate waits; a person at a terminal wants the problems and the prompt back."""
+    """The gate's unit is Type=notify, so systemd gives it NOTIFY_SOCKET: there a gate waits (a
+    restart would find the same file); a person at a terminal wants the problems and the prompt
+    back. Not INVOCATION_ID: every process under any service has it, a CI runner's tests too."""
     if choice != "auto":
         return choice == "wait"
-    return bool(env.get("INVOCATION_ID") or env.get("NOTIFY_SOCKET"))
+    return bool(env.get("NOTIFY_SOCKET"))
 
 
 def run(args: argparse.Namespace) -> int:

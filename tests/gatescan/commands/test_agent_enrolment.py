@@ -213,3 +213,22 @@ def test_the_enrolment_file_beside_the_config_enrols_the_gate(
             code = gate.stop()
     assert code == 0, gate.log()
     assert "enrolment card read (file enrolment.txt)" in gate.log()
+
+
+def test_a_busy_server_is_asked_again_with_the_same_card_until_it_grants(
+    site: Installation, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "gate"
+    with enrolment_server(site, {TOKEN: "busy"}) as server:
+        source = replay(tmp_path / "replay", [server.code(TOKEN).encode()])
+        gate = GateProcess(tmp_path, ["--data-dir", str(data_dir), "--source", source])
+        try:
+            wait_until(lambda: "enrolment not done: busy" in gate.log(), 30, "the busy answer")
+            assert not (identity_dir(data_dir) / GRANT_FILE).exists()
+            server.tokens[TOKEN] = grant(site)  # the broker is back: the server can grant
+            wait_until((identity_dir(data_dir) / GRANT_FILE).exists, 30, "the identity stored")
+        finally:
+            code = gate.stop()
+    assert code == 0, gate.log()
+    assert 2 <= len(server.requests) <= 3  # asked again after the backoff, not on every frame
+    assert gate.lit(RED) >= 1  # the retry light's red blink
