@@ -145,17 +145,17 @@ class SetupMode:
         handed = handoff.take(timeout=WAKE_S)
         if handed is None:
             return None
+        number, release = handed.number, handed.release
         try:
             codes = self.decoder.decode(handed.frame)
         except Exception:
             log.exception("setup mode: frame not decoded")
             codes = []
         finally:
-            release = handed.release
-            del handed
+            del handed  # no view of a lent buffer may outlive its release
             if release is not None:
                 release()
-        capture.frame_decoded(handoff.handed)
+        capture.frame_decoded(number)
         self.on_progress()
         for code in codes:
             self.consider(code.text, "camera")
@@ -179,7 +179,9 @@ class SetupMode:
             return
         if digest in self._refused:
             self.indicator.set_state(IndicatorState.ENROLMENT_REFUSED)
-            log.warning("setup mode: this enrolment card was refused already; show another")
+            # The file is read again every few seconds: said once, at its refusal.
+            level = logging.DEBUG if where.startswith("file") else logging.WARNING
+            log.log(level, "setup mode: this enrolment card was refused already; show another")
             return
         if self._attempt is not None or (self._pending and self._pending.digest == digest):
             return  # already being tried, or waiting for its retry

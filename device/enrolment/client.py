@@ -198,9 +198,9 @@ def _grant_or_refusal(status: int, body: bytes) -> EnrolmentGrant:
             raise EnrolmentFailed(
                 "bad_answer", f"the grant is not valid ({error.error_count()} problems)"
             ) from None
-        try:
-            ssl.PEM_cert_to_DER_cert(grant.ca_pem.strip())
-        except ValueError:
+        try:  # kept only if the agent can use it: a CA it cannot load would stop every start
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=grant.ca_pem)
+        except (ssl.SSLError, ValueError):
             raise EnrolmentFailed("bad_answer", "the grant's CA is not a PEM certificate") from None
         return grant
     if status >= 400:  # a refusal's body names its reason, whatever the status (busy: 503)

@@ -74,8 +74,17 @@ def load_identity(data_dir: Path) -> StoredIdentity | None:
         )
         return None
     ca_path = folder / CA_FILE
-    if not ca_path.is_file():  # written before the grant; only a hand can have removed it
-        _write_atomically(ca_path, grant.ca_pem.encode("utf-8"))
+    ca_pem = grant.ca_pem.encode("utf-8")
+    try:
+        current = ca_path.read_bytes()
+    except OSError:
+        current = None
+    if current != ca_pem:  # written before the grant: only a hand or a bad card changes it
+        log.warning("identity: %s was missing or changed; written again from the grant", ca_path)
+        try:
+            _write_atomically(ca_path, ca_pem)
+        except OSError as error:
+            log.error("identity: cannot write %s (%s)", ca_path, error.strerror)
     return StoredIdentity(grant, ca_path)
 
 

@@ -139,3 +139,13 @@ def test_a_server_that_never_answers_is_given_up_within_the_timeout() -> None:
 def test_the_ca_download_is_checked_before_anything_is_trusted(site: Installation) -> None:
     pem = site.files.ca_file.read_text(encoding="ascii")
     assert ssl.PEM_cert_to_DER_cert(pem.strip())  # the site's CA is what the server serves
+
+
+def test_a_grant_whose_ca_cannot_be_used_is_a_bad_answer(site: Installation) -> None:
+    hostile = grant_for(site).model_copy(
+        update={"ca_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}
+    )
+    server = server_for(site, {TOKEN: hostile})
+    with server, pytest.raises(EnrolmentFailed) as refused:
+        enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
+    assert (refused.value.reason, refused.value.retry) == ("bad_answer", False)

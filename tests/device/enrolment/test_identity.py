@@ -74,3 +74,11 @@ def test_a_disk_that_refuses_the_write_leaves_no_grant(tmp_path: Path) -> None:
     with pytest.raises(IdentityError):
         store_identity(data_dir, GRANT)
     assert load_identity(data_dir) is None
+
+
+def test_a_ca_file_changed_by_hand_is_written_again_from_the_grant(tmp_path: Path) -> None:
+    store_identity(tmp_path, GRANT)
+    (identity_dir(tmp_path) / CA_FILE).write_text("garbage")
+    loaded = load_identity(tmp_path)
+    assert loaded is not None and loaded.ca_file.read_text() == CA_PEM
+    assert mode(loaded.ca_file) == 0o600
