@@ -8,9 +8,10 @@ the systemd watchdog pinged, keeps the identity (device/enrolment/identity.py) a
 
 The light says where it is: `setup` (waiting), `enrolling`, `enrolment_retry` (the server was busy
 or unreachable: the same code is tried again after a backoff of 2 s doubling to 60 s, unless
-another card is shown) and `enrolment_refused` (this card will never work: another is needed).
-A code that is not an enrolment code gets the `denied` flash and is not recorded: a gate in setup
-mode has no journal. The token is a secret: no log line here holds a code's text.
+another card is shown) and `enrolment_refused` (this card will never work: another is needed);
+while the camera fails, the `fault` pattern instead. A code that is not an enrolment code gets
+the `denied` flash and is not recorded: a gate in setup mode has no journal. The token is a
+secret: no log line here holds a code's text.
 """
 
 from __future__ import annotations
@@ -106,6 +107,13 @@ class SetupMode:
         self._store_due = 0.0
         self._code_read_at: float | None = None
         self._file_checked_at: float | None = None
+        self._state = IndicatorState.SETUP
+        health.watch(lambda _: self._show(self._state))  # a camera fault shows over setup
+
+    def _show(self, state: IndicatorState) -> None:
+        """The setup state; the fault pattern instead while the camera fails."""
+        self._state = state
+        self.indicator.set_state(IndicatorState.FAULT if self.health.faults else state)
 
     def close(self) -> None:
         """Release the camera and the pins (the agent opens its own)."""
@@ -116,7 +124,7 @@ class SetupMode:
 
     def run(self, stop: threading.Event) -> Enrolled | None:
         """Wait for a card and enrol; None when `stop` was set first."""
-        self.indicator.set_state(IndicatorState.SETUP)
+        self._show(IndicatorState.SETUP)
         log.warning("setup mode: no broker and no identity; show this gate its enrolment card")
         capture_stop = threading.Event()
         handoff = LatestFrame(self._clock)
@@ -178,7 +186,7 @@ class SetupMode:
             log.info("setup mode: a code that is not an enrolment card was shown; not recorded")
             return
         if digest in self._refused:
-            self.indicator.set_state(IndicatorState.ENROLMENT_REFUSED)
+            self._show(IndicatorState.ENROLMENT_REFUSED)
             # The file is read again every few seconds: said once, at its refusal.
             level = logging.DEBUG if where.startswith("file") else logging.WARNING
             log.log(level, "setup mode: this enrolment card was refused already; show another")
@@ -189,7 +197,7 @@ class SetupMode:
             code = parse_enrolment_code(text)
         except EnrolmentCodeError as error:
             self._refused.add(digest)
-            self.indicator.set_state(IndicatorState.ENROLMENT_REFUSED)
+            self._show(IndicatorState.ENROLMENT_REFUSED)
             log.error("enrolment card refused (%s): %s; show another", where, error)
             return
         self._code_read_at = now
@@ -224,7 +232,7 @@ class SetupMode:
         self._pending = None
         self._attempt_code = pending
         self._outcome = None
-        self.indicator.set_state(IndicatorState.ENROLLING)
+        self._show(IndicatorState.ENROLLING)
         self._attempt = threading.Thread(
             target=self._attempt_exchange, args=(pending.code,), name="enrolment", daemon=True
         )
@@ -268,10 +276,10 @@ class SetupMode:
             tried.due = self._clock() + delay
             tried.backoff = min(delay * 2, self.max_retry_s)
             self._pending = tried
-            self.indicator.set_state(IndicatorState.ENROLMENT_RETRY)
+            self._show(IndicatorState.ENROLMENT_RETRY)
             return None
         self._refused.add(tried.digest)
-        self.indicator.set_state(IndicatorState.ENROLMENT_REFUSED)
+        self._show(IndicatorState.ENROLMENT_REFUSED)
         log.error(
             "enrolment refused: %s (%s); this card will not work, show another",
             outcome.reason,
@@ -288,7 +296,7 @@ class SetupMode:
                 log.error("enrolment: %s; retrying every %.0f s", error, STORE_RETRY_S)
             self._unstored = grant
             self._store_due = self._clock() + STORE_RETRY_S
-            self.indicator.set_state(IndicatorState.ENROLMENT_RETRY)
+            self._show(IndicatorState.ENROLMENT_RETRY)
             return None
         self._unstored = None
         stored_at = self._clock()
