@@ -22,7 +22,10 @@ from device.camera.opencv import OpenCVSource
 from device.camera.picamera2 import Picamera2Source
 from device.camera.replay import ReplaySource
 from device.camera.source import FrameSource, ReopeningSource
+from device.config_error import CONFIG_FAULT
 from device.decode.backends import make_decoder
+from device.enrolment.client import enrol
+from device.enrolment.identity import StoredIdentity, load_identity, store_identity
 from device.frames.framing import Framing
 from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
@@ -30,11 +33,13 @@ from device.indicator.base import Indicator, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.journal import Journal
 from device.scanner import Scan, Scanner
+from device.setup import SetupMode
 from device.system.clock import Clock, clock_from_environment, read_boot_id
 from device.system.failpoints import Failpoints
-from device.system.health import Fault, Health
+from device.system.health import Fault, Health, LinkState
 from device.system.systemd_notify import SystemdNotifier
 from device.uplink.link import Placement, Uplink
+from device.uplink.status_report import StatusReport
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder
 from device.verdict.policy import Policy
@@ -45,6 +50,7 @@ from firmware_config.schema import (
     Picamera2Camera,
     ReplayCamera,
 )
+from protocol.enrolment import EnrolmentCode, EnrolmentGrant
 from protocol.messages import Telemetry
 from protocol.release import __version__
 
@@ -140,6 +146,7 @@ class Agent:
 
     def _watch_frames(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
+            self.health.set_clock_synced(self.clock.is_synced())
             stalled = self.scanner.seconds_since_frame()
             if stalled > self.frame_stall_s and Fault.CAMERA not in self.health.faults:
                 log.error("camera: no frame for %.0f s", stalled)
@@ -231,13 +238,26 @@ def health_changed(
 
 def describe(health: Health) -> str:
     """One line for people: 'scanning, online' or 'scanning, offline; faults: camera'."""
-    link = "online" if health.online else "offline"
+    link = "online" if health.online else _LINK_WORDS[health.link]
+    if health.online and not health.clock_synced:
+        link += ", clock not synchronised"
     faults = health.faults
     return f"scanning, {link}" + (f"; faults: {', '.join(faults)}" if faults else "")
 
 
+_LINK_WORDS = {
+    LinkState.UP: "online",
+    LinkState.CONNECTING: "offline",
+    LinkState.UNREACHABLE: "offline (broker unreachable)",
+    LinkState.NO_NETWORK: "offline (no network)",
+    LinkState.REFUSED: "offline (the broker refused this gate's credentials or certificate)",
+}
+
+
 def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Health) -> Uplink:
     password = config.mqtt.password()
+    if config.mqtt.broker is None:
+        raise ValueError("no broker: a gate without one enrols first (setup mode)")
     return Uplink(
         device_id=config.device_id,
         broker_url=config.mqtt.broker,
@@ -250,6 +270,7 @@ def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Hea
         password=password,
         tls=config.mqtt.tls,
         on_connection_change=health.set_online,
+        on_link_problem=health.set_link,
         placement=Placement(config.site_id, config.location, config.direction),
     )
 
@@ -328,3 +349,110 @@ def lores_size(camera: Picamera2Camera) -> tuple[int, int]:
         return max(2, int(pixels) // 2 * 2)
 
     return even(camera.width * camera.decode_scale), even(camera.height * camera.decode_scale)
+
+
+# --- setup mode and the enrolled identity ---------------------------------------------------------
+
+
+def needs_enrolment(config: GateConfig, identity: StoredIdentity | None) -> bool:
+    """Setup mode is exactly this: no broker given (flag or config) and no stored identity."""
+    return config.mqtt.broker is None and identity is None
+
+
+def build_setup(
+    config: GateConfig,
+    *,
+    code_file: Path | None,
+    notifier: SystemdNotifier,
+    pin_factory: Any = None,
+    extra_indicators: Sequence[Indicator] = (),
+    source: FrameSource | None = None,
+    hardware: str = "",
+) -> SetupMode:
+    """A gate in setup mode: its camera, decoder and light, the enrolment exchange, the identity
+    kept in its data dir. The caller closes it (`close()`) before building the agent."""
+    data_dir = Path(config.data_dir)
+
+    def exchange(code: EnrolmentCode) -> EnrolmentGrant:
+        return enrol(code, agent_version=__version__, hardware=hardware or hardware_model())
+
+    def keep(grant: EnrolmentGrant) -> StoredIdentity:
+        return store_identity(data_dir, grant)
+
+    return SetupMode(
+        source=source or ReopeningSource(lambda: open_source(config)),
+        decoder=make_decoder(config.decoder.backend),
+        indicator=build_indicator(config, pin_factory, extra_indicators),
+        health=Health(),
+        exchange=exchange,
+        keep=keep,
+        on_progress=notifier.watchdog,
+        code_file=code_file,
+    )
+
+
+def with_identity(config: GateConfig, identity: StoredIdentity) -> GateConfig:
+    """The gate as its grant says: who it is (device id, site, location, direction) and how it
+    reaches its broker (URL, user, password, CA) come from the grant and win over the config
+    and flags, which keep everything else (camera, policy, pins, keepalive...). A config that
+    names something else for those is logged once: the registry on the server is the truth."""
+    grant = identity.grant
+    ignored = [key for key in _GRANTED_MQTT_KEYS if key in config.mqtt.model_fields_set]
+    ignored = [f"mqtt.{key}" for key in ignored]
+    if "device_id" in config.model_fields_set and config.device_id != grant.device_id:
+        ignored.insert(0, "device_id")
+    if ignored:
+        log.warning("enrolled as %s: the config's %s ignored", grant.device_id, ", ".join(ignored))
+    mqtt_config = config.mqtt.model_copy(
+        update={
+            "broker": grant.broker_url,
+            "username": grant.username,
+            "password_file": None,
+            "ca_file": identity.ca_file,
+            "cert_file": None,
+            "key_file": None,
+        }
+    ).with_password(grant.password)
+    return config.model_copy(
+        update={
+            "device_id": grant.device_id,
+            "site_id": grant.site_id,
+            "location": grant.location,
+            "direction": grant.direction,
+            "mqtt": mqtt_config,
+        }
+    )
+
+
+_GRANTED_MQTT_KEYS = ("broker", "username", "password_file", "ca_file", "cert_file", "key_file")
+
+
+def hardware_model(model_file: Path = Path("/proc/device-tree/model")) -> str:
+    """The board's model line ('Raspberry Pi 5 Model B Rev 1.0'), told to the enrolment server."""
+    try:
+        return model_file.read_text(errors="replace").strip("\x00\n ")[:200]
+    except OSError:
+        return ""
+
+
+def build_status_report(config: GateConfig) -> StatusReport | None:
+    """The `config` fault in the retained status of a gate whose config is bad, when the broker
+    part of it (or the identity in its data dir) says how to reach the broker; else None."""
+    identity = load_identity(Path(config.data_dir))
+    if identity is not None:
+        config = with_identity(config, identity)
+    if config.mqtt.broker is None:
+        return None
+    password = config.mqtt.password()
+    return StatusReport(
+        device_id=config.device_id,
+        broker_url=config.mqtt.broker,
+        faults=[CONFIG_FAULT],
+        version=__version__,
+        boot_id=read_boot_id(),
+        username=broker_user(config, password),
+        password=password,
+        tls=config.mqtt.tls,
+        placement=Placement(config.site_id, config.location, config.direction),
+        keepalive=config.mqtt.keepalive,
+    )

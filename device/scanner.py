@@ -43,7 +43,9 @@ from device.verdict.credentials import ParseResult, parse_credential
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder, EventDraft
 from device.verdict.policy import Policy, Verdict
+from protocol.enrolment import CODE_PREFIX
 from protocol.messages import Event
+from protocol.verdicts import VerdictStatus
 
 log = logging.getLogger("gatescan.scanner")
 
@@ -201,11 +203,17 @@ class Scanner:
         codes = self.decoder.decode(framed)
         decode_seconds = time.perf_counter() - started
         try:
-            return [self._handle(code) for code in codes if self.debounce.is_new_showing(code.data)]
+            new = [code for code in codes if self.debounce.is_new_showing(code.data)]
+            return [scan for scan in map(self._handle, new) if scan is not None]
         finally:
             self.stats.add_frame(decode_seconds)  # after the light (see _decode_frames)
 
-    def _handle(self, code: DecodedCode) -> Scan:
+    def _handle(self, code: DecodedCode) -> Scan | None:
+        if is_enrolment_card(code.data):
+            # Not a person's credential, and its token is a secret: no event, no journal line.
+            self.indicator.show(VerdictStatus.DENIED)
+            log.warning("an enrolment card was shown to a running gate: refused, not recorded")
+            return None
         parsed = parse_credential(code.data)
         verdict = self.policy.decide(parsed)
         self.indicator.show(verdict.status)  # light first: never after disk or network
@@ -229,3 +237,11 @@ class Scanner:
         )
         self.on_scan(scan)
         return scan
+
+
+_ENROLMENT_PREFIX = CODE_PREFIX.encode("ascii")
+
+
+def is_enrolment_card(data: bytes) -> bool:
+    """protocol.enrolment's is_enrolment_code on the raw bytes, cheap enough for the hot path."""
+    return data[:64].lstrip().upper().startswith(_ENROLMENT_PREFIX)

@@ -88,6 +88,46 @@ def load_config(
     return config.model_copy(update={"mqtt": config.mqtt.with_password(password)})
 
 
+# The sections a gate needs to report itself (who and where it is, its broker, its data dir).
+REPORTING_KEYS = ("device_id", "site_id", "location", "direction", "data_dir", "mqtt")
+
+
+def load_reporting_part(
+    path: Path | None,
+    *,
+    overrides: ConfigOverrides | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> GateConfig | None:
+    """When the whole config cannot be used: a config of its reporting sections alone (and its
+    indicator pins, when those are usable too; every other section at its default), so that a
+    gate can still light its own pins and tell its broker about its config fault; else None."""
+    try:
+        raw = _with_anchored_paths(read_config_file(path), path.parent) if path else {}
+    except ConfigError:
+        return None
+    given = overrides or ConfigOverrides()
+    flags = ConfigOverrides(broker=given.broker, device_id=given.device_id, data_dir=given.data_dir)
+    _apply_overrides(raw, flags, [])
+    part = {key: raw[key] for key in REPORTING_KEYS if key in raw}
+    config = _valid_or_none({**part, "indicator": raw.get("indicator", {})}) or _valid_or_none(part)
+    if config is None:
+        return None
+    try:
+        password = find_mqtt_password(env, config.mqtt.password_file)
+    except PasswordFileError:
+        return None
+    if _unusable_tls_files(config, lambda keys: ""):
+        return None
+    return config.model_copy(update={"mqtt": config.mqtt.with_password(password)})
+
+
+def _valid_or_none(raw: dict[str, Any]) -> GateConfig | None:
+    try:
+        return GateConfig.model_validate(raw)
+    except ValidationError:
+        return None
+
+
 # --- the file -------------------------------------------------------------------------------------
 
 
@@ -329,7 +369,7 @@ def _find_password(
 def _unusable_tls_files(config: GateConfig, origin: Origin) -> list[Problem]:
     """A CA file, client certificate or key that is missing or not what it should be: said now,
     not as a gate that never connects."""
-    if not config.mqtt.address.tls:
+    if config.mqtt.broker is None or not config.mqtt.address.tls:
         return []
     try:
         client_tls_context(config.mqtt.tls)

@@ -209,7 +209,11 @@ class IndicatorConfig(Section):
 
 
 class MqttConfig(Section):
-    broker: str = Field("mqtt://localhost:1883", description="mqtt://host:port or mqtts://...")
+    broker: str | None = Field(
+        None,
+        description="mqtt://host:port or mqtts://...; none: the broker comes from the gate's "
+        "enrolment (setup mode until it has enrolled).",
+    )
     username: str | None = Field(None, min_length=1, max_length=128, description="Broker user.")
     password_file: Path | None = Field(
         None, description="File holding the broker password (env and systemd credentials win)."
@@ -236,7 +240,9 @@ class MqttConfig(Section):
 
     @field_validator("broker")
     @classmethod
-    def _is_broker_url(cls, url: str) -> str:
+    def _is_broker_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         try:
             parse_broker_url(url)
         except CredentialsInBrokerUrl as error:
@@ -250,7 +256,13 @@ class MqttConfig(Section):
     @model_validator(mode="after")
     def _tls_files_need_mqtts(self) -> MqttConfig:
         named = [key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key)]
-        if named and not parse_broker_url(self.broker).tls:
+        if named and self.broker is None:
+            raise PydanticCustomError(
+                "tls_without_broker",
+                '{field} is set but no broker is: set mqtt.broker = "mqtts://host:port"',
+                {"field": named[0]},
+            )
+        if named and not parse_broker_url(self.broker or "").tls:
             raise PydanticCustomError(
                 "tls_without_mqtts",
                 "{field} is set but the broker is not mqtts:// (no TLS); write mqtts://host:port",
@@ -266,6 +278,9 @@ class MqttConfig(Section):
 
     @property
     def address(self) -> BrokerAddress:
+        """The broker's address; ValueError when the config names none (setup mode)."""
+        if self.broker is None:
+            raise ValueError("no broker configured")
         return parse_broker_url(self.broker)
 
     @property
@@ -320,8 +335,33 @@ def device_id_for_hostname(hostname: str) -> str:
     return device_id[:MAX_DEVICE_ID].rstrip("-._")
 
 
+MACHINE_ID_FILE = Path("/etc/machine-id")
+MACHINE_ID_DIGITS = 8
+
+
+def device_id_for_machine(hostname: str, machine_id: str) -> str:
+    """'raspberrypi' on machine 3f2a9c1b... -> 'gate-raspberrypi-3f2a9c1b'.
+
+    Every stock Raspberry Pi OS image is called 'raspberrypi': a hostname alone would make every
+    gate the same broker user and take over the others' sessions. /etc/machine-id is made anew
+    on each machine's first boot, so its first digits tell two Pis apart; the hostname stays in
+    front for people. Without a machine id (not systemd), the hostname alone.
+    """
+    digits = "".join(ch for ch in machine_id.strip().lower() if ch in "0123456789abcdef")
+    suffix = f"-{digits[:MACHINE_ID_DIGITS]}" if len(digits) >= MACHINE_ID_DIGITS else ""
+    base = device_id_for_hostname(hostname)[: MAX_DEVICE_ID - len(suffix)].rstrip("-._")
+    return base + suffix
+
+
+def read_machine_id(path: Path = MACHINE_ID_FILE) -> str:
+    try:
+        return path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+
+
 def device_id_from_this_host() -> str:
-    return device_id_for_hostname(socket.gethostname())
+    return device_id_for_machine(socket.gethostname(), read_machine_id())
 
 
 class GateConfig(Section):
@@ -330,7 +370,9 @@ class GateConfig(Section):
     device_id: str = Field(
         default_factory=device_id_from_this_host,
         pattern=DEVICE_ID_PATTERN,
-        description="Unique name of this gate; also its MQTT topic level and broker user.",
+        description="Unique name of this gate; also its MQTT topic level and broker user. "
+        "Default: 'gate-' + the hostname + '-' + the first 8 digits of /etc/machine-id; an "
+        "enrolled gate is the device id its grant names.",
     )
     site_id: str = Field("", max_length=64, description="The site this gate belongs to.")
     direction: Direction = Field(Direction.IN, description="in: an entrance; out: an exit.")

@@ -20,6 +20,7 @@ from gatescan.commands import (
     accounts,
     agent,
     collector,
+    config,
     decode,
     demo,
     entries,
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for command in (
         agent,
+        config,
         collector,
         server,
         site,

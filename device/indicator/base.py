@@ -8,24 +8,44 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Protocol
 
-from device.system.health import Health
+from device.system.health import Health, LinkState
 from protocol.verdicts import VerdictStatus
 
 
 class IndicatorState(StrEnum):
-    """The background state shown between scans."""
+    """The background state shown between scans (docs/operations.md: what each looks like and
+    what the technician does about it)."""
 
-    IDLE = "idle"
-    OFFLINE = "offline"
-    FAULT = "fault"
+    IDLE = "idle"  # running: connected, clock synchronised, nothing wrong
+    OFFLINE = "offline"  # the broker does not answer (the network does)
+    NO_NETWORK = "no_network"  # no route or no name: the gate's own network
+    CREDENTIALS_REFUSED = "credentials_refused"  # the broker refused the gate, or it the broker
+    CLOCK_UNSYNCED = "clock_unsynced"  # running, but the time entries carry is not trusted
+    FAULT = "fault"  # camera or storage
+    CONFIG_ERROR = "config_error"  # the config cannot be used: nothing runs but this light
+    SETUP = "setup"  # no identity: waiting for an enrolment card
+    ENROLLING = "enrolling"  # a card was read; talking to the enrolment server
+    ENROLMENT_RETRY = "enrolment_retry"  # the server was busy or unreachable: trying again
+    ENROLMENT_REFUSED = "enrolment_refused"  # the card was refused for good: show another
+
+
+# Link states and the light each shows while the gate is not connected.
+_LINK_STATES = {
+    LinkState.NO_NETWORK: IndicatorState.NO_NETWORK,
+    LinkState.REFUSED: IndicatorState.CREDENTIALS_REFUSED,
+    LinkState.UNREACHABLE: IndicatorState.OFFLINE,
+    LinkState.CONNECTING: IndicatorState.OFFLINE,
+}
 
 
 def background_state(health: Health) -> IndicatorState:
-    """What the light shows between scans: a fault over everything, else whether the gate is
-    connected."""
+    """What the light shows between scans: a fault over everything, then why the gate is not
+    connected, then an unsynchronised clock; else running."""
     if health.faults:
         return IndicatorState.FAULT
-    return IndicatorState.IDLE if health.online else IndicatorState.OFFLINE
+    if not health.online:
+        return _LINK_STATES[health.link]
+    return IndicatorState.IDLE if health.clock_synced else IndicatorState.CLOCK_UNSYNCED
 
 
 class Indicator(Protocol):

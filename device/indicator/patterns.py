@@ -5,9 +5,21 @@
 | recorded | green 0.5 s, one short beep                                         |
 | granted  | green 1.5 s, one short beep, relay energised for `relay_seconds`    |
 | denied   | red 1.5 s, three short beeps; the relay never                       |
-| idle     | everything off                                                      |
-| offline  | a short red blink every 2 s: staff can see the gate is not connected |
-| fault    | red and green alternating every 0.5 s                               |
+| idle (running)      | everything off                                             |
+| clock_unsynced      | a short green blink every 2 s                              |
+| offline             | a short red blink every 2 s (the broker does not answer)   |
+| no_network          | two short red blinks every 2 s                             |
+| credentials_refused | three short red blinks every 2 s                           |
+| fault               | red and green alternating every 0.5 s                      |
+| config_error        | red on, with a short dark gap every 2 s                    |
+| setup               | green 1 s on, 1 s off                                      |
+| enrolling           | green flickering (0.1 s on, 0.1 s off)                     |
+| enrolment_retry     | green 1 s, then a short red blink                          |
+| enrolment_refused   | red 1 s on, 1 s off                                        |
+
+Each background pattern is told apart by its colour and its rhythm, never by brightness; the
+verdict patterns (a green or red light held 0.5-1.5 s with beeps) never loop, and play over
+whatever background runs.
 
 A verdict plays over the background state, which starts again when the verdict ends. A new verdict
 replaces the one playing at once: people walk fast, and the light must answer the code just shown.
@@ -63,11 +75,25 @@ DENIED_PATTERN: Pattern = (
 )
 
 
+def red_blinks(count: int) -> Pattern:
+    """`count` short red blinks in a 2 s period, the dark part first."""
+    blinks = (step(0.15), step(0.1, R)) * count
+    return (step(2.0 - 0.25 * count), *blinks)
+
+
 STATE_PATTERNS: dict[IndicatorState, Pattern] = {
     IndicatorState.IDLE: (),
     # The dark part comes first, so a heartbeat never follows a green verdict straight away.
+    IndicatorState.CLOCK_UNSYNCED: (step(1.9), step(0.1, G)),
     IndicatorState.OFFLINE: (step(1.9), step(0.1, R)),
+    IndicatorState.NO_NETWORK: red_blinks(2),
+    IndicatorState.CREDENTIALS_REFUSED: red_blinks(3),
     IndicatorState.FAULT: (step(0.5, R), step(0.5, G)),
+    IndicatorState.CONFIG_ERROR: (step(1.8, R), step(0.2)),
+    IndicatorState.SETUP: (step(1.0, G), step(1.0)),
+    IndicatorState.ENROLLING: (step(0.1, G), step(0.1)),
+    IndicatorState.ENROLMENT_RETRY: (step(1.0, G), step(0.4), step(0.2, R), step(0.4)),
+    IndicatorState.ENROLMENT_REFUSED: (step(1.0, R), step(1.0)),
 }
 
 

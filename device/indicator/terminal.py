@@ -24,6 +24,14 @@ STATE_LOOKS = {
     IndicatorState.IDLE: ("dim", "○ idle: ready to scan"),
     IndicatorState.OFFLINE: ("dim", "○ offline: entries wait on the gate until the link is back"),
     IndicatorState.FAULT: ("yellow", "● fault: see the gate's log"),
+    IndicatorState.NO_NETWORK: ("yellow", "● no network: check the gate's cable or Wi-Fi"),
+    IndicatorState.CREDENTIALS_REFUSED: ("red", "● the broker refused this gate: re-enrol it"),
+    IndicatorState.CLOCK_UNSYNCED: ("dim", "○ clock not synchronised: entry times not trusted"),
+    IndicatorState.CONFIG_ERROR: ("red", "● config error: see the gate's log"),
+    IndicatorState.SETUP: ("dim", "○ setup mode: show the enrolment card"),
+    IndicatorState.ENROLLING: ("dim", "○ enrolling..."),
+    IndicatorState.ENROLMENT_RETRY: ("yellow", "● enrolment server not answering: retrying"),
+    IndicatorState.ENROLMENT_REFUSED: ("red", "● enrolment card refused: show another"),
 }
 
 

@@ -1,4 +1,5 @@
-"""The gate's faults (a closed set: `Fault`) and its link state; the indicator shows them
+"""The gate's faults (a closed set: `Fault`), its link state (`LinkState`: why it is not
+connected, when it is not) and whether its clock is synchronised; the indicator shows them
 (device/indicator/base.py: `background_state`)."""
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ class Fault(StrEnum):
     STORAGE = "storage"  # the journal cannot be written (card full, I/O error); scans are held
 
 
+class LinkState(StrEnum):
+    """The broker link, and when it is down, the likeliest reason, from what connecting said
+    (device/uplink/link.py): each has its own light, because each has its own fix."""
+
+    UP = "up"
+    CONNECTING = "connecting"  # not connected yet, no answer either way
+    NO_NETWORK = "no_network"  # no route, no address, no DNS: the gate's own network
+    UNREACHABLE = "broker_unreachable"  # the network answers, the broker does not
+    REFUSED = "credentials_refused"  # bad user or password, not authorised, or a broker
+    # certificate the gate refused: the identity (or its CA) is wrong, retrying will not help
+
+
 class Health:
     """Tracks named faults and whether the broker link is up; reports every change once."""
 
@@ -25,7 +38,8 @@ class Health:
         # (from the scanner, the MQTT thread or the frame watch) always applies the latest state.
         self._notify_lock = threading.Lock()
         self._faults: set[Fault] = set()
-        self._online = False
+        self._link = LinkState.CONNECTING
+        self._clock_synced = True
         self._watchers: list[Callable[[Health], None]] = []
 
     def watch(self, callback: Callable[[Health], None]) -> None:
@@ -44,7 +58,15 @@ class Health:
 
     @property
     def online(self) -> bool:
-        return self._online
+        return self._link is LinkState.UP
+
+    @property
+    def link(self) -> LinkState:
+        return self._link
+
+    @property
+    def clock_synced(self) -> bool:
+        return self._clock_synced
 
     def set_fault(self, fault: Fault, present: bool = True) -> None:
         with self._lock:
@@ -61,8 +83,22 @@ class Health:
         self.set_fault(fault, present=False)
 
     def set_online(self, online: bool) -> None:
+        """Up, or down without a reason known: the broker is unreachable until told better."""
+        if online:
+            self.set_link(LinkState.UP)
+        elif self._link is LinkState.UP:
+            self.set_link(LinkState.UNREACHABLE)
+
+    def set_link(self, state: LinkState) -> None:
         with self._lock:
-            changed = online != self._online
-            self._online = online
+            changed = state is not self._link
+            self._link = state
+        if changed:
+            self._on_change()
+
+    def set_clock_synced(self, synced: bool) -> None:
+        with self._lock:
+            changed = synced != self._clock_synced
+            self._clock_synced = synced
         if changed:
             self._on_change()

@@ -22,8 +22,11 @@ Nothing here blocks the caller on the network.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -37,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.journal.journal import Journal
+from device.system.health import LinkState
 from device.uplink.inflight import InFlightWindow
 from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
@@ -61,6 +65,28 @@ BROKER_REFUSALS_BEFORE_REJECTING = 5
 # aside. paho sends a packet beyond that limit anyway, and the broker drops the connection for
 # it, so it would come back with the same event after every reconnect.
 PACKET_TOO_LARGE = 0x95
+# CONNACK reason codes (MQTT v5) that refuse this gate itself, not a passing state of the broker:
+# client id not valid, bad user name or password, not authorised, banned, bad auth method.
+REFUSED_LOGINS = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
+# Socket errors that mean the gate's own network is missing rather than the broker.
+_NO_NETWORK_ERRNOS = frozenset({errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH})
+
+
+def link_problem(error: BaseException | None) -> LinkState:
+    """Why connecting failed, as the light shows it: a broker certificate the gate refused is a
+    refusal of credentials (the CA or the identity is wrong), no route or no DNS answer is no
+    network, anything else an unreachable broker."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return LinkState.REFUSED
+    if isinstance(error, socket.gaierror):
+        return LinkState.NO_NETWORK
+    if isinstance(error, OSError) and error.errno in _NO_NETWORK_ERRNOS:
+        return LinkState.NO_NETWORK
+    return LinkState.UNREACHABLE
+
+
+def connack_problem(reason: ReasonCode) -> LinkState:
+    return LinkState.REFUSED if reason.value in REFUSED_LOGINS else LinkState.UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,7 @@ class Uplink:
         client_id: str | None = None,
         tls: BrokerTls | None = None,
         on_connection_change: Callable[[bool], None] | None = None,
+        on_link_problem: Callable[[LinkState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
         placement: Placement | None = None,
@@ -141,6 +168,7 @@ class Uplink:
         self._placement = placement or Placement()
         self._keepalive = keepalive
         self._on_connection_change = on_connection_change
+        self._on_link_problem = on_link_problem
         self._clock = clock
         self._wall_clock = wall_clock
         self._window = InFlightWindow(size=IN_FLIGHT_WINDOW, resend_after=resend_after)
@@ -376,7 +404,9 @@ class Uplink:
         *_: Any,
     ) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            problem = connack_problem(reason)
+            log.warning("broker refused the connection: %s (%s)", reason, problem.value)
+            self._report_problem(problem)
             return
         send_at_once(client.socket())  # events and their acks without Nagle's delay
         # clean_start drops the session, subscriptions included: subscribe on every connect.
@@ -390,8 +420,9 @@ class Uplink:
         self._report_connection(True)
 
     def _on_connect_fail(self, *_: Any) -> None:
-        why = connect_failure(sys.exc_info()[1])  # paho calls this while handling the error
-        log.warning("broker %s: %s; retrying", self._broker_url, why)
+        error = sys.exc_info()[1]  # paho calls this while handling the error
+        log.warning("broker %s: %s; retrying", self._broker_url, connect_failure(error))
+        self._report_problem(link_problem(error))
 
     def _on_disconnect(
         self, _client: Any, _userdata: Any, _flags: Any, reason: ReasonCode, *_: Any
@@ -438,6 +469,14 @@ class Uplink:
             self._on_connection_change(online)
         except Exception:
             log.exception("on_connection_change(%s) failed", online)
+
+    def _report_problem(self, problem: LinkState) -> None:
+        if self._on_link_problem is None:
+            return
+        try:
+            self._on_link_problem(problem)
+        except Exception:
+            log.exception("on_link_problem(%s) failed", problem)
 
     def _status_payload(self, state: Literal["online", "offline"]) -> bytes:
         return Status(

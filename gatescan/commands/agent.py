@@ -1,12 +1,36 @@
-"""`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config."""
+"""`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config.
+
+no broker and no identity in the data dir  -> setup mode: wait for the enrolment card, enrol,
+                                              then run as the identity granted (no restart)
+an identity in the data dir                -> run as it (it wins over the config's broker,
+                                              user, password, CA and device id)
+a broker given (--broker, mqtt.broker)     -> run as configured (demo, tests, benches)
+a config that cannot be used               -> the config_error light, the watchdog pinged,
+                                              the file read again until it loads; or exit 2
+                                              (--on-bad-config exit; the default off systemd)
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, Commands, stop_on_signals
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from firmware_config.errors import ConfigError
+    from firmware_config.loader import ConfigOverrides
+    from firmware_config.schema import GateConfig
+
+log = logging.getLogger("gatescan.agent")
 
 
 def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
@@ -16,9 +40,20 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         "--source",
         help="picamera2 | /dev/video0 | 0 | rtsp://... | FILE | replay:DIR (overrides the config)",
     )
-    agent.add_argument("--broker", help="mqtt://host:port or mqtts://host:port")
+    agent.add_argument(
+        "--broker",
+        help="mqtt://host:port or mqtts://host:port; none (and no mqtt.broker): the broker of "
+        "the gate's enrolment, or setup mode until it has enrolled",
+    )
     agent.add_argument("--device-id", help="this gate's id (a topic level and broker user)")
-    agent.add_argument("--data-dir", type=Path, help="where the journal lives")
+    agent.add_argument("--data-dir", type=Path, help="where the journal and identity live")
+    agent.add_argument(
+        "--on-bad-config",
+        choices=["auto", "wait", "exit"],
+        default="auto",
+        help="wait: show the config error light and wait for a fixed file; exit: exit 2; "
+        "auto (default): wait under systemd (NOTIFY_SOCKET set), exit elsewhere",
+    )
     agent.set_defaults(run=run)
 
 
@@ -33,27 +68,114 @@ def startup_errors() -> tuple[type[BaseException], ...]:
     return (CameraError, JournalError, DecoderError, GPIOZeroError, OSError)
 
 
+def waits_on_bad_config(choice: str, env: Mapping[str, str]) -> bool:
+    """The gate's unit is Type=notify, so systemd gives it NOTIFY_SOCKET: there a gate waits (a
+    restart would find the same file); a person at a terminal wants the problems and the prompt
+    back. Not INVOCATION_ID: every process under any service has it, a CI runner's tests too."""
+    if choice != "auto":
+        return choice == "wait"
+    return bool(env.get("NOTIFY_SOCKET"))
+
+
 def run(args: argparse.Namespace) -> int:
-    from device.app import build_agent
+    from device.system.clock import clock_from_environment
+    from device.system.failpoints import Failpoints
     from firmware_config.errors import ConfigError
     from firmware_config.loader import ConfigOverrides, load_config
 
+    try:  # a fault-injection variable mistyped (it names itself): before any I/O
+        Failpoints.from_environment(os.environ)
+        clock_from_environment(os.environ)
+    except ValueError as exc:
+        print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     overrides = ConfigOverrides(
         source=args.source, broker=args.broker, device_id=args.device_id, data_dir=args.data_dir
     )
+    stop = stop_on_signals()
+
+    def load() -> GateConfig:
+        return load_config(args.config, overrides=overrides)
+
     try:
-        config = load_config(args.config, overrides=overrides)
+        config = load()
     except ConfigError as exc:
-        print(f"gatescan agent: bad configuration\n{exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        if not waits_on_bad_config(args.on_bad_config, os.environ):
+            print(f"gatescan agent: bad configuration\n{exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        waited = _wait_for_a_good_config(exc, args, overrides, load, stop)
+        if waited is None:
+            return 0
+        config = waited
     try:
-        agent = build_agent(config)
-    except ValueError as exc:  # a fault-injection variable mistyped (it names itself)
+        return _run_gate(config, args.config, stop)
+    except ValueError as exc:
         print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except startup_errors() as exc:
         # systemd restarts the unit; the technician reads one line, not a traceback.
         print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    agent.run(stop_on_signals())
+
+
+def _run_gate(config: GateConfig, config_path: Path | None, stop: threading.Event) -> int:
+    from device.app import build_agent, build_setup, needs_enrolment, with_identity
+    from device.enrolment.identity import load_identity
+    from device.system.systemd_notify import SystemdNotifier
+    from protocol.enrolment import ENROLMENT_FILE_NAME
+
+    identity = load_identity(Path(config.data_dir))
+    if needs_enrolment(config, identity):
+        notifier = SystemdNotifier.from_environment()
+        code_file = config_path.parent / ENROLMENT_FILE_NAME if config_path else None
+        setup = build_setup(config, code_file=code_file, notifier=notifier)
+        notifier.ready("setup mode: show the enrolment card")
+        try:
+            enrolled = setup.run(stop)
+        finally:
+            setup.close()
+            notifier.close()
+        if enrolled is None:
+            return 0
+        log.info(
+            "enrolled in %.2f s from the card's reading; starting as %s",
+            enrolled.stored_at - enrolled.code_read_at,
+            enrolled.identity.grant.device_id,
+        )
+        identity = enrolled.identity
+    if identity is not None:
+        config = with_identity(config, identity)
+    agent = build_agent(config)
+    agent.run(stop)
     return 0
+
+
+def _wait_for_a_good_config(
+    error: ConfigError,
+    args: argparse.Namespace,
+    overrides: ConfigOverrides,
+    load: Callable[[], GateConfig],
+    stop: threading.Event,
+) -> GateConfig | None:
+    """The config_error state: the light (on the config's own pins when those are usable), the
+    watchdog, the `config` fault in the retained status when the broker part is usable."""
+    from device.app import build_indicator, build_status_report
+    from device.config_error import ConfigErrorState
+    from device.system.systemd_notify import SystemdNotifier
+    from firmware_config.loader import load_reporting_part
+    from firmware_config.schema import GateConfig
+
+    part = load_reporting_part(args.config, overrides=overrides)
+    notifier = SystemdNotifier.from_environment()
+    indicator = build_indicator(part or GateConfig(device_id="gate"), None, ())
+    report = build_status_report(part) if part is not None else None
+    try:
+        if report is not None:
+            report.start()
+        waiting = ConfigErrorState(error, reload=load, indicator=indicator, notifier=notifier)
+        return waiting.wait(stop)
+    finally:
+        if report is not None:
+            report.stop()
+        indicator.close()
+        notifier.close()

@@ -15,6 +15,8 @@ from firmware_config.schema import (
     Picamera2Camera,
     ReplayCamera,
     device_id_for_hostname,
+    device_id_for_machine,
+    read_machine_id,
 )
 from protocol.broker_url import BrokerAddress
 from protocol.verdicts import CredentialType, Direction
@@ -44,7 +46,7 @@ def problems(path: Path | None, **kwargs: object) -> list[str]:
 def test_no_file_gives_the_documented_defaults() -> None:
     config = load_config(env=NO_ENV)
 
-    assert config.device_id == device_id_for_hostname(socket.gethostname())
+    assert config.device_id == device_id_for_machine(socket.gethostname(), read_machine_id())
     assert config.direction is Direction.IN
     assert config.data_dir == Path("/var/lib/gatescan")
     assert config.camera == Picamera2Camera(width=1280, height=720, fps=30.0)
@@ -53,8 +55,41 @@ def test_no_file_gives_the_documented_defaults() -> None:
     assert config.policy.accept == [CredentialType.CCCD, CredentialType.RAW]
     assert config.policy.record_raw_text is False
     assert (config.indicator.green, config.indicator.red, config.indicator.buzzer) == (17, 27, 22)
-    assert config.mqtt.address == BrokerAddress("localhost", 1883, tls=False)
+    assert config.mqtt.broker is None  # no default broker: setup mode, unless enrolled
     assert config.mqtt.password() is None
+
+
+def test_a_broker_given_is_the_broker_used() -> None:
+    config = load_config(overrides=ConfigOverrides(broker="mqtt://localhost"), env=NO_ENV)
+    assert config.mqtt.address == BrokerAddress("localhost", 1883, tls=False)
+
+
+@pytest.mark.parametrize(
+    ("hostname", "machine_id", "device_id"),
+    [
+        ("raspberrypi", "3f2a9c1b77d04e0f9a1b2c3d4e5f6a7b\n", "gate-raspberrypi-3f2a9c1b"),
+        ("raspberrypi", "0123abcd00000000000000000000ffff", "gate-raspberrypi-0123abcd"),
+        ("lobby", "", "gate-lobby"),  # no machine id: the hostname alone
+        ("x" * 100, "3f2a9c1b77d04e0f", "gate-" + "x" * 50 + "-3f2a9c1b"),
+    ],
+)
+def test_default_device_id_tells_two_stock_pis_apart_by_their_machine_id(
+    hostname: str, machine_id: str, device_id: str
+) -> None:
+    assert device_id_for_machine(hostname, machine_id) == device_id
+    assert GateConfig(device_id=device_id).device_id == device_id
+
+
+def test_two_pis_with_the_stock_hostname_get_different_device_ids() -> None:
+    first = device_id_for_machine("raspberrypi", "a" * 32)
+    second = device_id_for_machine("raspberrypi", "b" * 32)
+    assert first != second
+
+
+def test_tls_files_without_a_broker_say_to_name_the_broker(tmp_path: Path) -> None:
+    path = write(tmp_path, "gate.toml", '[mqtt]\nca_file = "ca.crt"\n')
+    [line] = problems(path)
+    assert line.startswith(f"{path}: mqtt.ca_file: ca_file is set but no broker is")
 
 
 @pytest.mark.parametrize(

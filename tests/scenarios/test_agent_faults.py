@@ -71,7 +71,17 @@ def gate_without_broker(tmp_path: Path) -> Iterator[RunningGate]:
         config, pin_factory=pins, on_scan=scans.append, notifier=SystemdNotifier(None)
     )
     states: list[IndicatorState] = []
-    agent.health.watch(lambda health: states.append(background_state(health)))
+    shown = [background_state(agent.health)]
+
+    def record(health: Health) -> None:
+        # Changes of what the light shows: a health change behind the same light (the reason
+        # the link is down, the clock's sync while offline) is none.
+        state = background_state(health)
+        if state is not shown[-1]:
+            shown.append(state)
+            states.append(state)
+
+    agent.health.watch(record)
     stop = threading.Event()
     running = threading.Thread(target=agent.run, args=(stop,), name="agent")
     running.start()
