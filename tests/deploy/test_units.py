@@ -311,3 +311,10 @@ def test_the_agent_units_command_keeps_its_journal_private(
     assert code == 0, log.read_text()
     assert any(path.is_file() and path.stat().st_size for path in state.rglob("*"))
     assert private(state) == []
+
+
+def test_the_agent_unit_starts_on_a_gate_that_has_no_password_yet() -> None:
+    """An enrolling gate has no password file: a LoadCredential= whose file is missing stops
+    systemd from starting the unit at all (the credential goes in a drop-in for a gate given its
+    broker by hand; the unit's header says how)."""
+    assert "LoadCredential" not in read_unit(AGENT_UNIT)["Service"]
