@@ -23,6 +23,7 @@ from gatescan.commands import (
     decode,
     demo,
     entries,
+    gates,
     journal,
     server,
     site,
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: info (warning for the demo, whose screen shows what happens)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (agent, collector, server, site, decode, entries, journal, accounts, demo):
+    commands_in_order = (agent, collector, server, site, gates, decode, entries, journal, accounts)
+    for command in (*commands_in_order, demo):
         command.add_parser(commands)
     return parser
 
