@@ -32,8 +32,10 @@ def gatescan(config: Path, *args: str) -> tuple[int, str, str]:
 def test_gate_add_writes_a_card_for_the_installation_and_lists_the_gate(
     config: Path, tmp_path: Path
 ) -> None:
-    code, out, err = gatescan(config, "gate", "add", "gate-1", "--site", "hq", "--location",
-                              "Cổng chính", "--direction", "out", "--qr", str(tmp_path / "c.png"))  # fmt: skip
+    place = ["--location", "Cổng chính", "--direction", "out"]
+    code, out, err = gatescan(
+        config, "gate", "add", "gate-1", "--site", "hq", *place, "--qr", str(tmp_path / "c.png")
+    )
     assert code == 0, err
     card = parse_enrolment_code(re.search(r"code: (\S+)", out).group(1))  # type: ignore[union-attr]
     assert card.server == "https://broker.lan:8443"  # site init's --host and --enrol-port
