@@ -246,6 +246,23 @@ def test_an_event_naming_another_site_is_rejected_as_wrong_site(
         assert [entry.event_id for entry in store.entries()] == [right.event_id]
 
 
+def test_an_enrolled_gate_may_write_only_its_own_topics(server: SiteServer, tmp_path: Path) -> None:
+    grant = enrol(server.add_gate("gate-hq-12")).grant
+    gate = GateClient(grant, _write_ca(tmp_path, grant)).connect(grant.broker_url)
+    answers: dict[int, ReasonCode] = {}
+    gate.client.on_publish = lambda _c, _u, mid, reason, _p: answers.__setitem__(mid, reason)
+    try:
+        event = sample_event(device_id="gate-other").to_json()
+        other = gate.client.publish(device_topic("gate-other", Topic.EVENTS), event, qos=1)
+        ack = gate.client.publish(device_topic(grant.device_id, Topic.ACK), b"{}", qos=1)
+        control = gate.client.publish("$CONTROL/dynamic-security/v1", b"{}", qos=1)
+        mids = (other.mid, ack.mid, control.mid)
+        wait_until(lambda: all(mid in answers for mid in mids), TIMEOUT, "the PUBACKs")
+    finally:
+        gate.close()
+    assert [answers[mid].value for mid in mids] == [0x87, 0x87, 0x87]  # Not authorized
+
+
 def test_a_token_is_refused_when_replayed_unknown_expired_or_its_gate_revoked(
     server: SiteServer,
 ) -> None:
