@@ -36,6 +36,7 @@ from gatescan.testing.samples import sample_draft, sample_event
 from protocol.broker_tls import BrokerTls
 from protocol.enrolment import EnrolmentCode, EnrolmentGrant, parse_enrolment_code
 from protocol.topics import Topic, device_topic
+from server.broker_admin.dynsec import AdminLogin, BrokerAdmin
 from server.site.installation import Installation
 from server.store.database import Store
 from tests.support.cli import run_gatescan
@@ -263,6 +264,53 @@ def test_an_enrolled_gate_may_write_only_its_own_topics(server: SiteServer, tmp_
     assert [answers[mid].value for mid in mids] == [0x87, 0x87, 0x87]  # Not authorized
 
 
+def test_this_mosquitto_s_dynamic_security_has_no_user_patterns(server: SiteServer) -> None:
+    """Why each gate gets a role of its own (server/site/dynsec_config.py): a role granting
+    `%u`'s topics lets no gate write its own. If a Mosquitto upgrade makes this fail, one shared
+    `gate` role would do."""
+    admin = (server.site.files.folder / "dynsec-admin.password").read_text().strip()
+    login = AdminLogin(server.site.broker_url.replace("broker.lan", "localhost"),
+                       "gatescan-admin", admin, BrokerTls(server.site.files.ca_file))  # fmt: skip
+    with BrokerAdmin(login) as broker:
+        acls = [
+            {"acltype": "publishClientSend", "topic": topic, "priority": 0, "allow": True}
+            for topic in (
+                "gatescan/v1/devices/%u/events",
+                "gatescan/v1/devices/gate-pattern/telemetry",  # the control: a literal topic
+            )
+        ]
+        broker.command("createRole", rolename="pattern", acls=acls)
+        broker.command("createClient", username="gate-pattern", password="p" * 20,
+                       roles=[{"rolename": "pattern"}])  # fmt: skip
+    # The same broker with an ACL file of no rules (the broker reads it after dropping root:
+    # in the site's folder, not under pytest's 0700 one).
+    empty_acl = server.site.files.folder / "empty.acl"
+    empty_acl.write_text("# no patterns: only the plugin decides\n")
+    conf = server.site.files.conf.read_text()
+    acl_line = f"acl_file {server.site.files.acl_file}"
+    assert acl_line in conf
+    alone = server.site.files.folder / "plugin-alone.conf"
+    alone.write_text(conf.replace(acl_line, f"acl_file {empty_acl}"))
+    server.broker.stop()
+    broker = SiteBroker(alone, tls_port(server.site)).start()
+    try:
+        grant = EnrolmentGrant(
+            device_id="gate-pattern", site_id="hq", direction="in", broker_url=
+            server.site.broker_url, username="gate-pattern", password="p" * 20, ca_pem="",
+        )  # fmt: skip
+        gate = GateClient(grant, server.site.files.ca_file).connect(grant.broker_url)
+        answers: dict[int, ReasonCode] = {}
+        gate.client.on_publish = lambda _c, _u, mid, reason, _p: answers.__setitem__(mid, reason)
+        own = gate.client.publish(device_topic("gate-pattern", Topic.EVENTS), b"{}", qos=1)
+        literal = gate.client.publish(device_topic("gate-pattern", Topic.TELEMETRY), b"{}", qos=1)
+        wait_until(lambda: {own.mid, literal.mid} <= set(answers), TIMEOUT, "the PUBACKs")
+        gate.close()
+    finally:
+        broker.stop()
+    assert answers[own.mid].value == 0x87  # Not authorized: %u is not the user here
+    assert not answers[literal.mid].is_failure  # the same role's literal topic is granted
+
+
 def test_a_token_is_refused_when_replayed_unknown_expired_or_its_gate_revoked(
     server: SiteServer,
 ) -> None:
@@ -341,8 +389,12 @@ def test_revoke_drops_a_connected_gate_within_seconds_and_it_is_refused_after(
         took = gate.disconnected_at - started
     finally:
         gate.close()
-    print(f"\ngate revoke -> the gate's disconnection: {took * 1000:.0f} ms"
-          f" (the command's own run, a Python start included)")  # fmt: skip
+    disabled = re.search(r"disabled \((\d+) ms\)", done.stderr)
+    assert disabled, done.stderr
+    print(
+        f"\ngate revoke -> the gate's disconnection: {took * 1000:.0f} ms (the command's own"
+        f" run, a Python start included; its connect + disableClient: {disabled.group(1)} ms)"
+    )
     assert took < REVOKE_BOUND_S
     assert "disabled" in done.stderr
     again = GateClient(grant, ca_file).connect(grant.broker_url)
