@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from server.app import CollectorLogin
+    from server.broker_admin.dynsec import AdminLogin
 
 # Exit codes, the same for every command.
 EXIT_OK = 0
@@ -30,6 +31,9 @@ DEFAULT_DB = "sqlite:///gatescan.db"
 DEFAULT_BROKER = "mqtt://localhost:1883"
 DEFAULT_CLIENT_ID = "gatescan-collector"
 DEFAULT_COLLECTOR_USER = "collector"
+DEFAULT_ADMIN_USER = "gatescan-admin"  # server.site.dynsec_config.ADMIN_USER (test_options)
+ADMIN_PASSWORD_ENV = "GATESCAN_ADMIN_PASSWORD"
+ADMIN_CREDENTIAL = "admin_password"  # the systemd credential (LoadCredential=)
 # server.collector.service.MqttClient's values, the default first (not imported: the parser is
 # built without the server's imports; tests/gatescan/test_options.py checks they agree).
 MQTT_CLIENTS = ("tuned", "stock")
@@ -167,6 +171,53 @@ def collector_login(args: argparse.Namespace) -> CollectorLogin:
             user,
         )
     return CollectorLogin(args.broker, args.client_id, user, password, args.mqtt_client, tls)
+
+
+def add_admin_options(parser: argparse.ArgumentParser) -> None:
+    """How a server command changes gates' broker accounts: the dynamic security admin."""
+    parser.add_argument(
+        "--admin-username",
+        default=DEFAULT_ADMIN_USER,
+        help="the broker's dynamic security admin (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--admin-password-file",
+        type=Path,
+        metavar="FILE",
+        help=f"its password (site init's dynsec-admin.password), read when neither"
+        f" ${ADMIN_PASSWORD_ENV} nor the systemd credential {ADMIN_CREDENTIAL} gives one",
+    )
+
+
+def admin_login(args: argparse.Namespace) -> AdminLogin:
+    """The admin's login: the broker options' URL and TLS files, the admin's name, its
+    password from the environment, the credential or the file. MqttLoginError if none."""
+    from firmware_config.schema import read_secret
+    from protocol.broker_tls import BrokerTls, BrokerTlsError, client_tls_context
+    from protocol.broker_url import BrokerUrlError, parse_broker_url
+    from server.broker_admin.dynsec import AdminLogin
+
+    tls = BrokerTls(args.ca_file, args.cert_file, args.key_file)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    sources = [Path(credentials) / ADMIN_CREDENTIAL] if credentials else []
+    sources = [path for path in sources if path.is_file()]
+    try:
+        if parse_broker_url(args.broker).tls:
+            client_tls_context(tls)
+        password = os.environ.get(ADMIN_PASSWORD_ENV) or None
+        for path in [*sources, *([args.admin_password_file] if args.admin_password_file else [])]:
+            if password is None:
+                password = read_secret(path) or None
+    except (BrokerUrlError, BrokerTlsError) as exc:
+        raise MqttLoginError(str(exc)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MqttLoginError(f"cannot read the admin's password: {exc}") from exc
+    if password is None:
+        raise MqttLoginError(
+            f"no password for the broker's admin {args.admin_username!r}: give"
+            f" --admin-password-file (site init's dynsec-admin.password) or --config"
+        )
+    return AdminLogin(args.broker, args.admin_username, password, tls)
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:

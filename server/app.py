@@ -5,6 +5,11 @@ retention purge and the dashboard in one process), `gatescan collector` (the col
 `gatescan web` (the dashboard alone, on a collector's database) and the server half of
 `gatescan demo`. What a process runs is what its options name; the rest is None.
 
+`gatescan server --config` also runs the enrolment service (server/enrolment/): HTTPS on a port
+of its own, on the LAN, where a gate in setup mode exchanges its card's token for a broker login.
+It shares the store with the collector, and tells the collector's map of sites when a gate
+enrolled.
+
 Threads of a running server: the collector's two (paho's network thread and the writer, see
 server/collector/service.py), the purge's (hourly), uvicorn's (the dashboard, on a socket bound
 before anything starts, so a port in use is a clear error at once and the address printed
@@ -21,9 +26,11 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from protocol.broker_tls import BrokerTls
+from server.broker_admin.dynsec import AdminLogin
 from server.collector.limits import DEFAULT_LIMITS, GateLimits
 from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
@@ -61,6 +68,19 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class EnrolmentOptions:
+    """The enrolment service: where it answers (HTTPS, its certificate signed by the
+    installation's CA), what it tells gates, and how it makes their broker clients."""
+
+    listen: Listen
+    cert_file: Path
+    key_file: Path
+    gate_broker_url: str  # mqtts://HOST:PORT, as the gates reach the broker
+    ca_pem: str
+    admin: AdminLogin
+
+
+@dataclass(frozen=True)
 class ServerOptions:
     """What one server process runs: None leaves that part out."""
 
@@ -71,20 +91,32 @@ class ServerOptions:
     retention_days: int | None = None  # purge entries older than this; None: never
     web_log_level: str = "info"
     gate_limits: GateLimits = DEFAULT_LIMITS  # each gate's, at the collector
+    enrolment: EnrolmentOptions | None = None  # None: no enrolment service
 
 
 def build_server(options: ServerOptions) -> Server:
     """The server side that `options` asks for, built and not yet started. Raises ListenError
-    when the dashboard's address cannot be listened on, ImportError without the `web` extra."""
+    when the dashboard's or the enrolment service's address cannot be listened on, ImportError
+    without the `web` extra."""
     store = Store(options.db_url)
+    dashboard = None
     try:
         collector = init_collector(store, options.collector, options.gate_limits)
         retention = init_retention(store, options.retention_days)
         dashboard = init_dashboard(store, options)
+        enrolment = init_enrolment(store, options.enrolment, collector)
     except BaseException:
+        if dashboard is not None:
+            dashboard.close()
         store.close()
         raise
-    return Server(store=store, collector=collector, retention=retention, dashboard=dashboard)
+    return Server(
+        store=store,
+        collector=collector,
+        retention=retention,
+        dashboard=dashboard,
+        enrolment=enrolment,
+    )
 
 
 def init_collector(
@@ -122,6 +154,35 @@ def init_dashboard(store: Store, options: ServerOptions) -> DashboardServer | No
     )
 
 
+def init_enrolment(
+    store: Store, options: EnrolmentOptions | None, collector: Collector | None
+) -> DashboardServer | None:
+    if options is None:
+        return None
+    from server.enrolment.exchange import EnrolmentService, EnrolmentSettings
+    from server.enrolment.web import create_enrolment_app
+    from server.store.gates import GateRegistry
+
+    settings = EnrolmentSettings(options.gate_broker_url, options.ca_pem, options.admin)
+    sites = None if collector is None else collector.sites
+    service = EnrolmentService(
+        GateRegistry(store.engine),
+        settings,
+        on_change=(lambda: None) if sites is None else sites.refresh,
+    )
+    app = create_enrolment_app(service, options.ca_pem)
+    try:
+        listeners = bind(options.listen)
+    except ListenError as exc:
+        raise EnrolmentListenError(str(exc)) from exc
+    return DashboardServer(
+        app,
+        listeners,
+        name="enrolment",
+        tls_files=(options.cert_file, options.key_file),
+    )
+
+
 class Server:
     """A server side built by `build_server`: started, run and stopped in one place."""
 
@@ -132,11 +193,13 @@ class Server:
         collector: Collector | None,
         retention: RetentionTask | None,
         dashboard: DashboardServer | None,
+        enrolment: DashboardServer | None = None,
     ) -> None:
         self.store = store
         self.collector = collector
         self.retention = retention
         self.dashboard = dashboard
+        self.enrolment = enrolment
         self._stopped = False
 
     @property
@@ -152,6 +215,8 @@ class Server:
             self.retention.start()
         if self.dashboard is not None:
             self.dashboard.start(on_exit=stop.set)
+        if self.enrolment is not None:
+            self.enrolment.start(on_exit=stop.set)
 
     def run(self, stop: threading.Event) -> bool:
         """Start, serve until `stop` is set, stop. False when a part ended by itself."""
@@ -165,14 +230,16 @@ class Server:
 
     @property
     def failed(self) -> bool:
-        """Whether a part ended by itself (the dashboard could not serve)."""
-        return self.dashboard is not None and self.dashboard.failed
+        """Whether a part ended by itself (the dashboard or the enrolment service)."""
+        return any(part is not None and part.failed for part in (self.dashboard, self.enrolment))
 
     def stop(self) -> None:
         """Stop every part, last started first; then close the store. Safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
+        if self.enrolment is not None:
+            self.enrolment.stop()
         if self.dashboard is not None:
             self.dashboard.stop()
         if self.retention is not None:
@@ -190,6 +257,10 @@ class Server:
 
 class ListenError(OSError):
     """The dashboard's address cannot be listened on (taken, not this machine's, not resolvable)."""
+
+
+class EnrolmentListenError(ListenError):
+    """The same, for the enrolment service's address."""
 
 
 def bind(listen: Listen) -> list[socket.socket]:
@@ -249,12 +320,16 @@ class DashboardServer:
         *,
         log_level: str = "info",
         forwarded_allow_ips: tuple[str, ...] = (),
+        name: str = "dashboard",
+        tls_files: tuple[Path, Path] | None = None,  # (certificate, key): HTTPS
     ) -> None:
         import uvicorn
 
         self.listeners = listeners
+        self.name = name
         host, port = listeners[0].getsockname()[:2]
-        self.url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+        scheme = "http" if tls_files is None else "https"
+        self.url = f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
         # No access log: a URL can hold what a person searched for; the audit log says who
         # looked up whom instead. X-Forwarded-For (and -Proto) is read only from the proxies
         # named: uvicorn's own default believes any local peer (127.0.0.1, ::1, or
@@ -265,6 +340,8 @@ class DashboardServer:
             access_log=False,
             proxy_headers=bool(forwarded_allow_ips),
             forwarded_allow_ips=list(forwarded_allow_ips),
+            ssl_certfile=None if tls_files is None else str(tls_files[0]),
+            ssl_keyfile=None if tls_files is None else str(tls_files[1]),
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
@@ -276,7 +353,7 @@ class DashboardServer:
             try:
                 self._server.run(sockets=self.listeners)
             except (Exception, SystemExit):  # uvicorn exits when the app's start-up fails
-                log.exception("the dashboard stopped")
+                log.exception("the %s stopped", self.name)
                 self.failed = True
             finally:
                 if not self._stopping:
@@ -285,7 +362,7 @@ class DashboardServer:
                     on_exit()
 
         # A daemon: a request stuck in a handler must not keep the process from ending.
-        self._thread = threading.Thread(target=serve, name="dashboard", daemon=True)
+        self._thread = threading.Thread(target=serve, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -293,5 +370,9 @@ class DashboardServer:
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=DASHBOARD_STOP_S)
+        self.close()
+
+    def close(self) -> None:
+        """Close the listening sockets (also of a server never started)."""
         for listener in self.listeners:
             listener.close()

@@ -25,6 +25,7 @@ from gatescan.options import (
     EXIT_BAD_INPUT,
     EXIT_NO_SUCH,
     Commands,
+    add_config_option,
     add_db_option,
     missing_sqlite_file,
 )
@@ -67,6 +68,7 @@ def _action(
     if named:
         parser.add_argument("name")
     add_db_option(parser)
+    add_config_option(parser)
     parser.set_defaults(run=run, command=parser.prog)  # "gatescan user passwd", for messages
     return parser
 

@@ -7,14 +7,22 @@ import os
 import sys
 from pathlib import Path
 
-from gatescan.options import EXIT_BAD_INPUT, Commands, add_db_option, missing_sqlite_file
+from gatescan.options import (
+    EXIT_BAD_INPUT,
+    Commands,
+    add_config_option,
+    missing_sqlite_file,
+)
 
 
 def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     entries = commands.add_parser("entries", help="work with stored entries")
     actions = entries.add_subparsers(title="actions", metavar="ACTION", required=True)
     export = actions.add_parser("export", help="write stored entries as JSON lines or CSV")
-    add_db_option(export, required=True)
+    # --db, or --config's db: required, but said at run time (argparse would refuse --config
+    # alone before the file is read).
+    export.add_argument("--db", help="SQLAlchemy URL or a SQLite file path (or --config)")
+    add_config_option(export)
     export.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     export.add_argument(
@@ -32,6 +40,9 @@ def run_export(args: argparse.Namespace) -> int:
     from server.store.database import Store
     from server.store.entry_export import export_entries
 
+    if not args.db:
+        print("gatescan entries export: give --db, or --config server.toml", file=sys.stderr)
+        return EXIT_BAD_INPUT
     missing = missing_sqlite_file(args.db)
     if missing is not None:
         print(f"gatescan entries export: no database at {missing}", file=sys.stderr)

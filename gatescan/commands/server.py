@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gatescan.options import (
@@ -14,16 +15,18 @@ from gatescan.options import (
     EXIT_FAILED,
     Commands,
     MqttLoginError,
+    add_admin_options,
     add_broker_options,
     add_config_option,
     add_db_option,
     add_gate_limit_options,
+    admin_login,
     collector_login,
     stop_on_signals,
 )
 
 if TYPE_CHECKING:
-    from server.app import CollectorLogin, Listen
+    from server.app import CollectorLogin, EnrolmentOptions, Listen
     from server.dashboard.settings import WebSettings
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -35,6 +38,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     add_broker_options(server)
     add_gate_limit_options(server)
     _add_web_options(server)
+    _add_enrolment_options(server)
     add_config_option(server)
     server.set_defaults(run=run_server)
 
@@ -69,6 +73,76 @@ def _add_web_options(parser: argparse.ArgumentParser) -> None:
         " proxy on this machine), whose X-Forwarded-For names the client: the login limits count"
         " and the audit log names that address, the right-most one that is not a listed proxy."
         " Default: none, the client is the socket's peer and X-Forwarded-For is ignored",
+    )
+
+
+def _add_enrolment_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--enrol-listen",
+        metavar="HOST:PORT",
+        help="serve the enrolment service (HTTPS) here, for gates in setup mode"
+        " (site init's server.toml: 0.0.0.0:8443); default: no enrolment service",
+    )
+    parser.add_argument("--enrol-cert-file", type=Path, metavar="FILE",
+                        help="its certificate (site init's enrol.crt)")  # fmt: skip
+    parser.add_argument(
+        "--enrol-key-file",
+        type=Path,
+        metavar="FILE",
+        help="its key (site init's enrol.key; the systemd credential enrol_key comes first)",
+    )
+    parser.add_argument("--gate-broker", metavar="URL",
+                        help="the broker as gates reach it, mqtts://HOST:PORT, told to each gate"
+                        " that enrols")  # fmt: skip
+    add_admin_options(parser)
+
+
+def enrolment_options(args: argparse.Namespace) -> EnrolmentOptions | None:
+    """The enrolment service's options, None without --enrol-listen; ValueError naming what is
+    missing or unusable."""
+    import os
+    import ssl
+
+    from server.app import EnrolmentOptions
+
+    if not args.enrol_listen:
+        return None
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    key_file = args.enrol_key_file
+    if credentials and (Path(credentials) / "enrol_key").is_file():
+        key_file = Path(credentials) / "enrol_key"
+    missing = [
+        flag
+        for flag, value in (
+            ("--enrol-cert-file", args.enrol_cert_file),
+            ("--enrol-key-file", key_file),
+            ("--gate-broker", args.gate_broker),
+            ("--ca-file", args.ca_file),
+        )
+        if not value
+    ]
+    if missing:
+        raise ValueError(f"--enrol-listen needs {', '.join(missing)} (or --config server.toml)")
+    if not args.gate_broker.startswith("mqtts://"):
+        raise ValueError(f"--gate-broker {args.gate_broker}: gates reach the broker by mqtts://")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            args.enrol_cert_file, key_file
+        )
+        ca_pem = args.ca_file.read_text(encoding="ascii")
+    except (OSError, ssl.SSLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"the enrolment service's certificate, key or CA: {exc}") from None
+    try:
+        admin = admin_login(args)
+    except MqttLoginError as exc:
+        raise ValueError(str(exc)) from None
+    return EnrolmentOptions(
+        listen=parse_listen(args.enrol_listen),
+        cert_file=args.enrol_cert_file,
+        key_file=key_file,
+        gate_broker_url=args.gate_broker,
+        ca_pem=ca_pem,
+        admin=admin,
     )
 
 
@@ -129,12 +203,13 @@ def _serve(
 ) -> int:
     from pydantic import ValidationError
 
-    from server.app import ListenError, ServerOptions, build_server
+    from server.app import EnrolmentListenError, ListenError, ServerOptions, build_server
     from server.collector.limits import GateLimits
 
     try:
         listen = parse_listen(args.listen)
         settings = web_settings(args, retention_days)
+        enrolment = enrolment_options(args) if collector is not None else None
     except (ValueError, ValidationError) as exc:
         print(f"gatescan {command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -144,6 +219,7 @@ def _serve(
         dashboard=settings,
         listen=listen,
         retention_days=settings.retention_days,
+        enrolment=enrolment,
     )
     if collector is not None:  # `gatescan web` has no collector, and no limits to set
         limits = GateLimits(args.gate_max_messages_per_second, args.gate_max_bytes_per_minute)
@@ -151,8 +227,13 @@ def _serve(
     stop = stop_on_signals()  # before anything starts: a Ctrl-C during start-up stops cleanly
     try:
         server = build_server(options)
+    except EnrolmentListenError as exc:
+        print(f"gatescan {command}: --enrol-listen {args.enrol_listen}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except ListenError as exc:
         print(f"gatescan {command}: --listen {args.listen}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"gatescan dashboard on {server.url}", file=sys.stderr, flush=True)
+    if server.enrolment is not None:
+        print(f"gatescan enrolment service on {server.enrolment.url}", file=sys.stderr, flush=True)
     return 0 if server.run(stop) else EXIT_FAILED

@@ -1,5 +1,7 @@
 """`gatescan site init DIR`: a server installation's CA, broker certificate, Mosquitto config,
-users and ACL, and server.toml (server/site/installation.py writes them)."""
+users and ACL, and server.toml (server/site/installation.py writes them). `gatescan site list`:
+the sites of an installation (a site is named by the `--site` of the gates registered to it),
+with their gates counted by state."""
 
 from __future__ import annotations
 
@@ -8,11 +10,20 @@ import socket
 import sys
 from pathlib import Path
 
-from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands
+from gatescan.options import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    Commands,
+    add_config_option,
+    add_db_option,
+    missing_sqlite_file,
+)
 
 DEFAULT_MQTT_PORT = 8883
 DEFAULT_LOOPBACK_PORT = 1883
 DEFAULT_WEB_PORT = 8080
+DEFAULT_ENROL_PORT = 8443
 
 
 def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
@@ -46,6 +57,9 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     init.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT, metavar="W",
                       help="the dashboard's port (default: %(default)s)")  # fmt: skip
+    init.add_argument("--enrol-port", type=int, default=DEFAULT_ENROL_PORT, metavar="E",
+                      help="the enrolment service's HTTPS port, for gates in setup mode"
+                      " (default: %(default)s)")  # fmt: skip
     init.add_argument(
         "--db", default="gatescan.db", help="the database server.toml names (default: %(default)s"
         ", in DIR)",
@@ -54,6 +68,12 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         "--force", action="store_true", help="replace an existing installation (and its CA)"
     )
     init.set_defaults(run=run_init)
+    listing = actions.add_parser(
+        "list", help="the sites of this installation, with their gates by state"
+    )
+    add_db_option(listing)
+    add_config_option(listing)
+    listing.set_defaults(run=run_list)
     site.set_defaults(run=lambda _args: _usage(site))
 
 
@@ -71,6 +91,7 @@ def run_init(args: argparse.Namespace) -> int:
         mqtt_port=args.mqtt_port,
         loopback_port=args.loopback_port or None,
         web_port=args.web_port,
+        enrol_port=args.enrol_port,
         db=args.db,
         force=args.force,
     )
@@ -89,11 +110,35 @@ def run_init(args: argparse.Namespace) -> int:
     print(f"  server:    gatescan server --config {installation.server_config}")
     print(f"  each gate: mqtt.broker = {installation.broker_url!r}, mqtt.ca_file = a copy of"
           f" {files.ca_file}")  # fmt: skip
-    print(f"  gate users: mosquitto_passwd {files.password_file} GATE-ID")
+    print(f"  gates:     gatescan gate add GATE-ID --site SITE --qr GATE-ID.png --config"
+          f" {installation.server_config}   (enrolment at {installation.enrol_url})")  # fmt: skip
+    print(f"  hand-kept gate users: mosquitto_passwd {files.password_file} GATE-ID")
     if installation.broker_owner is None:
         print(
             "  the broker reads its key, password file and data folder as the `mosquitto` user:"
             f" chown mosquitto: {files.keyfile} {files.certfile} {files.password_file}"
-            f" {files.persistence}"
+            f" {files.persistence} {files.dynsec_config}"
         )
+    return EXIT_OK
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from gatescan.commands.accounts import print_table
+    from server.store.database import Store
+    from server.store.gates import GATE_STATES, GateRegistry
+
+    missing = missing_sqlite_file(args.db)
+    if missing is not None:
+        print(f"gatescan site list: no database at {missing}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    store = Store(args.db)
+    try:
+        counts = GateRegistry(store.engine).site_counts()
+    finally:
+        store.close()
+    rows = [
+        (site, str(sum(by_state.values())), *(str(by_state[state]) for state in GATE_STATES))
+        for site, by_state in sorted(counts.items())
+    ]
+    print_table(("SITE", "GATES", *(state.upper() for state in GATE_STATES)), rows)
     return EXIT_OK

@@ -50,6 +50,7 @@ from server.collector.prepare import (
     Refused,
     prepare,
 )
+from server.collector.sites import GateSites
 from server.store.database import Store
 from server.store.writes import BatchResult, Conflict, DeadLetterRecord, WriteBatch
 
@@ -78,10 +79,13 @@ class MessageHandler:
         failpoints: Failpoints | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         limiter: GateLimiter | None = None,
+        sites: GateSites | None = None,
     ) -> None:
-        """`limiter`: the per-gate limits `prepare` applies (None: no limits)."""
+        """`limiter`: the per-gate limits `prepare` applies (None: no limits). `sites`: the
+        registered gates' sites, checked on every event (None: not checked)."""
         self._store = store
         self._limiter = limiter
+        self._sites = sites
         self._send_ack = send_ack
         self._clock = clock
         self.counters = counters or CollectorCounters()
@@ -97,7 +101,8 @@ class MessageHandler:
     def prepare(self, message: IncomingMessage) -> Prepared:
         """Validate one message (no I/O): what `process` will store for it."""
         try:
-            return prepare(message, self._store.entry_row, self._clock, self._limiter)
+            sites = None if self._sites is None else self._sites.current
+            return prepare(message, self._store.entry_row, self._clock, self._limiter, sites)
         except Exception as exc:  # the last line of defence: no message may stop the collector
             log.exception("unexpected error while validating a message")
             return Refused(message, "error", f"{type(exc).__name__}: {exc}")

@@ -19,7 +19,7 @@ The writer thread then stores a whole batch of these in one transaction
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -122,9 +122,11 @@ def prepare(
     entry_row: Callable[[Event], EntryRow],
     received_at: Callable[[], datetime],
     limiter: GateLimiter | None = None,
+    sites: Mapping[str, str] | None = None,
 ) -> Prepared:
     """Validate one message and prepare what will be written for it (no I/O). With a
-    `limiter`, a message over its gate's limits is `Limited`, before anything is parsed."""
+    `limiter`, a message over its gate's limits is `Limited`, before anything is parsed.
+    `sites`: each registered gate's site; an event of such a gate naming another is refused."""
     parsed = parse_topic(message.topic)
     if parsed is None:
         if limiter is not None and not limiter.allow(NO_DEVICE, len(message.payload)):
@@ -134,7 +136,7 @@ def prepare(
     if limiter is not None and not limiter.allow(device_id, len(message.payload)):
         return Limited(message, device_id)
     if kind is Topic.EVENTS:
-        return _prepare_event(message, device_id, entry_row, received_at)
+        return _prepare_event(message, device_id, entry_row, received_at, sites)
     if kind is Topic.STATUS and not message.payload:
         return DeviceReport(message, None)  # an empty retained payload clears a status
     if kind not in (Topic.STATUS, Topic.TELEMETRY):
@@ -171,6 +173,7 @@ def _prepare_event(
     device_id: str,
     entry_row: Callable[[Event], EntryRow],
     received_at: Callable[[], datetime],
+    sites: Mapping[str, str] | None = None,
 ) -> Prepared:
     try:
         event = parse_event(message.payload)
@@ -180,6 +183,10 @@ def _prepare_event(
         # A gate may only speak for itself (the broker's ACL enforces the topic, not the body).
         detail = f"topic names {device_id!r}, payload names {event.device_id!r}"
         return _refused_event(message, device_id, "device_mismatch", detail)
+    if sites and event.site_id != sites.get(device_id, event.site_id):
+        # A registered gate's site is its registration's (its card could say any).
+        detail = f"gate {device_id!r} is registered to another site than {event.site_id!r}"
+        return _refused_event(message, device_id, "wrong_site", detail)
     problem = time_problem(event.ts, event.clock_synced, received_at())
     if problem is not None:
         return _refused_event(message, device_id, "bad_time", problem)

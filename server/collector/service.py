@@ -48,9 +48,11 @@ from server.collector.client import IngestClient
 from server.collector.failpoints import Failpoints
 from server.collector.limits import DEFAULT_LIMITS, GateLimiter, GateLimits
 from server.collector.prepare import CollectorCounters, IncomingMessage
+from server.collector.sites import GateSites
 from server.collector.stock_client import StockClient
 from server.collector.writer import MAX_BATCH, QUEUE_CAPACITY, Delivery, IngestWriter
 from server.store.database import Store
+from server.store.gates import GateRegistry
 
 __all__ = ["Collector", "MqttClient"]
 
@@ -97,10 +99,12 @@ class Collector:
         tls: BrokerTls | None = None,
         limits: GateLimits = DEFAULT_LIMITS,
         limits_clock: Callable[[], float] = time.monotonic,
+        check_sites: bool = True,
     ) -> None:
         """`failpoints`: None reads GATESCAN_FAILPOINTS (unset in production: inert), so the
         crash tests can arm the real `gatescan collector` process from its environment.
-        `limits`: each gate's (`limits_clock`, the limiter's monotonic clock, for tests)."""
+        `limits`: each gate's (`limits_clock`, the limiter's monotonic clock, for tests).
+        `check_sites`: refuse a registered gate's event that names another site (`wrong_site`)."""
         self._address = parse_broker_url(broker_url)
         self._tls = tls or BrokerTls()
         if self._tls.any_file and not self._address.tls:
@@ -113,6 +117,7 @@ class Collector:
         if failpoints.active:
             log.warning("failpoints armed: %s", failpoints.active)
         self.limiter = None if limits.off else GateLimiter(limits, limits_clock)
+        self.sites = GateSites(GateRegistry(store.engine)) if check_sites else None
         self._handler = MessageHandler(
             store=store,
             send_ack=self._publish_ack,
@@ -120,6 +125,7 @@ class Collector:
             counters=self.counters,
             failpoints=failpoints,
             limiter=self.limiter,
+            sites=self.sites,
         )
         self._writer = IngestWriter(
             handler=self._handler,
@@ -164,6 +170,8 @@ class Collector:
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._writer.start()
+        if self.sites is not None:
+            self.sites.start()
         properties = Properties(PacketTypes.CONNECT)
         # Without an expiry a v5 session ends at disconnect even with clean_start=False.
         properties.SessionExpiryInterval = self._session_expiry
@@ -192,6 +200,8 @@ class Collector:
         self._writer.stop()
         self._client.disconnect()
         self._subscribed.clear()
+        if self.sites is not None:
+            self.sites.stop()
 
     def queued(self) -> int:
         """Messages validated and waiting for the writer's next batch."""

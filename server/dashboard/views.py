@@ -28,7 +28,7 @@ from server.dashboard.i18n.translate import (
     parse_local_datetime,
 )
 from server.dashboard.reports.entries import EntryFilter, check_person_lookup
-from server.dashboard.reports.fleet import GateStatus, fleet_status
+from server.dashboard.reports.fleet import GateStatus, fleet_status, registered_gates
 from server.dashboard.reports.occupancy import occupancy_today
 from server.dashboard.state import session_key, web_state
 
@@ -155,6 +155,8 @@ class Wording:
             return self.t("fleet.flag.offline", duration=self.fmt.duration(gate.offline_for_s))
         if why.startswith("fault:"):
             return self.t("fleet.flag.fault", faults=self.fault_text(why.removeprefix("fault:")))
+        if why == "revoked":
+            return self.t("fleet.flag.revoked")
         return why
 
     def fault_text(self, fault: str) -> str:
@@ -217,6 +219,7 @@ def fleet_context(request: Request, user: User) -> dict[str, Any]:
     context["gates"] = fleet_status(
         state.store, context["now"], settings.offline_after_s, settings.tz
     )
+    context["registered"] = registered_gates(state.store)
     return context
 
 

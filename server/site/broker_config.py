@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.site.dynsec_config import DYNSEC_CONFIG_NAME, PLUGIN_NAME
+
 COLLECTOR_USER = "collector"
 TLS_PORT = 8883
 LOOPBACK_PORT = 1883
@@ -62,7 +64,8 @@ _HEADER = """\
 #   {folder}
 # Every client logs in over TLS, and the ACL confines each gate to its own topics.
 {how_to_run}
-# Gates log in with a user of their own (the user name IS the device id); add one with
+# Gates log in with a user of their own (the user name IS the device id): enrolled ones are the
+# dynamic security plugin's (`gatescan gate add`); a gate kept by hand is added with
 #   mosquitto_passwd {password_file} gate-hq-01
 # Mosquitto 2.0 drops root (for the `mosquitto` user) before it reads the password file, so its
 # key, password file and data folder are that user's, still 0600: `site init` run as root sees to
@@ -82,6 +85,15 @@ _DROP_IN = """\
 _SETTINGS = """\
 per_listener_settings false
 allow_anonymous false
+# Gates enrolled with `gatescan gate add` and the enrolment service are clients of the dynamic
+# security plugin: created, disabled and given new passwords at run time through its control
+# topic, no reload (server/site/dynsec_config.py). Its file sits in the broker's data folder:
+# the plugin rewrites it, as the `mosquitto` user, on every change.
+plugin {plugin}
+plugin_opt_config_file {dynsec_config}
+# Beside it, for users kept by hand (mosquitto_passwd: a bench, a gate not enrolled) and as every
+# user's topic rules: the plugin answers for its own clients, these files for the rest, and the
+# ACL's %u patterns confine an enrolled gate to its own topics too (its user name is its id).
 password_file {password_file}
 acl_file {acl_file}
 # Keep queued QoS 1 messages for the collector while it restarts. The gates' journals are the real
@@ -171,6 +183,10 @@ class BrokerFiles:
     def persistence(self) -> Path:
         return self.folder / PERSISTENCE_NAME
 
+    @property
+    def dynsec_config(self) -> Path:
+        return self.persistence / DYNSEC_CONFIG_NAME
+
 
 @dataclass(frozen=True)
 class BrokerPorts:
@@ -178,9 +194,12 @@ class BrokerPorts:
     loopback: int | None = LOOPBACK_PORT  # plain MQTT on 127.0.0.1; None: no such listener
 
 
-def mosquitto_conf(files: BrokerFiles, ports: BrokerPorts, *, drop_in: bool = False) -> str:
+def mosquitto_conf(
+    files: BrokerFiles, ports: BrokerPorts, *, drop_in: bool = False, plugin: str = PLUGIN_NAME
+) -> str:
     """The broker's config. Standalone (`mosquitto -c`), or the drop-in form for Debian's
-    conf.d, whose main file already says where persistence goes."""
+    conf.d, whose main file already says where persistence goes. `plugin`: the dynamic security
+    plugin's path (`site init` finds it on its machine; the bare name lets the loader find it)."""
     how_to_run = (_DROP_IN if drop_in else _STANDALONE).format(conf=files.conf)
     persistence = "" if drop_in else f"persistence_location {files.persistence}/\n"
     parts = [
@@ -192,6 +211,8 @@ def mosquitto_conf(files: BrokerFiles, ports: BrokerPorts, *, drop_in: bool = Fa
             data=files.persistence,
         ),
         _SETTINGS.format(
+            plugin=plugin,
+            dynsec_config=files.dynsec_config,
             password_file=files.password_file,
             acl_file=files.acl_file,
             persistence_location=persistence,

@@ -5,8 +5,12 @@
 The folder gets the installation's CA (ca.key, ca.crt), the broker's certificate signed by it
 for the hosts given and this machine's loopback names (broker.key, broker.crt), the broker's
 config (mosquitto.conf: TLS listener, loopback-only plain listener, users, ACL: broker_config.py),
-the collector's broker user with a generated password (collector.password, and its hash in
-mosquitto.passwd), and server.toml for `gatescan server --config`. Keys and passwords are 0600
+the dynamic security plugin's first config (mosquitto-data/dynamic-security.json: the admin
+client, the server's only, its password in dynsec-admin.password; the collector's client and
+role: dynsec_config.py), the collector's broker user with a generated password
+(collector.password, and its hash in mosquitto.passwd), the enrolment service's certificate
+(enrol.key, enrol.crt: the same names as the broker's, signed by the same CA), and server.toml
+for `gatescan server --config`. Keys and passwords are 0600
 from their first byte. Run as root on a machine with a `mosquitto` user, the files the broker
 reads after dropping root (its key, the password file, its persistence folder) become that
 user's; otherwise `Installation.broker_owner` is None and the caller says what to chown.
@@ -18,6 +22,7 @@ be given the new ca.crt before it can connect again.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import pwd
 import re
@@ -42,9 +47,14 @@ from server.site.certificates import (
     write_private_file,
     write_private_key,
 )
+from server.site.dynsec_config import ADMIN_USER, find_plugin, initial_config
 
 SERVER_CONFIG_NAME = "server.toml"
 COLLECTOR_PASSWORD_NAME = "collector.password"
+ADMIN_PASSWORD_NAME = "dynsec-admin.password"
+ENROL_KEY_NAME = "enrol.key"
+ENROL_CERT_NAME = "enrol.crt"
+ENROL_PORT = 8443
 DEFAULT_DB = "gatescan.db"  # relative: in the installation's folder
 WEB_PORT = 8080
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -63,6 +73,7 @@ class SiteRequest:
     mqtt_port: int = TLS_PORT
     loopback_port: int | None = LOOPBACK_PORT  # None: no plain listener at all
     web_port: int = WEB_PORT
+    enrol_port: int = ENROL_PORT  # the enrolment service's HTTPS port, on every interface
     db: str = DEFAULT_DB
     force: bool = False
 
@@ -72,6 +83,7 @@ class Installation:
     files: BrokerFiles
     written: tuple[Path, ...]
     broker_url: str
+    enrol_url: str
     broker_owner: str | None  # the system user the broker's files were given to, if any
 
     @property
@@ -111,6 +123,10 @@ def planned_files(files: BrokerFiles) -> list[Path]:
         files.certfile,
         folder / COLLECTOR_PASSWORD_NAME,
         files.password_file,
+        folder / ADMIN_PASSWORD_NAME,
+        files.dynsec_config,
+        folder / ENROL_KEY_NAME,
+        folder / ENROL_CERT_NAME,
         files.acl_file,
         files.conf,
         folder / SERVER_CONFIG_NAME,
@@ -122,13 +138,16 @@ def init_site(request: SiteRequest) -> Installation:
     hosts = tuple(dict.fromkeys(check_host(host) for host in request.hosts))
     if not hosts:
         raise SiteInitError("give the broker's name on the LAN with --host")
-    ports = {"--mqtt-port": request.mqtt_port, "--web-port": request.web_port}
+    ports = {
+        "--mqtt-port": request.mqtt_port,
+        "--web-port": request.web_port,
+        "--enrol-port": request.enrol_port,
+    }
     if request.loopback_port is not None:
         ports["--loopback-port"] = request.loopback_port
     for flag, port in ports.items():
         check_port(flag, port)
-    mqtt_ports = [request.mqtt_port, request.loopback_port]
-    if request.mqtt_port == request.loopback_port or request.web_port in mqtt_ports:
+    if len(set(ports.values())) != len(ports):
         listed = ", ".join(f"{flag} {port}" for flag, port in ports.items())
         raise SiteInitError(f"the ports must differ: {listed}")
     files = BrokerFiles.under(request.folder)
@@ -137,9 +156,10 @@ def init_site(request: SiteRequest) -> Installation:
     files.folder.mkdir(parents=True, exist_ok=True)
     files.persistence.mkdir(mode=0o700, exist_ok=True)
     broker_url = f"mqtts://{_url_host(hosts[0])}:{request.mqtt_port}"
-    written = _write(files, hosts, broker_url, request)
+    enrol_url = f"https://{_url_host(hosts[0])}:{request.enrol_port}"
+    written = _write(files, hosts, broker_url, enrol_url, request)
     owner = _give_broker_its_files(files)
-    return Installation(files, tuple(written), broker_url, owner)
+    return Installation(files, tuple(written), broker_url, enrol_url, owner)
 
 
 def _check_folder(files: BrokerFiles, force: bool) -> None:
@@ -156,13 +176,19 @@ def _check_folder(files: BrokerFiles, force: bool) -> None:
 
 
 def _write(
-    files: BrokerFiles, hosts: tuple[str, ...], broker_url: str, request: SiteRequest
+    files: BrokerFiles,
+    hosts: tuple[str, ...],
+    broker_url: str,
+    enrol_url: str,
+    request: SiteRequest,
 ) -> list[Path]:
     folder = files.folder
     authority = new_authority(f"gatescan site CA ({hosts[0]})")
     names = list(dict.fromkeys([*hosts, *LOOPBACK_NAMES]))
     broker = issue_server_certificate(authority, names)
+    enrolment = issue_server_certificate(authority, names)
     collector_password = secrets.token_urlsafe(24)
+    admin_password = secrets.token_urlsafe(32)
     write_private_key(files.ca_file.with_name("ca.key"), authority.key)
     write_certificate(files.ca_file, authority.certificate)
     write_private_key(files.keyfile, broker.key)
@@ -171,15 +197,23 @@ def _write(
     write_private_file(
         files.password_file, password_line(COLLECTOR_USER, collector_password).encode()
     )
+    write_private_file(folder / ADMIN_PASSWORD_NAME, f"{admin_password}\n".encode())
+    dynsec = initial_config(admin_password, collector_password)
+    write_private_file(files.dynsec_config, (json.dumps(dynsec, indent=2) + "\n").encode())
+    write_private_key(folder / ENROL_KEY_NAME, enrolment.key)
+    write_certificate(folder / ENROL_CERT_NAME, enrolment.certificate)
     _write_public(files.acl_file, ACL_RULES)
     ports = BrokerPorts(tls=request.mqtt_port, loopback=request.loopback_port)
-    _write_public(files.conf, mosquitto_conf(files, ports))
+    _write_public(files.conf, mosquitto_conf(files, ports, plugin=find_plugin()))
     local_url = f"mqtts://localhost:{request.mqtt_port}"
-    _write_public(folder / SERVER_CONFIG_NAME, server_toml(local_url, request))
+    toml = server_toml(local_url, request, gate_broker=broker_url, enrol_url=enrol_url)
+    _write_public(folder / SERVER_CONFIG_NAME, toml)
     return planned_files(files)
 
 
-def server_toml(broker_url: str, request: SiteRequest) -> str:
+def server_toml(
+    broker_url: str, request: SiteRequest, *, gate_broker: str = "", enrol_url: str = ""
+) -> str:
     """server.toml for this installation (load_server_config reads it back)."""
     return f"""\
 # gatescan server --config server.toml: written by `gatescan site init`. Every key is a flag of
@@ -192,6 +226,18 @@ db = {_toml(request.db)}
 # secure_cookies = true), or write "0.0.0.0:{request.web_port}" to serve the LAN in clear text.
 listen = "127.0.0.1:{request.web_port}"
 
+# The enrolment service (`gatescan gate add`, docs/operations.md): HTTPS on the LAN, where a gate
+# in setup mode exchanges the token of its enrolment QR for its broker login. Its key is the
+# server's to read, not the broker's (enrol.key: chown it to the server's user, or hand it over
+# as the systemd credential enrol_key).
+enrol_listen = "0.0.0.0:{request.enrol_port}"
+enrol_cert_file = {_toml(ENROL_CERT_NAME)}
+enrol_key_file = {_toml(ENROL_KEY_NAME)}
+# What a gate is told: the enrolment service's address (in its QR) and the broker's (in its
+# grant), under the name given to `site init --host`.
+enrol_url = {_toml(enrol_url)}
+gate_broker = {_toml(gate_broker)}
+
 [mqtt]
 # TLS, checked against this installation's CA and the broker's name. The server runs beside the
 # broker, so it reaches it on this machine (localhost is in the broker's certificate): no name
@@ -202,6 +248,10 @@ username = {_toml(COLLECTOR_USER)}
 # mqtt_password come first); never the password itself in this file.
 password_file = {_toml(COLLECTOR_PASSWORD_NAME)}
 ca_file = "ca.crt"
+# The dynamic security plugin's admin: the server's only, for creating, disabling and changing
+# gates' broker clients ($GATESCAN_ADMIN_PASSWORD or the systemd credential admin_password first).
+admin_username = {_toml(ADMIN_USER)}
+admin_password_file = {_toml(ADMIN_PASSWORD_NAME)}
 """
 
 
@@ -227,6 +277,7 @@ def _give_broker_its_files(files: BrokerFiles) -> str | None:
         user = pwd.getpwnam(BROKER_SYSTEM_USER)
     except KeyError:
         return None
-    for path in (files.keyfile, files.certfile, files.password_file, files.persistence):
+    owned = (files.keyfile, files.certfile, files.password_file, files.persistence)
+    for path in (*owned, files.dynsec_config):
         os.chown(path, user.pw_uid, user.pw_gid)
     return BROKER_SYSTEM_USER

@@ -43,6 +43,12 @@ class ServerMqtt(_Section):
     cert_file: Path | None = Field(None, description="--cert-file: a client certificate.")
     key_file: Path | None = Field(None, description="--key-file: its key, if not in cert_file.")
     client: Literal["tuned", "stock"] | None = Field(None, description="--mqtt-client.")
+    admin_username: str | None = Field(
+        None, min_length=1, description="--admin-username: the dynamic security admin."
+    )
+    admin_password_file: Path | None = Field(
+        None, description="--admin-password-file: that admin's password."
+    )
 
     @field_validator("broker")
     @classmethod
@@ -78,9 +84,34 @@ class ServerConfig(_Section):
     session_idle: float | None = Field(None, gt=0, description="--session-idle, seconds.")
     retention_days: int | None = Field(None, ge=0, description="--retention-days; 0: keep all.")
     secure_cookies: bool | None = Field(None, description="--secure-cookies (behind HTTPS).")
+    enrol_listen: str | None = Field(None, description="--enrol-listen: HOST:PORT, HTTPS.")
+    enrol_cert_file: Path | None = Field(None, description="--enrol-cert-file.")
+    enrol_key_file: Path | None = Field(None, description="--enrol-key-file.")
+    enrol_url: str | None = Field(None, description="--enrol-url: https://HOST:PORT for gates.")
+    gate_broker: str | None = Field(None, description="--gate-broker: mqtts://HOST:PORT.")
+    token_hours: float | None = Field(None, gt=0, description="--token-hours: a token's life.")
     mqtt: ServerMqtt = Field(default_factory=ServerMqtt)
 
-    @field_validator("listen")
+    @field_validator("enrol_url")
+    @classmethod
+    def _is_https(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith("https://"):
+            raise ValueError(f"expected https://HOST:PORT, got {url!r}")
+        return url
+
+    @field_validator("gate_broker")
+    @classmethod
+    def _is_mqtts(cls, url: str | None) -> str | None:
+        if url is not None:
+            try:
+                tls = parse_broker_url(url).tls
+            except BrokerUrlError as error:
+                raise ValueError(str(error)) from None
+            if not tls:
+                raise ValueError(f"gates reach the broker over TLS: mqtts://, not {url!r}")
+        return url
+
+    @field_validator("listen", "enrol_listen")
     @classmethod
     def _is_host_and_port(cls, listen: str | None) -> str | None:
         if listen is not None:
@@ -113,10 +144,14 @@ def load_server_config(path: Path) -> ServerConfig:
 def _anchored(config: ServerConfig, base: Path) -> ServerConfig:
     mqtt_paths = {
         key: base / value
-        for key in ("password_file", "ca_file", "cert_file", "key_file")
+        for key in ("password_file", "ca_file", "cert_file", "key_file", "admin_password_file")
         if isinstance(value := getattr(config.mqtt, key), Path) and not value.is_absolute()
     }
     update: dict[str, Any] = {"mqtt": config.mqtt.model_copy(update=mqtt_paths)}
+    for key in ("enrol_cert_file", "enrol_key_file"):
+        value = getattr(config, key)
+        if isinstance(value, Path) and not value.is_absolute():
+            update[key] = base / value
     if config.db is not None:
         update["db"] = _anchored_db(config.db, base)
     return config.model_copy(update=update)

@@ -14,7 +14,16 @@ from server.clock import Clock, utc_now
 from server.store.tables import audit_log_table
 
 AuditAction = Literal[
-    "unmask", "trace", "search", "export", "purge", "login", "login_failed", "logout", "account"
+    "unmask",
+    "trace",
+    "search",
+    "export",
+    "purge",
+    "login",
+    "login_failed",
+    "logout",
+    "account",
+    "gate",  # `gatescan gate add|revoke|replace|retire`, and an enrolment
 ]
 
 

@@ -1,4 +1,5 @@
-"""The collector's database schema: entries, devices and dead letters (SQLAlchemy Core).
+"""The collector's database schema: entries, devices, dead letters, accounts and the gate
+registry (SQLAlchemy Core).
 
 The SQL stays portable so PostgreSQL can take over from SQLite when one machine is not enough.
 Every timestamp is stored and read as timezone-aware UTC. Columns added after a table first
@@ -193,6 +194,30 @@ audit_log_table = Table(
     Column("subject", String(200), nullable=False, default=""),  # whom it was about
     Column("details", JSON, nullable=False, default=dict),
     Index("ix_audit_log_at", "at"),
+)
+
+# The gate registry (server/store/gates.py): gates registered with `gatescan gate add`, their
+# site, and their enrolment token, kept only as its SHA-256 (a stolen database enrols no gate).
+gates_table = Table(
+    "gates",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("site_id", String(200), nullable=False),
+    Column("location", String(200), nullable=False, default=""),
+    Column("direction", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # pending / enrolled / revoked / retired
+    # The latest card's token, kept after it is spent (so a replay is told `used`, not
+    # `unknown_token`); a new card's replaces it.
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("token_expires_at", UtcDateTime, nullable=False),
+    Column("token_spent_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),  # the latest change of state or token
+    Column("enrolled_at", UtcDateTime, nullable=True),
+    # What the gate said when it enrolled (its text, untrusted: escaped wherever shown).
+    Column("hardware", String(200), nullable=False, default=""),
+    Column("agent_version", String(200), nullable=False, default=""),
+    Column("enrolments", Integer, nullable=False, default=0),  # cards enrolled for this id
 )
 
 # Indexes a shipped version made and this one does not: dropped when a database is opened.

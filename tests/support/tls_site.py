@@ -49,6 +49,7 @@ def new_site(
             mqtt_port=free_port(),
             loopback_port=free_port(),
             web_port=free_port(),
+            enrol_port=free_port(),
         )
     )
     with site.files.password_file.open("a", encoding="utf-8") as users:

@@ -1,4 +1,8 @@
-"""Every gate's state for the fleet page: online or not, where, how well it runs, what is wrong."""
+"""Every gate's state for the fleet page: online or not, where, how well it runs, what is wrong;
+and the gate registry (`gatescan gate ...`): pending, enrolled, revoked and retired gates.
+
+A registered gate's registration shapes its flags: a revoked gate is flagged `revoked` (someone
+should fetch it), a retired one is never flagged (taken out of service: not a fault)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from sqlalchemy import func, select
 
 from server.clock import local_day_start
 from server.store.database import DeviceRecord, Store
+from server.store.gates import GateRecord, GateRegistry
 from server.store.tables import entries_table
 
 
@@ -29,8 +34,48 @@ class GateStatus(BaseModel):
     clock_synced: bool | None
     faults: list[str]
     scans_today: int  # entries since local midnight (the site's time zone)
-    flagged: bool  # shown at the top: offline too long, or in fault
-    why: list[str]  # "offline", "fault:camera", ...
+    flagged: bool  # shown at the top: offline too long, in fault, or revoked
+    why: list[str]  # "revoked", "offline", "fault:camera", ...
+    registration: str = ""  # its state in the gate registry; "" for a gate not registered
+
+
+class RegisteredGate(BaseModel):
+    """A gate of the registry as the fleet page lists it (every text is the gate's or the
+    technician's: escaped where shown)."""
+
+    device_id: str
+    site_id: str
+    location: str
+    direction: str
+    state: str  # pending / enrolled / revoked / retired
+    since: datetime  # when it entered that state (or got its current card)
+    card_expires: datetime | None  # a pending gate's card; None otherwise
+    hardware: str
+    agent_version: str
+
+
+def registered_gates(store: Store) -> list[RegisteredGate]:
+    """The registry, pending first, then enrolled, revoked, retired; by site and id within."""
+    order = {"pending": 0, "enrolled": 1, "revoked": 2, "retired": 3}
+    gates = sorted(
+        GateRegistry(store.engine).all(),
+        key=lambda g: (order.get(g.state, 4), g.site_id, g.device_id),
+    )
+    return [_registered(gate) for gate in gates]
+
+
+def _registered(gate: GateRecord) -> RegisteredGate:
+    return RegisteredGate(
+        device_id=gate.device_id,
+        site_id=gate.site_id,
+        location=gate.location,
+        direction=gate.direction,
+        state=gate.state,
+        since=gate.changed_at,
+        card_expires=gate.token_expires_at if gate.token_open else None,
+        hardware=gate.hardware,
+        agent_version=gate.agent_version,
+    )
 
 
 def fleet_status(
@@ -39,11 +84,24 @@ def fleet_status(
     """All gates, flagged ones first, then by site and id."""
     tz = tz or ZoneInfo("UTC")
     scans = _scans_since(store, local_day_start(now, tz))
+    registry = {gate.device_id: gate.state for gate in GateRegistry(store.engine).all()}
     gates = [
-        _gate_status(device, now, offline_after_s, scans.get(device.device_id, 0))
+        _registration(
+            _gate_status(device, now, offline_after_s, scans.get(device.device_id, 0)),
+            registry.get(device.device_id, ""),
+        )
         for device in store.devices()
     ]
     return sorted(gates, key=lambda g: (not g.flagged, g.site_id, g.device_id))
+
+
+def _registration(status: GateStatus, state: str) -> GateStatus:
+    why = status.why
+    if state == "retired":
+        why = []
+    elif state == "revoked":
+        why = ["revoked", *why]
+    return status.model_copy(update={"registration": state, "why": why, "flagged": bool(why)})
 
 
 def _scans_since(store: Store, since: datetime) -> dict[str, int]:

@@ -22,6 +22,9 @@ EXPECTED_FILES = {
     "broker.crt": 0o644,
     "collector.password": 0o600,
     "mosquitto.passwd": 0o600,
+    "dynsec-admin.password": 0o600,
+    "enrol.key": 0o600,
+    "enrol.crt": 0o644,
     "gatescan.acl": 0o644,
     "mosquitto.conf": 0o644,
     "server.toml": 0o644,
@@ -53,14 +56,28 @@ def test_site_init_writes_the_installation_with_private_keys_0600(tmp_path: Path
     assert "listener 8884\n" in conf and "tls_version tlsv1.2\n" in conf
     password = (folder / "collector.password").read_text().strip()
     assert len(password) >= 32
+    admin = (folder / "dynsec-admin.password").read_text().strip()
+    assert len(admin) >= 40
+    dynsec = folder / "mosquitto-data" / "dynamic-security.json"
+    assert stat.S_IMODE(dynsec.stat().st_mode) == 0o600
     for name in ("server.toml", "mosquitto.conf", "gatescan.acl", "ca.crt", "mosquitto.passwd"):
-        assert password not in (folder / name).read_text(), f"the password is in {name}"
+        for secret in (password, admin):
+            assert secret not in (folder / name).read_text(), f"a password is in {name}"
+    for secret in (password, admin):
+        assert secret not in dynsec.read_text() and secret not in output
     assert "mqtts://broker.lan:8884" in output
+    enrol = x509.load_pem_x509_certificate((folder / "enrol.crt").read_bytes())
+    enrol.verify_directly_issued_by(ca)
+    enrol_names = enrol.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert enrol_names == names
 
 
 def test_server_toml_names_the_tls_broker_the_ca_and_the_password_file(tmp_path: Path) -> None:
     folder = tmp_path / "site"
-    assert site_init(folder, "--host", "broker.lan", "--web-port", "8090")[0] == 0
+    assert (
+        site_init(folder, "--host", "broker.lan", "--web-port", "8090", "--enrol-port", "8444")[0]
+        == 0
+    )
     raw = tomllib.loads((folder / "server.toml").read_text())
 
     config = load_server_config(folder / "server.toml")
@@ -73,6 +90,13 @@ def test_server_toml_names_the_tls_broker_the_ca_and_the_password_file(tmp_path:
         "username": "collector",
         "password_file": folder / "collector.password",
         "ca_file": folder / "ca.crt",
+        "enrol_listen": "0.0.0.0:8444",
+        "enrol_cert_file": folder / "enrol.crt",
+        "enrol_key_file": folder / "enrol.key",
+        "enrol_url": "https://broker.lan:8444",  # --host's name: what the gates reach
+        "gate_broker": "mqtts://broker.lan:8883",
+        "admin_username": "gatescan-admin",
+        "admin_password_file": folder / "dynsec-admin.password",
     }
 
 

@@ -197,3 +197,21 @@ def test_a_valid_event_the_store_cannot_convert_is_refused_and_answered_not_left
 
     assert isinstance(prepared, Refused) and prepared.reason == "unstorable"
     assert prepared.rejection is not None and prepared.rejection.event_id == "evt-00000001"
+
+
+def test_a_registered_gate_s_event_naming_another_site_is_refused_as_wrong_site() -> None:
+    topic = device_topic("gate-01", Topic.EVENTS)
+    registered = {"gate-01": "Bến xe Giáp Bát"}
+
+    refused = prepare(IncomingMessage(topic, GOOD), entry_row, lambda: NOW, sites=registered)
+    right = {"gate-01": "Bến xe Mỹ Đình"}
+    accepted = prepare(IncomingMessage(topic, GOOD), entry_row, lambda: NOW, sites=right)
+    unregistered = prepare(IncomingMessage(topic, GOOD), entry_row, lambda: NOW,
+                           sites={"gate-02": "elsewhere"})  # fmt: skip
+
+    assert isinstance(refused, Refused) and refused.reason == "wrong_site"
+    assert refused.rejection is not None and refused.rejection.reason == "wrong_site"
+    assert refused.device_id == "gate-01"
+    assert "Bến xe Giáp Bát" not in refused.detail  # the registered site is not told back
+    assert isinstance(accepted, AcceptedEvent)
+    assert isinstance(unregistered, AcceptedEvent)

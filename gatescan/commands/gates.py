@@ -1,0 +1,345 @@
+"""The gate registry from the command line: `gatescan gate add|list|revoke|replace|retire`.
+
+    gatescan gate add gate-hq-01 --site hq --location lobby --qr hq-01.png --config server.toml
+
+`add` registers a pending gate and writes its enrolment card: a QR of the enrolment code
+(protocol/enrolment.py) holding a single-use token, printed once with its expiry. A gate in setup
+mode that reads it exchanges the token at the enrolment service (`gatescan server`) for a broker
+login of its own. `revoke` disables the gate's broker client at once (a connected gate is
+dropped and refused from then on); `replace` gives the same gate id a new card (the old card's
+password is changed, so it is refused); `retire` takes a gate out of service and off the
+fleet page's list of gates needing attention.
+
+Each command takes `--config` (server.toml: the database, the enrolment URL, the CA, the broker
+and its admin) or the flags themselves. The admin's password never goes on a command line:
+$GATESCAN_ADMIN_PASSWORD, the systemd credential admin_password, or --admin-password-file.
+
+Exit codes: 0 done; 1 the broker could not be told (the registry's change is kept: run the
+command again); 2 bad input; 3 no such gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gatescan.commands.accounts import local_time, print_table
+from gatescan.options import (
+    DEFAULT_BROKER,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_NO_SUCH,
+    EXIT_OK,
+    Commands,
+    MqttLoginError,
+    add_admin_options,
+    add_config_option,
+    add_db_option,
+    admin_login,
+    missing_sqlite_file,
+)
+
+if TYPE_CHECKING:
+    from server.store.database import Store
+    from server.store.gates import GateRecord, GateRegistry
+
+DEFAULT_TOKEN_HOURS = 72.0
+MAX_TEXT = 200
+
+
+def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    gate = commands.add_parser("gate", help="register gates and their enrolment cards")
+    actions = gate.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    add = _action(actions, "add", "register a pending gate and write its enrolment QR", run_add)
+    add.add_argument("--site", required=True, help="the site it belongs to (a name, e.g. hq)")
+    add.add_argument("--location", default="", help="where it stands (e.g. 'lobby, lane 2')")
+    add.add_argument("--direction", choices=["in", "out"], default="in")
+    _card_options(add)
+
+    listing = _action(actions, "list", "gates: site, state, when", run_list, named=False)
+    listing.add_argument("--site", help="only this site's gates")
+    _action(actions, "revoke", "refuse a gate at the broker at once (drops it if connected)",
+            run_revoke, admin=True)  # fmt: skip
+    replace = _action(actions, "replace", "a new card for the same gate id (the old one is"
+                      " refused)", run_replace, admin=True)  # fmt: skip
+    _card_options(replace)
+    _action(actions, "retire", "take a gate out of service (off the attention list)",
+            run_retire, admin=True)  # fmt: skip
+
+
+def _action(
+    actions: Commands[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    run: object,
+    named: bool = True,
+    admin: bool = False,
+) -> argparse.ArgumentParser:
+    parser = actions.add_parser(name, help=help, description=help)
+    if named:
+        parser.add_argument("device_id", metavar="ID")
+    add_db_option(parser)
+    add_config_option(parser)
+    if admin:
+        add_broker_reach(parser)
+    parser.set_defaults(run=run, command=parser.prog)
+    return parser
+
+
+def add_broker_reach(parser: argparse.ArgumentParser) -> None:
+    """The broker as the admin reaches it (server.toml's [mqtt] broker and ca_file)."""
+    parser.add_argument("--broker", default=DEFAULT_BROKER, help="default: %(default)s")
+    parser.add_argument("--ca-file", type=Path, metavar="FILE", help="the broker's CA (mqtts)")
+    parser.add_argument("--cert-file", type=Path, metavar="FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--key-file", type=Path, metavar="FILE", help=argparse.SUPPRESS)
+    add_admin_options(parser)
+
+
+def _card_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--qr", type=Path, required=True, metavar="FILE.png",
+                        help="where to write the enrolment card's QR (PNG)")  # fmt: skip
+    parser.add_argument(
+        "--token-hours",
+        type=float,
+        default=DEFAULT_TOKEN_HOURS,
+        metavar="H",
+        help="how long the card's token may be used (default: %(default).0f hours)",
+    )
+    parser.add_argument(
+        "--enrol-url",
+        metavar="URL",
+        help="the enrolment service, https://HOST:PORT (server.toml's enrol_url)",
+    )
+    if not any(action.dest == "ca_file" for action in parser._actions):
+        add_broker_reach(parser)
+
+
+class _Stop(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _check_text(flag: str, text: str, required: bool) -> str:
+    cleaned = text.strip()
+    if required and not cleaned:
+        raise _Stop(EXIT_BAD_INPUT, f"{flag} is empty")
+    if len(cleaned) > MAX_TEXT or any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
+        raise _Stop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
+    return cleaned
+
+
+def _check_id(device_id: str) -> str:
+    from protocol.topics import is_valid_device_id
+    from server.site.broker_config import COLLECTOR_USER
+    from server.site.dynsec_config import ADMIN_USER
+
+    if not is_valid_device_id(device_id):
+        raise _Stop(EXIT_BAD_INPUT, f"{device_id!r} is not a gate id: up to 64 letters, digits,"
+                    " '.', '_' or '-', starting with a letter or digit")  # fmt: skip
+    if device_id in (COLLECTOR_USER, ADMIN_USER):
+        raise _Stop(EXIT_BAD_INPUT, f"{device_id!r} is the server's own broker user")
+    return device_id
+
+
+def _run(args: argparse.Namespace, work: object, new_database_ok: bool = False) -> int:
+    from server.store.database import Store
+
+    missing = None if new_database_ok else missing_sqlite_file(args.db)
+    if missing is not None:
+        print(f"{args.command}: no database at {missing}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    store = Store(args.db)
+    try:
+        return int(work(store))  # type: ignore[operator]
+    except _Stop as stop:
+        print(f"{args.command}: {stop}", file=sys.stderr)
+        return stop.code
+    finally:
+        store.close()
+
+
+def _registry(store: Store) -> GateRegistry:
+    from server.store.gates import GateRegistry
+
+    return GateRegistry(store.engine)
+
+
+def _audit(store: Store, device_id: str, change: str, **details: object) -> None:
+    from gatescan.commands.accounts import _actor
+    from server.store.audit import AuditLog
+
+    AuditLog(store.engine).record(_actor(), "gate", device_id, {"change": change, **details})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- add, replace: a card ----------------------------------------------------------------------
+
+
+def _card(args: argparse.Namespace) -> tuple[str, str, datetime]:
+    """A new token, its card's code text (checked), and its expiry; nothing written yet."""
+    from server.enrolment.tokens import enrolment_code, new_token
+
+    if not args.enrol_url or not args.enrol_url.startswith("https://"):
+        raise _Stop(EXIT_BAD_INPUT, "give the enrolment service's https:// URL: --enrol-url, or"
+                    " --config server.toml (site init writes enrol_url)")  # fmt: skip
+    if args.ca_file is None:
+        raise _Stop(EXIT_BAD_INPUT, "give the installation's CA (--ca-file, or --config)")
+    if not 0 < args.token_hours <= 24 * 90:
+        raise _Stop(EXIT_BAD_INPUT, "--token-hours: more than 0, at most 2160 (90 days)")
+    try:
+        ca_pem = args.ca_file.read_bytes()
+        token = new_token()
+        code = enrolment_code(args.enrol_url, token, ca_pem)
+    except OSError as exc:
+        raise _Stop(EXIT_BAD_INPUT, f"cannot read {args.ca_file}: {exc.strerror}") from None
+    except ValueError:
+        raise _Stop(EXIT_BAD_INPUT, f"{args.ca_file} is not a PEM certificate") from None
+    return token, code.text(), _now() + timedelta(hours=args.token_hours)
+
+
+def write_qr(path: Path, text: str) -> None:
+    """The card's QR as a PNG (segno; quiet zone included, 8 px a module)."""
+    import segno
+
+    if path.suffix.lower() != ".png":
+        raise _Stop(EXIT_BAD_INPUT, f"--qr {path}: the card is written as a .png file")
+    try:
+        segno.make(text, error="m", micro=False).save(str(path), kind="png", scale=8, border=4)
+    except OSError as exc:
+        raise _Stop(EXIT_BAD_INPUT, f"cannot write {path}: {exc.strerror}") from None
+
+
+def _print_card(gate_id: str, site: str, text: str, expires: datetime, qr: Path) -> None:
+    print(f"gate {gate_id} (site {site}): enrolment card written to {qr}")
+    print(f"  valid until {local_time(expires)}, for one enrolment; a secret until then")
+    print(f"  code: {text}")
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from server.enrolment.tokens import token_digest
+    from server.store.gates import GateError, NewGate
+
+    def add(store: Store) -> int:
+        gate = NewGate(
+            _check_id(args.device_id),
+            _check_text("--site", args.site, required=True),
+            _check_text("--location", args.location, required=False),
+            args.direction,
+        )
+        token, text, expires = _card(args)
+        write_qr(args.qr, text)
+        try:
+            _registry(store).add(gate, token_digest(token), expires, _now())
+        except GateError as exc:
+            args.qr.unlink(missing_ok=True)
+            raise _Stop(EXIT_BAD_INPUT, str(exc)) from None
+        _audit(store, gate.device_id, "gate add", site=gate.site_id)
+        _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
+        return EXIT_OK
+
+    return _run(args, add, new_database_ok=True)
+
+
+def run_replace(args: argparse.Namespace) -> int:
+    from server.enrolment.tokens import token_digest
+
+    def replace(store: Store) -> int:
+        gate = _known(store, args.device_id)
+        if gate.state == "retired":
+            raise _Stop(EXIT_BAD_INPUT, f"gate {gate.device_id} is retired: add a new gate id")
+        token, text, expires = _card(args)
+        write_qr(args.qr, text)
+        _registry(store).new_token(gate.device_id, token_digest(token), expires, _now())
+        _audit(store, gate.device_id, "gate replace")
+        _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
+        return _tell_broker(args, gate.device_id, "scramble")
+
+    return _run(args, replace)
+
+
+# --- revoke, retire ----------------------------------------------------------------------------
+
+
+def _known(store: Store, device_id: str) -> GateRecord:
+    gate = _registry(store).get(device_id)
+    if gate is None:
+        raise _Stop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered (gatescan gate list)")
+    return gate
+
+
+def _set_state(args: argparse.Namespace, state: str) -> int:
+    def change(store: Store) -> int:
+        gate = _known(store, args.device_id)
+        _registry(store).set_state(gate.device_id, state, _now())  # type: ignore[arg-type]
+        _audit(store, gate.device_id, f"gate {state[:-1] if state.endswith('d') else state}")
+        print(f"gate {gate.device_id} (site {gate.site_id}) {state}", file=sys.stderr)
+        return _tell_broker(args, gate.device_id, "disable")
+
+    return _run(args, change)
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    return _set_state(args, "revoked")
+
+
+def run_retire(args: argparse.Namespace) -> int:
+    return _set_state(args, "retired")
+
+
+def _tell_broker(args: argparse.Namespace, device_id: str, what: str) -> int:
+    """Disable (or disable and scramble) the gate's broker client; the registry already says
+    so, so a broker that cannot be told is an error to retry, not a lost change."""
+    from server.broker_admin.dynsec import BrokerAdmin, BrokerAdminError
+
+    started = time.monotonic()
+    try:
+        login = admin_login(args)
+        with BrokerAdmin(login) as admin:
+            found = admin.disable(device_id) if what == "disable" else admin.scramble(device_id)
+    except (MqttLoginError, BrokerAdminError) as exc:
+        print(f"{args.command}: the registry is changed, but the broker was not told: {exc};"
+              f" run the command again once it can be reached", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    took_ms = (time.monotonic() - started) * 1000
+    if found:
+        print(f"  broker: client {device_id} disabled ({took_ms:.0f} ms); a connected gate"
+              " is dropped", file=sys.stderr)  # fmt: skip
+    else:
+        print(f"  broker: {device_id} has no client (it never enrolled)", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- list --------------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace) -> int:
+    def show(store: Store) -> int:
+        gates = [g for g in _registry(store).all() if args.site in (None, g.site_id)]
+        rows = [
+            (
+                gate.device_id,
+                gate.site_id,
+                gate.location or "-",
+                gate.direction,
+                gate.state,
+                local_time(gate.changed_at),
+                local_time(gate.token_expires_at) if gate.token_open else "-",
+                gate.agent_version or "-",
+            )
+            for gate in gates
+        ]
+        header = ("ID", "SITE", "LOCATION", "DIR", "STATE", "SINCE", "CARD EXPIRES", "AGENT")
+        print_table(header, rows)
+        return EXIT_OK
+
+    return _run(args, show)

@@ -1,0 +1,1 @@
+"""Gates' broker accounts, changed at run time (Mosquitto's dynamic security plugin)."""

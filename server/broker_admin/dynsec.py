@@ -1,0 +1,181 @@
+"""The broker's gate accounts, changed at run time through Mosquitto's dynamic security plugin.
+
+    with BrokerAdmin(AdminLogin(url, "gatescan-admin", password, tls)) as admin:
+        admin.ensure_gate("gate-hq-01", password)   # enrolment: client + its own role, enabled
+        admin.disable("gate-hq-01")                  # revoke: refused, and dropped if connected
+
+Each call is one request on `$CONTROL/dynamic-security/v1` and its answer on `.../response`
+(matched by correlationData), over a short MQTT v5 connection as the admin client that `site
+init` made. Short, not kept open: the broker uses user names as client ids, so two processes of
+the admin (the server's enrolment service and a `gatescan gate revoke`) would knock each other
+off a long connection; a request that loses such a race fails with BrokerAdminError (the
+enrolment service then answers `busy`, and the gate asks again).
+
+The admin's password is passed in memory only: never on a command line, never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from protocol.broker_tls import BrokerTls, client_tls_context
+from protocol.broker_url import parse_broker_url
+from server.site.dynsec_config import CONTROL_TOPIC, gate_role
+
+RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
+TIMEOUT_S = 5.0
+
+
+class BrokerAdminError(RuntimeError):
+    """The broker could not be reached, refused the admin, or refused a command."""
+
+
+@dataclass(frozen=True)
+class AdminLogin:
+    broker_url: str
+    username: str
+    password: str = field(repr=False)
+    tls: BrokerTls = field(default_factory=BrokerTls)
+
+
+class BrokerAdmin:
+    """One connection as the dynamic security admin; a context manager."""
+
+    def __init__(self, login: AdminLogin, timeout_s: float = TIMEOUT_S) -> None:
+        self._login = login
+        self._timeout = timeout_s
+        self._lock = threading.Lock()
+        self._answers: dict[str, dict[str, Any]] = {}
+        self._answered = threading.Condition(self._lock)
+        self._connected = threading.Event()
+        self._connack: ReasonCode | None = None
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=login.username,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self._client.username_pw_set(login.username, login.password)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_args: self._subscribed.set()
+
+    def __enter__(self) -> BrokerAdmin:
+        address = parse_broker_url(self._login.broker_url)
+        if address.tls:
+            self._client.tls_set_context(client_tls_context(self._login.tls))
+        try:
+            self._client.connect(address.host, address.port, keepalive=30)
+        except OSError as exc:
+            raise BrokerAdminError(f"cannot reach the broker at {address.host}:{address.port}:"
+                                   f" {exc.strerror or exc}") from exc  # fmt: skip
+        self._client.loop_start()
+        if not self._connected.wait(self._timeout) or self._connack is None:
+            self._close()
+            raise BrokerAdminError("the broker did not answer the admin's connection")
+        if self._connack.is_failure:
+            self._close()
+            raise BrokerAdminError(f"the broker refused the admin {self._login.username!r}:"
+                                   f" {self._connack}")  # fmt: skip
+        self._client.subscribe(RESPONSE_TOPIC, qos=1)
+        if not self._subscribed.wait(self._timeout):
+            self._close()
+            raise BrokerAdminError("the broker did not confirm the admin's subscription")
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode,
+                    properties: Any) -> None:  # fmt: skip
+        self._connack = reason
+        self._connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            answer = json.loads(message.payload)
+            responses = answer["responses"]
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._answered:
+            for response in responses if isinstance(responses, list) else []:
+                if isinstance(response, dict) and isinstance(response.get("correlationData"), str):
+                    self._answers[response["correlationData"]] = response
+            self._answered.notify_all()
+
+    def command(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Run one command; its response, or BrokerAdminError with the broker's error."""
+        correlation = secrets.token_hex(8)
+        request = {"commands": [{"command": name, **fields, "correlationData": correlation}]}
+        self._client.publish(CONTROL_TOPIC, json.dumps(request), qos=1)
+        with self._answered:
+            if not self._answered.wait_for(lambda: correlation in self._answers, self._timeout):
+                raise BrokerAdminError(f"the broker did not answer {name}")
+            response = self._answers.pop(correlation)
+        if response.get("error"):
+            raise BrokerAdminError(f"{name}: {response['error']}")
+        return response
+
+    def ensure_gate(self, device_id: str, password: str) -> None:
+        """The gate's client, with its own role, enabled, with this password: created, or
+        (enrolled before, then replaced) given the new password and enabled again."""
+        role, acls = gate_role(device_id)
+        _unless_exists(lambda: self.command("createRole", rolename=role, acls=acls))
+        try:
+            self.command(
+                "createClient",
+                username=device_id,
+                password=password,
+                roles=[{"rolename": role}],
+            )
+        except BrokerAdminError as exc:
+            if "already exists" not in str(exc).lower():
+                raise
+            # Made by an earlier enrolment with its role (which nothing here takes away).
+            self.command("setClientPassword", username=device_id, password=password)
+            self.command("enableClient", username=device_id)
+
+    def disable(self, device_id: str) -> bool:
+        """Refuse the gate from now on, and drop it if connected. False: no such client (a gate
+        that never enrolled: nothing to disable)."""
+        try:
+            self.command("disableClient", username=device_id)
+        except BrokerAdminError as exc:
+            if "not found" in str(exc).lower():
+                return False
+            raise
+        return True
+
+    def scramble(self, device_id: str) -> bool:
+        """Disable the gate and give it a password no one knows (its card is being replaced:
+        the old card is refused even if enabled again). False: no such client."""
+        if not self.disable(device_id):
+            return False
+        self.command("setClientPassword", username=device_id, password=secrets.token_urlsafe(32))
+        return True
+
+
+def _unless_exists(run: Any) -> None:
+    try:
+        run()
+    except BrokerAdminError as exc:
+        if "already" not in str(exc).lower():
+            raise

@@ -1,0 +1,92 @@
+"""The gate registry (server/store/gates.py) on a real SQLite store: a token spent once, a new
+card voiding the old one, states, the counts `site list` prints, and an older database gaining
+the table."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from server.collector.sites import GateSites
+from server.store.database import Store
+from server.store.gates import GateError, GateRegistry, NewGate, Reported
+
+NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+LATER = NOW + timedelta(days=3)
+TOKEN, OTHER = "a" * 64, "b" * 64
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> GateRegistry:
+    store = Store(tmp_path / "site.db")
+    return GateRegistry(store.engine)
+
+
+def test_a_gate_is_registered_once_and_its_token_spent_once(registry: GateRegistry) -> None:
+    registry.add(NewGate("gate-1", "hq", "lobby", "in"), TOKEN, LATER, NOW)
+    with pytest.raises(GateError, match="registered already") as refused:
+        registry.add(NewGate("gate-1", "branch"), OTHER, LATER, NOW)
+    assert refused.value.reason == "exists"
+
+    assert registry.enrol("gate-1", TOKEN, Reported("Pi 5", "1.4.0"), NOW)
+    assert not registry.enrol("gate-1", TOKEN, Reported(), NOW)  # spent
+    gate = registry.by_token(TOKEN)
+    assert gate is not None and gate.state == "enrolled" and not gate.token_open
+    assert (gate.hardware, gate.agent_version, gate.enrolments) == ("Pi 5", "1.4.0", 1)
+
+
+def test_a_new_card_voids_the_old_token_and_makes_the_gate_pending(
+    registry: GateRegistry,
+) -> None:
+    registry.add(NewGate("gate-1", "hq"), TOKEN, LATER, NOW)
+    registry.enrol("gate-1", TOKEN, Reported(), NOW)
+
+    replaced = registry.new_token("gate-1", OTHER, LATER, NOW + timedelta(hours=1))
+
+    assert replaced.state == "pending" and replaced.token_open
+    assert registry.by_token(TOKEN) is None
+    assert registry.enrol("gate-1", OTHER, Reported(), NOW)
+    assert registry.get("gate-1").enrolments == 2  # type: ignore[union-attr]
+
+
+def test_revoked_and_retired_gates_are_counted_by_site(registry: GateRegistry) -> None:
+    for number, site in enumerate(["hq", "hq", "hq", "branch"]):
+        registry.add(NewGate(f"gate-{number}", site), f"{number:064x}", LATER, NOW)
+    registry.set_state("gate-1", "revoked", NOW)
+    registry.set_state("gate-2", "retired", NOW)
+    with pytest.raises(GateError, match="no gate 'gate-9'"):
+        registry.set_state("gate-9", "revoked", NOW)
+
+    assert registry.site_counts() == {
+        "hq": {"pending": 1, "revoked": 1, "retired": 1},
+        "branch": {"pending": 1},
+    }
+    assert not registry.enrol("gate-1", f"{1:064x}", Reported(), NOW)  # revoked: no enrolment
+
+
+def test_the_collector_s_map_of_sites_follows_the_registry(registry: GateRegistry) -> None:
+    sites = GateSites(registry)
+    assert sites.current == {}
+    before = sites.current
+    sites.refresh()
+    assert sites.current is before  # unchanged registry: not even reread
+
+    registry.add(NewGate("gate-1", "hq"), TOKEN, LATER, NOW)
+    sites.refresh()
+
+    assert sites.current == {"gate-1": "hq"}
+
+
+def test_an_older_database_gains_the_gate_registry(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with Store(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE gates")
+    with Store(path) as store:
+        registry = GateRegistry(store.engine)
+        registry.add(NewGate("gate-1", "hq"), TOKEN, LATER, NOW)
+        assert [gate.device_id for gate in registry.all()] == ["gate-1"]
