@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from device.journal.journal import Journal
 from device.uplink.link import Uplink
-from gatescan.testing.samples import sample_draft, sample_event
+from gatescan.testing.samples import cccd_payload, sample_draft, sample_event, write_replay_folder
 from protocol.broker_tls import BrokerTls
 from protocol.enrolment import EnrolmentCode, EnrolmentGrant, parse_enrolment_code
 from protocol.topics import Topic, device_topic
@@ -451,3 +451,76 @@ def test_the_admin_password_is_never_in_logs_or_command_lines(server: SiteServer
         assert admin not in text
         assert grant.password not in text
     assert "gate-hq-11 enrolled" in server.log()
+
+
+def start_agent(frames: Path, data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """`gatescan agent` given nothing but a data directory and a camera (a replay folder): setup
+    mode, off systemd."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATESCAN_")}
+    for name in ("INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+        env.pop(name, None)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gatescan.cli", "agent", "--data-dir", str(data_dir),
+             "--source", f"replay:{frames}?hold=0.4&loop=true"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def test_a_gate_enrols_from_the_card_gate_add_drew_and_its_first_entry_is_stored(
+    server: SiteServer, tmp_path: Path
+) -> None:
+    """The whole technician's path on real parts: `gatescan gate add` draws the card; the real
+    agent, given nothing but a data directory and a camera that sees that very PNG, enrols with
+    the real server over pinned HTTPS, logs in to the site's TLS broker with the client the
+    server just created through dynamic security, and scans a person: the entry is stored under
+    the registered gate's id and site. Prints the time from `gate add` to that stored entry."""
+    device = "gate-e2e-01"
+    frames = tmp_path / "camera"
+    card = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Huế", "21042021")
+    started = time.monotonic()
+    code = server.add_gate(device, "hq", "--location", "Cổng chính")
+    added_s = time.monotonic() - started
+    # The camera sees the card exactly as gate add drew it, then a person's ID card.
+    write_replay_folder(frames, [None, card], frame_size=(640, 480), module_px=4)
+    (frames / "0000.png").write_bytes((server.site.files.folder / f"{device}.png").read_bytes())
+    log_path = tmp_path / "agent.log"
+    agent = start_agent(frames, tmp_path / "gate", log_path)
+    try:
+        with Store(server.db) as store:
+
+            def stored() -> bool:
+                if agent.poll() is not None:
+                    raise AssertionError(log_path.read_text(errors="replace"))
+                return store.count_entries() >= 1
+
+            wait_until(stored, 60, "the enrolled gate's first entry at the collector")
+            first_entry_s = time.monotonic() - started
+            [entry] = list(store.entries())
+            listed = server.gatescan("gate", "list")
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    said = log_path.read_text(errors="replace")
+    assert (entry.device_id, entry.site_id, entry.subject_name) == (
+        device,
+        "hq",
+        "Nguyễn Thị Thu Uyên",
+    ), said
+    assert re.search(rf"{device}\s.*enrolled", listed.stdout), listed.stdout
+    assert code.token not in said
+    print(
+        f"\nfrom `gate add` to the first stored entry: {first_entry_s:.2f} s "
+        f"(gate add {added_s:.2f} s; the agent started in setup mode right after)"
+    )
+    assert first_entry_s < 60
+
+    # A second gate shown the same, now spent, card: refused by the real server, no identity.
+    second_log = tmp_path / "second.log"
+    second = start_agent(frames, tmp_path / "second-gate", second_log)
+    try:
+        wait_until(lambda: "enrolment refused: used" in second_log.read_text(), 30, "a refusal")
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert not list((tmp_path / "second-gate").rglob("grant.json"))
