@@ -8,7 +8,8 @@ mode that reads it exchanges the token at the enrolment service (`gatescan serve
 login of its own. `revoke` disables the gate's broker client at once (a connected gate is
 dropped and refused from then on); `replace` gives the same gate id a new card (the old card's
 password is changed, so it is refused); `retire` takes a gate out of service and off the
-fleet page's list of gates needing attention.
+fleet page's list of gates needing attention. `gatescan provision` gives a pending gate a new
+code for its SD card with the same functions (`pending_gate`, `new_card`, `reissue_card`).
 
 Each command takes `--config` (server.toml: the database, the enrolment URL, the CA, the broker
 and its admin) or the flags themselves. The admin's password never goes on a command line:
@@ -104,6 +105,14 @@ def add_broker_reach(parser: argparse.ArgumentParser) -> None:
 def _card_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qr", type=Path, required=True, metavar="FILE.png",
                         help="where to write the enrolment card's QR (PNG)")  # fmt: skip
+    add_code_options(parser)
+    if not any(action.dest == "ca_file" for action in parser._actions):
+        add_broker_reach(parser)
+
+
+def add_code_options(parser: argparse._ActionsContainer) -> None:
+    """What `new_card` reads besides the CA (--ca-file): the token's life and the enrolment
+    service's URL. `gatescan provision` takes them too."""
     parser.add_argument(
         "--token-hours",
         type=float,
@@ -116,11 +125,11 @@ def _card_options(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the enrolment service, https://HOST:PORT (server.toml's enrol_url)",
     )
-    if not any(action.dest == "ca_file" for action in parser._actions):
-        add_broker_reach(parser)
 
 
-class _Stop(Exception):
+class GateStop(Exception):
+    """A gate command stops: `code` its exit code, str() the line for the admin."""
+
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -129,9 +138,9 @@ class _Stop(Exception):
 def _check_text(flag: str, text: str, required: bool) -> str:
     cleaned = text.strip()
     if required and not cleaned:
-        raise _Stop(EXIT_BAD_INPUT, f"{flag} is empty")
+        raise GateStop(EXIT_BAD_INPUT, f"{flag} is empty")
     if len(cleaned) > MAX_TEXT or any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
-        raise _Stop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
+        raise GateStop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
     return cleaned
 
 
@@ -141,10 +150,10 @@ def _check_id(device_id: str) -> str:
     from server.site.dynsec_config import ADMIN_USER
 
     if not is_valid_device_id(device_id):
-        raise _Stop(EXIT_BAD_INPUT, f"{device_id!r} is not a gate id: up to 64 letters, digits,"
-                    " '.', '_' or '-', starting with a letter or digit")  # fmt: skip
+        raise GateStop(EXIT_BAD_INPUT, f"{device_id!r} is not a gate id: up to 64 letters,"
+                       " digits, '.', '_' or '-', starting with a letter or digit")  # fmt: skip
     if device_id in (COLLECTOR_USER, ADMIN_USER):
-        raise _Stop(EXIT_BAD_INPUT, f"{device_id!r} is the server's own broker user")
+        raise GateStop(EXIT_BAD_INPUT, f"{device_id!r} is the server's own broker user")
     return device_id
 
 
@@ -158,7 +167,7 @@ def _run(args: argparse.Namespace, work: object, new_database_ok: bool = False) 
     store = Store(args.db)
     try:
         return int(work(store))  # type: ignore[operator]
-    except _Stop as stop:
+    except GateStop as stop:
         print(f"{args.command}: {stop}", file=sys.stderr)
         return stop.code
     finally:
@@ -185,25 +194,27 @@ def _now() -> datetime:
 # --- add, replace: a card ----------------------------------------------------------------------
 
 
-def _card(args: argparse.Namespace) -> tuple[str, str, datetime]:
-    """A new token, its card's code text (checked), and its expiry; nothing written yet."""
+def new_card(args: argparse.Namespace) -> tuple[str, str, datetime]:
+    """A new token, its card's code text (checked), and its expiry; nothing written yet. Reads
+    args.enrol_url, args.ca_file (the installation's CA: its fingerprint) and args.token_hours;
+    `gate add`, `gate replace` and `gatescan provision` all make their codes here."""
     from server.enrolment.tokens import enrolment_code, new_token
 
     if not args.enrol_url or not args.enrol_url.startswith("https://"):
-        raise _Stop(EXIT_BAD_INPUT, "give the enrolment service's https:// URL: --enrol-url, or"
-                    " --config server.toml (site init writes enrol_url)")  # fmt: skip
+        raise GateStop(EXIT_BAD_INPUT, "give the enrolment service's https:// URL: --enrol-url,"
+                       " or --config server.toml (site init writes enrol_url)")  # fmt: skip
     if args.ca_file is None:
-        raise _Stop(EXIT_BAD_INPUT, "give the installation's CA (--ca-file, or --config)")
+        raise GateStop(EXIT_BAD_INPUT, "give the installation's CA (--ca-file, or --config)")
     if not 0 < args.token_hours <= 24 * 90:
-        raise _Stop(EXIT_BAD_INPUT, "--token-hours: more than 0, at most 2160 (90 days)")
+        raise GateStop(EXIT_BAD_INPUT, "--token-hours: more than 0, at most 2160 (90 days)")
     try:
         ca_pem = args.ca_file.read_bytes()
         token = new_token()
         code = enrolment_code(args.enrol_url, token, ca_pem)
     except OSError as exc:
-        raise _Stop(EXIT_BAD_INPUT, f"cannot read {args.ca_file}: {exc.strerror}") from None
+        raise GateStop(EXIT_BAD_INPUT, f"cannot read {args.ca_file}: {exc.strerror}") from None
     except ValueError:
-        raise _Stop(EXIT_BAD_INPUT, f"{args.ca_file} is not a PEM certificate") from None
+        raise GateStop(EXIT_BAD_INPUT, f"{args.ca_file} is not a PEM certificate") from None
     return token, code.text(), _now() + timedelta(hours=args.token_hours)
 
 
@@ -212,11 +223,11 @@ def write_qr(path: Path, text: str) -> None:
     import segno
 
     if path.suffix.lower() != ".png":
-        raise _Stop(EXIT_BAD_INPUT, f"--qr {path}: the card is written as a .png file")
+        raise GateStop(EXIT_BAD_INPUT, f"--qr {path}: the card is written as a .png file")
     try:
         segno.make(text, error="m", micro=False).save(str(path), kind="png", scale=8, border=4)
     except OSError as exc:
-        raise _Stop(EXIT_BAD_INPUT, f"cannot write {path}: {exc.strerror}") from None
+        raise GateStop(EXIT_BAD_INPUT, f"cannot write {path}: {exc.strerror}") from None
 
 
 def _print_card(gate_id: str, site: str, text: str, expires: datetime, qr: Path) -> None:
@@ -236,13 +247,13 @@ def run_add(args: argparse.Namespace) -> int:
             _check_text("--location", args.location, required=False),
             args.direction,
         )
-        token, text, expires = _card(args)
+        token, text, expires = new_card(args)
         write_qr(args.qr, text)
         try:
             _registry(store).add(gate, token_digest(token), expires, _now())
         except GateError as exc:
             args.qr.unlink(missing_ok=True)
-            raise _Stop(EXIT_BAD_INPUT, str(exc)) from None
+            raise GateStop(EXIT_BAD_INPUT, str(exc)) from None
         _audit(store, gate.device_id, "gate add", site=gate.site_id)
         _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
         return EXIT_OK
@@ -256,8 +267,8 @@ def run_replace(args: argparse.Namespace) -> int:
     def replace(store: Store) -> int:
         gate = _known(store, args.device_id)
         if gate.state == "retired":
-            raise _Stop(EXIT_BAD_INPUT, f"gate {gate.device_id} is retired: add a new gate id")
-        token, text, expires = _card(args)
+            raise GateStop(EXIT_BAD_INPUT, f"gate {gate.device_id} is retired: add a new gate id")
+        token, text, expires = new_card(args)
         write_qr(args.qr, text)
         _registry(store).new_token(gate.device_id, token_digest(token), expires, _now())
         _audit(store, gate.device_id, "gate replace")
@@ -267,13 +278,54 @@ def run_replace(args: argparse.Namespace) -> int:
     return _run(args, replace)
 
 
+# --- provision: a new card for a pending gate, written on its SD card -------------------------
+
+
+def pending_gate(store: Store, device_id: str) -> GateRecord:
+    """The registered gate `gatescan provision` may issue a new code for: pending (its card not
+    used). Any other state stops with what to run instead: an enrolled gate's identity is never
+    taken by a card made in passing."""
+    gate = _registry(store).get(device_id)
+    config = "--config server.toml"
+    if gate is None:
+        raise GateStop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered: run `gatescan"
+                       f" gate add {device_id} --site SITE --qr {device_id}.png {config}`"
+                       " first, then provision again")  # fmt: skip
+    replace = f"`gatescan gate replace {device_id} --qr {device_id}.png {config}`"
+    if gate.state == "enrolled":
+        raise GateStop(EXIT_BAD_INPUT, f"gate {device_id} is enrolled: a new card would"
+                       f" take its identity. If this card is for a Pi that replaces it,"
+                       f" run {replace} first (the broker then refuses the old card's"
+                       " login), then provision again")  # fmt: skip
+    if gate.state == "revoked":
+        raise GateStop(EXIT_BAD_INPUT, f"gate {device_id} is revoked: to bring it back,"
+                       f" run {replace} first, then provision again")  # fmt: skip
+    if gate.state == "retired":
+        raise GateStop(EXIT_BAD_INPUT, f"gate {device_id} is retired: register the new"
+                       " gate under a new id (`gatescan gate add NEW-ID ...`)")  # fmt: skip
+    return gate
+
+
+def reissue_card(store: Store, device_id: str, token: str, expires: datetime) -> GateRecord:
+    """Give a pending gate the token of a card made by `new_card` (its earlier card's token is
+    then unknown), audited; stops if the gate stopped being pending meanwhile."""
+    from server.enrolment.tokens import token_digest
+
+    gate = _registry(store).reissue_pending(device_id, token_digest(token), expires, _now())
+    if gate is None:
+        pending_gate(store, device_id)  # says what it is now
+        raise GateStop(EXIT_BAD_INPUT, f"gate {device_id} changed meanwhile: run provision again")
+    _audit(store, device_id, "gate provision", site=gate.site_id)
+    return gate
+
+
 # --- revoke, retire ----------------------------------------------------------------------------
 
 
 def _known(store: Store, device_id: str) -> GateRecord:
     gate = _registry(store).get(device_id)
     if gate is None:
-        raise _Stop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered (gatescan gate list)")
+        raise GateStop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered (gatescan gate list)")
     return gate
 
 

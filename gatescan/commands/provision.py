@@ -6,12 +6,23 @@ gatescan wheel built from this tree and the constraints that pin its dependencie
 Copy DIR's contents onto the card's boot partition, or give the files to rpi-imager
 (`--cloudinit-userdata`, `--cloudinit-networkconfig`): docs/operations.md, "From a blank SD card".
 
-Secrets come from files: the Wi-Fi passphrase (--wifi-psk-file) and the enrolment code
-(--enrolment-code-file, the text `gatescan gate add` printed). The files that hold them are
-written 0600.
+The enrolment code comes from the gate registry: `--config server.toml` (or `--db` with
+`--enrol-url` and `--ca-file`) names it, and the gate must be registered and pending (`gatescan
+gate add ID --site S ...`). The registry keeps only a token's SHA-256, so the code `gate add`
+printed cannot be read back: provision issues the gate a new one, as `gate replace` does (the
+earlier card's token is then unknown to the enrolment service), made by the same function
+(gates.new_card: server.toml's enrol_url, the CA's fingerprint, token_hours), and says so. It
+is recorded only once the bundle is built, just before the card is written. An enrolled,
+revoked or retired gate is refused with what to run instead: a card made in passing never
+takes an enrolled gate's identity. Or `--enrolment-code-file FILE` (not with --config/--db):
+a code another installation's `gate add` printed.
+
+Secrets come from files or the registry, never the command line: the Wi-Fi passphrase
+(--wifi-psk-file) and the enrolment code. The files that hold them are written 0600, and
+neither is printed.
 
 Exit codes: 0 written; 1 the wheel could not be built or the files failed cloud-init's check;
-2 bad input (the message says which).
+2 bad input (the message says which), or a gate that is not pending; 3 no such gate registered.
 """
 
 from __future__ import annotations
@@ -20,13 +31,22 @@ import argparse
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands, add_config_option
+from gatescan.commands.gates import GateStop, add_code_options
+from gatescan.options import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_NO_SUCH,
+    EXIT_OK,
+    Commands,
+    add_config_option,
+    missing_sqlite_file,
+)
 
 if TYPE_CHECKING:
-    from protocol.enrolment import EnrolmentCode
     from server.provision.network_config import NetworkConfig
 
 DEFAULT_COUNTRY = "VN"
@@ -44,9 +64,21 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         "--enrolment-code-file",
         type=Path,
         metavar="FILE",
-        help="the enrolment code `gatescan gate add` printed for this gate (kept 0600 on the"
-        " card, used once)",
+        help="an enrolment code another installation's `gatescan gate add` printed (kept 0600"
+        " on the card, used once); without it the code comes from the registry (--config)",
     )
+    registry = provision.add_argument_group(
+        "the gate registry (server.toml gives these with --config)",
+        "a new enrolment code for the pending gate ID, replacing its earlier card's",
+    )
+    registry.add_argument("--db", help="the registry's database: SQLAlchemy URL or SQLite file")
+    registry.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="FILE",
+        help="the installation's CA (site init's ca.crt): its fingerprint goes in the code",
+    )
+    add_code_options(registry)
     provision.add_argument("--wifi-ssid", metavar="SSID", help="a Wi-Fi network to join")
     provision.add_argument(
         "--wifi-psk-file", type=Path, metavar="FILE", help="its passphrase, alone in a file"
@@ -80,18 +112,79 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     provision.set_defaults(run=run)
 
 
-def enrolment_code(args: argparse.Namespace) -> EnrolmentCode:
-    """The gate's enrolment code. Today: the file the technician gives. The registry's lookup
-    (the pending gate `gate add` registered, found by --gate in the --config server's database)
-    replaces this one function. Raises ProvisionInputError."""
+def enrolment_code(args: argparse.Namespace) -> tuple[str, Issued | None]:
+    """The gate's enrolment code's text: a new one for the pending gate in the registry (with
+    what `write` records there), or the --enrolment-code-file's. Raises ProvisionInputError,
+    or GateStop for a gate the registry cannot give a card to."""
     from server.provision.inputs import ProvisionInputError, enrolment_code_file
 
-    if args.enrolment_code_file is None:
+    from_registry = args.config is not None or args.db is not None
+    if args.enrolment_code_file is not None:
+        if from_registry:
+            raise ProvisionInputError(
+                "--enrolment-code-file or the registry (--config/--db), not both: the file is"
+                " for a code from another installation; the registry issues this gate a new one"
+            )
+        return enrolment_code_file(args.enrolment_code_file).text(), None
+    if not from_registry:
         raise ProvisionInputError(
-            "--enrolment-code-file FILE is needed: the code `gatescan gate add` printed for"
-            f" {args.gate}"
+            f"no enrolment code: give --config server.toml (a new code for {args.gate}, which"
+            f" `gatescan gate add {args.gate} --site SITE` registered) or --enrolment-code-file"
+            " FILE (a code another installation's `gatescan gate add` printed)"
         )
-    return enrolment_code_file(args.enrolment_code_file)
+    return _registry_code(args)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A new code's token for a pending gate, not yet in the registry (`write` records it)."""
+
+    db: str
+    token: str
+    expires: datetime
+
+
+def _registry_code(args: argparse.Namespace) -> tuple[str, Issued]:
+    """A new code for the pending gate, checked against the registry; nothing recorded yet."""
+    from gatescan.commands.gates import new_card, pending_gate
+    from server.provision.inputs import ProvisionInputError
+    from server.store.database import Store
+
+    if args.db is None:
+        raise ProvisionInputError(f"--config {args.config} names no db: give --db")
+    missing = missing_sqlite_file(args.db)
+    if missing is not None:  # no gate added yet (or a wrong --db)
+        raise GateStop(EXIT_NO_SUCH, f"no database at {missing}, so no gate {args.gate!r} is"
+                       f" registered: run `gatescan gate add {args.gate} --site SITE --qr"
+                       f" {args.gate}.png --config server.toml` first, then provision"
+                       " again")  # fmt: skip
+    store = Store(args.db)
+    try:
+        pending_gate(store, args.gate)
+    finally:
+        store.close()
+    token, text, expires = new_card(args)
+    return text, Issued(args.db, token, expires)
+
+
+def _record(gate: str, issued: Issued) -> None:
+    """The new token in the registry (the gate's earlier card then enrols nothing), said on
+    stderr without the code."""
+    from gatescan.commands.accounts import local_time
+    from gatescan.commands.gates import reissue_card
+    from server.store.database import Store
+
+    store = Store(issued.db)
+    try:
+        record = reissue_card(store, gate, issued.token, issued.expires)
+    finally:
+        store.close()
+    print(
+        f"gatescan provision: gate {gate} (site {record.site_id}): a new enrolment code issued,"
+        f" valid until {local_time(issued.expires)}, for one enrolment; it is on this card only"
+        " (0600); the gate's earlier card no longer enrols",
+        file=sys.stderr,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,12 +198,18 @@ def run(args: argparse.Namespace) -> int:
     except (ProvisionInputError, WifiPskError) as error:
         print(f"gatescan provision: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except GateStop as stop:
+        print(f"gatescan provision: {stop}", file=sys.stderr)
+        return stop.code
     try:
         check_source_tree()
         written = write(args, card)
     except (BundleError, ConfigError) as error:
         print(f"gatescan provision: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except GateStop as stop:
+        print(f"gatescan provision: {stop}", file=sys.stderr)
+        return stop.code
     for path in written:
         print(path)
     return EXIT_OK
@@ -135,8 +234,8 @@ def read_card(args: argparse.Namespace) -> CardInputs:
     psk = wifi_psk(args.wifi_psk_file) if args.wifi_psk_file is not None else None
     network = network_config(ssid, psk, wifi_country(args.wifi_country))
     ssh_key = ssh_public_key(args.ssh_key) if args.ssh_key is not None else None
-    code = enrolment_code(args)
-    return CardInputs(gate, code.text(), network, ssh_key)
+    code, issued = enrolment_code(args)
+    return CardInputs(gate, code, network, ssh_key, issued)
 
 
 @dataclass(frozen=True)
@@ -145,6 +244,7 @@ class CardInputs:
     code: str  # the enrolment code's text
     network: NetworkConfig
     ssh_key: str | None
+    issued: Issued | None = None  # the code is new: recorded in the registry before writing
 
 
 def write(args: argparse.Namespace, inputs: CardInputs) -> list[Path]:
@@ -178,6 +278,8 @@ def write(args: argparse.Namespace, inputs: CardInputs) -> list[Path]:
     )
     files = card_files(card, AGENT_UNIT.read_text(encoding="utf-8"))
     _schema_check(next(file.text for file in files if file.name == USER_DATA))
+    if inputs.issued is not None:
+        _record(inputs.gate, inputs.issued)
     return [*write_card(out, files), *sorted(bundle.iterdir())]
 
 

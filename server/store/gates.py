@@ -7,7 +7,8 @@
 A gate's states: `pending` (registered, its token not yet exchanged), `enrolled` (its card holds
 a broker login), `revoked` (refused by the broker; its token too), `retired` (taken out of
 service: off the list of gates needing attention). `replace` gives a gate a new token and makes
-it `pending` again. A token is kept only as its SHA-256; the latest card's stays after it is spent,
+it `pending` again; `reissue_pending` gives a gate still pending a new token (what `gatescan
+provision` does). A token is kept only as its SHA-256; the latest card's stays after it is spent,
 so that a replayed token is told `used` (an older card's token is then unknown).
 
 `version()` is a cheap counter of changes (the newest `changed_at` and the number of gates):
@@ -173,6 +174,24 @@ class GateRegistry:
             token_expires_at=expires_at,
             token_spent_at=None,
         )
+
+    def reissue_pending(self, device_id: str, token_sha256: str, expires_at: datetime,
+                        now: datetime) -> GateRecord | None:  # fmt: skip
+        """A new token for a gate that is still pending, its card unused (the earlier token is
+        then unknown); None if the gate is not pending (any more), so that an enrolment that
+        came meanwhile is never undone."""
+        c = gates_table.c
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(gates_table)
+                .where(c.device_id == device_id, c.state == "pending", c.token_spent_at.is_(None))
+                .values(
+                    changed_at=now,
+                    token_sha256=token_sha256,
+                    token_expires_at=expires_at,
+                )
+            )
+        return self.get(device_id) if done.rowcount else None
 
     def _change(self, device_id: str, now: datetime, **values: object) -> GateRecord:
         with self._engine.begin() as conn:

@@ -344,8 +344,9 @@ def test_a_file_that_is_not_an_enrolment_code_is_refused(
 def test_without_an_enrolment_code_it_says_where_to_get_one(provision: Provision) -> None:
     card = provision(code=False)
     assert card.exit_code == 2
-    assert "--enrolment-code-file FILE is needed" in card.stderr
-    assert "gatescan gate add" in card.stderr
+    assert "no enrolment code: give --config server.toml" in card.stderr
+    assert "--enrolment-code-file FILE" in card.stderr
+    assert "gatescan gate add gate-hq-01 --site SITE" in card.stderr
 
 
 def test_a_missing_enrolment_code_file_is_named(provision: Provision, inputs: Path) -> None:

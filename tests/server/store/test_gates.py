@@ -52,6 +52,21 @@ def test_a_new_card_voids_the_old_token_and_makes_the_gate_pending(
     assert registry.get("gate-1").enrolments == 2  # type: ignore[union-attr]
 
 
+def test_a_pending_gate_is_reissued_and_an_enrolled_one_never(registry: GateRegistry) -> None:
+    registry.add(NewGate("gate-1", "hq"), TOKEN, LATER, NOW)
+
+    reissued = registry.reissue_pending("gate-1", OTHER, LATER, NOW + timedelta(hours=1))
+
+    assert reissued is not None and reissued.token_open and reissued.token_sha256 == OTHER
+    assert registry.by_token(TOKEN) is None
+    assert registry.enrol("gate-1", OTHER, Reported(), NOW)
+    # Enrolled (by an exchange that came first): a reissue leaves it as it is.
+    assert registry.reissue_pending("gate-1", TOKEN, LATER, NOW) is None
+    gate = registry.get("gate-1")
+    assert gate is not None and (gate.state, gate.token_sha256) == ("enrolled", OTHER)
+    assert registry.reissue_pending("gate-9", TOKEN, LATER, NOW) is None
+
+
 def test_revoked_and_retired_gates_are_counted_by_site(registry: GateRegistry) -> None:
     for number, site in enumerate(["hq", "hq", "hq", "branch"]):
         registry.add(NewGate(f"gate-{number}", site), f"{number:064x}", LATER, NOW)
