@@ -40,7 +40,14 @@ from server.site.installation import Installation
 from server.store.database import Store
 from tests.support import waiting
 from tests.support.paths import PROJECT_ROOT
-from tests.support.tls_site import SiteBroker, loopback_port, new_site, site_folder, tls_port
+from tests.support.tls_site import (
+    SiteBroker,
+    loopback_port,
+    new_site,
+    site_broker,
+    site_folder,
+    tls_port,
+)
 
 GATE = "gate-a"
 GATE_PASSWORD = "a-secret-for-tls"
@@ -55,7 +62,7 @@ def site() -> Iterator[Installation]:
 
 @pytest.fixture
 def broker(site: Installation) -> Iterator[SiteBroker]:
-    with SiteBroker(site.files.conf, tls_port(site)) as running:
+    with site_broker(site) as running:
         yield running
 
 

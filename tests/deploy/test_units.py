@@ -41,7 +41,7 @@ from gatescan.cli import build_parser
 from gatescan.commands.server import parse_listen
 from gatescan.testing.broker import LocalBroker, free_port
 from gatescan.testing.samples import render_code, sample_people
-from tests.support.tls_site import SiteBroker, new_site, site_folder, tls_port
+from tests.support.tls_site import new_site, site_broker, site_folder
 from tests.support.units import (
     AGENT_UNIT,
     COLLECTOR_UNIT,
@@ -220,7 +220,7 @@ def test_the_server_units_command_leaves_only_private_files(tmp_path: Path) -> N
         state = tmp_path / "state"
         state.mkdir(mode=int(service_setting(unit, "StateDirectoryMode"), 8))
         port = free_port()
-        with SiteBroker(site.files.conf, tls_port(site)):
+        with site_broker(site):
             args[args.index("--config") + 1] = str(site.server_config)
             db = option(args, "--db")
             args[args.index("--db") + 1] = db.replace(str(state_directory(unit)), str(state))

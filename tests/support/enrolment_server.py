@@ -27,6 +27,7 @@ from protocol.enrolment import (
     EnrolmentRequest,
     ca_fingerprint,
 )
+from server.site.installation import Installation
 
 # A refusal reason a token is set to answer with, instead of a grant.
 Answer = EnrolmentGrant | str
@@ -91,6 +92,19 @@ class EnrolmentServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+def site_enrolment_server(
+    site: Installation, tokens: Mapping[str, Answer], served_ca: Path | None = None
+) -> EnrolmentServer:
+    """An EnrolmentServer with the site's broker certificate, its CA the site's own."""
+    return EnrolmentServer(
+        certfile=site.files.certfile,
+        keyfile=site.files.keyfile,
+        ca_file=site.files.ca_file,
+        tokens=tokens,
+        served_ca=served_ca,
+    )
 
 
 def _handler(server: EnrolmentServer) -> type[BaseHTTPRequestHandler]:

@@ -113,5 +113,10 @@ class SiteBroker:
         self.stop()
 
 
+def site_broker(site: Installation) -> SiteBroker:
+    """The site's own broker, from its mosquitto.conf, on its TLS port (not started)."""
+    return SiteBroker(site.files.conf, tls_port(site))
+
+
 def running_as_root() -> bool:
     return os.geteuid() == 0
