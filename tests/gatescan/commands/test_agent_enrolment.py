@@ -19,15 +19,13 @@ import pytest
 from device.enrolment.identity import CA_FILE, GRANT_FILE, identity_dir
 from device.indicator.pin_log import read_pin_log
 from gatescan.testing.samples import cccd_payload, write_replay_folder
-from protocol.broker_tls import BrokerTls
 from protocol.enrolment import EnrolmentGrant
 from protocol.verdicts import Direction
-from server.collector.service import Collector, MqttClient
 from server.site.certificates import new_authority, write_certificate
 from server.site.installation import Installation
 from server.store.database import Store
 from tests.support.enrolment_server import Answer, site_enrolment_server
-from tests.support.tls_site import new_site, site_broker, site_folder
+from tests.support.tls_site import new_site, site_broker, site_collector, site_folder
 from tests.support.waiting import wait_until
 
 DEVICE = "gate-enrolled-1"
@@ -100,15 +98,7 @@ def test_a_gate_in_setup_mode_enrols_from_its_card_and_publishes_over_tls(
         site_enrolment_server(site, {TOKEN: grant(site)}) as server,
         Store(tmp_path / "collector.db") as store,
     ):
-        collector = Collector(
-            broker_url=site.broker_url,
-            store=store,
-            client_id="collector",
-            username="collector",
-            password=(site.files.folder / "collector.password").read_text().strip(),
-            mqtt_client=MqttClient.TUNED,
-            tls=BrokerTls(ca_file=site.files.ca_file),
-        )
+        collector = site_collector(site, store)
         collector.start()
         source = replay(tmp_path / "replay", [server.code(TOKEN).encode(), None, CARD])
         gate = GateProcess(tmp_path, ["--data-dir", str(data_dir), "--source", source])
