@@ -11,7 +11,6 @@ import pytest
 from device.enrolment.client import EnrolmentFailed, enrol
 from gatescan.testing.broker import free_port
 from protocol.enrolment import EnrolmentGrant, parse_enrolment_code
-from protocol.verdicts import Direction
 from server.site.certificates import (
     issue_server_certificate,
     new_authority,
@@ -19,22 +18,13 @@ from server.site.certificates import (
     write_private_key,
 )
 from server.site.installation import Installation
-from tests.support.enrolment_server import EnrolmentServer, site_enrolment_server
+from tests.support.enrolment_server import EnrolmentServer, site_enrolment_server, site_grant
 
 TOKEN = "t" * 40
 
 
 def grant_for(site: Installation) -> EnrolmentGrant:
-    return EnrolmentGrant(
-        device_id="gate-lobby-1",
-        site_id="Bệnh viện Chợ Rẫy",
-        location="Cổng chính",
-        direction=Direction.IN,
-        broker_url=site.broker_url,
-        username="gate-lobby-1",
-        password="p" * 24,
-        ca_pem=site.files.ca_file.read_text(encoding="ascii"),
-    )
+    return site_grant(site, "gate-lobby-1", "p" * 24)
 
 
 def test_a_good_card_is_exchanged_for_the_grant_once(site: Installation) -> None:

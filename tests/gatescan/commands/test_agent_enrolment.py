@@ -20,11 +20,10 @@ from device.enrolment.identity import CA_FILE, GRANT_FILE, identity_dir
 from device.indicator.pin_log import read_pin_log
 from gatescan.testing.samples import cccd_payload, write_replay_folder
 from protocol.enrolment import EnrolmentGrant
-from protocol.verdicts import Direction
 from server.site.certificates import new_authority, write_certificate
 from server.site.installation import Installation
 from server.store.database import Store
-from tests.support.enrolment_server import Answer, site_enrolment_server
+from tests.support.enrolment_server import Answer, site_enrolment_server, site_grant
 from tests.support.tls_site import new_site, site_broker, site_collector, site_folder
 from tests.support.waiting import wait_until
 
@@ -42,16 +41,8 @@ def site() -> Iterator[Installation]:
 
 
 def grant(site: Installation) -> EnrolmentGrant:
-    return EnrolmentGrant(
-        device_id=DEVICE,
-        site_id="Bệnh viện Chợ Rẫy",
-        location="Cổng chính",
-        direction=Direction.IN,
-        broker_url=site.broker_url,
-        username=DEVICE,
-        password=PASSWORD,
-        ca_pem=site.files.ca_file.read_text(encoding="ascii"),
-    )
+    """A grant the site's broker takes: DEVICE is one of its users (the site fixture)."""
+    return site_grant(site, DEVICE, PASSWORD)
 
 
 class GateProcess:
