@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,15 @@ def missing_sqlite_file(db: str) -> Path | None:
         return None
     path = Path(db.removeprefix("sqlite:///")) if db.startswith("sqlite:///") else Path(db)
     return None if str(path) in ("", ":memory:") or path.exists() else path
+
+
+def no_database(db: str, command: str) -> bool:
+    """Whether `db` is a SQLite file that is not there, said on stderr as `command`'s error: any
+    command but one that adds may not create the database (a missing file is a typo)."""
+    missing = missing_sqlite_file(db)
+    if missing is not None:
+        print(f"{command}: no database at {missing}", file=sys.stderr)
+    return missing is not None
 
 
 def add_broker_options(parser: argparse.ArgumentParser) -> None:

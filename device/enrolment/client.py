@@ -85,7 +85,7 @@ def enrol(
 ) -> EnrolmentGrant:
     """Exchange `code` for this gate's identity; EnrolmentFailed says why not."""
     server = _Server.of(code)
-    ca_der = fetch_ca(server, code.ca_sha256, socket_timeout, deadline_s)
+    ca_der = fetch_ca(code, socket_timeout, deadline_s)
     request = EnrolmentRequest(token=code.token, agent_version=agent_version, hardware=hardware)
     verified = _verified_context(ca_der)
     status, body = _exchange(
@@ -102,9 +102,12 @@ def enrol(
 
 
 def fetch_ca(
-    server: _Server, expected_sha256: str, socket_timeout: float, deadline_s: float
+    code: EnrolmentCode,
+    socket_timeout: float = SOCKET_TIMEOUT_S,
+    deadline_s: float = ANSWER_DEADLINE_S,
 ) -> bytes:
-    """The server's CA (DER), if its fingerprint is the code's; else EnrolmentFailed."""
+    """The code's server's CA (DER), if its fingerprint is the code's; else EnrolmentFailed."""
+    server = _Server.of(code)
     unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE  # nothing to check against yet: the fingerprint is
@@ -125,7 +128,7 @@ def fetch_ca(
         der = ssl.PEM_cert_to_DER_cert(body.decode("ascii").strip())
     except (UnicodeDecodeError, ValueError):
         raise EnrolmentFailed("bad_answer", "the server's CA is not a PEM certificate") from None
-    if ca_fingerprint(der) != expected_sha256:
+    if ca_fingerprint(der) != code.ca_sha256:
         raise EnrolmentFailed(
             "foreign_server",
             "the server's CA is not the one on the card (its fingerprint differs): a server "

@@ -27,7 +27,7 @@ from gatescan.options import (
     Commands,
     add_config_option,
     add_db_option,
-    missing_sqlite_file,
+    no_database,
 )
 
 if TYPE_CHECKING:
@@ -208,9 +208,7 @@ def _with_accounts(
     from server.store.audit import AuditLog
     from server.store.database import Store
 
-    missing = None if new_database_ok else missing_sqlite_file(args.db)
-    if missing is not None:
-        print(f"{args.command}: no database at {missing}", file=sys.stderr)
+    if not new_database_ok and no_database(args.db, args.command):
         return EXIT_BAD_INPUT
     store = Store(args.db)
     try:

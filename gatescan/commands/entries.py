@@ -11,7 +11,7 @@ from gatescan.options import (
     EXIT_BAD_INPUT,
     Commands,
     add_config_option,
-    missing_sqlite_file,
+    no_database,
 )
 
 
@@ -43,9 +43,7 @@ def run_export(args: argparse.Namespace) -> int:
     if not args.db:
         print("gatescan entries export: give --db, or --config server.toml", file=sys.stderr)
         return EXIT_BAD_INPUT
-    missing = missing_sqlite_file(args.db)
-    if missing is not None:
-        print(f"gatescan entries export: no database at {missing}", file=sys.stderr)
+    if no_database(args.db, "gatescan entries export"):
         return EXIT_BAD_INPUT
     try:
         tz = ZoneInfo(args.timezone) if args.timezone else None

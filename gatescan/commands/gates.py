@@ -42,7 +42,7 @@ from gatescan.options import (
     add_config_option,
     add_db_option,
     admin_login,
-    missing_sqlite_file,
+    no_database,
 )
 
 if TYPE_CHECKING:
@@ -160,9 +160,7 @@ def _check_id(device_id: str) -> str:
 def _run(args: argparse.Namespace, work: object, new_database_ok: bool = False) -> int:
     from server.store.database import Store
 
-    missing = None if new_database_ok else missing_sqlite_file(args.db)
-    if missing is not None:
-        print(f"{args.command}: no database at {missing}", file=sys.stderr)
+    if not new_database_ok and no_database(args.db, args.command):
         return EXIT_BAD_INPUT
     store = Store(args.db)
     try:

@@ -17,7 +17,7 @@ from gatescan.options import (
     Commands,
     add_config_option,
     add_db_option,
-    missing_sqlite_file,
+    no_database,
 )
 
 DEFAULT_MQTT_PORT = 8883
@@ -127,9 +127,7 @@ def run_list(args: argparse.Namespace) -> int:
     from server.store.database import Store
     from server.store.gates import GATE_STATES, GateRegistry
 
-    missing = missing_sqlite_file(args.db)
-    if missing is not None:
-        print(f"gatescan site list: no database at {missing}", file=sys.stderr)
+    if no_database(args.db, "gatescan site list"):
         return EXIT_BAD_INPUT
     store = Store(args.db)
     try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from server.store.tables import gates_table
@@ -117,17 +117,14 @@ class GateRegistry:
             ) from None
 
     def get(self, device_id: str) -> GateRecord | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(*_COLUMNS).where(gates_table.c.device_id == device_id)
-            ).first()
-        return None if row is None else _record(row)
+        return self._one(gates_table.c.device_id == device_id)
 
     def by_token(self, token_sha256: str) -> GateRecord | None:
+        return self._one(gates_table.c.token_sha256 == token_sha256)
+
+    def _one(self, where: ColumnElement[bool]) -> GateRecord | None:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(*_COLUMNS).where(gates_table.c.token_sha256 == token_sha256)
-            ).first()
+            row = conn.execute(select(*_COLUMNS).where(where)).first()
         return None if row is None else _record(row)
 
     def all(self) -> list[GateRecord]:

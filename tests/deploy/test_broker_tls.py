@@ -34,13 +34,22 @@ from device.journal.journal import Journal
 from device.uplink.link import Uplink
 from gatescan.testing.samples import sample_draft
 from protocol.broker_tls import BrokerTls, client_tls_context
-from server.collector.service import Collector, MqttClient
+from server.collector.service import Collector
 from server.site.certificates import new_authority, write_certificate
 from server.site.installation import Installation
 from server.store.database import Store
 from tests.support import waiting
 from tests.support.paths import PROJECT_ROOT
-from tests.support.tls_site import SiteBroker, loopback_port, new_site, site_folder, tls_port
+from tests.support.tls_site import (
+    SiteBroker,
+    collector_password,
+    loopback_port,
+    new_site,
+    site_broker,
+    site_collector,
+    site_folder,
+    tls_port,
+)
 
 GATE = "gate-a"
 GATE_PASSWORD = "a-secret-for-tls"
@@ -55,12 +64,8 @@ def site() -> Iterator[Installation]:
 
 @pytest.fixture
 def broker(site: Installation) -> Iterator[SiteBroker]:
-    with SiteBroker(site.files.conf, tls_port(site)) as running:
+    with site_broker(site) as running:
         yield running
-
-
-def collector_password(site: Installation) -> str:
-    return (site.files.folder / "collector.password").read_text(encoding="utf-8").strip()
 
 
 class TlsClient:
@@ -117,15 +122,7 @@ def test_a_gate_and_the_collector_over_tls_deliver_an_event_end_to_end(
     site: Installation, broker: SiteBroker, tmp_path: Path
 ) -> None:
     with Store(tmp_path / "collector.db") as store:
-        collector = Collector(
-            broker_url=site.broker_url,
-            store=store,
-            client_id="collector",
-            username="collector",
-            password=collector_password(site),
-            mqtt_client=MqttClient.TUNED,
-            tls=site_tls(site),
-        )
+        collector = site_collector(site, store)
         collector.start()
         try:
             assert collector.wait_until_subscribed(TIMEOUT), broker.log()

@@ -41,7 +41,7 @@ from gatescan.cli import build_parser
 from gatescan.commands.server import parse_listen
 from gatescan.testing.broker import LocalBroker, free_port
 from gatescan.testing.samples import render_code, sample_people
-from tests.support.tls_site import SiteBroker, new_site, site_folder, tls_port
+from tests.support.tls_site import new_site, site_broker, site_folder
 from tests.support.units import (
     AGENT_UNIT,
     COLLECTOR_UNIT,
@@ -54,6 +54,7 @@ from tests.support.units import (
     service_setting,
     state_directory,
     systemd_analyze,
+    verify_unit,
 )
 from tests.support.waiting import wait_until
 
@@ -142,40 +143,17 @@ def test_a_unit_without_sandboxing_is_over_the_bar(tmp_path: Path) -> None:
     assert exposure(bare) > ISSUE_13_BAR
 
 
-def verify(tmp_path: Path, name: str, text: str) -> str:
-    """`systemd-analyze verify` of a unit with this text, in a tree of its own (see the module's
-    docstring); returns what it said, "" when it found nothing."""
-    root = tmp_path / "root"
-    units = root / "etc" / "systemd" / "system"
-    units.mkdir(parents=True, exist_ok=True)
-    for target in ("sysinit.target", "basic.target", "shutdown.target"):
-        (units / target).write_text("[Unit]\n", encoding="utf-8")
-    (units / name).write_text(text, encoding="utf-8")
-    program = root / exec_start(read_unit(name))[0].lstrip("/")
-    program.parent.mkdir(parents=True, exist_ok=True)
-    program.write_text("#!/bin/sh\n", encoding="utf-8")
-    program.chmod(0o755)
-    done = subprocess.run(
-        [systemd_analyze(), "verify", f"--root={root}", "--man=no", name],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-    )
-    said = done.stdout + done.stderr
-    return f"exit {done.returncode}: {said}" if done.returncode else said
-
-
 @pytest.mark.parametrize("name", UNIT_NAMES)
 def test_systemd_verifies_each_unit(tmp_path: Path, name: str) -> None:
-    assert verify(tmp_path, name, (UNITS_DIR / name).read_text(encoding="utf-8")) == ""
+    text = (UNITS_DIR / name).read_text(encoding="utf-8")
+    assert verify_unit(tmp_path / "root", name, text) == ""
 
 
 def test_verify_reports_a_mistyped_setting(tmp_path: Path) -> None:
     """The check can fail: a misspelt key and a bad mode are reported."""
     text = (UNITS_DIR / SERVER_UNIT).read_text(encoding="utf-8")
     text = text.replace("ProtectHome=yes", "ProtectHom=yes").replace("UMask=0077", "UMask=0978")
-    said = verify(tmp_path, SERVER_UNIT, text)
+    said = verify_unit(tmp_path / "root", SERVER_UNIT, text)
     assert "Unknown key 'ProtectHom'" in said
     assert "0978" in said
 
@@ -242,7 +220,7 @@ def test_the_server_units_command_leaves_only_private_files(tmp_path: Path) -> N
         state = tmp_path / "state"
         state.mkdir(mode=int(service_setting(unit, "StateDirectoryMode"), 8))
         port = free_port()
-        with SiteBroker(site.files.conf, tls_port(site)):
+        with site_broker(site):
             args[args.index("--config") + 1] = str(site.server_config)
             db = option(args, "--db")
             args[args.index("--db") + 1] = db.replace(str(state_directory(unit)), str(state))

@@ -38,6 +38,16 @@ def gatescan_dashboard(args: Sequence[str], db: Path, cwd: Path) -> Iterator[int
     """`gatescan ARGS --db DB` (`server` or `web`) serving on a free port of 127.0.0.1 until the
     block ends: the port. The process is killed at the end; its output is in a failure's
     message if it ends by itself."""
+    with dashboard_process(args, db, cwd) as (_, port):
+        yield port
+
+
+@contextmanager
+def dashboard_process(
+    args: Sequence[str], db: Path, cwd: Path
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`gatescan_dashboard`, with the process too: for a test that stops it itself (SIGTERM) and
+    reads its output."""
     from gatescan.testing.broker import free_port
     from tests.support.waiting import wait_until
 
@@ -63,7 +73,7 @@ def gatescan_dashboard(args: Sequence[str], db: Path, cwd: Path) -> Iterator[int
 
     try:
         wait_until(answers, 30, "the dashboard to answer")
-        yield port
-    finally:
+        yield process, port
+    finally:  # kill() leaves a process that has ended alone; communicate() then gives its output
         process.kill()
         process.communicate()

@@ -1,7 +1,8 @@
 """A small client of the enrolment contract (protocol/enrolment.py), as a gate speaks it: fetch
 the CA unverified, pin it by the code's fingerprint, then exchange the token over TLS verified
-against that CA alone, host name checked. The gate's own client lives in device/; this one is
-for the server's tests."""
+against that CA alone, host name checked. The first step is the gate's own (device/enrolment/);
+the second stays here, raw, for the server's tests: it sends any body (hostile ones too) and
+gives back the status and headers, which the gate's client turns into a grant or a refusal."""
 
 from __future__ import annotations
 
@@ -12,16 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
+from device.enrolment.client import fetch_ca
 from protocol.enrolment import (
-    CA_PATH,
     EXCHANGE_PATH,
     EnrolmentCode,
     EnrolmentGrant,
     EnrolmentRefusal,
-    ca_fingerprint,
+    EnrolmentRequest,
 )
 
 TIMEOUT_S = 10.0
@@ -51,22 +49,10 @@ def _connection(server: str, context: ssl.SSLContext) -> http.client.HTTPSConnec
 
 
 def fetch_pinned_ca(code: EnrolmentCode) -> str:
-    """Step 1: the CA's PEM, from a connection not yet verified; AssertionError unless its DER's
-    SHA-256 is the code's."""
-    unverified = ssl.create_default_context()
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
-    connection = _connection(code.server, unverified)
-    try:
-        connection.request("GET", CA_PATH)
-        response = connection.getresponse()
-        pem = response.read().decode("ascii")
-    finally:
-        connection.close()
-    assert response.status == 200, response.status
-    der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
-    assert ca_fingerprint(der) == code.ca_sha256, "the server's CA is not the card's"
-    return pem
+    """Step 1, as the gate takes it (device/enrolment/client.py's `fetch_ca`): the CA's PEM,
+    fetched unverified and pinned by the code's fingerprint; EnrolmentFailed unless it is the
+    code's."""
+    return ssl.DER_cert_to_PEM_cert(fetch_ca(code, TIMEOUT_S, TIMEOUT_S))
 
 
 def post_exchange(server: str, ca_pem: str, body: bytes) -> Answer:
@@ -89,6 +75,5 @@ def post_exchange(server: str, ca_pem: str, body: bytes) -> Answer:
 def enrol(code: EnrolmentCode, agent_version: str = "test", hardware: str = "") -> Answer:
     """The whole exchange for a card's code."""
     ca_pem = fetch_pinned_ca(code)
-    body = {"handshake": 1, "token": code.token, "agent_version": agent_version,
-            "hardware": hardware}  # fmt: skip
-    return post_exchange(code.server, ca_pem, json.dumps(body).encode())
+    request = EnrolmentRequest(token=code.token, agent_version=agent_version, hardware=hardware)
+    return post_exchange(code.server, ca_pem, request.model_dump_json().encode("utf-8"))

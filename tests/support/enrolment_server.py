@@ -27,6 +27,8 @@ from protocol.enrolment import (
     EnrolmentRequest,
     ca_fingerprint,
 )
+from protocol.verdicts import Direction
+from server.site.installation import Installation
 
 # A refusal reason a token is set to answer with, instead of a grant.
 Answer = EnrolmentGrant | str
@@ -91,6 +93,33 @@ class EnrolmentServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+def site_grant(site: Installation, device_id: str, password: str) -> EnrolmentGrant:
+    """The grant a server of this site gives a gate: its broker, its CA."""
+    return EnrolmentGrant(
+        device_id=device_id,
+        site_id="Bệnh viện Chợ Rẫy",
+        location="Cổng chính",
+        direction=Direction.IN,
+        broker_url=site.broker_url,
+        username=device_id,
+        password=password,
+        ca_pem=site.files.ca_file.read_text(encoding="ascii"),
+    )
+
+
+def site_enrolment_server(
+    site: Installation, tokens: Mapping[str, Answer], served_ca: Path | None = None
+) -> EnrolmentServer:
+    """An EnrolmentServer with the site's broker certificate, its CA the site's own."""
+    return EnrolmentServer(
+        certfile=site.files.certfile,
+        keyfile=site.files.keyfile,
+        ca_file=site.files.ca_file,
+        tokens=tokens,
+        served_ca=served_ca,
+    )
 
 
 def _handler(server: EnrolmentServer) -> type[BaseHTTPRequestHandler]:

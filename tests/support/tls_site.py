@@ -21,8 +21,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gatescan.testing.broker import free_port, stop_mosquitto
-from server.site.broker_config import password_line
-from server.site.installation import Installation, SiteRequest, init_site
+from protocol.broker_tls import BrokerTls
+from server.collector.service import Collector, MqttClient
+from server.site.broker_config import COLLECTOR_USER, password_line
+from server.site.installation import (
+    COLLECTOR_PASSWORD_NAME,
+    Installation,
+    SiteRequest,
+    init_site,
+)
+from server.store.database import Store
 
 STARTUP_TIMEOUT_S = 10.0
 
@@ -111,6 +119,30 @@ class SiteBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def collector_password(site: Installation) -> str:
+    """The collector's broker password, as `site init` wrote it beside server.toml."""
+    return (site.files.folder / COLLECTOR_PASSWORD_NAME).read_text(encoding="utf-8").strip()
+
+
+def site_collector(site: Installation, store: Store) -> Collector:
+    """The site's collector (not started), logged in as server.toml has it: the collector's
+    broker user and password, the broker's certificate checked against the site's CA."""
+    return Collector(
+        broker_url=site.broker_url,
+        store=store,
+        client_id="collector",
+        username=COLLECTOR_USER,
+        password=collector_password(site),
+        mqtt_client=MqttClient.TUNED,
+        tls=BrokerTls(ca_file=site.files.ca_file),
+    )
+
+
+def site_broker(site: Installation) -> SiteBroker:
+    """The site's own broker, from its mosquitto.conf, on its TLS port (not started)."""
+    return SiteBroker(site.files.conf, tls_port(site))
 
 
 def running_as_root() -> bool:

@@ -61,11 +61,18 @@ def in_thread(target: object) -> threading.Thread:
 # --- the fake blocks as picamera2 does ------------------------------------------------------
 
 
-def test_fake_keeps_a_timed_out_capture_queued_and_a_stop_waits_behind_it() -> None:
-    camera = FakePicamera2()
+def started_unplugged(version: str | None = None) -> FakePicamera2:
+    """A fake camera (of picamera2 `version`, else the fake's own) configured and started, then
+    unplugged: no frame comes until replug()."""
+    camera = FakePicamera2() if version is None else FakePicamera2(version=version)
     camera.configure(camera.create_video_configuration(lores={"size": (64, 48)}))
     camera.start()
     camera.unplug()
+    return camera
+
+
+def test_fake_keeps_a_timed_out_capture_queued_and_a_stop_waits_behind_it() -> None:
+    camera = started_unplugged()
     with pytest.raises(TimeoutError):
         camera.capture_request(wait=0.05)
     assert camera.queued_jobs == ["capture_request"], "picamera2 keeps the timed-out job"
@@ -79,10 +86,7 @@ def test_fake_keeps_a_timed_out_capture_queued_and_a_stop_waits_behind_it() -> N
 
 
 def test_fake_stops_at_once_after_cancel_all_and_flush_and_the_waiter_is_cancelled() -> None:
-    camera = FakePicamera2()
-    camera.configure(camera.create_video_configuration(lores={"size": (64, 48)}))
-    camera.start()
-    camera.unplug()
+    camera = started_unplugged()
     outcome: list[BaseException] = []
 
     def capture() -> None:
@@ -101,10 +105,7 @@ def test_fake_stops_at_once_after_cancel_all_and_flush_and_the_waiter_is_cancell
 
 
 def test_fake_close_ends_the_event_loop_first_so_it_stops_without_waiting_for_the_queue() -> None:
-    camera = FakePicamera2()
-    camera.configure(camera.create_video_configuration(lores={"size": (64, 48)}))
-    camera.start()
-    camera.unplug()
+    camera = started_unplugged()
     with pytest.raises(TimeoutError):
         camera.capture_request(wait=0.05)
     closing = in_thread(camera.close)
@@ -114,10 +115,7 @@ def test_fake_close_ends_the_event_loop_first_so_it_stops_without_waiting_for_th
 
 
 def test_fake_before_0_3_20_takes_a_numeric_wait_as_wait_for_ever() -> None:
-    camera = FakePicamera2(version="0.3.19")
-    camera.configure(camera.create_video_configuration(lores={"size": (64, 48)}))
-    camera.start()
-    camera.unplug()
+    camera = started_unplugged(version="0.3.19")
     capturing = in_thread(lambda: camera.capture_request(wait=0.05))
     capturing.join(0.3)
     assert capturing.is_alive(), "no TimeoutError: the 0.05 s were not honoured"

@@ -11,7 +11,6 @@ import pytest
 from device.enrolment.client import EnrolmentFailed, enrol
 from gatescan.testing.broker import free_port
 from protocol.enrolment import EnrolmentGrant, parse_enrolment_code
-from protocol.verdicts import Direction
 from server.site.certificates import (
     issue_server_certificate,
     new_authority,
@@ -19,37 +18,18 @@ from server.site.certificates import (
     write_private_key,
 )
 from server.site.installation import Installation
-from tests.support.enrolment_server import EnrolmentServer
+from tests.support.enrolment_server import EnrolmentServer, site_enrolment_server, site_grant
 
 TOKEN = "t" * 40
 
 
 def grant_for(site: Installation) -> EnrolmentGrant:
-    return EnrolmentGrant(
-        device_id="gate-lobby-1",
-        site_id="Bệnh viện Chợ Rẫy",
-        location="Cổng chính",
-        direction=Direction.IN,
-        broker_url=site.broker_url,
-        username="gate-lobby-1",
-        password="p" * 24,
-        ca_pem=site.files.ca_file.read_text(encoding="ascii"),
-    )
-
-
-def server_for(site: Installation, tokens: dict[str, object], **kwargs: object) -> EnrolmentServer:
-    return EnrolmentServer(
-        certfile=site.files.certfile,
-        keyfile=site.files.keyfile,
-        ca_file=site.files.ca_file,
-        tokens=tokens,  # type: ignore[arg-type]
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return site_grant(site, "gate-lobby-1", "p" * 24)
 
 
 def test_a_good_card_is_exchanged_for_the_grant_once(site: Installation) -> None:
     grant = grant_for(site)
-    with server_for(site, {TOKEN: grant}) as server:
+    with site_enrolment_server(site, {TOKEN: grant}) as server:
         code = parse_enrolment_code(server.code(TOKEN))
         assert enrol(code, agent_version="1.2.3", hardware="Raspberry Pi 5") == grant
         with pytest.raises(EnrolmentFailed) as again:
@@ -66,7 +46,10 @@ def test_a_good_card_is_exchanged_for_the_grant_once(site: Installation) -> None
 def test_a_refused_token_says_the_servers_reason(
     site: Installation, answer: str, retry: bool
 ) -> None:
-    with server_for(site, {TOKEN: answer}) as server, pytest.raises(EnrolmentFailed) as refused:
+    with (
+        site_enrolment_server(site, {TOKEN: answer}) as server,
+        pytest.raises(EnrolmentFailed) as refused,
+    ):
         enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
     assert (refused.value.reason, refused.value.retry) == (answer, retry)
     assert TOKEN not in str(refused.value)
@@ -77,7 +60,7 @@ def test_a_server_showing_another_ca_is_foreign_and_gets_no_token(
 ) -> None:
     foreign = tmp_path / "foreign-ca.crt"
     write_certificate(foreign, new_authority("impostor").certificate)
-    server = server_for(site, {TOKEN: grant_for(site)}, served_ca=foreign)
+    server = site_enrolment_server(site, {TOKEN: grant_for(site)}, served_ca=foreign)
     with server, pytest.raises(EnrolmentFailed) as refused:
         enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
     assert (refused.value.reason, refused.value.retry) == ("foreign_server", False)
@@ -85,7 +68,7 @@ def test_a_server_showing_another_ca_is_foreign_and_gets_no_token(
 
 
 def test_a_card_whose_fingerprint_is_not_the_servers_ca_is_refused(site: Installation) -> None:
-    with server_for(site, {TOKEN: grant_for(site)}) as server:
+    with site_enrolment_server(site, {TOKEN: grant_for(site)}) as server:
         code = parse_enrolment_code(server.code(TOKEN, ca_sha256="0" * 64))
         with pytest.raises(EnrolmentFailed) as refused:
             enrol(code, agent_version="1")
@@ -145,7 +128,7 @@ def test_a_grant_whose_ca_cannot_be_used_is_a_bad_answer(site: Installation) -> 
     hostile = grant_for(site).model_copy(
         update={"ca_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}
     )
-    server = server_for(site, {TOKEN: hostile})
+    server = site_enrolment_server(site, {TOKEN: hostile})
     with server, pytest.raises(EnrolmentFailed) as refused:
         enrol(parse_enrolment_code(server.code(TOKEN)), agent_version="1")
     assert (refused.value.reason, refused.value.retry) == ("bad_answer", False)

@@ -17,7 +17,7 @@ from gatescan.testing.broker import free_port
 from protocol.broker_tls import BrokerTls
 from server.site.certificates import new_authority, write_certificate
 from server.site.installation import Installation
-from tests.support.tls_site import SiteBroker, new_site, site_folder, tls_port
+from tests.support.tls_site import new_site, site_broker, site_folder
 from tests.support.waiting import wait_until
 
 GATE, PASSWORD = "gate-states", "the-right-password-1"
@@ -27,7 +27,7 @@ GATE, PASSWORD = "gate-states", "the-right-password-1"
 def site() -> Iterator[Installation]:
     with site_folder() as folder:
         installation = new_site(folder, gates={GATE: PASSWORD})
-        with SiteBroker(installation.files.conf, tls_port(installation)):
+        with site_broker(installation):
             yield installation
 
 

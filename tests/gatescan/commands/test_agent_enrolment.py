@@ -19,15 +19,12 @@ import pytest
 from device.enrolment.identity import CA_FILE, GRANT_FILE, identity_dir
 from device.indicator.pin_log import read_pin_log
 from gatescan.testing.samples import cccd_payload, write_replay_folder
-from protocol.broker_tls import BrokerTls
 from protocol.enrolment import EnrolmentGrant
-from protocol.verdicts import Direction
-from server.collector.service import Collector, MqttClient
 from server.site.certificates import new_authority, write_certificate
 from server.site.installation import Installation
 from server.store.database import Store
-from tests.support.enrolment_server import Answer, EnrolmentServer
-from tests.support.tls_site import SiteBroker, new_site, site_folder, tls_port
+from tests.support.enrolment_server import Answer, site_enrolment_server, site_grant
+from tests.support.tls_site import new_site, site_broker, site_collector, site_folder
 from tests.support.waiting import wait_until
 
 DEVICE = "gate-enrolled-1"
@@ -44,28 +41,8 @@ def site() -> Iterator[Installation]:
 
 
 def grant(site: Installation) -> EnrolmentGrant:
-    return EnrolmentGrant(
-        device_id=DEVICE,
-        site_id="Bệnh viện Chợ Rẫy",
-        location="Cổng chính",
-        direction=Direction.IN,
-        broker_url=site.broker_url,
-        username=DEVICE,
-        password=PASSWORD,
-        ca_pem=site.files.ca_file.read_text(encoding="ascii"),
-    )
-
-
-def enrolment_server(
-    site: Installation, tokens: dict[str, Answer], served_ca: Path | None = None
-) -> EnrolmentServer:
-    return EnrolmentServer(
-        certfile=site.files.certfile,
-        keyfile=site.files.keyfile,
-        ca_file=site.files.ca_file,
-        tokens=tokens,
-        served_ca=served_ca,
-    )
+    """A grant the site's broker takes: DEVICE is one of its users (the site fixture)."""
+    return site_grant(site, DEVICE, PASSWORD)
 
 
 class GateProcess:
@@ -108,19 +85,11 @@ def test_a_gate_in_setup_mode_enrols_from_its_card_and_publishes_over_tls(
 ) -> None:
     data_dir = tmp_path / "gate"
     with (
-        SiteBroker(site.files.conf, tls_port(site)) as broker,
-        enrolment_server(site, {TOKEN: grant(site)}) as server,
+        site_broker(site) as broker,
+        site_enrolment_server(site, {TOKEN: grant(site)}) as server,
         Store(tmp_path / "collector.db") as store,
     ):
-        collector = Collector(
-            broker_url=site.broker_url,
-            store=store,
-            client_id="collector",
-            username="collector",
-            password=(site.files.folder / "collector.password").read_text().strip(),
-            mqtt_client=MqttClient.TUNED,
-            tls=BrokerTls(ca_file=site.files.ca_file),
-        )
+        collector = site_collector(site, store)
         collector.start()
         source = replay(tmp_path / "replay", [server.code(TOKEN).encode(), None, CARD])
         gate = GateProcess(tmp_path, ["--data-dir", str(data_dir), "--source", source])
@@ -168,7 +137,7 @@ def test_a_refused_card_leaves_the_gate_in_setup_mode_with_no_identity(
     if case == "foreign_server":
         tokens = {TOKEN: grant(site)}
     data_dir = tmp_path / "gate"
-    with enrolment_server(site, tokens, served_ca=foreign) as server:
+    with site_enrolment_server(site, tokens, served_ca=foreign) as server:
         text = server.code(TOKEN)
         if case == "broken":
             text = text.replace("https", "http", 1)  # the server must be https://
@@ -203,7 +172,7 @@ def test_the_enrolment_file_beside_the_config_enrols_the_gate(
         f'data_dir = "{data_dir}"\n[camera]\ntype = "replay"\nfolder = "frames"\nloop = true\n'
     )
     write_replay_folder(folder / "frames", [None], frame_size=(320, 240))
-    with enrolment_server(site, {TOKEN: grant(site)}) as server:
+    with site_enrolment_server(site, {TOKEN: grant(site)}) as server:
         (folder / "enrolment.txt").write_text(server.code(TOKEN) + "\n")
         gate = GateProcess(tmp_path, ["--config", str(config)])
         try:
@@ -219,7 +188,7 @@ def test_a_busy_server_is_asked_again_with_the_same_card_until_it_grants(
     site: Installation, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "gate"
-    with enrolment_server(site, {TOKEN: "busy"}) as server:
+    with site_enrolment_server(site, {TOKEN: "busy"}) as server:
         source = replay(tmp_path / "replay", [server.code(TOKEN).encode()])
         gate = GateProcess(tmp_path, ["--data-dir", str(data_dir), "--source", source])
         try:

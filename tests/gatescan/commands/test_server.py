@@ -4,11 +4,9 @@ processes on a real database, a real broker and a real gate uplink."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -21,12 +19,12 @@ import pytest
 
 from device.journal.journal import Journal
 from device.uplink.link import Placement, Uplink
-from gatescan.testing.broker import LocalBroker, free_port
+from gatescan.testing.broker import LocalBroker
 from protocol.verdicts import Direction
 from server.accounts.users import Accounts, Role
 from server.store.audit import AuditLog
 from server.store.database import Store
-from tests.support.cli import run_gatescan
+from tests.support.cli import dashboard_process, run_gatescan
 from tests.support.waiting import wait_until
 from tests.support.web import cccd_event
 
@@ -120,32 +118,10 @@ def serve(tmp_path: Path, db: Path, args: Sequence[str]) -> Iterator[Served]:
     """The command running on a free port until the block ends (SIGTERM is up to the test)."""
     with Store(db) as store:
         token = Accounts(store.engine).create_token("test", Role.ADMIN)
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gatescan.cli",
-            *args,
-            "--db",
-            str(db),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    served = Served(process, port, token)
-    try:
-        wait_until(served.up, 30, "the dashboard to answer")
+    with dashboard_process(args, db, tmp_path) as (process, port):
+        served = Served(process, port, token)
+        wait_until(served.up, 30, "the dashboard's login page")
         yield served
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 @pytest.fixture

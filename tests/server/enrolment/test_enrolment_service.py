@@ -42,7 +42,7 @@ from server.store.database import Store
 from tests.support.cli import run_gatescan
 from tests.support.enrol_client import Answer, enrol, fetch_pinned_ca, post_exchange
 from tests.support.paths import PROJECT_ROOT
-from tests.support.tls_site import SiteBroker, new_site, site_folder, tls_port
+from tests.support.tls_site import SiteBroker, new_site, site_broker, site_folder, tls_port
 from tests.support.waiting import wait_until
 
 TIMEOUT = 20.0
@@ -99,7 +99,7 @@ def _answers(port: int) -> bool:
 def server() -> Iterator[SiteServer]:
     with site_folder() as folder:
         site = new_site(folder)
-        with SiteBroker(site.files.conf, tls_port(site)) as broker:
+        with site_broker(site) as broker:
             log_path = folder.parent / "server.log"
             env = {k: v for k, v in os.environ.items() if not k.startswith("GATESCAN_")}
             with log_path.open("w") as log:
@@ -429,7 +429,7 @@ def test_a_broker_that_cannot_be_reached_spends_nothing(server: SiteServer) -> N
     server.broker.stop()
     busy = enrol(code)
     assert (busy.status, busy.refusal.reason) == (429, "busy")
-    restarted = SiteBroker(server.site.files.conf, tls_port(server.site)).start()
+    restarted = site_broker(server.site).start()
     try:
         wait_until(lambda: enrol(code).status == 200, TIMEOUT, "the enrolment after the restart")
     finally:
