@@ -18,9 +18,12 @@ lint: bootstrap
 typecheck: bootstrap
 	$(BIN)/mypy
 
-# The default suite: everything but the long fault scenarios (a few minutes).
+# The default suite: everything but the long fault scenarios (a few minutes), on PYTEST_WORKERS
+# processes (pytest-xdist; every test starts its own brokers and servers on free ports, so they
+# run side by side). PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= 2
 unit: bootstrap
-	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
