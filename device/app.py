@@ -179,6 +179,9 @@ def build_agent(
     )
     indicator = build_indicator(config, pin_factory, extra_indicators)
     health = Health()
+    # Known before the first light: a gate whose clock is not synchronised never shows "running"
+    # for the second before its frame watch first reads the clock.
+    health.set_clock_synced(clock.is_synced())
     uplink = build_uplink(config, journal, boot_id, health)
     health_changed(health, indicator, uplink, notifier)
     source = source or ReopeningSource(lambda: open_source(config))

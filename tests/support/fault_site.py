@@ -35,6 +35,7 @@ from device.decode.backends import make_decoder
 from device.indicator.pin_log import PinChange, read_pin_log
 from device.journal.journal import Journal
 from device.journal.outbox import PendingEvent
+from device.system.clock import FAULT_CLOCK_ENV
 from firmware_config.schema import IndicatorConfig
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import blank_frame, cccd_payload, render_code, sample_cards
@@ -219,12 +220,15 @@ def start_agent(
     env: Mapping[str, str] | None = None,
 ) -> LoggedProcess:
     """`python -m gatescan.cli agent`, the gate as systemd runs it; `env` adds to the test's
-    environment (a pin log, failpoints)."""
+    environment (a pin log, failpoints). Its clock says it is synchronised unless the test's
+    environment or `env` names another GATESCAN_FAULT_CLOCK: whether this machine's clock is
+    synchronised must not change what a scenario sees (an unsynchronised one shows
+    `clock_unsynced`, not `idle`, once back)."""
     return LoggedProcess(
         [sys.executable, "-m", "gatescan.cli", "agent", "--config", str(config),
          "--broker", broker_url, "--device-id", device_id, "--data-dir", str(data_dir)],
         log_path,
-        env,
+        {**({} if FAULT_CLOCK_ENV in os.environ else {FAULT_CLOCK_ENV: "synced"}), **(env or {})},
     )  # fmt: skip
 
 
