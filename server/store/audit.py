@@ -24,6 +24,8 @@ AuditAction = Literal[
     "logout",
     "account",
     "gate",  # `gatescan gate add|revoke|replace|retire`, and an enrolment
+    "key",  # `gatescan key rotate|retire`
+    "pass",  # `gatescan pass issue|revoke`
 ]
 
 

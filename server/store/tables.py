@@ -1,10 +1,11 @@
-"""The collector's database schema: entries, devices, dead letters, accounts and the gate
-registry (SQLAlchemy Core).
+"""The collector's database schema: entries, devices, dead letters, accounts, the gate
+registry, and the site keys and passes (SQLAlchemy Core).
 
 The SQL stays portable so PostgreSQL can take over from SQLite when one machine is not enough.
 Every timestamp is stored and read as timezone-aware UTC. Columns added after a table first
 shipped are added to an existing database by `upgrade_schema`, so an older database file
-keeps working (a new column always has a default).
+keeps working (a new column always has a default). A new table (site_keys, passes) is made in
+an older database by `create_all`, which the store runs before `upgrade_schema`.
 """
 
 from __future__ import annotations
@@ -218,6 +219,38 @@ gates_table = Table(
     Column("hardware", String(200), nullable=False, default=""),
     Column("agent_version", String(200), nullable=False, default=""),
     Column("enrolments", Integer, nullable=False, default=0),  # cards enrolled for this id
+)
+
+# A site's pass-signing keys (server/store/site_keys.py). The private key is kept raw, as the
+# 32 bytes of an Ed25519 seed: the database file is 0600 and holds everything else a site has;
+# it is never printed or logged. key_id is what a pass names (1..65535, unique per installation).
+site_keys_table = Table(
+    "site_keys",
+    metadata,
+    Column("key_id", Integer, primary_key=True, autoincrement=False),
+    Column("site_id", String(200), nullable=False),
+    Column("state", String(16), nullable=False),  # active / verify-only / retired
+    Column("public_key", LargeBinary, nullable=False),  # 32 bytes, raw
+    Column("private_key", LargeBinary, nullable=False),  # 32 bytes, raw: never shown
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("retired_at", UtcDateTime, nullable=True),
+    Index("ix_site_keys_site_id", "site_id"),
+)
+
+# Passes a site issued (server/store/site_keys.py): the registry maps a pass id to its holder.
+passes_table = Table(
+    "passes",
+    metadata,
+    Column("pass_id", String(16), primary_key=True),  # 16 hex digits
+    Column("holder_name", String(200), nullable=False),  # NFC, as given
+    Column("site_id", String(200), nullable=False),
+    Column("key_id", Integer, nullable=False),
+    Column("valid_from", UtcDateTime, nullable=False),
+    Column("valid_until", UtcDateTime, nullable=False),
+    Column("issued", Boolean, nullable=False, default=True),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),  # None: not revoked
+    Index("ix_passes_site_id", "site_id"),
 )
 
 # Indexes a shipped version made and this one does not: dropped when a database is opened.

@@ -1,0 +1,316 @@
+"""A site's signing keys and its passes from the command line: `gatescan key rotate|list|retire`
+and `gatescan pass issue|list|revoke`.
+
+    gatescan key rotate --site hq --config server.toml
+    gatescan pass issue "Nguyễn Thị Minh Khai" --site hq --valid-until 2026-12-31T18:00+07:00 \\
+        --qr minh-khai.png --config server.toml
+
+`key rotate` makes a new active key for a site (it signs new passes); the one active before
+becomes verify-only (the passes it signed still verify). `key retire ID` makes a key verify
+nothing; a site's only active key is never retired. `pass issue` signs a pass
+(protocol/passes.py) with the site's active key, records it (holder, window, key) and writes
+its QR (PNG or SVG, by the file's suffix; error correction M, a version 5 code). `pass revoke`
+marks a pass revoked in the registry (telling the gates is the next step).
+
+Exit codes: 0 done; 2 bad input (a time without its zone, a window that ends before it begins,
+an unknown image kind, a site with no key, retiring the only active key); 3 no such key or pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import unicodedata
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from gatescan.commands.accounts import local_time, print_table
+from gatescan.options import (
+    EXIT_BAD_INPUT,
+    EXIT_NO_SUCH,
+    EXIT_OK,
+    Commands,
+    add_config_option,
+    add_db_option,
+    no_database,
+)
+
+if TYPE_CHECKING:
+    from server.store.database import Store
+
+MAX_TEXT = 200
+QR_KINDS = {".png": "png", ".svg": "svg"}
+
+
+def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    key = commands.add_parser("key", help="a site's pass-signing keys")
+    actions = key.add_subparsers(title="actions", metavar="ACTION", required=True)
+    rotate = _action(
+        actions, "rotate", "a new active key for a site (the old one: verify-only)", run_key_rotate
+    )
+    rotate.add_argument("--site", required=True, help="the site (a name, e.g. hq)")
+    listing = _action(actions, "list", "keys: id, site, state, created, fingerprint", run_key_list)
+    listing.add_argument("--site", help="only this site's keys")
+    retire = _action(actions, "retire", "a key verifies nothing from now on", run_key_retire)
+    retire.add_argument("key_id", metavar="ID", type=int)
+
+    pass_ = commands.add_parser("pass", help="passes a site issues (signed QR codes)")
+    actions = pass_.add_subparsers(title="actions", metavar="ACTION", required=True)
+    issue = _action(actions, "issue", "sign a pass for a person and write its QR", run_issue)
+    issue.add_argument("name", metavar="NAME", help="the holder's name, as written")
+    issue.add_argument("--site", required=True, help="the site whose key signs it")
+    issue.add_argument(
+        "--valid-from",
+        metavar="TIME",
+        help="ISO 8601 with its zone, e.g. 2026-12-06T08:00+07:00 (default: now)",
+    )
+    issue.add_argument(
+        "--valid-until",
+        metavar="TIME",
+        required=True,
+        help="ISO 8601 with its zone: the pass ends at this minute",
+    )
+    issue.add_argument(
+        "--qr",
+        type=Path,
+        required=True,
+        metavar="FILE.png|FILE.svg",
+        help="where to write the pass's QR (the kind from the suffix)",
+    )
+    plist = _action(actions, "list", "passes: id, holder, site, window, state", run_pass_list)
+    plist.add_argument("--site", help="only this site's passes")
+    revoke = _action(actions, "revoke", "mark a pass revoked", run_pass_revoke)
+    revoke.add_argument("pass_id", metavar="PASS_ID", help="16 hex digits (gatescan pass list)")
+
+
+def _action(
+    actions: Commands[argparse.ArgumentParser], name: str, help: str, run: object
+) -> argparse.ArgumentParser:
+    parser = actions.add_parser(name, help=help, description=help)
+    add_db_option(parser)
+    add_config_option(parser)
+    parser.set_defaults(run=run, command=parser.prog)
+    return parser
+
+
+class PassStop(Exception):
+    """A command stops: `code` its exit code, str() the line for the admin."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _run(args: argparse.Namespace, work: object, new_database_ok: bool = False) -> int:
+    from server.store.database import Store
+
+    if not new_database_ok and no_database(args.db, args.command):
+        return EXIT_BAD_INPUT
+    store = Store(args.db)
+    try:
+        return int(work(store))  # type: ignore[operator]
+    except PassStop as stop:
+        print(f"{args.command}: {stop}", file=sys.stderr)
+        return stop.code
+    finally:
+        store.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_text(flag: str, text: str) -> str:
+    cleaned = unicodedata.normalize("NFC", text.strip())
+    if not cleaned:
+        raise PassStop(EXIT_BAD_INPUT, f"{flag} is empty")
+    if len(cleaned) > MAX_TEXT or any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
+        raise PassStop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
+    return cleaned
+
+
+def _audit(
+    store: Store, action: Literal["key", "pass"], subject: str, change: str, **details: object
+) -> None:
+    from gatescan.commands.accounts import _actor
+    from server.store.audit import AuditLog
+
+    AuditLog(store.engine).record(_actor(), action, subject, {"change": change, **details})
+
+
+# --- key ---------------------------------------------------------------------------------------
+
+
+def run_key_rotate(args: argparse.Namespace) -> int:
+    from server.store.site_keys import SiteKeyError, SiteKeys
+
+    def rotate(store: Store) -> int:
+        site = _check_text("--site", args.site)
+        keys = SiteKeys(store.engine)
+        before = keys.active(site)
+        try:
+            key = keys.rotate(site, _now())
+        except SiteKeyError as exc:
+            raise PassStop(EXIT_BAD_INPUT, str(exc)) from None
+        _audit(store, "key", str(key.key_id), "key rotate", site=site)
+        print(f"key {key.key_id} (site {site}) active, fingerprint {key.fingerprint()}")
+        if before is not None:
+            print(f"  key {before.key_id} is verify-only: the passes it signed still verify")
+        return EXIT_OK
+
+    return _run(args, rotate, new_database_ok=True)
+
+
+def run_key_list(args: argparse.Namespace) -> int:
+    from server.store.site_keys import SiteKeys
+
+    def show(store: Store) -> int:
+        rows = [
+            (
+                str(k.key_id),
+                k.site_id,
+                k.state,
+                local_time(k.created_at),
+                local_time(k.retired_at) if k.retired_at else "-",
+                k.fingerprint(),
+            )
+            for k in SiteKeys(store.engine).all(args.site)
+        ]
+        print_table(("ID", "SITE", "STATE", "CREATED", "RETIRED", "FINGERPRINT"), rows)
+        return EXIT_OK
+
+    return _run(args, show)
+
+
+def run_key_retire(args: argparse.Namespace) -> int:
+    from server.store.site_keys import SiteKeyError, SiteKeys
+
+    def retire(store: Store) -> int:
+        try:
+            key = SiteKeys(store.engine).retire(args.key_id, _now())
+        except SiteKeyError as exc:
+            code = EXIT_NO_SUCH if exc.reason == "unknown" else EXIT_BAD_INPUT
+            raise PassStop(code, str(exc)) from None
+        _audit(store, "key", str(key.key_id), "key retire", site=key.site_id)
+        print(f"key {key.key_id} (site {key.site_id}) retired: its passes no longer verify")
+        return EXIT_OK
+
+    return _run(args, retire)
+
+
+# --- pass --------------------------------------------------------------------------------------
+
+
+def parse_time(flag: str, text: str) -> datetime:
+    """An ISO 8601 time that says its zone, or PassStop."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise PassStop(
+            EXIT_BAD_INPUT, f"{flag} {text!r} is not an ISO 8601 time (e.g. 2026-12-06T08:00+07:00)"
+        ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise PassStop(
+            EXIT_BAD_INPUT, f"{flag} {text!r} does not say its time zone: add it, e.g. +07:00 or Z"
+        )
+    return moment.astimezone(UTC)
+
+
+def _floor_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def run_issue(args: argparse.Namespace) -> int:
+    from protocol.passes import PassBody, new_pass_id, sign_pass
+    from server.store.site_keys import PassRecord, PassRegistry, SiteKeys
+
+    def issue(store: Store) -> int:
+        name = _check_text("NAME", args.name)
+        site = _check_text("--site", args.site)
+        kind = QR_KINDS.get(args.qr.suffix.lower())
+        if kind is None:
+            raise PassStop(EXIT_BAD_INPUT, f"--qr {args.qr}: write a .png or an .svg file")
+        now = _now()
+        start = _floor_minute(
+            parse_time("--valid-from", args.valid_from) if args.valid_from else now
+        )
+        until = _floor_minute(parse_time("--valid-until", args.valid_until))
+        if until <= start:
+            raise PassStop(
+                EXIT_BAD_INPUT,
+                f"--valid-until {args.valid_until} is not after the"
+                f" pass begins ({start.isoformat()}, to the minute)",
+            )
+        keys = SiteKeys(store.engine)
+        key = keys.active(site)
+        if key is None:
+            raise PassStop(
+                EXIT_BAD_INPUT,
+                f"site {site!r} has no signing key: run `gatescan key rotate --site {site}` first",
+            )
+        try:
+            body = PassBody(key.key_id, new_pass_id(), start, until)
+        except ValueError as exc:
+            raise PassStop(EXIT_BAD_INPUT, str(exc)) from None
+        signed = sign_pass(body, keys.signing_key(key.key_id))
+        version = _write_qr(args.qr, kind, signed.to_bytes())
+        PassRegistry(store.engine).add(
+            PassRecord(body.pass_id_text(), name, site, key.key_id, start, until, body.issued, now)
+        )
+        _audit(store, "pass", body.pass_id_text(), "pass issue", site=site, key_id=key.key_id)
+        print(f"pass {body.pass_id_text()} for {name} (site {site}, key {key.key_id})")
+        print(f"  valid {local_time(start)} to {local_time(until)}")
+        print(f"  QR version {version} (error correction M) written to {args.qr}")
+        return EXIT_OK
+
+    return _run(args, issue, new_database_ok=True)
+
+
+def _write_qr(path: Path, kind: str, code: bytes) -> int:
+    """The pass's QR, at error correction M, not boosted; its version."""
+    import segno
+
+    qr = segno.make(code, error="m", boost_error=False, micro=False)
+    try:
+        qr.save(str(path), kind=kind, scale=8, border=4)
+    except OSError as exc:
+        raise PassStop(EXIT_BAD_INPUT, f"cannot write {path}: {exc.strerror}") from None
+    return int(qr.version)
+
+
+def run_pass_list(args: argparse.Namespace) -> int:
+    from server.store.site_keys import PassRegistry
+
+    def show(store: Store) -> int:
+        rows = [
+            (
+                p.pass_id,
+                p.holder_name,
+                p.site_id,
+                str(p.key_id),
+                local_time(p.valid_from),
+                local_time(p.valid_until),
+                "revoked" if p.revoked else "valid",
+            )
+            for p in PassRegistry(store.engine).all(args.site)
+        ]
+        print_table(("PASS", "HOLDER", "SITE", "KEY", "FROM", "UNTIL", "STATE"), rows)
+        return EXIT_OK
+
+    return _run(args, show)
+
+
+def run_pass_revoke(args: argparse.Namespace) -> int:
+    from server.store.site_keys import PassRegistry
+
+    def revoke(store: Store) -> int:
+        pass_id = args.pass_id.strip().lower()
+        found = PassRegistry(store.engine).revoke(pass_id, _now())
+        if found is None:
+            raise PassStop(EXIT_NO_SUCH, f"no pass {args.pass_id!r} (gatescan pass list)")
+        _audit(store, "pass", pass_id, "pass revoke", site=found.site_id)
+        print(f"pass {pass_id} ({found.holder_name}, site {found.site_id}) revoked")
+        return EXIT_OK
+
+    return _run(args, revoke)
