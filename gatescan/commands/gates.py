@@ -127,8 +127,9 @@ def add_code_options(parser: argparse._ActionsContainer) -> None:
     )
 
 
-class GateStop(Exception):
-    """A gate command stops: `code` its exit code, str() the line for the admin."""
+class CommandStop(Exception):
+    """A registry command (`gate`, `key`, `pass`, `provision`) stops: `code` its exit code, str()
+    the line for the admin."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -138,9 +139,9 @@ class GateStop(Exception):
 def _check_text(flag: str, text: str, required: bool) -> str:
     cleaned = text.strip()
     if required and not cleaned:
-        raise GateStop(EXIT_BAD_INPUT, f"{flag} is empty")
+        raise CommandStop(EXIT_BAD_INPUT, f"{flag} is empty")
     if len(cleaned) > MAX_TEXT or any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
-        raise GateStop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
+        raise CommandStop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
     return cleaned
 
 
@@ -150,14 +151,14 @@ def _check_id(device_id: str) -> str:
     from server.site.dynsec_config import ADMIN_USER
 
     if not is_valid_device_id(device_id):
-        raise GateStop(EXIT_BAD_INPUT, f"{device_id!r} is not a gate id: up to 64 letters,"
+        raise CommandStop(EXIT_BAD_INPUT, f"{device_id!r} is not a gate id: up to 64 letters,"
                        " digits, '.', '_' or '-', starting with a letter or digit")  # fmt: skip
     if device_id in (COLLECTOR_USER, ADMIN_USER):
-        raise GateStop(EXIT_BAD_INPUT, f"{device_id!r} is the server's own broker user")
+        raise CommandStop(EXIT_BAD_INPUT, f"{device_id!r} is the server's own broker user")
     return device_id
 
 
-def _run(args: argparse.Namespace, work: object, new_database_ok: bool = False) -> int:
+def run_on_store(args: argparse.Namespace, work: object, new_database_ok: bool = False) -> int:
     from server.store.database import Store
 
     if not new_database_ok and no_database(args.db, args.command):
@@ -165,7 +166,7 @@ def _run(args: argparse.Namespace, work: object, new_database_ok: bool = False) 
     store = Store(args.db)
     try:
         return int(work(store))  # type: ignore[operator]
-    except GateStop as stop:
+    except CommandStop as stop:
         print(f"{args.command}: {stop}", file=sys.stderr)
         return stop.code
     finally:
@@ -199,20 +200,20 @@ def new_card(args: argparse.Namespace) -> tuple[str, str, datetime]:
     from server.enrolment.tokens import enrolment_code, new_token
 
     if not args.enrol_url or not args.enrol_url.startswith("https://"):
-        raise GateStop(EXIT_BAD_INPUT, "give the enrolment service's https:// URL: --enrol-url,"
+        raise CommandStop(EXIT_BAD_INPUT, "give the enrolment service's https:// URL: --enrol-url,"
                        " or --config server.toml (site init writes enrol_url)")  # fmt: skip
     if args.ca_file is None:
-        raise GateStop(EXIT_BAD_INPUT, "give the installation's CA (--ca-file, or --config)")
+        raise CommandStop(EXIT_BAD_INPUT, "give the installation's CA (--ca-file, or --config)")
     if not 0 < args.token_hours <= 24 * 90:
-        raise GateStop(EXIT_BAD_INPUT, "--token-hours: more than 0, at most 2160 (90 days)")
+        raise CommandStop(EXIT_BAD_INPUT, "--token-hours: more than 0, at most 2160 (90 days)")
     try:
         ca_pem = args.ca_file.read_bytes()
         token = new_token()
         code = enrolment_code(args.enrol_url, token, ca_pem)
     except OSError as exc:
-        raise GateStop(EXIT_BAD_INPUT, f"cannot read {args.ca_file}: {exc.strerror}") from None
+        raise CommandStop(EXIT_BAD_INPUT, f"cannot read {args.ca_file}: {exc.strerror}") from None
     except ValueError:
-        raise GateStop(EXIT_BAD_INPUT, f"{args.ca_file} is not a PEM certificate") from None
+        raise CommandStop(EXIT_BAD_INPUT, f"{args.ca_file} is not a PEM certificate") from None
     return token, code.text(), _now() + timedelta(hours=args.token_hours)
 
 
@@ -221,11 +222,11 @@ def write_qr(path: Path, text: str) -> None:
     import segno
 
     if path.suffix.lower() != ".png":
-        raise GateStop(EXIT_BAD_INPUT, f"--qr {path}: the card is written as a .png file")
+        raise CommandStop(EXIT_BAD_INPUT, f"--qr {path}: the card is written as a .png file")
     try:
         segno.make(text, error="m", micro=False).save(str(path), kind="png", scale=8, border=4)
     except OSError as exc:
-        raise GateStop(EXIT_BAD_INPUT, f"cannot write {path}: {exc.strerror}") from None
+        raise CommandStop(EXIT_BAD_INPUT, f"cannot write {path}: {exc.strerror}") from None
 
 
 def _print_card(gate_id: str, site: str, text: str, expires: datetime, qr: Path) -> None:
@@ -251,12 +252,12 @@ def run_add(args: argparse.Namespace) -> int:
             _registry(store).add(gate, token_digest(token), expires, _now())
         except GateError as exc:
             args.qr.unlink(missing_ok=True)
-            raise GateStop(EXIT_BAD_INPUT, str(exc)) from None
+            raise CommandStop(EXIT_BAD_INPUT, str(exc)) from None
         _audit(store, gate.device_id, "gate add", site=gate.site_id)
         _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
         return EXIT_OK
 
-    return _run(args, add, new_database_ok=True)
+    return run_on_store(args, add, new_database_ok=True)
 
 
 def run_replace(args: argparse.Namespace) -> int:
@@ -265,7 +266,9 @@ def run_replace(args: argparse.Namespace) -> int:
     def replace(store: Store) -> int:
         gate = _known(store, args.device_id)
         if gate.state == "retired":
-            raise GateStop(EXIT_BAD_INPUT, f"gate {gate.device_id} is retired: add a new gate id")
+            raise CommandStop(
+                EXIT_BAD_INPUT, f"gate {gate.device_id} is retired: add a new gate id"
+            )
         token, text, expires = new_card(args)
         write_qr(args.qr, text)
         _registry(store).new_token(gate.device_id, token_digest(token), expires, _now())
@@ -273,7 +276,7 @@ def run_replace(args: argparse.Namespace) -> int:
         _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
         return _tell_broker(args, gate.device_id, "scramble")
 
-    return _run(args, replace)
+    return run_on_store(args, replace)
 
 
 # --- provision: a new card for a pending gate, written on its SD card -------------------------
@@ -286,20 +289,20 @@ def pending_gate(store: Store, device_id: str) -> GateRecord:
     gate = _registry(store).get(device_id)
     config = "--config server.toml"
     if gate is None:
-        raise GateStop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered: run `gatescan"
+        raise CommandStop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered: run `gatescan"
                        f" gate add {device_id} --site SITE --qr {device_id}.png {config}`"
                        " first, then provision again")  # fmt: skip
     replace = f"`gatescan gate replace {device_id} --qr {device_id}.png {config}`"
     if gate.state == "enrolled":
-        raise GateStop(EXIT_BAD_INPUT, f"gate {device_id} is enrolled: a new card would"
+        raise CommandStop(EXIT_BAD_INPUT, f"gate {device_id} is enrolled: a new card would"
                        f" take its identity. If this card is for a Pi that replaces it,"
                        f" run {replace} first (the broker then refuses the old card's"
                        " login), then provision again")  # fmt: skip
     if gate.state == "revoked":
-        raise GateStop(EXIT_BAD_INPUT, f"gate {device_id} is revoked: to bring it back,"
+        raise CommandStop(EXIT_BAD_INPUT, f"gate {device_id} is revoked: to bring it back,"
                        f" run {replace} first, then provision again")  # fmt: skip
     if gate.state == "retired":
-        raise GateStop(EXIT_BAD_INPUT, f"gate {device_id} is retired: register the new"
+        raise CommandStop(EXIT_BAD_INPUT, f"gate {device_id} is retired: register the new"
                        " gate under a new id (`gatescan gate add NEW-ID ...`)")  # fmt: skip
     return gate
 
@@ -312,7 +315,9 @@ def reissue_card(store: Store, device_id: str, token: str, expires: datetime) ->
     gate = _registry(store).reissue_pending(device_id, token_digest(token), expires, _now())
     if gate is None:
         pending_gate(store, device_id)  # says what it is now
-        raise GateStop(EXIT_BAD_INPUT, f"gate {device_id} changed meanwhile: run provision again")
+        raise CommandStop(
+            EXIT_BAD_INPUT, f"gate {device_id} changed meanwhile: run provision again"
+        )
     _audit(store, device_id, "gate provision", site=gate.site_id)
     return gate
 
@@ -323,7 +328,7 @@ def reissue_card(store: Store, device_id: str, token: str, expires: datetime) ->
 def _known(store: Store, device_id: str) -> GateRecord:
     gate = _registry(store).get(device_id)
     if gate is None:
-        raise GateStop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered (gatescan gate list)")
+        raise CommandStop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered (gatescan gate list)")
     return gate
 
 
@@ -335,7 +340,7 @@ def _set_state(args: argparse.Namespace, state: str) -> int:
         print(f"gate {gate.device_id} (site {gate.site_id}) {state}", file=sys.stderr)
         return _tell_broker(args, gate.device_id, "disable")
 
-    return _run(args, change)
+    return run_on_store(args, change)
 
 
 def run_revoke(args: argparse.Namespace) -> int:
@@ -392,4 +397,4 @@ def run_list(args: argparse.Namespace) -> int:
         print_table(header, rows)
         return EXIT_OK
 
-    return _run(args, show)
+    return run_on_store(args, show)

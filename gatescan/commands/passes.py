@@ -19,13 +19,13 @@ an unknown image kind, a site with no key, retiring the only active key); 3 no s
 from __future__ import annotations
 
 import argparse
-import sys
 import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from gatescan.commands.accounts import local_time, print_table
+from gatescan.commands.gates import CommandStop, run_on_store
 from gatescan.options import (
     EXIT_BAD_INPUT,
     EXIT_NO_SUCH,
@@ -33,7 +33,6 @@ from gatescan.options import (
     Commands,
     add_config_option,
     add_db_option,
-    no_database,
 )
 
 if TYPE_CHECKING:
@@ -94,29 +93,6 @@ def _action(
     return parser
 
 
-class PassStop(Exception):
-    """A command stops: `code` its exit code, str() the line for the admin."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _run(args: argparse.Namespace, work: object, new_database_ok: bool = False) -> int:
-    from server.store.database import Store
-
-    if not new_database_ok and no_database(args.db, args.command):
-        return EXIT_BAD_INPUT
-    store = Store(args.db)
-    try:
-        return int(work(store))  # type: ignore[operator]
-    except PassStop as stop:
-        print(f"{args.command}: {stop}", file=sys.stderr)
-        return stop.code
-    finally:
-        store.close()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -124,9 +100,9 @@ def _now() -> datetime:
 def _check_text(flag: str, text: str) -> str:
     cleaned = unicodedata.normalize("NFC", text.strip())
     if not cleaned:
-        raise PassStop(EXIT_BAD_INPUT, f"{flag} is empty")
+        raise CommandStop(EXIT_BAD_INPUT, f"{flag} is empty")
     if len(cleaned) > MAX_TEXT or any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
-        raise PassStop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
+        raise CommandStop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
     return cleaned
 
 
@@ -152,14 +128,14 @@ def run_key_rotate(args: argparse.Namespace) -> int:
         try:
             key = keys.rotate(site, _now())
         except SiteKeyError as exc:
-            raise PassStop(EXIT_BAD_INPUT, str(exc)) from None
+            raise CommandStop(EXIT_BAD_INPUT, str(exc)) from None
         _audit(store, "key", str(key.key_id), "key rotate", site=site)
         print(f"key {key.key_id} (site {site}) active, fingerprint {key.fingerprint()}")
         if before is not None:
             print(f"  key {before.key_id} is verify-only: the passes it signed still verify")
         return EXIT_OK
 
-    return _run(args, rotate, new_database_ok=True)
+    return run_on_store(args, rotate, new_database_ok=True)
 
 
 def run_key_list(args: argparse.Namespace) -> int:
@@ -180,7 +156,7 @@ def run_key_list(args: argparse.Namespace) -> int:
         print_table(("ID", "SITE", "STATE", "CREATED", "RETIRED", "FINGERPRINT"), rows)
         return EXIT_OK
 
-    return _run(args, show)
+    return run_on_store(args, show)
 
 
 def run_key_retire(args: argparse.Namespace) -> int:
@@ -191,27 +167,27 @@ def run_key_retire(args: argparse.Namespace) -> int:
             key = SiteKeys(store.engine).retire(args.key_id, _now())
         except SiteKeyError as exc:
             code = EXIT_NO_SUCH if exc.reason == "unknown" else EXIT_BAD_INPUT
-            raise PassStop(code, str(exc)) from None
+            raise CommandStop(code, str(exc)) from None
         _audit(store, "key", str(key.key_id), "key retire", site=key.site_id)
         print(f"key {key.key_id} (site {key.site_id}) retired: its passes no longer verify")
         return EXIT_OK
 
-    return _run(args, retire)
+    return run_on_store(args, retire)
 
 
 # --- pass --------------------------------------------------------------------------------------
 
 
 def parse_time(flag: str, text: str) -> datetime:
-    """An ISO 8601 time that says its zone, or PassStop."""
+    """An ISO 8601 time that says its zone, or CommandStop."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise PassStop(
+        raise CommandStop(
             EXIT_BAD_INPUT, f"{flag} {text!r} is not an ISO 8601 time (e.g. 2026-12-06T08:00+07:00)"
         ) from None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise PassStop(
+        raise CommandStop(
             EXIT_BAD_INPUT, f"{flag} {text!r} does not say its time zone: add it, e.g. +07:00 or Z"
         )
     return moment.astimezone(UTC)
@@ -230,14 +206,14 @@ def run_issue(args: argparse.Namespace) -> int:
         site = _check_text("--site", args.site)
         kind = QR_KINDS.get(args.qr.suffix.lower())
         if kind is None:
-            raise PassStop(EXIT_BAD_INPUT, f"--qr {args.qr}: write a .png or an .svg file")
+            raise CommandStop(EXIT_BAD_INPUT, f"--qr {args.qr}: write a .png or an .svg file")
         now = _now()
         start = _floor_minute(
             parse_time("--valid-from", args.valid_from) if args.valid_from else now
         )
         until = _floor_minute(parse_time("--valid-until", args.valid_until))
         if until <= start:
-            raise PassStop(
+            raise CommandStop(
                 EXIT_BAD_INPUT,
                 f"--valid-until {args.valid_until} is not after the"
                 f" pass begins ({start.isoformat()}, to the minute)",
@@ -245,14 +221,14 @@ def run_issue(args: argparse.Namespace) -> int:
         keys = SiteKeys(store.engine)
         key = keys.active(site)
         if key is None:
-            raise PassStop(
+            raise CommandStop(
                 EXIT_BAD_INPUT,
                 f"site {site!r} has no signing key: run `gatescan key rotate --site {site}` first",
             )
         try:
             body = PassBody(key.key_id, new_pass_id(), start, until)
         except ValueError as exc:
-            raise PassStop(EXIT_BAD_INPUT, str(exc)) from None
+            raise CommandStop(EXIT_BAD_INPUT, str(exc)) from None
         signed = sign_pass(body, keys.signing_key(key.key_id))
         version = _write_qr(args.qr, kind, signed.to_bytes())
         PassRegistry(store.engine).add(
@@ -264,7 +240,7 @@ def run_issue(args: argparse.Namespace) -> int:
         print(f"  QR version {version} (error correction M) written to {args.qr}")
         return EXIT_OK
 
-    return _run(args, issue, new_database_ok=True)
+    return run_on_store(args, issue, new_database_ok=True)
 
 
 def _write_qr(path: Path, kind: str, code: bytes) -> int:
@@ -275,7 +251,7 @@ def _write_qr(path: Path, kind: str, code: bytes) -> int:
     try:
         qr.save(str(path), kind=kind, scale=8, border=4)
     except OSError as exc:
-        raise PassStop(EXIT_BAD_INPUT, f"cannot write {path}: {exc.strerror}") from None
+        raise CommandStop(EXIT_BAD_INPUT, f"cannot write {path}: {exc.strerror}") from None
     return int(qr.version)
 
 
@@ -298,7 +274,7 @@ def run_pass_list(args: argparse.Namespace) -> int:
         print_table(("PASS", "HOLDER", "SITE", "KEY", "FROM", "UNTIL", "STATE"), rows)
         return EXIT_OK
 
-    return _run(args, show)
+    return run_on_store(args, show)
 
 
 def run_pass_revoke(args: argparse.Namespace) -> int:
@@ -308,9 +284,9 @@ def run_pass_revoke(args: argparse.Namespace) -> int:
         pass_id = args.pass_id.strip().lower()
         found = PassRegistry(store.engine).revoke(pass_id, _now())
         if found is None:
-            raise PassStop(EXIT_NO_SUCH, f"no pass {args.pass_id!r} (gatescan pass list)")
+            raise CommandStop(EXIT_NO_SUCH, f"no pass {args.pass_id!r} (gatescan pass list)")
         _audit(store, "pass", pass_id, "pass revoke", site=found.site_id)
         print(f"pass {pass_id} ({found.holder_name}, site {found.site_id}) revoked")
         return EXIT_OK
 
-    return _run(args, revoke)
+    return run_on_store(args, revoke)

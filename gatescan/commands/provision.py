@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatescan.commands.gates import GateStop, add_code_options
+from gatescan.commands.gates import CommandStop, add_code_options
 from gatescan.options import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -115,7 +115,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
 def enrolment_code(args: argparse.Namespace) -> tuple[str, Issued | None]:
     """The gate's enrolment code's text: a new one for the pending gate in the registry (with
     what `write` records there), or the --enrolment-code-file's. Raises ProvisionInputError,
-    or GateStop for a gate the registry cannot give a card to."""
+    or CommandStop for a gate the registry cannot give a card to."""
     from server.provision.inputs import ProvisionInputError, enrolment_code_file
 
     from_registry = args.config is not None or args.db is not None
@@ -154,7 +154,7 @@ def _registry_code(args: argparse.Namespace) -> tuple[str, Issued]:
         raise ProvisionInputError(f"--config {args.config} names no db: give --db")
     missing = missing_sqlite_file(args.db)
     if missing is not None:  # no gate added yet (or a wrong --db)
-        raise GateStop(EXIT_NO_SUCH, f"no database at {missing}, so no gate {args.gate!r} is"
+        raise CommandStop(EXIT_NO_SUCH, f"no database at {missing}, so no gate {args.gate!r} is"
                        f" registered: run `gatescan gate add {args.gate} --site SITE --qr"
                        f" {args.gate}.png --config server.toml` first, then provision"
                        " again")  # fmt: skip
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     except (ProvisionInputError, WifiPskError) as error:
         print(f"gatescan provision: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except GateStop as stop:
+    except CommandStop as stop:
         print(f"gatescan provision: {stop}", file=sys.stderr)
         return stop.code
     try:
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     except (BundleError, ConfigError) as error:
         print(f"gatescan provision: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except GateStop as stop:
+    except CommandStop as stop:
         print(f"gatescan provision: {stop}", file=sys.stderr)
         return stop.code
     for path in written:
