@@ -25,7 +25,7 @@ import argparse
 import sys
 import time
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,8 +44,10 @@ from gatescan.options import (
     admin_login,
     no_database,
 )
+from server.clock import utc_now
 
 if TYPE_CHECKING:
+    from server.store.audit import AuditAction
     from server.store.database import Store
     from server.store.gates import GateRecord, GateRegistry
 
@@ -136,7 +138,9 @@ class CommandStop(Exception):
         self.code = code
 
 
-def _check_text(flag: str, text: str, required: bool) -> str:
+def check_text(flag: str, text: str, required: bool) -> str:
+    """A free-text flag, stripped: refused empty (if `required`), over MAX_TEXT, or holding control
+    characters."""
     cleaned = text.strip()
     if required and not cleaned:
         raise CommandStop(EXIT_BAD_INPUT, f"{flag} is empty")
@@ -179,15 +183,14 @@ def _registry(store: Store) -> GateRegistry:
     return GateRegistry(store.engine)
 
 
-def _audit(store: Store, device_id: str, change: str, **details: object) -> None:
+def record_audit(
+    store: Store, action: AuditAction, subject: str, change: str, **details: object
+) -> None:
+    """An audit row for a registry command, its actor the admin running it."""
     from gatescan.commands.accounts import _actor
     from server.store.audit import AuditLog
 
-    AuditLog(store.engine).record(_actor(), "gate", device_id, {"change": change, **details})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    AuditLog(store.engine).record(_actor(), action, subject, {"change": change, **details})
 
 
 # --- add, replace: a card ----------------------------------------------------------------------
@@ -214,7 +217,7 @@ def new_card(args: argparse.Namespace) -> tuple[str, str, datetime]:
         raise CommandStop(EXIT_BAD_INPUT, f"cannot read {args.ca_file}: {exc.strerror}") from None
     except ValueError:
         raise CommandStop(EXIT_BAD_INPUT, f"{args.ca_file} is not a PEM certificate") from None
-    return token, code.text(), _now() + timedelta(hours=args.token_hours)
+    return token, code.text(), utc_now() + timedelta(hours=args.token_hours)
 
 
 def write_qr(path: Path, text: str) -> None:
@@ -242,18 +245,18 @@ def run_add(args: argparse.Namespace) -> int:
     def add(store: Store) -> int:
         gate = NewGate(
             _check_id(args.device_id),
-            _check_text("--site", args.site, required=True),
-            _check_text("--location", args.location, required=False),
+            check_text("--site", args.site, required=True),
+            check_text("--location", args.location, required=False),
             args.direction,
         )
         token, text, expires = new_card(args)
         write_qr(args.qr, text)
         try:
-            _registry(store).add(gate, token_digest(token), expires, _now())
+            _registry(store).add(gate, token_digest(token), expires, utc_now())
         except GateError as exc:
             args.qr.unlink(missing_ok=True)
             raise CommandStop(EXIT_BAD_INPUT, str(exc)) from None
-        _audit(store, gate.device_id, "gate add", site=gate.site_id)
+        record_audit(store, "gate", gate.device_id, "gate add", site=gate.site_id)
         _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
         return EXIT_OK
 
@@ -271,8 +274,8 @@ def run_replace(args: argparse.Namespace) -> int:
             )
         token, text, expires = new_card(args)
         write_qr(args.qr, text)
-        _registry(store).new_token(gate.device_id, token_digest(token), expires, _now())
-        _audit(store, gate.device_id, "gate replace")
+        _registry(store).new_token(gate.device_id, token_digest(token), expires, utc_now())
+        record_audit(store, "gate", gate.device_id, "gate replace")
         _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
         return _tell_broker(args, gate.device_id, "scramble")
 
@@ -312,13 +315,13 @@ def reissue_card(store: Store, device_id: str, token: str, expires: datetime) ->
     then unknown), audited; stops if the gate stopped being pending meanwhile."""
     from server.enrolment.tokens import token_digest
 
-    gate = _registry(store).reissue_pending(device_id, token_digest(token), expires, _now())
+    gate = _registry(store).reissue_pending(device_id, token_digest(token), expires, utc_now())
     if gate is None:
         pending_gate(store, device_id)  # says what it is now
         raise CommandStop(
             EXIT_BAD_INPUT, f"gate {device_id} changed meanwhile: run provision again"
         )
-    _audit(store, device_id, "gate provision", site=gate.site_id)
+    record_audit(store, "gate", device_id, "gate provision", site=gate.site_id)
     return gate
 
 
@@ -335,8 +338,10 @@ def _known(store: Store, device_id: str) -> GateRecord:
 def _set_state(args: argparse.Namespace, state: str) -> int:
     def change(store: Store) -> int:
         gate = _known(store, args.device_id)
-        _registry(store).set_state(gate.device_id, state, _now())  # type: ignore[arg-type]
-        _audit(store, gate.device_id, f"gate {state[:-1] if state.endswith('d') else state}")
+        _registry(store).set_state(gate.device_id, state, utc_now())  # type: ignore[arg-type]
+        record_audit(
+            store, "gate", gate.device_id, f"gate {state[:-1] if state.endswith('d') else state}"
+        )
         print(f"gate {gate.device_id} (site {gate.site_id}) {state}", file=sys.stderr)
         return _tell_broker(args, gate.device_id, "disable")
 

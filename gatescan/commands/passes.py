@@ -22,10 +22,10 @@ import argparse
 import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from gatescan.commands.accounts import local_time, print_table
-from gatescan.commands.gates import CommandStop, run_on_store
+from gatescan.commands.gates import CommandStop, check_text, record_audit, run_on_store
 from gatescan.options import (
     EXIT_BAD_INPUT,
     EXIT_NO_SUCH,
@@ -34,11 +34,11 @@ from gatescan.options import (
     add_config_option,
     add_db_option,
 )
+from server.clock import utc_now
 
 if TYPE_CHECKING:
     from server.store.database import Store
 
-MAX_TEXT = 200
 QR_KINDS = {".png": "png", ".svg": "svg"}
 
 
@@ -93,28 +93,6 @@ def _action(
     return parser
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _check_text(flag: str, text: str) -> str:
-    cleaned = unicodedata.normalize("NFC", text.strip())
-    if not cleaned:
-        raise CommandStop(EXIT_BAD_INPUT, f"{flag} is empty")
-    if len(cleaned) > MAX_TEXT or any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
-        raise CommandStop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
-    return cleaned
-
-
-def _audit(
-    store: Store, action: Literal["key", "pass"], subject: str, change: str, **details: object
-) -> None:
-    from gatescan.commands.accounts import _actor
-    from server.store.audit import AuditLog
-
-    AuditLog(store.engine).record(_actor(), action, subject, {"change": change, **details})
-
-
 # --- key ---------------------------------------------------------------------------------------
 
 
@@ -122,14 +100,14 @@ def run_key_rotate(args: argparse.Namespace) -> int:
     from server.store.site_keys import SiteKeyError, SiteKeys
 
     def rotate(store: Store) -> int:
-        site = _check_text("--site", args.site)
+        site = check_text("--site", unicodedata.normalize("NFC", args.site), required=True)
         keys = SiteKeys(store.engine)
         before = keys.active(site)
         try:
-            key = keys.rotate(site, _now())
+            key = keys.rotate(site, utc_now())
         except SiteKeyError as exc:
             raise CommandStop(EXIT_BAD_INPUT, str(exc)) from None
-        _audit(store, "key", str(key.key_id), "key rotate", site=site)
+        record_audit(store, "key", str(key.key_id), "key rotate", site=site)
         print(f"key {key.key_id} (site {site}) active, fingerprint {key.fingerprint()}")
         if before is not None:
             print(f"  key {before.key_id} is verify-only: the passes it signed still verify")
@@ -164,11 +142,11 @@ def run_key_retire(args: argparse.Namespace) -> int:
 
     def retire(store: Store) -> int:
         try:
-            key = SiteKeys(store.engine).retire(args.key_id, _now())
+            key = SiteKeys(store.engine).retire(args.key_id, utc_now())
         except SiteKeyError as exc:
             code = EXIT_NO_SUCH if exc.reason == "unknown" else EXIT_BAD_INPUT
             raise CommandStop(code, str(exc)) from None
-        _audit(store, "key", str(key.key_id), "key retire", site=key.site_id)
+        record_audit(store, "key", str(key.key_id), "key retire", site=key.site_id)
         print(f"key {key.key_id} (site {key.site_id}) retired: its passes no longer verify")
         return EXIT_OK
 
@@ -202,12 +180,12 @@ def run_issue(args: argparse.Namespace) -> int:
     from server.store.site_keys import PassRecord, PassRegistry, SiteKeys
 
     def issue(store: Store) -> int:
-        name = _check_text("NAME", args.name)
-        site = _check_text("--site", args.site)
+        name = check_text("NAME", unicodedata.normalize("NFC", args.name), required=True)
+        site = check_text("--site", unicodedata.normalize("NFC", args.site), required=True)
         kind = QR_KINDS.get(args.qr.suffix.lower())
         if kind is None:
             raise CommandStop(EXIT_BAD_INPUT, f"--qr {args.qr}: write a .png or an .svg file")
-        now = _now()
+        now = utc_now()
         start = _floor_minute(
             parse_time("--valid-from", args.valid_from) if args.valid_from else now
         )
@@ -234,7 +212,7 @@ def run_issue(args: argparse.Namespace) -> int:
         PassRegistry(store.engine).add(
             PassRecord(body.pass_id_text(), name, site, key.key_id, start, until, body.issued, now)
         )
-        _audit(store, "pass", body.pass_id_text(), "pass issue", site=site, key_id=key.key_id)
+        record_audit(store, "pass", body.pass_id_text(), "pass issue", site=site, key_id=key.key_id)
         print(f"pass {body.pass_id_text()} for {name} (site {site}, key {key.key_id})")
         print(f"  valid {local_time(start)} to {local_time(until)}")
         print(f"  QR version {version} (error correction M) written to {args.qr}")
@@ -282,10 +260,10 @@ def run_pass_revoke(args: argparse.Namespace) -> int:
 
     def revoke(store: Store) -> int:
         pass_id = args.pass_id.strip().lower()
-        found = PassRegistry(store.engine).revoke(pass_id, _now())
+        found = PassRegistry(store.engine).revoke(pass_id, utc_now())
         if found is None:
             raise CommandStop(EXIT_NO_SUCH, f"no pass {args.pass_id!r} (gatescan pass list)")
-        _audit(store, "pass", pass_id, "pass revoke", site=found.site_id)
+        record_audit(store, "pass", pass_id, "pass revoke", site=found.site_id)
         print(f"pass {pass_id} ({found.holder_name}, site {found.site_id}) revoked")
         return EXIT_OK
 
