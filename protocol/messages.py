@@ -171,6 +171,9 @@ class Status(_Message):
     site_id: PlainText = ""
     location: PlainText = ""
     direction: Direction | None = None
+    # The site policy version (protocol/site_policy.py) the gate decides with; None: it holds
+    # none yet (added within v1).
+    policy_version: Annotated[int, Strict(), Field(ge=1, lt=2**63)] | None = None
 
 
 class Telemetry(_Message):
