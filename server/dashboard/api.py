@@ -172,7 +172,7 @@ def _trace(
     return trace_contacts(state.store, user, subject_id, window, since, until, audit=state.audit)
 
 
-@router.get("/occupancy", summary="People inside each site today (in - out)")
+@router.get("/occupancy", summary="People inside each site now (last passage today in), masked")
 def occupancy(request: Request, user: Viewer) -> list[SiteOccupancy]:
     state = web_state(request)
     return occupancy_today(state.store, state.settings.tz, clock=state.clock)

@@ -175,8 +175,15 @@ MESSAGES: dict[str, str] = {
     "occupancy.out": "Out",
     "occupancy.present": "Inside now",
     "occupancy.none": "No entries today.",
-    "occupancy.note": "Inside = in − out, from each gate's direction; people who left by an"
-    " unwatched door still count.",
+    "occupancy.note": "Inside now = people whose last passage today was through an entrance"
+    " gate (people, not passages: scanning twice counts once); someone who left by a door"
+    " without an exit gate still counts until midnight.",
+    "occupancy.who": "Who is inside · {site}",
+    "occupancy.person": "ID",
+    "occupancy.name": "Name",
+    "occupancy.entered": "Came in",
+    "occupancy.gate": "Gate",
+    "occupancy.more": "and {count} more.",
     "occupancy.no_site": "(no site)",
     # export
     "export.title": "Export",

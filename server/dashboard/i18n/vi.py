@@ -175,8 +175,15 @@ MESSAGES: dict[str, str] = {
     "occupancy.out": "Lượt ra",
     "occupancy.present": "Đang ở trong",
     "occupancy.none": "Hôm nay chưa có lượt nào.",
-    "occupancy.note": "Đang ở trong = lượt vào − lượt ra, theo chiều của từng cổng; người ra bằng"
-    " lối không có cổng quét vẫn được tính.",
+    "occupancy.note": "Đang ở trong = số người có lượt qua cổng gần nhất hôm nay là lượt vào"
+    " (đếm người, không đếm lượt: quét hai lần vẫn là một người); người ra bằng lối không có"
+    " cổng quét vẫn được tính đến nửa đêm.",
+    "occupancy.who": "Ai đang ở trong · {site}",
+    "occupancy.person": "Số định danh",
+    "occupancy.name": "Họ tên",
+    "occupancy.entered": "Giờ vào",
+    "occupancy.gate": "Cổng",
+    "occupancy.more": "và {count} người khác.",
     "occupancy.no_site": "(không có cơ sở)",
     # export
     "export.title": "Xuất dữ liệu",

@@ -118,14 +118,14 @@ def test_a_tracing_window_outside_a_day_is_refused(traced: Store) -> None:
 # --- occupancy --------------------------------------------------------------------------------
 
 
-def test_occupancy_is_ins_minus_outs_since_local_midnight(store: Store) -> None:
+def test_occupancy_counts_people_whose_last_passage_today_was_in(store: Store) -> None:
     local_midnight = START.astimezone(HCMC).replace(hour=0, minute=0)
     _add(
         store,
         cccd_event(1, subject=ALICE, ts=local_midnight - MIN),  # yesterday
-        cccd_event(2, subject=ALICE, ts=local_midnight + MIN),
+        cccd_event(2, subject=ALICE, name="Alice Nguyễn", ts=local_midnight + MIN),
         cccd_event(3, subject=BOB, ts=START),
-        cccd_event(4, subject=CAROL, ts=START),
+        cccd_event(4, subject=CAROL, name="Carol Lê", ts=START),
         cccd_event(5, subject=BOB, ts=START + MIN, device="gate-out", direction=Direction.OUT),
         cccd_event(6, subject=DAN, ts=START, status=VerdictStatus.DENIED),  # did not pass
         cccd_event(
@@ -137,6 +137,33 @@ def test_occupancy_is_ins_minus_outs_since_local_midnight(store: Store) -> None:
     assert (rows["hq"].ins, rows["hq"].outs, rows["hq"].inside) == (3, 1, 2)
     assert (rows["branch"].ins, rows["branch"].outs, rows["branch"].inside) == (0, 1, 0)
     assert rows["hq"].since == local_midnight
+    # Latest first, masked: recognisable, never identifiable.
+    carol, alice = rows["hq"].people
+    assert (carol.subject_id, carol.subject_name, carol.entered_at) == (
+        "********0003",
+        "C*** L***",
+        START,
+    )
+    assert (alice.subject_id, alice.entered_at) == ("********0001", local_midnight + MIN)
+
+
+def test_occupancy_is_people_not_passages(store: Store) -> None:
+    """Ten showings at the entrance by two people are two people inside; one who leaves and
+    comes back is inside once; one who leaves is not."""
+    events = [cccd_event(i, subject=ALICE, ts=START + i * MIN) for i in range(1, 6)]
+    events += [cccd_event(10 + i, subject=BOB, ts=START + i * MIN) for i in range(1, 6)]
+    events += [
+        cccd_event(20, subject=ALICE, ts=START + 7 * MIN, device="out", direction=Direction.OUT),
+        cccd_event(21, subject=ALICE, ts=START + 8 * MIN),
+        cccd_event(22, subject=BOB, ts=START + 9 * MIN, device="out", direction=Direction.OUT),
+        raw_event(23, "https://menu.example/pho", ts=START + 9 * MIN),
+        raw_event(24, "https://menu.example/pho", ts=START + 9 * MIN),
+    ]
+    _add(store, *events)
+    (row,) = occupancy_today(store, HCMC, clock=MovableClock(now=START + 10 * MIN))
+    assert (row.ins, row.outs) == (13, 2)
+    assert row.inside == 2  # Alice, back in, and the raw code shown twice (one holder); Bob left
+    assert {person.credential_type for person in row.people} == {"cccd", "raw"}
 
 
 def test_occupancy_starts_again_at_local_not_utc_midnight(store: Store) -> None:
