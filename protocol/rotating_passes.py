@@ -35,7 +35,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime
 
-from protocol.passes import PASS_BYTES, MAGIC_V1
+from protocol.passes import MAGIC_V1, PASS_BYTES
 from protocol.verdicts import Reason
 
 STEP_S = 30

@@ -65,6 +65,7 @@ def create_web_app(
     the login throttle, so tests can move time instead of waiting. `hasher` (default: the
     production scrypt) is run at most `settings.password_hashes_at_once` at a time."""
     from server.dashboard import pages, password_page
+    from server.holder import routes as holder_routes
 
     app = FastAPI(
         title="gatescan dashboard API",
@@ -116,6 +117,7 @@ def create_web_app(
     app.include_router(api_docs_router(OPENAPI_URL))
     app.include_router(pages.router)
     app.include_router(password_page.router)
+    app.include_router(holder_routes.router)
     auth.install_auth_handlers(app)
     app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
     return app
