@@ -12,7 +12,9 @@ that it decides with no network at all:
 percent-encoded (a site id is free text; a topic level cannot hold `/`, `+` or `#`).
 
 Lists (`kind`): `allow` (who access mode lets in besides a valid issued pass: CCCD numbers, pass
-ids), `block` (refused in every mode), `revoked` (pass ids the site revoked, until they expire).
+ids), `block` (refused in every mode), `revoked` (pass ids the site revoked, until they expire),
+`inside` (who is inside the site now, site-wide: people whose last passage today went through an
+`in` gate; what anti-passback and the capacity decide with).
 An entry is never the plain ID but `entry_hash(list_key, subject)`: the first 16 bytes of
 HMAC-SHA256 under the site's list key, of "cccd:<12 digits>" or "pass:<16 hex digits>". What that
 protects, honestly: a list copied without its key (a log, a backup of one file, a message seen on
@@ -58,9 +60,12 @@ from pydantic import (
     ValidationError,
 )
 
+from protocol.topics import DEVICE_ID_PATTERN
+
 SITES_PREFIX = "gatescan/v1/sites"
-LIST_KINDS: tuple[str, ...] = ("allow", "block", "revoked")
-ListKind = Literal["allow", "block", "revoked"]
+LIST_KINDS: tuple[str, ...] = ("allow", "block", "revoked", "inside")
+ListKind = Literal["allow", "block", "revoked", "inside"]
+AntiPassback = Literal["off", "soft", "hard"]
 BUCKETS = 256
 ENTRY_BYTES = 16
 LIST_KEY_BYTES = 32
@@ -208,6 +213,8 @@ def decode_bucket(payload: bytes) -> ListBucket:
 _Base64Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}=$")]  # 32 bytes
 _BucketName = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{2}$")]
 _Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+_DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
+_PresenceSeq = Annotated[dict[_DeviceId, Annotated[int, Field(ge=0)]], Field(max_length=1000)]
 
 
 class PolicyKey(BaseModel):
@@ -235,6 +242,17 @@ class SitePolicy(BaseModel):
     keys: Annotated[list[PolicyKey], Field(max_length=MAX_KEYS)] = Field(default_factory=list)
     list_key: _Base64Key
     buckets: dict[ListKind, dict[_BucketName, _Digest]] = Field(default_factory=dict)
+    # Rotating passes (protocol/rotating_passes.py): the secret gates derive each pass's from.
+    rotation_secret: _Base64Key | None = None
+    # Presence (added within v1): a second `in` without an `out` is refused (`hard`), recorded
+    # with a warning (`soft`), or not looked at (`off`); `capacity` people inside at most.
+    anti_passback: AntiPassback = "off"
+    capacity: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    # For each gate of the site, the highest seq of its events that the `inside` list already
+    # holds: the gate lays its own later passages over the list (its local view while offline).
+    presence_seq: Annotated[
+        dict[_DeviceId, Annotated[int, Field(ge=0)]], Field(max_length=1000)
+    ] = Field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode("utf-8")

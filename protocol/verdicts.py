@@ -26,6 +26,7 @@ class Reason(StrEnum):
     BLOCKED = "blocked"
     NOT_ALLOWED = "not_allowed"
     ALREADY_INSIDE = "already_inside"
+    SITE_FULL = "site_full"  # added within v1 (issue 15): the site's capacity is reached
     ERROR = "error"
 
 

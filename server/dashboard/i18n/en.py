@@ -101,6 +101,7 @@ MESSAGES: dict[str, str] = {
     "reason.blocked": "Blocked",
     "reason.not_allowed": "Not allowed",
     "reason.already_inside": "Already inside",
+    "reason.site_full": "Site full",
     "reason.error": "Error",
     "credential.cccd": "ID card",
     "credential.raw": "Other code",

@@ -101,6 +101,7 @@ MESSAGES: dict[str, str] = {
     "reason.blocked": "Bị chặn",
     "reason.not_allowed": "Không được phép",
     "reason.already_inside": "Đã ở bên trong",
+    "reason.site_full": "Đã đủ người",
     "reason.error": "Lỗi",
     "credential.cccd": "CCCD",
     "credential.raw": "Mã khác",

@@ -24,6 +24,10 @@ PUBLIC_ROUTES = {
     ("POST", "/language"),  # the login page's language switch (a cookie, nothing else)
     ("GET", "/api/openapi.json"),
     ("GET", "/api/docs"),
+    # The pass holder's page: the same static files for everyone; the pass is in the fragment.
+    ("GET", "/pass"),
+    ("GET", "/pass/"),
+    ("GET", "/pass/{name}"),
 }
 PATH_VALUES = {"subject_id": "079190000001", "lang": "en"}
 
