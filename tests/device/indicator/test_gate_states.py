@@ -117,6 +117,10 @@ def health(link: LinkState = LinkState.UP, synced: bool = True, *faults: Fault) 
         (health(LinkState.NO_NETWORK, False), IndicatorState.NO_NETWORK),
         (health(LinkState.REFUSED), IndicatorState.CREDENTIALS_REFUSED),
         (health(LinkState.REFUSED, True, Fault.CAMERA), IndicatorState.FAULT),
+        (
+            health(LinkState.NO_NETWORK, True, Fault.CAMERA, Fault.FIRE_ALARM),
+            IndicatorState.FIRE_ALARM,
+        ),
     ],
 )
 def test_the_background_state_follows_the_gates_health(

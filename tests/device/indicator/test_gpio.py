@@ -5,13 +5,20 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from device.indicator.base import Indicator, IndicatorState, Output, TeeIndicator, VerdictFamily
+from device.indicator.base import (
+    Indicator,
+    IndicatorState,
+    Output,
+    Release,
+    TeeIndicator,
+    VerdictFamily,
+)
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.indicator.patterns import (
     DENIED_PATTERN,
@@ -39,16 +46,25 @@ class FakeClock:
 class Gate:
     """A GpioIndicator on MockFactory pins, with the test holding the clock."""
 
-    def __init__(self, *, relay: int | None = RELAY, active_high: bool = True) -> None:
-        self.factory = MockFactory()
+    def __init__(
+        self,
+        *,
+        relay: int | None = RELAY,
+        active_high: bool = True,
+        on_release: Callable[[Release, bool], None] = lambda release, active: None,
+        pin_class: type[MockPin] = MockPin,
+        **door: Any,
+    ) -> None:
+        self.factory = MockFactory(pin_class=pin_class)
         self.clock = FakeClock()
         self.pins = IndicatorPins(
-            green=GREEN, red=RED, buzzer=BUZZER, relay=relay, active_high=active_high
+            green=GREEN, red=RED, buzzer=BUZZER, relay=relay, active_high=active_high, **door
         )
         self.indicator = GpioIndicator(
             self.pins,
             pin_factory=self.factory,
             relay_seconds=3.0,
+            on_release=on_release,
             clock=self.clock,
             run_thread=False,
         )
