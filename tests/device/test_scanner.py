@@ -309,7 +309,7 @@ def test_camera_failure_is_a_fault_and_the_loop_keeps_going(journal: Journal) ->
     stop = threading.Event()
     source = ListSource([render_code(CARD, frame_size=SIZE)], stop=stop)
     health = Health()
-    seen: list[list[str]] = []
+    seen: list[list[Fault]] = []
     health.watch(lambda h: seen.append(h.faults))
     scanner = make_scanner(journal, JournalWatchingIndicator(journal), source=source, health=health)
     scans: list[Scan] = []
