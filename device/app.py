@@ -29,7 +29,7 @@ from device.enrolment.identity import StoredIdentity, load_identity, store_ident
 from device.frames.framing import Framing
 from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
-from device.indicator.base import Indicator, TeeIndicator, background_state
+from device.indicator.base import Indicator, Release, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.journal import Journal
 from device.scanner import Scan, Scanner
@@ -135,6 +135,8 @@ class Agent:
             version=__version__,
             faults=self.health.faults,
             rejected_total=self.journal.rejected_count(),
+            fire_alarm_releases=self.health.releases(Release.FIRE_ALARM),
+            button_releases=self.health.releases(Release.BUTTON),
         )
 
     def _telemetry_loop(self, stop: threading.Event) -> None:
@@ -177,13 +179,16 @@ def build_agent(
         retention_days=config.journal.retention_days,
         clock=clock,
     )
-    indicator = build_indicator(config, pin_factory, extra_indicators)
     health = Health()
+    indicator = build_indicator(
+        config, pin_factory, extra_indicators, on_release=door_released(health)
+    )
     # Known before the first light: a gate whose clock is not synchronised never shows "running"
     # for the second before its frame watch first reads the clock.
     health.set_clock_synced(clock.is_synced())
     uplink = build_uplink(config, journal, boot_id, health)
     health_changed(health, indicator, uplink, notifier)
+    uplink.set_faults(health.faults)  # a fire alarm already active as the gate started
     source = source or ReopeningSource(lambda: open_source(config))
     scanner = Scanner(
         source=source,
@@ -285,7 +290,15 @@ def broker_user(config: GateConfig, password: str | None) -> str | None:
     return config.device_id if password else None
 
 
-def build_indicator(config: GateConfig, pin_factory: Any, extra: Sequence[Indicator]) -> Indicator:
+def build_indicator(
+    config: GateConfig,
+    pin_factory: Any,
+    extra: Sequence[Indicator],
+    *,
+    on_release: Callable[[Release, bool], None] = lambda release, active: None,
+) -> Indicator:
+    """The LEDs, buzzer, door relay and the door's inputs (each release told to `on_release`),
+    then the `extra` indicators."""
     pins = config.indicator
     if not pins.enabled:
         return TeeIndicator(*extra)
@@ -296,11 +309,28 @@ def build_indicator(config: GateConfig, pin_factory: Any, extra: Sequence[Indica
             buzzer=pins.buzzer,
             relay=pins.relay,
             active_high=pins.active_high,
+            door_fail=pins.door.fail,
+            fire_alarm=pins.door.fire_alarm_pin,
+            release_button=pins.door.release_button_pin,
         ),
         pin_factory=pin_factory if pin_factory is not None else default_pin_factory(),
         relay_seconds=pins.relay_seconds,
+        on_release=on_release,
     )
     return TeeIndicator(gpio, *extra)
+
+
+def door_released(health: Health) -> Callable[[Release, bool], None]:
+    """Each release of the door no verdict granted is counted (telemetry); a fire alarm is the
+    `fire_alarm` flag in the retained status (and the light over all others) while it lasts."""
+
+    def on_release(release: Release, active: bool) -> None:
+        if active:
+            health.count_release(release)
+        if release is Release.FIRE_ALARM:
+            health.set_fault(Fault.FIRE_ALARM, active)
+
+    return on_release
 
 
 def default_pin_factory(env: Mapping[str, str] = os.environ) -> Any:

@@ -45,7 +45,7 @@ from device.verdict.events import EventBuilder, EventDraft
 from device.verdict.policy import Policy, Verdict
 from protocol.enrolment import CODE_PREFIX
 from protocol.messages import Event
-from protocol.verdicts import VerdictStatus
+from protocol.verdicts import Reason, VerdictStatus
 
 log = logging.getLogger("gatescan.scanner")
 
@@ -211,12 +211,14 @@ class Scanner:
     def _handle(self, code: DecodedCode) -> Scan | None:
         if is_enrolment_card(code.data):
             # Not a person's credential, and its token is a secret: no event, no journal line.
-            self.indicator.show(VerdictStatus.DENIED)
+            self.indicator.show(VerdictStatus.DENIED, Reason.NOT_ALLOWED)
             log.warning("an enrolment card was shown to a running gate: refused, not recorded")
             return None
         parsed = parse_credential(code.data)
         verdict = self.policy.decide(parsed)
-        self.indicator.show(verdict.status)  # light first: never after disk or network
+        # Light first, never after disk or network; the reason picks the family (a damaged code
+        # recorded in log mode asks to be shown again).
+        self.indicator.show(verdict.status, verdict.reason)
         draft = self.builder.build(parsed, verdict)
         if self.failpoints.reached(DROP_AFTER_LIGHT):  # a planted bug (tests): lit, then forgotten
             return Scan(code=code, parsed=parsed, verdict=verdict, event=draft, journaled=False)

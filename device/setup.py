@@ -39,7 +39,7 @@ from protocol.enrolment import (
     is_enrolment_code,
     parse_enrolment_code,
 )
-from protocol.verdicts import VerdictStatus
+from protocol.verdicts import Reason, VerdictStatus
 
 log = logging.getLogger("gatescan.setup")
 
@@ -182,7 +182,7 @@ class SetupMode:
         if not new_showing:
             return
         if not is_enrolment_code(text):
-            self.indicator.show(VerdictStatus.DENIED)
+            self.indicator.show(VerdictStatus.DENIED, Reason.UNKNOWN_FORMAT)
             log.info("setup mode: a code that is not an enrolment card was shown; not recorded")
             return
         if digest in self._refused:

@@ -176,6 +176,30 @@ class PolicyConfig(Section):
 
 BcmPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number (0..27).")]
 OUTPUT_PINS = ("green", "red", "buzzer", "relay")
+DOOR_INPUT_PINS = ("fire_alarm_pin", "release_button_pin")
+
+
+class DoorConfig(Section):
+    """The door the relay drives: how its lock behaves without power, and the inputs that release
+    it without a verdict (each pulled up inside the Pi, active when a contact closes it to ground;
+    docs/operations.md: "The door")."""
+
+    fail: Literal["secure", "safe"] = Field(
+        "secure",
+        description="secure: the lock holds with no power, the relay energises to release it; "
+        "safe: the lock releases with no power, the relay is energised to hold it locked (and "
+        "de-energised to release it; the door is released whenever the gate is not running).",
+    )
+    fire_alarm_pin: BcmPin | None = Field(
+        None,
+        description="Input from the fire panel's contact: while it is closed the door is held "
+        "released, the light shows fire_alarm and the gate's status says fire_alarm.",
+    )
+    release_button_pin: BcmPin | None = Field(
+        None,
+        description="A guard's manual-release button: each press releases the door for "
+        "relay_seconds.",
+    )
 
 
 class IndicatorConfig(Section):
@@ -185,13 +209,17 @@ class IndicatorConfig(Section):
     buzzer: BcmPin | None = 22
     relay: BcmPin | None = None
     active_high: bool = Field(True, description="True when a high pin turns the output on.")
-    relay_seconds: float = Field(3.0, gt=0, le=60, description="Seconds the door relay stays on.")
+    relay_seconds: float = Field(
+        3.0, gt=0, le=60, description="Seconds a granted verdict (or the button) releases the door."
+    )
+    door: DoorConfig = Field(default_factory=DoorConfig)
 
     @model_validator(mode="after")
     def _each_pin_once(self) -> IndicatorConfig:
         first_user: dict[int, str] = {}
-        for name in OUTPUT_PINS:
-            pin = getattr(self, name)
+        named = [(name, getattr(self, name)) for name in OUTPUT_PINS]
+        named += [(f"door.{name}", getattr(self.door, name)) for name in DOOR_INPUT_PINS]
+        for name, pin in named:
             if pin is None:
                 continue
             if pin in first_user:
@@ -202,6 +230,19 @@ class IndicatorConfig(Section):
                     {"pin": pin, "field": first_user[pin], "other": name},
                 )
             first_user[pin] = name
+        return self
+
+    @model_validator(mode="after")
+    def _a_door_needs_its_relay(self) -> IndicatorConfig:
+        if self.relay is not None:
+            return self
+        door_keys = [key for key in ("fail", *DOOR_INPUT_PINS) if key in self.door.model_fields_set]
+        if door_keys:
+            raise PydanticCustomError(
+                "door_without_relay",
+                "{field} is set but there is no door relay: set indicator.relay (its BCM pin)",
+                {"field": f"door.{door_keys[0]}"},
+            )
         return self
 
 

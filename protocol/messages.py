@@ -190,6 +190,10 @@ class Telemetry(_Message):
     # Camera frames never decoded because a newer one came first, over the interval (added
     # within v1): the decoder is slower than the camera.
     frames_dropped: Annotated[int, Strict(), Field(ge=0)] = 0
+    # Releases of the door that no verdict granted, since the gate started (added within v1): by
+    # the fire-alarm input, and by the guard's manual-release button.
+    fire_alarm_releases: Annotated[int, Strict(), Field(ge=0)] = 0
+    button_releases: Annotated[int, Strict(), Field(ge=0)] = 0
 
 
 _MODELS: dict[Topic, type[_Message]] = {

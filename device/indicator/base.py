@@ -1,5 +1,6 @@
-"""What every indicator is: the `Indicator` protocol, the background states shown between scans, the
-outputs a pattern switches, and `TeeIndicator` (several indicators as one).
+"""What every indicator is: the `Indicator` protocol, the verdict families (`verdict_family`: what
+a verdict looks like), the background states shown between scans, the outputs a pattern switches,
+the door's releases, and `TeeIndicator` (several indicators as one).
 """
 
 from __future__ import annotations
@@ -8,8 +9,35 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Protocol
 
-from device.system.health import Health, LinkState
-from protocol.verdicts import VerdictStatus
+from device.system.health import Fault, Health, LinkState
+from protocol.verdicts import Reason, VerdictStatus
+
+
+class VerdictFamily(StrEnum):
+    """What a verdict looks like and sounds like (patterns.py): four families for three statuses."""
+
+    GRANTED = "granted"  # green, one beep, the door released: the only family that opens it
+    RECORDED = "recorded"  # log mode, a good code: green, one short beep
+    RESCAN = "rescan"  # log mode, a code that failed its checks: amber, two slow beeps
+    DENIED = "denied"  # access mode's refusal: red, three fast beeps
+
+
+def verdict_family(status: VerdictStatus, reason: Reason) -> VerdictFamily:
+    """The family a verdict shows as. A code recorded in log mode whose reason is not `ok` (a
+    damaged, tampered, expired or not yet valid code) asks the person to show it again: nobody is
+    stopped, but someone holding a bad card learns it at the gate."""
+    if status is VerdictStatus.GRANTED:
+        return VerdictFamily.GRANTED
+    if status is VerdictStatus.RECORDED:
+        return VerdictFamily.RECORDED if reason is Reason.OK else VerdictFamily.RESCAN
+    return VerdictFamily.DENIED
+
+
+class Release(StrEnum):
+    """Why the door was released other than by a granted verdict (each is logged and counted)."""
+
+    FIRE_ALARM = "fire_alarm"  # the fire-alarm input: released for as long as it is active
+    BUTTON = "button"  # the guard's manual-release button: released for relay_seconds
 
 
 class IndicatorState(StrEnum):
@@ -27,6 +55,7 @@ class IndicatorState(StrEnum):
     ENROLLING = "enrolling"  # a card was read; talking to the enrolment server
     ENROLMENT_RETRY = "enrolment_retry"  # the server was busy or unreachable: trying again
     ENROLMENT_REFUSED = "enrolment_refused"  # the card was refused for good: show another
+    FIRE_ALARM = "fire_alarm"  # the fire alarm is active: the door is held released
 
 
 # Link states and the light each shows while the gate is not connected.
@@ -39,9 +68,12 @@ _LINK_STATES = {
 
 
 def background_state(health: Health) -> IndicatorState:
-    """What the light shows between scans: a fault over everything, then why the gate is not
-    connected, then an unsynchronised clock; else running."""
-    if health.faults:
+    """What the light shows between scans: a fire alarm over everything, then a fault, then why
+    the gate is not connected, then an unsynchronised clock; else running."""
+    faults = health.faults
+    if Fault.FIRE_ALARM in faults:
+        return IndicatorState.FIRE_ALARM
+    if faults:
         return IndicatorState.FAULT
     if not health.online:
         return _LINK_STATES[health.link]
@@ -49,8 +81,9 @@ def background_state(health: Health) -> IndicatorState:
 
 
 class Indicator(Protocol):
-    def show(self, status: VerdictStatus) -> None:
-        """Start the verdict's pattern and return at once (the frame loop calls this first)."""
+    def show(self, status: VerdictStatus, reason: Reason) -> None:
+        """Start the pattern of the verdict's family (`verdict_family`) and return at once (the
+        frame loop calls this first)."""
         ...
 
     def set_state(self, state: IndicatorState) -> None:
@@ -75,8 +108,8 @@ class TeeIndicator:
     def __init__(self, *indicators: Indicator) -> None:
         self.indicators = indicators
 
-    def show(self, status: VerdictStatus) -> None:
-        self._each(lambda indicator: indicator.show(status))
+    def show(self, status: VerdictStatus, reason: Reason) -> None:
+        self._each(lambda indicator: indicator.show(status, reason))
 
     def set_state(self, state: IndicatorState) -> None:
         self._each(lambda indicator: indicator.set_state(state))

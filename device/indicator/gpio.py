@@ -1,4 +1,5 @@
-"""The gate's indicator on GPIO: LEDs, a buzzer and an optional door relay, driven by gpiozero.
+"""The gate's indicator on GPIO: LEDs, a buzzer and an optional door relay, driven by gpiozero,
+and the door's inputs (a fire alarm, a manual-release button; door.py).
 
 `GpioIndicator` plays the patterns of patterns.py on one background thread that waits on a
 `threading.Event`, so `show()` returns at once and `close()` stops at once. Tests pass
@@ -17,14 +18,15 @@ from typing import Any
 
 from gpiozero import LED, Buzzer, OutputDevice
 
-from device.indicator.base import IndicatorState, Output
+from device.indicator.base import IndicatorState, Output, Release, VerdictFamily, verdict_family
+from device.indicator.door import DoorFail, DoorInputs, log_release, release_level
 from device.indicator.patterns import (
     STATE_PATTERNS,
     SWITCH_ORDER,
     PatternPlayer,
     verdict_pattern,
 )
-from protocol.verdicts import VerdictStatus
+from protocol.verdicts import Reason, VerdictStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,17 @@ BCM_PINS = range(28)  # GPIO0-27 on the 40-pin header
 
 @dataclass(frozen=True)
 class IndicatorPins:
-    """BCM GPIO numbers of the gate's outputs; None leaves an output out."""
+    """BCM GPIO numbers of the gate's outputs and the door's inputs; None leaves one out.
+    `door_fail` is how the lock behaves without power (door.py: what the relay does)."""
 
     green: int = 17
     red: int = 27
     buzzer: int | None = 22
     relay: int | None = None
     active_high: bool = True
+    door_fail: DoorFail = "secure"
+    fire_alarm: int | None = None
+    release_button: int | None = None
 
     def __post_init__(self) -> None:
         used: dict[int, str] = {}
@@ -49,9 +55,21 @@ class IndicatorPins:
             if pin in used:
                 raise ValueError(f"pin {pin} is used for both {used[pin]} and {role}")
             used[pin] = role
+        if self.door_fail not in ("secure", "safe"):
+            raise ValueError(f"door_fail is 'secure' or 'safe', not {self.door_fail!r}")
+        inputs = [name for name in ("fire_alarm", "release_button") if getattr(self, name)]
+        if inputs and self.relay is None:
+            raise ValueError(f"a {inputs[0]} pin releases the door: it needs a relay pin")
 
     def by_role(self) -> dict[str, int]:
-        roles = {"green": self.green, "red": self.red, "buzzer": self.buzzer, "relay": self.relay}
+        roles = {
+            "green": self.green,
+            "red": self.red,
+            "buzzer": self.buzzer,
+            "relay": self.relay,
+            "fire_alarm": self.fire_alarm,
+            "release_button": self.release_button,
+        }
         return {role: pin for role, pin in roles.items() if pin is not None}
 
 
@@ -67,8 +85,13 @@ def make_outputs(pins: IndicatorPins, pin_factory: Any) -> dict[Output, Any]:
     try:
         for output, (pin, kind) in kinds.items():
             if pin is not None:
+                # A fail-safe lock is held locked by an energised relay, from the first moment.
+                energised = output is Output.RELAY and pins.door_fail == "safe"
                 outputs[output] = kind(
-                    pin, active_high=pins.active_high, initial_value=False, pin_factory=pin_factory
+                    pin,
+                    active_high=pins.active_high,
+                    initial_value=energised,
+                    pin_factory=pin_factory,
                 )
     except Exception:
         close_all(outputs.values())
@@ -82,7 +105,9 @@ def close_all(devices: Iterable[Any]) -> None:
 
 
 class GpioIndicator:
-    """LEDs, buzzer and relay on gpiozero, driven by one pattern-player thread."""
+    """LEDs, buzzer and relay on gpiozero, driven by one pattern-player thread; the door's inputs
+    hold it released over the patterns (`on_release(release, active)` hears of each, after the
+    pins changed, from gpiozero's thread)."""
 
     def __init__(
         self,
@@ -90,38 +115,66 @@ class GpioIndicator:
         *,
         pin_factory: Any,
         relay_seconds: float = 3.0,
+        on_release: Callable[[Release, bool], None] = lambda release, active: None,
         clock: Callable[[], float] = time.monotonic,
         run_thread: bool = True,
     ) -> None:
         if not relay_seconds > 0:
             raise ValueError(f"relay_seconds must be positive, not {relay_seconds!r}")
         relay_time = relay_seconds if pins.relay is not None else 0.0
-        self.patterns = {status: verdict_pattern(status, relay_time) for status in VerdictStatus}
-        self.state = IndicatorState.IDLE
+        self.patterns = {family: verdict_pattern(family, relay_time) for family in VerdictFamily}
+        self.state = IndicatorState.IDLE  # the background asked for (set_state)
+        self._looping = IndicatorState.IDLE  # the background playing: a fire alarm's, over it
+        self._relay_seconds = relay_seconds
+        self._on_release = on_release
+        self._clock = clock
         self._outputs = make_outputs(pins, pin_factory)
-        # Each output's pin and the level that lights it, written directly on the hot path:
-        # gpiozero's `value` setter adds a blink check and four calls per write, which matter
-        # between a code's decode and its light (the devices still own and release the pins).
+        # Each output's pin and the level that lights it (for the relay: releases the door),
+        # written directly on the hot path: gpiozero's `value` setter adds a blink check and four
+        # calls per write, which matter between a code's decode and its light (the devices still
+        # own and release the pins).
         self._levels = {
             output: (device.pin, pins.active_high) for output, device in self._outputs.items()
         }
+        if Output.RELAY in self._outputs:
+            relay_pin = self._outputs[Output.RELAY].pin
+            self._levels[Output.RELAY] = (
+                relay_pin,
+                release_level(pins.door_fail, pins.active_high),
+            )
         self._player = PatternPlayer(clock)
         self._lit: frozenset[Output] = frozenset()
+        # Why the door is held released besides the pattern: until a monotonic time, or (None)
+        # for as long as the input stays active.
+        self._holds: dict[Release, float | None] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
+        try:
+            self._inputs = DoorInputs(
+                fire_alarm=pins.fire_alarm,
+                release_button=pins.release_button,
+                pin_factory=pin_factory,
+                on_change=self._door_input,
+            )
+        except Exception:
+            close_all(self._outputs.values())
+            raise
+        if self._inputs.fire_alarm_active():  # an alarm already on at start holds the door now
+            self._door_input(Release.FIRE_ALARM, True)
         self._thread: threading.Thread | None = None
         if run_thread:
             self._thread = threading.Thread(target=self._run, name="indicator", daemon=True)
             self._thread.start()
 
-    def show(self, status: VerdictStatus) -> None:
-        pattern = self.patterns[status]
+    def show(self, status: VerdictStatus, reason: Reason) -> None:
+        pattern = self.patterns[verdict_family(status, reason)]
         with self._lock:
             if self._closed:
                 return
             self._player.play(pattern)
-            first = pattern[0].on  # the first step lights now, in the caller: a pin write
+            # The first step lights now, in the caller: a pin write.
+            first = pattern[0].on | self._held_locked()[0]
             if first != self._lit:
                 self._light(first)
         self._wake.set()  # the thread plays the rest
@@ -131,9 +184,52 @@ class GpioIndicator:
             if self._closed or state == self.state:
                 return  # the same state again must not restart its blinking
             self.state = state
-            self._player.loop(STATE_PATTERNS[state])
+            self._loop_locked()
             self._update_locked()
         self._wake.set()
+
+    @property
+    def door_held(self) -> frozenset[Release]:
+        """What holds the door released now, besides a granted verdict's pattern."""
+        with self._lock:
+            self._held_locked()
+            return frozenset(self._holds)
+
+    def _door_input(self, release: Release, active: bool) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if release is Release.FIRE_ALARM and not active:
+                self._holds.pop(release, None)
+            elif release is Release.FIRE_ALARM:
+                self._holds[release] = None
+            else:
+                self._holds[release] = self._clock() + self._relay_seconds
+            self._loop_locked()
+            self._update_locked()
+        self._wake.set()
+        log_release(release, active, self._relay_seconds)
+        try:
+            self._on_release(release, active)
+        except Exception:  # the door is already released: a failing record must not undo it
+            log.exception("door: the release was not recorded")
+
+    def _loop_locked(self) -> None:
+        looping = IndicatorState.FIRE_ALARM if Release.FIRE_ALARM in self._holds else self.state
+        if looping != self._looping:
+            self._looping = looping
+            self._player.loop(STATE_PATTERNS[looping])
+
+    def _held_locked(self) -> tuple[frozenset[Output], float | None]:
+        """The relay if a hold is on, and the seconds until the next hold ends (None: none)."""
+        now = self._clock()
+        for release, until in list(self._holds.items()):
+            if until is not None and until <= now:
+                del self._holds[release]
+        if not self._holds:
+            return frozenset(), None
+        ends = [until - now for until in self._holds.values() if until is not None]
+        return frozenset({Output.RELAY}), min(ends, default=None)
 
     def update(self) -> float | None:
         """Light what is due now; return seconds until the next change (None: none planned).
@@ -144,6 +240,7 @@ class GpioIndicator:
             return None if self._closed else self._update_locked()
 
     def close(self) -> None:
+        self._inputs.close()  # outside the lock: gpiozero may be calling `_door_input` now
         with self._lock:
             if self._closed:
                 return
@@ -156,8 +253,12 @@ class GpioIndicator:
 
     def _update_locked(self) -> float | None:
         on, seconds_left = self._player.current()
+        held, hold_left = self._held_locked()
+        on |= held
         if on != self._lit:
             self._light(on)
+        if hold_left is not None and (seconds_left is None or hold_left < seconds_left):
+            return hold_left
         return seconds_left
 
     def _light(self, on: frozenset[Output]) -> None:

@@ -1,10 +1,23 @@
-"""The light and sound patterns: one per verdict status, one background pattern per gate state.
+"""The light and sound patterns: one per verdict family (base.py: `verdict_family`), one background
+pattern per gate state. Amber is both LEDs on together (a two-LED gate has no third colour).
 
-| pattern  | what happens                                                        |
-|----------|---------------------------------------------------------------------|
-| recorded | green 0.5 s, one short beep                                         |
-| granted  | green 1.5 s, one short beep, relay energised for `relay_seconds`    |
-| denied   | red 1.5 s, three short beeps; the relay never                       |
+| family   | what happens                                                         |
+|----------|----------------------------------------------------------------------|
+| granted  | green 1.5 s, one short beep, the door released for `relay_seconds`   |
+| recorded | green 0.5 s, one short beep                                          |
+| rescan   | amber 1 s, two short beeps 0.4 s apart: "please show it again"       |
+| denied   | red 1.5 s, three short beeps 0.2 s apart                             |
+
+`granted`: access mode lets the person pass. `recorded`: log mode, a good code (reason `ok`).
+`rescan`: log mode, a code recorded with any other reason (`invalid`, `bad_signature`, `expired`,
+`not_yet_valid`: damaged, tampered or out of its window); nobody is stopped, but the person learns
+the code did not read as good. `denied`: access mode refuses (any reason), or an enrolment card.
+
+Only `granted` ever releases the door (the relay, see door.py for what "released" does to the
+relay in a fail-safe or fail-secure installation); no other family touches it.
+
+| background state    | what happens                                               |
+|---------------------|------------------------------------------------------------|
 | idle (running)      | everything off                                             |
 | clock_unsynced      | a short green blink every 2 s                              |
 | offline             | a short red blink every 2 s (the broker does not answer)   |
@@ -16,10 +29,12 @@
 | enrolling           | green flickering (0.1 s on, 0.1 s off)                     |
 | enrolment_retry     | green 1 s, then a short red blink                          |
 | enrolment_refused   | red 1 s on, 1 s off                                        |
+| fire_alarm          | amber flashing (0.25 s on, 0.25 s off), the door held released |
 
 Each background pattern is told apart by its colour and its rhythm, never by brightness; the
-verdict patterns (a green or red light held 0.5-1.5 s with beeps) never loop, and play over
-whatever background runs.
+verdict patterns (a light held 0.5-1.5 s with beeps) never loop, and play over whatever background
+runs. The buzzer sounds only for a verdict: one beep is a good code, two slow beeps ask for the
+code again, three fast beeps refuse it.
 
 A verdict plays over the background state, which starts again when the verdict ends. A new verdict
 replaces the one playing at once: people walk fast, and the light must answer the code just shown.
@@ -34,8 +49,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from device.indicator.base import IndicatorState, Output
-from protocol.verdicts import VerdictStatus
+from device.indicator.base import IndicatorState, Output, VerdictFamily
 
 EPSILON = 1e-6  # seconds: a clock this close to a step's end has reached it (float sums drift)
 
@@ -68,6 +82,16 @@ RECORDED_PATTERN: Pattern = (step(BEEP, G, B), step(0.4, G))
 GRANTED_LIGHT: Pattern = (step(BEEP, G, B), step(1.4, G))
 
 
+# Amber (both LEDs) for one second, two beeps with a long gap: not the one beep of a good code,
+# not the quick three of a refusal.
+RESCAN_PATTERN: Pattern = (
+    step(BEEP, G, R, B),
+    step(0.3, G, R),
+    step(BEEP, G, R, B),
+    step(0.5, G, R),
+)
+
+
 DENIED_PATTERN: Pattern = (
     *(step(BEEP, R, B), step(BEEP, R)) * 2,
     step(BEEP, R, B),
@@ -94,6 +118,7 @@ STATE_PATTERNS: dict[IndicatorState, Pattern] = {
     IndicatorState.ENROLLING: (step(0.1, G), step(0.1)),
     IndicatorState.ENROLMENT_RETRY: (step(1.0, G), step(0.4), step(0.2, R), step(0.4)),
     IndicatorState.ENROLMENT_REFUSED: (step(1.0, R), step(1.0)),
+    IndicatorState.FIRE_ALARM: (step(0.25, G, R), step(0.25)),
 }
 
 
@@ -115,15 +140,21 @@ def with_output_for(pattern: Pattern, output: Output, seconds: float) -> Pattern
     return tuple(steps)
 
 
-def verdict_pattern(status: VerdictStatus, relay_seconds: float = 0.0) -> Pattern:
-    """The pattern for a verdict; `relay_seconds` 0 means there is no relay to open."""
-    if status is VerdictStatus.GRANTED:
+_FAMILY_PATTERNS = {
+    VerdictFamily.RECORDED: RECORDED_PATTERN,
+    VerdictFamily.RESCAN: RESCAN_PATTERN,
+    VerdictFamily.DENIED: DENIED_PATTERN,
+}
+
+
+def verdict_pattern(family: VerdictFamily, relay_seconds: float = 0.0) -> Pattern:
+    """The pattern for a verdict family; `relay_seconds` 0 means there is no relay to open. Only
+    `granted` has the relay in it."""
+    if family is VerdictFamily.GRANTED:
         if relay_seconds > 0:
             return with_output_for(GRANTED_LIGHT, Output.RELAY, relay_seconds)
         return GRANTED_LIGHT
-    if status is VerdictStatus.RECORDED:
-        return RECORDED_PATTERN
-    return DENIED_PATTERN
+    return _FAMILY_PATTERNS[family]
 
 
 def duration(pattern: Pattern) -> float:

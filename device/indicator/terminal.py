@@ -9,16 +9,17 @@ from __future__ import annotations
 import threading
 from typing import TextIO
 
-from device.indicator.base import IndicatorState, Output
+from device.indicator.base import IndicatorState, Output, VerdictFamily, verdict_family
 from device.indicator.patterns import Pattern, verdict_pattern
-from protocol.verdicts import VerdictStatus
+from protocol.verdicts import Reason, VerdictStatus
 
 ANSI = {"green": "\x1b[32m", "red": "\x1b[31m", "yellow": "\x1b[33m", "dim": "\x1b[2m"}
 RESET = "\x1b[0m"
 VERDICT_LOOKS = {
-    VerdictStatus.GRANTED: ("green", "● GRANTED"),
-    VerdictStatus.RECORDED: ("green", "● RECORDED"),
-    VerdictStatus.DENIED: ("red", "● DENIED"),
+    VerdictFamily.GRANTED: ("green", "● GRANTED"),
+    VerdictFamily.RECORDED: ("green", "● RECORDED"),
+    VerdictFamily.RESCAN: ("yellow", "● SHOW AGAIN"),
+    VerdictFamily.DENIED: ("red", "● DENIED"),
 }
 STATE_LOOKS = {
     IndicatorState.IDLE: ("dim", "○ idle: ready to scan"),
@@ -32,6 +33,7 @@ STATE_LOOKS = {
     IndicatorState.ENROLLING: ("dim", "○ enrolling..."),
     IndicatorState.ENROLMENT_RETRY: ("yellow", "● enrolment server not answering: retrying"),
     IndicatorState.ENROLMENT_REFUSED: ("red", "● enrolment card refused: show another"),
+    IndicatorState.FIRE_ALARM: ("yellow", "● fire alarm: the door is held released"),
 }
 
 
@@ -43,19 +45,27 @@ def paint(color: str, text: str) -> str:
     return f"{ANSI[color]}{block}{RESET} {rest}"
 
 
-def verdict_look(status: VerdictStatus, *, color: bool = True) -> str:
+def verdict_look(status: VerdictStatus, reason: Reason, *, color: bool = True) -> str:
     """The verdict as the terminal shows it, e.g. a green '● RECORDED'."""
-    hue, text = VERDICT_LOOKS[status]
+    hue, text = VERDICT_LOOKS[verdict_family(status, reason)]
     return paint(hue, text) if color else text
 
 
 def describe_pattern(pattern: Pattern) -> str:
-    """What a person sees and hears, e.g. 'green 0.5 s, 1 beep'."""
+    """What a person sees and hears, e.g. 'green 0.5 s, 1 beep' (green and red together: amber)."""
     parts = []
+    amber = sum(s.seconds for s in pattern if {Output.GREEN, Output.RED} <= s.on)
+    if amber:
+        parts.append(f"amber {amber:.1f} s")
     for output in (Output.GREEN, Output.RED, Output.RELAY):
-        seconds = sum(step.seconds for step in pattern if output in step.on)
+        seconds = sum(
+            s.seconds
+            for s in pattern
+            if output in s.on
+            and not (output is not Output.RELAY and {Output.GREEN, Output.RED} <= s.on)
+        )
         if seconds:
-            name = "door relay" if output is Output.RELAY else output.value
+            name = "door released" if output is Output.RELAY else output.value
             parts.append(f"{name} {seconds:.1f} s")
     beeps = sum(
         1
@@ -77,9 +87,10 @@ class TerminalIndicator:
         self._state: IndicatorState | None = None
         self._lock = threading.Lock()
 
-    def show(self, status: VerdictStatus) -> None:
-        pattern = verdict_pattern(status, self._relay_seconds)
-        hue, text = VERDICT_LOOKS[status]
+    def show(self, status: VerdictStatus, reason: Reason) -> None:
+        family = verdict_family(status, reason)
+        pattern = verdict_pattern(family, self._relay_seconds)
+        hue, text = VERDICT_LOOKS[family]
         self._write(hue, f"{text:11} {describe_pattern(pattern)}")
 
     def set_state(self, state: IndicatorState) -> None:

@@ -15,6 +15,9 @@ class Fault(StrEnum):
 
     CAMERA = "camera"  # no frame: the camera failed, hangs, or is missing
     STORAGE = "storage"  # the journal cannot be written (card full, I/O error); scans are held
+    # Not a fault of the gate but a flag people must see: the fire-alarm input is active and the
+    # door is held released (device/indicator/door.py). Its own light, over every other.
+    FIRE_ALARM = "fire_alarm"
 
 
 class LinkState(StrEnum):
@@ -40,6 +43,7 @@ class Health:
         self._faults: set[Fault] = set()
         self._link = LinkState.CONNECTING
         self._clock_synced = True
+        self._releases: dict[str, int] = {}
         self._watchers: list[Callable[[Health], None]] = []
 
     def watch(self, callback: Callable[[Health], None]) -> None:
@@ -81,6 +85,16 @@ class Health:
 
     def clear_fault(self, fault: Fault) -> None:
         self.set_fault(fault, present=False)
+
+    def count_release(self, kind: str) -> None:
+        """One more release of the door that no verdict granted (a fire alarm, a button)."""
+        with self._lock:
+            self._releases[kind] = self._releases.get(kind, 0) + 1
+
+    def releases(self, kind: str) -> int:
+        """How many releases of `kind` since the gate started."""
+        with self._lock:
+            return self._releases.get(kind, 0)
 
     def set_online(self, online: bool) -> None:
         """Up, or down without a reason known: the broker is unreachable until told better."""

@@ -32,7 +32,7 @@ from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder, EventDraft
 from device.verdict.policy import Policy
 from gatescan.testing.samples import blank_frame, cccd_payload, render_code, sample_draft
-from protocol.verdicts import Direction, VerdictStatus
+from protocol.verdicts import Direction, Reason, VerdictStatus
 
 CARD = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Hà Nội", "21042021")
 SIZE = (640, 480)
@@ -71,10 +71,12 @@ class JournalWatchingIndicator:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.depth_when_lit: list[int] = []
+        self.shown: list[tuple[VerdictStatus, Reason]] = []
         self.states: list[IndicatorState] = []
 
-    def show(self, status: VerdictStatus) -> None:
+    def show(self, status: VerdictStatus, reason: Reason) -> None:
         self.depth_when_lit.append(self.journal.outbox_depth())
+        self.shown.append((status, reason))
 
     def set_state(self, state: IndicatorState) -> None:
         self.states.append(state)
@@ -125,6 +127,19 @@ def test_light_comes_before_the_journal_write(journal: Journal) -> None:
     assert len(scans) == 1
     assert indicator.depth_when_lit == [0]  # lit while the journal was still empty
     assert journal.outbox_depth() == 1
+
+
+def test_the_light_is_told_the_verdicts_status_and_reason(journal: Journal) -> None:
+    indicator = JournalWatchingIndicator(journal)
+    scanner = make_scanner(journal, indicator)
+    damaged = CARD.replace(b"05061993", b"35131993")  # a birth date no calendar has
+    scanner.process(render_code(CARD, frame_size=SIZE))
+    [scan] = scanner.process(render_code(damaged, frame_size=SIZE))
+    assert scan.verdict.reason is Reason.INVALID
+    assert indicator.shown == [
+        (VerdictStatus.RECORDED, Reason.OK),
+        (VerdictStatus.RECORDED, Reason.INVALID),  # log mode's amber: "please show it again"
+    ]
 
 
 def test_a_card_becomes_a_journaled_event_with_exact_vietnamese_name(journal: Journal) -> None:
@@ -294,7 +309,7 @@ def test_camera_failure_is_a_fault_and_the_loop_keeps_going(journal: Journal) ->
     stop = threading.Event()
     source = ListSource([render_code(CARD, frame_size=SIZE)], stop=stop)
     health = Health()
-    seen: list[list[str]] = []
+    seen: list[list[Fault]] = []
     health.watch(lambda h: seen.append(h.faults))
     scanner = make_scanner(journal, JournalWatchingIndicator(journal), source=source, health=health)
     scans: list[Scan] = []
@@ -396,7 +411,7 @@ def encode_png(frame: Frame) -> bytes:
 class BrokenScreen(JournalWatchingIndicator):
     """An indicator whose terminal went away: every verdict raises."""
 
-    def show(self, status: VerdictStatus) -> None:
+    def show(self, status: VerdictStatus, reason: Reason) -> None:
         raise BrokenPipeError("terminal went away")
 
 

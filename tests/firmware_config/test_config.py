@@ -9,6 +9,7 @@ import pytest
 from firmware_config.errors import ConfigError
 from firmware_config.loader import ConfigOverrides, camera_from_source, load_config
 from firmware_config.schema import (
+    DoorConfig,
     GateConfig,
     JournalConfig,
     OpenCVCamera,
@@ -170,13 +171,16 @@ def test_example_configs_mention_every_setting(example: Path) -> None:
         GateConfig.model_fields[section].annotation
         for section in ("decoder", "policy", "indicator", "mqtt", "journal")
     ]
+    models.append(DoorConfig)
     separator = " =" if example.suffix == ".toml" else ":"
 
     missing = [
         f"{model.__name__}.{name}"  # type: ignore[union-attr]
         for model in models
         for name in model.model_fields  # type: ignore[union-attr]
-        if f"{name}{separator}" not in text and f"[{name}]" not in text  # [section] in TOML
+        if f"{name}{separator}" not in text
+        and f"[{name}]" not in text  # [section] in TOML
+        and f".{name}]" not in text  # [section.subsection] in TOML
     ]
 
     assert missing == []
@@ -671,3 +675,51 @@ def test_a_missing_or_empty_password_file_is_reported(tmp_path: Path) -> None:
         f"{missing}: mqtt.password_file: cannot read {tmp_path / 'nope'}: No such file or directory"
     ]
     assert problems(empty) == [f"{empty}: mqtt.password_file: {tmp_path / 'empty'} is empty"]
+
+
+def test_a_door_input_on_an_output_pin_is_a_config_error(tmp_path: Path) -> None:
+    text = "[indicator]\nrelay = 23\n[indicator.door]\nfire_alarm_pin = 23\n"
+    path = write(tmp_path, "gate.toml", text)
+
+    assert problems(path) == [
+        f"{path}: indicator.relay: pin 23 is used for both relay and door.fire_alarm_pin"
+    ]
+
+
+def test_two_door_inputs_on_one_pin_are_a_config_error(tmp_path: Path) -> None:
+    text = "[indicator]\nrelay = 23\n[indicator.door]\nfire_alarm_pin = 5\nrelease_button_pin = 5\n"
+    path = write(tmp_path, "gate.toml", text)
+
+    assert problems(path) == [
+        f"{path}: indicator.door.fire_alarm_pin: pin 5 is used for both "
+        "door.fire_alarm_pin and door.release_button_pin"
+    ]
+
+
+def test_a_door_setting_without_a_relay_is_a_config_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "gate.toml", '[indicator.door]\nfail = "safe"\n')
+
+    assert problems(path) == [
+        f"{path}: indicator.door.fail: door.fail is set but there is no door relay: set "
+        "indicator.relay (its BCM pin)"
+    ]
+
+
+def test_a_misspelt_fail_mode_is_named(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "gate.toml", '[indicator]\nrelay = 23\n[indicator.door]\nfail = "saef"\n'
+    )
+
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}: indicator.door.fail: expected one of 'secure', 'safe'")
+    assert "did you mean 'safe'" in problem
+
+
+def test_a_door_config_loads(tmp_path: Path) -> None:
+    text = (
+        "[indicator]\nrelay = 23\nrelay_seconds = 5\n"
+        '[indicator.door]\nfail = "safe"\nfire_alarm_pin = 5\nrelease_button_pin = 6\n'
+    )
+    door = load_config(write(tmp_path, "gate.toml", text), env={}).indicator.door
+
+    assert (door.fail, door.fire_alarm_pin, door.release_button_pin) == ("safe", 5, 6)

@@ -329,8 +329,8 @@ def beeps(pin_log: Path) -> list[PinChange]:
     """The showings a gate lit, from its pin log: every verdict's pattern starts with a beep and
     no background pattern beeps (device/indicator/patterns.py), so each buzzer on-edge is one
     showing, provided the showings are far enough apart for the first beep to end (0.1 s) before
-    the next one starts. Only green verdicts are expected (a denied one beeps three times): a
-    beep without green is an AssertionError, not a miscount."""
+    the next one starts. Only good codes are expected (a denied verdict beeps three times, a log
+    mode's "show it again" twice): a beep without green is an AssertionError, not a miscount."""
     lit: dict[str, bool] = {}
     found = []
     for change in read_pin_log(pin_log):

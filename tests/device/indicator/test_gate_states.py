@@ -7,7 +7,7 @@ import pytest
 
 from device.indicator.base import IndicatorState, background_state
 from device.system.health import Fault, Health, LinkState
-from protocol.verdicts import VerdictStatus
+from protocol.verdicts import Reason, VerdictStatus
 from tests.device.indicator.test_gpio import Gate, Timeline
 
 
@@ -43,6 +43,11 @@ EXPECTED: dict[IndicatorState, Timeline] = {
     IndicatorState.SETUP: [(0.0, {"green"}), (1.0, set())],
     IndicatorState.ENROLMENT_RETRY: [(0.0, {"green"}), (1.0, set()), (1.4, {"red"}), (1.6, set())],
     IndicatorState.ENROLMENT_REFUSED: [(0.0, {"red"}), (1.0, set())],
+    IndicatorState.FIRE_ALARM: [
+        (seconds + dark, set() if dark else {"green", "red"})
+        for seconds in (0.0, 0.5, 1.0, 1.5)
+        for dark in (0.0, 0.25)
+    ],
 }
 
 
@@ -65,17 +70,25 @@ def test_enrolling_flickers_green() -> None:
 @pytest.mark.parametrize(
     "state", [IndicatorState.SETUP, IndicatorState.CONFIG_ERROR, IndicatorState.NO_NETWORK]
 )
-@pytest.mark.parametrize("status", list(VerdictStatus), ids=str)
+@pytest.mark.parametrize(
+    ("status", "reason", "colours"),
+    [
+        (VerdictStatus.GRANTED, Reason.OK, {"green"}),
+        (VerdictStatus.RECORDED, Reason.OK, {"green"}),
+        (VerdictStatus.RECORDED, Reason.INVALID, {"green", "red"}),  # amber
+        (VerdictStatus.DENIED, Reason.NOT_ALLOWED, {"red"}),
+    ],
+    ids=["granted", "recorded", "rescan", "denied"],
+)
 def test_a_verdict_plays_over_any_state_and_the_state_resumes(
-    state: IndicatorState, status: VerdictStatus
+    state: IndicatorState, status: VerdictStatus, reason: Reason, colours: set[str]
 ) -> None:
     gate = Gate(relay=None)
     try:
         gate.indicator.set_state(state)
         gate.play(0.5)
-        gate.indicator.show(status)
-        colour = "red" if status is VerdictStatus.DENIED else "green"
-        assert gate.lit() == {colour, "buzzer"}, "the verdict's own light and beep, at once"
+        gate.indicator.show(status, reason)
+        assert gate.lit() == {*colours, "buzzer"}, "the verdict's own light and beep, at once"
         gate.play(1.6)  # every verdict pattern is over by then
         resumed = gate.play(4.0)
         assert {frozenset(lit) for _, lit in resumed} == {
@@ -104,6 +117,10 @@ def health(link: LinkState = LinkState.UP, synced: bool = True, *faults: Fault) 
         (health(LinkState.NO_NETWORK, False), IndicatorState.NO_NETWORK),
         (health(LinkState.REFUSED), IndicatorState.CREDENTIALS_REFUSED),
         (health(LinkState.REFUSED, True, Fault.CAMERA), IndicatorState.FAULT),
+        (
+            health(LinkState.NO_NETWORK, True, Fault.CAMERA, Fault.FIRE_ALARM),
+            IndicatorState.FIRE_ALARM,
+        ),
     ],
 )
 def test_the_background_state_follows_the_gates_health(

@@ -5,13 +5,20 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from device.indicator.base import Indicator, IndicatorState, Output, TeeIndicator
+from device.indicator.base import (
+    Indicator,
+    IndicatorState,
+    Output,
+    Release,
+    TeeIndicator,
+    VerdictFamily,
+)
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.indicator.patterns import (
     DENIED_PATTERN,
@@ -21,7 +28,7 @@ from device.indicator.patterns import (
     with_output_for,
 )
 from device.indicator.terminal import TerminalIndicator
-from protocol.verdicts import VerdictStatus
+from protocol.verdicts import Reason, VerdictStatus
 
 GREEN, RED, BUZZER, RELAY = 17, 27, 22, 23
 NAMES = {GREEN: "green", RED: "red", BUZZER: "buzzer", RELAY: "relay"}
@@ -39,16 +46,25 @@ class FakeClock:
 class Gate:
     """A GpioIndicator on MockFactory pins, with the test holding the clock."""
 
-    def __init__(self, *, relay: int | None = RELAY, active_high: bool = True) -> None:
-        self.factory = MockFactory()
+    def __init__(
+        self,
+        *,
+        relay: int | None = RELAY,
+        active_high: bool = True,
+        on_release: Callable[[Release, bool], None] = lambda release, active: None,
+        pin_class: type[MockPin] = MockPin,
+        **door: Any,
+    ) -> None:
+        self.factory = MockFactory(pin_class=pin_class)
         self.clock = FakeClock()
         self.pins = IndicatorPins(
-            green=GREEN, red=RED, buzzer=BUZZER, relay=relay, active_high=active_high
+            green=GREEN, red=RED, buzzer=BUZZER, relay=relay, active_high=active_high, **door
         )
         self.indicator = GpioIndicator(
             self.pins,
             pin_factory=self.factory,
             relay_seconds=3.0,
+            on_release=on_release,
             clock=self.clock,
             run_thread=False,
         )
@@ -94,7 +110,7 @@ def gate() -> Iterator[Gate]:
 
 
 def test_recorded_lights_green_half_a_second_with_one_beep(gate: Gate) -> None:
-    gate.indicator.show(VerdictStatus.RECORDED)
+    gate.indicator.show(VerdictStatus.RECORDED, Reason.OK)
     assert gate.play(2.0) == [(0.0, {"green", "buzzer"}), (0.1, {"green"}), (0.5, set())]
     assert gate.states(GREEN) == [False, True, False]
     assert gate.states(BUZZER) == [False, True, False]
@@ -104,7 +120,7 @@ def test_recorded_lights_green_half_a_second_with_one_beep(gate: Gate) -> None:
 def test_granted_lights_green_beeps_once_and_opens_the_relay_for_relay_seconds(
     gate: Gate,
 ) -> None:
-    gate.indicator.show(VerdictStatus.GRANTED)
+    gate.indicator.show(VerdictStatus.GRANTED, Reason.OK)
     assert gate.play(5.0) == [
         (0.0, {"green", "buzzer", "relay"}),
         (0.1, {"green", "relay"}),
@@ -117,14 +133,14 @@ def test_granted_lights_green_beeps_once_and_opens_the_relay_for_relay_seconds(
 
 def test_granted_without_a_relay_lights_green_for_one_and_a_half_seconds() -> None:
     gate = Gate(relay=None)
-    gate.indicator.show(VerdictStatus.GRANTED)
+    gate.indicator.show(VerdictStatus.GRANTED, Reason.OK)
     assert gate.play(5.0) == [(0.0, {"green", "buzzer"}), (0.1, {"green"}), (1.5, set())]
     assert gate.states(RELAY) == [False], "pin 23 was never touched"
     gate.indicator.close()
 
 
 def test_denied_lights_red_with_three_beeps_and_never_the_relay(gate: Gate) -> None:
-    gate.indicator.show(VerdictStatus.DENIED)
+    gate.indicator.show(VerdictStatus.DENIED, Reason.UNKNOWN_FORMAT)
     timeline = gate.play(3.0)
     assert timeline[0] == (0.0, {"red", "buzzer"})
     assert timeline[-1] == (1.5, set())
@@ -135,9 +151,9 @@ def test_denied_lights_red_with_three_beeps_and_never_the_relay(gate: Gate) -> N
 
 
 def test_a_new_verdict_replaces_the_playing_one_at_once(gate: Gate) -> None:
-    gate.indicator.show(VerdictStatus.GRANTED)
+    gate.indicator.show(VerdictStatus.GRANTED, Reason.OK)
     gate.play(0.3)
-    gate.indicator.show(VerdictStatus.DENIED)
+    gate.indicator.show(VerdictStatus.DENIED, Reason.UNKNOWN_FORMAT)
     assert gate.lit() == {"red", "buzzer"}, "no wait for the green to finish"
     assert gate.play(3.0)[-1] == (1.5, set()), "the denied pattern runs its full length"
     assert gate.states(RELAY) == [False, True, False]
@@ -162,10 +178,10 @@ def test_the_light_comes_on_before_the_buzzer_and_before_the_old_light_goes_off(
         IndicatorPins(), pin_factory=MockFactory(pin_class=pin_class), run_thread=False
     )
     changes.clear()
-    indicator.show(VerdictStatus.DENIED)
+    indicator.show(VerdictStatus.DENIED, Reason.UNKNOWN_FORMAT)
     assert changes == [("GPIO27", True), ("GPIO22", True)], "red, then the beep"
     changes.clear()
-    indicator.show(VerdictStatus.RECORDED)
+    indicator.show(VerdictStatus.RECORDED, Reason.OK)
     assert changes == [("GPIO17", True), ("GPIO27", False)], "green on, then red off"
     indicator.close()
 
@@ -207,7 +223,7 @@ def test_a_verdict_overrides_the_state_which_resumes_after_it(gate: Gate) -> Non
     gate.indicator.set_state(IndicatorState.OFFLINE)
     gate.play(1.95)
     assert gate.lit() == {"red"}, "mid heartbeat"
-    gate.indicator.show(VerdictStatus.RECORDED)
+    gate.indicator.show(VerdictStatus.RECORDED, Reason.OK)
     assert gate.lit() == {"green", "buzzer"}, "the verdict takes over at once"
     assert gate.play(3.0) == [
         (0.0, {"green", "buzzer"}),
@@ -232,17 +248,17 @@ def test_show_returns_before_the_pattern_ends() -> None:
     factory, clock = MockFactory(), FakeClock()
     indicator = GpioIndicator(IndicatorPins(), pin_factory=factory, clock=clock)
     started = clock.now
-    indicator.show(VerdictStatus.DENIED)
+    indicator.show(VerdictStatus.DENIED, Reason.UNKNOWN_FORMAT)
     assert clock.now == started, "show() did not wait on the clock"
     assert factory.pin(27).state, "the red light is on as show() returns"
-    assert duration(indicator.patterns[VerdictStatus.DENIED]) == pytest.approx(1.5)
+    assert duration(indicator.patterns[VerdictFamily.DENIED]) == pytest.approx(1.5)
     indicator.close()
 
 
 def test_the_player_thread_plays_a_pattern_to_its_end_on_the_real_clock() -> None:
     factory = MockFactory()
     indicator = GpioIndicator(IndicatorPins(buzzer=None), pin_factory=factory)
-    indicator.show(VerdictStatus.RECORDED)
+    indicator.show(VerdictStatus.RECORDED, Reason.OK)
     green = factory.pin(17)
     assert green.state
     deadline = time.monotonic() + 5.0
@@ -263,7 +279,7 @@ def test_close_turns_everything_off_and_stops_the_thread_at_once() -> None:
     assert not any(thread.is_alive() for thread in player_threads), "joined at once"
     assert not factory.pin(17).state and not factory.pin(27).state
     indicator.close()  # twice is fine
-    indicator.show(VerdictStatus.GRANTED)  # and a late verdict is ignored, not a crash
+    indicator.show(VerdictStatus.GRANTED, Reason.OK)  # and a late verdict is ignored, not a crash
 
 
 # --- pins ----------------------------------------------------------------------------------
@@ -282,7 +298,7 @@ def test_a_pin_that_is_not_a_gpio_number_is_rejected() -> None:
 def test_active_low_outputs_are_driven_low_to_light() -> None:
     gate = Gate(active_high=False)
     assert gate.pin(GREEN).state, "off means a high pin"
-    gate.indicator.show(VerdictStatus.RECORDED)
+    gate.indicator.show(VerdictStatus.RECORDED, Reason.OK)
     assert not gate.pin(GREEN).state
     gate.play(1.0)
     assert gate.states(GREEN) == [False, True, False, True]
@@ -311,11 +327,13 @@ def test_an_output_added_for_longer_than_the_pattern_extends_it() -> None:
 
 
 def test_every_verdict_pattern_has_the_documented_length() -> None:
-    assert duration(verdict_pattern(VerdictStatus.RECORDED)) == pytest.approx(0.5)
-    assert duration(verdict_pattern(VerdictStatus.GRANTED)) == pytest.approx(1.5)
-    assert duration(verdict_pattern(VerdictStatus.GRANTED, 3.0)) == pytest.approx(3.0)
-    assert verdict_pattern(VerdictStatus.DENIED, 3.0) == DENIED_PATTERN
-    assert not any(Output.RELAY in s.on for s in DENIED_PATTERN)
+    assert duration(verdict_pattern(VerdictFamily.RECORDED)) == pytest.approx(0.5)
+    assert duration(verdict_pattern(VerdictFamily.RESCAN)) == pytest.approx(1.0)
+    assert duration(verdict_pattern(VerdictFamily.GRANTED)) == pytest.approx(1.5)
+    assert duration(verdict_pattern(VerdictFamily.GRANTED, 3.0)) == pytest.approx(3.0)
+    assert verdict_pattern(VerdictFamily.DENIED, 3.0) == DENIED_PATTERN
+    for family in (VerdictFamily.RECORDED, VerdictFamily.RESCAN, VerdictFamily.DENIED):
+        assert not any(Output.RELAY in s.on for s in verdict_pattern(family, 3.0)), family
 
 
 # --- tee ----------------------------------------------------------------------
@@ -323,7 +341,7 @@ def test_every_verdict_pattern_has_the_documented_length() -> None:
 
 def test_tee_forwards_to_every_indicator_even_when_one_fails() -> None:
     class Broken:
-        def show(self, status: VerdictStatus) -> None:
+        def show(self, status: VerdictStatus, reason: Reason) -> None:
             raise BrokenPipeError("terminal went away")
 
         def set_state(self, state: IndicatorState) -> None:
@@ -336,7 +354,7 @@ def test_tee_forwards_to_every_indicator_even_when_one_fails() -> None:
     gpio = GpioIndicator(IndicatorPins(), pin_factory=factory, run_thread=False)
     tee: Indicator = TeeIndicator(Broken(), gpio, TerminalIndicator(out, color=False))
     with pytest.raises(BrokenPipeError):
-        tee.show(VerdictStatus.RECORDED)
+        tee.show(VerdictStatus.RECORDED, Reason.OK)
     assert factory.pin(17).state, "the LED lit although the first indicator failed"
     assert out.getvalue() == "● RECORDED  green 0.5 s, 1 beep\n"
     tee.close()

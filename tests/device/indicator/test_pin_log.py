@@ -20,7 +20,7 @@ from device.indicator.pin_log import (
     mock_pin_factory,
     read_pin_log,
 )
-from protocol.verdicts import VerdictStatus
+from protocol.verdicts import Reason, VerdictStatus
 from tests.support.paths import PROJECT_ROOT
 
 
@@ -33,10 +33,11 @@ def test_every_change_of_an_indicator_pin_is_a_line_in_order(tmp_path: Path) -> 
     factory = RecordingMockFactory(PinLog(path))
     gpio = GpioIndicator(IndicatorPins(), pin_factory=factory, run_thread=False)
     try:
-        gpio.show(VerdictStatus.RECORDED)  # green and buzzer on, in the caller
+        gpio.show(VerdictStatus.RECORDED, Reason.OK)  # green and buzzer on, in the caller
         changes = read_pin_log(path)
         assert [(c.pin, c.state) for c in changes] == [("GPIO17", True), ("GPIO22", True)]
-        gpio.show(VerdictStatus.DENIED)  # red on, then green off; the buzzer stays on
+        # Red on, then green off; the buzzer stays on.
+        gpio.show(VerdictStatus.DENIED, Reason.NOT_ALLOWED)
     finally:
         gpio.close()  # everything off
         factory.close()

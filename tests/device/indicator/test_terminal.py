@@ -7,17 +7,20 @@ import io
 from device.indicator.base import IndicatorState, Output
 from device.indicator.patterns import DENIED_PATTERN, step
 from device.indicator.terminal import TerminalIndicator, describe_pattern
-from protocol.verdicts import VerdictStatus
+from protocol.verdicts import Reason, VerdictStatus
 
 
 def test_terminal_shows_each_verdict_with_its_light_and_sound() -> None:
     out = io.StringIO()
     terminal = TerminalIndicator(out, relay_seconds=3.0)
-    for status in (VerdictStatus.RECORDED, VerdictStatus.GRANTED, VerdictStatus.DENIED):
-        terminal.show(status)
+    terminal.show(VerdictStatus.RECORDED, Reason.OK)
+    terminal.show(VerdictStatus.RECORDED, Reason.INVALID)
+    terminal.show(VerdictStatus.GRANTED, Reason.OK)
+    terminal.show(VerdictStatus.DENIED, Reason.NOT_ALLOWED)
     assert out.getvalue().splitlines() == [
         "\x1b[32m●\x1b[0m RECORDED  green 0.5 s, 1 beep",
-        "\x1b[32m●\x1b[0m GRANTED   green 1.5 s, door relay 3.0 s, 1 beep",
+        "\x1b[33m●\x1b[0m SHOW AGAIN amber 1.0 s, 2 beeps",
+        "\x1b[32m●\x1b[0m GRANTED   green 1.5 s, door released 3.0 s, 1 beep",
         "\x1b[31m●\x1b[0m DENIED    red 1.5 s, 3 beeps",
     ]
 
@@ -27,7 +30,7 @@ def test_terminal_without_colour_writes_plain_text_and_each_state_once() -> None
     terminal = TerminalIndicator(out, color=False)
     terminal.set_state(IndicatorState.OFFLINE)
     terminal.set_state(IndicatorState.OFFLINE)
-    terminal.show(VerdictStatus.DENIED)
+    terminal.show(VerdictStatus.DENIED, Reason.BLOCKED)
     terminal.set_state(IndicatorState.FAULT)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("○ offline")
