@@ -1,32 +1,23 @@
-"""Who is inside each site now: people, not passages (issue 15).
-
-A person is inside when their last passage today (since local midnight at the site) went
-through an `in` gate; they are out again after an `out` gate. Scanning twice at the entrance is
-one person inside, not two. A gate's direction (in / out) is on each of its entries, as its
-config said when it scanned. Denied entries do not count: the person did not pass.
-
-A person is who the entry names: the CCCD number or pass id, or for any other code its digest
-(the same code shown twice is the same person). Someone who came in yesterday and stayed the
-night is not counted today: the day starts empty, as a paper register does. Someone who leaves
-by a door without an `out` gate stays "inside" until midnight: the page says so.
+"""Who is inside each site now: people, not passages (server/store/presence.py says who).
 
 The list of people inside is masked (server/dashboard/reports/masking.py): a guard at an
 evacuation can recognise people they know, and looking a person up stays a manager's audited
-search on the entries page.
+search on the entries page. Someone who leaves by a door without an `out` gate stays "inside"
+until midnight: the page says so.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import Select, func, literal, select
+from sqlalchemy import func, select
 
 from server.clock import Clock, local_day_start, utc_now
 from server.dashboard.reports.masking import mask_id, mask_name
 from server.store.database import Store
+from server.store.presence import people_inside
 from server.store.tables import entries_table
 
 # Enough for a page; the count above it is always exact.
@@ -62,20 +53,18 @@ def occupancy_today(store: Store, tz: ZoneInfo, *, clock: Clock = utc_now) -> li
         by_direction = select(c.site_id, c.direction, func.count()).where(*passed)
         for site, direction, count in conn.execute(by_direction.group_by(c.site_id, c.direction)):
             counts.setdefault(str(site), {})[str(direction)] = int(count)
-        for row in conn.execute(_last_passages(since)):
-            if row.direction != "in":
-                continue
-            site = str(row.site_id)
+        for row in people_inside(conn, since):
+            site = row.site_id
             inside[site] = inside.get(site, 0) + 1
             listed = people.setdefault(site, [])
             if len(listed) < MAX_LISTED:
                 listed.append(
                     PersonInside(
                         subject_id=mask_id(row.person),
-                        subject_name=mask_name(row.subject_name or ""),
-                        credential_type=str(row.credential_type),
+                        subject_name=mask_name(row.subject_name),
+                        credential_type=row.credential_type,
                         entered_at=row.ts,
-                        device_id=str(row.device_id),
+                        device_id=row.device_id,
                     )
                 )
     return [
@@ -89,29 +78,3 @@ def occupancy_today(store: Store, tz: ZoneInfo, *, clock: Clock = utc_now) -> li
         )
         for site in sorted(counts)
     ]
-
-
-def _last_passages(since: datetime) -> Select[Any]:
-    """Each person's last passage today per site (window function: SQLite and PostgreSQL)."""
-    c = entries_table.c
-    person = func.coalesce(func.nullif(c.subject_id, literal("")), c.code_sha256).label("person")
-    ranked = (
-        select(
-            c.site_id,
-            person,
-            c.subject_name,
-            c.credential_type,
-            c.direction,
-            c.ts,
-            c.device_id,
-            func.row_number()
-            .over(
-                partition_by=(c.site_id, person),
-                order_by=(c.ts.desc(), c.device_id.desc(), c.seq.desc()),
-            )
-            .label("rank"),
-        )
-        .where(c.ts >= since, c.status != "denied")
-        .subquery()
-    )
-    return select(ranked).where(ranked.c.rank == 1).order_by(ranked.c.ts.desc())
