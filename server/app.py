@@ -11,11 +11,13 @@ It shares the store with the collector, and tells the collector's map of sites w
 enrolled.
 
 Threads of a running server: the collector's two (paho's network thread and the writer, see
-server/collector/service.py), the purge's (hourly), uvicorn's (the dashboard, on a socket bound
-before anything starts, so a port in use is a clear error at once and the address printed
-answers), and the caller's, which waits for `stop` and logs the collector's counters. A part that
-ends by itself (the dashboard failing) sets `stop` too, so the process ends rather than half-runs.
-Stopping goes in the reverse order of starting: the dashboard stops answering, the purge ends, the
+server/collector/service.py), the policy publisher's (each site's keys and lists to its gates,
+retained, on the collector's connection: server/collector/policy_publisher.py), the purge's
+(hourly), uvicorn's (the dashboard, on a socket bound before anything starts, so a port in use
+is a clear error at once and the address printed answers), and the caller's, which waits for
+`stop` and logs the collector's counters. A part that ends by itself (the dashboard failing)
+sets `stop` too, so the process ends rather than half-runs. Stopping goes in the reverse order
+of starting: the dashboard stops answering, the purge ends, the policy publisher ends, the
 collector commits and acknowledges what it holds and disconnects, and the store closes.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 from protocol.broker_tls import BrokerTls
 from server.broker_admin.dynsec import AdminLogin
 from server.collector.limits import DEFAULT_LIMITS, GateLimits
+from server.collector.policy_publisher import PolicyPublisher
 from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
@@ -102,6 +105,7 @@ def build_server(options: ServerOptions) -> Server:
     dashboard = None
     try:
         collector = init_collector(store, options.collector, options.gate_limits)
+        policy = init_policy_publisher(store, collector)
         retention = init_retention(store, options.retention_days)
         dashboard = init_dashboard(store, options)
         enrolment = init_enrolment(store, options.enrolment, collector)
@@ -116,6 +120,7 @@ def build_server(options: ServerOptions) -> Server:
         retention=retention,
         dashboard=dashboard,
         enrolment=enrolment,
+        policy=policy,
     )
 
 
@@ -134,6 +139,11 @@ def init_collector(
         tls=login.tls,
         limits=limits,
     )
+
+
+def init_policy_publisher(store: Store, collector: Collector | None) -> PolicyPublisher | None:
+    """Each site's policy to its gates, on the collector's connection (none without one)."""
+    return None if collector is None else PolicyPublisher(store.engine, collector)
 
 
 def init_retention(store: Store, retention_days: int | None) -> RetentionTask | None:
@@ -194,9 +204,11 @@ class Server:
         retention: RetentionTask | None,
         dashboard: DashboardServer | None,
         enrolment: DashboardServer | None = None,
+        policy: PolicyPublisher | None = None,
     ) -> None:
         self.store = store
         self.collector = collector
+        self.policy = policy
         self.retention = retention
         self.dashboard = dashboard
         self.enrolment = enrolment
@@ -211,6 +223,8 @@ class Server:
         """Start every part in the background; a part that ends by itself sets `stop`."""
         if self.collector is not None:
             self.collector.start()
+        if self.policy is not None:
+            self.policy.start()
         if self.retention is not None:
             self.retention.start()
         if self.dashboard is not None:
@@ -244,6 +258,8 @@ class Server:
             self.dashboard.stop()
         if self.retention is not None:
             self.retention.stop()
+        if self.policy is not None:
+            self.policy.stop()
         if self.collector is not None:
             self.collector.stop()
             collector_log.info("collector stopped: %s", self.collector.counters)
