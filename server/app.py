@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol.broker_tls import BrokerTls
 from server.broker_admin.dynsec import AdminLogin
@@ -39,6 +39,9 @@ from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
 from server.store.retention import RetentionTask
+
+if TYPE_CHECKING:
+    from server.enrolment.exchange import PolicyRightsTask
 
 log = logging.getLogger("gatescan.server")
 collector_log = logging.getLogger("gatescan.collector")  # its counters, as it always logged them
@@ -108,7 +111,7 @@ def build_server(options: ServerOptions) -> Server:
         policy = init_policy_publisher(store, collector)
         retention = init_retention(store, options.retention_days)
         dashboard = init_dashboard(store, options)
-        enrolment = init_enrolment(store, options.enrolment, collector)
+        enrolment, rights = init_enrolment(store, options.enrolment, collector)
     except BaseException:
         if dashboard is not None:
             dashboard.close()
@@ -121,6 +124,7 @@ def build_server(options: ServerOptions) -> Server:
         dashboard=dashboard,
         enrolment=enrolment,
         policy=policy,
+        rights=rights,
     )
 
 
@@ -166,10 +170,12 @@ def init_dashboard(store: Store, options: ServerOptions) -> DashboardServer | No
 
 def init_enrolment(
     store: Store, options: EnrolmentOptions | None, collector: Collector | None
-) -> DashboardServer | None:
+) -> tuple[DashboardServer | None, PolicyRightsTask | None]:
+    """The enrolment service, and the task that gives an older broker's roles the rights site
+    policies need (it logs in as the dynamic security admin, as the exchange does)."""
     if options is None:
-        return None
-    from server.enrolment.exchange import EnrolmentService, EnrolmentSettings
+        return None, None
+    from server.enrolment.exchange import EnrolmentService, EnrolmentSettings, PolicyRightsTask
     from server.enrolment.web import create_enrolment_app
     from server.store.gates import GateRegistry
 
@@ -185,12 +191,13 @@ def init_enrolment(
         listeners = bind(options.listen)
     except ListenError as exc:
         raise EnrolmentListenError(str(exc)) from exc
-    return DashboardServer(
+    server = DashboardServer(
         app,
         listeners,
         name="enrolment",
         tls_files=(options.cert_file, options.key_file),
     )
+    return server, PolicyRightsTask(service)
 
 
 class Server:
@@ -205,10 +212,12 @@ class Server:
         dashboard: DashboardServer | None,
         enrolment: DashboardServer | None = None,
         policy: PolicyPublisher | None = None,
+        rights: PolicyRightsTask | None = None,
     ) -> None:
         self.store = store
         self.collector = collector
         self.policy = policy
+        self.rights = rights
         self.retention = retention
         self.dashboard = dashboard
         self.enrolment = enrolment
@@ -231,6 +240,8 @@ class Server:
             self.dashboard.start(on_exit=stop.set)
         if self.enrolment is not None:
             self.enrolment.start(on_exit=stop.set)
+        if self.rights is not None:
+            self.rights.start()
 
     def run(self, stop: threading.Event) -> bool:
         """Start, serve until `stop` is set, stop. False when a part ended by itself."""
@@ -252,6 +263,8 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        if self.rights is not None:
+            self.rights.stop()
         if self.enrolment is not None:
             self.enrolment.stop()
         if self.dashboard is not None:

@@ -32,7 +32,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from protocol.site_policy import ListBucket, bucket_digest, bucket_topic, manifest_topic
-from server.clock import utc_now
+from server.collector.batch import utc_now
 from server.store.site_policy import (
     BucketKey,
     BuiltPolicy,
