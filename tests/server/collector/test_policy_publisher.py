@@ -32,8 +32,8 @@ from protocol.site_policy import (
 from server.collector.policy_publisher import PolicyPublisher
 from server.collector.service import Collector
 from server.store.database import Store
-from server.store.site_keys import SiteKeys
-from server.store.site_policy import SiteLists
+from server.store.site_keys import PassRecord, PassRegistry, SiteKeys
+from server.store.site_policy import SiteLists, current_policy, record_published
 from server.store.tables import metadata
 from tests.support.cli import run_gatescan
 from tests.support.policy_watch import PolicyWatch
@@ -176,9 +176,6 @@ def test_a_broker_or_database_outage_does_not_stop_the_publisher(
 def test_a_revocation_past_its_pass_s_end_leaves_with_a_new_version(tmp_path: Path) -> None:
     """Nothing runs when a revoked pass ends: the publisher's rebuild finds the content changed
     and takes a new version (checked on the store alone, with a clock moved on)."""
-    from server.store.site_keys import PassRecord, PassRegistry
-    from server.store.site_policy import current_policy
-
     now = datetime(2026, 12, 1, tzinfo=UTC)
     with Store(tmp_path / "site.db") as store:
         key = SiteKeys(store.engine).rotate("hq", now)
@@ -188,8 +185,6 @@ def test_a_revocation_past_its_pass_s_end_leaves_with_a_new_version(tmp_path: Pa
         passes.revoke("00112233aabbccdd", now)
         built = current_policy(store.engine, "hq", now)
         assert "revoked" in built.manifest.buckets
-        from server.store.site_policy import record_published
-
         record_published(store.engine, built, {})
         later = now + timedelta(hours=1, minutes=3)  # past its end and the clock skew
         rebuilt = current_policy(store.engine, "hq", later)
@@ -229,10 +224,9 @@ def test_a_list_of_100000_entries_travels_in_at_most_256_buckets_under_64_kib(
 
 def test_an_older_database_gains_the_policy_tables(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with Store(path) as store:
-        with store.engine.begin() as conn:
-            for name in ("site_policy", "site_lists", "site_policy_buckets"):
-                conn.execute(text(f"DROP TABLE {name}"))
+    with Store(path) as store, store.engine.begin() as conn:
+        for name in ("site_policy", "site_lists", "site_policy_buckets"):
+            conn.execute(text(f"DROP TABLE {name}"))
     with Store(path) as store:
         assert {"site_policy", "site_lists", "site_policy_buckets"} <= set(metadata.tables)
         SiteLists(store.engine).add("hq", "allow", ["cccd:" + CCCD], datetime.now(UTC))
