@@ -11,11 +11,13 @@ It shares the store with the collector, and tells the collector's map of sites w
 enrolled.
 
 Threads of a running server: the collector's two (paho's network thread and the writer, see
-server/collector/service.py), the purge's (hourly), uvicorn's (the dashboard, on a socket bound
-before anything starts, so a port in use is a clear error at once and the address printed
-answers), and the caller's, which waits for `stop` and logs the collector's counters. A part that
-ends by itself (the dashboard failing) sets `stop` too, so the process ends rather than half-runs.
-Stopping goes in the reverse order of starting: the dashboard stops answering, the purge ends, the
+server/collector/service.py), the policy publisher's (each site's keys and lists to its gates,
+retained, on the collector's connection: server/collector/policy_publisher.py), the purge's
+(hourly), uvicorn's (the dashboard, on a socket bound before anything starts, so a port in use
+is a clear error at once and the address printed answers), and the caller's, which waits for
+`stop` and logs the collector's counters. A part that ends by itself (the dashboard failing)
+sets `stop` too, so the process ends rather than half-runs. Stopping goes in the reverse order
+of starting: the dashboard stops answering, the purge ends, the policy publisher ends, the
 collector commits and acknowledges what it holds and disconnects, and the store closes.
 """
 
@@ -27,15 +29,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol.broker_tls import BrokerTls
 from server.broker_admin.dynsec import AdminLogin
 from server.collector.limits import DEFAULT_LIMITS, GateLimits
+from server.collector.policy_publisher import PolicyPublisher
 from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
 from server.store.retention import RetentionTask
+
+if TYPE_CHECKING:
+    from server.enrolment.exchange import PolicyRightsTask
 
 log = logging.getLogger("gatescan.server")
 collector_log = logging.getLogger("gatescan.collector")  # its counters, as it always logged them
@@ -102,9 +108,10 @@ def build_server(options: ServerOptions) -> Server:
     dashboard = None
     try:
         collector = init_collector(store, options.collector, options.gate_limits)
+        policy = init_policy_publisher(store, collector)
         retention = init_retention(store, options.retention_days)
         dashboard = init_dashboard(store, options)
-        enrolment = init_enrolment(store, options.enrolment, collector)
+        enrolment, rights = init_enrolment(store, options.enrolment, collector)
     except BaseException:
         if dashboard is not None:
             dashboard.close()
@@ -116,6 +123,8 @@ def build_server(options: ServerOptions) -> Server:
         retention=retention,
         dashboard=dashboard,
         enrolment=enrolment,
+        policy=policy,
+        rights=rights,
     )
 
 
@@ -134,6 +143,11 @@ def init_collector(
         tls=login.tls,
         limits=limits,
     )
+
+
+def init_policy_publisher(store: Store, collector: Collector | None) -> PolicyPublisher | None:
+    """Each site's policy to its gates, on the collector's connection (none without one)."""
+    return None if collector is None else PolicyPublisher(store.engine, collector)
 
 
 def init_retention(store: Store, retention_days: int | None) -> RetentionTask | None:
@@ -156,10 +170,12 @@ def init_dashboard(store: Store, options: ServerOptions) -> DashboardServer | No
 
 def init_enrolment(
     store: Store, options: EnrolmentOptions | None, collector: Collector | None
-) -> DashboardServer | None:
+) -> tuple[DashboardServer | None, PolicyRightsTask | None]:
+    """The enrolment service, and the task that gives an older broker's roles the rights site
+    policies need (it logs in as the dynamic security admin, as the exchange does)."""
     if options is None:
-        return None
-    from server.enrolment.exchange import EnrolmentService, EnrolmentSettings
+        return None, None
+    from server.enrolment.exchange import EnrolmentService, EnrolmentSettings, PolicyRightsTask
     from server.enrolment.web import create_enrolment_app
     from server.store.gates import GateRegistry
 
@@ -175,12 +191,13 @@ def init_enrolment(
         listeners = bind(options.listen)
     except ListenError as exc:
         raise EnrolmentListenError(str(exc)) from exc
-    return DashboardServer(
+    server = DashboardServer(
         app,
         listeners,
         name="enrolment",
         tls_files=(options.cert_file, options.key_file),
     )
+    return server, PolicyRightsTask(service)
 
 
 class Server:
@@ -194,9 +211,13 @@ class Server:
         retention: RetentionTask | None,
         dashboard: DashboardServer | None,
         enrolment: DashboardServer | None = None,
+        policy: PolicyPublisher | None = None,
+        rights: PolicyRightsTask | None = None,
     ) -> None:
         self.store = store
         self.collector = collector
+        self.policy = policy
+        self.rights = rights
         self.retention = retention
         self.dashboard = dashboard
         self.enrolment = enrolment
@@ -211,12 +232,16 @@ class Server:
         """Start every part in the background; a part that ends by itself sets `stop`."""
         if self.collector is not None:
             self.collector.start()
+        if self.policy is not None:
+            self.policy.start()
         if self.retention is not None:
             self.retention.start()
         if self.dashboard is not None:
             self.dashboard.start(on_exit=stop.set)
         if self.enrolment is not None:
             self.enrolment.start(on_exit=stop.set)
+        if self.rights is not None:
+            self.rights.start()
 
     def run(self, stop: threading.Event) -> bool:
         """Start, serve until `stop` is set, stop. False when a part ended by itself."""
@@ -238,12 +263,16 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        if self.rights is not None:
+            self.rights.stop()
         if self.enrolment is not None:
             self.enrolment.stop()
         if self.dashboard is not None:
             self.dashboard.stop()
         if self.retention is not None:
             self.retention.stop()
+        if self.policy is not None:
+            self.policy.stop()
         if self.collector is not None:
             self.collector.stop()
             collector_log.info("collector stopped: %s", self.collector.counters)

@@ -10,7 +10,8 @@ becomes verify-only (the passes it signed still verify). `key retire ID` makes a
 nothing; a site's only active key is never retired. `pass issue` signs a pass
 (protocol/passes.py) with the site's active key, records it (holder, window, key) and writes
 its QR (PNG or SVG, by the file's suffix; error correction M, a version 5 code). `pass revoke`
-marks a pass revoked in the registry (telling the gates is the next step).
+marks a pass revoked in the registry; the collector's publisher tells the site's gates
+(docs/protocol.md, "Site policy").
 
 Exit codes: 0 done; 2 bad input (a time without its zone, a window that ends before it begins,
 an unknown image kind, a site with no key, retiring the only active key); 3 no such key or pass.

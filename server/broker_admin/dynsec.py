@@ -1,7 +1,7 @@
 """The broker's gate accounts, changed at run time through Mosquitto's dynamic security plugin.
 
     with BrokerAdmin(AdminLogin(url, "gatescan-admin", password, tls)) as admin:
-        admin.ensure_gate("gate-hq-01", password)   # enrolment: client + its own role, enabled
+        admin.ensure_gate("gate-hq-01", "hq", password)  # enrolment: client + own role, enabled
         admin.disable("gate-hq-01")                  # revoke: refused, and dropped if connected
 
 Each call is one request on `$CONTROL/dynamic-security/v1` and its answer on `.../response`
@@ -29,7 +29,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol.broker_tls import BrokerTls, client_tls_context
 from protocol.broker_url import parse_broker_url
-from server.site.dynsec_config import CONTROL_TOPIC, gate_role
+from server.site.dynsec_config import (
+    COLLECTOR_ROLE,
+    CONTROL_TOPIC,
+    GATE_ROLE_PREFIX,
+    collector_policy_acl,
+    gate_policy_acls,
+    gate_role,
+)
 
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
 TIMEOUT_S = 5.0
@@ -134,11 +141,17 @@ class BrokerAdmin:
             raise BrokerAdminError(f"{name}: {response['error']}")
         return response
 
-    def ensure_gate(self, device_id: str, password: str) -> None:
+    def ensure_gate(self, device_id: str, site_id: str, password: str) -> None:
         """The gate's client, with its own role, enabled, with this password: created, or
-        (enrolled before, then replaced) given the new password and enabled again."""
-        role, acls = gate_role(device_id)
-        _unless_exists(lambda: self.command("createRole", rolename=role, acls=acls))
+        (enrolled before, then replaced) given the new password and enabled again. A role made
+        by an older version gains its site's policy (`addRoleACL`)."""
+        role, acls = gate_role(device_id, site_id)
+        try:
+            self.command("createRole", rolename=role, acls=acls)
+        except BrokerAdminError as exc:
+            if "already" not in str(exc).lower():
+                raise
+            self.add_acls(role, gate_policy_acls(site_id))
         try:
             self.command(
                 "createClient",
@@ -152,6 +165,23 @@ class BrokerAdmin:
             # Made by an earlier enrolment with its role (which nothing here takes away).
             self.command("setClientPassword", username=device_id, password=password)
             self.command("enableClient", username=device_id)
+
+    def add_acls(self, role: str, acls: list[dict[str, Any]]) -> None:
+        """Give a role these ACL entries; one it has already is left as it is."""
+        for acl in acls:
+            _unless_exists(lambda acl=acl: self.command("addRoleACL", rolename=role, **acl))
+
+    def grant_policy_rights(self, gate_sites: dict[str, str]) -> None:
+        """What a broker set up by an older `site init` lacks for site policies: the
+        collector's right to publish them, and each enrolled gate's (device id -> site) to read
+        its site's. Safe to run again: entries present already are left as they are."""
+        self.add_acls(COLLECTOR_ROLE, [collector_policy_acl()])
+        for device_id, site_id in sorted(gate_sites.items()):
+            try:
+                self.add_acls(GATE_ROLE_PREFIX + device_id, gate_policy_acls(site_id))
+            except BrokerAdminError as exc:
+                if "not found" not in str(exc).lower():
+                    raise  # else: a gate whose role is gone (never enrolled here): nothing to do
 
     def disable(self, device_id: str) -> bool:
         """Refuse the gate from now on, and drop it if connected. False: no such client (a gate

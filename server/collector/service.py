@@ -18,6 +18,11 @@ the writer thread (server/collector/writer.py) through a bounded queue; when the
   (server/collector/limits.py): a message over them is dropped before it is parsed, stored
   nowhere and answered to no one, but PUBACKed with its batch; its gate resends it.
 
+The collector's connection also carries the sites' policies to their gates
+(server/collector/policy_publisher.py): `publish_retained` (QoS 1, retained) and `link_number`.
+One connection, not a second one: the broker takes a client id from its user name, and two
+connections of the `collector` user would knock each other off.
+
 Failpoints (server/collector/failpoints.py) let the crash tests kill the process at an exact step.
 """
 
@@ -138,6 +143,7 @@ class Collector:
         self._connection = 0  # counts connections: a PUBACK goes only on the one it came on
         self._ack_topics: dict[str, bytes] = {}  # device id -> its ack topic (writer thread only)
         self._subscribed = threading.Event()
+        self._refused: dict[int, str] = {}  # our QoS 1 publishes the broker refused, by mid
         self._mqtt_client = mqtt_client
         self._client = self._build_client(mqtt_client, client_id, username, password)
 
@@ -163,6 +169,7 @@ class Collector:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     def start(self) -> None:
@@ -207,6 +214,16 @@ class Collector:
         """Messages validated and waiting for the writer's next batch."""
         return self._writer.queued()
 
+    def link_number(self) -> int:
+        """0 while not connected (and subscribed); else a number that changes with every new
+        connection, so a publisher knows to publish everything again after a reconnect."""
+        return self._connection if self._subscribed.is_set() else 0
+
+    def publish_retained(self, topic: str, payload: bytes) -> RetainedPublish:
+        """Publish at QoS 1, retained (an empty payload clears the topic's retained message); a
+        handle to wait for the broker's PUBACK with."""
+        return RetainedPublish(self, self._client.publish(topic, payload, qos=1, retain=True))
+
     def wait_until_subscribed(self, timeout: float) -> bool:
         """True once the broker has granted every subscription on the current connection."""
         return self._subscribed.wait(timeout)
@@ -245,6 +262,12 @@ class Collector:
     ) -> None:
         self._subscribed.clear()
         log.info("disconnected from the broker: %s", reason)
+
+    def _on_publish(
+        self, _client: Any, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:  # e.g. not authorized: the ACL lacks the collector's right
+            self._refused[mid] = str(reason)
 
     def _on_message(self, client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -289,3 +312,24 @@ class Collector:
             log.warning("ack to %s not sent now: %s", device_id, mqtt.error_string(rc))
             return False
         return True
+
+
+class RetainedPublish:
+    """One QoS 1 publish of `Collector.publish_retained`, until the broker acknowledges it."""
+
+    def __init__(self, collector: Collector, info: mqtt.MQTTMessageInfo) -> None:
+        self._collector = collector
+        self._info = info
+
+    def wait(self, timeout: float) -> str | None:
+        """None once the broker took it; else why not (not connected, refused, no answer)."""
+        refused = self._collector._refused
+        try:
+            self._info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            return str(exc)
+        if not self._info.is_published():
+            refused.pop(self._info.mid, None)
+            return f"no PUBACK within {timeout:.0f} s"
+        reason = refused.pop(self._info.mid, None)
+        return None if reason is None else f"the broker refused it: {reason}"

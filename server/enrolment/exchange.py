@@ -41,9 +41,11 @@ PASSWORD_BYTES = 32
 class GateAccounts(Protocol):
     """What the exchange asks of the broker (BrokerAdmin, or a stand-in in a unit test)."""
 
-    def ensure_gate(self, device_id: str, password: str) -> None: ...
+    def ensure_gate(self, device_id: str, site_id: str, password: str) -> None: ...
 
     def disable(self, device_id: str) -> bool: ...
+
+    def grant_policy_rights(self, gate_sites: dict[str, str]) -> None: ...
 
 
 class EnrolmentRefused(Exception):
@@ -98,7 +100,7 @@ class EnrolmentService:
             password = secrets.token_urlsafe(PASSWORD_BYTES)
             try:
                 with self._accounts(self._settings.admin) as accounts:
-                    accounts.ensure_gate(gate.device_id, password)
+                    accounts.ensure_gate(gate.device_id, gate.site_id, password)
             except BrokerAdminError as exc:
                 log.warning("enrolment of %s from %s: the broker: %s", gate.device_id, peer, exc)
                 raise EnrolmentRefused(
@@ -121,9 +123,52 @@ class EnrolmentService:
             ca_pem=self._settings.ca_pem,
         )
 
+    def grant_policy_rights(self) -> int:
+        """Give a broker set up by an older version the site policy rights (the collector's, and
+        each enrolled gate's to its own site's): how many gates. Raises BrokerAdminError."""
+        gates = {g.device_id: g.site_id for g in self._registry.all() if g.state == "enrolled"}
+        with self._lock, self._accounts(self._settings.admin) as accounts:
+            accounts.grant_policy_rights(gates)
+        return len(gates)
+
     def _disable_quietly(self, device_id: str) -> None:
         try:
             with self._accounts(self._settings.admin) as accounts:
                 accounts.disable(device_id)
         except BrokerAdminError as exc:
             log.error("gate %s: could not disable its broker client: %s", device_id, exc)
+
+
+class PolicyRightsTask:
+    """At the server's start, `grant_policy_rights` in a thread of its own, tried again every
+    RIGHTS_RETRY_S until the broker takes it: a site made by an older `site init` gets the
+    rights site policies need without a step by hand."""
+
+    def __init__(self, service: EnrolmentService, retry_s: float = 30.0) -> None:
+        self._service = service
+        self._retry_s = retry_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="policy-rights", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                gates = self._service.grant_policy_rights()
+            except Exception as exc:  # the broker not up yet, or refusing: later
+                log.warning("broker rights for site policies not checked yet: %s", exc)
+            else:
+                log.info("broker rights for site policies checked (collector, %d gates)", gates)
+                self.done.set()
+                return
+            if self._stop.wait(self._retry_s):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

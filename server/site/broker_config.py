@@ -51,12 +51,20 @@ pattern write gatescan/v1/devices/%u/events
 pattern write gatescan/v1/devices/%u/telemetry
 pattern read gatescan/v1/devices/%u/ack
 
-# The collector reads every gate and acknowledges to every gate.
+# The collector reads every gate and acknowledges to every gate, and publishes each site's policy
+# (its keys and lists, retained: docs/protocol.md, "Site policy"); no one else may write there.
 user collector
 topic read gatescan/v1/devices/+/status
 topic read gatescan/v1/devices/+/events
 topic read gatescan/v1/devices/+/telemetry
 topic write gatescan/v1/devices/+/ack
+topic write gatescan/v1/sites/+/policy/#
+
+# A gate kept by hand (in the password file, not enrolled) reads its own site's policy with lines
+# of its own, the site id as one topic level (letters, digits, _ . - kept, anything else %XX):
+#   user gate-hq-01
+#   topic read gatescan/v1/sites/hq/policy/#
+# (Enrolled gates get that right from the dynamic security plugin, their role made at enrolment.)
 """
 
 _HEADER = """\

@@ -1,7 +1,7 @@
 """The broker's dynamic security: who may log in, and what each may do, changed at run time.
 
     initial_config(admin_password, collector_password)  -> the plugin's JSON config, as a dict
-    gate_role(device_id)                                 -> (role name, its ACL entries)
+    gate_role(device_id, site_id)                        -> (role name, its ACL entries)
     find_plugin()                                        -> the plugin's path on this machine
 
 Mosquitto's dynamic security plugin (Debian ships it with mosquitto 2.0) keeps clients, roles
@@ -13,7 +13,9 @@ there, and `gatescan gate revoke` disables it (the broker drops a connected clie
 control topic and nothing else; its password in a 0600 file beside server.toml) and the
 collector's client and role. Mosquitto 2.0.11's plugin has no `%u`/`%c` patterns in its ACLs
 (measured: a role granting `gatescan/v1/devices/%u/events` lets no gate write its own events),
-so each gate gets a role of its own, `gate:ID`, made when it enrols (`gate_role`).
+so each gate gets a role of its own, `gate:ID`, made when it enrols (`gate_role`): its own
+topics, and its site's policy to read (protocol/site_policy.py), which only the collector may
+publish (COLLECTOR_POLICY_TOPIC).
 
 The plugin rewrites its file on every change, as the `mosquitto` user (after Mosquitto dropped
 root), by writing FILE.new beside it and renaming: so the file lives in the broker's own data
@@ -28,6 +30,7 @@ import hashlib
 import secrets
 from typing import Any
 
+from protocol.site_policy import SITES_PREFIX, policy_subscription
 from protocol.topics import Topic, device_topic, subscription
 
 DYNSEC_CONFIG_NAME = "dynamic-security.json"
@@ -37,6 +40,7 @@ ADMIN_ROLE = "dynsec-admin"
 COLLECTOR_ROLE = "collector"
 GATE_ROLE_PREFIX = "gate:"
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+COLLECTOR_POLICY_TOPIC = f"{SITES_PREFIX}/+/policy/#"  # every site's policy: the collector's
 # As the plugin itself hashes (PBKDF2-HMAC-SHA512, 12-byte salt): made here, so a password
 # never goes on a command line (mosquitto_ctrl would take it there).
 _ITERATIONS = 101
@@ -87,13 +91,24 @@ def _gate_topics(device: str) -> tuple[list[str], str]:
     return [device_topic(device, kind) for kind in _WRITTEN], device_topic(device, Topic.ACK)
 
 
-def gate_role(device_id: str) -> tuple[str, list[dict[str, Any]]]:
-    """A gate's own role: write its status, events and telemetry, read its acks. Nothing else
-    (the plugin's defaults deny every other publish and subscription)."""
+def gate_role(device_id: str, site_id: str) -> tuple[str, list[dict[str, Any]]]:
+    """A gate's own role: write its status, events and telemetry, read its acks and its site's
+    policy. Nothing else (the plugin's defaults deny every other publish and subscription)."""
     written, ack = _gate_topics(device_id)
     acls = [_acl("publishClientSend", topic) for topic in written]
     acls += [_acl("subscribeLiteral", ack), _acl("publishClientReceive", ack)]
-    return GATE_ROLE_PREFIX + device_id, acls
+    return GATE_ROLE_PREFIX + device_id, acls + gate_policy_acls(site_id)
+
+
+def gate_policy_acls(site_id: str) -> list[dict[str, Any]]:
+    """A gate's right to its site's policy: subscribe to it and receive it (read only)."""
+    topic = policy_subscription(site_id)
+    return [_acl("subscribePattern", topic), _acl("publishClientReceive", topic)]
+
+
+def collector_policy_acl() -> dict[str, Any]:
+    """The collector's right to publish every site's policy."""
+    return _acl("publishClientSend", COLLECTOR_POLICY_TOPIC)
 
 
 def initial_config(admin_password: str, collector_password: str) -> dict[str, Any]:
@@ -102,6 +117,7 @@ def initial_config(admin_password: str, collector_password: str) -> dict[str, An
     collector_acls = [_acl("subscribePattern", topic) for topic in written]
     collector_acls += [_acl("publishClientReceive", topic) for topic in written]
     collector_acls.append(_acl("publishClientSend", ack))
+    collector_acls.append(collector_policy_acl())
     control = CONTROL_TOPIC.rsplit("/", 1)[0] + "/#"
     admin_acls = [
         _acl("publishClientSend", control),

@@ -26,6 +26,7 @@ AuditAction = Literal[
     "gate",  # `gatescan gate add|revoke|replace|retire`, and an enrolment
     "key",  # `gatescan key rotate|retire`
     "pass",  # `gatescan pass issue|revoke`
+    "list",  # `gatescan list add|remove`
 ]
 
 

@@ -7,6 +7,10 @@
     passes = PassRegistry(store.engine)
     passes.add(PassRecord(...)); passes.revoke(pass_id, now)
 
+Each change a site's gates must learn of (a key rotated or retired, a pass revoked) grows the
+site's policy version in its own transaction (server/store/site_policy.py: `bump_version`), so
+the collector's publisher sends it on.
+
 A key's states: `active` (signs new passes; one per site), `verify-only` (rotated out: passes it
 signed still verify), `retired` (verifies nothing). Key ids are 1..65535, unique across the
 installation (a pass carries only the id), given in order and never reused.
@@ -33,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from server.store.site_policy import bump_version
 from server.store.tables import passes_table, site_keys_table
 
 KeyState = Literal["active", "verify-only", "retired"]
@@ -98,6 +103,7 @@ class SiteKeys:
                         created_at=now,
                     )
                 )
+                bump_version(conn, site_id, now)
         except IntegrityError:  # another rotation took the id meanwhile
             raise SiteKeyError("busy", "another key was made meanwhile: run it again") from None
         key = self.get(newest + 1)
@@ -152,6 +158,7 @@ class SiteKeys:
                     .where(site_keys_table.c.key_id == key_id)
                     .values(state="retired", retired_at=now)
                 )
+                bump_version(conn, key.site_id, now)
         retired = self.get(key_id)
         assert retired is not None
         return retired
@@ -201,12 +208,16 @@ class PassRegistry:
             return [PassRecord(**dict(row._mapping)) for row in conn.execute(query)]
 
     def revoke(self, pass_id: str, now: datetime) -> PassRecord | None:
-        """Mark it revoked (the first time counts); None for an unknown pass id."""
+        """Mark it revoked (the first time counts: only then does the site's policy version
+        grow); None for an unknown pass id."""
         c = passes_table.c
         with self._engine.begin() as conn:
-            conn.execute(
+            revoked = conn.execute(
                 update(passes_table)
                 .where(c.pass_id == pass_id, c.revoked_at.is_(None))
                 .values(revoked_at=now)
-            )
+            ).rowcount
+            if revoked:
+                site_id = conn.execute(select(c.site_id).where(c.pass_id == pass_id)).scalar_one()
+                bump_version(conn, str(site_id), now)
         return self.get(pass_id)

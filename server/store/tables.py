@@ -1,11 +1,12 @@
 """The collector's database schema: entries, devices, dead letters, accounts, the gate
-registry, and the site keys and passes (SQLAlchemy Core).
+registry, the site keys and passes, and each site's policy for its gates (SQLAlchemy Core).
 
 The SQL stays portable so PostgreSQL can take over from SQLite when one machine is not enough.
 Every timestamp is stored and read as timezone-aware UTC. Columns added after a table first
 shipped are added to an existing database by `upgrade_schema`, so an older database file
-keeps working (a new column always has a default). A new table (site_keys, passes) is made in
-an older database by `create_all`, which the store runs before `upgrade_schema`.
+keeps working (a new column always has a default). A new table (site_keys, passes, site_policy,
+site_lists, site_policy_buckets) is made in an older database by `create_all`, which the store
+runs before `upgrade_schema`.
 """
 
 from __future__ import annotations
@@ -251,6 +252,46 @@ passes_table = Table(
     Column("issued_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),  # None: not revoked
     Index("ix_passes_site_id", "site_id"),
+)
+
+# Each site's policy as its gates get it (server/store/site_policy.py): its version, grown by one
+# in the same transaction as every change of the site's keys, revoked passes or lists; the key
+# its list entries are hashed under (made when first needed, never changed); and what the
+# collector's publisher last published (the version and a digest of its content), so a change
+# with no version of its own (a revocation past its pass's end) gets one.
+site_policy_table = Table(
+    "site_policy",
+    metadata,
+    Column("site_id", String(200), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("list_key", LargeBinary, nullable=False),  # 32 random bytes: never shown
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("published_version", BigInteger, nullable=True),  # None: never published
+    Column("published_digest", String(64), nullable=True),
+)
+
+# A site's allow and block lists (`gatescan list add|remove`): each subject as
+# protocol.site_policy.list_subject writes it ("cccd:<12 digits>" or "pass:<16 hex>").
+site_lists_table = Table(
+    "site_lists",
+    metadata,
+    Column("site_id", String(200), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # allow / block
+    Column("subject", String(40), primary_key=True),
+    Column("added_at", UtcDateTime, nullable=False),
+)
+
+# The list buckets the publisher last published per site (a retained message each on the
+# broker): kept so that an unchanged bucket is not sent again, a bucket emptied while the
+# server was down is still cleared, and a bucket keeps the version it last changed at.
+site_policy_buckets_table = Table(
+    "site_policy_buckets",
+    metadata,
+    Column("site_id", String(200), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    Column("digest", String(16), nullable=False),
+    Column("version", BigInteger, nullable=False),
 )
 
 # Indexes a shipped version made and this one does not: dropped when a database is opened.

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import ssl
 import subprocess
@@ -35,13 +36,16 @@ from device.uplink.link import Uplink
 from gatescan.testing.samples import cccd_payload, sample_draft, sample_event, write_replay_folder
 from protocol.broker_tls import BrokerTls
 from protocol.enrolment import EnrolmentCode, EnrolmentGrant, parse_enrolment_code
+from protocol.site_policy import SITES_PREFIX, bucket_topic, manifest_topic, policy_subscription
 from protocol.topics import Topic, device_topic
 from server.broker_admin.dynsec import AdminLogin, BrokerAdmin
+from server.site.dynsec_config import COLLECTOR_POLICY_TOPIC, gate_policy_acls
 from server.site.installation import Installation
 from server.store.database import Store
 from tests.support.cli import run_gatescan
 from tests.support.enrol_client import Answer, enrol, fetch_pinned_ca, post_exchange
 from tests.support.paths import PROJECT_ROOT
+from tests.support.policy_watch import PolicyWatch
 from tests.support.tls_site import SiteBroker, new_site, site_broker, site_folder, tls_port
 from tests.support.waiting import wait_until
 
@@ -524,3 +528,71 @@ def test_a_gate_enrols_from_the_card_gate_add_drew_and_its_first_entry_is_stored
         second.terminate()
         second.wait(timeout=30)
     assert not list((tmp_path / "second-gate").rglob("grant.json"))
+
+
+def test_a_gate_reads_its_own_site_s_policy_only_and_publishes_none(
+    server: SiteServer, tmp_path: Path
+) -> None:
+    """With the site's TLS broker and dynamic security: the collector (in `gatescan server`)
+    publishes each site's policy; an enrolled gate's role reads its own site's, not another's,
+    and may publish nothing under gatescan/v1/sites/. A role and a collector from an older
+    `site init` (no policy rights) get them from `grant_policy_rights`."""
+    grant = enrol(server.add_gate("gate-hq-20", "hq")).grant
+    enrol(server.add_gate("gate-annex-01", "annex"))
+    for site in ("hq", "annex"):
+        assert server.gatescan("key", "rotate", "--site", site).returncode == 0
+    ca = _write_ca(tmp_path, grant)
+    watch = PolicyWatch(grant.broker_url, [policy_subscription("hq"), policy_subscription(
+        "annex"), f"{SITES_PREFIX}/#"], username=grant.username, password=grant.password,
+        ca_file=ca, client_id=grant.username)  # fmt: skip
+    try:
+        hq = watch.wait_manifest("hq")
+        assert [key.key_id for key in hq.keys]
+        answers = [
+            watch.client.publish(topic, payload, qos=1, retain=True)
+            for topic, payload in (
+                (manifest_topic("hq"), b"{}"),
+                (bucket_topic("hq", "allow", 0), b""),
+                (manifest_topic("annex"), b"{}"),
+            )
+        ]
+        mids = [info.mid for info in answers]
+        wait_until(lambda: all(mid in watch.answers for mid in mids), TIMEOUT, "the PUBACKs")
+        assert [watch.answers[mid].value for mid in mids] == [0x87, 0x87, 0x87]
+        time.sleep(0.5)  # a message of annex would have come with hq's
+        assert all("/annex/" not in topic for topic, _ in watch.received)
+        assert watch.manifest("hq") == hq  # the gate's publish changed nothing
+    finally:
+        watch.close()
+
+    # An older site: the collector's rights (its role's, the ACL file's) and the gate's taken
+    # away, then granted again by what the server runs at its start.
+    acl = server.site.files.acl_file
+    acl.write_text(acl.read_text().replace(f"topic write {COLLECTOR_POLICY_TOPIC}\n", ""))
+    assert server.broker.process is not None
+    server.broker.process.send_signal(signal.SIGHUP)  # rereads its ACL file
+    admin = (server.site.files.folder / "dynsec-admin.password").read_text().strip()
+    login = AdminLogin(server.site.broker_url.replace("broker.lan", "localhost"),
+                       "gatescan-admin", admin, BrokerTls(server.site.files.ca_file))  # fmt: skip
+    with BrokerAdmin(login) as broker:
+        broker.command("removeRoleACL", rolename="collector", acltype="publishClientSend",
+                       topic=COLLECTOR_POLICY_TOPIC)  # fmt: skip
+        for entry in gate_policy_acls("hq"):
+            broker.command("removeRoleACL", rolename="gate:gate-hq-20",
+                           acltype=entry["acltype"], topic=entry["topic"])  # fmt: skip
+    assert server.gatescan("list", "add", "block", "--site", "hq", "079203001234").returncode == 0
+    try:
+        wait_until(lambda: "not published" in server.log(), TIMEOUT, "the refused publish logged")
+    except AssertionError:
+        raise AssertionError(server.log()[-4000:]) from None
+    with BrokerAdmin(login) as broker:
+        broker.grant_policy_rights({"gate-hq-20": "hq", "gate-gone": "hq"})
+        broker.grant_policy_rights({"gate-hq-20": "hq"})  # again: nothing changes
+    watch = PolicyWatch(grant.broker_url, [policy_subscription("hq")], username=grant.username,
+                        password=grant.password, ca_file=ca, client_id=grant.username)  # fmt: skip
+    try:
+        blocked = watch.wait_manifest("hq", above=hq.version, timeout=40)
+        assert "block" in blocked.buckets
+    finally:
+        watch.close()
+    assert server.process.poll() is None  # the refusals did not stop the server

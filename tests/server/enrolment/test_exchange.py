@@ -39,7 +39,7 @@ class RecordedAccounts:
         self.fail = False
         self.during_ensure: Callable[[], None] = lambda: None
 
-    def ensure_gate(self, device_id: str, password: str) -> None:
+    def ensure_gate(self, device_id: str, site_id: str, password: str) -> None:
         if self.fail:
             raise BrokerAdminError("cannot reach the broker")
         self.during_ensure()
@@ -48,6 +48,9 @@ class RecordedAccounts:
     def disable(self, device_id: str) -> bool:
         self.calls.append(("disable", device_id))
         return True
+
+    def grant_policy_rights(self, gate_sites: dict[str, str]) -> None:
+        self.calls.extend(("policy", device_id) for device_id in sorted(gate_sites))
 
     @contextmanager
     def session(self, _login: AdminLogin) -> Iterator[GateAccounts]:
