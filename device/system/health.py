@@ -15,6 +15,9 @@ class Fault(StrEnum):
 
     CAMERA = "camera"  # no frame: the camera failed, hangs, or is missing
     STORAGE = "storage"  # the journal cannot be written (card full, I/O error); scans are held
+    # Access mode with nothing to trust: no site key and no allow list held (or no site policy
+    # yet), so every code is refused. The door stays shut and says why (device/verdict/policy.py).
+    POLICY = "policy"
 
 
 class LinkState(StrEnum):
