@@ -103,6 +103,7 @@ MESSAGES: dict[str, str] = {
     "reason.already_inside": "Already inside",
     "reason.error": "Error",
     "credential.cccd": "ID card",
+    "credential.pass": "Pass",
     "credential.raw": "Other code",
     # entries
     "entries.title": "Entries",

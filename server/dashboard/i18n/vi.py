@@ -103,6 +103,7 @@ MESSAGES: dict[str, str] = {
     "reason.already_inside": "Đã ở bên trong",
     "reason.error": "Lỗi",
     "credential.cccd": "CCCD",
+    "credential.pass": "Thẻ ra vào",
     "credential.raw": "Mã khác",
     # entries
     "entries.title": "Lượt ra vào",
