@@ -200,7 +200,13 @@ def run(showings: int, distinct: int, backend: str, data_dir: Path) -> Latencies
     stop = threading.Event()
     framing = Framing()
     camera = ShowingCamera(empties, codes, bare_copies, showings, decoder, stop, framing)
-    rig = build_rig(camera, data_dir, decoder, policy=access_policy(), framing=framing)
+    rig = build_rig(
+        camera,
+        data_dir,
+        decoder,
+        policy=access_policy(card for _, card in codes if card[:1].isdigit()),
+        framing=framing,
+    )
     rig.stop = stop
     green, red = rig.pin(GREEN), rig.pin(RED)
     cleared_at = time.monotonic()

@@ -31,6 +31,7 @@ from device.verdict.events import EventBuilder
 from device.verdict.policy import Policy
 from gatescan.testing.gate_frames import empty_set
 from gatescan.testing.samples import sample_cards
+from gatescan.testing.site_policies import SampleSite
 from protocol.verdicts import CredentialType, Direction
 
 GREEN, RED = 17, 27  # IndicatorPins' defaults
@@ -100,9 +101,13 @@ def build_rig(
     return PipelineRig(scanner, pins, indicator, journal)
 
 
-def access_policy() -> Policy:
-    """Cards granted (green), anything else denied (red): showings can alternate the lights."""
-    return Policy("access", [CredentialType.CCCD])
+def access_policy(cards: Iterable[bytes]) -> Policy:
+    """`cards` granted (green: the site's allow list names them), anything else denied (red):
+    showings can alternate the lights."""
+    site = SampleSite("bench")
+    site.allow(*(card[:12].decode("ascii") for card in cards))
+    held = site.held()
+    return Policy("access", [CredentialType.CCCD], held=lambda: held)
 
 
 def distinct_cards(count: int) -> list[bytes]:

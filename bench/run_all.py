@@ -46,6 +46,7 @@ BENCHMARKS = (
     ("pipeline", "bench.cpu_bench"),
     ("pipeline", "bench.agent_bench"),
     ("journal", "bench.journal_bench"),
+    ("policy", "bench.site_lists_lookup"),
     ("collector", "bench.ingest_bench"),
     ("collector", "bench.client_bench"),
     ("pipeline", "bench.flush_bench"),

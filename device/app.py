@@ -34,6 +34,8 @@ from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.journal import Journal
 from device.scanner import Scan, Scanner
 from device.setup import SetupMode
+from device.site_policy.held import HeldPolicy
+from device.site_policy.holder import PolicyHolder
 from device.system.clock import Clock, clock_from_environment, read_boot_id
 from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health, LinkState
@@ -42,7 +44,7 @@ from device.uplink.link import Placement, Uplink
 from device.uplink.status_report import StatusReport
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder
-from device.verdict.policy import Policy
+from device.verdict.policy import Policy, PolicyMode, access_problem
 from firmware_config.schema import (
     CameraConfig,
     GateConfig,
@@ -77,8 +79,10 @@ class Agent:
         clock: Clock,
         notifier: SystemdNotifier,
         frame_stall_s: float = FRAME_STALL_S,
+        site_policy: PolicyHolder | None = None,
     ) -> None:
         self.config = config
+        self.site_policy = site_policy or PolicyHolder("", None)
         self.source = source
         self.scanner = scanner
         self.uplink = uplink
@@ -118,6 +122,7 @@ class Agent:
         self.source.close()
         self.indicator.close()
         self.journal.close()
+        self.site_policy.close()
         self.notifier.close()
 
     def telemetry(self) -> Telemetry:
@@ -186,15 +191,19 @@ def build_agent(
     # Known before the first light: a gate whose clock is not synchronised never shows "running"
     # for the second before its frame watch first reads the clock.
     health.set_clock_synced(clock.is_synced())
-    uplink = build_uplink(config, journal, boot_id, health)
+    site_policy = PolicyHolder(config.site_id, Path(config.data_dir))
+    uplink = build_uplink(config, journal, boot_id, health, site_policy)
     health_changed(health, indicator, uplink, notifier)
+    policy_changed(config.policy.mode, site_policy, health, uplink)
     uplink.set_faults(health.faults)  # a fire alarm already active as the gate started
     source = source or ReopeningSource(lambda: open_source(config))
     scanner = Scanner(
         source=source,
         decoder=make_decoder(config.decoder.backend),
         debounce=Debounce(config.decoder.repeat_window),
-        policy=Policy(config.policy.mode, config.policy.accept),
+        policy=Policy(
+            config.policy.mode, config.policy.accept, held=site_policy.read, now=clock.now
+        ),
         indicator=indicator,
         journal=journal,
         builder=EventBuilder(
@@ -225,7 +234,25 @@ def build_agent(
         clock=clock,
         notifier=notifier,
         frame_stall_s=frame_stall_s,
+        site_policy=site_policy,
     )
+
+
+def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplink: Uplink) -> None:
+    """Every change of the site policy held: the `policy` fault when access mode can grant
+    nobody (shown by the light, the status and systemd), and the status's policy version."""
+
+    def on_change(held: HeldPolicy) -> None:
+        problem = access_problem(mode, held)
+        if problem is not None and Fault.POLICY not in health.faults:
+            log.error("%s: the door stays shut until the site's policy names someone", problem)
+        elif problem is None and Fault.POLICY in health.faults:
+            log.warning("site policy version %s: access mode can grant again", held.version)
+        health.set_fault(Fault.POLICY, problem is not None)
+        uplink.policy_changed()
+
+    holder.watch(on_change)
+    on_change(holder.read())
 
 
 def health_changed(
@@ -262,7 +289,13 @@ _LINK_WORDS = {
 }
 
 
-def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Health) -> Uplink:
+def build_uplink(
+    config: GateConfig,
+    journal: Journal,
+    boot_id: str,
+    health: Health,
+    site_policy: PolicyHolder | None = None,
+) -> Uplink:
     password = config.mqtt.password()
     if config.mqtt.broker is None:
         raise ValueError("no broker: a gate without one enrols first (setup mode)")
@@ -280,7 +313,15 @@ def build_uplink(config: GateConfig, journal: Journal, boot_id: str, health: Hea
         on_connection_change=health.set_online,
         on_link_problem=health.set_link,
         placement=Placement(config.site_id, config.location, config.direction),
+        on_policy_message=site_policy.handle if site_policy is not None else None,
+        policy_version=_version_of(site_policy),
     )
+
+
+def _version_of(holder: PolicyHolder | None) -> Callable[[], int | None]:
+    if holder is None:
+        return lambda: None
+    return lambda: holder.read().version
 
 
 def broker_user(config: GateConfig, password: str | None) -> str | None:

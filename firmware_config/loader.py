@@ -51,12 +51,13 @@ _PATH_KEYS: tuple[tuple[str, ...], ...] = (
 
 @dataclass(frozen=True)
 class ConfigOverrides:
-    """The agent's flags: --source, --broker mqtt://host:port, --device-id, --data-dir."""
+    """The agent's flags: --source, --broker mqtt://host:port, --device-id, --data-dir, --mode."""
 
     source: str | None = None
     broker: str | None = None
     device_id: str | None = None
     data_dir: Path | None = None
+    mode: str | None = None  # --mode access|log: policy.mode
 
 
 def load_config(
@@ -249,6 +250,7 @@ def _apply_overrides(
         ("--broker", ("mqtt", "broker"), overrides.broker),
         ("--device-id", ("device_id",), overrides.device_id),
         ("--data-dir", ("data_dir",), str(overrides.data_dir) if overrides.data_dir else None),
+        ("--mode", ("policy", "mode"), overrides.mode),
     )
     for flag, keys, value in settings:
         if value is None:

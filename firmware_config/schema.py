@@ -150,10 +150,14 @@ class DecoderConfig(Section):
 
 class PolicyConfig(Section):
     mode: Literal["log", "access"] = Field(
-        "log", description="log: record every entry, stop nobody; access: grant or deny."
+        "log",
+        description=(
+            "log: record every entry, stop nobody; access: grant a valid issued pass and a card "
+            "the site's allow list names, deny the rest (the site policy the server sends)."
+        ),
     )
     accept: list[CredentialType] = Field(
-        default_factory=lambda: [CredentialType.CCCD, CredentialType.RAW],
+        default_factory=lambda: [CredentialType.CCCD, CredentialType.PASS, CredentialType.RAW],
         min_length=1,
         description="Kinds of code the gate accepts.",
     )

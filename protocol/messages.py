@@ -67,6 +67,7 @@ CodeText = Annotated[
     str, StringConstraints(max_length=CODE_TEXT_MAX_CHARS), _refusing(code_text_problem)
 ]
 _CCCD_NUMBER = re.compile(CCCD_NUMBER_PATTERN)
+_PASS_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class _Message(BaseModel):
@@ -114,6 +115,12 @@ def _credential_problem(event: Event) -> str | None:
             return "a cccd subject_id is the 12-digit card number"
         if event.code_text is not None:
             return "a cccd event carries no code_text (the card's fields are in subject_*)"
+    elif event.credential_type is CredentialType.PASS:
+        # Empty for a code that begins like a pass but is not one (`invalid`): no id to trust.
+        if event.subject_id and not _PASS_ID.fullmatch(event.subject_id):
+            return "a pass subject_id is its 16-hex-digit pass id (or empty)"
+        if event.subject_name or event.code_text is not None:
+            return "a pass event carries no subject_name or code_text (the registry has them)"
     else:
         if event.subject_id not in ("", event.code_sha256):
             return "a raw subject_id is the code_sha256 (or empty)"

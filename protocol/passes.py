@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import secrets
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntFlag
@@ -138,7 +139,7 @@ def parse_pass(code: bytes) -> SignedPass:
     return SignedPass(body, code[_BODY.size :])
 
 
-def verify_pass(signed: SignedPass, keys: dict[int, Ed25519PublicKey], now: datetime) -> Reason:
+def verify_pass(signed: SignedPass, keys: Mapping[int, Ed25519PublicKey], now: datetime) -> Reason:
     """`ok`, or why the pass does not hold now: `bad_signature` (a key this gate does not know,
     or a signature that does not match: forged, tampered or another site's), `not_yet_valid`,
     `expired`. `now` must be timezone-aware."""

@@ -32,6 +32,7 @@ class Reason(StrEnum):
 
 class CredentialType(StrEnum):
     CCCD = "cccd"  # Vietnamese chip citizen ID card
+    PASS = "pass"  # a site's signed pass (protocol/passes.py): subject_id is its 16-hex pass id
     RAW = "raw"  # any other code: kept as a digest
 
 

@@ -18,6 +18,9 @@ class Fault(StrEnum):
     # Not a fault of the gate but a flag people must see: the fire-alarm input is active and the
     # door is held released (device/indicator/door.py). Its own light, over every other.
     FIRE_ALARM = "fire_alarm"
+    # Access mode with nothing to trust: no site key and no allow list held (or no site policy
+    # yet), so every code is refused. The door stays shut and says why (device/verdict/policy.py).
+    POLICY = "policy"
 
 
 class LinkState(StrEnum):

@@ -11,6 +11,11 @@ than the broker's announced maximum packet size, the journal moves it from the o
 `rejected` table (kept, never deleted), the in-flight window lets it go, and one ERROR says which
 event and why.
 
+The site's policy (protocol/site_policy.py) comes the other way: on every connect a gate with a
+site id subscribes (QoS 1) to its site's policy topics, and hands each message, on paho's thread,
+to `on_policy_message` (device/site_policy/holder.py applies it). The retained status says which
+policy version the gate decides with (`policy_version`), re-published when it changes.
+
 Threads: paho's network thread runs the callbacks; one sender thread owns the in-flight window
 (inflight.py: what to publish or resend when), publishes events and writes acks to the journal.
 It publishes each event's wire bytes as the journal keeps them (`PendingEvent.wire`, made once
@@ -45,6 +50,7 @@ from device.uplink.inflight import InFlightWindow
 from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
 from protocol.messages import MessageError, Rejection, Status, Telemetry, parse_message
+from protocol.site_policy import SITES_PREFIX, policy_subscription
 from protocol.text import printable
 from protocol.topics import Topic, device_topic
 from protocol.transport import send_at_once
@@ -148,6 +154,8 @@ class Uplink:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
         placement: Placement | None = None,
+        on_policy_message: Callable[[str, bytes], object] | None = None,
+        policy_version: Callable[[], int | None] = lambda: None,
     ) -> None:
         if keepalive < 1:
             raise ValueError(f"keepalive must be at least 1 s, not {keepalive}")
@@ -166,6 +174,13 @@ class Uplink:
         self._version = version
         self._boot_id = boot_id
         self._placement = placement or Placement()
+        site_id = self._placement.site_id
+        self._policy_topic = (
+            policy_subscription(site_id) if site_id and on_policy_message is not None else None
+        )
+        self._on_policy_message = on_policy_message
+        self._policy_version = policy_version
+        self._published_policy_version: int | None = None
         self._keepalive = keepalive
         self._on_connection_change = on_connection_change
         self._on_link_problem = on_link_problem
@@ -218,6 +233,14 @@ class Uplink:
             payload = self._status_payload("online") if self._connected else None
         if payload is not None:
             self._client.publish(self._status_topic, payload, qos=1, retain=True)
+
+    def policy_changed(self) -> None:
+        """The site policy held changed: re-publish the retained status if its version did."""
+        with self._lock:
+            if not self._connected or self._policy_version() == self._published_policy_version:
+                return
+            payload = self._status_payload("online")
+        self._client.publish(self._status_topic, payload, qos=1, retain=True)
 
     @property
     def connected(self) -> bool:
@@ -411,6 +434,8 @@ class Uplink:
         send_at_once(client.socket())  # events and their acks without Nagle's delay
         # clean_start drops the session, subscriptions included: subscribe on every connect.
         client.subscribe(self._ack_topic, qos=1)
+        if self._policy_topic is not None:
+            client.subscribe(self._policy_topic, qos=1)
         with self._lock:
             self._connected = True
             payload = self._status_payload("online")
@@ -441,7 +466,11 @@ class Uplink:
     ) -> None:
         for reason in reasons:
             if reason.is_failure:
-                log.error("broker refused the ack subscription (%s): outbox stuck", reason)
+                log.error(
+                    "broker refused a subscription (%s): the outbox is stuck, or the site "
+                    "policy does not reach this gate",
+                    reason,
+                )
 
     def _on_publish(
         self, _client: Any, _userdata: Any, mid: int, reason: ReasonCode, *_: Any
@@ -450,6 +479,8 @@ class Uplink:
 
     def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic != self._ack_topic:
+            if self._on_policy_message is not None and message.topic.startswith(SITES_PREFIX):
+                self._on_policy_message(message.topic, bytes(message.payload))
             return
         try:
             ack = parse_message(Topic.ACK, bytes(message.payload))
@@ -479,7 +510,10 @@ class Uplink:
             log.exception("on_link_problem(%s) failed", problem)
 
     def _status_payload(self, state: Literal["online", "offline"]) -> bytes:
+        """The status now (the caller holds self._lock)."""
+        self._published_policy_version = version = self._policy_version()
         return Status(
+            policy_version=version,
             state=state,
             ts=self._wall_clock(),
             version=self._version,

@@ -1,10 +1,14 @@
 """QR bytes -> Credential, or a RefusedCode with a reason. Parse, never trust, never raise.
 
-Two kinds of credential exist in v1:
+Three kinds of credential exist in v1:
 
 - ``cccd``: the QR code on a Vietnamese chip citizen ID card. Fields are joined by ``|``:
   7-field ``ID(12 digits)|old ID(9 digits or empty)|Full name|DOB ddmmyyyy|Gender|Address|Issue
   date ddmmyyyy``, or the 6-field variant without the old ID. Names and addresses are UTF-8.
+- ``pass``: a site's signed pass (protocol/passes.py): 84 bytes beginning with 0xA7, which no
+  UTF-8 text begins with. Its layout is checked here (``parse_pass``); its signature, window and
+  lists are the policy's (device/verdict/policy.py). Bytes that begin like a pass but break its
+  layout are ``invalid``, with no subject id (nothing in them can be trusted).
 - ``raw``: any other code. Only its SHA-256 digest and length identify it; its text is kept only
   when the site's config asks for it (``policy.record_raw_text``).
 
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 
+from protocol.passes import SignedPass, looks_like_pass, parse_pass
 from protocol.text import name_problem, plain_text_problem
 from protocol.verdicts import CredentialType, Reason
 
@@ -95,11 +100,16 @@ class Credential(_CodeIdentity):
     code: bytes = field(repr=False)
     text: str | None  # the code's text when it is valid UTF-8; None for binary codes
     card: CccdCard | None = None
+    signed_pass: SignedPass | None = None  # a pass's layout, its signature not yet checked
 
     @property
     def subject_id(self) -> str:
-        """The CCCD number, or the code's SHA-256 for raw codes."""
-        return self.card.id_number if self.card is not None else self.code_sha256
+        """The CCCD number, a pass's 16-hex pass id, or the code's SHA-256 for raw codes."""
+        if self.card is not None:
+            return self.card.id_number
+        if self.signed_pass is not None:
+            return self.signed_pass.body.pass_id_text()
+        return self.code_sha256
 
 
 @dataclass(frozen=True)
@@ -118,10 +128,31 @@ ParseResult = Credential | RefusedCode
 
 def parse_credential(data: bytes) -> ParseResult:
     """Classify a code's exact bytes. Never raises, whatever the bytes are."""
+    if looks_like_pass(data):
+        return _parse_pass(data)
     text = _utf8(data)
     if text is not None and _claims_cccd(text):
         return _parse_cccd(text, data)
     return Credential(credential_type=CredentialType.RAW, subject_name="", code=data, text=text)
+
+
+def _parse_pass(data: bytes) -> ParseResult:
+    try:
+        signed = parse_pass(data)
+    except ValueError as exc:  # PassFormatError, or a field PassBody refuses
+        return RefusedCode(
+            reason=Reason.INVALID,
+            detail=f"pass: {exc}",
+            code=data,
+            credential_type=CredentialType.PASS,
+        )
+    return Credential(
+        credential_type=CredentialType.PASS,
+        subject_name="",
+        code=data,
+        text=None,
+        signed_pass=signed,
+    )
 
 
 def _utf8(data: bytes) -> str | None:

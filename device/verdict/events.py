@@ -114,7 +114,7 @@ class EventBuilder:
     def _kept_text(self, parsed: ParseResult) -> tuple[str | None, bool]:
         """(code_text, withheld). Raw codes' text is personal data of unknown shape: kept only
         where the site asks, and only when the protocol accepts it."""
-        if not isinstance(parsed, Credential) or parsed.card is not None:
+        if not isinstance(parsed, Credential) or parsed.credential_type is not CredentialType.RAW:
             return None, False
         if not self.record_raw_text or parsed.text is None:
             return None, False

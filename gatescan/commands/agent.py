@@ -48,6 +48,12 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     agent.add_argument("--device-id", help="this gate's id (a topic level and broker user)")
     agent.add_argument("--data-dir", type=Path, help="where the journal and identity live")
     agent.add_argument(
+        "--mode",
+        choices=["access", "log"],
+        help="policy.mode: access (grant a valid pass or an allow-listed card, deny the rest) "
+        "or log (record every entry, stop nobody); overrides the config",
+    )
+    agent.add_argument(
         "--on-bad-config",
         choices=["auto", "wait", "exit"],
         default="auto",
@@ -90,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     overrides = ConfigOverrides(
-        source=args.source, broker=args.broker, device_id=args.device_id, data_dir=args.data_dir
+        source=args.source,
+        broker=args.broker,
+        device_id=args.device_id,
+        data_dir=args.data_dir,
+        mode=args.mode,
     )
     stop = stop_on_signals()
 

@@ -53,7 +53,7 @@ def test_no_file_gives_the_documented_defaults() -> None:
     assert config.camera == Picamera2Camera(width=1280, height=720, fps=30.0)
     assert config.decoder.backend == "auto"
     assert config.policy.mode == "log"
-    assert config.policy.accept == [CredentialType.CCCD, CredentialType.RAW]
+    assert config.policy.accept == [CredentialType.CCCD, CredentialType.PASS, CredentialType.RAW]
     assert config.policy.record_raw_text is False
     assert (config.indicator.green, config.indicator.red, config.indicator.buzzer) == (17, 27, 22)
     assert config.mqtt.broker is None  # no default broker: setup mode, unless enrolled
@@ -401,13 +401,13 @@ def test_a_camera_without_a_type_asks_for_one(tmp_path: Path) -> None:
 
 
 def test_a_wrong_choice_lists_the_choices_and_suggests_one(tmp_path: Path) -> None:
-    path = write(tmp_path, "gate.toml", '[policy]\nmode = "logs"\naccept = ["CCCD", "pass"]\n')
+    path = write(tmp_path, "gate.toml", '[policy]\nmode = "logs"\naccept = ["CCCD", "ticket"]\n')
 
     assert problems(path) == [
         f"{path}: policy.mode: expected one of 'log', 'access', got 'logs'; did you mean 'log'?",
-        f"{path}: policy.accept[0]: expected one of 'cccd', 'raw', got 'CCCD'; "
+        f"{path}: policy.accept[0]: expected one of 'cccd', 'pass', 'raw', got 'CCCD'; "
         "did you mean 'cccd'?",
-        f"{path}: policy.accept[1]: expected one of 'cccd', 'raw', got 'pass'",
+        f"{path}: policy.accept[1]: expected one of 'cccd', 'pass', 'raw', got 'ticket'",
     ]
 
 

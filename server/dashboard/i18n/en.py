@@ -104,6 +104,7 @@ MESSAGES: dict[str, str] = {
     "reason.site_full": "Site full",
     "reason.error": "Error",
     "credential.cccd": "ID card",
+    "credential.pass": "Pass",
     "credential.raw": "Other code",
     # entries
     "entries.title": "Entries",

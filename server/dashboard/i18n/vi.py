@@ -104,6 +104,7 @@ MESSAGES: dict[str, str] = {
     "reason.site_full": "Đã đủ người",
     "reason.error": "Lỗi",
     "credential.cccd": "CCCD",
+    "credential.pass": "Thẻ ra vào",
     "credential.raw": "Mã khác",
     # entries
     "entries.title": "Lượt ra vào",

@@ -1,32 +1,126 @@
-"""Verdicts: log mode records, access mode grants, the closed set of reasons."""
+"""Verdicts with the site policy the gate holds: every reason in access and log mode, and the
+closed set of reasons."""
 
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from device.site_policy.held import EMPTY_POLICY, HeldPolicy
 from device.verdict.credentials import parse_credential
-from device.verdict.policy import Policy, Verdict
+from device.verdict.policy import NOTHING_TRUSTED, Policy, PolicyMode, Verdict, access_problem
+from gatescan.testing.site_policies import SampleSite, pass_id_of
 from protocol.verdicts import CredentialType, Reason, VerdictStatus
 
 CARD = "001090012345|Trần Văn Đức|01011990|Nam|Hà Nội|15082021".encode()
+ALLOWED_CARD = "079193012345|Nguyễn Thị Thu Uyên|05061993|Nữ|Huế|21042021".encode()
+BLOCKED_CARD = "038190000123|Lê Thị Uyên|01011990|Nữ|Huế|15082021".encode()
 BROKEN_CARD = "001099012345|Trần Văn Đức|32011990|Nam|Hà Nội|15082021".encode()
+NOW = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+
+GRANTED = Verdict(VerdictStatus.GRANTED, Reason.OK)
+RECORDED = Verdict(VerdictStatus.RECORDED, Reason.OK)
 
 
-def test_log_mode_records_every_readable_code() -> None:
-    policy = Policy("log")
-    for data in (CARD, b"any pass", b"\xff\x00"):
-        assert policy.decide(parse_credential(data)) == Verdict(VerdictStatus.RECORDED, Reason.OK)
+class Site:
+    def __init__(self) -> None:
+        self.sample = SampleSite("Bến xe Mỹ Đình")
+        self.revoked = self.sample.issue(now=NOW)
+        self.blocked = self.sample.issue(now=NOW)
+        self.visitor_allowed = self.sample.issue(now=NOW, issued=False)
+        self.sample.allow(ALLOWED_CARD[:12].decode(), pass_id_of(self.visitor_allowed))
+        self.sample.block(BLOCKED_CARD[:12].decode(), pass_id_of(self.blocked))
+        self.sample.revoke(pass_id_of(self.revoked))
+        self.held = self.sample.held()
+
+    def policy(self, mode: PolicyMode, held: HeldPolicy | None = None) -> Policy:
+        snapshot = self.held if held is None else held
+        return Policy(mode, held=lambda: snapshot, now=lambda: NOW)
 
 
-def test_access_mode_grants_accepted_codes() -> None:
-    verdict = Policy("access").decide(parse_credential(CARD))
-    assert verdict == Verdict(VerdictStatus.GRANTED, Reason.OK)
+SITE = Site()
 
 
-def test_damaged_card_is_denied_as_invalid_in_access_mode() -> None:
-    verdict = Policy("access").decide(parse_credential(BROKEN_CARD))
-    assert verdict == Verdict(VerdictStatus.DENIED, Reason.INVALID)
+def cases() -> list[tuple[str, bytes, Verdict, Verdict]]:
+    """(what, code, access mode's verdict, log mode's verdict)."""
+    sample = SITE.sample
+    hour = timedelta(hours=1)
+    valid = sample.issue(now=NOW)
+    tampered = bytearray(valid)
+    tampered[-1] ^= 1
+    foreign = sample.issue(now=NOW, key=Ed25519PrivateKey.generate())
+    unknown_key = sample.issue(now=NOW, key_id=sample.key_id + 1)
+    expired = sample.issue(valid_from=NOW - 3 * hour, valid_until=NOW - hour)
+    early = sample.issue(valid_from=NOW + hour, valid_until=NOW + 2 * hour)
+    visitor = sample.issue(now=NOW, issued=False)
+    denied, recorded = Verdict.denied, (lambda reason: Verdict(VerdictStatus.RECORDED, reason))
+
+    def failed(reason: Reason) -> tuple[Verdict, Verdict]:
+        return denied(reason), recorded(reason)
+
+    return [
+        ("a valid issued pass", valid, GRANTED, RECORDED),
+        ("a tampered pass", bytes(tampered), *failed(Reason.BAD_SIGNATURE)),
+        ("another site's pass", foreign, *failed(Reason.BAD_SIGNATURE)),
+        ("a key the gate does not know", unknown_key, *failed(Reason.BAD_SIGNATURE)),
+        ("an expired pass", expired, *failed(Reason.EXPIRED)),
+        ("a pass not yet valid", early, *failed(Reason.NOT_YET_VALID)),
+        ("a revoked pass", SITE.revoked, denied(Reason.REVOKED), denied(Reason.REVOKED)),
+        ("a blocked pass", SITE.blocked, denied(Reason.BLOCKED), denied(Reason.BLOCKED)),
+        ("a self check-in pass", visitor, denied(Reason.NOT_ALLOWED), RECORDED),
+        ("a self check-in pass on the allow list", SITE.visitor_allowed, GRANTED, RECORDED),
+        ("a malformed pass", valid[:-1], *failed(Reason.INVALID)),
+        ("an allow-listed card", ALLOWED_CARD, GRANTED, RECORDED),
+        ("an unlisted card", CARD, denied(Reason.NOT_ALLOWED), RECORDED),
+        ("a blocked card", BLOCKED_CARD, denied(Reason.BLOCKED), denied(Reason.BLOCKED)),
+        ("a damaged card", BROKEN_CARD, *failed(Reason.INVALID)),
+        ("a menu URL", b"https://example.vn/menu", denied(Reason.UNKNOWN_FORMAT), RECORDED),
+        ("binary bytes", b"\xff\x00", denied(Reason.UNKNOWN_FORMAT), RECORDED),
+    ]  # fmt: skip
 
 
-def test_damaged_card_is_recorded_with_its_reason_in_log_mode() -> None:
-    verdict = Policy("log").decide(parse_credential(BROKEN_CARD))
-    assert verdict == Verdict(VerdictStatus.RECORDED, Reason.INVALID)
+@pytest.mark.parametrize(("what", "code", "access", "log"), cases(), ids=lambda v: str(v)[:40])
+def test_every_reason_in_both_modes(what: str, code: bytes, access: Verdict, log: Verdict) -> None:
+    parsed = parse_credential(code)
+    assert SITE.policy("access").decide(parsed) == access, what
+    assert SITE.policy("log").decide(parsed) == log, what
+
+
+def test_a_pass_is_its_own_credential_type_with_its_pass_id() -> None:
+    code = SITE.sample.issue(now=NOW)
+    parsed = parse_credential(code)
+    assert parsed.credential_type is CredentialType.PASS
+    assert parsed.subject_id == pass_id_of(code)
+    broken = parse_credential(code[:-1])
+    assert broken.credential_type is CredentialType.PASS and broken.subject_id == ""
+
+
+def test_access_mode_without_a_policy_refuses_every_code_and_says_why() -> None:
+    policy = SITE.policy("access", EMPTY_POLICY)
+    for code in (SITE.sample.issue(now=NOW), ALLOWED_CARD, CARD, b"hello"):
+        assert policy.decide(parse_credential(code)).status is VerdictStatus.DENIED
+    problem = access_problem("access", EMPTY_POLICY)
+    assert problem is not None and problem.startswith(NOTHING_TRUSTED)
+    assert access_problem("log", EMPTY_POLICY) is None
+    assert access_problem("access", SITE.held) is None
+
+
+def test_a_site_with_no_key_but_an_allow_list_can_grant() -> None:
+    sample = SampleSite("Bến xe Mỹ Đình", with_key=False)
+    assert access_problem("access", sample.held()) is not None
+    sample.allow(ALLOWED_CARD[:12].decode())
+    held = sample.held()
+    assert access_problem("access", held) is None
+    assert SITE.policy("access", held).decide(parse_credential(ALLOWED_CARD)) == GRANTED
+
+
+def test_a_gate_whose_clock_is_a_little_off_still_grants_a_pass() -> None:
+    code = SITE.sample.issue(
+        valid_from=NOW + timedelta(minutes=1), valid_until=NOW + timedelta(hours=1)
+    )
+    assert SITE.policy("access").decide(parse_credential(code)) == GRANTED
 
 
 def test_damaged_card_is_denied_in_log_mode_where_cards_are_not_taken() -> None:
