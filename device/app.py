@@ -45,6 +45,7 @@ from device.uplink.status_report import StatusReport
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder
 from device.verdict.policy import Policy, PolicyMode, access_problem
+from device.verdict.presence import Presence
 from firmware_config.schema import (
     CameraConfig,
     GateConfig,
@@ -53,8 +54,9 @@ from firmware_config.schema import (
     ReplayCamera,
 )
 from protocol.enrolment import EnrolmentCode, EnrolmentGrant
-from protocol.messages import Telemetry
+from protocol.messages import Event, Telemetry
 from protocol.release import __version__
+from protocol.verdicts import CredentialType, VerdictStatus
 
 log = logging.getLogger("gatescan.agent")
 
@@ -196,13 +198,20 @@ def build_agent(
     health_changed(health, indicator, uplink, notifier)
     policy_changed(config.policy.mode, site_policy, health, uplink)
     uplink.set_faults(health.faults)  # a fire alarm already active as the gate started
+    presence = Presence()
+    presence_follows(site_policy, presence, config.device_id)
     source = source or ReopeningSource(lambda: open_source(config))
     scanner = Scanner(
         source=source,
         decoder=make_decoder(config.decoder.backend),
         debounce=Debounce(config.decoder.repeat_window),
         policy=Policy(
-            config.policy.mode, config.policy.accept, held=site_policy.read, now=clock.now
+            config.policy.mode,
+            config.policy.accept,
+            held=site_policy.read,
+            now=clock.now,
+            presence=presence,
+            direction=config.direction,
         ),
         indicator=indicator,
         journal=journal,
@@ -216,7 +225,7 @@ def build_agent(
         ),
         health=health,
         notify_uplink=uplink.event_recorded,
-        on_scan=on_scan,
+        on_scan=passages_into(presence, site_policy, then=on_scan),
         on_progress=notifier.watchdog,
         stats=ScanStats(),
         framing=framing_for(config.camera),
@@ -236,6 +245,40 @@ def build_agent(
         frame_stall_s=frame_stall_s,
         site_policy=site_policy,
     )
+
+
+def presence_follows(holder: PolicyHolder, presence: Presence, device_id: str) -> None:
+    """Every site policy held gives the gate's presence the server's `inside` list."""
+
+    def on_change(held: HeldPolicy) -> None:
+        manifest = held.manifest
+        presence.update(
+            held.inside_lookup(),
+            held.count("inside"),
+            manifest.presence_seq.get(device_id) if manifest is not None else None,
+            manifest.presence_since if manifest is not None else None,
+        )
+
+    holder.watch(on_change)
+    on_change(holder.read())
+
+
+def passages_into(
+    presence: Presence, holder: PolicyHolder, *, then: Callable[[Scan], None]
+) -> Callable[[Scan], None]:
+    """After each journaled scan: a person who passed (not denied; a card or a pass) counts in
+    the gate's presence at once, before the server's next list holds it."""
+
+    def on_scan(scan: Scan) -> None:
+        event = scan.event
+        person = event.credential_type in (CredentialType.CCCD, CredentialType.PASS)
+        if scan.journaled and person and event.status is not VerdictStatus.DENIED:
+            entry = holder.read().entry(f"{event.credential_type.value}:{event.subject_id}")
+            if entry is not None and isinstance(event, Event):
+                presence.record(event.seq, entry, event.direction, event.ts)
+        then(scan)
+
+    return on_scan
 
 
 def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplink: Uplink) -> None:

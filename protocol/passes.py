@@ -9,7 +9,8 @@ coarse, easy code. pyzbar and zxing-cpp both hand its bytes back exactly
     0       1     MAGIC_V1 (0xA7): a pass of this layout. 0xA7 can never begin UTF-8 text, so a
                   pass is never mistaken for a CCCD card, a URL or an enrolment code
     1       1     flags: bit 0 = ISSUED (the site vouches for the holder: access mode may grant
-                  it); clear = made from what a visitor typed (self check-in: log mode only)
+                  it); clear = made from what a visitor typed (self check-in: log mode only);
+                  bit 1 = PHONE (valid only with a rotating code after it: a phone's pass)
     2       2     key id, big-endian: which of the site's Ed25519 keys signed it
     4       8     pass id, random: what lists, revocations and the registry name
     12      4     valid from, minutes since 1970-01-01T00:00Z, big-endian
@@ -57,6 +58,9 @@ _MAX_MINUTES = int((datetime(9999, 12, 31, 23, 59, tzinfo=UTC) - _EPOCH).total_s
 
 class PassFlags(IntFlag):
     ISSUED = 1  # the site vouches for the holder; clear: self check-in, log mode only
+    # Shown only by the holder's page, with its rotating code (protocol/rotating_passes.py): the
+    # 84 bytes alone, copied off a screen, are refused.
+    PHONE = 2
 
 
 class PassFormatError(ValueError):
@@ -129,7 +133,7 @@ def parse_pass(code: bytes) -> SignedPass:
     if len(code) != PASS_BYTES:
         raise PassFormatError(f"a pass is {PASS_BYTES} bytes, this code has {len(code)}")
     _magic, flags, key_id, pass_id, start, end = _BODY.unpack_from(code)
-    if flags & ~int(PassFlags.ISSUED):
+    if flags & ~int(PassFlags.ISSUED | PassFlags.PHONE):
         raise PassFormatError(f"unknown flags {flags:#04x}")
     if end <= start:
         raise PassFormatError("its window ends before it begins")

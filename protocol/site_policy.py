@@ -253,6 +253,9 @@ class SitePolicy(BaseModel):
     presence_seq: Annotated[
         dict[_DeviceId, Annotated[int, Field(ge=0)]], Field(max_length=1000)
     ] = Field(default_factory=dict)
+    # When the `inside` list's day began (local midnight at the site): a gate drops its own
+    # passages from before it, as the list did.
+    presence_since: AwareDatetime | None = None
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode("utf-8")

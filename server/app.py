@@ -39,6 +39,7 @@ from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
 from server.store.retention import RetentionTask
+from server.store.site_policy import DEFAULT_TZ
 
 if TYPE_CHECKING:
     from server.enrolment.exchange import PolicyRightsTask
@@ -108,7 +109,7 @@ def build_server(options: ServerOptions) -> Server:
     dashboard = None
     try:
         collector = init_collector(store, options.collector, options.gate_limits)
-        policy = init_policy_publisher(store, collector)
+        policy = init_policy_publisher(store, collector, options)
         retention = init_retention(store, options.retention_days)
         dashboard = init_dashboard(store, options)
         enrolment, rights = init_enrolment(store, options.enrolment, collector)
@@ -145,9 +146,15 @@ def init_collector(
     )
 
 
-def init_policy_publisher(store: Store, collector: Collector | None) -> PolicyPublisher | None:
-    """Each site's policy to its gates, on the collector's connection (none without one)."""
-    return None if collector is None else PolicyPublisher(store.engine, collector)
+def init_policy_publisher(
+    store: Store, collector: Collector | None, options: ServerOptions
+) -> PolicyPublisher | None:
+    """Each site's policy to its gates, on the collector's connection (none without one); who
+    is inside counts from midnight in the site's zone (the dashboard's setting)."""
+    if collector is None:
+        return None
+    tz = options.dashboard.tz if options.dashboard is not None else DEFAULT_TZ
+    return PolicyPublisher(store.engine, collector, tz=tz)
 
 
 def init_retention(store: Store, retention_days: int | None) -> RetentionTask | None:

@@ -12,7 +12,8 @@ entries (bench/site_lists_lookup.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -125,6 +126,22 @@ class HeldPolicy:
     def count(self, kind: str) -> int:
         """Entries held in list `kind`."""
         return sum(len(entries) for entries in self._sets[kind])
+
+    @property
+    def rotation_secret(self) -> bytes | None:
+        """The site's secret for rotating passes (None: the manifest has none)."""
+        if self.manifest is None or self.manifest.rotation_secret is None:
+            return None
+        return base64.b64decode(self.manifest.rotation_secret)
+
+    def inside_lookup(self) -> Callable[[bytes], bool]:
+        """Whether the server's `inside` list holds an entry (for device/verdict/presence.py)."""
+        sets = self._sets["inside"]
+
+        def holds(entry: bytes) -> bool:
+            return entry in sets[entry[0]]
+
+        return holds
 
     @property
     def trusts_anything(self) -> bool:

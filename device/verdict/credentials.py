@@ -45,6 +45,7 @@ from datetime import date
 from functools import cached_property
 
 from protocol.passes import SignedPass, looks_like_pass, parse_pass
+from protocol.rotating_passes import RotatingTail, looks_rotating, split_rotating
 from protocol.text import name_problem, plain_text_problem
 from protocol.verdicts import CredentialType, Reason
 
@@ -101,6 +102,7 @@ class Credential(_CodeIdentity):
     text: str | None  # the code's text when it is valid UTF-8; None for binary codes
     card: CccdCard | None = None
     signed_pass: SignedPass | None = None  # a pass's layout, its signature not yet checked
+    rotation: RotatingTail | None = None  # a phone's pass: the step and its code, unchecked
 
     @property
     def subject_id(self) -> str:
@@ -137,8 +139,13 @@ def parse_credential(data: bytes) -> ParseResult:
 
 
 def _parse_pass(data: bytes) -> ParseResult:
+    rotation = None
     try:
-        signed = parse_pass(data)
+        if looks_rotating(data):
+            pass_bytes, rotation = split_rotating(data)
+            signed = parse_pass(pass_bytes)
+        else:
+            signed = parse_pass(data)
     except ValueError as exc:  # PassFormatError, or a field PassBody refuses
         return RefusedCode(
             reason=Reason.INVALID,
@@ -152,6 +159,7 @@ def _parse_pass(data: bytes) -> ParseResult:
         code=data,
         text=None,
         signed_pass=signed,
+        rotation=rotation,
     )
 
 

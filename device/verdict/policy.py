@@ -7,7 +7,14 @@ Mode `access`: the gate grants only what it can trust, and says why it refuses t
     pass   bad signature or unknown key -> bad_signature; window -> not_yet_valid / expired;
            revoked list -> revoked; block list -> blocked; not ISSUED (self check-in) and not on
            the allow list -> not_allowed; else granted
+           a phone's pass (with its rotating code, protocol/rotating_passes.py): the code of a
+           step more than a minute old -> expired, of a future step -> not_yet_valid, not the
+           pass's -> bad_signature; a PHONE pass without its code -> bad_signature
     cccd   block list -> blocked; allow list -> granted; else not_allowed
+    at an entrance, someone the lists let in (device/verdict/presence.py, the site's rules):
+           inside already and anti-passback hard -> already_inside; soft -> granted with the
+           reason already_inside (recorded, the door opens); not inside and the site at its
+           capacity -> site_full. Exits are never refused.
     raw    unknown_format
     a pass or card that breaks its format -> invalid
 
@@ -34,8 +41,10 @@ from typing import Literal
 
 from device.site_policy.held import EMPTY_POLICY, HeldPolicy
 from device.verdict.credentials import Credential, ParseResult, RefusedCode
-from protocol.passes import SignedPass, verify_pass
-from protocol.verdicts import CredentialType, Reason, VerdictStatus
+from device.verdict.presence import Presence
+from protocol.passes import PassFlags, SignedPass, verify_pass
+from protocol.rotating_passes import RotatingTail, pass_secret, verify_rotation
+from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
 
 PolicyMode = Literal["log", "access"]
 
@@ -82,8 +91,12 @@ class Policy:
         *,
         held: Callable[[], HeldPolicy] = _no_policy,
         now: Callable[[], datetime] = _utc_now,
+        presence: Presence | None = None,
+        direction: Direction = Direction.IN,
     ) -> None:
         self.mode = mode
+        self.presence = presence or Presence()
+        self._entrance = direction is Direction.IN
         self.accept = frozenset(accept)
         self.held = held
         self.now = now
@@ -96,6 +109,7 @@ class Policy:
         self._denied = {reason: Verdict.denied(reason) for reason in Reason}
         # A check failed: access mode refuses; log mode records the reason and stops nobody.
         self._failed = self._denied if self._access else self._recorded
+        self._warned = Verdict(VerdictStatus.GRANTED, Reason.ALREADY_INSIDE)  # soft anti-passback
 
     def decide(self, parsed: ParseResult) -> Verdict:
         if isinstance(parsed, RefusedCode):
@@ -109,14 +123,17 @@ class Policy:
             return self._denied[Reason.UNKNOWN_FORMAT if unknown else Reason.NOT_ALLOWED]
         if kind is CredentialType.PASS:
             assert parsed.signed_pass is not None
-            return self._pass(parsed.signed_pass)
+            return self._pass(parsed.signed_pass, parsed.rotation)
         if kind is CredentialType.CCCD:
             return self._card(parsed)
         return self._denied[Reason.UNKNOWN_FORMAT] if self._access else self._admit
 
-    def _pass(self, signed: SignedPass) -> Verdict:
+    def _pass(self, signed: SignedPass, rotation: RotatingTail | None) -> Verdict:
         held = self.held()
-        reason = verify_pass(signed, held.keys, self.now())
+        now = self.now()
+        reason = verify_pass(signed, held.keys, now)
+        if reason is Reason.OK:
+            reason = self._rotation(signed, rotation, held, now)
         if reason is not Reason.OK:
             return self._failed[reason]
         entry = held.entry("pass:" + signed.body.pass_id_text())
@@ -126,7 +143,7 @@ class Policy:
             return self._denied[Reason.BLOCKED]
         if self._access and not signed.body.issued and not held.holds("allow", entry):
             return self._denied[Reason.NOT_ALLOWED]
-        return self._admit
+        return self._admitted(held, entry)
 
     def _card(self, card: Credential) -> Verdict:
         held = self.held()
@@ -135,4 +152,32 @@ class Policy:
             return self._denied[Reason.BLOCKED]
         if self._access and not held.holds("allow", entry):
             return self._denied[Reason.NOT_ALLOWED]
+        return self._admitted(held, entry)
+
+    @staticmethod
+    def _rotation(
+        signed: SignedPass, rotation: RotatingTail | None, held: HeldPolicy, now: datetime
+    ) -> Reason:
+        """A phone's pass: its rotating code (a screenshot's is too old). A pass marked PHONE
+        without one is a copy of the screen's static part: refused as not signed for this."""
+        if rotation is None:
+            return Reason.BAD_SIGNATURE if signed.body.flags & PassFlags.PHONE else Reason.OK
+        site_secret = held.rotation_secret
+        if site_secret is None:
+            return Reason.BAD_SIGNATURE
+        return verify_rotation(rotation, pass_secret(site_secret, signed.body.pass_id), now)
+
+    def _admitted(self, held: HeldPolicy, entry: bytes | None) -> Verdict:
+        """Someone the lists let in, at an entrance in access mode: presence has its say
+        (anti-passback, capacity; device/verdict/presence.py). Exits are never refused."""
+        rules = held.manifest
+        if not self._access or not self._entrance or entry is None or rules is None:
+            return self._admit
+        inside = self.presence.is_inside(entry)
+        if inside and rules.anti_passback == "hard":
+            return self._denied[Reason.ALREADY_INSIDE]
+        if not inside and rules.capacity is not None and self.presence.count() >= rules.capacity:
+            return self._denied[Reason.SITE_FULL]
+        if inside and rules.anti_passback == "soft":
+            return self._warned
         return self._admit

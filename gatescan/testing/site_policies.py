@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from device.site_policy.held import HeldPolicy
 from protocol.passes import PassBody, PassFlags, new_pass_id, sign_pass
+from protocol.rotating_passes import pass_secret, rotating_code
 from protocol.site_policy import (
     LIST_KINDS,
     ListBucket,
@@ -48,6 +49,10 @@ class SampleSite:
     version: int = 1
     lists: dict[str, set[str]] = field(default_factory=lambda: {kind: set() for kind in LIST_KINDS})
     with_key: bool = True  # False: a manifest with no key (a site that has none yet)
+    rotation_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    anti_passback: str = "off"
+    capacity: int | None = None
+    presence_seq: dict[str, int] = field(default_factory=dict)
     # The version each bucket last changed in, as the server keeps it.
     _bucket_versions: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -112,6 +117,10 @@ class SampleSite:
                 "keys": keys if self.with_key else [],
                 "list_key": encode_key(self.list_key),
                 "buckets": buckets,
+                "rotation_secret": encode_key(self.rotation_secret),
+                "anti_passback": self.anti_passback,
+                "capacity": self.capacity,
+                "presence_seq": self.presence_seq,
             }
         )
 
@@ -146,6 +155,7 @@ class SampleSite:
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
         issued: bool = True,
+        phone: bool = False,
         pass_id: bytes | None = None,
         key: Ed25519PrivateKey | None = None,
         key_id: int | None = None,
@@ -157,9 +167,14 @@ class SampleSite:
             pass_id=pass_id or new_pass_id(),
             valid_from=valid_from or moment - timedelta(hours=1),
             valid_until=valid_until or moment + timedelta(hours=1),
-            flags=PassFlags.ISSUED if issued else PassFlags(0),
+            flags=(PassFlags.ISSUED if issued else PassFlags(0))
+            | (PassFlags.PHONE if phone else PassFlags(0)),
         )
         return sign_pass(body, key or self.key).to_bytes()
+
+    def on_phone(self, code: bytes, moment: datetime) -> bytes:
+        """What the holder's page shows at `moment` for the pass `code` (its rotating form)."""
+        return rotating_code(code, pass_secret(self.rotation_secret, code[4:12]), moment)
 
 
 def pass_id_of(code: bytes) -> str:

@@ -12,6 +12,13 @@ on the collector's own connection, at QoS 1 and retained:
    bucket it published before that is now empty (which clears it), waiting for every PUBACK;
 2. then the manifest. Buckets first: a gate that reads the new manifest finds its buckets there.
 
+Who is inside a site (the `inside` list, for sites with anti-passback or a capacity) changes
+with every passage, not with a command: when the collector has stored events since the last
+round, the publisher reads each such site's passages of today again (`refresh_presence`: only
+that list, never the site's other lists) and, when it changed, sends its buckets and the
+manifest under a new version. So a passage at one gate reaches the site's other gates within a
+round or two of its commit.
+
 What it published (each bucket's digest and the version it last changed at) is kept in memory
 and in the database (site_policy_buckets), so an unchanged bucket is not sent again, and a
 bucket emptied while the server was down is still cleared when it starts.
@@ -28,12 +35,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
 from protocol.site_policy import ListBucket, bucket_digest, bucket_topic, manifest_topic
 from server.collector.batch import utc_now
 from server.store.site_policy import (
+    DEFAULT_TZ,
     BucketKey,
     BuiltPolicy,
     current_policy,
@@ -41,6 +50,7 @@ from server.store.site_policy import (
     policy_versions,
     published_buckets,
     record_published,
+    refresh_presence,
 )
 
 log = logging.getLogger("gatescan.policy")
@@ -62,6 +72,10 @@ class PolicyLink(Protocol):
 
     def publish_retained(self, topic: str, payload: bytes) -> Pending: ...
 
+    def entries_stored(self) -> int:
+        """Events stored so far: when it grows, who is inside may have changed."""
+        ...
+
 
 class PublishError(RuntimeError):
     """The broker did not take a policy message; the round is tried again."""
@@ -78,6 +92,7 @@ class PolicyPublisher:
         retry_s: float = RETRY_S,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         clock: Callable[[], datetime] = utc_now,
+        tz: ZoneInfo = DEFAULT_TZ,
     ) -> None:
         self._engine = engine
         self._link = link
@@ -86,6 +101,9 @@ class PolicyPublisher:
         self._retry_s = retry_s
         self._ack_timeout_s = ack_timeout_s
         self._clock = clock
+        self._tz = tz
+        self._stored_seen = -1  # the link's entries_stored() when presence was last looked at
+        self._built: dict[str, BuiltPolicy] = {}  # site -> the policy last published
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._link_done = 0  # the connection everything was published on
@@ -132,9 +150,15 @@ class PolicyPublisher:
         for site in ensure_policies(self._engine, now):
             log.info("site %s: a policy of its own (version 1)", site)
         versions = policy_versions(self._engine)
+        stored = self._link.entries_stored()
+        published = set()
         for site, version in sorted(versions.items()):
             if full or self._versions.get(site) != version:
                 self._publish_site(site, resend=fresh)
+                published.add(site)
+        if stored != self._stored_seen:
+            self._refresh_presence(set(self._built) - published)
+            self._stored_seen = stored
         if self._link.link_number() != link:
             raise PublishError("the connection changed during the round")
         self._link_done = link
@@ -142,8 +166,24 @@ class PolicyPublisher:
             self._full_at = time.monotonic()
         self.rounds += 1
 
+    def _refresh_presence(self, sites: set[str]) -> None:
+        """Who is inside, again, at the sites that use it: only the `inside` list is read and
+        sent (a site's version moved on meanwhile: all of it)."""
+        for site in sorted(sites):
+            last = self._built[site]
+            if last.manifest.anti_passback == "off" and last.manifest.capacity is None:
+                continue
+            refreshed = refresh_presence(self._engine, last, self._clock(), self._tz)
+            if refreshed is None:
+                self._publish_site(site, resend=False)
+            elif refreshed is not last:
+                self._publish_built(refreshed, resend=False)
+
     def _publish_site(self, site: str, resend: bool) -> None:
-        built = current_policy(self._engine, site, self._clock())
+        self._publish_built(current_policy(self._engine, site, self._clock(), self._tz), resend)
+
+    def _publish_built(self, built: BuiltPolicy, resend: bool) -> None:
+        site = built.manifest.site_id
         before = self._buckets.get(site)
         if before is None:
             before = published_buckets(self._engine, site)
@@ -172,6 +212,7 @@ class PolicyPublisher:
         self._buckets[site] = after
         self._manifests[site] = manifest
         self._versions[site] = built.version
+        self._built[site] = built
 
     def _send(self, topic: str, payload: bytes) -> tuple[str, Pending]:
         return topic, self._link.publish_retained(topic, payload)

@@ -219,6 +219,9 @@ class Collector:
         connection, so a publisher knows to publish everything again after a reconnect."""
         return self._connection if self._subscribed.is_set() else 0
 
+    def entries_stored(self) -> int:
+        return self.counters.stored
+
     def publish_retained(self, topic: str, payload: bytes) -> RetainedPublish:
         """Publish at QoS 1, retained (an empty payload clears the topic's retained message); a
         handle to wait for the broker's PUBACK with."""

@@ -23,13 +23,16 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from protocol.passes import CLOCK_SKEW
+from protocol.rotating_passes import SECRET_BYTES
 from protocol.site_policy import (
     LIST_KEY_BYTES,
+    AntiPassback,
     PolicyKey,
     SitePolicy,
     bucket_digest,
@@ -37,6 +40,8 @@ from protocol.site_policy import (
     encode_key,
     entry_hash,
 )
+from server.clock import local_day_start
+from server.store.presence import highest_seqs, people_inside
 from server.store.tables import (
     gates_table,
     passes_table,
@@ -49,6 +54,9 @@ from server.store.tables import (
 EditableList = Literal["allow", "block"]  # `revoked` is made from the pass registry
 EDITABLE_LISTS: tuple[str, ...] = get_args(EditableList)
 BucketKey = tuple[str, int]  # (list kind, bucket 0..255)
+INSIDE = "inside"  # the list of who is inside, made from the entries (server/store/presence.py)
+_PEOPLE = ("cccd", "pass")  # credential types that name a person
+DEFAULT_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def bump_version(conn: Connection, site_id: str, now: datetime) -> int:
@@ -62,6 +70,7 @@ def bump_version(conn: Connection, site_id: str, now: datetime) -> int:
                 site_id=site_id,
                 version=1,
                 list_key=secrets.token_bytes(LIST_KEY_BYTES),
+                rotation_secret=secrets.token_bytes(SECRET_BYTES),
                 changed_at=now,
             )
         )
@@ -181,25 +190,114 @@ class BuiltPolicy:
         return self.manifest.version
 
 
-def current_policy(engine: Engine, site_id: str, now: datetime) -> BuiltPolicy:
+def current_policy(
+    engine: Engine, site_id: str, now: datetime, tz: ZoneInfo = DEFAULT_TZ
+) -> BuiltPolicy:
     """The site's policy from the database, as of `now` (revocations past their pass's end
-    left out). When that differs from what was published at the same version, the version grows
-    first (see the module's docstring). KeyError for a site with no policy."""
-    built, published = _build(engine, site_id, now)
-    if published == (built.version, False):
-        with engine.begin() as conn:
-            c = site_policy_table.c
-            grown = conn.execute(
-                update(site_policy_table)
-                .where(c.site_id == site_id, c.version == built.version)
-                .values(version=c.version + 1, changed_at=now)
-            ).rowcount
-        if grown:
-            built, _ = _build(engine, site_id, now)
+    left out; who is inside since local midnight in `tz`). When that differs from what was
+    published at the same version, the version grows first (see the module's docstring).
+    KeyError for a site with no policy."""
+    built, published = _build(engine, site_id, now, tz)
+    if published == (built.version, False) and _grow(engine, site_id, built.version, now):
+        built, _ = _build(engine, site_id, now, tz)
     return built
 
 
-def _build(engine: Engine, site_id: str, now: datetime) -> tuple[BuiltPolicy, tuple[int, bool]]:
+def refresh_presence(
+    engine: Engine, last: BuiltPolicy, now: datetime, tz: ZoneInfo = DEFAULT_TZ
+) -> BuiltPolicy | None:
+    """`last` with the `inside` list and presence fields as of now, under a new version; `last`
+    itself when they did not change; None when the site's version moved on since `last` (build
+    it whole then). Reads today's passages only, never the site's other lists: cheap enough to
+    run after every stored batch."""
+    site_id = last.manifest.site_id
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(site_policy_table).where(site_policy_table.c.site_id == site_id)
+        ).first()
+        if row is None or int(row.version) != last.version:
+            return None
+        presence = _presence(conn, site_id, bytes(row.list_key), row, now, tz)
+    entries = {key: held for key, held in last.entries.items() if key[0] != INSIDE}
+    entries.update(presence.entries)
+    manifest = _manifest(last.manifest, entries, presence)
+    digest = _content_digest(manifest)
+    if digest == last.content_digest:
+        return last
+    if not _grow(engine, site_id, last.version, now):
+        return None
+    manifest = manifest.model_copy(update={"version": last.version + 1, "issued_at": now})
+    return BuiltPolicy(manifest, dict(sorted(entries.items())), digest)
+
+
+def _grow(engine: Engine, site_id: str, version: int, now: datetime) -> bool:
+    """The site's version from `version` to the next; False when it was not `version` any more."""
+    c = site_policy_table.c
+    with engine.begin() as conn:
+        grown = conn.execute(
+            update(site_policy_table)
+            .where(c.site_id == site_id, c.version == version)
+            .values(version=c.version + 1, changed_at=now)
+        ).rowcount
+    return bool(grown)
+
+
+@dataclass(frozen=True)
+class _Presence:
+    entries: dict[BucketKey, frozenset[bytes]]  # the `inside` list's buckets
+    since: datetime | None
+    seqs: dict[str, int]
+
+
+_NO_PRESENCE = _Presence({}, None, {})
+
+
+def _presence(
+    conn: Connection, site_id: str, list_key: bytes, row: Any, now: datetime, tz: ZoneInfo
+) -> _Presence:
+    """Who is inside (the `inside` list) when the site uses anti-passback or a capacity."""
+    if (row.anti_passback or "off") == "off" and row.capacity is None:
+        return _NO_PRESENCE
+    since = local_day_start(now, tz)
+    # The gates' highest seqs first, then the passages: an entry stored in between is then in
+    # the list but not in its gate's seq, and the gate lays its own copy over it (the same
+    # passage twice: harmless); the other order could name a seq whose passage the list lacks.
+    seqs = highest_seqs(conn, since, site_id)
+    grouped: dict[BucketKey, set[bytes]] = {}
+    for passage in people_inside(conn, since, site_id):
+        if passage.credential_type not in _PEOPLE:
+            continue  # a code that names nobody has no presence
+        entry = entry_hash(list_key, f"{passage.credential_type}:{passage.person}")
+        grouped.setdefault((INSIDE, bucket_of(entry)), set()).add(entry)
+    return _Presence({key: frozenset(held) for key, held in grouped.items()}, since, seqs)
+
+
+def _manifest(
+    base: SitePolicy, entries: dict[BucketKey, frozenset[bytes]], presence: _Presence
+) -> SitePolicy:
+    digests: dict[str, dict[str, str]] = {}
+    for (kind, bucket), held in sorted(entries.items()):
+        digests.setdefault(kind, {})[f"{bucket:02x}"] = bucket_digest(held)
+    return base.model_copy(
+        update={
+            "buckets": digests,
+            "presence_seq": presence.seqs,
+            "presence_since": presence.since,
+        }
+    )
+
+
+def _content_digest(manifest: SitePolicy) -> str:
+    """What one version must mean: the manifest but its version and time."""
+    content = manifest.model_copy(
+        update={"version": 1, "issued_at": datetime(1970, 1, 1, tzinfo=UTC)}
+    )
+    return hashlib.sha256(content.to_json()).hexdigest()
+
+
+def _build(
+    engine: Engine, site_id: str, now: datetime, tz: ZoneInfo
+) -> tuple[BuiltPolicy, tuple[int, bool]]:
     """The policy, and (the version published last, whether its content is this one's)."""
     p, k, lists, passes = (
         site_policy_table.c,
@@ -211,6 +309,10 @@ def _build(engine: Engine, site_id: str, now: datetime) -> tuple[BuiltPolicy, tu
         row = conn.execute(select(site_policy_table).where(p.site_id == site_id)).first()
         if row is None:
             raise KeyError(site_id)
+        if row.rotation_secret is None:  # a site from before rotating passes
+            _give_rotation_secret(engine, site_id)
+            row = conn.execute(select(site_policy_table).where(p.site_id == site_id)).first()
+            assert row is not None
         keys = conn.execute(
             select(k.key_id, k.public_key)
             .where(k.site_id == site_id, k.state != "retired")
@@ -224,7 +326,8 @@ def _build(engine: Engine, site_id: str, now: datetime) -> tuple[BuiltPolicy, tu
                 passes.site_id == site_id, passes.revoked_at.is_not(None)
             )
         ).all()
-    list_key = bytes(row.list_key)
+        list_key = bytes(row.list_key)
+        presence = _presence(conn, site_id, list_key, row, now, tz)
     subjects: list[tuple[str, str]] = [(str(kind), str(subject)) for kind, subject in listed]
     subjects += [
         ("revoked", "pass:" + str(pass_id))
@@ -235,29 +338,76 @@ def _build(engine: Engine, site_id: str, now: datetime) -> tuple[BuiltPolicy, tu
     for kind, subject in subjects:
         entry = entry_hash(list_key, subject)
         grouped.setdefault((kind, bucket_of(entry)), set()).add(entry)
-    entries = {key: frozenset(held) for key, held in sorted(grouped.items())}
-    digests: dict[str, dict[str, str]] = {}
-    for (kind, bucket), held in entries.items():
-        digests.setdefault(kind, {})[f"{bucket:02x}"] = bucket_digest(held)
+    entries = {key: frozenset(held) for key, held in grouped.items()}
+    entries.update(presence.entries)
+    entries = dict(sorted(entries.items()))
     policy_keys = [
         PolicyKey(key_id=key_id, public_key=encode_key(bytes(raw))) for key_id, raw in keys
     ]
-    manifest = SitePolicy(
+    base = SitePolicy(
         site_id=site_id,
         version=int(row.version),
         issued_at=row.changed_at,
         keys=policy_keys,
         list_key=encode_key(list_key),
-        buckets=digests,
+        rotation_secret=encode_key(bytes(row.rotation_secret)),
+        anti_passback=row.anti_passback or "off",
+        capacity=row.capacity,
     )
-    content = manifest.model_copy(
-        update={"version": 1, "issued_at": datetime(1970, 1, 1, tzinfo=UTC)}
-    )
-    digest = hashlib.sha256(content.to_json()).hexdigest()
+    manifest = _manifest(base, entries, presence)
+    digest = _content_digest(manifest)
     built = BuiltPolicy(manifest, entries, digest)
     published = row.published_version
     same = published is not None and row.published_digest == digest
     return built, (-1 if published is None else int(published), same)
+
+
+def _give_rotation_secret(engine: Engine, site_id: str) -> None:
+    c = site_policy_table.c
+    with engine.begin() as conn:
+        conn.execute(
+            update(site_policy_table)
+            .where(c.site_id == site_id, c.rotation_secret.is_(None))
+            .values(rotation_secret=secrets.token_bytes(SECRET_BYTES))
+        )
+
+
+def set_presence_rules(
+    engine: Engine,
+    site_id: str,
+    now: datetime,
+    *,
+    anti_passback: AntiPassback | None = None,
+    capacity: int | Literal["unchanged"] | None = "unchanged",
+) -> tuple[str, int | None]:
+    """Change a site's anti-passback and capacity (a new version, in the same transaction);
+    (anti_passback, capacity) as they are now. ValueError for a capacity below 1."""
+    if isinstance(capacity, int) and capacity < 1:
+        raise ValueError("a capacity is at least 1 person")
+    c = site_policy_table.c
+    with engine.begin() as conn:
+        bump_version(conn, site_id, now)
+        changes: dict[str, Any] = {}
+        if anti_passback is not None:
+            changes["anti_passback"] = anti_passback
+        if capacity != "unchanged":
+            changes["capacity"] = capacity
+        if changes:
+            conn.execute(update(site_policy_table).where(c.site_id == site_id).values(**changes))
+        row = conn.execute(select(c.anti_passback, c.capacity).where(c.site_id == site_id)).one()
+    return str(row.anti_passback), row.capacity
+
+
+def rotation_secret(engine: Engine, site_id: str, now: datetime) -> bytes:
+    """The site's rotation secret (a policy of its own made first, when it has none)."""
+    c = site_policy_table.c
+    with engine.begin() as conn:
+        if conn.execute(select(c.version).where(c.site_id == site_id)).first() is None:
+            bump_version(conn, site_id, now)
+    _give_rotation_secret(engine, site_id)
+    with engine.connect() as conn:
+        secret = conn.execute(select(c.rotation_secret).where(c.site_id == site_id)).scalar_one()
+    return bytes(secret)
 
 
 # --- what the publisher last published -----------------------------------------------------------

@@ -268,6 +268,11 @@ site_policy_table = Table(
     Column("changed_at", UtcDateTime, nullable=False),
     Column("published_version", BigInteger, nullable=True),  # None: never published
     Column("published_digest", String(64), nullable=True),
+    # Rotating passes: the secret gates derive each pass's from (32 random bytes, never shown).
+    Column("rotation_secret", LargeBinary, nullable=True),
+    # Presence: anti-passback off / soft / hard, and the most people inside (None: no limit).
+    Column("anti_passback", String(8), nullable=False, default="off"),
+    Column("capacity", Integer, nullable=True),
 )
 
 # A site's allow and block lists (`gatescan list add|remove`): each subject as
@@ -311,6 +316,9 @@ _ADDED_COLUMNS = (
     ("devices", "location", "VARCHAR(200) NOT NULL DEFAULT ''"),
     ("devices", "direction", "VARCHAR(16) NOT NULL DEFAULT ''"),
     ("users", "last_login_at", "TIMESTAMP WITH TIME ZONE"),
+    ("site_policy", "rotation_secret", "BYTEA"),
+    ("site_policy", "anti_passback", "VARCHAR(8) NOT NULL DEFAULT 'off'"),
+    ("site_policy", "capacity", "INTEGER"),
 )
 
 
@@ -324,6 +332,8 @@ def upgrade_schema(engine: Engine) -> list[str]:
         for table, column, definition in _ADDED_COLUMNS:
             present = {c["name"] for c in inspector.get_columns(table)}
             if column not in present:
+                if engine.dialect.name == "sqlite":  # SQLite's name for PostgreSQL's BYTEA
+                    definition = definition.replace("BYTEA", "BLOB")
                 conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {definition}"))
                 added.append(f"{table}.{column}")
         # create_all makes the indexes of new tables only. Building one over a large entries

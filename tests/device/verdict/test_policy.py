@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from device.site_policy.held import EMPTY_POLICY, HeldPolicy
 from device.verdict.credentials import parse_credential
 from device.verdict.policy import NOTHING_TRUSTED, Policy, PolicyMode, Verdict, access_problem
+from device.verdict.presence import Presence
 from gatescan.testing.site_policies import SampleSite, pass_id_of
-from protocol.verdicts import CredentialType, Reason, VerdictStatus
+from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
 
 CARD = "001090012345|Trần Văn Đức|01011990|Nam|Hà Nội|15082021".encode()
 ALLOWED_CARD = "079193012345|Nguyễn Thị Thu Uyên|05061993|Nữ|Huế|21042021".encode()
@@ -141,3 +142,92 @@ def test_site_that_takes_only_cards_denies_other_codes_as_unknown_format() -> No
 def test_site_that_refuses_cards_denies_them_as_not_allowed() -> None:
     policy = Policy("log", accept=[CredentialType.RAW])
     assert policy.decide(parse_credential(CARD)) == Verdict.denied(Reason.NOT_ALLOWED)
+
+
+# --- phones' rotating passes ----------------------------------------------------------------
+
+
+def test_a_phones_rotating_pass_is_granted_and_its_screenshot_refused_after_a_minute() -> None:
+    site = SampleSite("Bệnh viện Chợ Rẫy")
+    phone_pass = site.issue(now=NOW, phone=True)
+    held = site.held()
+
+    def decide(code: bytes, at: datetime, mode: PolicyMode = "access") -> Verdict:
+        return Policy(mode, held=lambda: held, now=lambda: at).decide(parse_credential(code))
+
+    shown = site.on_phone(phone_pass, NOW)
+    assert decide(shown, NOW) == GRANTED
+    assert decide(shown, NOW + timedelta(seconds=25)) == GRANTED
+    assert decide(shown, NOW + timedelta(minutes=2)) == Verdict.denied(Reason.EXPIRED)
+    assert decide(site.on_phone(phone_pass, NOW + timedelta(minutes=5)), NOW) == Verdict.denied(
+        Reason.NOT_YET_VALID
+    )
+    # The static part alone, copied off the screen: a PHONE pass needs its code.
+    assert decide(phone_pass, NOW) == Verdict.denied(Reason.BAD_SIGNATURE)
+    # A code made with another site's secret, or a forged step.
+    other = SampleSite("khác")
+    assert decide(other.on_phone(phone_pass, NOW), NOW) == Verdict.denied(Reason.BAD_SIGNATURE)
+    forged = bytearray(shown)
+    forged[87] ^= 1
+    assert decide(bytes(forged), NOW) == Verdict.denied(Reason.BAD_SIGNATURE)
+    # Log mode records the screenshot with its reason and stops nobody.
+    late = NOW + timedelta(minutes=2)
+    assert decide(shown, late, "log") == Verdict(VerdictStatus.RECORDED, Reason.EXPIRED)
+    # A printed (non-phone) pass shown with a rotating code is checked the same way.
+    printed = site.issue(now=NOW)
+    assert decide(site.on_phone(printed, NOW), NOW) == GRANTED
+    assert decide(printed, NOW) == GRANTED
+
+
+# --- presence: anti-passback and capacity ---------------------------------------------------
+
+
+def _presence_site(anti_passback: str, capacity: int | None = None) -> tuple[SampleSite, bytes]:
+    site = SampleSite("Nhà máy Bình Dương", anti_passback=anti_passback, capacity=capacity)
+    site.allow(ALLOWED_CARD[:12].decode())
+    return site, ALLOWED_CARD
+
+
+def _gate(site: SampleSite, direction: Direction, presence: Presence) -> Policy:
+    held = site.held()
+    return Policy(
+        "access", held=lambda: held, now=lambda: NOW, presence=presence, direction=direction
+    )
+
+
+def test_hard_anti_passback_refuses_a_second_entry_until_the_person_goes_out() -> None:
+    site, card = _presence_site("hard")
+    presence = Presence()
+    entrance, exit_ = _gate(site, Direction.IN, presence), _gate(site, Direction.OUT, presence)
+    entry = site.held().entry("cccd:" + card[:12].decode())
+    assert entry is not None
+    assert entrance.decide(parse_credential(card)) == GRANTED
+    presence.record(1, entry, Direction.IN, NOW)
+    assert entrance.decide(parse_credential(card)) == Verdict.denied(Reason.ALREADY_INSIDE)
+    assert exit_.decide(parse_credential(card)) == GRANTED  # never trapped inside
+    presence.record(2, entry, Direction.OUT, NOW)
+    assert entrance.decide(parse_credential(card)) == GRANTED
+
+
+def test_soft_anti_passback_lets_them_in_and_says_so() -> None:
+    site, card = _presence_site("soft")
+    presence = Presence()
+    entry = site.held().entry("cccd:" + card[:12].decode())
+    assert entry is not None
+    presence.record(1, entry, Direction.IN, NOW)
+    verdict = _gate(site, Direction.IN, presence).decide(parse_credential(card))
+    assert verdict == Verdict(VerdictStatus.GRANTED, Reason.ALREADY_INSIDE)
+
+
+def test_a_full_site_refuses_newcomers_but_not_people_already_inside_or_leaving() -> None:
+    site, card = _presence_site("off", capacity=1)
+    other = "038190000124|Phạm Thị Bình|01011990|Nữ|Huế|15082021".encode()
+    site.allow(other[:12].decode())
+    presence = Presence()
+    entrance = _gate(site, Direction.IN, presence)
+    entry = site.held().entry("cccd:" + card[:12].decode())
+    assert entry is not None
+    presence.record(1, entry, Direction.IN, NOW)
+    assert entrance.decide(parse_credential(other)) == Verdict.denied(Reason.SITE_FULL)
+    assert entrance.decide(parse_credential(card)) == GRANTED  # already inside: no one more
+    assert _gate(site, Direction.OUT, presence).decide(parse_credential(other)) == GRANTED
