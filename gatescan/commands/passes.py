@@ -71,12 +71,19 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         required=True,
         help="ISO 8601 with its zone: the pass ends at this minute",
     )
-    issue.add_argument(
+    shown = issue.add_mutually_exclusive_group(required=True)
+    shown.add_argument(
         "--qr",
         type=Path,
-        required=True,
         metavar="FILE.png|FILE.svg",
-        help="where to write the pass's QR (the kind from the suffix)",
+        help="a printed pass: where to write its QR (the kind from the suffix)",
+    )
+    shown.add_argument(
+        "--phone",
+        metavar="https://SERVER",
+        help="a phone's pass: print the link to the holder's page on this server, whose QR"
+        " changes every 30 s (a screenshot is refused after a minute); send it to the holder"
+        " only: the link is the pass",
     )
     plist = _action(actions, "list", "passes: id, holder, site, window, state", run_pass_list)
     plist.add_argument("--site", help="only this site's passes")
@@ -177,15 +184,21 @@ def _floor_minute(moment: datetime) -> datetime:
 
 
 def run_issue(args: argparse.Namespace) -> int:
-    from protocol.passes import PassBody, new_pass_id, sign_pass
+    from protocol.passes import PassBody, PassFlags, new_pass_id, sign_pass
     from server.store.site_keys import PassRecord, PassRegistry, SiteKeys
 
     def issue(store: Store) -> int:
         name = check_text("NAME", unicodedata.normalize("NFC", args.name), required=True)
         site = check_text("--site", unicodedata.normalize("NFC", args.site), required=True)
-        kind = QR_KINDS.get(args.qr.suffix.lower())
-        if kind is None:
+        kind = QR_KINDS.get(args.qr.suffix.lower()) if args.qr is not None else None
+        if args.qr is not None and kind is None:
             raise CommandStop(EXIT_BAD_INPUT, f"--qr {args.qr}: write a .png or an .svg file")
+        if args.phone is not None and not args.phone.startswith(("https://", "http://localhost")):
+            raise CommandStop(
+                EXIT_BAD_INPUT,
+                f"--phone {args.phone!r}: the server's https:// address (a phone computes the"
+                " code with WebCrypto, which browsers allow only over HTTPS)",
+            )
         now = utc_now()
         start = _floor_minute(
             parse_time("--valid-from", args.valid_from) if args.valid_from else now
@@ -204,22 +217,41 @@ def run_issue(args: argparse.Namespace) -> int:
                 EXIT_BAD_INPUT,
                 f"site {site!r} has no signing key: run `gatescan key rotate --site {site}` first",
             )
+        flags = PassFlags.ISSUED | (PassFlags.PHONE if args.phone else PassFlags(0))
         try:
-            body = PassBody(key.key_id, new_pass_id(), start, until)
+            body = PassBody(key.key_id, new_pass_id(), start, until, flags)
         except ValueError as exc:
             raise CommandStop(EXIT_BAD_INPUT, str(exc)) from None
         signed = sign_pass(body, keys.signing_key(key.key_id))
-        version = _write_qr(args.qr, kind, signed.to_bytes())
+        shown = (
+            _write_qr(args.qr, kind, signed.to_bytes())
+            if args.qr is not None and kind is not None
+            else _phone_link(store, site, args.phone, signed.to_bytes(), name)
+        )
         PassRegistry(store.engine).add(
             PassRecord(body.pass_id_text(), name, site, key.key_id, start, until, body.issued, now)
         )
         record_audit(store, "pass", body.pass_id_text(), "pass issue", site=site, key_id=key.key_id)
         print(f"pass {body.pass_id_text()} for {name} (site {site}, key {key.key_id})")
         print(f"  valid {local_time(start)} to {local_time(until)}")
-        print(f"  QR version {version} (error correction M) written to {args.qr}")
+        if args.qr is not None:
+            print(f"  QR version {shown} (error correction M) written to {args.qr}")
+        else:
+            print("  the holder's page (send it to the holder alone: the link is the pass):")
+            print(f"  {shown}")
         return EXIT_OK
 
     return run_on_store(args, issue, new_database_ok=True)
+
+
+def _phone_link(store: Store, site: str, base_url: str, code: bytes, name: str) -> str:
+    """The link to the holder's page: the pass and its own secret, in the fragment."""
+    from protocol.rotating_passes import pass_secret
+    from server.holder.routes import holder_link
+    from server.store.site_policy import rotation_secret
+
+    site_secret = rotation_secret(store.engine, site, utc_now())
+    return holder_link(base_url, code, pass_secret(site_secret, code[4:12]), name)
 
 
 def _write_qr(path: Path, kind: str, code: bytes) -> int:

@@ -1,7 +1,8 @@
 """`gatescan site init DIR`: a server installation's CA, broker certificate, Mosquitto config,
 users and ACL, and server.toml (server/site/installation.py writes them). `gatescan site list`:
 the sites of an installation (a site is named by the `--site` of the gates registered to it),
-with their gates counted by state."""
+with their gates counted by state. `gatescan site rules --site S`: its anti-passback and
+capacity."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import argparse
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from gatescan.options import (
     EXIT_BAD_INPUT,
@@ -19,6 +21,9 @@ from gatescan.options import (
     add_db_option,
     no_database,
 )
+
+if TYPE_CHECKING:
+    from server.store.database import Store
 
 DEFAULT_MQTT_PORT = 8883
 DEFAULT_LOOPBACK_PORT = 1883
@@ -74,6 +79,21 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     add_db_option(listing)
     add_config_option(listing)
     listing.set_defaults(run=run_list)
+    rules = actions.add_parser(
+        "rules",
+        help="a site's presence rules: anti-passback and capacity (pushed to its gates)",
+        description="Show or change who may come in at a site's entrances while inside: "
+        "--anti-passback hard refuses a second entry without an exit (already_inside), soft "
+        "lets them in and records the warning, off does not look; --capacity N refuses "
+        "newcomers while N people are inside (site_full), none lifts it. Gates in access mode "
+        "apply them within a second or two; exits are never refused.",
+    )
+    rules.add_argument("--site", required=True, help="the site (a name, e.g. hq)")
+    rules.add_argument("--anti-passback", choices=("off", "soft", "hard"))
+    rules.add_argument("--capacity", metavar="N|none", help="the most people inside at once")
+    add_db_option(rules)
+    add_config_option(rules)
+    rules.set_defaults(run=run_rules, command=rules.prog)
     site.set_defaults(run=lambda _args: _usage(site))
 
 
@@ -140,3 +160,36 @@ def run_list(args: argparse.Namespace) -> int:
     ]
     print_table(("SITE", "GATES", *(state.upper() for state in GATE_STATES)), rows)
     return EXIT_OK
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    from gatescan.commands.gates import CommandStop, check_text, record_audit, run_on_store
+    from server.clock import utc_now
+    from server.store.site_policy import set_presence_rules
+
+    def change(store: Store) -> int:
+        site = check_text("--site", args.site, required=True)
+        capacity: int | Literal["unchanged"] | None = "unchanged"
+        if args.capacity is not None:
+            text = args.capacity.strip().lower()
+            if text == "none":
+                capacity = None
+            elif text.isdigit() and int(text) >= 1:
+                capacity = int(text)
+            else:
+                raise CommandStop(
+                    EXIT_BAD_INPUT, f"--capacity {args.capacity!r}: a number of people, or none"
+                )
+        rule, limit = set_presence_rules(
+            store.engine,
+            site,
+            utc_now(),
+            anti_passback=args.anti_passback,
+            capacity=capacity,
+        )
+        if args.anti_passback is not None or args.capacity is not None:
+            record_audit(store, "site", site, "site rules", anti_passback=rule, capacity=limit)
+        print(f"site {site}: anti-passback {rule}, capacity {limit or 'none'}")
+        return EXIT_OK
+
+    return run_on_store(args, change, new_database_ok=True)

@@ -27,6 +27,7 @@ AuditAction = Literal[
     "key",  # `gatescan key rotate|retire`
     "pass",  # `gatescan pass issue|revoke`
     "list",  # `gatescan list add|remove`
+    "site",  # `gatescan site rules`
 ]
 
 

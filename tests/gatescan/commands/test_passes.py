@@ -182,3 +182,55 @@ def test_a_vietnamese_name_round_trips_and_a_pass_is_revoked(db: Path, tmp_path:
     assert gatescan(db, "pass", "list")[1].splitlines()[1].split()[-1] == "revoked"
     code, _, err = gatescan(db, "pass", "revoke", "0123456789abcdef")
     assert code == 3 and "no pass '0123456789abcdef'" in err
+
+
+# --- phones' passes ----------------------------------------------------------------------------
+
+
+def test_a_phone_pass_is_a_link_whose_fragment_holds_the_pass_and_its_own_secret(db: Path) -> None:
+    from base64 import urlsafe_b64decode
+
+    from protocol.passes import PassFlags
+    from protocol.rotating_passes import pass_secret
+    from server.store.site_policy import rotation_secret
+
+    code, out, err = gatescan(db, "pass", "issue", NAME, "--site", "hq", *WINDOW,
+                              "--phone", "https://cong.example.vn")  # fmt: skip
+    assert code == 0, err
+    link = re.search(r"(https://cong\.example\.vn/pass/#v1\.\S+)", out)
+    assert link is not None
+    version, pass_part, secret_part, name_part = link.group(1).split("#", 1)[1].split(".")
+    assert version == "v1"
+
+    def raw(part: str) -> bytes:
+        return urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    signed = parse_pass(raw(pass_part))
+    assert signed.body.flags == PassFlags.ISSUED | PassFlags.PHONE
+    assert raw(name_part).decode() == NAME
+    with Store(f"sqlite:///{db}") as store:
+        site_secret = rotation_secret(store.engine, "hq", INSIDE)
+        keys = SiteKeys(store.engine).public_keys("hq")
+    assert raw(secret_part) == pass_secret(site_secret, signed.body.pass_id)
+    assert verify_pass(signed, keys, INSIDE) is Reason.OK
+    # Only https (or the demo's localhost): WebCrypto runs in secure contexts only.
+    code, _, err = gatescan(db, "pass", "issue", NAME, "--site", "hq", *WINDOW,
+                            "--phone", "http://cong.example.vn")  # fmt: skip
+    assert code == 2 and "https://" in err
+
+
+def test_site_rules_set_anti_passback_and_capacity_and_refuse_nonsense(db: Path) -> None:
+    from server.store.site_policy import current_policy
+
+    code, out, err = gatescan(db, "site", "rules", "--site", "hq", "--anti-passback", "hard",
+                              "--capacity", "250")  # fmt: skip
+    assert code == 0, err
+    assert "anti-passback hard, capacity 250" in out
+    code, out, _ = gatescan(db, "site", "rules", "--site", "hq", "--capacity", "none")
+    assert "anti-passback hard, capacity none" in out
+    with Store(f"sqlite:///{db}") as store:
+        manifest = current_policy(store.engine, "hq", INSIDE).manifest
+    assert (manifest.anti_passback, manifest.capacity) == ("hard", None)
+    for bad in (["--capacity", "0"], ["--capacity", "many"], ["--anti-passback", "maybe"]):
+        code, _, err = gatescan(db, "site", "rules", "--site", "hq", *bad)
+        assert code == 2 and err.strip(), bad
