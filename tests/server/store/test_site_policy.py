@@ -72,3 +72,55 @@ def test_sites_with_gates_or_keys_but_no_policy_get_one(tmp_path: Path) -> None:
         assert ensure_policies(store.engine, NOW) == ["hq"]
         assert ensure_policies(store.engine, NOW) == []
         assert policy_versions(store.engine) == {"hq": 1}
+
+
+def test_who_is_inside_goes_into_the_policy_of_a_site_that_uses_it(tmp_path: Path) -> None:
+    """The `inside` list (people whose last passage today went in), each gate's highest seq,
+    the day's start: only for a site with anti-passback or a capacity; a passage refreshes
+    them under a new version without reading the site's other lists again."""
+    from zoneinfo import ZoneInfo
+
+    from protocol.verdicts import Direction, VerdictStatus
+    from server.store.site_policy import refresh_presence, set_presence_rules
+    from tests.support.web import cccd_event
+
+    hcmc = ZoneInfo("Asia/Ho_Chi_Minh")
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 10:00 in Ho Chi Minh City
+    alice, bob = "079190000001", "079190000002"
+    with Store(tmp_path / "site.db") as store:
+        SiteKeys(store.engine).rotate("hq", now)
+        store.add_events(
+            [
+                cccd_event(1, subject=alice, ts=now - timedelta(minutes=5)),
+                cccd_event(2, subject=bob, ts=now - timedelta(minutes=4)),
+                cccd_event(
+                    3,
+                    subject=bob,
+                    ts=now - timedelta(minutes=3),
+                    device="gate-out",
+                    direction=Direction.OUT,
+                ),
+                cccd_event(4, subject="079190000003", ts=now, status=VerdictStatus.DENIED),
+            ],
+            received_at=now,
+        )
+        off = current_policy(store.engine, "hq", now, hcmc)
+        assert "inside" not in off.manifest.buckets and off.manifest.presence_seq == {}
+        set_presence_rules(store.engine, "hq", now, anti_passback="hard", capacity=100)
+        built = current_policy(store.engine, "hq", now, hcmc)
+        key = bytes(built.manifest.list_key_bytes())
+        inside = {e for (kind, _), held in built.entries.items() if kind == "inside" for e in held}
+        assert inside == {entry_hash(key, f"cccd:{alice}")}  # Bob left; the refused never came
+        assert built.manifest.presence_seq == {"gate-1": 4, "gate-out": 3}
+        assert built.manifest.presence_since == datetime(2026, 11, 30, 17, 0, tzinfo=UTC)
+        assert (built.manifest.anti_passback, built.manifest.capacity) == ("hard", 100)
+        assert refresh_presence(store.engine, built, now, hcmc) is built  # nothing new
+        store.add_events(
+            [cccd_event(5, subject=bob, ts=now + timedelta(minutes=1))], received_at=now
+        )
+        again = refresh_presence(store.engine, built, now, hcmc)
+        assert again is not None and again.version == built.version + 1
+        inside = {e for (kind, _), held in again.entries.items() if kind == "inside" for e in held}
+        assert inside == {entry_hash(key, f"cccd:{alice}"), entry_hash(key, f"cccd:{bob}")}
+        assert again.manifest.presence_seq == {"gate-1": 5, "gate-out": 3}
+        assert current_policy(store.engine, "hq", now, hcmc).content_digest == again.content_digest
