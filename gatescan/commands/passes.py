@@ -184,8 +184,8 @@ def _floor_minute(moment: datetime) -> datetime:
 
 
 def run_issue(args: argparse.Namespace) -> int:
-    from protocol.passes import PassBody, PassFlags, new_pass_id, sign_pass
-    from server.store.site_keys import PassRecord, PassRegistry, SiteKeys
+    from protocol.passes import PassFlags
+    from server.store.site_keys import SiteKeyError, issue_pass
 
     def issue(store: Store) -> int:
         name = check_text("NAME", unicodedata.normalize("NFC", args.name), required=True)
@@ -193,6 +193,8 @@ def run_issue(args: argparse.Namespace) -> int:
         kind = QR_KINDS.get(args.qr.suffix.lower()) if args.qr is not None else None
         if args.qr is not None and kind is None:
             raise CommandStop(EXIT_BAD_INPUT, f"--qr {args.qr}: write a .png or an .svg file")
+        if args.qr is not None and not args.qr.resolve().parent.is_dir():
+            raise CommandStop(EXIT_BAD_INPUT, f"--qr {args.qr}: its folder does not exist")
         if args.phone is not None and not args.phone.startswith(("https://", "http://localhost")):
             raise CommandStop(
                 EXIT_BAD_INPUT,
@@ -210,29 +212,26 @@ def run_issue(args: argparse.Namespace) -> int:
                 f"--valid-until {args.valid_until} is not after the"
                 f" pass begins ({start.isoformat()}, to the minute)",
             )
-        keys = SiteKeys(store.engine)
-        key = keys.active(site)
-        if key is None:
+        flags = PassFlags.ISSUED | (PassFlags.PHONE if args.phone else PassFlags(0))
+        try:
+            signed = issue_pass(store.engine, site, name, start, until, now, flags)
+        except SiteKeyError:
             raise CommandStop(
                 EXIT_BAD_INPUT,
                 f"site {site!r} has no signing key: run `gatescan key rotate --site {site}` first",
-            )
-        flags = PassFlags.ISSUED | (PassFlags.PHONE if args.phone else PassFlags(0))
-        try:
-            body = PassBody(key.key_id, new_pass_id(), start, until, flags)
+            ) from None
         except ValueError as exc:
             raise CommandStop(EXIT_BAD_INPUT, str(exc)) from None
-        signed = sign_pass(body, keys.signing_key(key.key_id))
+        body = signed.body
         shown = (
             _write_qr(args.qr, kind, signed.to_bytes())
             if args.qr is not None and kind is not None
             else _phone_link(store, site, args.phone, signed.to_bytes(), name)
         )
-        PassRegistry(store.engine).add(
-            PassRecord(body.pass_id_text(), name, site, key.key_id, start, until, body.issued, now)
+        record_audit(
+            store, "pass", body.pass_id_text(), "pass issue", site=site, key_id=body.key_id
         )
-        record_audit(store, "pass", body.pass_id_text(), "pass issue", site=site, key_id=key.key_id)
-        print(f"pass {body.pass_id_text()} for {name} (site {site}, key {key.key_id})")
+        print(f"pass {body.pass_id_text()} for {name} (site {site}, key {body.key_id})")
         print(f"  valid {local_time(start)} to {local_time(until)}")
         if args.qr is not None:
             print(f"  QR version {shown} (error correction M) written to {args.qr}")

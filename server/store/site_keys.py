@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from protocol.passes import PassBody, PassFlags, SignedPass, new_pass_id, sign_pass
 from server.store.site_policy import bump_version
 from server.store.tables import passes_table, site_keys_table
 
@@ -221,3 +222,34 @@ class PassRegistry:
                 site_id = conn.execute(select(c.site_id).where(c.pass_id == pass_id)).scalar_one()
                 bump_version(conn, str(site_id), now)
         return self.get(pass_id)
+
+
+def issue_pass(
+    engine: Engine,
+    site_id: str,
+    holder_name: str,
+    valid_from: datetime,
+    valid_until: datetime,
+    now: datetime,
+    flags: PassFlags = PassFlags.ISSUED,
+) -> SignedPass:
+    """A new pass signed with the site's active key, kept in the registry. SiteKeyError
+    (`unknown`) when the site has no active key; ValueError for a window PassBody refuses."""
+    keys = SiteKeys(engine)
+    key = keys.active(site_id)
+    if key is None:
+        raise SiteKeyError("unknown", f"site {site_id!r} has no signing key")
+    body = PassBody(key.key_id, new_pass_id(), valid_from, valid_until, flags)
+    signed = sign_pass(body, keys.signing_key(key.key_id))
+    record = PassRecord(
+        body.pass_id_text(),
+        holder_name,
+        site_id,
+        key.key_id,
+        valid_from,
+        valid_until,
+        body.issued,
+        now,
+    )
+    PassRegistry(engine).add(record)
+    return signed

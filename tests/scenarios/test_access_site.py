@@ -22,11 +22,10 @@ import pytest
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.collector_process import CollectorProcess
 from gatescan.testing.samples import cccd_payload
-from protocol.passes import PassBody, new_pass_id, sign_pass
 from protocol.site_policy import list_subject
 from protocol.verdicts import Reason, VerdictStatus
 from server.store.database import Store
-from server.store.site_keys import PassRecord, PassRegistry, SiteKeys
+from server.store.site_keys import SiteKeys, issue_pass
 from server.store.site_policy import SiteLists, set_presence_rules
 from tests.support.cli import run_gatescan
 from tests.support.gate_thread import RELAY_PIN, GateThread, Seen, running_gate
@@ -70,18 +69,11 @@ def collector(tmp_path: Path, broker: LocalBroker, db: Path) -> Iterator[Collect
         process.stop()
 
 
-def issue_pass(db: Path, holder: str) -> bytes:
+def a_pass(db: Path, holder: str) -> bytes:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     with Store(f"sqlite:///{db}") as store:
-        keys = SiteKeys(store.engine)
-        key = keys.active(SITE)
-        assert key is not None
         start, until = now - timedelta(hours=1), now + timedelta(days=1)
-        body = PassBody(key.key_id, new_pass_id(), start, until)
-        signed = sign_pass(body, keys.signing_key(key.key_id))
-        record = PassRecord(body.pass_id_text(), holder, SITE, key.key_id, start, until, True, now)
-        PassRegistry(store.engine).add(record)
-    return signed.to_bytes()
+        return issue_pass(store.engine, SITE, holder, start, until, now).to_bytes()
 
 
 def first_verdict(gate: GateThread, since: float, code: bytes) -> tuple[VerdictStatus, Reason]:
@@ -96,7 +88,7 @@ def policy_held(gate: GateThread) -> bool:
 def test_a_pass_revoked_on_the_server_is_refused_by_a_running_gate_within_2_s(
     tmp_path: Path, broker: LocalBroker, db: Path, collector: CollectorProcess
 ) -> None:
-    code = issue_pass(db, "Trần Văn Tâm")
+    code = a_pass(db, "Trần Văn Tâm")
     with Store(f"sqlite:///{db}") as store:  # the same pass shown again and again: no presence
         set_presence_rules(store.engine, SITE, datetime.now(UTC), anti_passback="off")
     with running_gate(
