@@ -288,7 +288,9 @@ def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplin
     def on_change(held: HeldPolicy) -> None:
         problem = access_problem(mode, held)
         if problem is not None and Fault.POLICY not in health.faults:
-            log.error("%s: the door stays shut until the site's policy names someone", problem)
+            # Before a gate's first policy this is the wait for it (a warning); after, an error.
+            say = log.warning if held.manifest is None else log.error
+            say("%s: the door stays shut until the site's policy names someone", problem)
         elif problem is None and Fault.POLICY in health.faults:
             log.warning("site policy version %s: access mode can grant again", held.version)
         health.set_fault(Fault.POLICY, problem is not None)

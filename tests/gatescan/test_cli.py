@@ -122,9 +122,11 @@ def test_demo_runs_a_whole_site_and_says_where_the_data_is(tmp_path: Path) -> No
     result = gatescan(["demo", "--seconds", "7", "--data-dir", "site"], tmp_path, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "RECORDED" in out
+    assert "GRANTED" in out  # the entrance, in access mode
     assert "Nguyễn Thị Thu Uyên" in out
-    assert "collector database:" in out and "gate journal:" in out
+    assert "[vào]" in out and "[ra]" in out  # each line says which gate
+    assert "collector database:" in out and "gate journals:" in out
+    assert "/pass/#v1." in out  # a phone pass's page
     holds = int(out.split("database holds ")[1].split(" entries")[0])
     assert holds >= 2
     assert (tmp_path / "site" / "collector.db").exists()
