@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from device.system.atomic_files import fsync_directory, write_atomically
 from protocol.enrolment import EnrolmentGrant
 
 log = logging.getLogger("gatescan.enrolment")
@@ -82,7 +82,7 @@ def load_identity(data_dir: Path) -> StoredIdentity | None:
     if current != ca_pem:  # written before the grant: only a hand or a bad card changes it
         log.warning("identity: %s was missing or changed; written again from the grant", ca_path)
         try:
-            _write_atomically(ca_path, ca_pem)
+            write_atomically(ca_path, ca_pem, FILE_MODE)
         except OSError as error:
             log.error("identity: cannot write %s (%s)", ca_path, error.strerror)
     return StoredIdentity(grant, ca_path)
@@ -93,36 +93,11 @@ def store_identity(data_dir: Path, grant: EnrolmentGrant) -> StoredIdentity:
     folder = identity_dir(data_dir)
     try:
         folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        _fsync_directory(folder.parent)
+        fsync_directory(folder.parent)
         ca_path = folder / CA_FILE
-        _write_atomically(ca_path, grant.ca_pem.encode("utf-8"))
-        _write_atomically(folder / GRANT_FILE, grant.model_dump_json(indent=2).encode("utf-8"))
+        write_atomically(ca_path, grant.ca_pem.encode("utf-8"), FILE_MODE)
+        grant_json = grant.model_dump_json(indent=2).encode("utf-8")
+        write_atomically(folder / GRANT_FILE, grant_json, FILE_MODE)
     except OSError as error:
         raise IdentityError(f"cannot store the identity in {folder}: {error}") from error
     return StoredIdentity(grant, ca_path)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)  # a stray temp file of the same name kept its old mode
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        temp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(temp, path)
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import secrets
 from pathlib import Path
 
 from device.site_policy.held import EMPTY_POLICY, HeldPolicy
+from device.system.atomic_files import TEMP_SUFFIX, fsync_directory, write_atomically
 from protocol.site_policy import (
     LIST_KINDS,
     ListBucket,
@@ -34,8 +33,7 @@ log = logging.getLogger("gatescan.site_policy")
 
 FOLDER = "site_policy"
 MANIFEST_FILE = "manifest.json"
-_BUCKET_FILE = re.compile(r"^(allow|block|revoked)-([0-9a-f]{2})\.bin$")
-_TEMP_SUFFIX = ".tmp"
+_BUCKET_FILE = re.compile(rf"^({'|'.join(LIST_KINDS)})-([0-9a-f]{{2}})\.bin$")
 
 
 def policy_folder(data_dir: Path, site_id: str) -> Path:
@@ -51,20 +49,7 @@ def bucket_file(kind: str, bucket: int) -> str:
 def write_file(folder: Path, name: str, data: bytes) -> None:
     """Replace `folder/name` with `data` atomically and durably."""
     _make_folder(folder)
-    temp = folder / f".{name}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        temp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(temp, folder / name)
-    _fsync_folder(folder)
+    write_atomically(folder / name, data)
 
 
 def remove_file(folder: Path, name: str) -> None:
@@ -72,7 +57,7 @@ def remove_file(folder: Path, name: str) -> None:
         (folder / name).unlink()
     except FileNotFoundError:
         return
-    _fsync_folder(folder)
+    fsync_directory(folder)
 
 
 def load_policy(folder: Path, site_id: str) -> HeldPolicy:
@@ -80,7 +65,7 @@ def load_policy(folder: Path, site_id: str) -> HeldPolicy:
     Never raises for what is in the folder: a file that cannot be used is logged and left."""
     if not folder.is_dir():
         return EMPTY_POLICY
-    for stray in folder.glob(f".*{_TEMP_SUFFIX}"):  # a killed writer's; never committed data
+    for stray in folder.glob(f".*{TEMP_SUFFIX}"):  # a killed writer's; never committed data
         with contextlib.suppress(OSError):
             stray.unlink()
     manifest = _load_manifest(folder / MANIFEST_FILE, site_id)
@@ -137,12 +122,4 @@ def _make_folder(folder: Path) -> None:
     missing = [path for path in (folder, *folder.parents) if not path.exists()]
     for path in reversed(missing):
         path.mkdir(mode=0o700, exist_ok=True)
-        _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_directory(path.parent)

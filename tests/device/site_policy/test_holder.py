@@ -34,6 +34,7 @@ def site() -> SampleSite:
     made.allow(CARD)
     made.block(OTHER_CARD)
     made.revoke(PASS_ID)
+    made.add("inside", CARD)
     return made
 
 
@@ -89,6 +90,7 @@ def test_what_is_held_survives_a_restart_with_no_network(tmp_path: Path, site: S
         assert held.version == site.version and set(held.keys) == {site.key_id}
         assert held.listed("allow", "cccd:" + CARD)
         assert held.listed("revoked", "pass:" + PASS_ID)
+        assert held.listed("inside", "cccd:" + CARD)  # every kind of list, presence included
     finally:
         again.close()
 
