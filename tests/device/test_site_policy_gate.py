@@ -9,118 +9,38 @@ reaches its decision within 2 s (the figure is printed: run with -s to see it)."
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from gpiozero.pins.mock import MockFactory
 
-from device.app import Agent, build_agent
-from device.scanner import Scan
-from device.system.clock import FixedSyncClock
 from device.system.health import Fault
-from device.system.systemd_notify import SystemdNotifier
-from firmware_config.loader import ConfigOverrides, load_config
 from gatescan.testing.broker import LocalBroker
-from gatescan.testing.samples import cccd_payload, write_replay_folder
+from gatescan.testing.samples import cccd_payload
 from gatescan.testing.site_policies import SampleSite, pass_id_of
 from protocol.topics import Topic, device_topic
 from protocol.verdicts import Reason, VerdictStatus
+from tests.support.gate_thread import RELAY_PIN, GateThread
+from tests.support.gate_thread import running_gate as gate_thread
 from tests.support.waiting import wait_until
 
 SITE = "Bến xe Mỹ Đình"
 DEVICE = "gate-policy-01"
-RELAY = 5
 ALLOWED = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Huế", "21042021")
 UNLISTED = cccd_payload("001090012345", "Trần Văn Đức", "01011990", "Nam", "Hà Nội", "15082021")
 
 
-@dataclass(frozen=True)
-class Seen:
-    at: float
-    code: bytes
-    status: VerdictStatus
-    reason: Reason
-
-
-class Gate:
-    """An agent in a thread of its own, with every scan it made and its relay pin."""
-
-    def __init__(self, agent: Agent, factory: MockFactory) -> None:
-        self.agent = agent
-        self.factory = factory
-        self.scans: list[Seen] = []
-        self.lock = threading.Lock()
-
-    def on_scan(self, scan: Scan) -> None:
-        seen = Seen(time.monotonic(), scan.code.data, scan.verdict.status, scan.verdict.reason)
-        with self.lock:
-            self.scans.append(seen)
-
-    def after(self, moment: float, code: bytes) -> Seen | None:
-        with self.lock:
-            return next((s for s in self.scans if s.at > moment and s.code == code), None)
-
-    def relay_rises(self, since: float) -> list[float]:
-        """When the relay pin went high since `clear_relay` (monotonic seconds)."""
-        pin = self.factory.pin(RELAY)
-        moment, rises = since, []
-        for state in pin.states[1:]:
-            moment += state.timestamp
-            if state.state:
-                rises.append(moment)
-        return rises
-
-
-@contextmanager
 def running_gate(
     tmp_path: Path, broker: LocalBroker, frames: list[bytes | None], repeat_window: float
-) -> Iterator[Gate]:
-    write_replay_folder(tmp_path / "frames", frames, frame_size=(640, 480))
-    config_file = tmp_path / "gate.toml"
-    config_file.write_text(
-        f'site_id = "{SITE}"\n[policy]\nmode = "access"\n'
-        f"[decoder]\nrepeat_window = {repeat_window}\n"
-        f"[indicator]\nrelay = {RELAY}\nrelay_seconds = 0.1\n",
-        encoding="utf-8",
-    )
-    config = load_config(
-        config_file,
-        overrides=ConfigOverrides(
-            source=f"replay:{tmp_path / 'frames'}?loop=true&hold=0.15&fps=20",
-            broker=broker.url,
-            device_id=DEVICE,
-            data_dir=tmp_path / "gate",
-        ),
-        env={},
-    )
-    factory = MockFactory()
-    holder: list[Gate] = []
-    agent = build_agent(
-        config,
-        pin_factory=factory,
-        clock=FixedSyncClock(),
-        notifier=SystemdNotifier(None),
-        on_scan=lambda scan: holder[0].on_scan(scan),
-    )
-    gate = Gate(agent, factory)
-    holder.append(gate)
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), name="agent")
-    thread.start()
-    try:
-        yield gate
-    finally:
-        stop.set()
-        thread.join(timeout=20)
-    assert not thread.is_alive()
+) -> AbstractContextManager[GateThread]:
+    return gate_thread(
+        tmp_path, broker_url=broker.url, device_id=DEVICE, site_id=SITE, frames=frames,
+        repeat_window=repeat_window, fps=20,
+    )  # fmt: skip
 
 
 class Publisher:
@@ -187,10 +107,10 @@ def test_access_mode_grants_and_denies_with_the_sites_published_policy(
         with running_gate(tmp_path, broker, frames, repeat_window=1.0) as gate:
             wait_until(lambda: gate.agent.site_policy.read().version == site.version, 15, "policy")
             held_at = time.monotonic()
-            gate.factory.pin(RELAY).clear_states()
+            gate.factory.pin(RELAY_PIN).clear_states()
             wait_until(lambda: Fault.POLICY not in gate.agent.health.faults, 5, "no policy fault")
             seen = {
-                what: wait_until(partial(gate.after, held_at, code), 15, what)
+                what: wait_until(partial(gate.first_after, held_at, code), 15, what)
                 for what, (code, _, _) in codes.items()
             }
             wait_until(
@@ -199,8 +119,7 @@ def test_access_mode_grants_and_denies_with_the_sites_published_policy(
                 "the status's policy_version",
             )
             rises = gate.relay_rises(held_at)
-            with gate.lock:
-                granted = [s.at for s in gate.scans if s.at > held_at and s.status == "granted"]
+            granted = [s.at for s in gate.seen(held_at) if s.status == "granted"]
     finally:
         publisher.close()
 
@@ -218,12 +137,12 @@ def test_a_gate_without_a_policy_refuses_everyone_and_shows_the_policy_fault(
     with running_gate(tmp_path, broker, [valid, None, ALLOWED, None], 0.5) as gate:
         wait_until(lambda: gate.agent.health.online, 15, "online")
         assert Fault.POLICY in gate.agent.health.faults
-        pass_scan = wait_until(lambda: gate.after(0, valid), 10, "a pass scanned")
-        card_scan = wait_until(lambda: gate.after(0, ALLOWED), 10, "a card scanned")
+        pass_scan = wait_until(lambda: gate.first_after(0, valid), 10, "a pass scanned")
+        card_scan = wait_until(lambda: gate.first_after(0, ALLOWED), 10, "a card scanned")
         assert (pass_scan.status, pass_scan.reason) == ("denied", Reason.BAD_SIGNATURE)
         assert (card_scan.status, card_scan.reason) == ("denied", Reason.NOT_ALLOWED)
-        assert gate.factory.pin(RELAY).states[-1].state is False
-        assert all(not state.state for state in gate.factory.pin(RELAY).states)
+        assert gate.factory.pin(RELAY_PIN).states[-1].state is False
+        assert all(not state.state for state in gate.factory.pin(RELAY_PIN).states)
 
 
 def test_a_revocation_reaches_a_running_gate_within_two_seconds(
@@ -237,7 +156,7 @@ def test_a_revocation_reaches_a_running_gate_within_two_seconds(
         with running_gate(tmp_path, broker, [valid, None], repeat_window=0.0) as gate:
             wait_until(lambda: gate.agent.site_policy.read().version == site.version, 15, "policy")
             held_at = time.monotonic()
-            granted = wait_until(lambda: gate.after(held_at, valid), 5, "granted")
+            granted = wait_until(lambda: gate.first_after(held_at, valid), 5, "granted")
             assert granted.status == "granted"
             applied: list[tuple[float, int | None]] = []
             gate.agent.site_policy.watch(

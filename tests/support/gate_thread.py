@@ -48,6 +48,21 @@ class GateThread:
         with self._lock:
             return next((s for s in self.scans if s.at > moment and s.code == code), None)
 
+    def seen(self, since: float) -> list[Seen]:
+        """Every scan made after `since` (monotonic), in order."""
+        with self._lock:
+            return [s for s in self.scans if s.at > since]
+
+    def relay_rises(self, since: float) -> list[float]:
+        """When the relay pin went high since its states were cleared at `since` (monotonic)."""
+        pin = self.factory.pin(RELAY_PIN)
+        moment, rises = since, []
+        for state in pin.states[1:]:
+            moment += state.timestamp
+            if state.state:
+                rises.append(moment)
+        return rises
+
 
 @contextmanager
 def running_gate(
@@ -60,6 +75,7 @@ def running_gate(
     mode: str = "access",
     direction: str = "in",
     repeat_window: float = 1.0,
+    fps: int = 10,
 ) -> Iterator[GateThread]:
     """The gate, scanning `frames` in a loop until the block ends (then stopped cleanly)."""
     write_replay_folder(folder / "frames", frames, frame_size=(640, 480))
@@ -73,7 +89,7 @@ def running_gate(
     config = load_config(
         config_file,
         overrides=ConfigOverrides(
-            source=f"replay:{folder / 'frames'}?loop=true&hold=0.15&fps=10",
+            source=f"replay:{folder / 'frames'}?loop=true&hold=0.15&fps={fps}",
             broker=broker_url,
             device_id=device_id,
             data_dir=folder / "data",
