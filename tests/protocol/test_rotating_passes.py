@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-import cv2
-import numpy as np
 import pytest
-import segno
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.decode.backends import make_decoder
@@ -26,6 +23,7 @@ from protocol.rotating_passes import (
     verify_rotation,
 )
 from protocol.verdicts import Reason
+from tests.support.qr_frames import ecc_m_frame
 
 NOW = datetime(2026, 12, 6, 9, 30, 10, tzinfo=UTC)
 SITE_SECRET = os.urandom(32)
@@ -91,12 +89,7 @@ def test_a_rotating_pass_is_a_version_6_qr_and_the_gates_decoders_return_its_byt
     for _ in range(5):
         pass_bytes = a_pass()
         code = rotating_code(pass_bytes, pass_secret(SITE_SECRET, pass_bytes[4:12]), NOW)
-        qr = segno.make(code, error="m", boost_error=False)
-        assert (qr.version, qr.error) == (6, "M")
-        modules = np.array(qr.matrix, dtype=np.uint8)
-        image = np.where(modules > 0, 0, 255).astype(np.uint8)
-        image = cv2.resize(image, None, fx=6, fy=6, interpolation=cv2.INTER_NEAREST)
-        frame = np.full((720, 1280), 255, np.uint8)
-        frame[200 : 200 + image.shape[0], 300 : 300 + image.shape[1]] = image
+        frame, version = ecc_m_frame(code)
+        assert version == 6
         for name, decoder in decoders.items():
             assert [found.data for found in decoder.decode(frame)] == [code], name
