@@ -85,6 +85,9 @@ MESSAGES: dict[str, str] = {
     "registration.retired": "retired",
     "fault.camera": "camera",
     "fault.storage": "storage",
+    "fault.config": "config error",
+    "fault.policy": "access mode with nothing to trust",
+    "fault.fire_alarm": "fire alarm: door held open",
     # verdicts and codes
     "direction.in": "In",
     "direction.out": "Out",

@@ -85,6 +85,9 @@ MESSAGES: dict[str, str] = {
     "registration.retired": "ngừng sử dụng",
     "fault.camera": "máy ảnh",
     "fault.storage": "bộ nhớ",
+    "fault.config": "lỗi cấu hình",
+    "fault.policy": "chế độ kiểm soát chưa có khóa hay danh sách",
+    "fault.fire_alarm": "báo cháy: cửa đang mở",
     # verdicts and codes
     "direction.in": "Vào",
     "direction.out": "Ra",
