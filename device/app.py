@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
 from device.indicator.base import Indicator, Release, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
-from device.journal.journal import Journal
+from device.journal.journal import Journal, JournalError
 from device.scanner import Scan, Scanner
 from device.setup import SetupMode
 from device.site_policy.held import HeldPolicy
@@ -200,6 +201,7 @@ def build_agent(
     uplink.set_faults(health.faults)  # a fire alarm already active as the gate started
     presence = Presence()
     presence_follows(site_policy, presence, config.device_id)
+    remember_passages(presence, site_policy, journal, clock)
     source = source or ReopeningSource(lambda: open_source(config))
     scanner = Scanner(
         source=source,
@@ -263,6 +265,33 @@ def presence_follows(holder: PolicyHolder, presence: Presence, device_id: str) -
     on_change(holder.read())
 
 
+def remember_passages(
+    presence: Presence, holder: PolicyHolder, journal: Journal, clock: Clock
+) -> None:
+    """At start, the gate's own passages of the last two days from its journal: a gate that
+    restarts offline still knows who came in through it (what the server's list already holds,
+    or what came before the site's day began, Presence drops)."""
+    today = clock.now().astimezone(UTC).date()
+    try:
+        events = journal.history(today - timedelta(days=1)) + journal.history(today)
+    except JournalError as exc:
+        log.warning("presence: the journal's history cannot be read (%s)", exc)
+        return
+    for event in events:
+        passage = passage_of(holder, event)
+        if passage is not None:
+            presence.record(event.seq, passage, event.direction, event.ts)
+
+
+def passage_of(holder: PolicyHolder, event: Event) -> bytes | None:
+    """The presence entry of a journaled event when it is a person passing (a card or a pass,
+    not denied); None otherwise, or with no list key held yet."""
+    person = event.credential_type in (CredentialType.CCCD, CredentialType.PASS)
+    if not person or event.status is VerdictStatus.DENIED:
+        return None
+    return holder.read().entry(f"{event.credential_type.value}:{event.subject_id}")
+
+
 def passages_into(
     presence: Presence, holder: PolicyHolder, *, then: Callable[[Scan], None]
 ) -> Callable[[Scan], None]:
@@ -271,10 +300,9 @@ def passages_into(
 
     def on_scan(scan: Scan) -> None:
         event = scan.event
-        person = event.credential_type in (CredentialType.CCCD, CredentialType.PASS)
-        if scan.journaled and person and event.status is not VerdictStatus.DENIED:
-            entry = holder.read().entry(f"{event.credential_type.value}:{event.subject_id}")
-            if entry is not None and isinstance(event, Event):
+        if scan.journaled and isinstance(event, Event):
+            entry = passage_of(holder, event)
+            if entry is not None:
                 presence.record(event.seq, entry, event.direction, event.ts)
         then(scan)
 

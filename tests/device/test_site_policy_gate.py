@@ -187,3 +187,29 @@ def test_a_revocation_reaches_a_running_gate_within_two_seconds(
     )
     assert denied.status == "denied"
     assert to_decision < 2.0
+
+
+def test_a_gate_restarted_offline_still_refuses_a_second_entry_through_it(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """Hard anti-passback on a gate alone: its own passages come back from its journal when it
+    starts, so a restart with no broker does not forget who came in."""
+    site = SampleSite(SITE, anti_passback="hard")
+    site.allow(ALLOWED[:12].decode())
+    publisher = Publisher(broker)
+    publisher.publish(site.messages())
+    frames: list[bytes | None] = [ALLOWED, *[None] * 12]  # a new showing every ~2 s
+    try:
+        with running_gate(tmp_path, broker, frames, repeat_window=1.0) as gate:
+            wait_until(
+                lambda: [s for s in gate.seen(0.0) if s.status is VerdictStatus.GRANTED],
+                15,
+                "an entry",
+            )
+    finally:
+        publisher.close()
+    broker.stop()  # the network is gone; the gate starts again from its data dir
+    with running_gate(tmp_path, broker, frames, repeat_window=1.0) as again:
+        seen = wait_until(partial(again.first_after, 0.0, ALLOWED), 15, "a scan after restart")
+        assert (seen.status, seen.reason) == (VerdictStatus.DENIED, Reason.ALREADY_INSIDE)
+        assert not again.agent.health.online
