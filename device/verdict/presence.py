@@ -6,7 +6,8 @@ passages of the day, and for this gate the highest seq of its own entries alread
 (`presence_seq`). The gate keeps its own passages with a higher seq (not yet in the list: not
 yet sent, not yet stored, or the list not yet pushed again) and lays them over the list in seq
 order. So:
-- a gate alone, offline, still knows who came in through it and went out through it;
+- a gate alone, offline, still knows who came in through it and went out through it (its own
+  passages of the day come back from its journal when it starts: device/app.py);
 - when it reconnects, its passages reach the server, the server's next list holds them, and the
   gate drops its copies: the server's list is the authority, reconciled by seq, not by clocks;
 - passages at other gates of the site reach this gate only through the server (a second or two
