@@ -41,6 +41,7 @@ from device.system.clock import Clock, clock_from_environment, read_boot_id
 from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health, LinkState
 from device.system.systemd_notify import SystemdNotifier
+from device.uplink.commands import CommandGate
 from device.uplink.link import Placement, Uplink
 from device.uplink.status_report import StatusReport
 from device.verdict.debounce import Debounce
@@ -55,7 +56,7 @@ from firmware_config.schema import (
     ReplayCamera,
 )
 from protocol.enrolment import EnrolmentCode, EnrolmentGrant
-from protocol.messages import Event, Telemetry
+from protocol.messages import Command, Event, Telemetry
 from protocol.release import __version__
 from protocol.verdicts import CredentialType, VerdictStatus
 
@@ -145,6 +146,7 @@ class Agent:
             rejected_total=self.journal.rejected_count(),
             fire_alarm_releases=self.health.releases(Release.FIRE_ALARM),
             button_releases=self.health.releases(Release.BUTTON),
+            dashboard_releases=self.health.releases(Release.DASHBOARD),
         )
 
     def _telemetry_loop(self, stop: threading.Event) -> None:
@@ -188,14 +190,14 @@ def build_agent(
         clock=clock,
     )
     health = Health()
-    indicator = build_indicator(
-        config, pin_factory, extra_indicators, on_release=door_released(health)
-    )
+    gpio = build_gpio(config, pin_factory, on_release=door_released(health))
+    indicator = TeeIndicator(*([gpio] if gpio is not None else []), *extra_indicators)
     # Known before the first light: a gate whose clock is not synchronised never shows "running"
     # for the second before its frame watch first reads the clock.
     health.set_clock_synced(clock.is_synced())
     site_policy = PolicyHolder(config.site_id, Path(config.data_dir))
-    uplink = build_uplink(config, journal, boot_id, health, site_policy)
+    commands = CommandGate(release_door=door_release(gpio), now=clock.now)
+    uplink = build_uplink(config, journal, boot_id, health, site_policy, commands.handle)
     health_changed(health, indicator, uplink, notifier)
     policy_changed(config.policy.mode, site_policy, health, uplink)
     uplink.set_faults(health.faults)  # a fire alarm already active as the gate started
@@ -368,6 +370,7 @@ def build_uplink(
     boot_id: str,
     health: Health,
     site_policy: PolicyHolder | None = None,
+    on_command: Callable[[bytes], object] | None = None,
 ) -> Uplink:
     password = config.mqtt.password()
     if config.mqtt.broker is None:
@@ -388,6 +391,7 @@ def build_uplink(
         placement=Placement(config.site_id, config.location, config.direction),
         on_policy_message=site_policy.handle if site_policy is not None else None,
         policy_version=_version_of(site_policy),
+        on_command=on_command,
     )
 
 
@@ -413,10 +417,22 @@ def build_indicator(
 ) -> Indicator:
     """The LEDs, buzzer, door relay and the door's inputs (each release told to `on_release`),
     then the `extra` indicators."""
+    gpio = build_gpio(config, pin_factory, on_release=on_release)
+    return TeeIndicator(*([gpio] if gpio is not None else []), *extra)
+
+
+def build_gpio(
+    config: GateConfig,
+    pin_factory: Any,
+    *,
+    on_release: Callable[[Release, bool], None] = lambda release, active: None,
+) -> GpioIndicator | None:
+    """The LEDs, buzzer, door relay and the door's inputs on GPIO; None when the config turns
+    them off."""
     pins = config.indicator
     if not pins.enabled:
-        return TeeIndicator(*extra)
-    gpio = GpioIndicator(
+        return None
+    return GpioIndicator(
         IndicatorPins(
             green=pins.green,
             red=pins.red,
@@ -431,7 +447,16 @@ def build_indicator(
         relay_seconds=pins.relay_seconds,
         on_release=on_release,
     )
-    return TeeIndicator(gpio, *extra)
+
+
+def door_release(gpio: GpioIndicator | None) -> Callable[[Command], bool]:
+    """A fresh release command (device/uplink/commands.py checked it) releases the door for
+    `relay_seconds`, as the guard's button does: logged and counted (`door_released`)."""
+
+    def release(_command: Command) -> bool:
+        return gpio is not None and gpio.release(Release.DASHBOARD)
+
+    return release
 
 
 def door_released(health: Health) -> Callable[[Release, bool], None]:

@@ -201,6 +201,27 @@ class Telemetry(_Message):
     # the fire-alarm input, and by the guard's manual-release button.
     fire_alarm_releases: Annotated[int, Strict(), Field(ge=0)] = 0
     button_releases: Annotated[int, Strict(), Field(ge=0)] = 0
+    # Releases by a manager's command from the dashboard (`Command`), since the gate started
+    # (added within v1).
+    dashboard_releases: Annotated[int, Strict(), Field(ge=0)] = 0
+
+
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+# A gate carries out a command only within this many seconds of its `issued_at`, by its own
+# clock, either way: a command the broker held while the gate was offline, or one replayed
+# later, never opens the door (docs/protocol.md, "Commands").
+COMMAND_MAX_AGE_S = 30.0
+
+
+class Command(_Message):
+    """Collector -> device, QoS 1, never retained: something a person asked the gate to do now.
+    The gate refuses one older (or further in the future) than COMMAND_MAX_AGE_S by its clock,
+    and one whose command_id it has seen."""
+
+    command_id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
+    action: Literal["release_door"]
+    issued_at: AwareDatetime
+    by: Label  # who asked (the dashboard user's name), for the gate's log
 
 
 _MODELS: dict[Topic, type[_Message]] = {
@@ -208,6 +229,7 @@ _MODELS: dict[Topic, type[_Message]] = {
     Topic.ACK: Ack,
     Topic.STATUS: Status,
     Topic.TELEMETRY: Telemetry,
+    Topic.COMMAND: Command,
 }
 
 

@@ -16,6 +16,7 @@ class Topic(StrEnum):
     EVENTS = "events"  # device -> collector, QoS 1
     TELEMETRY = "telemetry"  # device -> all, QoS 0, periodic
     ACK = "ack"  # collector -> device, QoS 1
+    COMMAND = "command"  # collector -> device, QoS 1, not retained: do this now (or never)
 
 
 def is_valid_device_id(device_id: str) -> bool:

@@ -38,6 +38,7 @@ class Release(StrEnum):
 
     FIRE_ALARM = "fire_alarm"  # the fire-alarm input: released for as long as it is active
     BUTTON = "button"  # the guard's manual-release button: released for relay_seconds
+    DASHBOARD = "dashboard"  # a manager's command from the dashboard: released for relay_seconds
 
 
 class IndicatorState(StrEnum):

@@ -15,8 +15,10 @@ stopped, restarting or updating, the Pi without power. That is what fail-safe me
 Inputs are gpiozero `Button`s: the pin pulled up inside the Pi, a contact closing it to ground is
 "active" (active low). `fire_alarm_pin`: the door is held released for as long as the contact is
 closed, over any verdict, with the `fire_alarm` light; `release_button_pin`: each press releases
-the door for `relay_seconds`. Each release is logged, counted (`Health.count_release`, sent in the
-telemetry) and the fire alarm is the `fire_alarm` flag in the retained status while it lasts.
+the door for `relay_seconds`, as does a manager's release from the dashboard (a command over
+MQTT: device/uplink/commands.py, `GpioIndicator.release`). Each release is logged, counted
+(`Health.count_release`, sent in the telemetry) and the fire alarm is the `fire_alarm` flag in
+the retained status while it lasts.
 The gate's fire-alarm input is a second path, never the life-safety one: the fire panel must also
 cut the lock's power itself (docs/operations.md: "The door").
 """
@@ -89,5 +91,7 @@ def log_release(release: Release, active: bool, relay_seconds: float) -> None:
             log.warning("door: released by the fire alarm, for as long as it is active")
         else:
             log.warning("door: the fire alarm is over; the door locks again")
+    elif release is Release.DASHBOARD:
+        log.warning("door: released from the dashboard for %g s", relay_seconds)
     else:
         log.warning("door: released by the manual-release button for %g s", relay_seconds)

@@ -126,6 +126,7 @@ class GpioIndicator:
         self.state = IndicatorState.IDLE  # the background asked for (set_state)
         self._looping = IndicatorState.IDLE  # the background playing: a fire alarm's, over it
         self._relay_seconds = relay_seconds
+        self._has_relay = pins.relay is not None
         self._on_release = on_release
         self._clock = clock
         self._outputs = make_outputs(pins, pin_factory)
@@ -187,6 +188,14 @@ class GpioIndicator:
             self._loop_locked()
             self._update_locked()
         self._wake.set()
+
+    def release(self, release: Release = Release.DASHBOARD) -> bool:
+        """Release the door for `relay_seconds`, as the manual-release button does (logged,
+        told to `on_release`). False, and nothing done, when this gate has no relay."""
+        if not self._has_relay or release is Release.FIRE_ALARM:
+            return False
+        self._door_input(release, True)
+        return True
 
     @property
     def door_held(self) -> frozenset[Release]:

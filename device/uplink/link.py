@@ -14,7 +14,9 @@ event and why.
 The site's policy (protocol/site_policy.py) comes the other way: on every connect a gate with a
 site id subscribes (QoS 1) to its site's policy topics, and hands each message, on paho's thread,
 to `on_policy_message` (device/site_policy/holder.py applies it). The retained status says which
-policy version the gate decides with (`policy_version`), re-published when it changes.
+policy version the gate decides with (`policy_version`), re-published when it changes. A gate
+given `on_command` also subscribes (QoS 1) to its own `command` topic and hands each payload, on
+paho's thread, to it (device/uplink/commands.py checks it before the door is released).
 
 Threads: paho's network thread runs the callbacks; one sender thread owns the in-flight window
 (inflight.py: what to publish or resend when), publishes events and writes acks to the journal.
@@ -156,6 +158,7 @@ class Uplink:
         placement: Placement | None = None,
         on_policy_message: Callable[[str, bytes], object] | None = None,
         policy_version: Callable[[], int | None] = lambda: None,
+        on_command: Callable[[bytes], object] | None = None,
     ) -> None:
         if keepalive < 1:
             raise ValueError(f"keepalive must be at least 1 s, not {keepalive}")
@@ -170,6 +173,8 @@ class Uplink:
         self._events_topic = device_topic(device_id, Topic.EVENTS)
         self._telemetry_topic = device_topic(device_id, Topic.TELEMETRY)
         self._ack_topic = device_topic(device_id, Topic.ACK)
+        self._command_topic = device_topic(device_id, Topic.COMMAND)
+        self._on_command = on_command
         self._journal = journal
         self._version = version
         self._boot_id = boot_id
@@ -436,6 +441,8 @@ class Uplink:
         client.subscribe(self._ack_topic, qos=1)
         if self._policy_topic is not None:
             client.subscribe(self._policy_topic, qos=1)
+        if self._on_command is not None:
+            client.subscribe(self._command_topic, qos=1)
         with self._lock:
             self._connected = True
             payload = self._status_payload("online")
@@ -468,7 +475,7 @@ class Uplink:
             if reason.is_failure:
                 log.error(
                     "broker refused a subscription (%s): the outbox is stuck, or the site "
-                    "policy does not reach this gate",
+                    "policy (or the dashboard's commands) do not reach this gate",
                     reason,
                 )
 
@@ -478,6 +485,10 @@ class Uplink:
         self._notices.put(_BrokerAnswered(mid, reason))
 
     def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._command_topic:
+            if self._on_command is not None:
+                self._on_command(bytes(message.payload))
+            return
         if message.topic != self._ack_topic:
             if self._on_policy_message is not None and message.topic.startswith(SITES_PREFIX):
                 self._on_policy_message(message.topic, bytes(message.payload))
