@@ -33,7 +33,9 @@ from server.site.dynsec_config import (
     COLLECTOR_ROLE,
     CONTROL_TOPIC,
     GATE_ROLE_PREFIX,
+    collector_command_acl,
     collector_policy_acl,
+    gate_command_acls,
     gate_policy_acls,
     gate_role,
 )
@@ -151,7 +153,7 @@ class BrokerAdmin:
         except BrokerAdminError as exc:
             if "already" not in str(exc).lower():
                 raise
-            self.add_acls(role, gate_policy_acls(site_id))
+            self.add_acls(role, gate_policy_acls(site_id) + gate_command_acls(device_id))
         try:
             self.command(
                 "createClient",
@@ -172,13 +174,15 @@ class BrokerAdmin:
             _unless_exists(lambda acl=acl: self.command("addRoleACL", rolename=role, **acl))
 
     def grant_policy_rights(self, gate_sites: dict[str, str]) -> None:
-        """What a broker set up by an older `site init` lacks for site policies: the
-        collector's right to publish them, and each enrolled gate's (device id -> site) to read
-        its site's. Safe to run again: entries present already are left as they are."""
-        self.add_acls(COLLECTOR_ROLE, [collector_policy_acl()])
+        """What a broker set up by an older `site init` lacks for site policies and commands:
+        the collector's right to publish them, and each enrolled gate's (device id -> site) to
+        read its site's policy and its own commands. Safe to run again: entries present already
+        are left as they are."""
+        self.add_acls(COLLECTOR_ROLE, [collector_policy_acl(), collector_command_acl()])
         for device_id, site_id in sorted(gate_sites.items()):
+            acls = gate_policy_acls(site_id) + gate_command_acls(device_id)
             try:
-                self.add_acls(GATE_ROLE_PREFIX + device_id, gate_policy_acls(site_id))
+                self.add_acls(GATE_ROLE_PREFIX + device_id, acls)
             except BrokerAdminError as exc:
                 if "not found" not in str(exc).lower():
                     raise  # else: a gate whose role is gone (never enrolled here): nothing to do

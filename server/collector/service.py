@@ -19,7 +19,8 @@ the writer thread (server/collector/writer.py) through a bounded queue; when the
   nowhere and answered to no one, but PUBACKed with its batch; its gate resends it.
 
 The collector's connection also carries the sites' policies to their gates
-(server/collector/policy_publisher.py): `publish_retained` (QoS 1, retained) and `link_number`.
+(server/collector/policy_publisher.py): `publish_retained` (QoS 1, retained) and `link_number`,
+and a manager's commands to one gate (server/collector/commands.py): `send_command` (QoS 1).
 One connection, not a second one: the broker takes a client id from its user name, and two
 connections of the `collector` user would knock each other off.
 
@@ -227,6 +228,13 @@ class Collector:
         handle to wait for the broker's PUBACK with."""
         return RetainedPublish(self, self._client.publish(topic, payload, qos=1, retain=True))
 
+    def send_command(self, device_id: str, payload: bytes) -> RetainedPublish:
+        """Publish a command (protocol/messages.py `Command`) to one gate at QoS 1, never
+        retained: a gate that is not connected now never gets it (its session is clean, and
+        it refuses a stale one anyway). A handle to wait for the broker's PUBACK with."""
+        topic = device_topic(device_id, Topic.COMMAND)
+        return RetainedPublish(self, self._client.publish(topic, payload, qos=1, retain=False))
+
     def wait_until_subscribed(self, timeout: float) -> bool:
         """True once the broker has granted every subscription on the current connection."""
         return self._subscribed.wait(timeout)
@@ -318,7 +326,8 @@ class Collector:
 
 
 class RetainedPublish:
-    """One QoS 1 publish of `Collector.publish_retained`, until the broker acknowledges it."""
+    """One QoS 1 publish of `Collector.publish_retained` (or `send_command`), until the broker
+    acknowledges it."""
 
     def __init__(self, collector: Collector, info: mqtt.MQTTMessageInfo) -> None:
         self._collector = collector

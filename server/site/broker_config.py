@@ -50,15 +50,18 @@ pattern write gatescan/v1/devices/%u/status
 pattern write gatescan/v1/devices/%u/events
 pattern write gatescan/v1/devices/%u/telemetry
 pattern read gatescan/v1/devices/%u/ack
+pattern read gatescan/v1/devices/%u/command
 
-# The collector reads every gate and acknowledges to every gate, and publishes each site's policy
-# (its keys and lists, retained: docs/protocol.md, "Site policy"); no one else may write there.
+# The collector reads every gate and acknowledges to every gate, publishes each site's policy
+# (its keys and lists, retained: docs/protocol.md, "Site policy") and sends gates their commands
+# (a manager's door release: docs/protocol.md, "Commands"); no one else may write there.
 user collector
 topic read gatescan/v1/devices/+/status
 topic read gatescan/v1/devices/+/events
 topic read gatescan/v1/devices/+/telemetry
 topic write gatescan/v1/devices/+/ack
 topic write gatescan/v1/sites/+/policy/#
+topic write gatescan/v1/devices/+/command
 
 # A gate kept by hand (in the password file, not enrolled) reads its own site's policy with lines
 # of its own, the site id as one topic level (letters, digits, _ . - kept, anything else %XX):

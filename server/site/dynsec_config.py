@@ -15,7 +15,8 @@ collector's client and role. Mosquitto 2.0.11's plugin has no `%u`/`%c` patterns
 (measured: a role granting `gatescan/v1/devices/%u/events` lets no gate write its own events),
 so each gate gets a role of its own, `gate:ID`, made when it enrols (`gate_role`): its own
 topics, and its site's policy to read (protocol/site_policy.py), which only the collector may
-publish (COLLECTOR_POLICY_TOPIC).
+publish (COLLECTOR_POLICY_TOPIC); likewise its own `command` topic (the dashboard's door
+release), which only the collector may publish (COLLECTOR_COMMAND_TOPIC).
 
 The plugin rewrites its file on every change, as the `mosquitto` user (after Mosquitto dropped
 root), by writing FILE.new beside it and renaming: so the file lives in the broker's own data
@@ -41,6 +42,7 @@ COLLECTOR_ROLE = "collector"
 GATE_ROLE_PREFIX = "gate:"
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 COLLECTOR_POLICY_TOPIC = f"{SITES_PREFIX}/+/policy/#"  # every site's policy: the collector's
+COLLECTOR_COMMAND_TOPIC = subscription(Topic.COMMAND)  # every gate's commands: the collector's
 # As the plugin itself hashes (PBKDF2-HMAC-SHA512, 12-byte salt): made here, so a password
 # never goes on a command line (mosquitto_ctrl would take it there).
 _ITERATIONS = 101
@@ -92,12 +94,25 @@ def _gate_topics(device: str) -> tuple[list[str], str]:
 
 
 def gate_role(device_id: str, site_id: str) -> tuple[str, list[dict[str, Any]]]:
-    """A gate's own role: write its status, events and telemetry, read its acks and its site's
-    policy. Nothing else (the plugin's defaults deny every other publish and subscription)."""
+    """A gate's own role: write its status, events and telemetry, read its acks, its commands
+    and its site's policy. Nothing else (the plugin's defaults deny every other publish and
+    subscription)."""
     written, ack = _gate_topics(device_id)
     acls = [_acl("publishClientSend", topic) for topic in written]
     acls += [_acl("subscribeLiteral", ack), _acl("publishClientReceive", ack)]
+    acls += gate_command_acls(device_id)
     return GATE_ROLE_PREFIX + device_id, acls + gate_policy_acls(site_id)
+
+
+def gate_command_acls(device_id: str) -> list[dict[str, Any]]:
+    """A gate's right to its own commands (the dashboard's door release): read only."""
+    topic = device_topic(device_id, Topic.COMMAND)
+    return [_acl("subscribeLiteral", topic), _acl("publishClientReceive", topic)]
+
+
+def collector_command_acl() -> dict[str, Any]:
+    """The collector's right to send every gate its commands."""
+    return _acl("publishClientSend", COLLECTOR_COMMAND_TOPIC)
 
 
 def gate_policy_acls(site_id: str) -> list[dict[str, Any]]:
@@ -118,6 +133,7 @@ def initial_config(admin_password: str, collector_password: str) -> dict[str, An
     collector_acls += [_acl("publishClientReceive", topic) for topic in written]
     collector_acls.append(_acl("publishClientSend", ack))
     collector_acls.append(collector_policy_acl())
+    collector_acls.append(collector_command_acl())
     control = CONTROL_TOPIC.rsplit("/", 1)[0] + "/#"
     admin_acls = [
         _acl("publishClientSend", control),

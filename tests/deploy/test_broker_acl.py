@@ -41,8 +41,9 @@ from device.journal.journal import Journal
 from device.uplink.link import Uplink
 from gatescan.testing.broker import BrokerAccess, LocalBroker, write_password_file
 from gatescan.testing.samples import sample_draft, sample_event
-from protocol.messages import Ack, Event, Status, Telemetry, parse_message
+from protocol.messages import Ack, Command, Event, Status, Telemetry, parse_message
 from protocol.topics import Topic, device_topic
+from server.collector.commands import door_releaser
 from server.collector.service import Collector
 from server.store.database import DeviceRecord, Store
 from tests.support import waiting
@@ -415,3 +416,25 @@ def test_a_gate_cannot_take_the_collectors_session_nor_knock_another_gate_off(
     finally:
         for client in (*impostors, gate_a):
             client.close()
+
+
+def test_only_the_collector_sends_a_gate_its_commands_and_only_that_gate_reads_them(
+    connect: Callable[[str | None, str | None], PlainClient], collector: Collector
+) -> None:
+    gate_a = connect(GATE_A, PASSWORDS[GATE_A])
+    gate_b = connect(GATE_B, PASSWORDS[GATE_B])
+    assert gate_a.subscribe(device_topic(GATE_A, Topic.COMMAND)) == [GRANTED_QOS_1]
+    assert gate_b.subscribe("#") == [GRANTED_QOS_1]  # granted: read access is checked per message
+    forged = Command(
+        command_id="forged-0001", action="release_door", issued_at=datetime.now(UTC), by="b"
+    ).to_json()
+    assert gate_b.publish(device_topic(GATE_A, Topic.COMMAND), forged) == NOT_AUTHORIZED
+    assert gate_b.publish(device_topic(GATE_B, Topic.COMMAND), forged) == NOT_AUTHORIZED
+
+    assert door_releaser(collector)(GATE_A, "alice", "cmd-acl-0001") is None
+    wait_until(lambda: gate_a.received(), "the command at gate A")
+    [(topic, payload)] = gate_a.received()
+    assert topic == device_topic(GATE_A, Topic.COMMAND)
+    assert parse_message(Topic.COMMAND, payload).command_id == "cmd-acl-0001"
+    time.sleep(0.3)  # gate A's command went to gate B's `#` too, were it allowed
+    assert gate_b.received() == []

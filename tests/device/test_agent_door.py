@@ -1,10 +1,12 @@
 """The door of a whole agent (build_agent's wiring, gpiozero MockFactory pins, the real broker): a
 fire alarm is the `fire_alarm` flag in the gate's retained status and its light while it lasts,
-and each release by the alarm or the guard's button is counted in the telemetry."""
+and each release by the alarm, the guard's button or a manager's command is counted in the
+telemetry."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,9 @@ from gatescan.testing.broker import LocalBroker
 from gatescan.testing.samples import write_replay_folder
 from protocol.messages import Status
 from protocol.topics import Topic, device_topic
+from server.collector.commands import door_releaser
+from server.collector.service import Collector
+from server.store.database import Store
 from tests.support.waiting import wait_until
 
 RELAY, FIRE, BUTTON = 23, 5, 6
@@ -135,3 +140,30 @@ def test_a_fire_alarm_is_flagged_in_the_retained_status_and_counted(
         assert (telemetry.fire_alarm_releases, telemetry.button_releases) == (1, 1)
     finally:
         watch.close()
+
+
+def test_a_managers_release_from_the_collector_reaches_the_gate_and_releases_its_door(
+    agent: Agent, broker: LocalBroker, pins: MockFactory, tmp_path: Path
+) -> None:
+    """The dashboard's path from the collector on: a `release_door` command over the real broker
+    releases the door for relay_seconds and is counted; the same command again opens nothing."""
+    relay = pins.pin(RELAY)
+    wait_until(lambda: agent.health.online, 15, "online")
+    with Store(tmp_path / "server.db") as store:
+        collector = Collector(broker_url=broker.url, store=store)
+        collector.start()
+        try:
+            assert collector.wait_until_subscribed(10)
+            release = door_releaser(collector)
+            assert relay.state, "fail-safe: energised at rest, the door locked"
+            assert release(agent.config.device_id, "alice", "cmd-e2e-0001") is None
+            wait_until(lambda: not relay.state, 5, "the door released by the command")
+            wait_until(lambda: relay.state, 5, "locked again after relay_seconds")
+            assert agent.telemetry().dashboard_releases == 1
+
+            # A redelivery, or a replay of the same command: the gate has seen it.
+            assert release(agent.config.device_id, "alice", "cmd-e2e-0001") is None
+            time.sleep(0.5)
+            assert relay.state and agent.telemetry().dashboard_releases == 1
+        finally:
+            collector.stop()
