@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 import warnings
 from collections.abc import Iterator
@@ -34,9 +35,14 @@ from device.journal.journal import Journal
 from device.uplink.link import Uplink
 from gatescan.testing.samples import sample_draft
 from protocol.broker_tls import BrokerTls, client_tls_context
+from protocol.messages import parse_message
+from protocol.topics import Topic
+from server.broker_admin.dynsec import AdminLogin, BrokerAdmin
+from server.collector.commands import door_releaser
 from server.collector.service import Collector
 from server.site.certificates import new_authority, write_certificate
-from server.site.installation import Installation
+from server.site.dynsec_config import ADMIN_USER
+from server.site.installation import ADMIN_PASSWORD_NAME, Installation
 from server.store.database import Store
 from tests.support import waiting
 from tests.support.paths import PROJECT_ROOT
@@ -397,3 +403,55 @@ def test_a_gate_cannot_take_the_collectors_client_id_over_tls(
         impostor.disconnect()
         impostor.loop_stop()
         collector.close()
+
+
+def test_the_collector_sends_each_gate_its_own_commands_over_tls(
+    site: Installation, broker: SiteBroker, tmp_path: Path
+) -> None:
+    """The dashboard's door release as the site's broker carries it, with the rights `site init`
+    and an enrolment give (the ACL file, and dynamic security's roles): the collector publishes
+    commands; a gate kept in the password file and an enrolled gate each read their own only."""
+    admin = (site.files.folder / ADMIN_PASSWORD_NAME).read_text().strip()
+    login = AdminLogin(site.broker_url, ADMIN_USER, admin, site_tls(site))
+    with BrokerAdmin(login) as broker_admin:
+        broker_admin.ensure_gate("gate-enrolled", "hq", "an-enrolled-secret")
+    received: dict[str, list[str]] = {GATE: [], "gate-enrolled": []}
+    uplinks = []
+    with Store(tmp_path / "collector.db") as store:
+        collector = site_collector(site, store)
+        collector.start()
+        try:
+            assert collector.wait_until_subscribed(TIMEOUT), broker.log()
+            for device_id, password in (
+                (GATE, GATE_PASSWORD),
+                ("gate-enrolled", "an-enrolled-secret"),
+            ):
+                journal = Journal(tmp_path / device_id)
+                uplink = Uplink(
+                    device_id=device_id,
+                    broker_url=site.broker_url,
+                    journal=journal,
+                    version="test",
+                    boot_id="boot-1",
+                    username=device_id,
+                    password=password,
+                    tls=site_tls(site),
+                    on_command=lambda payload, mine=received[device_id]: mine.append(
+                        parse_message(Topic.COMMAND, payload).command_id
+                    ),
+                )
+                uplink.start()
+                uplinks.append((uplink, journal))
+            waiting.wait_until(lambda: all(u.connected for u, _ in uplinks), TIMEOUT, "online")
+            time.sleep(0.3)  # the SUBSCRIBE sent on connect, answered
+            release = door_releaser(collector)
+            assert release(GATE, "alice", "cmd-tls-0001") is None
+            assert release("gate-enrolled", "alice", "cmd-tls-0002") is None
+            waiting.wait_until(lambda: all(received.values()), TIMEOUT, "both commands")
+            time.sleep(0.3)
+            assert received == {GATE: ["cmd-tls-0001"], "gate-enrolled": ["cmd-tls-0002"]}
+        finally:
+            for uplink, journal in uplinks:
+                uplink.stop()
+                journal.close()
+            collector.stop()
