@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol.broker_tls import BrokerTls
 from server.broker_admin.dynsec import AdminLogin
+from server.collector.commands import door_releaser
 from server.collector.limits import DEFAULT_LIMITS, GateLimits
 from server.collector.policy_publisher import PolicyPublisher
 from server.collector.service import Collector, MqttClient
@@ -111,7 +112,7 @@ def build_server(options: ServerOptions) -> Server:
         collector = init_collector(store, options.collector, options.gate_limits)
         policy = init_policy_publisher(store, collector, options)
         retention = init_retention(store, options.retention_days)
-        dashboard = init_dashboard(store, options)
+        dashboard = init_dashboard(store, options, collector)
         enrolment, rights = init_enrolment(store, options.enrolment, collector)
     except BaseException:
         if dashboard is not None:
@@ -161,12 +162,17 @@ def init_retention(store: Store, retention_days: int | None) -> RetentionTask | 
     return None if not retention_days else RetentionTask(store, retention_days)
 
 
-def init_dashboard(store: Store, options: ServerOptions) -> DashboardServer | None:
+def init_dashboard(
+    store: Store, options: ServerOptions, collector: Collector | None = None
+) -> DashboardServer | None:
+    """The dashboard; with a collector in the same process, a manager may release a gate's door
+    from it (a command on the collector's connection: server/collector/commands.py)."""
     if options.dashboard is None:
         return None
     from server.dashboard.app import create_web_app
 
-    app = create_web_app(store, options.dashboard)
+    releaser = None if collector is None else door_releaser(collector)
+    app = create_web_app(store, options.dashboard, door_releaser=releaser)
     return DashboardServer(
         app,
         bind(options.listen),

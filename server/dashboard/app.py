@@ -28,7 +28,7 @@ from server.dashboard.csrf import LOGIN_CSRF_COOKIE, verify_csrf
 from server.dashboard.login.throttle import LoginThrottle
 from server.dashboard.login.turns import CheckTurns
 from server.dashboard.settings import WebSettings
-from server.dashboard.state import WebState
+from server.dashboard.state import DoorReleaser, WebState
 from server.store.audit import AuditLog
 from server.store.database import Store
 
@@ -60,10 +60,13 @@ def create_web_app(
     clock: Clock = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
     hasher: Hasher | None = None,
+    door_releaser: DoorReleaser | None = None,
 ) -> FastAPI:
     """The dashboard for `store`. `clock` (UTC now) and `monotonic` drive session expiry and
     the login throttle, so tests can move time instead of waiting. `hasher` (default: the
-    production scrypt) is run at most `settings.password_hashes_at_once` at a time."""
+    production scrypt) is run at most `settings.password_hashes_at_once` at a time.
+    `door_releaser`: how a manager's "Release door" reaches a gate (a collector in the same
+    process); None: the fleet page has no such button, and its route answers 503."""
     from server.dashboard import pages, password_page
     from server.holder import routes as holder_routes
 
@@ -105,6 +108,7 @@ def create_web_app(
             wait_s=settings.login_check_wait_s,
         ),
         clock=clock,
+        door_releaser=door_releaser,
     )
     templates = Jinja2Templates(directory=WEB_DIR / "templates")
     from server.dashboard.csrf import csrf_token

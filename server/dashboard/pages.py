@@ -8,6 +8,7 @@ alike; nothing here reads a table. Live regions refresh through server/dashboard
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from protocol.topics import is_valid_device_id
 from server.accounts.users import Role
 from server.dashboard import api
 from server.dashboard.auth import User, require_role, safe_next, user_language
@@ -57,7 +59,34 @@ LANGUAGE_COOKIE_MAX_AGE_S = 365 * 86400
 
 @router.get("/")
 def fleet_page(request: Request, user: Viewer) -> Response:
-    return render(request, "fleet.html", fleet_context(request, user))
+    context = fleet_context(request, user)
+    # What became of a door release (release_door's redirect): words only, never raw input.
+    door, gate = request.query_params.get("door"), request.query_params.get("gate", "")
+    if door in ("sent", "failed") and is_valid_device_id(gate):
+        context["door_notice"] = (door, gate)
+    return render(request, "fleet.html", context)
+
+
+@router.post("/gates/{device_id}/release")
+def release_door(request: Request, user: Manager, device_id: str) -> Response:
+    """A manager's release of one gate's door (a POST with the CSRF token, like every form):
+    an audit row naming the user and the gate, then a `release_door` command to the gate on the
+    collector's connection. 503 without a collector in this process (`gatescan web`)."""
+    state = web_state(request)
+    t = Translator(user_language(request, user))
+    if state.door_releaser is None:
+        return PlainTextResponse(t("fleet.door.unavailable"), status_code=503)
+    known = {device.device_id for device in state.store.devices()}
+    if not is_valid_device_id(device_id) or device_id not in known:
+        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    command_id = secrets.token_urlsafe(12)
+    details: dict[str, Any] = {"release": "dashboard", "command_id": command_id}
+    state.audit.record(user.name, "door", device_id, details)
+    problem = state.door_releaser(device_id, user.name, command_id)
+    if problem is not None:
+        state.audit.record(user.name, "door", device_id, {**details, "not_sent": problem})
+    outcome = "sent" if problem is None else "failed"
+    return RedirectResponse("/?" + urlencode({"door": outcome, "gate": device_id}), 303)
 
 
 # --- entries -------------------------------------------------------------------------------------

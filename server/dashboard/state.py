@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -30,6 +31,12 @@ PASSWORD_CHANGES_PER_WINDOW = 5  # per user, then 429 until the window moves on
 PASSWORD_CHANGE_WINDOW_S = 15 * 60
 
 
+# `release(device_id, by, command_id)`: a `release_door` command sent to the gate on the
+# collector's connection (server/collector/commands.py); None once the broker took it, else why
+# not. Only a process that runs a collector has one (`gatescan server`), not `gatescan web`.
+DoorReleaser = Callable[[str, str, str], str | None]
+
+
 class BadToken(Exception):
     """An Authorization header with an unknown, revoked or malformed token (answered 401)."""
 
@@ -43,6 +50,7 @@ class WebState:
     limiter: LoginThrottle
     login_turns: CheckTurns
     clock: Clock
+    door_releaser: DoorReleaser | None = None
     # Keys the digest that stands in a log line for a login name that is no user's (auth.py):
     # random per process and never written anywhere, so the digest cannot be reversed offline.
     log_key: bytes = field(default_factory=lambda: secrets.token_bytes(16), repr=False)

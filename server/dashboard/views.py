@@ -220,6 +220,8 @@ def fleet_context(request: Request, user: User) -> dict[str, Any]:
         state.store, context["now"], settings.offline_after_s, settings.tz
     )
     context["registered"] = registered_gates(state.store)
+    # A manager releases a gate's door from here when a collector runs in this process.
+    context["can_release_door"] = user.role >= Role.MANAGER and state.door_releaser is not None
     return context
 
 

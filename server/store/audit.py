@@ -1,5 +1,6 @@
 """The audit log: who looked at whom, when (unmasking, tracing, person lookups, exports,
-purges), and who changed which account (`gatescan user ...`, `token ...`: action "account").
+purges), and who changed which account (`gatescan user ...`, `token ...`: action "account");
+who released which gate's door from the dashboard, and the releases gates report (action "door").
 Rows are only ever added; reading them needs the admin role."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ AuditAction = Literal[
     "pass",  # `gatescan pass issue|revoke`
     "list",  # `gatescan list add|remove`
     "site",  # `gatescan site rules`
+    "door",  # a manager's release from the dashboard; a gate's fire alarm and button releases
 ]
 
 

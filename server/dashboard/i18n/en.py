@@ -79,6 +79,14 @@ MESSAGES: dict[str, str] = {
     "fleet.card_expires": "Card valid until",
     "fleet.hardware": "Hardware",
     "fleet.agent": "Agent",
+    "fleet.door": "Door",
+    "fleet.door.release": "Release door",
+    "fleet.door.sent": "Release sent to {gate}: its door opens for a few seconds.",
+    "fleet.door.failed": "The release could not be sent to {gate}; see the server's log.",
+    "fleet.door.unavailable": (
+        "Releasing a door needs the collector: this dashboard runs without one (gatescan web)."
+    ),
+    "fleet.door.unknown_gate": "No gate of that name has reported.",
     "registration.pending": "pending",
     "registration.enrolled": "enrolled",
     "registration.revoked": "revoked",

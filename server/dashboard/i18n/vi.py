@@ -79,6 +79,14 @@ MESSAGES: dict[str, str] = {
     "fleet.card_expires": "Thẻ còn hiệu lực đến",
     "fleet.hardware": "Phần cứng",
     "fleet.agent": "Phần mềm",
+    "fleet.door": "Cửa",
+    "fleet.door.release": "Mở cửa",
+    "fleet.door.sent": "Đã gửi lệnh mở cửa đến {gate}: cửa sẽ mở trong vài giây.",
+    "fleet.door.failed": "Không gửi được lệnh mở cửa đến {gate}; xem nhật ký của máy chủ.",
+    "fleet.door.unavailable": (
+        "Mở cửa cần bộ thu (collector): bảng điều khiển này chạy không có bộ thu (gatescan web)."
+    ),
+    "fleet.door.unknown_gate": "Chưa có cổng nào tên này gửi báo cáo.",
     "registration.pending": "chờ ghi danh",
     "registration.enrolled": "đã ghi danh",
     "registration.revoked": "đã thu hồi",

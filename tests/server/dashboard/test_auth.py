@@ -29,7 +29,7 @@ PUBLIC_ROUTES = {
     ("GET", "/pass/"),
     ("GET", "/pass/{name}"),
 }
-PATH_VALUES = {"subject_id": "079190000001", "lang": "en"}
+PATH_VALUES = {"subject_id": "079190000001", "lang": "en", "device_id": "gate-1"}
 
 
 def min_role(dependant: Any) -> Role | None:
