@@ -33,6 +33,7 @@ from protocol.messages import Event
 from server.store.tables import (
     DEAD_LETTER_PAYLOAD_BYTES,
     UtcDateTime,
+    audit_log_table,
     dead_letters_table,
     devices_table,
     entries_table,
@@ -312,7 +313,7 @@ def write_batch(
                     letters = [*letters, *map(batch.conflict_letter, events.conflicts)]
                 added = tuple(_dead_letter(conn, record, received_at) for record in letters)
                 for device in batch.devices:
-                    _upsert_device(conn, device)
+                    _upsert_device(conn, device, received_at)
                 before_commit()
             return BatchResult(events, added)
         except IntegrityError:
@@ -393,10 +394,70 @@ def _dead_letter(conn: Connection, record: DeadLetterRecord, received_at: dateti
     return True
 
 
-def _upsert_device(conn: Connection, device: DeviceUpdate) -> None:
+def _upsert_device(conn: Connection, device: DeviceUpdate, received_at: datetime) -> None:
     # Portable upsert: update, insert when nothing was there. A concurrent insert of the same
     # device raises IntegrityError, and write_batch runs the batch again.
     table = devices_table
     where = table.c.device_id == device.device_id
+    door = _door_releases(conn, device, received_at)
     if conn.execute(update(table).where(where).values(device.values)).rowcount == 0:
         conn.execute(insert(table).values(device_id=device.device_id, **device.values))
+    if door:
+        conn.execute(insert(audit_log_table), door)
+
+
+# The telemetry counts of releases no verdict granted that the audit log records as they grow
+# (a fire alarm is recorded from the status, as it starts and ends).
+_COUNTED_RELEASES = {"button_releases": "button", "dashboard_releases": "dashboard"}
+
+
+def _door_releases(
+    conn: Connection, device: DeviceUpdate, received_at: datetime
+) -> list[dict[str, Any]]:
+    """The audit rows (action "door", actor "system") a device update brings, in its batch's
+    transaction: an online status whose faults gain or lose `fire_alarm` (an offline one is
+    not read for it: the last will says nothing of the alarm), and a telemetry whose release
+    counts grew since the gate's previous one (a gate restarted, its uptime smaller, counts
+    from zero). One lookup of the device's row, for a status or a telemetry only."""
+    values = device.values
+    status = "faults" in values and values.get("state") == "online"
+    telemetry = values.get("telemetry")
+    if not status and not isinstance(telemetry, dict):
+        return []
+    table = devices_table
+    query = select(table.c.faults, table.c.telemetry)
+    before = conn.execute(query.where(table.c.device_id == device.device_id)).first()
+    rows: list[dict[str, Any]] = []
+
+    def row(details: dict[str, Any]) -> None:
+        rows.append(
+            {
+                "at": received_at,
+                "actor": "system",
+                "action": "door",
+                "subject": device.device_id,
+                "details": details,
+            }
+        )
+
+    if status:
+        was = before is not None and "fire_alarm" in (before.faults or [])
+        now = "fire_alarm" in values["faults"]
+        if now != was:
+            row({"release": "fire_alarm", "active": now})
+    if isinstance(telemetry, dict):
+        earlier = before.telemetry if before is not None else None
+        restarted = not isinstance(earlier, dict) or _number(telemetry, "uptime_s") < _number(
+            earlier, "uptime_s"
+        )
+        for field_name, release in _COUNTED_RELEASES.items():
+            count = int(_number(telemetry, field_name))
+            grown = count if restarted else count - int(_number(earlier or {}, field_name))
+            if grown > 0:
+                row({"release": release, "count": grown, "since_start": count})
+    return rows
+
+
+def _number(values: dict[str, Any], key: str) -> float:
+    value = values.get(key, 0)
+    return float(value) if isinstance(value, int | float) else 0.0
