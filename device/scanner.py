@@ -26,14 +26,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from device.camera.source import Frame, FrameSource
-from device.decode.base import DecodedCode, Decoder
+from device.decode.base import DecodedCode, Decoder, SeesUnreadable
 from device.frames.capture import FrameCapture
 from device.frames.framing import Framing
 from device.frames.handoff import HandedFrame, LatestFrame
 from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
+from device.frames.unreadable import UnreadableWatch
 from device.indicator.base import Indicator
 from device.journal.journal import Journal
 from device.journal.recorder import EventRecorder
@@ -98,6 +100,7 @@ class Scanner:
         framing: Framing | None = None,
         scene_watch: SceneWatch | None = None,
         failpoints: Failpoints | None = None,
+        unreadable: UnreadableWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
@@ -117,6 +120,8 @@ class Scanner:
         self.framing = framing or Framing()
         self.scene_watch = scene_watch
         self.failpoints = failpoints or Failpoints()
+        self.unreadable = unreadable or UnreadableWatch(clock=clock)
+        self._sees_unreadable = isinstance(decoder, SeesUnreadable)
         self._clock = clock
         self._last_frame_at = clock()
         self.frame_errors = 0
@@ -207,6 +212,16 @@ class Scanner:
             return [scan for scan in map(self._handle, new) if scan is not None]
         finally:
             self.stats.add_frame(decode_seconds)  # after the light (see _decode_frames)
+            if self._sees_unreadable:
+                self._ask_again_if_unreadable(bool(codes))
+
+    def _ask_again_if_unreadable(self, read: bool) -> None:
+        """A symbol in view for a second that nothing reads: the light's amber "show it again"
+        (the rescan family, as for a damaged card in log mode); nothing is recorded."""
+        unreadable = not read and cast(SeesUnreadable, self.decoder).unreadable_in_last()
+        if self.unreadable.frame(unreadable=unreadable, read=read):
+            self.indicator.show(VerdictStatus.RECORDED, Reason.INVALID)
+            log.info("a code in view for a second could not be read: asked to show it again")
 
     def _handle(self, code: DecodedCode) -> Scan | None:
         if is_enrolment_card(code.data):

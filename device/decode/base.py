@@ -13,7 +13,7 @@ otherwise, and in practice ID cards and phone apps write UTF-8 without ECI.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,15 @@ class Decoder(Protocol):
 
     def decode(self, frame: Frame) -> list[DecodedCode]:
         """Every QR code found in a 2-D grey frame; [] when there is none."""
+        ...
+
+
+@runtime_checkable
+class SeesUnreadable(Protocol):
+    """A decoder that can tell a code it found but could not read (the ensemble)."""
+
+    def unreadable_in_last(self) -> bool:
+        """Whether the last frame decoded held a symbol found but not read."""
         ...
 
 

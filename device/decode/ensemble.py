@@ -129,6 +129,7 @@ class Escalation:
     steps_tried: list[str] = field(default_factory=list)
     read_by: str = ""  # "cheap pass", a rescue step's name, or "" when nothing was read
     out_of_budget: bool = False
+    undecoded: int = 0  # symbols zxing's cheap pass found but could not decode
 
 
 class EnsembleDecoder:
@@ -164,6 +165,10 @@ class EnsembleDecoder:
         """The rescue steps this decoder tries, in order."""
         return tuple(step.name for step in self._steps)
 
+    def unreadable_in_last(self) -> bool:
+        """Whether the last frame held a symbol zxing found but nothing could read."""
+        return self.last.undecoded > 0 and not self.last.read_by
+
     def decode(self, frame: Frame) -> list[DecodedCode]:
         grey = grey_pixels(frame)
         if grey is None:
@@ -177,6 +182,7 @@ class EnsembleDecoder:
         noisy = noise > NOISY
         # zxing's own downscaled passes are left to the rescue steps (all of which make them).
         attempt = self._zxing.attempt(denoise(grey) if noisy else grey, downscale=False)
+        self.last.undecoded = len(attempt.undecoded)
         if attempt.codes:
             self.last.read_by = "cheap pass"
             return attempt.codes

@@ -13,12 +13,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
 from device.camera.replay import ReplaySource
 from device.camera.source import CameraError, Frame, FrameSource, ReopeningSource
+from device.decode.base import Decoder
 from device.decode.zbar import PyzbarDecoder
+from device.frames.unreadable import UnreadableWatch
 from device.indicator.base import Indicator, IndicatorState, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.durable_files import write_fully
@@ -97,10 +100,13 @@ def make_scanner(
     source: FrameSource | None = None,
     health: Health | None = None,
     notify: Callable[[], None] | None = None,
+    decoder: Decoder | None = None,
+    unreadable: UnreadableWatch | None = None,
 ) -> Scanner:
     scanner = Scanner(
         source=source or ListSource([]),
-        decoder=PyzbarDecoder(),
+        decoder=decoder or PyzbarDecoder(),
+        unreadable=unreadable,
         debounce=Debounce(3.0),
         policy=Policy("log"),
         indicator=indicator,
@@ -425,3 +431,39 @@ def test_a_frame_that_fails_is_logged_and_the_loop_goes_on(journal: Journal) -> 
     scanner.run(stop, max_backoff=0.01)
     assert scanner.frame_errors == 1
     assert len(progress) == 2  # the two frames after the failure were processed
+
+
+def test_a_code_in_view_that_nothing_reads_asks_to_be_shown_again_and_records_nothing(
+    journal: Journal,
+) -> None:
+    """A damaged code zxing finds but nothing reads: after a second of it, the amber "show it
+    again" (the rescan family), then at most every 4 s; a code read puts an end to it."""
+    from device.decode.backends import make_decoder
+    from gatescan.testing.samples import render_code
+
+    payload = "079193012345||Nguyễn Thị Thu Uyên|05061993|Nữ|Huế|21042021".encode()
+    good = render_code(payload, frame_size=(1280, 720), module_px=6)
+    ys, xs = np.nonzero(good < 128)
+    top, left, height, width = ys.min(), xs.min(), np.ptp(ys), np.ptp(xs)
+    damaged = good.copy()  # the middle of the symbol gone: found, never read
+    damaged[top + height * 3 // 10 : top + height * 7 // 10,
+            left + width * 3 // 10 : left + width * 7 // 10] = 255  # fmt: skip
+    clock = FakeMonotonic()
+    indicator = JournalWatchingIndicator(journal)
+    watch = UnreadableWatch(clock=clock)
+    scanner = make_scanner(journal, indicator, decoder=make_decoder("ensemble"), unreadable=watch)
+    asked = []
+    for moment in (0.0, 0.5, 0.9, 1.1, 2.0, 4.0, 5.2, 5.5):
+        clock.now = moment
+        before = len(indicator.shown)
+        scanner.process(damaged)
+        if len(indicator.shown) > before:
+            asked.append(moment)
+    assert asked == [1.1, 5.2]
+    assert set(indicator.shown) == {(VerdictStatus.RECORDED, Reason.INVALID)}  # amber, no event
+    assert journal.outbox_depth() == 0
+    clock.now = 6.0
+    scanner.process(good)
+    clock.now = 7.5
+    scanner.process(damaged)  # the unread symbol's second starts again after a read
+    assert len(indicator.shown) == 3 and journal.outbox_depth() == 1
