@@ -152,7 +152,7 @@ def list_subject(text: str) -> str:
 
 def entry_hash(list_key: bytes, subject: str) -> bytes:
     """A list entry as gates hold it: HMAC-SHA256(list key, subject), its first 16 bytes."""
-    return hmac.new(list_key, subject.encode("ascii"), hashlib.sha256).digest()[:ENTRY_BYTES]
+    return hmac.digest(list_key, subject.encode("ascii"), "sha256")[:ENTRY_BYTES]
 
 
 def bucket_of(entry: bytes) -> int:

@@ -123,6 +123,13 @@ class GpioIndicator:
             raise ValueError(f"relay_seconds must be positive, not {relay_seconds!r}")
         relay_time = relay_seconds if pins.relay is not None else 0.0
         self.patterns = {family: verdict_pattern(family, relay_time) for family in VerdictFamily}
+        # Each verdict's pattern looked up once, here: `show` runs before anything else a scan
+        # does, on code that is cold in the CPU's caches, so it does one dict lookup there.
+        self._verdict_patterns = {
+            (status, reason): self.patterns[verdict_family(status, reason)]
+            for status in VerdictStatus
+            for reason in Reason
+        }
         self.state = IndicatorState.IDLE  # the background asked for (set_state)
         self._looping = IndicatorState.IDLE  # the background playing: a fire alarm's, over it
         self._relay_seconds = relay_seconds
@@ -169,13 +176,14 @@ class GpioIndicator:
             self._thread.start()
 
     def show(self, status: VerdictStatus, reason: Reason) -> None:
-        pattern = self.patterns[verdict_family(status, reason)]
+        pattern = self._verdict_patterns[status, reason]
         with self._lock:
             if self._closed:
                 return
             self._player.play(pattern)
-            # The first step lights now, in the caller: a pin write.
-            first = pattern[0].on | self._held_locked()[0]
+            # The first step lights now, in the caller: a pin write (with the relay if a
+            # release holds it).
+            first = pattern[0].on | self._held_locked()[0] if self._holds else pattern[0].on
             if first != self._lit:
                 self._light(first)
         self._wake.set()  # the thread plays the rest

@@ -173,6 +173,8 @@ class Policy:
         rules = held.manifest
         if not self._access or not self._entrance or entry is None or rules is None:
             return self._admit
+        if rules.anti_passback == "off" and rules.capacity is None:
+            return self._admit
         inside = self.presence.is_inside(entry)
         if inside and rules.anti_passback == "hard":
             return self._denied[Reason.ALREADY_INSIDE]
