@@ -28,6 +28,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,8 @@ from server.store.retention import RetentionTask
 from server.store.site_policy import DEFAULT_TZ
 
 if TYPE_CHECKING:
+    from server.alerts.rules import Snapshot
+    from server.alerts.task import AlertTask
     from server.enrolment.exchange import PolicyRightsTask
 
 log = logging.getLogger("gatescan.server")
@@ -100,6 +103,15 @@ class ServerOptions:
     web_log_level: str = "info"
     gate_limits: GateLimits = DEFAULT_LIMITS  # each gate's, at the collector
     enrolment: EnrolmentOptions | None = None  # None: no enrolment service
+    alerts: AlertOptions | None = None  # None: no alerts
+
+
+@dataclass(frozen=True)
+class AlertOptions:
+    """alerts.toml (server/alerts/config.py), read and checked, and the CA whose end it watches."""
+
+    config_file: Path
+    ca_file: Path | None = None
 
 
 def build_server(options: ServerOptions) -> Server:
@@ -114,6 +126,7 @@ def build_server(options: ServerOptions) -> Server:
         retention = init_retention(store, options.retention_days)
         dashboard = init_dashboard(store, options, collector)
         enrolment, rights = init_enrolment(store, options.enrolment, collector)
+        alerts = init_alerts(store, options)
     except BaseException:
         if dashboard is not None:
             dashboard.close()
@@ -127,6 +140,35 @@ def build_server(options: ServerOptions) -> Server:
         enrolment=enrolment,
         policy=policy,
         rights=rights,
+        alerts=alerts,
+    )
+
+
+def init_alerts(store: Store, options: ServerOptions) -> AlertTask | None:
+    """The alert loop, from alerts.toml; ConfigError (firmware_config.errors) for a bad file."""
+    if options.alerts is None:
+        return None
+    from server.alerts.config import load_alert_config, routes_of
+    from server.alerts.task import AlertTask, look
+    from server.clock import utc_now
+    from server.dashboard.settings import WebSettings
+
+    config_file = options.alerts.config_file
+    config = load_alert_config(config_file)
+    routes = routes_of(config, config_file.absolute().parent)
+    settings = options.dashboard or WebSettings()
+    ca_file = options.alerts.ca_file
+
+    def look_now(now: datetime) -> Snapshot:
+        return look(store, now, settings.offline_after_s, settings.tz, ca_file)
+
+    return AlertTask(
+        look_now,
+        config.rules,
+        routes,
+        every_s=config.every,
+        clear_after_s=config.clear_after,
+        clock=utc_now,
     )
 
 
@@ -226,8 +268,10 @@ class Server:
         enrolment: DashboardServer | None = None,
         policy: PolicyPublisher | None = None,
         rights: PolicyRightsTask | None = None,
+        alerts: AlertTask | None = None,
     ) -> None:
         self.store = store
+        self.alerts = alerts
         self.collector = collector
         self.policy = policy
         self.rights = rights
@@ -255,6 +299,8 @@ class Server:
             self.enrolment.start(on_exit=stop.set)
         if self.rights is not None:
             self.rights.start()
+        if self.alerts is not None:
+            self.alerts.start()
 
     def run(self, stop: threading.Event) -> bool:
         """Start, serve until `stop` is set, stop. False when a part ended by itself."""
@@ -276,6 +322,8 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        if self.alerts is not None:
+            self.alerts.stop()
         if self.rights is not None:
             self.rights.stop()
         if self.enrolment is not None:

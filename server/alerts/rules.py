@@ -22,11 +22,11 @@ class AlertRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    offline_min: float = Field(5.0, ge=1, description="a gate not heard for this long")
+    offline_min: float = Field(5.0, gt=0, description="a gate not heard for this long")
     fault_min: float = Field(1.0, ge=0, description="a gate in fault for this long")
-    clock_unsynced_min: float = Field(15.0, ge=1, description="a gate's clock not synchronised")
+    clock_unsynced_min: float = Field(15.0, gt=0, description="a gate's clock not synchronised")
     outbox_events: int = Field(500, ge=1, description="events waiting on a gate...")
-    outbox_min: float = Field(10.0, ge=1, description="...for this long")
+    outbox_min: float = Field(10.0, gt=0, description="...for this long")
     dead_letters_10min: int = Field(50, ge=1, description="refused messages in 10 minutes")
     failed_logins_10min: int = Field(30, ge=1, description="failed logins in 10 minutes")
     expiry_days: int = Field(30, ge=1, description="a certificate or key ends within")

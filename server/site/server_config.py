@@ -90,6 +90,7 @@ class ServerConfig(_Section):
     enrol_url: str | None = Field(None, description="--enrol-url: https://HOST:PORT for gates.")
     gate_broker: str | None = Field(None, description="--gate-broker: mqtts://HOST:PORT.")
     token_hours: float | None = Field(None, gt=0, description="--token-hours: a token's life.")
+    alerts: Path | None = Field(None, description="--alerts: alerts.toml (webhook, e-mail).")
     mqtt: ServerMqtt = Field(default_factory=ServerMqtt)
 
     @field_validator("enrol_url")
@@ -148,7 +149,7 @@ def _anchored(config: ServerConfig, base: Path) -> ServerConfig:
         if isinstance(value := getattr(config.mqtt, key), Path) and not value.is_absolute()
     }
     update: dict[str, Any] = {"mqtt": config.mqtt.model_copy(update=mqtt_paths)}
-    for key in ("enrol_cert_file", "enrol_key_file"):
+    for key in ("enrol_cert_file", "enrol_key_file", "alerts"):
         value = getattr(config, key)
         if isinstance(value, Path) and not value.is_absolute():
             update[key] = base / value

@@ -8,21 +8,12 @@ import hashlib
 import hmac
 import json
 import ssl
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
 from email.header import decode_header, make_header
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session
 
-from gatescan.testing.broker import free_port
 from server.alerts.delivery import (
     AlertDispatcher,
     DeliveryError,
@@ -32,12 +23,7 @@ from server.alerts.delivery import (
 )
 from server.alerts.rules import AlertRules, Expiring, GateView, Snapshot, find_problems
 from server.alerts.tracker import AlertTracker, Change
-from server.site.certificates import (
-    issue_server_certificate,
-    new_authority,
-    write_certificate,
-    write_private_key,
-)
+from tests.support.alert_receivers import Inbox, Receiver, running_smtp
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 SECRET = b"a webhook secret of 32 bytes ok!"
@@ -132,36 +118,6 @@ def test_an_alert_is_acknowledged_and_shown_per_site() -> None:
 # --- a real HTTP receiver ----------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    url: str
-    answer: int = 200
-    got: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver("")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.got.append((dict(self.headers), body))
-            self.send_response(state.answer)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
 def forty_gates_down() -> list[Change]:
     tracker = AlertTracker()
     gates = [gate(f"gate-{n:02d}", online=False, offline_for_s=900.0) for n in range(40)]
@@ -202,39 +158,6 @@ def test_a_webhook_must_be_https_or_this_machine_and_have_a_real_secret() -> Non
 
 
 # --- a real SMTP server with STARTTLS ----------------------------------------------------------
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, _server: object, _session: Session, envelope: Envelope) -> str:
-        self.messages.append(message_from_bytes(envelope.content))  # type: ignore[arg-type]
-        return "250 OK"
-
-
-@pytest.fixture
-def mail_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
-    ca = new_authority("gatescan test CA")
-    server = issue_server_certificate(ca, ["localhost", "127.0.0.1"])
-    write_certificate(tmp_path / "ca.crt", ca.certificate)
-    write_certificate(tmp_path / "server.crt", server.certificate)
-    write_private_key(tmp_path / "server.key", server.key)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
-    return context, tmp_path / "ca.crt"
-
-
-def running_smtp(inbox: Inbox, tls: ssl.SSLContext | None) -> Controller:
-    controller = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=tls,
-        require_starttls=tls is not None,
-    )
-    controller.start()
-    return controller
 
 
 def test_mail_goes_over_starttls_in_vietnamese_and_english(
