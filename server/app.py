@@ -208,13 +208,16 @@ def init_dashboard(
     store: Store, options: ServerOptions, collector: Collector | None = None
 ) -> DashboardServer | None:
     """The dashboard; with a collector in the same process, a manager may release a gate's door
-    from it (a command on the collector's connection: server/collector/commands.py)."""
+    from it (a command on the collector's connection: server/collector/commands.py), and
+    /metrics shows the collector's counters (server/metrics/)."""
     if options.dashboard is None:
         return None
     from server.dashboard.app import create_web_app
+    from server.metrics.families import Ingest
 
     releaser = None if collector is None else door_releaser(collector)
-    app = create_web_app(store, options.dashboard, door_releaser=releaser)
+    ingest = None if collector is None else Ingest(collector.counters)
+    app = create_web_app(store, options.dashboard, door_releaser=releaser, ingest=ingest)
     return DashboardServer(
         app,
         bind(options.listen),

@@ -138,6 +138,7 @@ class MessageHandler:
             conflict_letter=conflict_letter,
         )
         before_commit = partial(self._failpoints.reached, BEFORE_COMMIT, len(events))
+        started = self._monotonic()
         try:
             result = self._store.write_batch(write, received_at, before_commit=before_commit)
         except Exception as exc:
@@ -147,6 +148,7 @@ class MessageHandler:
             self._dead_letter_failed_batch(events, refused, reports, exc, received_at)
             return
         self.counters.batches += 1
+        self.counters.commit_latency.observe(self._monotonic() - started)
         if result.events.conflicts:
             # Not stored, and not acked as stored: kept as dead letters, answered as rejected.
             conflicts = result.events.conflicts

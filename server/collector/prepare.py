@@ -34,6 +34,7 @@ from protocol.messages import (
     parse_message,
 )
 from protocol.topics import Topic, parse_topic
+from server.collector.latency import LatencyHistogram
 from server.collector.limits import GateLimiter
 from server.store.database import status_update, telemetry_update
 from server.store.writes import DeadLetterRecord, DeviceUpdate, EntryRow
@@ -55,6 +56,8 @@ class CollectorCounters:
     batches: int = 0  # transactions committed
     rate_limited: int = 0  # messages over their gate's limits: dropped unread, PUBACKed only
     rate_limited_gates: Counter[str] = field(default_factory=Counter)  # rate_limited by gate
+    # How long each committed batch's write_batch took (server/metrics/ shows it).
+    commit_latency: LatencyHistogram = field(default_factory=LatencyHistogram, repr=False)
 
 
 # The two NamedTuples below are made for every message on paho's network thread, the

@@ -31,6 +31,7 @@ class GateStatus(BaseModel):
     fps: float | None  # from the latest telemetry; None before any
     decode_ms: float | None
     outbox: int | None  # events waiting on the gate for the collector's ack
+    frames_dropped: int | None = None  # frames never decoded over the last interval
     clock_synced: bool | None
     faults: list[str]
     scans_today: int  # entries since local midnight (the site's time zone)
@@ -139,6 +140,7 @@ def _gate_status(
         fps=telemetry.get("fps"),
         decode_ms=telemetry.get("decode_ms"),
         outbox=telemetry.get("outbox_depth"),
+        frames_dropped=telemetry.get("frames_dropped"),
         clock_synced=telemetry.get("clock_synced"),
         faults=faults,
         scans_today=scans_today,
