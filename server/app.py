@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from protocol.broker_tls import BrokerTls
 from server.broker_admin.dynsec import AdminLogin
 from server.collector.commands import door_releaser
+from server.collector.identity import DEFAULT_SHARE_GROUP
 from server.collector.limits import DEFAULT_LIMITS, GateLimits
 from server.collector.policy_publisher import PolicyPublisher
 from server.collector.service import Collector, MqttClient
@@ -60,12 +61,18 @@ class CollectorLogin:
     """How the collector reaches the broker (the password is never in a config file)."""
 
     broker_url: str
-    client_id: str = "gatescan-collector"
+    client_id: str | None = None  # None: one made for this process (server/collector/identity.py)
     username: str | None = None
     password: str | None = None
     mqtt_client: str = MqttClient.TUNED.value  # a MqttClient value (`--mqtt-client`)
     # The CA file (and a client certificate) for an mqtts:// broker.
     tls: BrokerTls = field(default_factory=BrokerTls)
+    # The events' shared subscription (`--share-group`; None: every event to this collector).
+    share_group: str | None = DEFAULT_SHARE_GROUP
+    session_expiry_s: int | None = None  # None: by the client id (identity.py)
+    # Whether this process publishes the sites' policies (`--no-publish-policy`): one collector of
+    # several does (server/collector/policy_publisher.py), the others only store.
+    publish_policy: bool = True
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,8 @@ def init_collector(
         mqtt_client=MqttClient(login.mqtt_client),
         tls=login.tls,
         limits=limits,
+        share_group=login.share_group,
+        session_expiry_s=login.session_expiry_s,
     )
 
 
@@ -193,8 +202,11 @@ def init_policy_publisher(
     store: Store, collector: Collector | None, options: ServerOptions
 ) -> PolicyPublisher | None:
     """Each site's policy to its gates, on the collector's connection (none without one); who
-    is inside counts from midnight in the site's zone (the dashboard's setting)."""
-    if collector is None:
+    is inside counts from midnight in the site's zone (the dashboard's setting). Only one
+    collector of several publishes (`--no-publish-policy` on the others): each round reads the
+    sites' passages and makes a new version when who is inside changed, and two publishers
+    would make versions of their own and could publish an older manifest after a newer one."""
+    if collector is None or options.collector is None or not options.collector.publish_policy:
         return None
     tz = options.dashboard.tz if options.dashboard is not None else DEFAULT_TZ
     return PolicyPublisher(store.engine, collector, tz=tz)

@@ -244,6 +244,10 @@ gate_broker = {_toml(gate_broker)}
 # to resolve, and the server unit may talk to loopback alone (IPAddressAllow=localhost).
 broker = {_toml(broker_url)}
 username = {_toml(COLLECTOR_USER)}
+# The client id the broker would take anyway (use_username_as_clientid): the same on every
+# restart, so a restart takes up the session the broker queued events in. A second collector
+# gets a broker user of its own and sets both to it (docs/operations.md, "Several collectors").
+client_id = {_toml(COLLECTOR_USER)}
 # The collector's broker password ($GATESCAN_MQTT_PASSWORD or the systemd credential
 # mqtt_password come first); never the password itself in this file.
 password_file = {_toml(COLLECTOR_PASSWORD_NAME)}

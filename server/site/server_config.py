@@ -43,6 +43,15 @@ class ServerMqtt(_Section):
     cert_file: Path | None = Field(None, description="--cert-file: a client certificate.")
     key_file: Path | None = Field(None, description="--key-file: its key, if not in cert_file.")
     client: Literal["tuned", "stock"] | None = Field(None, description="--mqtt-client.")
+    share_group: str | None = Field(
+        None, description="--share-group: the events' shared subscription ('' none)."
+    )
+    session_expiry: int | None = Field(
+        None, ge=0, description="--session-expiry: seconds the broker keeps the session."
+    )
+    publish_policy: bool | None = Field(
+        None, description="--publish-policy: this collector publishes the sites' policies."
+    )
     admin_username: str | None = Field(
         None, min_length=1, description="--admin-username: the dynamic security admin."
     )
