@@ -158,7 +158,7 @@ def init_site(request: SiteRequest) -> Installation:
     broker_url = f"mqtts://{_url_host(hosts[0])}:{request.mqtt_port}"
     enrol_url = f"https://{_url_host(hosts[0])}:{request.enrol_port}"
     written = _write(files, hosts, broker_url, enrol_url, request)
-    owner = _give_broker_its_files(files)
+    owner = give_broker_its_files(files)
     return Installation(files, tuple(written), broker_url, enrol_url, owner)
 
 
@@ -272,7 +272,7 @@ def _write_public(path: Path, text: str) -> None:
     path.chmod(0o644)
 
 
-def _give_broker_its_files(files: BrokerFiles) -> str | None:
+def give_broker_its_files(files: BrokerFiles) -> str | None:
     """Mosquitto 2.0 reads its password file after it switched from root to the `mosquitto`
     user (and its key on a reload): as root, make them that user's, still 0600."""
     if os.geteuid() != 0:

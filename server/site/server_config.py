@@ -139,16 +139,17 @@ class ServerConfig(_Section):
         return values
 
 
-def load_server_config(path: Path) -> ServerConfig:
-    """The server's config file, relative paths anchored at its folder. Raises ConfigError with
-    one line per problem (`server.toml: mqtt.ca_fle: unknown key; did you mean 'ca_file'?`)."""
+def load_server_config(path: Path, *, folder: Path | None = None) -> ServerConfig:
+    """The server's config file, relative paths anchored at its folder (or at `folder`: where a
+    restore is about to put it). Raises ConfigError with one line per problem
+    (`server.toml: mqtt.ca_fle: unknown key; did you mean 'ca_file'?`)."""
     raw = read_config_file(path)
     try:
         config = ServerConfig.model_validate(raw)
     except ValidationError as error:
         problems = problems_from_validation(error, ServerConfig, lambda _keys: str(path))
         raise ConfigError(problems) from None
-    return _anchored(config, path.absolute().parent)
+    return _anchored(config, (folder or path.parent).absolute())
 
 
 def _anchored(config: ServerConfig, base: Path) -> ServerConfig:
