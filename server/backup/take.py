@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from protocol.release import __version__
-from server.backup.databases import database_kind, dump_database, shown_url
+from server.backup.databases import database_kind, dump_database, shown_url, sqlite_file
 from server.backup.manifest import (
     DATABASE_FOLDER,
     SITE_FOLDER,
@@ -74,6 +74,8 @@ def take_backup(request: BackupRequest) -> Manifest:
         raise BackupError(
             f"{files.folder} is not a gatescan installation (no {', '.join(missing)})"
         )
+    if kind == "sqlite" and not sqlite_file(request.db).is_file():
+        raise BackupError(f"no SQLite database at {sqlite_file(request.db)}")
     folder = request.folder
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise BackupError(f"{folder} is not empty: a backup goes into a new or empty folder")
