@@ -136,6 +136,8 @@ class Agent:
             fps=round(stats.fps, 2),
             decode_ms=round(stats.decode_ms, 2),
             frames_dropped=stats.dropped,
+            frames_with_code=stats.frames_with_code,
+            frames_read=stats.frames_read,
             # Not yet at the collector: the outbox, and events held in memory while the
             # journal cannot be written.
             outbox_depth=self.journal.outbox_depth() + self.scanner.recorder.held,

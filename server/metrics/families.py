@@ -174,6 +174,12 @@ def gate_metrics(gates: list[GateStatus]) -> Iterator[Metric]:
             "Frames never decoded over the last interval: the decoder is slower than the camera.",
             labels=GATE_LABELS,
         ),
+        "read_ratio": GaugeMetricFamily(
+            "gatescan_gate_read_ratio",
+            "Frames where a code was read against frames where one was likely, over the last"
+            " interval (0 to 1); no sample from a gate that cannot tell or saw no code.",
+            labels=GATE_LABELS,
+        ),
         "scans_today": GaugeMetricFamily(
             "gatescan_gate_scans_today",
             "Entries stored since local midnight (the site's time zone).",
@@ -189,6 +195,7 @@ def gate_metrics(gates: list[GateStatus]) -> Iterator[Metric]:
             ("fps", gate.fps),
             ("decode_ms", gate.decode_ms),
             ("frames_dropped", gate.frames_dropped),
+            ("read_ratio", gate.read_ratio),
         ):
             if value is not None:  # no telemetry yet: no sample, rather than a false zero
                 families[key].add_metric(labels, value)
