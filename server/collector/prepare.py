@@ -48,6 +48,7 @@ class CollectorCounters:
     stored: int = 0  # events newly committed
     duplicates: int = 0  # events already stored (resends): acked again, not stored again
     conflicts: int = 0  # an event_id stored before with other content: dead-lettered, rejected
+    erased: int = 0  # events naming an erased subject (`gatescan person erase`): acked, not stored
     dead_lettered: int = 0  # messages of any kind refused and kept in dead_letters
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)  # dead_lettered by reason
     acks_sent: int = 0  # application ack messages published (rejections included)
