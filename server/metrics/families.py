@@ -95,6 +95,8 @@ def ingest_metrics(counters: CollectorCounters) -> Iterator[Metric]:
          counters.duplicates),
         ("gatescan_events_conflict", "Event ids stored before with other content.",
          counters.conflicts),
+        ("gatescan_events_erased", "Events naming an erased person: acked, not stored.",
+         counters.erased),
         ("gatescan_events_rejected", "Refused events named back to their gate.",
          counters.rejected),
         ("gatescan_acks_sent", "Ack messages published to gates.", counters.acks_sent),
