@@ -189,7 +189,7 @@ GET_QUERIES = {
     "/tracing/export": ["?q={handle}&format=json&window_min=1440"],
 }
 # The POSTs that show data, with their forms; every other POST is sent with the CSRF token only.
-POST_FORMS = {
+POST_FORMS: dict[str, list[dict[str, str]]] = {
     "/entries/unmask": [{}, {"site": SITE_B}, {"gate": GATE_B}],
     "/entries/search": [{"site": SITE_B}, {"person": "Zyxbeta"}],
     "/export/search": [{"site": SITE_B}, {"person": B_PERSON}],
