@@ -8,6 +8,10 @@ digest. Times are shown in this machine's local time zone, with their offset.
 Every change is written to the audit log (action "account", actor "cli:" and the login name
 of whoever ran the command, subject the user or token).
 
+Sites: `--site S` (repeatable) gives a viewer or manager its role on those sites only; without it
+the role holds on every site (one site needs no names). An admin holds every site and a metrics
+token none: naming sites for them is refused.
+
 Exit codes: 0 done; 2 bad input (a taken or malformed name, a short password, a missing
 database file); 3 no such user or token.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -45,6 +49,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     add = _action(users, "add", "add a user (password: asked for, or one line of stdin)", run_add)
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--language", choices=["vi", "en"], help="default: the site's")
+    _add_site_option(add)
     _action(users, "passwd", "set a user's password and end their sessions", run_passwd)
     _action(users, "disable", "stop a user logging in and end their sessions", run_disable)
     _action(users, "enable", "let a disabled user log in again", run_enable)
@@ -54,8 +59,20 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     tokens = token.add_subparsers(title="actions", metavar="ACTION", required=True)
     create = _action(tokens, "create", "create a token and print it once", run_token_create)
     create.add_argument("--role", required=True, choices=TOKEN_ROLES)
+    _add_site_option(create)
     _action(tokens, "list", "tokens: role, created, last used (never the token)", run_tokens, False)
     _action(tokens, "revoke", "revoke a token: it opens nothing from now on", run_token_revoke)
+
+
+def _add_site_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="SITE",
+        dest="sites",
+        help="a site the role holds on (repeat for more); none: every site (not for admin)",
+    )
 
 
 def _action(
@@ -85,9 +102,10 @@ def run_add(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     def add(accounts: Accounts) -> Change:
-        accounts.add_user(args.name, Role.parse(args.role), password, language=args.language)
-        _say(f"added user {args.name} ({args.role})")
-        return {"change": "user add", "role": args.role}
+        role = Role.parse(args.role)
+        accounts.add_user(args.name, role, password, language=args.language, sites=args.sites)
+        _say(f"added user {args.name} ({args.role}; {_sites_text(args.sites)})")
+        return {"change": "user add", "role": args.role, "sites": sorted(set(args.sites))}
 
     return _with_accounts(args, add, new_database_ok=True)
 
@@ -130,13 +148,14 @@ def run_list(args: argparse.Namespace) -> int:
             (
                 user.name,
                 user.role.label,
+                _sites_text(user.sites),
                 "disabled" if user.disabled else "enabled",
                 local_time(user.last_login_at),
                 local_time(user.created_at),
             )
             for user in accounts.users()
         ]
-        print_table(("NAME", "ROLE", "STATUS", "LAST LOGIN", "CREATED"), rows)
+        print_table(("NAME", "ROLE", "SITES", "STATUS", "LAST LOGIN", "CREATED"), rows)
         return None
 
     return _with_accounts(args, show)
@@ -149,9 +168,10 @@ def run_token_create(args: argparse.Namespace) -> int:
     from server.accounts.users import Role
 
     def create(accounts: Accounts) -> Change:
-        print(accounts.create_token(args.name, Role.parse(args.role)))
-        _say(f"token {args.name} ({args.role}): shown once, keep it secret")
-        return {"change": "token create", "role": args.role}
+        print(accounts.create_token(args.name, Role.parse(args.role), sites=args.sites))
+        held = _sites_text(args.sites)
+        _say(f"token {args.name} ({args.role}; {held}): shown once, keep it secret")
+        return {"change": "token create", "role": args.role, "sites": sorted(set(args.sites))}
 
     return _with_accounts(args, create, new_database_ok=True)
 
@@ -162,13 +182,14 @@ def run_tokens(args: argparse.Namespace) -> int:
             (
                 token.name,
                 token.role.label,
+                _sites_text(token.sites),
                 "revoked" if token.revoked else "active",
                 local_time(token.created_at),
                 local_time(token.last_used_at),
             )
             for token in accounts.tokens()
         ]
-        print_table(("NAME", "ROLE", "STATUS", "CREATED", "LAST USED"), rows)
+        print_table(("NAME", "ROLE", "SITES", "STATUS", "CREATED", "LAST USED"), rows)
         return None
 
     return _with_accounts(args, show)
@@ -187,6 +208,11 @@ def run_token_revoke(args: argparse.Namespace) -> int:
 
 
 # --- shared ------------------------------------------------------------------------------------
+
+
+def _sites_text(sites: Collection[str] | None) -> str:
+    """ "every site" for none named (or None), else the sites by name."""
+    return ",".join(sorted(set(sites))) if sites else "every site"
 
 
 class _Refused(Exception):

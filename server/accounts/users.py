@@ -3,6 +3,11 @@
 Passwords are hashed with scrypt (server/accounts/passwords.py: memory-hard, 32 MiB per hash).
 Session ids and API tokens are 256-bit random secrets kept only as SHA-256 digests: they carry full
 entropy, so a fast digest is enough, and a copy of the database opens nothing.
+
+Sites: an admin holds every site. A viewer or manager (user or token) holds its role on the sites
+named when it was made (`--site`, table account_sites), or, when none were named, on every site:
+an installation of one site needs no names, and accounts made before sites were named keep
+working. `Account.sites` is None for "every site"; the reports put it into their queries.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import functools
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -22,7 +28,12 @@ from sqlalchemy.exc import IntegrityError
 from server.accounts.password_policy import password_problem
 from server.accounts.passwords import Hasher, PasswordHasher
 from server.clock import Clock, utc_now
-from server.store.tables import api_tokens_table, users_table, web_sessions_table
+from server.store.tables import (
+    account_sites_table,
+    api_tokens_table,
+    users_table,
+    web_sessions_table,
+)
 
 __all__ = [
     "USER_ROLES",
@@ -38,7 +49,9 @@ __all__ = [
 
 NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 TOKEN_PREFIX = "gst_"
+MAX_SITE_ID = 200  # the entries' site_id column
 Language = Literal["vi", "en"]
+Kind = Literal["user", "token"]
 
 
 class Role(enum.IntEnum):
@@ -87,6 +100,11 @@ class Account:
     role: Role
     language: Language | None  # None: the site's default
     via: Literal["session", "token"]
+    # The sites its role holds on; None: every site (an admin always, see the module's doc).
+    sites: frozenset[str] | None = None
+
+    def sees_site(self, site_id: str) -> bool:
+        return self.sites is None or site_id in self.sites
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,7 @@ class UserInfo:
     disabled: bool
     created_at: datetime
     last_login_at: datetime | None
+    sites: frozenset[str] | None = None  # None: every site
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,7 @@ class TokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    sites: frozenset[str] | None = None  # None: every site
 
 
 @dataclass(frozen=True)
@@ -151,12 +171,20 @@ class Accounts:
     # --- users --------------------------------------------------------------------------------
 
     def add_user(
-        self, name: str, role: Role, password: str, *, language: Language | None = None
+        self,
+        name: str,
+        role: Role,
+        password: str,
+        *,
+        language: Language | None = None,
+        sites: Iterable[str] = (),
     ) -> None:
-        """Create a user; AccountError if the name is taken or the role is a token's alone."""
+        """Create a user holding `role` on `sites` (none named: every site); AccountError if
+        the name is taken, the role is a token's alone, or sites are named for an admin."""
         if role not in USER_ROLES:
             raise AccountError(f"the {role.label} role is for API tokens, not users")
         _check_name(name)
+        named = _checked_sites(role, sites)
         _check_password(password, name)
         row = {
             "name": name,
@@ -166,7 +194,7 @@ class Accounts:
             "created_at": self._clock(),
             "disabled": False,
         }
-        self._insert_named(users_table, row, f"a user named {name!r} already exists")
+        self._insert_named(users_table, row, f"a user named {name!r} already exists", named)
 
     def set_language(self, name: str, language: Language | None) -> None:
         with self._engine.begin() as conn:
@@ -182,23 +210,43 @@ class Accounts:
             return None
         if not self._hasher.verify(password, row.password_hash) or row.disabled:
             return None
-        return Account(row.name, Role.parse(row.role), row.language, via="session")
+        return self._user_account(row)
 
     def _user(self, name: str) -> Account | None:
         row = self._user_row(name)
         if row is None or row.disabled:
             return None
-        return Account(row.name, Role.parse(row.role), row.language, via="session")
+        return self._user_account(row)
+
+    def _user_account(self, row: Row[Any]) -> Account:
+        role = Role.parse(row.role)
+        sites = self._sites("user", row.name, role)
+        return Account(row.name, role, row.language, via="session", sites=sites)
 
     def users(self) -> list[UserInfo]:
         """Every user, by name."""
         with self._engine.connect() as conn:
             rows = conn.execute(select(users_table).order_by(users_table.c.name)).all()
-        return [_user_info(row) for row in rows]
+        return [_user_info(row, self._user_sites(row)) for row in rows]
 
     def user(self, name: str) -> UserInfo | None:
         row = self._user_row(name)
-        return None if row is None else _user_info(row)
+        if row is None:
+            return None
+        return _user_info(row, self._user_sites(row))
+
+    def _user_sites(self, row: Row[Any]) -> frozenset[str] | None:
+        return self._sites("user", row.name, Role.parse(row.role))
+
+    def _sites(self, kind: Kind, name: str, role: Role) -> frozenset[str] | None:
+        """The sites an account holds its role on; None: every site (an admin's, always)."""
+        if role >= Role.ADMIN:
+            return None
+        table = account_sites_table
+        query = select(table.c.site_id).where(table.c.kind == kind, table.c.name == name)
+        with self._engine.connect() as conn:
+            named = frozenset(str(site) for site in conn.scalars(query))
+        return named or None
 
     def set_password(self, name: str, password: str, *, keep_session: str | None = None) -> int:
         """Give a user a new password and end their sessions but `keep_session` (the one that
@@ -220,19 +268,33 @@ class Accounts:
         with self._engine.connect() as conn:
             return conn.execute(select(users_table).where(users_table.c.name == name)).first()
 
-    def _insert_named(self, table: Table, row: dict[str, Any], taken: str) -> None:
-        """Insert a user's or a token's row; AccountError(`taken`) if the name is."""
+    def _insert_named(
+        self, table: Table, row: dict[str, Any], taken: str, sites: frozenset[str]
+    ) -> None:
+        """Insert a user's or a token's row and its sites in one transaction; AccountError
+        (`taken`) if the name is."""
+        kind = "user" if table is users_table else "token"
         try:
             with self._engine.begin() as conn:
                 conn.execute(insert(table).values(row))
+                # A name's old rows (none, unless a database was edited by hand) never add sites.
+                held = account_sites_table.c
+                conn.execute(
+                    delete(account_sites_table).where(held.kind == kind, held.name == row["name"])
+                )
+                for site in sorted(sites):
+                    values = {"kind": kind, "name": row["name"], "site_id": site}
+                    conn.execute(insert(account_sites_table).values(values))
         except IntegrityError:
             raise AccountError(taken) from None
 
     # --- API tokens ---------------------------------------------------------------------------
 
-    def create_token(self, name: str, role: Role) -> str:
-        """A new API token for scripts; returned once, only its digest is kept."""
+    def create_token(self, name: str, role: Role, *, sites: Iterable[str] = ()) -> str:
+        """A new API token for scripts holding `role` on `sites` (none named: every site);
+        returned once, only its digest is kept."""
         _check_name(name)
+        named = _checked_sites(role, sites)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         row = {
             "name": name,
@@ -241,7 +303,7 @@ class Accounts:
             "created_at": self._clock(),
             "revoked": False,
         }
-        self._insert_named(api_tokens_table, row, f"a token named {name!r} already exists")
+        self._insert_named(api_tokens_table, row, f"a token named {name!r} already exists", named)
         return token
 
     def account_for_token(self, token: str) -> Account | None:
@@ -254,7 +316,9 @@ class Accounts:
             # At most once a minute: a script polling the API need not write (and fsync) each time.
             if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
                 conn.execute(update(table).where(table.c.name == row.name).values(last_used_at=now))
-        return Account(f"token:{row.name}", Role.parse(row.role), None, via="token")
+        role = Role.parse(row.role)
+        sites = self._sites("token", row.name, role)
+        return Account(f"token:{row.name}", role, None, via="token", sites=sites)
 
     def revoke_token(self, name: str) -> bool:
         table = api_tokens_table
@@ -268,7 +332,14 @@ class Accounts:
         with self._engine.connect() as conn:
             rows = conn.execute(select(table).order_by(table.c.name)).all()
         return [
-            TokenInfo(row.name, Role.parse(row.role), row.created_at, row.last_used_at, row.revoked)
+            TokenInfo(
+                row.name,
+                Role.parse(row.role),
+                row.created_at,
+                row.last_used_at,
+                row.revoked,
+                self._sites("token", row.name, Role.parse(row.role)),
+            )
             for row in rows
         ]
 
@@ -342,13 +413,25 @@ def _check_name(name: str) -> None:
         raise AccountError(f"bad name {name!r}: 1-64 of A-Z a-z 0-9 _ . @ -")
 
 
+def _checked_sites(role: Role, sites: Iterable[str]) -> frozenset[str]:
+    """The sites named for a new account, checked: an admin (every site) and a metrics token
+    (no data) take none; a site id is 1-200 characters without surrounding spaces."""
+    named = frozenset(sites)
+    if named and role in (Role.ADMIN, Role.METRICS):
+        raise AccountError(f"the {role.label} role holds no sites: name none")
+    for site in named:
+        if not site or site != site.strip() or len(site) > MAX_SITE_ID:
+            raise AccountError(f"bad site {site!r}: 1-{MAX_SITE_ID} characters, no spaces around")
+    return named
+
+
 def _check_password(password: str, name: str) -> None:
     problem = password_problem(password, name)
     if problem is not None:
         raise AccountError(problem)
 
 
-def _user_info(row: Any) -> UserInfo:
+def _user_info(row: Any, sites: frozenset[str] | None) -> UserInfo:
     return UserInfo(
         row.name,
         Role.parse(row.role),
@@ -356,6 +439,7 @@ def _user_info(row: Any) -> UserInfo:
         bool(row.disabled),
         row.created_at,
         row.last_login_at,
+        sites,
     )
 
 

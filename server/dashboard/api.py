@@ -17,6 +17,7 @@ from protocol.verdicts import VerdictStatus
 from server.accounts.users import Role
 from server.dashboard.auth import User, require_role
 from server.dashboard.downloads import entries_export, tracing_export
+from server.dashboard.reports.access import account_sites
 from server.dashboard.reports.entries import (
     EntryFilter,
     EntryPage,
@@ -67,15 +68,29 @@ Filter = Annotated[EntryFilter, Depends(entry_filter)]
 
 
 @router.get("/me", summary="Who the credentials belong to")
-def me(user: Viewer) -> dict[str, str | None]:
-    return {"name": user.name, "role": user.role.label, "language": user.language, "via": user.via}
+def me(user: Viewer) -> dict[str, str | list[str] | None]:
+    """`sites`: the sites the role holds on, or null for every site."""
+    sites = account_sites(user)
+    return {
+        "name": user.name,
+        "role": user.role.label,
+        "language": user.language,
+        "via": user.via,
+        "sites": None if sites is None else sorted(sites),
+    }
 
 
 @router.get("/devices", summary="Every gate's status (the fleet page)")
 def devices(request: Request, user: Viewer) -> list[GateStatus]:
     state = web_state(request)
     settings = state.settings
-    return fleet_status(state.store, state.clock(), settings.offline_after_s, settings.tz)
+    return fleet_status(
+        state.store,
+        state.clock(),
+        settings.offline_after_s,
+        settings.tz,
+        sites=account_sites(user),
+    )
 
 
 @router.get("/entries", summary="Entries, newest first; masked unless unmask=true (manager)")
@@ -109,6 +124,7 @@ def export_entries(
         check_unmask(user, "an unmasked export")
     if entry_filter.person:
         check_person_lookup(user)
+    entry_filter = entry_filter.limited_to(user)
     state = web_state(request)
     state.audit.record(
         user.name,
@@ -175,7 +191,9 @@ def _trace(
 @router.get("/occupancy", summary="People inside each site now (last passage today in), masked")
 def occupancy(request: Request, user: Viewer) -> list[SiteOccupancy]:
     state = web_state(request)
-    return occupancy_today(state.store, state.settings.tz, clock=state.clock)
+    return occupancy_today(
+        state.store, state.settings.tz, clock=state.clock, sites=account_sites(user)
+    )
 
 
 @router.get("/audit", summary="The audit log, newest first (admin)")

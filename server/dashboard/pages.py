@@ -29,7 +29,7 @@ from server.dashboard.i18n.translate import (
     supported_language,
 )
 from server.dashboard.live import router as live_router
-from server.dashboard.reports.access import NotAllowed
+from server.dashboard.reports.access import NotAllowed, OtherSite, account_sites
 from server.dashboard.reports.entries import check_person_lookup, view_entries
 from server.dashboard.reports.tracing import trace_contacts
 from server.dashboard.search_handles import MAX_HANDLE_LENGTH
@@ -76,9 +76,12 @@ def release_door(request: Request, user: Manager, device_id: str) -> Response:
     t = Translator(user_language(request, user))
     if state.door_releaser is None:
         return PlainTextResponse(t("fleet.door.unavailable"), status_code=503)
-    known = {device.device_id for device in state.store.devices()}
+    known = {device.device_id: device.site_id for device in state.store.devices()}
     if not is_valid_device_id(device_id) or device_id not in known:
         return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    sites = account_sites(user)
+    if sites is not None and known[device_id] not in sites:  # a gate of another site
+        raise OtherSite("this gate")
     command_id = secrets.token_urlsafe(12)
     details: dict[str, Any] = {"release": "dashboard", "command_id": command_id}
     state.audit.record(user.name, "door", device_id, details)
@@ -134,7 +137,7 @@ async def _search_redirect(request: Request, user: User, target: str) -> Respons
 def _entries(request: Request, user: User, query: EntryQuery, page: int, unmask: bool) -> Response:
     state = web_state(request)
     context = page_context(request, user, "entries")
-    context.update(_filter_choices(request))
+    context.update(_filter_choices(request, user))
     context.update(
         query=query,
         result=None,
@@ -161,8 +164,9 @@ def _entries(request: Request, user: User, query: EntryQuery, page: int, unmask:
     return render(request, "entries.html", context)
 
 
-def _filter_choices(request: Request) -> dict[str, Any]:
-    devices = web_state(request).store.devices()
+def _filter_choices(request: Request, user: User) -> dict[str, Any]:
+    """The filter form's choices: the sites and gates of the user's sites."""
+    devices = web_state(request).store.devices(account_sites(user))
     return {
         "sites": sorted({device.site_id for device in devices if device.site_id}),
         "gate_ids": [device.device_id for device in devices],
@@ -331,7 +335,7 @@ def export_page(request: Request, user: Viewer) -> Response:
     if "person" in request.query_params:  # an old bookmark: to the same page by a handle
         return RedirectResponse("/export" + query.query_string(), status_code=303)
     context = page_context(request, user, "export")
-    context.update(_filter_choices(request))
+    context.update(_filter_choices(request, user))
     context.update(query=query, total=None, here="/export" + query.query_string())
     if query.expired:
         return render(request, "export.html", context)

@@ -27,6 +27,7 @@ from server.dashboard.i18n.translate import (
     i18n_context,
     parse_local_datetime,
 )
+from server.dashboard.reports.access import account_sites
 from server.dashboard.reports.entries import EntryFilter, check_person_lookup
 from server.dashboard.reports.fleet import GateStatus, fleet_status, registered_gates
 from server.dashboard.reports.occupancy import occupancy_today
@@ -214,6 +215,7 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
         **Wording(words["t"], words["fmt"]).helpers(),
         "user": user,
         "role_name": user.role.label,
+        "user_sites": _sites_shown(user),  # None: every site
         "can_look_up_people": user.role >= Role.MANAGER,  # the person filter (reports.entries)
         "csrf_token": csrf_token(request),
         # Where the language switch comes back to. Pages that may hold a search term in their
@@ -226,15 +228,21 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
     }
 
 
+def _sites_shown(user: User) -> list[str] | None:
+    sites = account_sites(user)
+    return None if sites is None else sorted(sites)
+
+
 def fleet_context(request: Request, user: User) -> dict[str, Any]:
     """The fleet page's context: for the page and its live region alike."""
     state = web_state(request)
     context = page_context(request, user, "fleet")
     settings = state.settings
+    sites = account_sites(user)
     context["gates"] = fleet_status(
-        state.store, context["now"], settings.offline_after_s, settings.tz
+        state.store, context["now"], settings.offline_after_s, settings.tz, sites=sites
     )
-    context["registered"] = registered_gates(state.store)
+    context["registered"] = registered_gates(state.store, sites)
     # A manager releases a gate's door from here when a collector runs in this process.
     context["can_release_door"] = user.role >= Role.MANAGER and state.door_releaser is not None
     return context
@@ -244,7 +252,9 @@ def occupancy_context(request: Request, user: User) -> dict[str, Any]:
     """The occupancy page's context: for the page and its live region alike."""
     state = web_state(request)
     context = page_context(request, user, "occupancy")
-    context["sites"] = occupancy_today(state.store, state.settings.tz, clock=state.clock)
+    context["sites"] = occupancy_today(
+        state.store, state.settings.tz, clock=state.clock, sites=account_sites(user)
+    )
     return context
 
 

@@ -18,6 +18,7 @@ the collector rereads its map of sites only when it moves.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
@@ -127,11 +128,13 @@ class GateRegistry:
             row = conn.execute(select(*_COLUMNS).where(where)).first()
         return None if row is None else _record(row)
 
-    def all(self) -> list[GateRecord]:
+    def all(self, sites: Collection[str] | None = None) -> list[GateRecord]:
+        """Every registered gate by site and id; of `sites` only, when given."""
+        query = select(*_COLUMNS).order_by(gates_table.c.site_id, gates_table.c.device_id)
+        if sites is not None:
+            query = query.where(gates_table.c.site_id.in_(sorted(sites)))
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(*_COLUMNS).order_by(gates_table.c.site_id, gates_table.c.device_id)
-            ).all()
+            rows = conn.execute(query).all()
         return [_record(row) for row in rows]
 
     def enrol(self, device_id: str, token_sha256: str, reported: Reported, now: datetime) -> bool:

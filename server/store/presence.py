@@ -13,7 +13,7 @@ passages over it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,10 +37,15 @@ class LastPassage:
 
 
 def last_passages(
-    conn: Connection, since: datetime, site_id: str | None = None
+    conn: Connection,
+    since: datetime,
+    site_id: str | None = None,
+    *,
+    sites: Collection[str] | None = None,
 ) -> Iterator[LastPassage]:
-    """Each person's last passage since `since`, per site (or at `site_id`), latest first."""
-    for row in conn.execute(_last_passages(since, site_id)):
+    """Each person's last passage since `since`, per site (or at `site_id`; of `sites` only,
+    when given), latest first."""
+    for row in conn.execute(_last_passages(since, site_id, sites)):
         yield LastPassage(
             site_id=str(row.site_id),
             person=str(row.person),
@@ -53,10 +58,15 @@ def last_passages(
 
 
 def people_inside(
-    conn: Connection, since: datetime, site_id: str | None = None
+    conn: Connection,
+    since: datetime,
+    site_id: str | None = None,
+    *,
+    sites: Collection[str] | None = None,
 ) -> Iterator[LastPassage]:
     """Those whose last passage since `since` went in: who is inside, latest in first."""
-    return (passage for passage in last_passages(conn, since, site_id) if passage.direction == "in")
+    passages = last_passages(conn, since, site_id, sites=sites)
+    return (passage for passage in passages if passage.direction == "in")
 
 
 def highest_seqs(conn: Connection, since: datetime, site_id: str) -> dict[str, int]:
@@ -70,13 +80,17 @@ def highest_seqs(conn: Connection, since: datetime, site_id: str) -> dict[str, i
     return {str(device): int(seq) for device, seq in conn.execute(query)}
 
 
-def _last_passages(since: datetime, site_id: str | None) -> Select[Any]:
+def _last_passages(
+    since: datetime, site_id: str | None, sites: Collection[str] | None
+) -> Select[Any]:
     """A window function over today's passages: SQLite (3.25+) and PostgreSQL both run it."""
     c = entries_table.c
     person = func.coalesce(func.nullif(c.subject_id, literal("")), c.code_sha256).label("person")
     conditions = [c.ts >= since, c.status != "denied"]
     if site_id is not None:
         conditions.append(c.site_id == site_id)
+    if sites is not None:
+        conditions.append(c.site_id.in_(sorted(sites)))
     ranked = (
         select(
             c.site_id,

@@ -5,8 +5,8 @@ The SQL stays portable so PostgreSQL can take over from SQLite when one machine 
 Every timestamp is stored and read as timezone-aware UTC. Columns added after a table first
 shipped are added to an existing database by `upgrade_schema`, so an older database file
 keeps working (a new column always has a default). A new table (site_keys, passes, site_policy,
-site_lists, site_policy_buckets, erased_subjects) is made in an older database by `create_all`,
-which the store runs before `upgrade_schema`.
+site_lists, site_policy_buckets, erased_subjects, account_sites) is made in an older database
+by `create_all`, which the store runs before `upgrade_schema`.
 """
 
 from __future__ import annotations
@@ -173,6 +173,17 @@ api_tokens_table = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_used_at", UtcDateTime, nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),
+)
+
+# The sites a user or token holds its role on (server/accounts/users.py): none for an account
+# means every site (as before sites were named), and an admin holds every site whatever this says.
+# A table of its own, not a column: an older database gains it by create_all, nothing to alter.
+account_sites_table = Table(
+    "account_sites",
+    metadata,
+    Column("kind", String(8), primary_key=True),  # user / token
+    Column("name", String(64), primary_key=True),
+    Column("site_id", String(200), primary_key=True),
 )
 
 web_sessions_table = Table(

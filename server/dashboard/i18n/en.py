@@ -160,6 +160,12 @@ MESSAGES: dict[str, str] = {
     "tracing.until": "To",
     "tracing.submit": "Trace",
     "tracing.audit_note": "Every tracing query is recorded in the audit log.",
+    "tracing.sites_only": (
+        "Your account holds its role on these sites only: tracing searches only their"
+        " passages ({sites}). A contact at another site is not shown."
+    ),
+    "account.sites": "Sites",
+    "account.all_sites": "Every site",
     "tracing.person": "Person {subject}",
     "tracing.visits": "Visits",
     "tracing.no_visits": "No visits in this period.",

@@ -162,6 +162,12 @@ MESSAGES: dict[str, str] = {
     "tracing.until": "Đến",
     "tracing.submit": "Truy vết",
     "tracing.audit_note": "Mỗi truy vấn truy vết đều được ghi vào nhật ký kiểm tra.",
+    "tracing.sites_only": (
+        "Tài khoản của bạn chỉ có quyền tại các địa điểm này: truy vết chỉ tìm trong các lượt"
+        " qua cổng tại đó ({sites}). Tiếp xúc ở địa điểm khác không được hiển thị."
+    ),
+    "account.sites": "Địa điểm",
+    "account.all_sites": "Mọi địa điểm",
     "tracing.person": "Người {subject}",
     "tracing.visits": "Các lượt ghé",
     "tracing.no_visits": "Không có lượt ghé nào trong khoảng này.",

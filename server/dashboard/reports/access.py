@@ -3,11 +3,18 @@
 Each report reads the store's tables through its engine and returns typed values (pydantic
 models, so the API serialises them as they are). Personal data leaves here masked unless the
 asking account's role allows otherwise, and every look at a person is written to the audit log.
+
+An account holds its role on some sites or on every one (Account.sites, None: every site). Each
+report puts that into its query, `site_id IN (...)`: what another site keeps is never fetched.
 """
 
 from __future__ import annotations
 
-from server.accounts.users import Role
+from typing import Any
+
+from sqlalchemy import ColumnElement, true
+
+from server.accounts.users import Account, Role
 
 
 class NotAllowed(PermissionError):
@@ -16,3 +23,23 @@ class NotAllowed(PermissionError):
     def __init__(self, needed: Role, what: str) -> None:
         super().__init__(f"{what} needs the {needed.label} role")
         self.needed = needed
+
+
+class OtherSite(NotAllowed):
+    """The thing asked about belongs to a site the account holds no role on (a 403 too)."""
+
+    def __init__(self, what: str) -> None:
+        PermissionError.__init__(self, f"{what} belongs to a site this account has no role on")
+        self.needed = Role.ADMIN
+
+
+def within_sites(column: Any, sites: frozenset[str] | None) -> ColumnElement[bool]:
+    """The WHERE clause that keeps a query to `sites` (None: no limit)."""
+    if sites is None:
+        return true()
+    return column.in_(sorted(sites))
+
+
+def account_sites(user: Account) -> frozenset[str] | None:
+    """The sites a report shows `user`: None (every site) for an admin, whatever was stored."""
+    return None if user.role >= Role.ADMIN else user.sites

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy import Select, func, or_, select
 
 from protocol.verdicts import VerdictStatus
 from server.accounts.users import Account, Role
-from server.dashboard.reports.access import NotAllowed
+from server.dashboard.reports.access import NotAllowed, account_sites, within_sites
 from server.dashboard.reports.masking import mask_id, mask_name, mask_text
 from server.store.audit import AuditLog
 from server.store.database import Store
@@ -24,7 +24,8 @@ MAX_PAGE = 1_000_000  # past it the row offset would overflow the database's int
 
 @dataclass(frozen=True)
 class EntryFilter:
-    """Which entries to show; None means any. `person` is an ID number (exact) or part of a name."""
+    """Which entries to show; None means any. `person` is an ID number (exact) or part of a name;
+    `sites` the asking account's sites (set by `limited_to`, never from a form)."""
 
     site_id: str | None = None
     device_id: str | None = None
@@ -32,14 +33,23 @@ class EntryFilter:
     until: datetime | None = None  # ts < until
     status: VerdictStatus | None = None
     person: str | None = None
+    sites: frozenset[str] | None = None
+
+    def limited_to(self, user: Account) -> EntryFilter:
+        """This filter within the sites `user` holds a role on."""
+        return replace(self, sites=account_sites(user))
 
     def as_details(self) -> dict[str, Any]:
-        """The filter as audit-log details (times as ISO text)."""
-        return {
-            name: value.isoformat() if isinstance(value, datetime) else str(value)
-            for name, value in vars(self).items()
-            if value is not None
-        }
+        """The filter as audit-log details (times as ISO text, sites as a sorted list)."""
+        return {name: _detail(value) for name, value in vars(self).items() if value is not None}
+
+
+def _detail(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, frozenset):
+        return sorted(value)
+    return str(value)
 
 
 class EntryRow(BaseModel):
@@ -96,7 +106,7 @@ class EntryPage(BaseModel):
 def filtered_query(entry_filter: EntryFilter) -> Select[Any]:
     """SELECT entries matching the filter (no order, no limit)."""
     c = entries_table.c
-    query = select(entries_table)
+    query = select(entries_table).where(within_sites(c.site_id, entry_filter.sites))
     if entry_filter.site_id:
         query = query.where(c.site_id == entry_filter.site_id)
     if entry_filter.device_id:
@@ -160,7 +170,8 @@ def view_entries(
     page_size: int = 50,
     audit: AuditLog | None = None,
 ) -> EntryPage:
-    """A page of entries as `user` may see it: masked, or unmasked for a manager (audited).
+    """A page of entries as `user` may see it: of the sites they hold a role on, masked, or
+    unmasked for a manager (audited, with the sites it was limited to).
 
     A search for a person needs the manager role and is audited too, masked or not: it is a
     look at that person. An unmasking's row names everyone it showed (who looked at whom).
@@ -169,6 +180,7 @@ def view_entries(
         check_unmask(user)
     if entry_filter.person:
         check_person_lookup(user)
+    entry_filter = entry_filter.limited_to(user)
     audit = audit or AuditLog(store.engine)
     result = find_entries(store, entry_filter, page, page_size)
     details: dict[str, Any] = {

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from server.clock import local_day_start
+from server.dashboard.reports.access import within_sites
 from server.store.database import DeviceRecord, Store
 from server.store.gates import GateRecord, GateRegistry
 from server.store.tables import entries_table
@@ -60,11 +61,12 @@ class RegisteredGate(BaseModel):
     agent_version: str
 
 
-def registered_gates(store: Store) -> list[RegisteredGate]:
-    """The registry, pending first, then enrolled, revoked, retired; by site and id within."""
+def registered_gates(store: Store, sites: frozenset[str] | None = None) -> list[RegisteredGate]:
+    """The registry, pending first, then enrolled, revoked, retired; by site and id within;
+    of `sites` only, when given (the asking account's)."""
     order = {"pending": 0, "enrolled": 1, "revoked": 2, "retired": 3}
     gates = sorted(
-        GateRegistry(store.engine).all(),
+        GateRegistry(store.engine).all(sites),
         key=lambda g: (order.get(g.state, 4), g.site_id, g.device_id),
     )
     return [_registered(gate) for gate in gates]
@@ -85,18 +87,23 @@ def _registered(gate: GateRecord) -> RegisteredGate:
 
 
 def fleet_status(
-    store: Store, now: datetime, offline_after_s: float, tz: ZoneInfo | None = None
+    store: Store,
+    now: datetime,
+    offline_after_s: float,
+    tz: ZoneInfo | None = None,
+    *,
+    sites: frozenset[str] | None = None,
 ) -> list[GateStatus]:
-    """All gates, flagged ones first, then by site and id."""
+    """All gates (of `sites` only, when given), flagged ones first, then by site and id."""
     tz = tz or ZoneInfo("UTC")
-    scans = _scans_since(store, local_day_start(now, tz))
-    registry = {gate.device_id: gate.state for gate in GateRegistry(store.engine).all()}
+    scans = _scans_since(store, local_day_start(now, tz), sites)
+    registry = {gate.device_id: gate.state for gate in GateRegistry(store.engine).all(sites)}
     gates = [
         _registration(
             _gate_status(device, now, offline_after_s, scans.get(device.device_id, 0)),
             registry.get(device.device_id, ""),
         )
-        for device in store.devices()
+        for device in store.devices(sites)
     ]
     return sorted(gates, key=lambda g: (not g.flagged, g.site_id, g.device_id))
 
@@ -110,9 +117,13 @@ def _registration(status: GateStatus, state: str) -> GateStatus:
     return status.model_copy(update={"registration": state, "why": why, "flagged": bool(why)})
 
 
-def _scans_since(store: Store, since: datetime) -> dict[str, int]:
+def _scans_since(store: Store, since: datetime, sites: frozenset[str] | None) -> dict[str, int]:
     c = entries_table.c
-    query = select(c.device_id, func.count()).where(c.ts >= since).group_by(c.device_id)
+    query = (
+        select(c.device_id, func.count())
+        .where(c.ts >= since, within_sites(c.site_id, sites))
+        .group_by(c.device_id)
+    )
     with store.engine.connect() as conn:
         return {str(device): int(count) for device, count in conn.execute(query)}
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from server.clock import Clock, local_day_start, utc_now
+from server.dashboard.reports.access import within_sites
 from server.dashboard.reports.masking import mask_id, mask_name
 from server.store.database import Store
 from server.store.presence import people_inside
@@ -41,11 +42,17 @@ class SiteOccupancy(BaseModel):
     people: list[PersonInside] = []  # those people, latest first, at most MAX_LISTED
 
 
-def occupancy_today(store: Store, tz: ZoneInfo, *, clock: Clock = utc_now) -> list[SiteOccupancy]:
-    """One row per site that saw a passage today, by site id."""
+def occupancy_today(
+    store: Store,
+    tz: ZoneInfo,
+    *,
+    clock: Clock = utc_now,
+    sites: frozenset[str] | None = None,
+) -> list[SiteOccupancy]:
+    """One row per site that saw a passage today (of `sites` only, when given), by site id."""
     since = local_day_start(clock(), tz)
     c = entries_table.c
-    passed = c.ts >= since, c.status != "denied"
+    passed = c.ts >= since, c.status != "denied", within_sites(c.site_id, sites)
     counts: dict[str, dict[str, int]] = {}
     people: dict[str, list[PersonInside]] = {}
     inside: dict[str, int] = {}
@@ -53,7 +60,7 @@ def occupancy_today(store: Store, tz: ZoneInfo, *, clock: Clock = utc_now) -> li
         by_direction = select(c.site_id, c.direction, func.count()).where(*passed)
         for site, direction, count in conn.execute(by_direction.group_by(c.site_id, c.direction)):
             counts.setdefault(str(site), {})[str(direction)] = int(count)
-        for row in people_inside(conn, since):
+        for row in people_inside(conn, since, sites=sites):
             site = row.site_id
             inside[site] = inside.get(site, 0) + 1
             listed = people.setdefault(site, [])

@@ -5,7 +5,9 @@ A passage is a moment (a gate reads a code), not a stay, so each person is taken
 from N minutes before to N minutes after each of their passages. Two people's presences then
 overlap by 2N - |Δt| minutes; a contact is any passage at the same gate or the same site with
 |Δt| <= N. Raw codes (no ID number) are traced by their digest, as the entries store them.
-Tracing needs the manager role and every query is audited.
+Tracing needs the manager role and every query is audited. A manager of some sites traces within
+them only: the subject's passages there, and contacts there (the result names those sites, and so
+does the page and the audit row); an admin, or an account of every site, traces everywhere.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy import Connection, or_, select
 
 from server.accounts.users import Account, Role
 from server.clock import shifted
-from server.dashboard.reports.access import NotAllowed
+from server.dashboard.reports.access import NotAllowed, account_sites, within_sites
 from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.tables import entries_table
@@ -76,6 +78,7 @@ class TracingResult(BaseModel):
     until: datetime | None
     visits: list[Visit]  # oldest first
     people: list[ContactPerson]
+    sites: list[str] | None = None  # the only sites searched; None: every site
 
 
 def trace_contacts(
@@ -94,9 +97,10 @@ def trace_contacts(
     if not 1 <= window_min <= 24 * 60:
         raise ValueError("the window is 1 to 1440 minutes")
     window = timedelta(minutes=window_min)
+    sites = account_sites(user)
     with store.engine.connect() as conn:  # one connection for the subject's visits and contacts
-        rows = _subject_passages(conn, subject_id, since, until)
-        visits = [_visit(conn, row, window) for row in rows]
+        rows = _subject_passages(conn, subject_id, since, until, sites)
+        visits = [_visit(conn, row, window, sites) for row in rows]
     result = TracingResult(
         subject_id=subject_id,
         subject_name=next((r["subject_name"] for r in reversed(rows) if r["subject_name"]), ""),
@@ -105,6 +109,7 @@ def trace_contacts(
         until=until,
         visits=visits,
         people=_people(visits),
+        sites=None if sites is None else sorted(sites),
     )
     details = {
         "window_min": window_min,
@@ -112,6 +117,7 @@ def trace_contacts(
         "until": until.isoformat() if until else None,
         "visits": len(visits),
         "people": len(result.people),
+        "sites": result.sites,
         # Tracing shows every contact unmasked: the row names them all (who looked at whom).
         "contacts": [person.subject_id for person in result.people],
     }
@@ -120,10 +126,14 @@ def trace_contacts(
 
 
 def _subject_passages(
-    conn: Connection, subject_id: str, since: datetime | None, until: datetime | None
+    conn: Connection,
+    subject_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    sites: frozenset[str] | None,
 ) -> list[dict[str, Any]]:
     c = entries_table.c
-    query = select(entries_table).where(c.subject_id == subject_id)
+    query = select(entries_table).where(c.subject_id == subject_id, within_sites(c.site_id, sites))
     if since is not None:
         query = query.where(c.ts >= since)
     if until is not None:
@@ -133,7 +143,9 @@ def _subject_passages(
     return rows[::-1]
 
 
-def _visit(conn: Connection, visit: dict[str, Any], window: timedelta) -> Visit:
+def _visit(
+    conn: Connection, visit: dict[str, Any], window: timedelta, sites: frozenset[str] | None
+) -> Visit:
     c = entries_table.c
     near = or_(c.device_id == visit["device_id"], c.site_id == visit["site_id"])
     if not visit["site_id"]:  # gates without a site share no site with each other
@@ -142,6 +154,7 @@ def _visit(conn: Connection, visit: dict[str, Any], window: timedelta) -> Visit:
         select(entries_table)
         .where(
             near,
+            within_sites(c.site_id, sites),
             c.ts >= shifted(visit["ts"], -window),
             c.ts <= shifted(visit["ts"], window),
             c.subject_id != visit["subject_id"],

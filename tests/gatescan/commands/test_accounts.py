@@ -193,3 +193,46 @@ def test_a_short_password_or_a_missing_database_changes_nothing(
     missing = gatescan(["user", "list"], typo)
     assert (missing.returncode, f"no database at {typo}" in missing.stderr) == (2, True)
     assert not typo.exists()  # not created empty by a typo
+
+
+def test_user_add_and_token_create_take_sites_and_list_them(app: FastAPI, store: Store) -> None:
+    added = gatescan(
+        ["user", "add", "guard-lead", "--role", "manager", "--site", "hq", "--site", "annex"],
+        db_file(store),
+        stdin=PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    created = gatescan(
+        ["token", "create", "annex-feed", "--role", "viewer", "--site", "annex"], db_file(store)
+    )
+    assert created.returncode == 0, created.stderr
+
+    accounts = Accounts(store.engine, hasher=FAST_HASHER)
+    account = accounts.authenticate("guard-lead", PASSWORD)
+    assert account is not None and account.sites == frozenset({"hq", "annex"})
+    token = accounts.account_for_token(created.stdout.split()[0])
+    assert token is not None and token.sites == frozenset({"annex"})
+    users = table(gatescan(["user", "list"], db_file(store)).stdout)
+    assert users["guard-lead"]["SITES"] == "annex,hq"
+    assert users["manager"]["SITES"] == users["admin"]["SITES"] == "every site"
+    tokens = table(gatescan(["token", "list"], db_file(store)).stdout)
+    assert tokens["annex-feed"]["SITES"] == "annex"
+    [row] = [r for r in AuditLog(store.engine).rows(action="account") if r.subject == "guard-lead"]
+    assert row.details["sites"] == ["annex", "hq"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["user", "add", "boss", "--role", "admin", "--site", "hq"],
+        ["token", "create", "scraper", "--role", "metrics", "--site", "hq"],
+        ["user", "add", "odd", "--role", "viewer", "--site", " hq"],
+    ],
+    ids=["admin", "metrics", "spaces"],
+)
+def test_sites_are_refused_for_an_admin_a_metrics_token_and_a_bad_name(
+    app: FastAPI, store: Store, args: list[str]
+) -> None:
+    result = gatescan(args, db_file(store), stdin=PASSWORD + "\n")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "site" in result.stderr

@@ -235,6 +235,7 @@ def test_an_api_token_works_without_cookies_and_csrf(app: FastAPI, client: TestC
         "role": "manager",
         "language": None,
         "via": "token",
+        "sites": None,  # every site
     }
     assert client.get("/api/v1/people/079190000001/trace", headers=headers).status_code == 200
 
