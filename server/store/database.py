@@ -103,8 +103,10 @@ class DeadLetter:
     event_id: str | None = None  # the event it names, if any (None on rows from before)
 
 
-def database_url(url_or_path: str | Path) -> URL:
+def database_url(url_or_path: str | Path | URL) -> URL:
     """A SQLAlchemy URL from a URL ("sqlite:///x.db", "postgresql+psycopg://...") or a file path."""
+    if isinstance(url_or_path, URL):
+        return url_or_path  # as given: its text hides the password
     text = str(url_or_path)
     if "://" in text:
         return make_url(text)
@@ -179,7 +181,7 @@ def keep_private(path: str | None) -> None:
 class Store:
     """Entries, devices and dead letters. Safe to share between threads (one engine, a pool)."""
 
-    def __init__(self, url: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, url: str | Path | URL, *, busy_timeout_ms: int = 5000) -> None:
         self.url = database_url(url)
         self._engine: Engine = create_engine(self.url, **_pool_options(self.url))
         if self._engine.dialect.name == "sqlite":

@@ -51,11 +51,6 @@ def make_raw_event(event_id: str, **fields: Any) -> Event:
     return make_event(event_id, **{**raw, **fields})
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'gatescan.db'}")
-
-
 def test_resent_event_is_stored_once_and_its_id_reported_each_time(store: Store) -> None:
     event = make_event()
 
@@ -94,7 +89,10 @@ def test_large_batch_is_stored_in_one_call(store: Store) -> None:
     assert store.count_entries() == 1200
 
 
-def test_sqlite_database_runs_in_wal_mode_with_full_sync(store: Store, tmp_path: Path) -> None:
+def test_sqlite_database_runs_in_wal_mode_with_full_sync(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    store = sqlite_store
     store.add_events([make_event()], RECEIVED)
 
     assert store.journal_mode() == "wal"

@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gatescan.testing.samples import sample_event
 from protocol.messages import Event
 from server.store.database import Store
@@ -31,11 +29,6 @@ def make_event(event_id: str = "evt-00000001", **fields: Any) -> Event:
         "code_length": 96,
     }
     return sample_event(event_id=event_id, **{**defaults, **fields})
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "gatescan.db")
 
 
 def sixty_kb_refusal(n: int) -> bytes:

@@ -20,8 +20,7 @@ TOKEN, OTHER = "a" * 64, "b" * 64
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> GateRegistry:
-    store = Store(tmp_path / "site.db")
+def registry(store: Store) -> GateRegistry:
     return GateRegistry(store.engine)
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
 
 from protocol.passes import PassBody, new_pass_id, sign_pass, verify_pass
 from protocol.verdicts import Reason
@@ -18,8 +19,10 @@ from server.store.site_keys import PassRecord, PassRegistry, SiteKeyError, SiteK
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
 
-def test_key_ids_are_unique_across_sites_and_one_key_per_site_is_active(tmp_path: Path) -> None:
-    with Store(tmp_path / "site.db") as store:
+def test_key_ids_are_unique_across_sites_and_one_key_per_site_is_active(
+    store_url: Path | URL,
+) -> None:
+    with Store(store_url) as store:
         keys = SiteKeys(store.engine)
         made = [keys.rotate(site, NOW).key_id for site in ("hq", "branch", "hq")]
         assert made == [1, 2, 3]
@@ -33,8 +36,10 @@ def test_key_ids_are_unique_across_sites_and_one_key_per_site_is_active(tmp_path
         assert unknown.value.reason == "unknown"
 
 
-def test_a_pass_verifies_under_the_site_keys_until_its_key_is_retired(tmp_path: Path) -> None:
-    with Store(tmp_path / "site.db") as store:
+def test_a_pass_verifies_under_the_site_keys_until_its_key_is_retired(
+    store_url: Path | URL,
+) -> None:
+    with Store(store_url) as store:
         keys = SiteKeys(store.engine)
         first = keys.rotate("hq", NOW)
         body = PassBody(first.key_id, new_pass_id(), NOW, NOW + timedelta(days=1))
@@ -46,8 +51,8 @@ def test_a_pass_verifies_under_the_site_keys_until_its_key_is_retired(tmp_path: 
         assert verify_pass(signed, keys.public_keys("hq"), NOW) is Reason.BAD_SIGNATURE
 
 
-def test_a_key_shows_no_private_key(tmp_path: Path) -> None:
-    with Store(tmp_path / "site.db") as store:
+def test_a_key_shows_no_private_key(store_url: Path | URL) -> None:
+    with Store(store_url) as store:
         keys = SiteKeys(store.engine)
         key = keys.rotate("hq", NOW)
         seed = keys.signing_key(key.key_id).private_bytes_raw()
