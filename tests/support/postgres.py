@@ -2,10 +2,11 @@
 
 `postgres_server` (one per test session, so one per xdist worker): Debian's server binaries
 (the `postgresql` package, /usr/lib/postgresql/<version>/bin, the newest there) run `initdb`
-into a fresh temporary folder (in memory: /dev/shm when there is one) and start `postgres` on a unix socket in it: no TCP port to
-collide on, no system service. PostgreSQL refuses to run as root, and CI runs as root, so then
-the cluster belongs to an unprivileged system user (`gatescan-test`, made with `useradd --system`
-when missing) and the server runs as it through `setpriv`. It dies with the test process
+into a fresh temporary folder (in memory: /dev/shm when there is one) and start `postgres` on a
+unix socket in it: no TCP port to collide on, no system service. PostgreSQL refuses to run as
+root, and CI runs as root, so then the cluster belongs to an unprivileged system user
+(`gatescan-test`, made with `useradd --system` when missing) and the server runs as it through
+`setpriv`. It dies with the test process
 (`--pdeathsig`) and is stopped at the session's end.
 
 `postgres_url`: a fresh, empty database for one test, made from template0 (and dropped when
