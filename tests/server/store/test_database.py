@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 
 from gatescan.testing.samples import sample_event
 from protocol.messages import Event, Status, Telemetry
@@ -312,16 +313,13 @@ def test_received_at_is_the_collectors_clock_not_the_gates(store: Store) -> None
     assert (stored.ts, stored.received_at) == (wrong_clock, RECEIVED)
 
 
-def test_a_database_from_before_code_text_withheld_gains_the_column(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with Store(path) as current:
+def test_a_database_from_before_code_text_withheld_gains_the_column(store_url: Path | URL) -> None:
+    with Store(store_url) as current:
         current.add_events([make_event("evt-00000001")], RECEIVED)
-    old = sqlite3.connect(path)
-    old.execute("ALTER TABLE entries DROP COLUMN code_text_withheld")  # as the table first shipped
-    old.commit()
-    old.close()
+        with current.engine.begin() as old:  # as the table first shipped
+            old.execute(text("ALTER TABLE entries DROP COLUMN code_text_withheld"))
 
-    with Store(path) as upgraded:
+    with Store(store_url) as upgraded:
         upgraded.add_events([make_event("evt-00000002")], RECEIVED)
         stored = [entry.event for entry in upgraded.entries()]
 
@@ -354,24 +352,21 @@ def test_another_payload_topic_or_reason_is_a_dead_letter_of_its_own(store: Stor
     assert [letter.repeats for letter in store.dead_letters()] == [0, 0, 0, 0]
 
 
-def test_a_database_from_before_dead_letter_repeats_gains_the_columns(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with Store(path) as current:
+def test_a_database_from_before_dead_letter_repeats_gains_the_columns(
+    store_url: Path | URL,
+) -> None:
+    with Store(store_url) as current:
         current.dead_letter(EVENTS_TOPIC, b"{", "not_json", "old", RECEIVED)
-    old = sqlite3.connect(path)
-    old.execute("DROP INDEX ix_dead_letters_payload_sha256")
-    for column in ("payload_sha256", "repeats", "last_received_at"):  # as the table shipped
-        old.execute(f"ALTER TABLE dead_letters DROP COLUMN {column}")
-    old.commit()
-    old.close()
+        with current.engine.begin() as old:
+            old.execute(text("DROP INDEX ix_dead_letters_payload_sha256"))
+            for column in ("payload_sha256", "repeats", "last_received_at"):  # as it shipped
+                old.execute(text(f"ALTER TABLE dead_letters DROP COLUMN {column}"))
 
-    with Store(path) as upgraded:
+    with Store(store_url) as upgraded:
         upgraded.dead_letter(EVENTS_TOPIC, b"{", "not_json", "new", RECEIVED)  # no digest before
         upgraded.dead_letter(EVENTS_TOPIC, b"{", "not_json", "new", RECEIVED)
         letters = upgraded.dead_letters()
-        with upgraded.engine.connect() as conn:
-            index_list = conn.exec_driver_sql("PRAGMA index_list(dead_letters)")
-            indexes = {row[1] for row in index_list}
+        indexes = {i["name"] for i in inspect(upgraded.engine).get_indexes("dead_letters")}
 
     assert [(d.detail, d.repeats, d.payload_sha256 is None) for d in letters] == [
         ("new", 1, False),

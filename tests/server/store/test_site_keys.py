@@ -4,11 +4,11 @@ of what a key shows, and an older database gaining both tables."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from protocol.passes import PassBody, new_pass_id, sign_pass, verify_pass
@@ -59,14 +59,11 @@ def test_a_key_shows_no_private_key(store_url: Path | URL) -> None:
         assert seed.hex() not in repr(key) and repr(seed) not in repr(key)
 
 
-def test_an_older_database_gains_the_keys_and_passes(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with Store(path):
-        pass
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE site_keys")
-        conn.execute("DROP TABLE passes")
-    with Store(path) as store:
+def test_an_older_database_gains_the_keys_and_passes(store_url: Path | URL) -> None:
+    with Store(store_url) as older, older.engine.begin() as conn:
+        conn.execute(text("DROP TABLE passes"))
+        conn.execute(text("DROP TABLE site_keys"))
+    with Store(store_url) as store:
         key = SiteKeys(store.engine).rotate("hq", NOW)
         passes = PassRegistry(store.engine)
         passes.add(PassRecord("00" * 8, "Trần Văn Ơn", "hq", key.key_id, NOW,
