@@ -1,7 +1,8 @@
 """The collector's database: entries, devices and dead letters, through SQLAlchemy Core.
 
 SQLite (WAL) is the embedded default; the SQL stays portable so PostgreSQL can take over when one
-machine is not enough. Only the PRAGMAs are SQLite-specific, and they run only on SQLite.
+machine is not enough (the test suite runs the store on both). Only the PRAGMAs are
+SQLite-specific, and they run only on SQLite; a PostgreSQL session is set to UTC.
 Every timestamp is stored and returned as timezone-aware UTC. The tables are in
 server/store/tables.py.
 """
@@ -145,6 +146,19 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
         cursor.close()
 
 
+def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+    """PostgreSQL hands a timestamptz over in the session's time zone, the server's by default:
+    in UTC instead, so a time at the end of the calendar (a gate's clock may say 9999-12-31 23:59
+    UTC) is not moved past year 9999 on its way out (a server at +07:00 made it year 10000,
+    which Python cannot hold). Committed, so the pool's rollback on return keeps it."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    finally:
+        cursor.close()
+    dbapi_connection.commit()
+
+
 def _pool_options(url: URL) -> dict[str, Any]:
     """Last in, first out where the pool is a queue (a database file or server; SQLite in memory
     has one connection per thread): a thread that writes again gets the connection it wrote
@@ -191,6 +205,8 @@ class Store:
                 _apply_sqlite_pragmas(dbapi_connection, busy_timeout_ms)
 
             event.listen(self._engine, "connect", on_connect)
+        elif self._engine.dialect.name == "postgresql":
+            event.listen(self._engine, "connect", _utc_session)
         metadata.create_all(self._engine)
         self._entry_rows = EntryRows(self._engine.dialect)
         for column in upgrade_schema(self._engine):

@@ -151,6 +151,24 @@ def test_times_come_back_as_the_same_instant_in_utc(store: Store) -> None:
     assert stored.received_at.tzinfo is not None
 
 
+@pytest.mark.parametrize(
+    "ts",
+    [datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)],
+    ids=["last", "first"],
+)
+def test_times_at_the_ends_of_time_come_back_whatever_the_servers_zone(
+    store: Store, ts: datetime
+) -> None:
+    # A gate's clock may say anything. PostgreSQL hands a timestamptz over in the session's time
+    # zone (the test server's is +07:00, where 9999-12-31 23:59 UTC is in year 10000).
+    store.add_events([make_event(ts=ts, clock_synced=False)], RECEIVED)
+
+    [stored] = store.entries()
+    assert stored.event.ts == ts
+    [same] = store.device_events("gate-01")
+    assert same.ts == ts
+
+
 def test_naive_received_time_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         store.add_events([make_event()], datetime(2025, 3, 1, 8, 0))
