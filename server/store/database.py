@@ -25,13 +25,12 @@ from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.pool import QueuePool
 
 from protocol.messages import Event, Status, Telemetry
+from server.store.schema import migrate
 from server.store.tables import (
     DEAD_LETTER_PAYLOAD_BYTES,
     dead_letters_table,
     devices_table,
     entries_table,
-    metadata,
-    upgrade_schema,
 )
 from server.store.writes import (
     ENTRY_COLUMNS,
@@ -207,9 +206,8 @@ class Store:
             event.listen(self._engine, "connect", on_connect)
         elif self._engine.dialect.name == "postgresql":
             event.listen(self._engine, "connect", _utc_session)
-        metadata.create_all(self._engine)
         self._entry_rows = EntryRows(self._engine.dialect)
-        for column in upgrade_schema(self._engine):
+        for column in migrate(self._engine):  # Alembic's revisions (server/store/schema.py)
             log.info("database upgraded: added column %s", column)
 
     @property

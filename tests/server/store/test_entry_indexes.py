@@ -70,6 +70,7 @@ def test_an_older_database_gets_this_index_layout_when_opened(
     with Store(store_url) as older:  # the layout before: a gate-first index and one on ts alone
         _three_gates(older)
         with older.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE alembic_version")  # made before migrations
             conn.exec_driver_sql("DROP INDEX ix_entries_ts_device")
             conn.exec_driver_sql(
                 "CREATE INDEX ix_entries_device_boot_seq ON entries (device_id, boot_id, seq)"
