@@ -16,17 +16,24 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from server.store.tables import metadata, upgrade_schema
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
 log = logging.getLogger("gatescan.store")
+# Alembic says at INFO what it loads (as it is imported: "setup plugin ...") and runs ("Context
+# impl SQLiteImpl") at every opening: a command's stderr is for what matters, and the store logs
+# its own upgrades. Raised only where nobody set a level for it, before alembic is imported
+# (in the functions below: the commands set up logging first, then import what they run).
+if logging.getLogger("alembic").level == logging.NOTSET:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"  # the schema when migrations began: what upgrade_schema makes
@@ -36,12 +43,16 @@ __all__ = ["BASELINE", "MIGRATIONS", "current_revision", "head_revision", "migra
 
 
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
@@ -53,19 +64,24 @@ def head_revision() -> str:
 
 def current_revision(conn: Connection) -> str | None:
     """The database's revision, or None (empty, or made before migrations)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
 
 
 def migrate(engine: Engine) -> list[str]:
     """Bring the database to the newest revision. Returns "table.column" for each column the
     pre-migration upgrade added (an older database's first opening), as upgrade_schema does."""
+    from alembic.runtime.migration import MigrationContext
+
     added: list[str] = []
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         script = _script()
         context = MigrationContext.configure(conn)
-        if context.get_current_revision() is None and inspect(conn).has_table("entries"):
+        ours = set(inspect(conn).get_table_names()) & set(metadata.tables)
+        if context.get_current_revision() is None and ours:
             # Made before migrations: the hand-written upgrade of that time, then the stamp.
             metadata.create_all(conn)  # tables a version added since this one was made
             added = upgrade_schema(conn)
@@ -76,6 +92,8 @@ def migrate(engine: Engine) -> list[str]:
 
 
 def _upgrade(conn: Connection, script: ScriptDirectory) -> None:
+    from alembic.runtime.environment import EnvironmentContext
+
     def steps(revision: Any, _context: MigrationContext) -> Any:
         return script._upgrade_revs("head", revision)  # what `alembic upgrade head` runs
 
