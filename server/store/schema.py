@@ -37,9 +37,22 @@ if logging.getLogger("alembic").level == logging.NOTSET:
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"  # the schema when migrations began: what upgrade_schema makes
+# Its tables: all a database made before migrations can lack is made from these alone (a table
+# added later is its revision's to make, which runs after the stamp).
+BASELINE_TABLES = (
+    "api_tokens", "audit_log", "dead_letters", "devices", "entries", "gates", "passes",
+    "site_keys", "site_lists", "site_policy", "site_policy_buckets", "users", "web_sessions",
+)  # fmt: skip
 _LOCK_KEY = 0x6761746573636E  # "gatescn": PostgreSQL's advisory lock for the migration
 
-__all__ = ["BASELINE", "MIGRATIONS", "current_revision", "head_revision", "migrate"]
+__all__ = [
+    "BASELINE",
+    "BASELINE_TABLES",
+    "MIGRATIONS",
+    "current_revision",
+    "head_revision",
+    "migrate",
+]
 
 
 def _config() -> Config:
@@ -83,7 +96,8 @@ def migrate(engine: Engine) -> list[str]:
         ours = set(inspect(conn).get_table_names()) & set(metadata.tables)
         if context.get_current_revision() is None and ours:
             # Made before migrations: the hand-written upgrade of that time, then the stamp.
-            metadata.create_all(conn)  # tables a version added since this one was made
+            baseline = [metadata.tables[name] for name in BASELINE_TABLES]
+            metadata.create_all(conn, tables=baseline)  # what a version before added since
             added = upgrade_schema(conn)
             context.stamp(script, BASELINE)
             log.info("database upgrade: stamped as revision %s", BASELINE)

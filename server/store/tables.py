@@ -321,6 +321,8 @@ _ADDED_COLUMNS = (
 )
 
 
+# Frozen with the first revision (server/store/migrations/): a column, index or table added
+# from now on is a new revision, never a line here or in _DROPPED_INDEXES.
 def upgrade_schema(conn: Connection) -> list[str]:
     """Bring a database made before migrations up to the first revision's schema (server/store/
     schema.py runs this once, in its transaction): add the columns and indexes it lacks, drop

@@ -4,6 +4,7 @@ server/store/tables.py, rows kept; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.engine import URL
 from gatescan.testing.samples import sample_event
 from server.store.database import Store, database_url
 from server.store.gates import GateRegistry, NewGate
-from server.store.schema import current_revision, head_revision
+from server.store.schema import BASELINE_TABLES, MIGRATIONS, current_revision, head_revision
 from server.store.tables import entries_table, metadata, site_policy_table
 
 RECEIVED = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
@@ -79,3 +80,9 @@ def test_a_database_made_before_migrations_is_upgraded_and_keeps_its_rows(
             assert (policy["version"], policy["capacity"]) == (7, None)
         assert _differences(upgraded.engine) == []
         GateRegistry(upgraded.engine).add(NewGate("gate-1", "hq"), "a" * 64, RECEIVED, RECEIVED)
+
+
+def test_the_first_revision_makes_the_tables_it_names() -> None:
+    baseline = (MIGRATIONS / "versions" / "r0001_baseline.py").read_text(encoding="utf-8")
+    made = re.findall(r'op\.create_table\(\s*"(\w+)"', baseline)
+    assert sorted(made) == sorted(BASELINE_TABLES)
