@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,8 @@ from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
 from device.indicator.base import Indicator, Release, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
-from device.journal.journal import Journal, JournalError
+from device.journal.journal import Journal
+from device.presence_feed import passages_into, presence_follows, remember_passages
 from device.scanner import Scan, Scanner
 from device.setup import SetupMode
 from device.site_policy.held import HeldPolicy
@@ -56,9 +56,8 @@ from firmware_config.schema import (
     ReplayCamera,
 )
 from protocol.enrolment import EnrolmentCode, EnrolmentGrant
-from protocol.messages import Command, Event, Telemetry
+from protocol.messages import Command, Telemetry
 from protocol.release import __version__
-from protocol.verdicts import CredentialType, VerdictStatus
 
 log = logging.getLogger("gatescan.agent")
 
@@ -137,6 +136,8 @@ class Agent:
             fps=round(stats.fps, 2),
             decode_ms=round(stats.decode_ms, 2),
             frames_dropped=stats.dropped,
+            frames_with_code=stats.frames_with_code,
+            frames_read=stats.frames_read,
             # Not yet at the collector: the outbox, and events held in memory while the
             # journal cannot be written.
             outbox_depth=self.journal.outbox_depth() + self.scanner.recorder.held,
@@ -249,66 +250,6 @@ def build_agent(
         frame_stall_s=frame_stall_s,
         site_policy=site_policy,
     )
-
-
-def presence_follows(holder: PolicyHolder, presence: Presence, device_id: str) -> None:
-    """Every site policy held gives the gate's presence the server's `inside` list."""
-
-    def on_change(held: HeldPolicy) -> None:
-        manifest = held.manifest
-        presence.update(
-            held.inside_lookup(),
-            held.count("inside"),
-            manifest.presence_seq.get(device_id) if manifest is not None else None,
-            manifest.presence_since if manifest is not None else None,
-        )
-
-    holder.watch(on_change)
-    on_change(holder.read())
-
-
-def remember_passages(
-    presence: Presence, holder: PolicyHolder, journal: Journal, clock: Clock
-) -> None:
-    """At start, the gate's own passages of the last two days from its journal: a gate that
-    restarts offline still knows who came in through it (what the server's list already holds,
-    or what came before the site's day began, Presence drops)."""
-    today = clock.now().astimezone(UTC).date()
-    try:
-        events = journal.history(today - timedelta(days=1)) + journal.history(today)
-    except JournalError as exc:
-        log.warning("presence: the journal's history cannot be read (%s)", exc)
-        return
-    for event in events:
-        passage = passage_of(holder, event)
-        if passage is not None:
-            presence.record(event.seq, passage, event.direction, event.ts)
-
-
-def passage_of(holder: PolicyHolder, event: Event) -> bytes | None:
-    """The presence entry of a journaled event when it is a person passing (a card or a pass,
-    not denied); None otherwise, or with no list key held yet."""
-    person = event.credential_type in (CredentialType.CCCD, CredentialType.PASS)
-    if not person or event.status is VerdictStatus.DENIED:
-        return None
-    return holder.read().entry(f"{event.credential_type.value}:{event.subject_id}")
-
-
-def passages_into(
-    presence: Presence, holder: PolicyHolder, *, then: Callable[[Scan], None]
-) -> Callable[[Scan], None]:
-    """After each journaled scan: a person who passed (not denied; a card or a pass) counts in
-    the gate's presence at once, before the server's next list holds it."""
-
-    def on_scan(scan: Scan) -> None:
-        event = scan.event
-        if scan.journaled and isinstance(event, Event):
-            entry = passage_of(holder, event)
-            if entry is not None:
-                presence.record(event.seq, entry, event.direction, event.ts)
-        then(scan)
-
-    return on_scan
 
 
 def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplink: Uplink) -> None:

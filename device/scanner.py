@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from device.camera.source import Frame, FrameSource
-from device.decode.base import DecodedCode, Decoder, SeesUnreadable
+from device.decode.base import DecodedCode, Decoder, SeesLikelyCodes, SeesUnreadable
 from device.frames.capture import FrameCapture
 from device.frames.framing import Framing
 from device.frames.handoff import HandedFrame, LatestFrame
@@ -122,6 +122,7 @@ class Scanner:
         self.failpoints = failpoints or Failpoints()
         self.unreadable = unreadable or UnreadableWatch(clock=clock)
         self._sees_unreadable = isinstance(decoder, SeesUnreadable)
+        self._sees_likely = isinstance(decoder, SeesLikelyCodes)
         self._clock = clock
         self._last_frame_at = clock()
         self.frame_errors = 0
@@ -212,6 +213,9 @@ class Scanner:
             return [scan for scan in map(self._handle, new) if scan is not None]
         finally:
             self.stats.add_frame(decode_seconds)  # after the light (see _decode_frames)
+            if self._sees_likely:
+                likely = cast(SeesLikelyCodes, self.decoder).code_likely_in_last()
+                self.stats.add_code_frame(likely=likely, read=bool(codes))
             if self._sees_unreadable:
                 self._ask_again_if_unreadable(bool(codes))
 

@@ -30,7 +30,8 @@ EXIT_NO_SUCH = 3  # no such user or token
 
 DEFAULT_DB = "sqlite:///gatescan.db"
 DEFAULT_BROKER = "mqtt://localhost:1883"
-DEFAULT_CLIENT_ID = "gatescan-collector"
+# server.collector.identity's share group (not imported, as MQTT_CLIENTS below).
+DEFAULT_SHARE_GROUP = "collectors"
 DEFAULT_COLLECTOR_USER = "collector"
 DEFAULT_ADMIN_USER = "gatescan-admin"  # server.site.dynsec_config.ADMIN_USER (test_options)
 ADMIN_PASSWORD_ENV = "GATESCAN_ADMIN_PASSWORD"
@@ -77,7 +78,37 @@ def no_database(db: str, command: str) -> bool:
 def add_broker_options(parser: argparse.ArgumentParser) -> None:
     """How the collector reaches the broker: --broker, --client-id, --username."""
     parser.add_argument("--broker", default=DEFAULT_BROKER, help="default: %(default)s")
-    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="default: %(default)s")
+    parser.add_argument(
+        "--client-id",
+        default=None,
+        help="the MQTT client id; give one that stays the same across restarts, so a restart"
+        " takes up the session the broker queued events in (default: gatescan-collector-HOST-PID-"
+        "RANDOM, new for each process, its session kept 5 minutes; a broker with"
+        " use_username_as_clientid takes the user name instead)",
+    )
+    parser.add_argument(
+        "--share-group",
+        default=DEFAULT_SHARE_GROUP,
+        metavar="NAME",
+        help="take the gates' events as a member of this MQTT v5 shared subscription, so several"
+        " collectors share them, each event to one ('' : every event to this collector;"
+        " default: %(default)s)",
+    )
+    parser.add_argument(
+        "--session-expiry",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="how long the broker keeps this collector's session and queues its events while it"
+        " is away (default: 7 days with --client-id, 300 s without)",
+    )
+    parser.add_argument(
+        "--publish-policy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="publish the sites' policies to their gates (default: on); with several collectors"
+        " leave it on for one and give the others --no-publish-policy",
+    )
     parser.add_argument(
         "--username",
         default=DEFAULT_COLLECTOR_USER,
@@ -180,7 +211,22 @@ def collector_login(args: argparse.Namespace) -> CollectorLogin:
             "mqtt_password; logging in as %r without one",
             user,
         )
-    return CollectorLogin(args.broker, args.client_id, user, password, args.mqtt_client, tls)
+    if args.session_expiry is not None and args.session_expiry < 0:
+        raise MqttLoginError(f"--session-expiry: 0 seconds or more, not {args.session_expiry}")
+    share_group = args.share_group or None
+    if share_group is not None and any(char in share_group for char in "/+#"):
+        raise MqttLoginError(f"--share-group: one topic level without / + #, not {share_group!r}")
+    return CollectorLogin(
+        args.broker,
+        args.client_id,
+        user,
+        password,
+        args.mqtt_client,
+        tls,
+        share_group=share_group,
+        session_expiry_s=args.session_expiry,
+        publish_policy=args.publish_policy,
+    )
 
 
 def add_admin_options(parser: argparse.ArgumentParser) -> None:

@@ -204,6 +204,19 @@ class Telemetry(_Message):
     # Releases by a manager's command from the dashboard (`Command`), since the gate started
     # (added within v1).
     dashboard_releases: Annotated[int, Strict(), Field(ge=0)] = 0
+    # Decoded frames of the interval where a code was likely (read, or found and not read), and
+    # those where one was read: the read rate (added within v1). None from a gate whose decoder
+    # cannot tell, and from older gates.
+    frames_with_code: Annotated[int, Strict(), Field(ge=0)] | None = None
+    frames_read: Annotated[int, Strict(), Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _read_among_likely(self) -> Self:
+        if (self.frames_with_code is None) != (self.frames_read is None):
+            raise ValueError("frames_with_code and frames_read come together or not at all")
+        if self.frames_read is not None and self.frames_read > (self.frames_with_code or 0):
+            raise ValueError("frames_read cannot exceed frames_with_code")
+        return self
 
 
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"

@@ -28,12 +28,14 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protocol.broker_tls import BrokerTls
 from server.broker_admin.dynsec import AdminLogin
 from server.collector.commands import door_releaser
+from server.collector.identity import DEFAULT_SHARE_GROUP
 from server.collector.limits import DEFAULT_LIMITS, GateLimits
 from server.collector.policy_publisher import PolicyPublisher
 from server.collector.service import Collector, MqttClient
@@ -43,6 +45,8 @@ from server.store.retention import RetentionTask
 from server.store.site_policy import DEFAULT_TZ
 
 if TYPE_CHECKING:
+    from server.alerts.rules import Snapshot
+    from server.alerts.task import AlertTask
     from server.enrolment.exchange import PolicyRightsTask
 
 log = logging.getLogger("gatescan.server")
@@ -57,12 +61,18 @@ class CollectorLogin:
     """How the collector reaches the broker (the password is never in a config file)."""
 
     broker_url: str
-    client_id: str = "gatescan-collector"
+    client_id: str | None = None  # None: one made for this process (server/collector/identity.py)
     username: str | None = None
     password: str | None = None
     mqtt_client: str = MqttClient.TUNED.value  # a MqttClient value (`--mqtt-client`)
     # The CA file (and a client certificate) for an mqtts:// broker.
     tls: BrokerTls = field(default_factory=BrokerTls)
+    # The events' shared subscription (`--share-group`; None: every event to this collector).
+    share_group: str | None = DEFAULT_SHARE_GROUP
+    session_expiry_s: int | None = None  # None: by the client id (identity.py)
+    # Whether this process publishes the sites' policies (`--no-publish-policy`): one collector of
+    # several does (server/collector/policy_publisher.py), the others only store.
+    publish_policy: bool = True
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,15 @@ class ServerOptions:
     web_log_level: str = "info"
     gate_limits: GateLimits = DEFAULT_LIMITS  # each gate's, at the collector
     enrolment: EnrolmentOptions | None = None  # None: no enrolment service
+    alerts: AlertOptions | None = None  # None: no alerts
+
+
+@dataclass(frozen=True)
+class AlertOptions:
+    """alerts.toml (server/alerts/config.py), read and checked, and the CA whose end it watches."""
+
+    config_file: Path
+    ca_file: Path | None = None
 
 
 def build_server(options: ServerOptions) -> Server:
@@ -114,6 +133,7 @@ def build_server(options: ServerOptions) -> Server:
         retention = init_retention(store, options.retention_days)
         dashboard = init_dashboard(store, options, collector)
         enrolment, rights = init_enrolment(store, options.enrolment, collector)
+        alerts = init_alerts(store, options)
     except BaseException:
         if dashboard is not None:
             dashboard.close()
@@ -127,6 +147,35 @@ def build_server(options: ServerOptions) -> Server:
         enrolment=enrolment,
         policy=policy,
         rights=rights,
+        alerts=alerts,
+    )
+
+
+def init_alerts(store: Store, options: ServerOptions) -> AlertTask | None:
+    """The alert loop, from alerts.toml; ConfigError (firmware_config.errors) for a bad file."""
+    if options.alerts is None:
+        return None
+    from server.alerts.config import load_alert_config, routes_of
+    from server.alerts.task import AlertTask, look
+    from server.clock import utc_now
+    from server.dashboard.settings import WebSettings
+
+    config_file = options.alerts.config_file
+    config = load_alert_config(config_file)
+    routes = routes_of(config, config_file.absolute().parent)
+    settings = options.dashboard or WebSettings()
+    ca_file = options.alerts.ca_file
+
+    def look_now(now: datetime) -> Snapshot:
+        return look(store, now, settings.offline_after_s, settings.tz, ca_file)
+
+    return AlertTask(
+        look_now,
+        config.rules,
+        routes,
+        every_s=config.every,
+        clear_after_s=config.clear_after,
+        clock=utc_now,
     )
 
 
@@ -144,6 +193,8 @@ def init_collector(
         mqtt_client=MqttClient(login.mqtt_client),
         tls=login.tls,
         limits=limits,
+        share_group=login.share_group,
+        session_expiry_s=login.session_expiry_s,
     )
 
 
@@ -151,8 +202,11 @@ def init_policy_publisher(
     store: Store, collector: Collector | None, options: ServerOptions
 ) -> PolicyPublisher | None:
     """Each site's policy to its gates, on the collector's connection (none without one); who
-    is inside counts from midnight in the site's zone (the dashboard's setting)."""
-    if collector is None:
+    is inside counts from midnight in the site's zone (the dashboard's setting). Only one
+    collector of several publishes (`--no-publish-policy` on the others): each round reads the
+    sites' passages and makes a new version when who is inside changed, and two publishers
+    would make versions of their own and could publish an older manifest after a newer one."""
+    if collector is None or options.collector is None or not options.collector.publish_policy:
         return None
     tz = options.dashboard.tz if options.dashboard is not None else DEFAULT_TZ
     return PolicyPublisher(store.engine, collector, tz=tz)
@@ -166,13 +220,16 @@ def init_dashboard(
     store: Store, options: ServerOptions, collector: Collector | None = None
 ) -> DashboardServer | None:
     """The dashboard; with a collector in the same process, a manager may release a gate's door
-    from it (a command on the collector's connection: server/collector/commands.py)."""
+    from it (a command on the collector's connection: server/collector/commands.py), and
+    /metrics shows the collector's counters (server/metrics/)."""
     if options.dashboard is None:
         return None
     from server.dashboard.app import create_web_app
+    from server.metrics.families import Ingest
 
     releaser = None if collector is None else door_releaser(collector)
-    app = create_web_app(store, options.dashboard, door_releaser=releaser)
+    ingest = None if collector is None else Ingest(collector.counters)
+    app = create_web_app(store, options.dashboard, door_releaser=releaser, ingest=ingest)
     return DashboardServer(
         app,
         bind(options.listen),
@@ -226,8 +283,10 @@ class Server:
         enrolment: DashboardServer | None = None,
         policy: PolicyPublisher | None = None,
         rights: PolicyRightsTask | None = None,
+        alerts: AlertTask | None = None,
     ) -> None:
         self.store = store
+        self.alerts = alerts
         self.collector = collector
         self.policy = policy
         self.rights = rights
@@ -255,6 +314,8 @@ class Server:
             self.enrolment.start(on_exit=stop.set)
         if self.rights is not None:
             self.rights.start()
+        if self.alerts is not None:
+            self.alerts.start()
 
     def run(self, stop: threading.Event) -> bool:
         """Start, serve until `stop` is set, stop. False when a part ended by itself."""
@@ -276,6 +337,8 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        if self.alerts is not None:
+            self.alerts.stop()
         if self.rights is not None:
             self.rights.stop()
         if self.enrolment is not None:

@@ -73,6 +73,16 @@ class SeesUnreadable(Protocol):
         ...
 
 
+@runtime_checkable
+class SeesLikelyCodes(Protocol):
+    """A decoder that can tell a frame where a code was likely, read or not (the ensemble)."""
+
+    def code_likely_in_last(self) -> bool:
+        """Whether the last frame decoded held a code: one read, a symbol found but not read,
+        or a region dense with code-like edges."""
+        ...
+
+
 def grey_pixels(frame: object) -> Frame | None:
     """Check a frame and return it as 2-D uint8, or None when it has no pixels.
 

@@ -169,6 +169,13 @@ class EnsembleDecoder:
         """Whether the last frame held a symbol zxing found but nothing could read."""
         return self.last.undecoded > 0 and not self.last.read_by
 
+    def code_likely_in_last(self) -> bool:
+        """Whether the last frame held a code: read (by the cheap pass or a rescue step), or
+        likely (a symbol zxing found but could not decode, a region dense with strong edges).
+        The frames a read rate counts against."""
+        last = self.last
+        return bool(last.read_by) or bool(last.regions) or last.undecoded > 0
+
     def decode(self, frame: Frame) -> list[DecodedCode]:
         grey = grey_pixels(frame)
         if grey is None:

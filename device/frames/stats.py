@@ -1,4 +1,9 @@
-"""What the frame loop reports in telemetry: frame rate, decode time, frames dropped or skipped."""
+"""What the frame loop reports in telemetry: frame rate, decode time, frames dropped or skipped,
+and the read rate: frames where a code was read against frames where one was likely.
+
+Only a decoder that can tell where a code was likely (the ensemble: `SeesLikelyCodes`) counts
+the read rate; with any other both counts stay None, never a rate that looks like 100 %.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,10 @@ class StatsSnapshot:
     unchanged: int  # frames taken but not decoded: the scene had not changed (SceneWatch)
     decoded_fps: float  # frames decoded per second
     age_p99_ms: float  # how old frames were when the decode thread took them (99th percentile)
+    # Decoded frames where a code was likely (read, found but unread, or a dense-edge region),
+    # and those where one was read; None when the decoder cannot tell.
+    frames_with_code: int | None = None
+    frames_read: int | None = None
 
 
 @dataclass
@@ -33,6 +42,9 @@ class ScanStats:
     dropped_total: int = 0
     unchanged: int = 0
     unchanged_total: int = 0
+    with_code: int = 0
+    read: int = 0
+    _counts_codes: bool = field(default=False, init=False)
     _since: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -42,6 +54,15 @@ class ScanStats:
         self.frames += 1
         if len(self.decode_seconds) < MAX_SAMPLES:
             self.decode_seconds.append(decode_seconds)
+
+    def add_code_frame(self, *, likely: bool, read: bool) -> None:
+        """One decoded frame, from a decoder that tells where a code was likely; a frame read
+        counts as likely whatever the decoder says."""
+        self._counts_codes = True
+        if likely or read:
+            self.with_code += 1
+            if read:
+                self.read += 1
 
     def add_taken(self, age_seconds: float) -> None:
         if len(self.age_seconds) < MAX_SAMPLES:
@@ -69,7 +90,9 @@ class ScanStats:
             unchanged=self.unchanged,
             decoded_fps=self.frames / elapsed,
             age_p99_ms=age_p99_ms,
+            frames_with_code=self.with_code if self._counts_codes else None,
+            frames_read=self.read if self._counts_codes else None,
         )
         self.frames, self.decode_seconds, self.age_seconds, self._since = 0, [], [], now
-        self.dropped = self.unchanged = 0
+        self.dropped = self.unchanged = self.with_code = self.read = 0
         return taken

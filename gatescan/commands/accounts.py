@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from server.accounts.users import Accounts
 
 ROLES = ("viewer", "manager", "admin")
+TOKEN_ROLES = (*ROLES, "metrics")  # metrics: a token that reads /metrics only
 
 Change = dict[str, object]  # what an action changed, for its audit row
 
@@ -52,7 +53,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     token = commands.add_parser("token", help="API tokens for scripts (Authorization: Bearer)")
     tokens = token.add_subparsers(title="actions", metavar="ACTION", required=True)
     create = _action(tokens, "create", "create a token and print it once", run_token_create)
-    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--role", required=True, choices=TOKEN_ROLES)
     _action(tokens, "list", "tokens: role, created, last used (never the token)", run_tokens, False)
     _action(tokens, "revoke", "revoke a token: it opens nothing from now on", run_token_revoke)
 

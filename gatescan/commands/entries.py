@@ -1,4 +1,13 @@
-"""`gatescan entries export`: the stored entries as JSON Lines or CSV, in UTC or a given zone."""
+"""`gatescan entries export`: the stored entries as JSON Lines or CSV, in UTC or a given zone.
+
+`gatescan person export|erase ID`: one person's own data (a CCCD number or a pass id), as the
+personal data protection law gives them the right to see and to have erased
+(server/store/person_data.py; docs/operations.md, "A person's own data"). Admin commands, each
+audited (an erasure's audit row names the ID's SHA-256, never the ID).
+
+Exit codes: 0 done; 2 bad input (an ID of neither form, no database, erase not confirmed); 3
+erase of an ID nothing names (unknown, or erased before with nothing new since).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +15,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatescan.options import (
     EXIT_BAD_INPUT,
+    EXIT_NO_SUCH,
+    EXIT_OK,
     Commands,
     add_config_option,
     no_database,
 )
+
+if TYPE_CHECKING:
+    from server.store.database import Store
 
 
 def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
@@ -32,6 +47,27 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         " (default: UTC, written with Z)",
     )
     export.set_defaults(run=run_export)
+    add_person_parser(commands)
+
+
+def add_person_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    person = commands.add_parser(
+        "person", help="one person's own data: export it, or erase it (admin, audited)"
+    )
+    actions = person.add_subparsers(title="actions", metavar="ACTION", required=True)
+    for name, help, run in (
+        ("export", "write as JSON what is kept about a CCCD number or pass id", run_person_export),
+        ("erase", "erase their entries, dead letters and list entries", run_person_erase),
+    ):
+        parser = actions.add_parser(name, help=help, description=help)
+        parser.add_argument("id", metavar="ID", help="a 12-digit CCCD number or a 16-hex pass id")
+        parser.add_argument("--db", help="SQLAlchemy URL or a SQLite file path (or --config)")
+        add_config_option(parser)
+        if name == "export":
+            parser.add_argument("--output", "-o", type=Path, help="file (default: stdout)")
+        else:
+            parser.add_argument("--yes", action="store_true", help="do not ask to confirm")
+        parser.set_defaults(run=run, command=parser.prog)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -66,3 +102,101 @@ def run_export(args: argparse.Namespace) -> int:
         store.close()
     print(f"wrote {count} entries to {args.output}", file=sys.stderr)
     return 0
+
+
+def _on_store(args: argparse.Namespace, work: object) -> int:
+    from gatescan.commands.gates import run_on_store
+
+    if not args.db:
+        print(f"{args.command}: give --db, or --config server.toml", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_on_store(args, work)
+
+
+def _checked_id(args: argparse.Namespace) -> str:
+    from gatescan.commands.gates import CommandStop
+    from server.store.person_data import person_subject
+
+    try:
+        return person_subject(args.id)[0]
+    except ValueError:
+        raise CommandStop(
+            EXIT_BAD_INPUT, "the ID is neither a 12-digit CCCD number nor a 16-hex-digit pass id"
+        ) from None
+
+
+def run_person_export(args: argparse.Namespace) -> int:
+    from gatescan.commands.gates import record_audit
+    from server.clock import utc_now
+    from server.store.person_data import find_person
+
+    def export(store: Store) -> int:
+        subject_id = _checked_id(args)
+        data = find_person(store.engine, subject_id)
+        document = data.to_json(utc_now())
+        counts = {
+            "entries": len(data.entries),
+            "dead_letters": len(data.dead_letters),
+            "audit": len(data.audit),
+            "passes": len(data.passes),
+            "lists": len(data.lists),
+        }
+        record_audit(store, "person", subject_id, "person export", **counts)
+        if args.output is None:
+            sys.stdout.buffer.write(document + b"\n")
+            sys.stdout.flush()
+        else:
+            # Names and ID numbers: readable by its owner only.
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(document + b"\n")
+        shown = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in counts.items())
+        print(f"{args.command}: {shown}", file=sys.stderr)
+        return EXIT_OK
+
+    return _on_store(args, export)
+
+
+def run_person_erase(args: argparse.Namespace) -> int:
+    from gatescan.commands.gates import CommandStop, record_audit
+    from server.clock import utc_now
+    from server.store.person_data import NOT_REACHED, erase_person
+
+    def erase(store: Store) -> int:
+        subject_id = _checked_id(args)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CommandStop(EXIT_BAD_INPUT, "give --yes to erase without a terminal")
+            answer = input(f"erase everything kept about {subject_id}? type the ID again: ")
+            if answer.strip().lower() != subject_id:
+                raise CommandStop(EXIT_BAD_INPUT, "not confirmed; nothing was erased")
+        erasure = erase_person(store.engine, subject_id, utc_now())
+        if erasure.nothing:
+            before = erasure.erased_before
+            why = "" if before is None else f" (erased before, at {before:%Y-%m-%d %H:%M} UTC)"
+            raise CommandStop(
+                EXIT_NO_SUCH,
+                f"nothing kept names this ID{why}: no entries, dead letters or list entries;"
+                " nothing was erased",
+            )
+        lists = [f"{site}/{kind}" for site, kind in erasure.list_entries]
+        record_audit(
+            store,
+            "person",
+            f"sha256:{erasure.subject_sha256}",
+            "person erase",
+            entries=erasure.entries,
+            dead_letters=erasure.dead_letters,
+            lists=lists,
+        )
+        print(
+            f"erased: {erasure.entries} entries, {erasure.dead_letters} dead letters,"
+            f" {len(lists)} list entries{' (' + ', '.join(lists) + ')' if lists else ''};"
+            " the collector will not store an event naming this ID again"
+        )
+        print("not reached by this command:")
+        for line in NOT_REACHED:
+            print(f"  - {line}")
+        return EXIT_OK
+
+    return _on_store(args, erase)

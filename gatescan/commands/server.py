@@ -39,6 +39,13 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     add_gate_limit_options(server)
     _add_web_options(server)
     _add_enrolment_options(server)
+    server.add_argument(
+        "--alerts",
+        type=Path,
+        metavar="FILE",
+        help="alerts.toml: when a gate goes down (and more), tell people by webhook and e-mail"
+        " (docs/operations.md, 'Alerts'); default: no alerts",
+    )
     add_config_option(server)
     server.set_defaults(run=run_server)
 
@@ -203,7 +210,14 @@ def _serve(
 ) -> int:
     from pydantic import ValidationError
 
-    from server.app import EnrolmentListenError, ListenError, ServerOptions, build_server
+    from firmware_config.errors import ConfigError
+    from server.app import (
+        AlertOptions,
+        EnrolmentListenError,
+        ListenError,
+        ServerOptions,
+        build_server,
+    )
     from server.collector.limits import GateLimits
 
     try:
@@ -213,6 +227,7 @@ def _serve(
     except (ValueError, ValidationError) as exc:
         print(f"gatescan {command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    alerts_file: Path | None = getattr(args, "alerts", None)
     options = ServerOptions(
         db_url=args.db,
         collector=collector,
@@ -220,6 +235,7 @@ def _serve(
         listen=listen,
         retention_days=settings.retention_days,
         enrolment=enrolment,
+        alerts=(AlertOptions(alerts_file, getattr(args, "ca_file", None)) if alerts_file else None),
     )
     if collector is not None:  # `gatescan web` has no collector, and no limits to set
         limits = GateLimits(args.gate_max_messages_per_second, args.gate_max_bytes_per_minute)
@@ -233,6 +249,9 @@ def _serve(
     except ListenError as exc:
         print(f"gatescan {command}: --listen {args.listen}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except ConfigError as exc:
+        print(f"gatescan {command}: --alerts {args.alerts}:\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"gatescan dashboard on {server.url}", file=sys.stderr, flush=True)
     if server.enrolment is not None:
         print(f"gatescan enrolment service on {server.enrolment.url}", file=sys.stderr, flush=True)

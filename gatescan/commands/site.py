@@ -2,7 +2,11 @@
 users and ACL, and server.toml (server/site/installation.py writes them). `gatescan site list`:
 the sites of an installation (a site is named by the `--site` of the gates registered to it),
 with their gates counted by state. `gatescan site rules --site S`: its anti-passback and
-capacity."""
+capacity.
+
+`gatescan backup DIR --config server.toml` and `gatescan restore DIR --to SITE_DIR`: the
+installation and its database copied as of one moment, and put back on this machine or a new one
+(server/backup/)."""
 
 from __future__ import annotations
 
@@ -95,6 +99,62 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     add_config_option(rules)
     rules.set_defaults(run=run_rules, command=rules.prog)
     site.set_defaults(run=lambda _args: _usage(site))
+    _add_backup_parsers(commands)
+
+
+def _add_backup_parsers(commands: Commands[argparse.ArgumentParser]) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="copy the installation and its database into DIR (a running server is fine)",
+        description="Copy, as of one moment, the database (SQLite: its online backup; "
+        "PostgreSQL: pg_dump), the installation's CA and keys, the broker's dynamic security "
+        "state, its password and ACL files and server.toml into DIR (new or empty), with a "
+        "manifest of their SHA-256. It holds every secret of the installation: keep it as the "
+        "server's own disk.",
+    )
+    backup.add_argument("folder", metavar="DIR", type=Path)
+    backup.add_argument(
+        "--site-dir",
+        type=Path,
+        metavar="DIR",
+        help="the installation's folder (default: the folder of --config)",
+    )
+    add_db_option(backup)
+    add_config_option(backup)
+    backup.add_argument(
+        "--alerts",
+        type=Path,
+        metavar="FILE",
+        help="alerts.toml, kept too when it is in the installation's folder (default:"
+        " server.toml's)",
+    )
+    backup.set_defaults(run=run_backup)
+    restore = commands.add_parser(
+        "restore",
+        help="put a backup back: the installation into --to DIR, and its database",
+        description="Check every file of the backup against its manifest, then write the "
+        "installation into --to DIR (keys 0600 again; mosquitto.conf made to name DIR) and put "
+        "the database where its server.toml says (or --db). Gates need nothing: their CA and "
+        "logins are the backup's. An existing installation or database is replaced only with "
+        "--force.",
+    )
+    restore.add_argument("folder", metavar="DIR", type=Path)
+    restore.add_argument(
+        "--to",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the installation's folder to write (e.g. /etc/gatescan/site)",
+    )
+    restore.add_argument(
+        "--db",
+        help="where the database goes (default: as the backup's server.toml says, relative to"
+        " --to); a PostgreSQL database must exist",
+    )
+    restore.add_argument(
+        "--force", action="store_true", help="replace an installation or database already there"
+    )
+    restore.set_defaults(run=run_restore)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -193,3 +253,53 @@ def run_rules(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_on_store(args, change, new_database_ok=True)
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from server.backup.manifest import BackupError
+    from server.backup.take import BackupRequest, take_backup
+
+    site_dir = args.site_dir or (args.config.parent if args.config is not None else None)
+    if site_dir is None:
+        print("gatescan backup: give --config server.toml (or --site-dir DIR and --db URL)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    request = BackupRequest(args.folder, site_dir, args.db, alerts=args.alerts)
+    try:
+        manifest = take_backup(request)
+    except BackupError as exc:
+        print(f"gatescan backup: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"gatescan backup: {exc.filename or args.folder}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    total = sum(entry.size for entry in manifest.files)
+    print(f"gatescan backup: {len(manifest.files)} files ({total:,} bytes) in {args.folder},"
+          f" from {manifest.site_dir} and {manifest.database}")  # fmt: skip
+    print("  it holds the installation's CA key and every password: keep it as the server's disk")
+    return EXIT_OK
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from server.backup.manifest import BackupError
+    from server.backup.restore import RestoreRequest, restore_backup
+
+    request = RestoreRequest(args.folder, args.to, db=args.db, force=args.force)
+    try:
+        restored = restore_backup(request)
+    except BackupError as exc:
+        print(f"gatescan restore: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"gatescan restore: {exc.filename or args.to}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    files = restored.files
+    print(f"gatescan restore: {len(restored.written)} files in {files.folder} and the database"
+          f" at {restored.database} (backup of {restored.manifest.created_at}, gatescan"
+          f" {restored.manifest.gatescan_version})")  # fmt: skip
+    print(f"  broker: mosquitto -c {files.conf}")
+    print(f"  server: gatescan server --config {files.folder / 'server.toml'}")
+    if restored.broker_owner is None:
+        print(f"  as root: chown -R mosquitto: {files.keyfile} {files.certfile}"
+              f" {files.password_file} {files.persistence}")  # fmt: skip
+    return EXIT_OK

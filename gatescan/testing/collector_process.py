@@ -32,7 +32,7 @@ class CollectorProcess:
         broker_url: str,
         db_url: str,
         log_path: Path,
-        client_id: str = "fault-collector",
+        client_id: str | None = "fault-collector",
         failpoints: str | None = None,
         log_level: str = "info",
         username: str | None = None,
@@ -41,20 +41,23 @@ class CollectorProcess:
     ) -> None:
         """`username` None: the command's default (`collector`); "" logs in anonymously.
         `mqtt_client`: `--mqtt-client` (None: the command's default). `options`: more of the
-        command's options (e.g. its per-gate limits)."""
+        command's options (e.g. its per-gate limits). `client_id` None: the command's default
+        (an id of its own for each process)."""
         env = {k: v for k, v in os.environ.items() if k != FAILPOINTS_ENV}
         env["PYTHONUNBUFFERED"] = "1"
         if failpoints is not None:
             env[FAILPOINTS_ENV] = failpoints
         log_path.parent.mkdir(parents=True, exist_ok=True)
         login = [] if username is None else ["--username", username]
+        if client_id is not None:
+            login += ["--client-id", client_id]
         if mqtt_client is not None:
             login += ["--mqtt-client", mqtt_client]
         with log_path.open("ab") as log:
             self._log_start = log.tell()  # this run's lines start here
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gatescan.cli", "--log-level", log_level, "collector",
-                 "--broker", broker_url, "--db", db_url, "--client-id", client_id, *login,
+                 "--broker", broker_url, "--db", db_url, *login,
                  *options],
                 stdout=log,
                 stderr=subprocess.STDOUT,

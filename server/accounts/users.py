@@ -25,6 +25,7 @@ from server.clock import Clock, utc_now
 from server.store.tables import api_tokens_table, users_table, web_sessions_table
 
 __all__ = [
+    "USER_ROLES",
     "Account",
     "AccountError",
     "Accounts",
@@ -41,8 +42,13 @@ Language = Literal["vi", "en"]
 
 
 class Role(enum.IntEnum):
-    """What a user may do; each role may do everything the lower ones may."""
+    """What a user may do; each role may do everything the lower ones may, but for METRICS.
 
+    METRICS is a token's alone (no user has it): it reads /metrics (server/metrics/) and
+    nothing else, so a Prometheus server's token opens no page, no API and no personal data.
+    Below VIEWER, every role check refuses it; /metrics itself lets METRICS and ADMIN in."""
+
+    METRICS = 0  # a token for a Prometheus server: /metrics only
     VIEWER = 1  # fleet, occupancy, entries with personal data masked
     MANAGER = 2  # + unmasking, person lookup and contact tracing (all audited)
     ADMIN = 3  # + the audit log
@@ -52,11 +58,17 @@ class Role(enum.IntEnum):
         try:
             return cls[name.upper()]
         except KeyError:
-            raise ValueError(f"unknown role {name!r}: use viewer, manager or admin") from None
+            raise ValueError(
+                f"unknown role {name!r}: use viewer, manager, admin (or metrics, for a token)"
+            ) from None
 
     @property
     def label(self) -> str:
         return self.name.lower()
+
+
+# The roles a user (a person who logs in) may hold; a token may hold any role.
+USER_ROLES = (Role.VIEWER, Role.MANAGER, Role.ADMIN)
 
 
 class AccountError(ValueError):
@@ -141,7 +153,9 @@ class Accounts:
     def add_user(
         self, name: str, role: Role, password: str, *, language: Language | None = None
     ) -> None:
-        """Create a user; AccountError if the name is taken."""
+        """Create a user; AccountError if the name is taken or the role is a token's alone."""
+        if role not in USER_ROLES:
+            raise AccountError(f"the {role.label} role is for API tokens, not users")
         _check_name(name)
         _check_password(password, name)
         row = {

@@ -14,9 +14,11 @@ writer thread) and
 An event whose id is stored already with other content (a `conflict`: server/store/writes.py
 compares a found id's row with the event) is not stored: it is dead-lettered in the same
 transaction, counted (`conflicts`) and answered as `rejected`; the same content again is a
-resend, acked as before. A message over its gate's limits (`Limited`, server/collector/limits.py)
-is only counted (`rate_limited`, by gate, one warning per gate per minute) and PUBACKed: no row,
-no ack; the gate resends it.
+resend, acked as before. An event naming a subject `gatescan person erase` erased is not stored
+either (the store removes it in the same transaction) but acked in `event_ids`, so its gate stops
+resending it; it is counted (`erased`) and keeps no dead letter. A message over its gate's
+limits (`Limited`, server/collector/limits.py) is only counted (`rate_limited`, by gate, one
+warning per gate per minute) and PUBACKed: no row, no ack; the gate resends it.
 
 If the commit fails nothing is acked: the batch is rolled back, its messages are dead-lettered
 as well as the database allows (events as `error`, in a second transaction), and the gates
@@ -138,6 +140,7 @@ class MessageHandler:
             conflict_letter=conflict_letter,
         )
         before_commit = partial(self._failpoints.reached, BEFORE_COMMIT, len(events))
+        started = self._monotonic()
         try:
             result = self._store.write_batch(write, received_at, before_commit=before_commit)
         except Exception as exc:
@@ -147,6 +150,7 @@ class MessageHandler:
             self._dead_letter_failed_batch(events, refused, reports, exc, received_at)
             return
         self.counters.batches += 1
+        self.counters.commit_latency.observe(self._monotonic() - started)
         if result.events.conflicts:
             # Not stored, and not acked as stored: kept as dead letters, answered as rejected.
             conflicts = result.events.conflicts
@@ -166,6 +170,14 @@ class MessageHandler:
         if stored.ids:
             self.counters.stored += len(stored.new)
             self.counters.duplicates += stored.duplicate_count
+            if stored.erased:
+                # Acked in event_ids like a stored event, so the gate drops it from its outbox (a
+                # rejection would keep it in the gate's never-purged rejected table) and no dead
+                # letter keeps its payload.
+                self.counters.erased += len(stored.erased)
+                log.info(
+                    "%d event(s) name an erased subject: acked, not stored", len(stored.erased)
+                )
             log.debug("stored %d new, %d duplicate events", len(stored.new), stored.duplicate_count)
         for item in refused:
             self._counted_dead_letter(item.message.topic, item.reason, item.detail)

@@ -34,6 +34,7 @@ from protocol.messages import (
     parse_message,
 )
 from protocol.topics import Topic, parse_topic
+from server.collector.latency import LatencyHistogram
 from server.collector.limits import GateLimiter
 from server.store.database import status_update, telemetry_update
 from server.store.writes import DeadLetterRecord, DeviceUpdate, EntryRow
@@ -47,6 +48,7 @@ class CollectorCounters:
     stored: int = 0  # events newly committed
     duplicates: int = 0  # events already stored (resends): acked again, not stored again
     conflicts: int = 0  # an event_id stored before with other content: dead-lettered, rejected
+    erased: int = 0  # events naming an erased subject (`gatescan person erase`): acked, not stored
     dead_lettered: int = 0  # messages of any kind refused and kept in dead_letters
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)  # dead_lettered by reason
     acks_sent: int = 0  # application ack messages published (rejections included)
@@ -55,6 +57,8 @@ class CollectorCounters:
     batches: int = 0  # transactions committed
     rate_limited: int = 0  # messages over their gate's limits: dropped unread, PUBACKed only
     rate_limited_gates: Counter[str] = field(default_factory=Counter)  # rate_limited by gate
+    # How long each committed batch's write_batch took (server/metrics/ shows it).
+    commit_latency: LatencyHistogram = field(default_factory=LatencyHistogram, repr=False)
 
 
 # The two NamedTuples below are made for every message on paho's network thread, the

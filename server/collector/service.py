@@ -24,6 +24,12 @@ and a manager's commands to one gate (server/collector/commands.py): `send_comma
 One connection, not a second one: the broker takes a client id from its user name, and two
 connections of the `collector` user would knock each other off.
 
+Several collectors (server/collector/identity.py): each takes the gates' events as a member of an
+MQTT v5 shared subscription (`$share/collectors/...`: the broker hands each event to one member),
+with a client id of its own (generated per process unless given); status and telemetry reach
+every collector. Only one of them publishes the sites' policies (`--no-publish-policy` on the
+others: server/app.py).
+
 Failpoints (server/collector/failpoints.py) let the crash tests kill the process at an exact step.
 """
 
@@ -48,10 +54,16 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
-from protocol.topics import Topic, device_topic, subscription
+from protocol.topics import Topic, device_topic
 from server.collector.batch import MessageHandler, utc_now
 from server.collector.client import IngestClient
 from server.collector.failpoints import Failpoints
+from server.collector.identity import (
+    DEFAULT_SHARE_GROUP,
+    generated_client_id,
+    session_expiry,
+    subscriptions,
+)
 from server.collector.limits import DEFAULT_LIMITS, GateLimiter, GateLimits
 from server.collector.prepare import CollectorCounters, IncomingMessage
 from server.collector.sites import GateSites
@@ -64,7 +76,6 @@ __all__ = ["Collector", "MqttClient"]
 
 log = logging.getLogger("gatescan.collector")
 
-_SUBSCRIBED_KINDS = (Topic.EVENTS, Topic.STATUS, Topic.TELEMETRY)
 # QoS 1 messages the broker may have in flight to us, not yet PUBACKed: several batches, so the
 # next batch is already arriving while one commits. (Without it Mosquitto sends 20 at a time.)
 RECEIVE_WINDOW = 4000
@@ -93,10 +104,11 @@ class Collector:
         *,
         broker_url: str,
         store: Store,
-        client_id: str = "gatescan-collector",
+        client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
-        session_expiry: int = 7 * 24 * 3600,
+        session_expiry_s: int | None = None,
+        share_group: str | None = DEFAULT_SHARE_GROUP,
         clock: Callable[[], datetime] = utc_now,
         failpoints: Failpoints | None = None,
         max_batch: int = MAX_BATCH,
@@ -110,12 +122,18 @@ class Collector:
         """`failpoints`: None reads GATESCAN_FAILPOINTS (unset in production: inert), so the
         crash tests can arm the real `gatescan collector` process from its environment.
         `limits`: each gate's (`limits_clock`, the limiter's monotonic clock, for tests).
-        `check_sites`: refuse a registered gate's event that names another site (`wrong_site`)."""
+        `check_sites`: refuse a registered gate's event that names another site (`wrong_site`).
+        `client_id` None: one made for this process, its session short-lived and ended by a clean
+        stop; `session_expiry_s` None: by the id (server/collector/identity.py). `share_group`:
+        the events' shared subscription (None: every event to this collector)."""
         self._address = parse_broker_url(broker_url)
         self._tls = tls or BrokerTls()
         if self._tls.any_file and not self._address.tls:
             raise ValueError(f"TLS files given for {broker_url!r}, which is not mqtts://")
-        self._session_expiry = session_expiry
+        self._ephemeral = client_id is None
+        self.client_id = generated_client_id() if client_id is None else client_id
+        self._session_expiry = session_expiry(not self._ephemeral, session_expiry_s)
+        self._topics = subscriptions(share_group)
         self._receive_window = receive_window
         self.counters = CollectorCounters()
         if failpoints is None:
@@ -146,7 +164,7 @@ class Collector:
         self._subscribed = threading.Event()
         self._refused: dict[int, str] = {}  # our QoS 1 publishes the broker refused, by mid
         self._mqtt_client = mqtt_client
-        self._client = self._build_client(mqtt_client, client_id, username, password)
+        self._client = self._build_client(mqtt_client, self.client_id, username, password)
 
     def _build_client(
         self, kind: MqttClient, client_id: str, username: str | None, password: str | None
@@ -186,11 +204,12 @@ class Collector:
         properties.ReceiveMaximum = self._receive_window
         address = self._address
         log.info(
-            "connecting to %s://%s:%d on the %s MQTT client",
+            "connecting to %s://%s:%d on the %s MQTT client as %s",
             "mqtts" if address.tls else "mqtt",
             f"[{address.host}]" if ":" in address.host else address.host,
             address.port,
             self._mqtt_client.value,
+            self.client_id,
         )
         self._client.connect_async(
             self._address.host,
@@ -206,7 +225,14 @@ class Collector:
         on the broker, which queues events until we return."""
         self._client.loop_stop()  # no more messages; what the writer sends now goes out inline
         self._writer.stop()
-        self._client.disconnect()
+        if self._ephemeral:
+            # No run will take this session up again: end it, so the broker stops queueing a
+            # share of the events for it (MQTT v5 lets a DISCONNECT lower the expiry to 0).
+            properties = Properties(PacketTypes.DISCONNECT)
+            properties.SessionExpiryInterval = 0
+            self._client.disconnect(properties=properties)
+        else:
+            self._client.disconnect()
         self._subscribed.clear()
         if self.sites is not None:
             self.sites.stop()
@@ -250,9 +276,7 @@ class Collector:
         self._connection += 1
         log.info("connected to the broker (session present: %s)", flags.session_present)
         # Subscribing again on a resumed session is harmless, and needed if it had expired.
-        client.subscribe(
-            [(subscription(kind), SubscribeOptions(qos=1)) for kind in _SUBSCRIBED_KINDS]
-        )
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self._topics])
 
     def _on_connect_fail(self, *_: Any) -> None:
         why = connect_failure(sys.exc_info()[1])  # paho calls this while handling the error
@@ -265,7 +289,16 @@ class Collector:
         if refused:
             log.error("broker refused subscriptions: %s", ", ".join(refused))
             return
-        log.info("subscribed to %s", ", ".join(subscription(kind) for kind in _SUBSCRIBED_KINDS))
+        # The plain topic first ("subscribed to gatescan/v1/devices/+/events": what the tests and
+        # a technician look for), then the share it is taken through.
+        plain = [topic.split("/", 2)[2] if topic.startswith("$share/") else topic
+                 for topic in self._topics]  # fmt: skip
+        shared = [topic for topic in self._topics if topic.startswith("$share/")]
+        log.info(
+            "subscribed to %s%s",
+            ", ".join(plain),
+            f" (shared: {', '.join(shared)})" if shared else "",
+        )
         self._subscribed.set()
 
     def _on_disconnect(

@@ -13,14 +13,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol.release import __version__
 from server.accounts.passwords import Hasher, LimitedHasher, PasswordHasher
-from server.accounts.users import Accounts
+from server.accounts.users import Account, Accounts
 from server.clock import Clock, utc_now
 from server.dashboard import api, auth
 from server.dashboard.apidocs import api_docs_router
@@ -28,7 +28,9 @@ from server.dashboard.csrf import LOGIN_CSRF_COOKIE, verify_csrf
 from server.dashboard.login.throttle import LoginThrottle
 from server.dashboard.login.turns import CheckTurns
 from server.dashboard.settings import WebSettings
-from server.dashboard.state import DoorReleaser, WebState
+from server.dashboard.state import BadToken, DoorReleaser, WebState, request_account
+from server.metrics.families import Ingest, MetricSources
+from server.metrics.routes import metrics_registry, metrics_router
 from server.store.audit import AuditLog
 from server.store.database import Store
 
@@ -61,12 +63,15 @@ def create_web_app(
     monotonic: Callable[[], float] = time.monotonic,
     hasher: Hasher | None = None,
     door_releaser: DoorReleaser | None = None,
+    ingest: Ingest | None = None,
 ) -> FastAPI:
     """The dashboard for `store`. `clock` (UTC now) and `monotonic` drive session expiry and
     the login throttle, so tests can move time instead of waiting. `hasher` (default: the
     production scrypt) is run at most `settings.password_hashes_at_once` at a time.
     `door_releaser`: how a manager's "Release door" reaches a gate (a collector in the same
-    process); None: the fleet page has no such button, and its route answers 503."""
+    process); None: the fleet page has no such button, and its route answers 503. `ingest`:
+    the counters of a collector in the same process, for /metrics (server/metrics/); None:
+    /metrics shows what the database says only."""
     from server.dashboard import pages, password_page
     from server.holder import routes as holder_routes
 
@@ -122,9 +127,31 @@ def create_web_app(
     app.include_router(pages.router)
     app.include_router(password_page.router)
     app.include_router(holder_routes.router)
+    app.include_router(_metrics_router(app.state.web, ingest))
     auth.install_auth_handlers(app)
     app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
     return app
+
+
+def _metrics_router(state: WebState, ingest: Ingest | None) -> APIRouter:
+    """/metrics (server/metrics/routes.py), its registry made once with the app."""
+    settings = state.settings
+    sources = MetricSources(
+        store=state.store,
+        offline_after_s=settings.offline_after_s,
+        tz=settings.tz,
+        ingest=ingest,
+        failed_logins=state.failed_logins.snapshot,
+        clock=state.clock,
+    )
+
+    def who_asks(request: Request) -> Account | None:
+        try:
+            return request_account(request)
+        except BadToken:
+            return None
+
+    return metrics_router(metrics_registry(sources), who_asks)
 
 
 class SecurityHeaders:

@@ -66,6 +66,8 @@ def current_user(request: Request) -> User:
         raise LoginRequired() from None
     if account is None:
         raise LoginRequired()
+    if account.role == Role.METRICS:  # a Prometheus token reads /metrics, nothing else
+        raise NotAllowed(Role.VIEWER, "this request")
     request.state.user = account
     return account
 
@@ -145,6 +147,7 @@ def _rate_limited(request: Request, username: str, client: str, next: str, wait:
     who = login_name_for_log(state, username)
     log.warning("login rate-limited for %s from %s", who, client)
     state.audit.record(who, "login_failed", "", {"client": client, "why": "rate_limited"})
+    state.failed_logins.add("rate_limited")
     after_s = max(1, math.ceil(wait))
     return _retry_later(request, next, *_how_long(after_s), 429, after_s)
 
@@ -166,6 +169,7 @@ def _checked(request: Request, attempt: _Attempt, next: str, account: Account | 
         who = login_name_for_log(state, username)
         log.info("failed login for %s from %s", who, client)
         state.audit.record(who, "login_failed", "", {"client": client, "why": "wrong_password"})
+        state.failed_logins.add("wrong_password")
         return _login_page(request, next, "login.failed", 401)
     state.limiter.succeeded(username, client, attempt.device)
     old = request.cookies.get(SESSION_COOKIE)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +39,23 @@ PASSWORD_CHANGE_WINDOW_S = 15 * 60
 DoorReleaser = Callable[[str, str, str], str | None]
 
 
+class FailedLogins:
+    """Failed logins since this process started, by why (`wrong_password`, `rate_limited`):
+    what /metrics shows as gatescan_logins_failed_total. The audit log keeps each one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, why: str) -> None:
+        with self._lock:
+            self._counts[why] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 class BadToken(Exception):
     """An Authorization header with an unknown, revoked or malformed token (answered 401)."""
 
@@ -62,6 +81,7 @@ class WebState:
     # Password changes that went through, per user (password_page.py): each costs two scrypt
     # hashes, so a signed-in user cannot keep the hashing turns busy by changing it in a loop.
     password_changes: LoginRateLimiter = field(init=False, repr=False)
+    failed_logins: FailedLogins = field(default_factory=FailedLogins, repr=False)
 
     def __post_init__(self) -> None:
         handles = SearchHandles(lifetime=self.settings.session_max_age, clock=self.clock)

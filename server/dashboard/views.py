@@ -167,6 +167,19 @@ class Wording:
     def number(value: float | None) -> str:
         return "—" if value is None else f"{value:.1f}"
 
+    def read_rate(self, gate: GateStatus) -> str:
+        """The gate's read rate as a whole percentage; "—" without a frame to count."""
+        if gate.read_ratio is None:
+            return "—"
+        return self.t("fleet.read_rate_value", percent=f"{gate.read_ratio * 100:.0f}")
+
+    def read_rate_detail(self, gate: GateStatus) -> str:
+        if gate.read_ratio is None:
+            return self.t("fleet.read_rate_none")
+        return self.t(
+            "fleet.read_rate_of", read=gate.frames_read or 0, likely=gate.frames_with_code or 0
+        )
+
     def offset(self, minutes: float) -> str:
         """A contact's time against the visit's: "3 phút sau", "cùng lúc"."""
         seconds = abs(minutes) * 60
@@ -185,6 +198,8 @@ class Wording:
             "flag_text": self.flag_text,
             "fault_text": self.fault_text,
             "number": self.number,
+            "read_rate": self.read_rate,
+            "read_rate_detail": self.read_rate_detail,
             "short_subject": self.short_subject,
             "offset": self.offset,
         }

@@ -158,7 +158,7 @@ def init_site(request: SiteRequest) -> Installation:
     broker_url = f"mqtts://{_url_host(hosts[0])}:{request.mqtt_port}"
     enrol_url = f"https://{_url_host(hosts[0])}:{request.enrol_port}"
     written = _write(files, hosts, broker_url, enrol_url, request)
-    owner = _give_broker_its_files(files)
+    owner = give_broker_its_files(files)
     return Installation(files, tuple(written), broker_url, enrol_url, owner)
 
 
@@ -244,6 +244,10 @@ gate_broker = {_toml(gate_broker)}
 # to resolve, and the server unit may talk to loopback alone (IPAddressAllow=localhost).
 broker = {_toml(broker_url)}
 username = {_toml(COLLECTOR_USER)}
+# The client id the broker would take anyway (use_username_as_clientid): the same on every
+# restart, so a restart takes up the session the broker queued events in. A second collector
+# gets a broker user of its own and sets both to it (docs/operations.md, "Several collectors").
+client_id = {_toml(COLLECTOR_USER)}
 # The collector's broker password ($GATESCAN_MQTT_PASSWORD or the systemd credential
 # mqtt_password come first); never the password itself in this file.
 password_file = {_toml(COLLECTOR_PASSWORD_NAME)}
@@ -268,7 +272,7 @@ def _write_public(path: Path, text: str) -> None:
     path.chmod(0o644)
 
 
-def _give_broker_its_files(files: BrokerFiles) -> str | None:
+def give_broker_its_files(files: BrokerFiles) -> str | None:
     """Mosquitto 2.0 reads its password file after it switched from root to the `mosquitto`
     user (and its key on a reload): as root, make them that user's, still 0600."""
     if os.geteuid() != 0:

@@ -43,6 +43,15 @@ class ServerMqtt(_Section):
     cert_file: Path | None = Field(None, description="--cert-file: a client certificate.")
     key_file: Path | None = Field(None, description="--key-file: its key, if not in cert_file.")
     client: Literal["tuned", "stock"] | None = Field(None, description="--mqtt-client.")
+    share_group: str | None = Field(
+        None, description="--share-group: the events' shared subscription ('' none)."
+    )
+    session_expiry: int | None = Field(
+        None, ge=0, description="--session-expiry: seconds the broker keeps the session."
+    )
+    publish_policy: bool | None = Field(
+        None, description="--publish-policy: this collector publishes the sites' policies."
+    )
     admin_username: str | None = Field(
         None, min_length=1, description="--admin-username: the dynamic security admin."
     )
@@ -90,6 +99,7 @@ class ServerConfig(_Section):
     enrol_url: str | None = Field(None, description="--enrol-url: https://HOST:PORT for gates.")
     gate_broker: str | None = Field(None, description="--gate-broker: mqtts://HOST:PORT.")
     token_hours: float | None = Field(None, gt=0, description="--token-hours: a token's life.")
+    alerts: Path | None = Field(None, description="--alerts: alerts.toml (webhook, e-mail).")
     mqtt: ServerMqtt = Field(default_factory=ServerMqtt)
 
     @field_validator("enrol_url")
@@ -129,16 +139,17 @@ class ServerConfig(_Section):
         return values
 
 
-def load_server_config(path: Path) -> ServerConfig:
-    """The server's config file, relative paths anchored at its folder. Raises ConfigError with
-    one line per problem (`server.toml: mqtt.ca_fle: unknown key; did you mean 'ca_file'?`)."""
+def load_server_config(path: Path, *, folder: Path | None = None) -> ServerConfig:
+    """The server's config file, relative paths anchored at its folder (or at `folder`: where a
+    restore is about to put it). Raises ConfigError with one line per problem
+    (`server.toml: mqtt.ca_fle: unknown key; did you mean 'ca_file'?`)."""
     raw = read_config_file(path)
     try:
         config = ServerConfig.model_validate(raw)
     except ValidationError as error:
         problems = problems_from_validation(error, ServerConfig, lambda _keys: str(path))
         raise ConfigError(problems) from None
-    return _anchored(config, path.absolute().parent)
+    return _anchored(config, (folder or path.parent).absolute())
 
 
 def _anchored(config: ServerConfig, base: Path) -> ServerConfig:
@@ -148,7 +159,7 @@ def _anchored(config: ServerConfig, base: Path) -> ServerConfig:
         if isinstance(value := getattr(config.mqtt, key), Path) and not value.is_absolute()
     }
     update: dict[str, Any] = {"mqtt": config.mqtt.model_copy(update=mqtt_paths)}
-    for key in ("enrol_cert_file", "enrol_key_file"):
+    for key in ("enrol_cert_file", "enrol_key_file", "alerts"):
         value = getattr(config, key)
         if isinstance(value, Path) and not value.is_absolute():
             update[key] = base / value

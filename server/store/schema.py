@@ -40,8 +40,9 @@ BASELINE = "0001"  # the schema when migrations began: what upgrade_schema makes
 # Its tables: all a database made before migrations can lack is made from these alone (a table
 # added later is its revision's to make, which runs after the stamp).
 BASELINE_TABLES = (
-    "api_tokens", "audit_log", "dead_letters", "devices", "entries", "gates", "passes",
-    "site_keys", "site_lists", "site_policy", "site_policy_buckets", "users", "web_sessions",
+    "api_tokens", "audit_log", "dead_letters", "devices", "entries", "erased_subjects", "gates",
+    "passes", "site_keys", "site_lists", "site_policy", "site_policy_buckets", "users",
+    "web_sessions",
 )  # fmt: skip
 _LOCK_KEY = 0x6761746573636E  # "gatescn": PostgreSQL's advisory lock for the migration
 

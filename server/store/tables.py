@@ -5,8 +5,8 @@ The SQL stays portable so PostgreSQL can take over from SQLite when one machine 
 Every timestamp is stored and read as timezone-aware UTC. Columns added after a table first
 shipped are added to an existing database by `upgrade_schema`, so an older database file
 keeps working (a new column always has a default). A new table (site_keys, passes, site_policy,
-site_lists, site_policy_buckets) is made in an older database by `create_all`, which the store
-runs before `upgrade_schema`.
+site_lists, site_policy_buckets, erased_subjects) is made in an older database by `create_all`,
+which the store runs before `upgrade_schema`.
 """
 
 from __future__ import annotations
@@ -296,6 +296,17 @@ site_policy_buckets_table = Table(
     Column("bucket", Integer, primary_key=True),
     Column("digest", String(16), nullable=False),
     Column("version", BigInteger, nullable=False),
+)
+
+# The people whose data `gatescan person erase` erased (server/store/person_data.py): only the
+# SHA-256 of their subject_id (a CCCD number or a pass id), never the ID, and when. The collector
+# stores no event naming one of them again (server/store/writes.py): a gate that still holds
+# one resends it until it is acked.
+erased_subjects_table = Table(
+    "erased_subjects",
+    metadata,
+    Column("subject_sha256", String(64), primary_key=True),
+    Column("erased_at", UtcDateTime, nullable=False),
 )
 
 # Indexes a shipped version made and this one does not: dropped when a database is opened.

@@ -26,7 +26,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Dialect, Engine, insert, select, update
+from sqlalchemy import Connection, Dialect, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from protocol.messages import Event
@@ -37,6 +37,7 @@ from server.store.tables import (
     dead_letters_table,
     devices_table,
     entries_table,
+    erased_subjects_table,
 )
 
 log = logging.getLogger("gatescan.store")
@@ -75,6 +76,9 @@ class StoredEvents:
     new: tuple[str, ...]  # inserted by this call
     duplicate_count: int  # events of the batch stored before (a resend) or repeated in it, same
     conflicts: tuple[Conflict, ...] = ()  # events whose id is stored with other content
+    # Events naming a subject `gatescan person erase` erased: not stored, yet in `ids` (acked,
+    # so the gate stops resending them; server/store/person_data.py).
+    erased: tuple[str, ...] = ()
 
 
 class EntryRow(NamedTuple):
@@ -347,14 +351,50 @@ def _insert_new_entries(
             reference = stored.get(entry.event_id) or first[entry.event_id].values
             if entry.values != reference:
                 conflicts.append(_conflict(index, entry, reference))
+    erased: tuple[str, ...] = ()
     if fresh:
         rows.insert(conn, fresh, received_at)
+        erased = _remove_erased(conn, fresh)
     return StoredEvents(
         ids=tuple(entry.event_id for entry in unique),
-        new=tuple(entry.event_id for entry in fresh),
+        new=tuple(entry.event_id for entry in fresh if entry.event_id not in erased),
         duplicate_count=len(entries) - len(fresh) - len(conflicts),
         conflicts=tuple(conflicts),
+        erased=erased,
     )
+
+
+_SUBJECT_ID = STORED_COLUMNS.index("subject_id")
+
+
+def _remove_erased(conn: Connection, fresh: Sequence[EntryRow]) -> tuple[str, ...]:
+    """The ids of the just-inserted entries that name an erased subject, deleted again in the same
+    transaction. Looked for after the insert: on SQLite the insert took the write lock, so an
+    erasure either committed before (its marker is seen) or waits for this commit (and deletes
+    these rows itself). On PostgreSQL the erasure holds the markers' table EXCLUSIVE until it
+    commits, and this SHARE lock waits for it (several collectors' SHARE locks do not wait for
+    each other). With no marker at all (the usual case) it costs one tiny lookup per batch."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE erased_subjects IN SHARE MODE"))
+    marker = erased_subjects_table.c.subject_sha256
+    if conn.scalar(select(marker).limit(1)) is None:
+        return ()
+    by_digest: dict[str, list[str]] = {}
+    for entry in fresh:
+        subject_id = entry.values[_SUBJECT_ID]
+        if subject_id:
+            digest = hashlib.sha256(str(subject_id).encode("utf-8")).hexdigest()
+            by_digest.setdefault(digest, []).append(entry.event_id)
+    digests = sorted(by_digest)
+    gone: list[str] = []
+    for start in range(0, len(digests), LOOKUP_CHUNK):
+        chunk = digests[start : start + LOOKUP_CHUNK]
+        for digest in conn.scalars(select(marker).where(marker.in_(chunk))):
+            gone.extend(by_digest[digest])
+    for start in range(0, len(gone), LOOKUP_CHUNK):
+        ids = gone[start : start + LOOKUP_CHUNK]
+        conn.execute(delete(entries_table).where(entries_table.c.event_id.in_(ids)))
+    return tuple(gone)
 
 
 def _conflict(index: int, entry: EntryRow, stored: tuple[Any, ...]) -> Conflict:

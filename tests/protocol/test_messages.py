@@ -313,6 +313,31 @@ def test_telemetry_counts_rejected_events_and_an_older_gate_sends_none() -> None
     assert isinstance(newer, Telemetry)
 
 
+def test_telemetry_carries_the_read_rate_counts_together_or_not_at_all() -> None:
+    fields = {
+        "ts": "2026-11-26T01:12:28Z",
+        "uptime_s": 1.0,
+        "fps": 10.0,
+        "decode_ms": 3.0,
+        "outbox_depth": 0,
+        "clock_synced": True,
+        "version": "0.1.0",
+    }
+
+    older = parse_message(Topic.TELEMETRY, encoded(fields))
+    newer = parse_message(Topic.TELEMETRY, encoded({**fields, **_counts(4, 3)}))
+
+    assert isinstance(older, Telemetry) and isinstance(newer, Telemetry)
+    assert (older.frames_with_code, older.frames_read) == (None, None)  # no rate, not 100 %
+    assert (newer.frames_with_code, newer.frames_read) == (4, 3)
+    for wrong in (_counts(3, 4), {"frames_with_code": 4}, {"frames_read": 0}, _counts(-1, 0)):
+        assert refused(encoded({**fields, **wrong}), Topic.TELEMETRY).reason == "schema", wrong
+
+
+def _counts(with_code: int, read: int) -> dict[str, int]:
+    return {"frames_with_code": with_code, "frames_read": read}
+
+
 # --- ack_payload: the collector's acks, written without the model ---------------------------
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"

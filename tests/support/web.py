@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 from protocol.messages import Event
 from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
 from server.accounts.passwords import PasswordHasher
-from server.accounts.users import Accounts, Role
+from server.accounts.users import USER_ROLES, Accounts, Role
 from server.dashboard.app import create_web_app
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
@@ -222,7 +222,7 @@ def settings() -> WebSettings:
 @pytest.fixture
 def app(store: Store, settings: WebSettings, clock: MovableClock) -> FastAPI:
     accounts = Accounts(store.engine, hasher=FAST_HASHER, clock=clock)
-    for role in Role:
+    for role in USER_ROLES:
         accounts.add_user(role.label, role, PASSWORD)
     return create_web_app(
         store, settings, clock=clock, monotonic=clock.monotonic, hasher=FAST_HASHER

@@ -67,6 +67,12 @@ MESSAGES: dict[str, str] = {
     "fleet.clock_unsynced": "chưa đồng bộ",
     "fleet.faults": "Lỗi",
     "fleet.scans_today": "Lượt quét hôm nay",
+    "fleet.read_rate": "Tỷ lệ đọc",
+    "fleet.read_rate_value": "{percent}%",
+    "fleet.read_rate_of": "đọc được {read} trên {likely} khung hình có mã (kỳ báo cáo gần nhất)",
+    "fleet.read_rate_none": (
+        "không có mã trong khung hình ở kỳ báo cáo gần nhất, hoặc cổng không phân biệt được"
+    ),
     "fleet.flag.offline": "ngoại tuyến {duration}",
     "fleet.flag.offline_never": "chưa từng trực tuyến",
     "fleet.flag.fault": "lỗi: {faults}",

@@ -31,6 +31,12 @@ class GateStatus(BaseModel):
     fps: float | None  # from the latest telemetry; None before any
     decode_ms: float | None
     outbox: int | None  # events waiting on the gate for the collector's ack
+    frames_dropped: int | None = None  # frames never decoded over the last interval
+    # Frames where a code was read against frames where one was likely, over the last interval;
+    # None before any, from a gate that cannot tell, and for an interval with no code in view.
+    read_ratio: float | None = None
+    frames_with_code: int | None = None
+    frames_read: int | None = None
     clock_synced: bool | None
     faults: list[str]
     scans_today: int  # entries since local midnight (the site's time zone)
@@ -139,9 +145,21 @@ def _gate_status(
         fps=telemetry.get("fps"),
         decode_ms=telemetry.get("decode_ms"),
         outbox=telemetry.get("outbox_depth"),
+        frames_dropped=telemetry.get("frames_dropped"),
+        read_ratio=_read_ratio(telemetry),
+        frames_with_code=telemetry.get("frames_with_code"),
+        frames_read=telemetry.get("frames_read"),
         clock_synced=telemetry.get("clock_synced"),
         faults=faults,
         scans_today=scans_today,
         flagged=bool(why),
         why=why,
     )
+
+
+def _read_ratio(telemetry: dict[str, Any]) -> float | None:
+    """frames_read / frames_with_code of the latest telemetry; None without a frame to count."""
+    likely, read = telemetry.get("frames_with_code"), telemetry.get("frames_read")
+    if not isinstance(likely, int) or not isinstance(read, int) or likely <= 0:
+        return None
+    return min(read, likely) / likely

@@ -83,6 +83,22 @@ def test_token_create_prints_a_token_that_opens_the_api(tmp_path: Path) -> None:
     assert (account.name, account.role) == ("token:nightly-export", Role.VIEWER)
 
 
+def test_token_create_makes_a_metrics_token_and_user_add_refuses_that_role(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "site.db"
+    made = gatescan(
+        ["token", "create", "prometheus", "--role", "metrics", "--db", str(db)], tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    with Store(db) as store:
+        account = Accounts(store.engine).account_for_token(made.stdout.strip())
+    assert account is not None and account.role == Role.METRICS
+    refused = gatescan(["user", "add", "prom", "--role", "metrics", "--db", str(db)], tmp_path)
+    assert refused.returncode != 0
+    assert "invalid choice: 'metrics'" in refused.stderr
+
+
 class Served:
     def __init__(self, process: subprocess.Popen[str], port: int, token: str) -> None:
         self.process = process

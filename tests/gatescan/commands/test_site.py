@@ -88,6 +88,7 @@ def test_server_toml_names_the_tls_broker_the_ca_and_the_password_file(tmp_path:
         "listen": "127.0.0.1:8090",
         "broker": "mqtts://localhost:8883",  # the server sits beside the broker
         "username": "collector",
+        "client_id": "collector",  # the id the broker takes anyway: a restart resumes the session
         "password_file": folder / "collector.password",
         "ca_file": folder / "ca.crt",
         "enrol_listen": "0.0.0.0:8444",

@@ -36,6 +36,7 @@ from server.collector.failpoints import BEFORE_COMMIT
 from server.collector.limits import GateLimits
 from server.collector.service import Collector, MqttClient
 from server.store.database import Store
+from tests.support.cli import run_gatescan
 from tests.support.paths import PROJECT_ROOT
 
 DEVICE = "gate-01"
@@ -197,6 +198,35 @@ def test_event_resent_after_its_ack_is_stored_once_and_acked_each_time(
     assert gate.acked_ids() == ["evt-00000001"] * 3
     assert store.count_entries() == 1
     assert (collector.counters.stored, collector.counters.duplicates) == (1, 2)
+
+
+def test_an_erased_subjects_event_resent_by_a_gate_is_acked_and_not_stored_again(
+    start_collector: Callable[..., Collector], gate: Gate, store: Store
+) -> None:
+    collector = start_collector()
+    event = make_event("evt-00000001")
+    gate.send(event)
+    wait_for(lambda: gate.acked_ids() == ["evt-00000001"], "the first ack")
+
+    # `gatescan person erase` from the command line, as an admin runs it, while the collector runs.
+    done = run_gatescan(
+        ["person", "erase", event.subject_id, "--yes", "--db", str(store.url.database)]
+    )
+    assert done.returncode == 0, done.stderr
+    assert store.count_entries() == 0
+
+    # The gate did not hear that ack (say) and resends it; it also had a later one in its outbox.
+    later = make_event("evt-00000002", seq=2)
+    someone_else = make_event("evt-00000003", seq=3, subject_id="079203001234")
+    for sent in (event, later, someone_else):
+        gate.send(sent)
+    wanted = ["evt-00000001", "evt-00000001", "evt-00000002", "evt-00000003"]
+    wait_for(lambda: sorted(gate.acked_ids()) == wanted, "the acks of all three")
+
+    assert [e.event_id for e in store.entries()] == ["evt-00000003"]
+    assert all(not ack.rejected for ack in gate.acks())
+    assert store.dead_letter_count() == 0  # no dead letter keeps the erased person's payload
+    assert (collector.counters.erased, collector.counters.stored) == (2, 2)
 
 
 @pytest.mark.parametrize(

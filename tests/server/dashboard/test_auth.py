@@ -28,6 +28,9 @@ PUBLIC_ROUTES = {
     ("GET", "/pass"),
     ("GET", "/pass/"),
     ("GET", "/pass/{name}"),
+    # A scraper's, protected by a metrics token: 401, never the login page
+    # (tests/server/metrics/test_routes.py).
+    ("GET", "/metrics"),
 }
 PATH_VALUES = {"subject_id": "079190000001", "lang": "en", "device_id": "gate-1"}
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from protocol.messages import COMMAND_ID_PATTERN, Status
-from server.accounts.users import Accounts, Role
+from server.accounts.users import USER_ROLES, Accounts
 from server.dashboard.app import create_web_app
 from server.dashboard.settings import WebSettings
 from server.store.audit import AuditLog
@@ -42,7 +42,7 @@ def releaser() -> Releaser:
 
 def web_app(store: Store, clock: MovableClock, releaser: Releaser | None) -> FastAPI:
     accounts = Accounts(store.engine, hasher=FAST_HASHER, clock=clock)
-    for role in Role:
+    for role in USER_ROLES:
         accounts.add_user(role.label, role, PASSWORD)
     store.record_status(GATE, Status(state="online", ts=START, version="t"), START)
     return create_web_app(

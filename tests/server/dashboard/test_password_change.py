@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from server.accounts.password_policy import MIN_PASSWORD_CHARS
-from server.accounts.users import Accounts, Role
+from server.accounts.users import USER_ROLES, Accounts, Role
 from server.dashboard.app import create_web_app
 from server.dashboard.password_page import CHANGED_NOTICE, MAX_PASSWORD_CHARS
 from server.dashboard.settings import WebSettings
@@ -234,7 +234,7 @@ def test_a_bearer_token_cannot_change_a_password(app: FastAPI, client: TestClien
         answer = client.post("/account/password", data=form, headers=bearer(app, role))
         assert answer.status_code == 403
         assert PASSWORD not in answer.text
-    for user in Role:
+    for user in USER_ROLES:
         assert password_is(app, user.label, PASSWORD)
     assert not app.state.web.audit.rows(action="account")
 

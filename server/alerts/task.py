@@ -1,0 +1,126 @@
+"""The server's alert loop: every `every` seconds, one look at the fleet and the server, the
+problems found, the alerts opened and cleared, one message per route (issue 16).
+
+A thread of `gatescan server`, beside the collector and the dashboard. Its look reads the same
+fleet report the dashboard shows (a gate is offline on both at once), the dead letters and
+failed logins of the last 10 minutes, and when the installation's CA ends. Open alerts live in
+the process: a restart re-opens what is still wrong (one more message), and says nothing of
+what cleared meanwhile. Nothing here stops the server: an error is logged, and the next look
+tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from cryptography import x509
+from sqlalchemy import func, select
+
+from server.alerts.delivery import AlertDispatcher, Route
+from server.alerts.rules import AlertRules, Expiring, GateView, Snapshot, find_problems
+from server.alerts.tracker import CLEAR_AFTER_S, AlertTracker, Change
+from server.dashboard.reports.fleet import fleet_status
+from server.store.database import Store
+from server.store.tables import audit_log_table, dead_letters_table
+
+log = logging.getLogger("gatescan.alerts")
+
+WINDOW = timedelta(minutes=10)
+
+
+def look(
+    store: Store,
+    now: datetime,
+    offline_after_s: float,
+    tz: ZoneInfo,
+    ca_file: Path | None = None,
+) -> Snapshot:
+    gates = [
+        GateView(
+            device_id=gate.device_id,
+            site_id=gate.site_id,
+            online=gate.online,
+            offline_for_s=gate.offline_for_s,
+            faults=tuple(gate.faults),
+            clock_synced=gate.clock_synced,
+            outbox=gate.outbox,
+        )
+        for gate in fleet_status(store, now, offline_after_s, tz)
+        if gate.registration not in ("revoked", "retired")  # not expected to be heard
+    ]
+    since = now - WINDOW
+    dead, audit = dead_letters_table.c, audit_log_table.c
+    with store.engine.connect() as conn:
+        refused = conn.execute(
+            select(func.count()).where(
+                func.coalesce(dead.last_received_at, dead.received_at) >= since
+            )
+        ).scalar_one()
+        failed = conn.execute(
+            select(func.count()).where(audit.action == "login_failed", audit.at >= since)
+        ).scalar_one()
+    expiring = []
+    if ca_file is not None:
+        try:
+            certificate = x509.load_pem_x509_certificate(ca_file.read_bytes())
+            expiring.append(Expiring("the installation's CA", "", certificate.not_valid_after_utc))
+        except (OSError, ValueError) as exc:
+            log.warning("alerts: the CA %s cannot be read (%s)", ca_file, exc)
+    return Snapshot(gates, int(refused), int(failed), expiring)
+
+
+class AlertTask:
+    def __init__(
+        self,
+        look_now: Callable[[datetime], Snapshot],
+        rules: AlertRules,
+        routes: list[Route],
+        *,
+        every_s: float = 30.0,
+        clear_after_s: float = CLEAR_AFTER_S,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.look_now = look_now
+        self.rules = rules
+        self.tracker = AlertTracker(clear_after_s)
+        self.dispatcher = AlertDispatcher(routes)
+        self.every_s = every_s
+        self.clock = clock
+        self.looks = 0
+        self.told: list[Change] = []  # every change delivered or tried (tests, the log)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    def once(self) -> list[Change]:
+        now = self.clock()
+        changes = self.tracker.update(find_problems(self.look_now(now), self.rules, now), now)
+        if changes:
+            for change in changes:
+                log.warning("alert %s: %s", change.event, change.alert.problem.summary_en)
+            self.told += changes
+            self.dispatcher.deliver(changes)
+        self.looks += 1
+        return changes
+
+    def _run(self) -> None:
+        pause = 0.0  # the first look at once
+        while not self._stop.wait(pause):
+            pause = self.every_s
+            try:
+                self.once()
+            except Exception:  # the alerts must not end for one bad look
+                log.exception("alerts: a look failed; trying again")

@@ -1,0 +1,1 @@
+"""Tests of server/metrics/: /metrics, its protection and what it shows."""
