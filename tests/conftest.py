@@ -1,5 +1,5 @@
-"""Shared fixtures: a real Mosquitto broker per test, started and stopped by the test itself, and
-the dashboard's (tests/support/web.py)."""
+"""Shared fixtures: a real Mosquitto broker per test, started and stopped by the test itself, the
+dashboard's (tests/support/web.py) and a real PostgreSQL (tests/support/postgres.py)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 
 from gatescan.testing.broker import LocalBroker
 
-pytest_plugins = ["tests.support.web", "tests.support.alert_receivers"]
+pytest_plugins = ["tests.support.web", "tests.support.postgres", "tests.support.alert_receivers"]
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@
 set -euo pipefail
 
 venv=${1:-.venv}
-extras=${2:-device,fast,server,web,demo,dev}
-apt_packages=(mosquitto libzbar0 chromium systemd caddy cloud-init)
+extras=${2:-device,fast,server,web,postgres,demo,dev}
+apt_packages=(mosquitto libzbar0 chromium systemd caddy cloud-init postgresql)
 
 have_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
 have_cmd() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
@@ -24,6 +24,9 @@ have_cmd caddy || missing+=(caddy)
 # tests/server/provision/ checks the user-data `gatescan provision` writes with cloud-init's own
 # `cloud-init schema` (it runs without a booted cloud-init, as any user).
 have_cmd cloud-init || missing+=(cloud-init)
+# The store's tests run on SQLite and on a PostgreSQL they start themselves from Debian's server
+# binaries (tests/support/postgres.py: initdb into a temp folder); no system cluster is needed.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if ((${#missing[@]})); then
@@ -39,7 +42,17 @@ if ((${#missing[@]})); then
         $sudo mkdir -p /etc/cloud
         $sudo touch /etc/cloud/cloud-init.disabled
     fi
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+        # Only the binaries are wanted: postgresql-common's own switch keeps the package from
+        # making (and starting) a "main" cluster as a system service.
+        conf=/etc/postgresql-common/createcluster.conf
+        $sudo mkdir -p /etc/postgresql-common
+        grep -qs '^create_main_cluster' "$conf" ||
+            echo "create_main_cluster = false" | $sudo tee -a "$conf" >/dev/null
+    fi
+    # --force-confold: keep a config file made above (createcluster.conf) without asking.
+    $sudo apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
+        "${missing[@]}" >/dev/null
 fi
 
 python3 - <<'PY' || { echo "bootstrap: gatescan needs Python 3.11 or newer" >&2; exit 1; }

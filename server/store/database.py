@@ -1,7 +1,8 @@
 """The collector's database: entries, devices and dead letters, through SQLAlchemy Core.
 
 SQLite (WAL) is the embedded default; the SQL stays portable so PostgreSQL can take over when one
-machine is not enough. Only the PRAGMAs are SQLite-specific, and they run only on SQLite.
+machine is not enough (the test suite runs the store on both). Only the PRAGMAs are
+SQLite-specific, and they run only on SQLite; a PostgreSQL session is set to UTC.
 Every timestamp is stored and returned as timezone-aware UTC. The tables are in
 server/store/tables.py.
 """
@@ -24,13 +25,12 @@ from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.pool import QueuePool
 
 from protocol.messages import Event, Status, Telemetry
+from server.store.schema import migrate
 from server.store.tables import (
     DEAD_LETTER_PAYLOAD_BYTES,
     dead_letters_table,
     devices_table,
     entries_table,
-    metadata,
-    upgrade_schema,
 )
 from server.store.writes import (
     ENTRY_COLUMNS,
@@ -103,8 +103,10 @@ class DeadLetter:
     event_id: str | None = None  # the event it names, if any (None on rows from before)
 
 
-def database_url(url_or_path: str | Path) -> URL:
+def database_url(url_or_path: str | Path | URL) -> URL:
     """A SQLAlchemy URL from a URL ("sqlite:///x.db", "postgresql+psycopg://...") or a file path."""
+    if isinstance(url_or_path, URL):
+        return url_or_path  # as given: its text hides the password
     text = str(url_or_path)
     if "://" in text:
         return make_url(text)
@@ -143,6 +145,19 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
         cursor.close()
 
 
+def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+    """PostgreSQL hands a timestamptz over in the session's time zone, the server's by default:
+    in UTC instead, so a time at the end of the calendar (a gate's clock may say 9999-12-31 23:59
+    UTC) is not moved past year 9999 on its way out (a server at +07:00 made it year 10000,
+    which Python cannot hold). Committed, so the pool's rollback on return keeps it."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    finally:
+        cursor.close()
+    dbapi_connection.commit()
+
+
 def _pool_options(url: URL) -> dict[str, Any]:
     """Last in, first out where the pool is a queue (a database file or server; SQLite in memory
     has one connection per thread): a thread that writes again gets the connection it wrote
@@ -179,7 +194,7 @@ def keep_private(path: str | None) -> None:
 class Store:
     """Entries, devices and dead letters. Safe to share between threads (one engine, a pool)."""
 
-    def __init__(self, url: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, url: str | Path | URL, *, busy_timeout_ms: int = 5000) -> None:
         self.url = database_url(url)
         self._engine: Engine = create_engine(self.url, **_pool_options(self.url))
         if self._engine.dialect.name == "sqlite":
@@ -189,9 +204,10 @@ class Store:
                 _apply_sqlite_pragmas(dbapi_connection, busy_timeout_ms)
 
             event.listen(self._engine, "connect", on_connect)
-        metadata.create_all(self._engine)
+        elif self._engine.dialect.name == "postgresql":
+            event.listen(self._engine, "connect", _utc_session)
         self._entry_rows = EntryRows(self._engine.dialect)
-        for column in upgrade_schema(self._engine):
+        for column in migrate(self._engine):  # Alembic's revisions (server/store/schema.py)
             log.info("database upgraded: added column %s", column)
 
     @property

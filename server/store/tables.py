@@ -23,7 +23,6 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Dialect,
-    Engine,
     Index,
     Integer,
     LargeBinary,
@@ -344,37 +343,37 @@ _ADDED_COLUMNS = (
 )
 
 
-def upgrade_schema(engine: Engine) -> list[str]:
-    """Bring an older database up to this schema: add the columns and indexes it lacks, drop
+# Frozen with the first revision (server/store/migrations/): a column, index or table added
+# from now on is a new revision, never a line here or in _DROPPED_INDEXES.
+def upgrade_schema(conn: Connection) -> list[str]:
+    """Bring a database made before migrations up to the first revision's schema (server/store/
+    schema.py runs this once, in its transaction): add the columns and indexes it lacks, drop
     the indexes this version no longer keeps. Return "table.column" for each column added (each
     index created or dropped is logged)."""
-    inspector = inspect(engine)
+    inspector = inspect(conn)
     added = []
-    with engine.begin() as conn:
-        for table, column, definition in _ADDED_COLUMNS:
-            present = {c["name"] for c in inspector.get_columns(table)}
-            if column not in present:
-                if engine.dialect.name == "sqlite":  # SQLite's name for PostgreSQL's BYTEA
-                    definition = definition.replace("BYTEA", "BLOB")
-                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {definition}"))
-                added.append(f"{table}.{column}")
-        # create_all makes the indexes of new tables only. Building one over a large entries
-        # table takes a while (once), so it is logged.
-        for indexed in (entries_table, dead_letters_table):
-            have = {i["name"] for i in inspector.get_indexes(indexed.name)}
-            for index in sorted(indexed.indexes, key=lambda i: str(i.name)):
-                if index.name not in have:
-                    log.info("database upgrade: creating index %s", index.name)
-                    index.create(conn, checkfirst=True)
-        for table, name in _DROPPED_INDEXES:
-            if name in {i["name"] for i in inspector.get_indexes(table)}:
-                log.info("database upgrade: dropping index %s", name)
-                conn.execute(
-                    text(f"DROP INDEX IF EXISTS {name}")
-                )  # another process may drop it too
-        trimmed = trim_dead_letter_payloads(conn)
-        if trimmed:
-            log.info("database upgrade: %d dead letters' payloads cut to 4 KiB", trimmed)
+    for table, column, definition in _ADDED_COLUMNS:
+        present = {c["name"] for c in inspector.get_columns(table)}
+        if column not in present:
+            if conn.dialect.name == "sqlite":  # SQLite's name for PostgreSQL's BYTEA
+                definition = definition.replace("BYTEA", "BLOB")
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {definition}"))
+            added.append(f"{table}.{column}")
+    # create_all makes the indexes of new tables only. Building one over a large entries
+    # table takes a while (once), so it is logged.
+    for indexed in (entries_table, dead_letters_table):
+        have = {i["name"] for i in inspector.get_indexes(indexed.name)}
+        for index in sorted(indexed.indexes, key=lambda i: str(i.name)):
+            if index.name not in have:
+                log.info("database upgrade: creating index %s", index.name)
+                index.create(conn, checkfirst=True)
+    for table, name in _DROPPED_INDEXES:
+        if name in {i["name"] for i in inspector.get_indexes(table)}:
+            log.info("database upgrade: dropping index %s", name)
+            conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # another process may drop it too
+    trimmed = trim_dead_letter_payloads(conn)
+    if trimmed:
+        log.info("database upgrade: %d dead letters' payloads cut to 4 KiB", trimmed)
     return added
 
 

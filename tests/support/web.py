@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import URL
 
 from protocol.messages import Event
 from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
@@ -181,9 +182,35 @@ def clock() -> MovableClock:
     return MovableClock()
 
 
+# The databases a store suite runs on (`both_backends`): a SQLite file, and a fresh database on
+# the PostgreSQL the tests start (tests/support/postgres.py).
+BACKENDS = ("sqlite", "postgresql")
+
+
+def backend_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Path | URL:
+    """Where a store of this backend lives: a file in tmp_path, or a fresh PostgreSQL database
+    (the server is started only when a test asks for one)."""
+    if backend == "postgresql":
+        url: URL = request.getfixturevalue("postgres_url")
+        return url
+    return tmp_path / "gatescan.db"
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "gatescan.db") as opened:
+def store_url(tmp_path: Path) -> Path | URL:
+    """The `store`'s database: SQLite. A suite that runs on both overrides this fixture with
+    `both_backends` (tests/server/store/conftest.py, tests/server/dashboard/test_reports.py)."""
+    return tmp_path / "gatescan.db"
+
+
+def both_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
+    """The body of a `store_url` fixture parametrized with BACKENDS."""
+    return backend_url(request, str(request.param), tmp_path)
+
+
+@pytest.fixture
+def store(store_url: Path | URL) -> Iterator[Store]:
+    with Store(store_url) as opened:
         yield opened
 
 

@@ -225,6 +225,7 @@ def test_a_list_of_100000_entries_travels_in_at_most_256_buckets_under_64_kib(
 def test_an_older_database_gains_the_policy_tables(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with Store(path) as store, store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))  # made before migrations
         for name in ("site_policy", "site_lists", "site_policy_buckets"):
             conn.execute(text(f"DROP TABLE {name}"))
     with Store(path) as store:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 
 from gatescan.testing.samples import sample_event
 from protocol.messages import Event, Status, Telemetry
@@ -51,11 +52,6 @@ def make_raw_event(event_id: str, **fields: Any) -> Event:
     return make_event(event_id, **{**raw, **fields})
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'gatescan.db'}")
-
-
 def test_resent_event_is_stored_once_and_its_id_reported_each_time(store: Store) -> None:
     event = make_event()
 
@@ -94,7 +90,10 @@ def test_large_batch_is_stored_in_one_call(store: Store) -> None:
     assert store.count_entries() == 1200
 
 
-def test_sqlite_database_runs_in_wal_mode_with_full_sync(store: Store, tmp_path: Path) -> None:
+def test_sqlite_database_runs_in_wal_mode_with_full_sync(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    store = sqlite_store
     store.add_events([make_event()], RECEIVED)
 
     assert store.journal_mode() == "wal"
@@ -150,6 +149,24 @@ def test_times_come_back_as_the_same_instant_in_utc(store: Store) -> None:
     assert stored.event.ts.utcoffset() == timedelta(0)
     assert stored.received_at == RECEIVED
     assert stored.received_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)],
+    ids=["last", "first"],
+)
+def test_times_at_the_ends_of_time_come_back_whatever_the_servers_zone(
+    store: Store, ts: datetime
+) -> None:
+    # A gate's clock may say anything. PostgreSQL hands a timestamptz over in the session's time
+    # zone (the test server's is +07:00, where 9999-12-31 23:59 UTC is in year 10000).
+    store.add_events([make_event(ts=ts, clock_synced=False)], RECEIVED)
+
+    [stored] = store.entries()
+    assert stored.event.ts == ts
+    [same] = store.device_events("gate-01")
+    assert same.ts == ts
 
 
 def test_naive_received_time_is_refused(store: Store) -> None:
@@ -314,16 +331,14 @@ def test_received_at_is_the_collectors_clock_not_the_gates(store: Store) -> None
     assert (stored.ts, stored.received_at) == (wrong_clock, RECEIVED)
 
 
-def test_a_database_from_before_code_text_withheld_gains_the_column(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with Store(path) as current:
+def test_a_database_from_before_code_text_withheld_gains_the_column(store_url: Path | URL) -> None:
+    with Store(store_url) as current:
         current.add_events([make_event("evt-00000001")], RECEIVED)
-    old = sqlite3.connect(path)
-    old.execute("ALTER TABLE entries DROP COLUMN code_text_withheld")  # as the table first shipped
-    old.commit()
-    old.close()
+        with current.engine.begin() as old:  # as the table first shipped
+            old.execute(text("ALTER TABLE entries DROP COLUMN code_text_withheld"))
+            old.execute(text("DROP TABLE alembic_version"))  # made before migrations
 
-    with Store(path) as upgraded:
+    with Store(store_url) as upgraded:
         upgraded.add_events([make_event("evt-00000002")], RECEIVED)
         stored = [entry.event for entry in upgraded.entries()]
 
@@ -356,24 +371,22 @@ def test_another_payload_topic_or_reason_is_a_dead_letter_of_its_own(store: Stor
     assert [letter.repeats for letter in store.dead_letters()] == [0, 0, 0, 0]
 
 
-def test_a_database_from_before_dead_letter_repeats_gains_the_columns(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with Store(path) as current:
+def test_a_database_from_before_dead_letter_repeats_gains_the_columns(
+    store_url: Path | URL,
+) -> None:
+    with Store(store_url) as current:
         current.dead_letter(EVENTS_TOPIC, b"{", "not_json", "old", RECEIVED)
-    old = sqlite3.connect(path)
-    old.execute("DROP INDEX ix_dead_letters_payload_sha256")
-    for column in ("payload_sha256", "repeats", "last_received_at"):  # as the table shipped
-        old.execute(f"ALTER TABLE dead_letters DROP COLUMN {column}")
-    old.commit()
-    old.close()
+        with current.engine.begin() as old:
+            old.execute(text("DROP TABLE alembic_version"))  # made before migrations
+            old.execute(text("DROP INDEX ix_dead_letters_payload_sha256"))
+            for column in ("payload_sha256", "repeats", "last_received_at"):  # as it shipped
+                old.execute(text(f"ALTER TABLE dead_letters DROP COLUMN {column}"))
 
-    with Store(path) as upgraded:
+    with Store(store_url) as upgraded:
         upgraded.dead_letter(EVENTS_TOPIC, b"{", "not_json", "new", RECEIVED)  # no digest before
         upgraded.dead_letter(EVENTS_TOPIC, b"{", "not_json", "new", RECEIVED)
         letters = upgraded.dead_letters()
-        with upgraded.engine.connect() as conn:
-            index_list = conn.exec_driver_sql("PRAGMA index_list(dead_letters)")
-            indexes = {row[1] for row in index_list}
+        indexes = {i["name"] for i in inspect(upgraded.engine).get_indexes("dead_letters")}
 
     assert [(d.detail, d.repeats, d.payload_sha256 is None) for d in letters] == [
         ("new", 1, False),

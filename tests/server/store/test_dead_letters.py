@@ -4,17 +4,17 @@ whole payload, in old databases too), and how it tells a resend from a conflicti
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.engine import URL
 
 from gatescan.testing.samples import sample_event
 from protocol.messages import Event
 from server.store.database import Store
-from server.store.tables import DEAD_LETTER_PAYLOAD_BYTES
+from server.store.tables import DEAD_LETTER_PAYLOAD_BYTES, dead_letters_table
 from server.store.writes import Conflict, DeadLetterRecord, WriteBatch
 
 RECEIVED = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
@@ -31,11 +31,6 @@ def make_event(event_id: str = "evt-00000001", **fields: Any) -> Event:
         "code_length": 96,
     }
     return sample_event(event_id=event_id, **{**defaults, **fields})
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "gatescan.db")
 
 
 def sixty_kb_refusal(n: int) -> bytes:
@@ -70,26 +65,26 @@ def test_a_caller_cannot_keep_more_than_4_kib(store: Store) -> None:
 
 
 def test_whole_payloads_in_a_database_from_before_are_cut_to_4_kib_when_it_is_opened(
-    tmp_path: Path,
+    store_url: Path | URL,
 ) -> None:
-    path = tmp_path / "old.db"
-    with Store(path):
-        pass
     whole = sixty_kb_refusal(2)
-    old = sqlite3.connect(path)
-    old.execute("ALTER TABLE dead_letters DROP COLUMN event_id")  # as the table shipped
-    columns = "received_at, topic, reason, detail, payload, payload_size, payload_sha256, repeats"
+    columns = ("received_at", "topic", "reason", "detail", "payload", "payload_size",
+               "payload_sha256", "repeats")  # fmt: skip
+    at = datetime(2026, 3, 1, tzinfo=UTC)
     rows = [
-        ("2026-03-01 00:00:00.000000", TOPIC, "schema", "no digest", whole, len(whole), None, 0),
-        ("2026-03-01 00:00:01.000000", TOPIC, "schema", "digest", whole + b" ", len(whole) + 1,
+        (at, TOPIC, "schema", "no digest", whole, len(whole), None, 0),
+        (at, TOPIC, "schema", "digest", whole + b" ", len(whole) + 1,
          hashlib.sha256(whole + b" ").hexdigest(), 2),
-        ("2026-03-01 00:00:02.000000", TOPIC, "not_json", "short", b"{", 1, None, 0),
+        (at, TOPIC, "not_json", "short", b"{", 1, None, 0),
     ]  # fmt: skip
-    old.executemany(f"INSERT INTO dead_letters ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    old.commit()
-    old.close()
+    with Store(store_url) as older, older.engine.begin() as old:
+        old.execute(text("DROP TABLE alembic_version"))  # made before migrations
+        old.execute(text("ALTER TABLE dead_letters DROP COLUMN event_id"))  # as it shipped
+        old.execute(
+            insert(dead_letters_table), [dict(zip(columns, row, strict=True)) for row in rows]
+        )
 
-    with Store(path) as upgraded:
+    with Store(store_url) as upgraded:
         letters = {letter.detail: letter for letter in upgraded.dead_letters()}
         # A resend of the same refused message still counts as a repeat of its (trimmed) row.
         assert not upgraded.dead_letter(TOPIC, whole, "schema", "resent", RECEIVED)

@@ -4,12 +4,8 @@ the button's and the dashboard's releases as their counts grow."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from protocol.messages import Status, Telemetry
 from server.store.audit import AuditLog
@@ -17,12 +13,6 @@ from server.store.database import Store
 
 GATE = "gate-1"
 T0 = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "gatescan.db") as opened:
-        yield opened
 
 
 def door_rows(store: Store) -> list[tuple[str, str, dict[str, Any]]]:

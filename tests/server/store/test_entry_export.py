@@ -43,11 +43,6 @@ def raw_event(event_id: str, code_text: str, **fields: Any) -> Event:
     return make_event(event_id, code_text=code_text, **{**raw, **fields})
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "gatescan.db")
-
-
 def read_csv(data: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
 

@@ -4,11 +4,12 @@ the table."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
 
 from server.collector.sites import GateSites
 from server.store.database import Store
@@ -20,8 +21,7 @@ TOKEN, OTHER = "a" * 64, "b" * 64
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> GateRegistry:
-    store = Store(tmp_path / "site.db")
+def registry(store: Store) -> GateRegistry:
     return GateRegistry(store.engine)
 
 
@@ -95,13 +95,11 @@ def test_the_collector_s_map_of_sites_follows_the_registry(registry: GateRegistr
     assert sites.current == {"gate-1": "hq"}
 
 
-def test_an_older_database_gains_the_gate_registry(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with Store(path):
-        pass
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE gates")
-    with Store(path) as store:
+def test_an_older_database_gains_the_gate_registry(store_url: Path | URL) -> None:
+    with Store(store_url) as older, older.engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))  # made before migrations
+        conn.execute(text("DROP TABLE gates"))
+    with Store(store_url) as store:
         registry = GateRegistry(store.engine)
         registry.add(NewGate("gate-1", "hq"), TOKEN, LATER, NOW)
         assert [gate.device_id for gate in registry.all()] == ["gate-1"]

@@ -4,11 +4,12 @@ of what a key shows, and an older database gaining both tables."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
 
 from protocol.passes import PassBody, new_pass_id, sign_pass, verify_pass
 from protocol.verdicts import Reason
@@ -18,8 +19,10 @@ from server.store.site_keys import PassRecord, PassRegistry, SiteKeyError, SiteK
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
 
-def test_key_ids_are_unique_across_sites_and_one_key_per_site_is_active(tmp_path: Path) -> None:
-    with Store(tmp_path / "site.db") as store:
+def test_key_ids_are_unique_across_sites_and_one_key_per_site_is_active(
+    store_url: Path | URL,
+) -> None:
+    with Store(store_url) as store:
         keys = SiteKeys(store.engine)
         made = [keys.rotate(site, NOW).key_id for site in ("hq", "branch", "hq")]
         assert made == [1, 2, 3]
@@ -33,8 +36,10 @@ def test_key_ids_are_unique_across_sites_and_one_key_per_site_is_active(tmp_path
         assert unknown.value.reason == "unknown"
 
 
-def test_a_pass_verifies_under_the_site_keys_until_its_key_is_retired(tmp_path: Path) -> None:
-    with Store(tmp_path / "site.db") as store:
+def test_a_pass_verifies_under_the_site_keys_until_its_key_is_retired(
+    store_url: Path | URL,
+) -> None:
+    with Store(store_url) as store:
         keys = SiteKeys(store.engine)
         first = keys.rotate("hq", NOW)
         body = PassBody(first.key_id, new_pass_id(), NOW, NOW + timedelta(days=1))
@@ -46,22 +51,20 @@ def test_a_pass_verifies_under_the_site_keys_until_its_key_is_retired(tmp_path: 
         assert verify_pass(signed, keys.public_keys("hq"), NOW) is Reason.BAD_SIGNATURE
 
 
-def test_a_key_shows_no_private_key(tmp_path: Path) -> None:
-    with Store(tmp_path / "site.db") as store:
+def test_a_key_shows_no_private_key(store_url: Path | URL) -> None:
+    with Store(store_url) as store:
         keys = SiteKeys(store.engine)
         key = keys.rotate("hq", NOW)
         seed = keys.signing_key(key.key_id).private_bytes_raw()
         assert seed.hex() not in repr(key) and repr(seed) not in repr(key)
 
 
-def test_an_older_database_gains_the_keys_and_passes(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with Store(path):
-        pass
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE site_keys")
-        conn.execute("DROP TABLE passes")
-    with Store(path) as store:
+def test_an_older_database_gains_the_keys_and_passes(store_url: Path | URL) -> None:
+    with Store(store_url) as older, older.engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))  # made before migrations
+        conn.execute(text("DROP TABLE passes"))
+        conn.execute(text("DROP TABLE site_keys"))
+    with Store(store_url) as store:
         key = SiteKeys(store.engine).rotate("hq", NOW)
         passes = PassRegistry(store.engine)
         passes.add(PassRecord("00" * 8, "Trần Văn Ơn", "hq", key.key_id, NOW,

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import URL
+
 from protocol.site_policy import bucket_of, entry_hash
 from server.store.database import Store
 from server.store.site_keys import PassRecord, PassRegistry, SiteKeys
@@ -15,8 +17,8 @@ from server.store.site_policy import SiteLists, current_policy, ensure_policies,
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
-def test_each_change_grows_its_site_s_version_once(tmp_path: Path) -> None:
-    with Store(tmp_path / "site.db") as store:
+def test_each_change_grows_its_site_s_version_once(store_url: Path | URL) -> None:
+    with Store(store_url) as store:
         keys, lists = SiteKeys(store.engine), SiteLists(store.engine)
         passes = PassRegistry(store.engine)
         first = keys.rotate("hq", NOW)
@@ -40,8 +42,8 @@ def test_each_change_grows_its_site_s_version_once(tmp_path: Path) -> None:
         assert policy_versions(store.engine) == {"hq": 6, "annex": 1}
 
 
-def test_the_policy_holds_the_keys_that_verify_and_the_hashed_lists(tmp_path: Path) -> None:
-    with Store(tmp_path / "site.db") as store:
+def test_the_policy_holds_the_keys_that_verify_and_the_hashed_lists(store_url: Path | URL) -> None:
+    with Store(store_url) as store:
         keys = SiteKeys(store.engine)
         old = keys.rotate("hq", NOW)
         middle = keys.rotate("hq", NOW)
@@ -60,12 +62,12 @@ def test_the_policy_holds_the_keys_that_verify_and_the_hashed_lists(tmp_path: Pa
         assert current_policy(store.engine, "hq", NOW).manifest.list_key == manifest.list_key
 
 
-def test_sites_with_gates_or_keys_but_no_policy_get_one(tmp_path: Path) -> None:
+def test_sites_with_gates_or_keys_but_no_policy_get_one(store_url: Path | URL) -> None:
     from sqlalchemy import delete
 
     from server.store.tables import site_policy_table
 
-    with Store(tmp_path / "site.db") as store:
+    with Store(store_url) as store:
         SiteKeys(store.engine).rotate("hq", NOW)
         with store.engine.begin() as conn:  # as a database from before site policies
             conn.execute(delete(site_policy_table))
@@ -74,7 +76,7 @@ def test_sites_with_gates_or_keys_but_no_policy_get_one(tmp_path: Path) -> None:
         assert policy_versions(store.engine) == {"hq": 1}
 
 
-def test_who_is_inside_goes_into_the_policy_of_a_site_that_uses_it(tmp_path: Path) -> None:
+def test_who_is_inside_goes_into_the_policy_of_a_site_that_uses_it(store_url: Path | URL) -> None:
     """The `inside` list (people whose last passage today went in), each gate's highest seq,
     the day's start: only for a site with anti-passback or a capacity; a passage refreshes
     them under a new version without reading the site's other lists again."""
@@ -87,7 +89,7 @@ def test_who_is_inside_goes_into_the_policy_of_a_site_that_uses_it(tmp_path: Pat
     hcmc = ZoneInfo("Asia/Ho_Chi_Minh")
     now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 10:00 in Ho Chi Minh City
     alice, bob = "079190000001", "079190000002"
-    with Store(tmp_path / "site.db") as store:
+    with Store(store_url) as store:
         SiteKeys(store.engine).rotate("hq", now)
         store.add_events(
             [
