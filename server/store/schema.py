@@ -40,7 +40,8 @@ BASELINE = "0001"  # the schema when migrations began: what upgrade_schema makes
 # Its tables: all a database made before migrations can lack is made from these alone (a table
 # added later is its revision's to make, which runs after the stamp).
 BASELINE_TABLES = (
-    "api_tokens", "audit_log", "dead_letters", "devices", "entries", "erased_subjects", "gates",
+    "account_sites", "api_tokens", "audit_log", "dead_letters", "devices", "entries",
+    "erased_subjects", "gates",
     "passes", "site_keys", "site_lists", "site_policy", "site_policy_buckets", "users",
     "web_sessions",
 )  # fmt: skip

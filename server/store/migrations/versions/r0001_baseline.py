@@ -100,6 +100,13 @@ def upgrade() -> None:
     op.create_index("ix_entries_subject_id", "entries", ["subject_id"], unique=False)
     op.create_index("ix_entries_ts_device", "entries", ["ts", "device_id"], unique=False)
     op.create_table(
+        "account_sites",
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("site_id", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "name", "site_id"),
+    )
+    op.create_table(
         "erased_subjects",
         sa.Column("subject_sha256", sa.String(length=64), nullable=False),
         sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
@@ -216,6 +223,7 @@ def downgrade() -> None:
     op.drop_table("passes")
     op.drop_table("gates")
     op.drop_table("erased_subjects")
+    op.drop_table("account_sites")
     op.drop_index("ix_entries_ts_device", table_name="entries")
     op.drop_index("ix_entries_subject_id", table_name="entries")
     op.drop_index("ix_entries_received_at", table_name="entries")
