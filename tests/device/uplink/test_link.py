@@ -218,10 +218,11 @@ def test_status_is_retained_online_after_connect(
 
     # The retained one; the gate may also publish its status again live meanwhile (a fault or
     # policy change at start), which a subscriber already there gets without the retain flag.
-    retained_ones = wait_until(
-        lambda: [entry for entry in fresh.statuses if entry[2]], 5, "the retained status"
-    )
-    _, status, _ = retained_ones[-1]
+    def retained_ones() -> list[tuple[object, Status, bool]]:
+        return [entry for entry in fresh.statuses if entry[2]]
+
+    wait_until(lambda: retained_ones() != [], 5, "the retained status")
+    _, status, _ = retained_ones()[-1]
     assert (status.state, status.version, status.boot_id, status.faults) == (
         "online",
         "1.2.3",
@@ -368,12 +369,14 @@ def test_clean_stop_publishes_offline(uplinks: MakeUplink, collectors: MakeColle
     assert not uplink.connected
     assert changes == [True, False]
     fresh = collectors(acking=False)
+
     # The retained one; the gate may also publish its status again live meanwhile (a fault or
     # policy change at start), which a subscriber already there gets without the retain flag.
-    retained_ones = wait_until(
-        lambda: [entry for entry in fresh.statuses if entry[2]], 5, "the retained status"
-    )
-    _, status, _ = retained_ones[-1]
+    def retained_ones() -> list[tuple[object, Status, bool]]:
+        return [entry for entry in fresh.statuses if entry[2]]
+
+    wait_until(lambda: retained_ones() != [], 5, "the retained status")
+    _, status, _ = retained_ones()[-1]
     assert (status.state, status.boot_id, status.version) == ("offline", BOOT_ID, "1.2.3")
 
 
