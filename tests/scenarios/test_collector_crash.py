@@ -23,77 +23,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from device.journal.journal import Journal
-from device.uplink.link import Uplink
-from device.verdict.credentials import parse_credential
-from device.verdict.events import EventBuilder
-from device.verdict.policy import Policy
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.collector_process import CollectorProcess
 from gatescan.testing.samples import cccd_payload
-from protocol.messages import Event
-from protocol.verdicts import Direction
 from server.collector.failpoints import AFTER_ACK, AFTER_COMMIT, BEFORE_COMMIT
 from server.store.database import Store
 from tests.support.fault_site import Figures, tally
+from tests.support.journal_gate import JournalGate
 
 DEVICE = "gate-crash-01"
 BOOT_ID = "0f0e5c1a-4f54-4a43-9d35-6c2b2f1a7e11"
 RESEND_AFTER_S = 1.0  # the gate resends what is not acked after this; 10 s on a real gate
 DRAIN_TIMEOUT_S = 60.0
 _STORED_LINE = re.compile(r"stored (\d+) new, (\d+) duplicate")
-
-
-class WallClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def is_synced(self) -> bool:
-        return True
-
-
-class Gate:
-    """A gate without its camera: each code shown goes the agent's way from the parser on."""
-
-    def __init__(self, broker: LocalBroker, data_dir: Path) -> None:
-        self.journal = Journal(data_dir)
-        self.uplink = Uplink(
-            device_id=DEVICE,
-            broker_url=broker.url,
-            journal=self.journal,
-            version="crash-test",
-            boot_id=BOOT_ID,
-            resend_after=RESEND_AFTER_S,
-        )
-        self.builder = EventBuilder(
-            device_id=DEVICE,
-            site_id="hq",
-            direction=Direction.IN,
-            boot_id=BOOT_ID,
-            clock=WallClock(),
-        )
-        self.policy = Policy("log")
-        self.shown: list[Event] = []
-
-    def show(self, code: bytes) -> Event:
-        parsed = parse_credential(code)
-        verdict = self.policy.decide(parsed)
-        event = self.journal.record(self.builder.build(parsed, verdict))
-        self.uplink.event_recorded()
-        self.shown.append(event)
-        return event
-
-    def pending_ids(self) -> set[str]:
-        return {event.event_id for event in self.journal.pending()}
-
-    def close(self) -> None:
-        self.uplink.stop()
-        self.journal.close()
 
 
 def cards(count: int, batch: int) -> list[bytes]:
@@ -110,7 +56,7 @@ class Site:
     broker: LocalBroker
     root: Path
     store: Store
-    gate: Gate
+    gate: JournalGate
     started: list[CollectorProcess] = field(default_factory=list)
 
     @property
@@ -151,7 +97,10 @@ class Site:
 @pytest.fixture
 def site(broker: LocalBroker, tmp_path: Path) -> Iterator[Site]:
     store = Store(tmp_path / "collector.db")  # created first, so the test can read it at once
-    gate = Gate(broker, tmp_path / "gate")
+    gate = JournalGate(
+        broker.url, tmp_path / "gate", device_id=DEVICE, boot_id=BOOT_ID,
+        resend_after=RESEND_AFTER_S, version="crash-test",
+    )  # fmt: skip
     running = Site(broker, tmp_path, store, gate)
     try:
         yield running
@@ -216,7 +165,7 @@ class Kill:
     stored: int  # events in the database just before the kill
 
 
-def feed(gate: Gate, codes: list[bytes], every_s: float, stop: threading.Event) -> None:
+def feed(gate: JournalGate, codes: list[bytes], every_s: float, stop: threading.Event) -> None:
     for code in codes:
         gate.show(code)
         if stop.wait(every_s):

@@ -23,23 +23,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from device.journal.journal import Journal
-from device.uplink.link import Uplink
-from device.verdict.credentials import parse_credential
-from device.verdict.events import EventBuilder
-from device.verdict.policy import Policy
 from gatescan.testing.broker import LocalBroker
 from gatescan.testing.collector_process import CollectorProcess
 from gatescan.testing.samples import cccd_payload
 from protocol.messages import Event
-from protocol.verdicts import Direction
 from server.store.database import Store
 from tests.support.fault_site import Figures, tally
+from tests.support.journal_gate import JournalGate
 
 GATES = ("gate-share-01", "gate-share-02")
 EVENTS = 400  # over both gates
@@ -47,50 +41,6 @@ EVERY_S = 0.005  # between two scans (one gate or the other)
 DRAIN_TIMEOUT_S = 90.0
 _CLIENT_ID = re.compile(r"MQTT client as (\S+)")
 _STORED_LINE = re.compile(r"stored (\d+) new, (\d+) duplicate")
-
-
-class WallClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def is_synced(self) -> bool:
-        return True
-
-
-class Gate:
-    """A gate without its camera: each code shown goes the agent's way from the parser on."""
-
-    def __init__(self, broker: LocalBroker, data_dir: Path, device_id: str, resend_s: float):
-        boot_id = str(uuid.uuid4())
-        self.journal = Journal(data_dir)
-        self.uplink = Uplink(
-            device_id=device_id,
-            broker_url=broker.url,
-            journal=self.journal,
-            version="share-test",
-            boot_id=boot_id,
-            resend_after=resend_s,
-        )
-        self.builder = EventBuilder(
-            device_id=device_id,
-            site_id="hq",
-            direction=Direction.IN,
-            boot_id=boot_id,
-            clock=WallClock(),
-        )
-        self.policy = Policy("log")
-        self.lock = threading.Lock()
-
-    def show(self, code: bytes) -> Event:
-        parsed = parse_credential(code)
-        with self.lock:
-            event = self.journal.record(self.builder.build(parsed, self.policy.decide(parsed)))
-        self.uplink.event_recorded()
-        return event
-
-    def close(self) -> None:
-        self.uplink.stop()
-        self.journal.close()
 
 
 def cards(count: int) -> list[bytes]:
@@ -105,7 +55,7 @@ class SharedSite:
     broker: LocalBroker
     root: Path
     store: Store
-    gates: list[Gate] = field(default_factory=list)
+    gates: list[JournalGate] = field(default_factory=list)
     started: list[CollectorProcess] = field(default_factory=list)
     shown: list[Event] = field(default_factory=list)
 
@@ -127,7 +77,10 @@ class SharedSite:
 
     def add_gates(self, resend_s: float) -> None:
         for device_id in GATES:
-            gate = Gate(self.broker, self.root / device_id, device_id, resend_s)
+            gate = JournalGate(
+                self.broker.url, self.root / device_id, device_id=device_id,
+                boot_id=str(uuid.uuid4()), resend_after=resend_s, version="share-test",
+            )  # fmt: skip
             self.gates.append(gate)
             gate.uplink.start()
 
