@@ -26,10 +26,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from device.camera.source import Frame, FrameSource
-from device.decode.base import DecodedCode, Decoder, SeesLikelyCodes, SeesUnreadable
+from device.decode.base import DecodedCode, Decoder, SaysWhatItSaw
 from device.frames.capture import FrameCapture
 from device.frames.framing import Framing
 from device.frames.handoff import HandedFrame, LatestFrame
@@ -121,8 +120,8 @@ class Scanner:
         self.scene_watch = scene_watch
         self.failpoints = failpoints or Failpoints()
         self.unreadable = unreadable or UnreadableWatch(clock=clock)
-        self._sees_unreadable = isinstance(decoder, SeesUnreadable)
-        self._sees_likely = isinstance(decoder, SeesLikelyCodes)
+        # The ensemble says what it saw (read rate, "show it again"); other decoders cannot.
+        self._saw = decoder if isinstance(decoder, SaysWhatItSaw) else None
         self._clock = clock
         self._last_frame_at = clock()
         self.frame_errors = 0
@@ -213,16 +212,15 @@ class Scanner:
             return [scan for scan in map(self._handle, new) if scan is not None]
         finally:
             self.stats.add_frame(decode_seconds)  # after the light (see _decode_frames)
-            if self._sees_likely:
-                likely = cast(SeesLikelyCodes, self.decoder).code_likely_in_last()
-                self.stats.add_code_frame(likely=likely, read=bool(codes))
-            if self._sees_unreadable:
-                self._ask_again_if_unreadable(bool(codes))
+            if self._saw is not None:
+                read = bool(codes)
+                self.stats.add_code_frame(likely=self._saw.code_likely_in_last(), read=read)
+                self._ask_again_if_unreadable(self._saw, read)
 
-    def _ask_again_if_unreadable(self, read: bool) -> None:
+    def _ask_again_if_unreadable(self, saw: SaysWhatItSaw, read: bool) -> None:
         """A symbol in view for a second that nothing reads: the light's amber "show it again"
         (the rescan family, as for a damaged card in log mode); nothing is recorded."""
-        unreadable = not read and cast(SeesUnreadable, self.decoder).unreadable_in_last()
+        unreadable = not read and saw.unreadable_in_last()
         if self.unreadable.frame(unreadable=unreadable, read=read):
             self.indicator.show(VerdictStatus.RECORDED, Reason.INVALID)
             log.info("a code in view for a second could not be read: asked to show it again")

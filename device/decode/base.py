@@ -65,21 +65,17 @@ class Decoder(Protocol):
 
 
 @runtime_checkable
-class SeesUnreadable(Protocol):
-    """A decoder that can tell a code it found but could not read (the ensemble)."""
-
-    def unreadable_in_last(self) -> bool:
-        """Whether the last frame decoded held a symbol found but not read."""
-        ...
-
-
-@runtime_checkable
-class SeesLikelyCodes(Protocol):
-    """A decoder that can tell a frame where a code was likely, read or not (the ensemble)."""
+class SaysWhatItSaw(Protocol):
+    """A decoder that can tell, after a frame, whether a code was likely in it and whether one
+    it found could not be read (the ensemble): the read rate and the "show it again" light."""
 
     def code_likely_in_last(self) -> bool:
         """Whether the last frame decoded held a code: one read, a symbol found but not read,
         or a region dense with code-like edges."""
+        ...
+
+    def unreadable_in_last(self) -> bool:
+        """Whether the last frame decoded held a symbol found but not read."""
         ...
 
 

@@ -1,7 +1,7 @@
 """What the frame loop reports in telemetry: frame rate, decode time, frames dropped or skipped,
 and the read rate: frames where a code was read against frames where one was likely.
 
-Only a decoder that can tell where a code was likely (the ensemble: `SeesLikelyCodes`) counts
+Only a decoder that can tell where a code was likely (the ensemble: `SaysWhatItSaw`) counts
 the read rate; with any other both counts stay None, never a rate that looks like 100 %.
 """
 
