@@ -359,13 +359,13 @@ def run_retire(args: argparse.Namespace) -> int:
 def _tell_broker(args: argparse.Namespace, device_id: str, what: str) -> int:
     """Disable (or disable and scramble) the gate's broker client; the registry already says
     so, so a broker that cannot be told is an error to retry, not a lost change."""
-    from server.broker_admin.dynsec import BrokerAdmin, BrokerAdminError
+    from server.broker_admin.dynsec import BrokerAdmin, BrokerAdminError, run_as_admin
 
     started = time.monotonic()
     try:
         login = admin_login(args)
-        with BrokerAdmin(login) as admin:
-            found = admin.disable(device_id) if what == "disable" else admin.scramble(device_id)
+        change = BrokerAdmin.disable if what == "disable" else BrokerAdmin.scramble
+        found = run_as_admin(lambda: BrokerAdmin(login), lambda admin: change(admin, device_id))
     except (MqttLoginError, BrokerAdminError) as exc:
         print(f"{args.command}: the registry is changed, but the broker was not told: {exc};"
               f" run the command again once it can be reached", file=sys.stderr)  # fmt: skip

@@ -6,10 +6,11 @@
 
 Each call is one request on `$CONTROL/dynamic-security/v1` and its answer on `.../response`
 (matched by correlationData), over a short MQTT v5 connection as the admin client that `site
-init` made. Short, not kept open: the broker uses user names as client ids, so two processes of
-the admin (the server's enrolment service and a `gatescan gate revoke`) would knock each other
-off a long connection; a request that loses such a race fails with BrokerAdminError (the
-enrolment service then answers `busy`, and the gate asks again).
+init` made. Short, not kept open: the broker uses user names as client ids, so two sessions of
+the admin at once (the server's enrolment service and a `gatescan gate revoke`) take the id from
+each other. The one taken over stops at once with AdminSessionTaken (it does not reconnect, which
+would take the id back in turn), and `run_as_admin` runs its work again in a fresh session after a
+short random pause: every call here is safe to repeat.
 
 The admin's password is passed in memory only: never on a command line, never logged.
 """
@@ -17,11 +18,15 @@ The admin's password is passed in memory only: never on a command line, never lo
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -42,10 +47,41 @@ from server.site.dynsec_config import (
 
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
 TIMEOUT_S = 5.0
+ATTEMPTS = 5  # sessions run_as_admin opens before it gives up to a session taken over
+PAUSE_S = (0.1, 0.6)  # the random pause before the next, times the attempts so far
+
+Session = TypeVar("Session")
+Result = TypeVar("Result")
 
 
 class BrokerAdminError(RuntimeError):
     """The broker could not be reached, refused the admin, or refused a command."""
+
+
+class AdminSessionTaken(BrokerAdminError):
+    """The broker dropped this admin session, most often for another one under the same user
+    (and so the same client id): the work may be run again in a new session."""
+
+
+def run_as_admin(
+    open_session: Callable[[], AbstractContextManager[Session]],
+    work: Callable[[Session], Result],
+    *,
+    attempts: int = ATTEMPTS,
+    pause: Callable[[float], None] = time.sleep,
+) -> Result:
+    """`work` in a session from `open_session`, again in a new one (after a random pause that
+    grows) while a session is taken over; the last AdminSessionTaken once `attempts` are spent.
+    Other errors are raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with open_session() as session:
+                return work(session)
+        except AdminSessionTaken:
+            if attempt == attempts:
+                raise
+            pause(random.uniform(*PAUSE_S) * attempt)
+    raise AssertionError("unreachable")  # attempts < 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +103,8 @@ class BrokerAdmin:
         self._answered = threading.Condition(self._lock)
         self._connected = threading.Event()
         self._connack: ReasonCode | None = None
+        self._closing = False
+        self._lost: str | None = None  # why the broker dropped the session, if it did
         self._subscribed = threading.Event()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -76,7 +114,8 @@ class BrokerAdmin:
         self._client.username_pw_set(login.username, login.password)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.on_subscribe = lambda *_args: self._subscribed.set()
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
 
     def __enter__(self) -> BrokerAdmin:
         address = parse_broker_url(self._login.broker_url)
@@ -96,7 +135,14 @@ class BrokerAdmin:
             raise BrokerAdminError(f"the broker refused the admin {self._login.username!r}:"
                                    f" {self._connack}")  # fmt: skip
         self._client.subscribe(RESPONSE_TOPIC, qos=1)
-        if not self._subscribed.wait(self._timeout):
+        with self._answered:
+            confirmed = self._answered.wait_for(
+                lambda: self._subscribed.is_set() or self._lost is not None, self._timeout
+            )
+        if self._lost is not None:
+            self._close()
+            raise self._taken()
+        if not confirmed:
             self._close()
             raise BrokerAdminError("the broker did not confirm the admin's subscription")
         return self
@@ -110,13 +156,35 @@ class BrokerAdmin:
         self._close()
 
     def _close(self) -> None:
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
+
+    def _taken(self) -> AdminSessionTaken:
+        return AdminSessionTaken(f"the broker dropped the admin session ({self._lost}): another"
+                                 " one under the same user, the server's or a gatescan"
+                                 " command's, most likely")  # fmt: skip
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode,
+                       properties: Any) -> None:  # fmt: skip
+        if self._closing:
+            return
+        with self._answered:
+            self._lost = str(reason)
+            self._answered.notify_all()
+        # No reconnection: it would take the client id back from the session that took it,
+        # and the two would knock each other off in turn. disconnect() ends paho's loop.
+        client.disconnect()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Any) -> None:  # fmt: skip
         self._connack = reason
         self._connected.set()
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        with self._answered:
+            self._subscribed.set()
+            self._answered.notify_all()
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -136,7 +204,12 @@ class BrokerAdmin:
         request = {"commands": [{"command": name, **fields, "correlationData": correlation}]}
         self._client.publish(CONTROL_TOPIC, json.dumps(request), qos=1)
         with self._answered:
-            if not self._answered.wait_for(lambda: correlation in self._answers, self._timeout):
+            self._answered.wait_for(
+                lambda: correlation in self._answers or self._lost is not None, self._timeout
+            )
+            if correlation not in self._answers:
+                if self._lost is not None:
+                    raise self._taken()
                 raise BrokerAdminError(f"the broker did not answer {name}")
             response = self._answers.pop(correlation)
         if response.get("error"):

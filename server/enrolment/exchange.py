@@ -28,7 +28,7 @@ from typing import Protocol
 
 from protocol.enrolment import EnrolmentGrant, EnrolmentRequest, RefusalReason
 from protocol.verdicts import Direction
-from server.broker_admin.dynsec import AdminLogin, BrokerAdmin, BrokerAdminError
+from server.broker_admin.dynsec import AdminLogin, BrokerAdmin, BrokerAdminError, run_as_admin
 from server.clock import utc_now
 from server.enrolment.tokens import token_digest
 from server.store.gates import GateRegistry, Reported
@@ -99,8 +99,7 @@ class EnrolmentService:
                                        " card (gatescan gate replace)")  # fmt: skip
             password = secrets.token_urlsafe(PASSWORD_BYTES)
             try:
-                with self._accounts(self._settings.admin) as accounts:
-                    accounts.ensure_gate(gate.device_id, gate.site_id, password)
+                self._as_admin(lambda a: a.ensure_gate(gate.device_id, gate.site_id, password))
             except BrokerAdminError as exc:
                 log.warning("enrolment of %s from %s: the broker: %s", gate.device_id, peer, exc)
                 raise EnrolmentRefused(
@@ -127,14 +126,16 @@ class EnrolmentService:
         """Give a broker set up by an older version the site policy rights (the collector's, and
         each enrolled gate's to its own site's): how many gates. Raises BrokerAdminError."""
         gates = {g.device_id: g.site_id for g in self._registry.all() if g.state == "enrolled"}
-        with self._lock, self._accounts(self._settings.admin) as accounts:
-            accounts.grant_policy_rights(gates)
+        with self._lock:
+            self._as_admin(lambda accounts: accounts.grant_policy_rights(gates))
         return len(gates)
+
+    def _as_admin(self, work: Callable[[GateAccounts], object]) -> None:
+        run_as_admin(lambda: self._accounts(self._settings.admin), work)
 
     def _disable_quietly(self, device_id: str) -> None:
         try:
-            with self._accounts(self._settings.admin) as accounts:
-                accounts.disable(device_id)
+            self._as_admin(lambda accounts: accounts.disable(device_id))
         except BrokerAdminError as exc:
             log.error("gate %s: could not disable its broker client: %s", device_id, exc)
 

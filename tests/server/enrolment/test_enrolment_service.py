@@ -119,9 +119,16 @@ def server() -> Iterator[SiteServer]:
                 def started() -> bool:
                     if process.poll() is not None:
                         raise AssertionError(running.log())
-                    return _answers(port) and "subscribed to" in running.log()
+                    log = running.log()
+                    # and its start-up admin session closed, which a test's own would take over
+                    return (
+                        _answers(port)
+                        and "subscribed to" in log
+                        and "rights for site policies checked" in log
+                    )
 
-                wait_until(started, TIMEOUT, "the server's enrolment service and collector")
+                wait_until(started, TIMEOUT, "the server's enrolment service, collector and"
+                           " broker rights")  # fmt: skip
                 yield running
             finally:
                 process.terminate()
