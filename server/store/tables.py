@@ -205,7 +205,11 @@ audit_log_table = Table(
     Column("action", String(32), nullable=False),  # unmask, trace, export, search, purge, ...
     Column("subject", String(200), nullable=False, default=""),  # whom it was about
     Column("details", JSON, nullable=False, default=dict),
+    # The site it concerns, "" for none or several (revision 0002): a manager's audit view
+    # shows their sites' rows; the rest is the admin's.
+    Column("site_id", String(200), nullable=False, default="", server_default=""),
     Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_site_id_at", "site_id", "at"),
 )
 
 # The gate registry (server/store/gates.py): gates registered with `gatescan gate add`, their
