@@ -42,6 +42,7 @@ class AuditRow(BaseModel):
     action: str
     subject: str  # whom it was about ("" when not one person)
     details: dict[str, Any]
+    site_id: str = ""  # the site it concerns ("" when none, or several)
 
 
 class AuditLog:
@@ -55,6 +56,8 @@ class AuditLog:
         action: AuditAction,
         subject: str = "",
         details: dict[str, Any] | None = None,
+        *,
+        site_id: str = "",
     ) -> None:
         row = {
             "at": self._clock(),
@@ -62,6 +65,7 @@ class AuditLog:
             "action": action,
             "subject": subject[:200],
             "details": details or {},
+            "site_id": site_id[:200],
         }
         with self._engine.begin() as conn:
             conn.execute(insert(audit_log_table).values(row))
@@ -72,9 +76,11 @@ class AuditLog:
         action: str | None = None,
         actor: str | None = None,
         since: datetime | None = None,
+        sites: frozenset[str] | None = None,
         limit: int = 100,
     ) -> list[AuditRow]:
-        """The newest rows first."""
+        """The newest rows first; of `sites` only when given (a row of no one site is then left
+        out: it is the admin's)."""
         table = audit_log_table
         query = select(table).order_by(table.c.id.desc()).limit(limit)
         if action is not None:
@@ -83,5 +89,7 @@ class AuditLog:
             query = query.where(table.c.actor == actor)
         if since is not None:
             query = query.where(table.c.at >= since)
+        if sites is not None:
+            query = query.where(table.c.site_id.in_(sorted(sites)))
         with self._engine.connect() as conn:
             return [AuditRow.model_validate(dict(r)) for r in conn.execute(query).mappings()]
