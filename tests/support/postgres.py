@@ -115,12 +115,16 @@ class PostgresServer:
         query = {"host": str(self.socket_dir), "port": str(self.port)}
         return URL.create("postgresql+psycopg", username=SUPERUSER, database=database, query=query)
 
-    def create_database(self) -> str:
+    def create_database(self, template: str = "template0", owner: str = SUPERUSER) -> str:
+        """A new database: empty (template0), or a copy of another (which nobody is connected
+        to), owned by `owner` (a role of `create_role`)."""
         self._drop_used()
         name = f"test_{next(self._names)}"
-        # FILE_COPY: template0's files copied whole, three times quicker here than writing
+        # FILE_COPY: the template's files copied whole, three times quicker here than writing
         # each of its pages through the WAL (PostgreSQL 15's default).
-        self._admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 STRATEGY FILE_COPY")
+        self._admin.execute(
+            f'CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY OWNER "{owner}"'
+        )
         return name
 
     def done_with(self, name: str) -> None:
