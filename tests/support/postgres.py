@@ -9,6 +9,10 @@ root, and CI runs as root, so then the cluster belongs to an unprivileged system
 `setpriv`. It dies with the test process
 (`--pdeathsig`) and is stopped at the session's end.
 
+A test may make login roles that need a password (`create_role`: members of the group
+`password_login`, which pg_hba.conf sends to scram-sha-256; every other login is trusted) and
+databases they own, empty or copied from another (`create_database(template=, owner=)`).
+
 `postgres_url`: a fresh, empty database for one test, made from template0 (and dropped when
 the next one is made);
 a SQLAlchemy URL (`postgresql+psycopg://gatescan@/test_N?host=...&port=...`).
@@ -40,10 +44,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from sqlalchemy.engine import URL
 
 TEST_USER = "gatescan-test"  # the system user the cluster runs as when the tests run as root
 SUPERUSER = "gatescan"  # the cluster's own superuser (initdb -U)
+# Members of this group log in with a password (scram-sha-256), everyone else is trusted: a
+# role of `create_role` is refused without its password, as on a site's server.
+PASSWORD_GROUP = "password_login"
 SERVER_TIMEZONE = "Asia/Ho_Chi_Minh"
 START_TIMEOUT_S = 30.0
 MEMORY_FOLDER_FREE_BYTES = 1 << 30  # /dev/shm is used when this much of it is free
@@ -111,9 +119,19 @@ class PostgresServer:
     _names: Iterator[int]
     _used: list[str] = field(default_factory=list)
 
-    def url(self, database: str) -> URL:
+    def url(self, database: str, user: str = SUPERUSER, password: str | None = None) -> URL:
         query = {"host": str(self.socket_dir), "port": str(self.port)}
-        return URL.create("postgresql+psycopg", username=SUPERUSER, database=database, query=query)
+        return URL.create("postgresql+psycopg", user, password, database=database, query=query)
+
+    def create_role(self, password: str) -> str:
+        """A new login role, no superuser, that must give `password` (pg_hba: scram-sha-256)."""
+        name = f"role_{next(self._names)}"
+        self._admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(name), sql.Literal(password), sql.Identifier(PASSWORD_GROUP)
+            )
+        )
+        return name
 
     def create_database(self, template: str = "template0", owner: str = SUPERUSER) -> str:
         """A new database: empty (template0), or a copy of another (which nobody is connected
@@ -163,6 +181,11 @@ def running_postgres() -> Iterator[PostgresServer]:
     if made.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         pytest.fail(f"initdb failed:\n{made.stdout}\n{made.stderr}", pytrace=False)
+    hba = data / "pg_hba.conf"  # the first line that matches decides: the group's first
+    hba.write_text(
+        f"local all +{PASSWORD_GROUP} scram-sha-256\n" + hba.read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
     port = _free_port()
     settings = {
         "listen_addresses": "",  # the socket only
@@ -187,6 +210,7 @@ def running_postgres() -> Iterator[PostgresServer]:
         )
     try:
         admin = _wait_for_server(server, folder, port, log_path)
+        admin.execute(f"CREATE ROLE {PASSWORD_GROUP} NOLOGIN")
         try:
             yield PostgresServer(folder, port, admin, itertools.count(1))
         finally:
