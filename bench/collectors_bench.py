@@ -319,7 +319,8 @@ def describe(outcome: Outcome) -> str:
         ]
     lines.append(
         f"  collector events published {outcome.published}, rows {outcome.stored} "
-        f"({outcome.distinct_ids} distinct ids), the collectors' own counts {outcome.collectors_stored}; "
+        f"({outcome.distinct_ids} distinct ids), "
+        f"the collectors' own counts {outcome.collectors_stored}; "
         f"lost {outcome.lost}, duplicates {outcome.duplicates}, broker drops {outcome.broker_drops}"
     )
     for label in dict.fromkeys(segment.label for segment in outcome.segments):

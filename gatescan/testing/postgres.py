@@ -82,7 +82,9 @@ def _unprivileged_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(TEST_USER)  # made now, or by another worker at the same moment
     except KeyError:
-        raise PostgresUnavailable(f"could not make the system user {TEST_USER}: {made.stderr}")
+        raise PostgresUnavailable(
+            f"could not make the system user {TEST_USER}: {made.stderr}"
+        ) from None
 
 
 def _memory_folder() -> str | None:
@@ -212,5 +214,7 @@ def _wait_for_server(
             return _connect(folder, port)
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
-                raise PostgresUnavailable(f"postgres did not answer:\n{log_path.read_text()}")
+                raise PostgresUnavailable(
+                    f"postgres did not answer:\n{log_path.read_text()}"
+                ) from None
             time.sleep(0.05)  # the server's socket appears when it is ready: nothing to wait on
