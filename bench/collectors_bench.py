@@ -69,12 +69,12 @@ from gatescan.testing.postgres import PostgresServer, running_postgres
 
 GATE_COUNTS = (500, 5000)
 IN_FLIGHT_TOTAL = 4000  # as bench/ingest_bench.py
-PACED_FRACTION = 0.5  # the steady load for the latency: this x one collector's full rate
+PACED_FRACTION = 0.3  # the steady load for the latency: this x one collector's full rate
 BARE_NAMES = {BARE: "bare stock", BARE_TUNED: "bare tuned"}
 ONE, TWO = "one collector", "two collectors"
 COLLECTOR_COUNTS = {ONE: 1, TWO: 2}
-_COUNTERS = re.compile(r"collector stopped: CollectorCounters\(received=(\d+), stored=(\d+), "
-                       r"duplicates=(\d+)")  # fmt: skip
+STOPPED = "collector stopped: CollectorCounters("  # its counters, logged as it stops
+_COUNTER = re.compile(r"\b(received|stored|duplicates|batches)=(\d+)")
 
 
 def paced(phase: str) -> str:
@@ -108,6 +108,7 @@ class Share:
     received: int
     stored: int
     duplicates: int
+    batches: int  # transactions committed
 
 
 class CollectorsSite(Site):
@@ -157,12 +158,7 @@ class CollectorsSite(Site):
         for number, process in enumerate(self.collectors, start=1):
             process.stop()
             self.pids.pop(f"collector {number}", None)
-            found = _COUNTERS.findall(process.log_text())
-            if not found:
-                raise RuntimeError(f"collector {number} logged no counters at its stop")
-            received, stored, duplicates = (int(n) for n in found[-1])
-            self.shares.append(Share(self.phase, f"collector {number}", received, stored,
-                                     duplicates))  # fmt: skip
+            self.shares.append(share_of_process(self.phase, f"collector {number}", process))
         self.collectors = []
 
     def close(self) -> None:
@@ -174,6 +170,17 @@ class CollectorsSite(Site):
                 process.kill()
         self._last_log_line = self.collector.last_log_line() if self.collectors else ""
         self._stop_collectors()
+
+
+def share_of_process(phase: str, name: str, process: CollectorProcess) -> Share:
+    """A stopped collector's own counts, from the line it logs as it stops."""
+    text = process.log_text()
+    if STOPPED not in text:
+        raise RuntimeError(f"{name} logged no counters at its stop:\n{text[-2000:]}")
+    line = text.rsplit(STOPPED, 1)[1].split("\n", 1)[0]
+    counts = {key: int(value) for key, value in _COUNTER.findall(line)}
+    return Share(phase, name, counts["received"], counts["stored"], counts["duplicates"],
+                 counts["batches"])  # fmt: skip
 
 
 @dataclass
@@ -199,6 +206,11 @@ class Outcome(SiteRun):
         for s in mine:
             out[s.process] = out.get(s.process, 0.0) + s.stored
         return {process: stored / max(total, 1) for process, stored in out.items()}
+
+    def events_per_commit(self, phase: str) -> float:
+        """Events stored per transaction by the phase's collectors (one batch, one commit)."""
+        mine = [s for s in self.shares if s.phase == phase]
+        return sum(s.stored for s in mine) / max(1, sum(s.batches for s in mine))
 
     @property
     def collectors_stored(self) -> int:
@@ -314,7 +326,7 @@ def describe(outcome: Outcome) -> str:
             f"fair baseline, {rate / stock:.2f} to stock paho); at {offered:.0f} events/s paced: "
             f"{outcome.rate(paced(phase)):.0f} acked, publish->ack p50 {p50:.0f} ms, "
             f"p99 {p99:.0f} ms",
-            f"    share: {share}",
+            f"    share: {share}; {outcome.events_per_commit(phase):.1f} events per commit",
             f"    CPU µs per event at full load: {cpu}",
         ]
     lines.append(
@@ -360,30 +372,41 @@ def figures_for(outcome: Outcome) -> list[Figure]:
         p50, p99 = latency_ms(outcome, paced(phase))
         groups = cpu_groups(outcome.cpu_us_per_event(phase))
         share = ", ".join(f"{p} {f:.0%}" for p, f in outcome.share_of(phase).items())
+        commits = f"{outcome.events_per_commit(phase):.0f} events per commit"
+        load = f"at {offered:.0f} events/s ({PACED_FRACTION} x one collector's rate), {n} gates"
         figures += [
             Figure(
                 "collectors",
                 f"{phase}, PostgreSQL, stored, {n} gates",
                 rate,
                 "events/s",
-                note=f"ratio {rate / tuned:.2f} to the fair baseline; share: {share}; {NOTE}",
+                note=f"{rate / tuned:.2f} x the fair baseline; share: {share}; {commits}; {NOTE}",
             ),
+            Figure("collectors", f"{phase}, publish->ack p50 {load}", p50, "ms"),
             Figure(
                 "collectors",
-                f"{phase}, publish->ack p50 / p99 at {offered:.0f} events/s, {n} gates",
+                f"{phase}, publish->ack p99 {load}",
                 p99,
-                "ms (p99)",
-                note=f"p50 {p50:.0f} ms; paced at {PACED_FRACTION} x one collector's rate; "
-                "the ack leaves after the commit",
+                "ms",
+                note=f"{outcome.rate(paced(phase)):.0f} events/s acked; the ack leaves after "
+                "the commit",
             ),
             Figure(
                 "collectors",
-                f"{phase}, CPU per event, collectors / PostgreSQL / broker, {n} gates",
+                f"{phase}, the collectors' CPU per event, {n} gates",
                 groups["collectors"],
-                "µs (collectors)",
-                note=f"PostgreSQL {groups['postgres']:.0f} µs, broker {groups['broker']:.0f} µs, "
-                f"simulated gates {groups['gates']:.0f} µs; at full load",
+                "µs",
+                note="all collector processes together, at full load",
                 cpu_bound=True,
+            ),
+            Figure(
+                "collectors",
+                f"{phase}, PostgreSQL's and the broker's CPU per event, {n} gates",
+                groups["postgres"] + groups["broker"],
+                "µs",
+                note=f"PostgreSQL (postmaster and backends) {groups['postgres']:.0f} µs, "
+                f"Mosquitto {groups['broker']:.0f} µs; the simulated gates "
+                f"{groups['gates']:.0f} µs besides",
             ),
         ]
     figures += [
