@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import URL
 
+from gatescan.testing.postgres import PostgresServer, server_binaries
 from gatescan.testing.samples import sample_event
 from server.accounts.users import Accounts, Role
 from server.backup.databases import DEBIAN_BINARIES, pg_tool, server_major, tool_major
@@ -36,7 +37,6 @@ from server.store.schema import current_revision, head_revision
 from server.store.site_keys import SiteKeys
 from server.store.tables import metadata
 from tests.support.cli import run_gatescan
-from tests.support.postgres import PostgresServer, server_binaries
 from tests.support.tls_site import new_site, site_folder
 from tests.support.web import FAST_HASHER, PASSWORD
 

@@ -31,12 +31,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, func, insert, inspect, select, text
 
+from gatescan.testing.postgres import PostgresServer
 from gatescan.testing.samples import sample_event
 from server.store.database import database_url
 from server.store.schema import BASELINE, MIGRATIONS, current_revision, head_revision
 from server.store.tables import entries_table, metadata
 from tests.support.paths import PROJECT_ROOT
-from tests.support.postgres import PostgresServer
 
 ROUNDS = 5
 TIMEOUT_S = 60.0
