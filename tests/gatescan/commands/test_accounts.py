@@ -236,3 +236,26 @@ def test_sites_are_refused_for_an_admin_a_metrics_token_and_a_bad_name(
     result = gatescan(args, db_file(store), stdin=PASSWORD + "\n")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "site" in result.stderr
+
+
+def test_a_user_s_e_mail_is_set_at_add_changed_removed_and_listed(store: Store) -> None:
+    added = gatescan(
+        ["user", "add", "ql-hq", "--role", "manager", "--site", "hq", "--email", "a@example.vn"],
+        db_file(store),
+        stdin=PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert table(gatescan(["user", "list"], db_file(store)).stdout)["ql-hq"]["EMAIL"] == (
+        "a@example.vn"
+    )
+    changed = gatescan(["user", "email", "ql-hq", "b@example.vn"], db_file(store))
+    assert changed.returncode == 0, changed.stderr
+    accounts = Accounts(store.engine, hasher=FAST_HASHER)
+    assert accounts.alert_recipients() == {"b@example.vn": frozenset({"hq"})}
+    bad = gatescan(["user", "email", "ql-hq", "b@example.vn\nBcc: x@evil.vn"], db_file(store))
+    assert bad.returncode == 2 and "bad e-mail address" in bad.stderr
+    assert gatescan(["user", "email", "nobody", "c@example.vn"], db_file(store)).returncode == 3
+    assert gatescan(["user", "email", "ql-hq", "--none"], db_file(store)).returncode == 0
+    assert accounts.alert_recipients() == {}
+    rows = [r for r in AuditLog(store.engine).rows(action="account") if r.subject == "ql-hq"]
+    assert [r.details.get("email") for r in rows][::-1] == ["a@example.vn", "b@example.vn", None]
