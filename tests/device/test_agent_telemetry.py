@@ -68,9 +68,7 @@ def test_the_machines_readings_reach_the_collector(
         collector.start()
         try:
             assert collector.wait_until_subscribed(10)
-            wait_until(
-                lambda: any(d.telemetry for d in store.devices()), 10, "a telemetry stored"
-            )
+            wait_until(lambda: any(d.telemetry for d in store.devices()), 10, "a telemetry stored")
         finally:
             collector.stop()
         [device] = store.devices()
