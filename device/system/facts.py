@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 VCGENCMD_TIMEOUT_S = 2.0
+# Readings outside these are a driver's odd units or a broken sensor: no reading (the
+# telemetry's own limits, protocol/messages.py).
+CPU_TEMP_RANGE_C = (-60.0, 200.0)
+WIFI_LEVEL_RANGE_DBM = (-150, 0)
 
 # The firmware driver's sysfs file (Raspberry Pi OS kernels): Pi 4's path first; a Pi 5's soc
 # node has another name, found by the pattern.
@@ -159,9 +163,10 @@ class SystemFacts:
         if text is None:
             return None
         try:
-            return round(int(text.strip()) / 1000, 1)
+            celsius = round(int(text.strip()) / 1000, 1)
         except ValueError:
             return None
+        return celsius if CPU_TEMP_RANGE_C[0] <= celsius <= CPU_TEMP_RANGE_C[1] else None
 
     def throttling(self) -> Throttling | None:
         text = self._read(THROTTLED_FILE)
@@ -178,9 +183,10 @@ class SystemFacts:
         if text is None:
             return None
         try:
-            return float(text.split()[0])
+            seconds = float(text.split()[0])
         except (IndexError, ValueError):
             return None
+        return seconds if 0 <= seconds < float("inf") else None
 
     def telemetry_fields(self, data_dir: Path) -> dict[str, Any]:
         """The readings as protocol/messages.py's Telemetry fields (None: not known)."""
@@ -309,8 +315,8 @@ def parse_wireless(text: str) -> WifiSignal | None:
             level = int(fields[2].rstrip(". "))
         except ValueError:
             continue
-        if level > 0:  # a driver reporting in relative units, not dBm: no signal in dBm
-            return None
+        if not WIFI_LEVEL_RANGE_DBM[0] <= level <= WIFI_LEVEL_RANGE_DBM[1]:
+            return None  # a driver reporting in relative units, not dBm: no signal in dBm
         return WifiSignal(name.strip(), quality, level)
     return None
 

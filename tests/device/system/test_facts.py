@@ -19,6 +19,7 @@ from device.system.facts import (
     parse_throttled,
     parse_wireless,
 )
+from protocol.messages import Telemetry
 from tests.support.paths import PROJECT_ROOT
 
 PI_SYSTEM = PROJECT_ROOT / "tests" / "data" / "pi_system"
@@ -167,3 +168,36 @@ def test_this_machines_thermal_zone_or_none() -> None:
         assert temperature is not None and -40 < temperature < 125
     else:  # a container or a VM: no thermal zone, so no reading (and no error)
         assert temperature is None
+
+
+def test_readings_out_of_any_sensible_range_are_no_reading(tmp_path: Path) -> None:
+    header = "Inter-| sta-|   Quality\n face | tus | link level noise\n"
+    for relative, text in {
+        "proc/uptime": "-5.00 0.00\n",
+        "proc/net/wireless": header + " wlan0: 0000   40.  -200.  -256  0 0 0 0 0  0\n",
+        "sys/class/thermal/thermal_zone0/temp": "250000\n",
+    }.items():
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    facts = SystemFacts(tmp_path, vcgencmd=no_vcgencmd)
+
+    assert (facts.uptime_s(), facts.wifi(), facts.cpu_temperature_c()) == (None, None, None)
+
+
+def test_every_root_gives_telemetry_fields_the_protocol_accepts(tmp_path: Path) -> None:
+    """Whatever the files say, the telemetry is still sent: a reading the protocol would refuse
+    would stop every telemetry of the gate."""
+    fields = {
+        "ts": "2026-11-26T01:12:28Z",
+        "uptime_s": 1.0,
+        "fps": 10.0,
+        "decode_ms": 3.0,
+        "outbox_depth": 0,
+        "clock_synced": True,
+        "version": "0.1.0",
+    }
+    for root in (PI5, PI4, tmp_path, Path("/")):
+        machine = SystemFacts(root, vcgencmd=no_vcgencmd).telemetry_fields(tmp_path)
+        telemetry = Telemetry.model_validate({**fields, **machine})
+        assert telemetry.disk_free_bytes is not None, root
