@@ -137,8 +137,8 @@ def _check_config(
             None,
         )
     found = (
-        f"{where} loads: {config.device_id}, {config.policy.mode} mode, "
-        f"{config.camera.type} camera, decoder {config.decoder.backend}"
+        f"{where} loads: {config.policy.mode} mode, {config.camera.type} camera, decoder "
+        f"{config.decoder.backend}"
     )
     refusal = _access_refusal(config)
     if refusal is not None:
