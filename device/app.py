@@ -42,6 +42,7 @@ from device.system.facts import SystemFacts
 from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health, LinkState
 from device.system.systemd_notify import SystemdNotifier
+from device.update.health import HealthBeacon
 from device.uplink.commands import CommandGate
 from device.uplink.link import Placement, Uplink
 from device.uplink.status_report import StatusReport
@@ -228,6 +229,8 @@ def build_agent(
     health.set_clock_synced(clock.is_synced())
     site_policy = PolicyHolder(config.site_id, Path(config.data_dir))
     commands = CommandGate(release_door=door_release(gpio), now=clock.now)
+    beacon = HealthBeacon(Path(config.data_dir), __version__)  # for the updater
+    health.watch(lambda current: beacon.link(current.online))
     uplink = build_uplink(config, journal, boot_id, health, site_policy, commands.handle)
     health_changed(health, indicator, uplink, notifier)
     policy_changed(config.policy.mode, site_policy, health, uplink)
@@ -261,7 +264,7 @@ def build_agent(
         health=health,
         notify_uplink=uplink.event_recorded,
         on_scan=passages_into(presence, site_policy, then=on_scan),
-        on_progress=notifier.watchdog,
+        on_progress=progress_reported(notifier, beacon),
         stats=ScanStats(),
         framing=framing_for(config.camera),
         scene_watch=SceneWatch(),
@@ -300,6 +303,16 @@ def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplin
 
     holder.watch(on_change)
     on_change(holder.read())
+
+
+def progress_reported(notifier: SystemdNotifier, beacon: HealthBeacon) -> Callable[[], None]:
+    """A processed frame pings the watchdog and, the first time, tells the updater."""
+
+    def on_progress() -> None:
+        notifier.watchdog()
+        beacon.frame_processed()
+
+    return on_progress
 
 
 def health_changed(

@@ -1,5 +1,6 @@
-"""`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config; and
-`gatescan doctor`, which checks one (device/diagnosis/doctor.py; docs/operations.md).
+"""`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config;
+`gatescan doctor`, which checks one (device/diagnosis/doctor.py; docs/operations.md); and
+`gatescan update`, which replaces its release (device/update/updater.py; run as root).
 
 no broker and no identity in the data dir  -> setup mode: wait for the enrolment card, enrol,
                                               then run as the identity granted (no restart)
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, Commands, stop_on_signals
+from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands, stop_on_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,6 +64,112 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     agent.set_defaults(run=run)
     add_doctor_parser(commands)
+    add_update_parser(commands)
+
+
+def add_update_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    """`gatescan update`: registered here, beside the agent it replaces (device/update/)."""
+    update = commands.add_parser(
+        "update",
+        help="install a signed release beside the running one, switch, switch back if unhealthy",
+        description="Run as root, by gatescan-updater.service or by hand. Exit 0 updated (or "
+        "already running it), 1 update_failed (switched back), 2 refused (unsigned, tampered, "
+        "wrong key, downgrade, bad input): nothing changed. The outcome is also in "
+        "/var/lib/gatescan-updater/result.json.",
+    )
+    what = update.add_mutually_exclusive_group(required=True)
+    what.add_argument("--to", metavar="VERSION", help="the release to run")
+    what.add_argument(
+        "--from-request",
+        action="store_true",
+        help="take the agent's request (/var/lib/gatescan/update-request.json): the path unit",
+    )
+    what.add_argument(
+        "--recover", action="store_true", help="only finish an update a crash stopped (at boot)"
+    )
+    update.add_argument("--from", dest="source", metavar="FILE|URL", help="the signed bundle")
+    update.add_argument(
+        "--allow-downgrade", action="store_true", help="accept a release older than the running"
+    )
+    update.add_argument(
+        "--health-window",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="seconds the new agent has for READY, a processed frame and the broker (90)",
+    )
+    update.add_argument("--unit", default="gatescan-agent.service", help="the agent's unit")
+    update.add_argument(
+        "--root", type=Path, default=Path("/"), help="the tree /opt/gatescan etc. are under (/)"
+    )
+    update.add_argument(
+        "--agent-here",
+        metavar="ARGS",
+        help="no systemd: run `current/bin/gatescan ARGS` as this updater's child and take its "
+        "READY on a notify socket of its own (tests, a bench)",
+    )
+    update.set_defaults(run=run_update)
+
+
+def run_update(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from device.update.agent_control import AgentControl, ChildAgent, SystemdAgent
+    from device.update.failpoints import UpdaterFailpoints
+    from device.update.layout import Layout
+    from device.update.requests import BadRequest, take_request
+    from device.update.updater import FAILED, REFUSED, UpdateBusy, Updater
+
+    try:
+        failpoints = UpdaterFailpoints.from_environment(os.environ)
+    except ValueError as exc:
+        print(f"gatescan update: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    layout = Layout(args.root)
+    layout.state.mkdir(parents=True, exist_ok=True)
+    control: AgentControl
+    if args.agent_here is not None:
+        control = ChildAgent(layout.current, shlex.split(args.agent_here), layout.state)
+    else:
+        control = SystemdAgent(args.unit)
+    updater = Updater(layout, control, health_window_s=args.health_window, failpoints=failpoints)
+    try:
+        if args.recover:
+            outcome = updater.recover()
+            print(
+                "no update to finish"
+                if outcome is None
+                else json.dumps(outcome.as_record(layout.running_version()))
+            )
+            return EXIT_OK
+        if args.from_request:
+            try:
+                request = take_request(layout.request, layout.agent_data)
+            except BadRequest as exc:
+                print(f"gatescan update: {exc}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            version, source, allow = request.version, request.source, request.allow_downgrade
+        else:
+            if args.source is None:
+                print("gatescan update: --to needs --from FILE|URL", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            version, source, allow = args.to, args.source, args.allow_downgrade
+        outcome = updater.update(version, source, allow_downgrade=allow)
+    except UpdateBusy as exc:
+        print(f"gatescan update: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        control.close()
+    record = outcome.as_record(layout.running_version())
+    print(json.dumps(record, sort_keys=True))
+    if outcome.outcome == REFUSED:
+        print(f"gatescan update: refused: {outcome.reason}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if outcome.outcome == FAILED:
+        print(f"gatescan update: update_failed: {outcome.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def add_doctor_parser(commands: Commands[argparse.ArgumentParser]) -> None:
