@@ -60,6 +60,8 @@ def take_request(path: Path, data_dir: Path) -> UpdateRequest:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
+        if not isinstance(exc, FileNotFoundError):
+            path.unlink(missing_ok=True)  # a link or a folder: removed, so it fires no more
         raise BadRequest(f"no request to take at {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "rb") as file:
