@@ -143,6 +143,11 @@ def run_update(args: argparse.Namespace) -> int:
                 else json.dumps(outcome.as_record(layout.running_version()))
             )
             return EXIT_OK
+        if args.from_request and not layout.request.is_symlink() and not layout.request.exists():
+            # At boot (the unit is enabled) or a second trigger: finish a stopped update only.
+            recovered = updater.recover()
+            print("no update requested" if recovered is None else recovered.reason)
+            return EXIT_OK
         if args.from_request:
             try:
                 request = take_request(layout.request, layout.agent_data)
