@@ -146,11 +146,8 @@ def _stop(pid: int, child: subprocess.Popen[bytes] | None) -> None:
         if child is not None:
             if child.poll() is not None:
                 return
-        else:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
+        elif not _running(pid):
+            return
         time.sleep(0.05)
     try:
         os.kill(pid, signal.SIGKILL)
@@ -158,3 +155,13 @@ def _stop(pid: int, child: subprocess.Popen[bytes] | None) -> None:
         return
     if child is not None:
         child.wait(timeout=5)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an agent an earlier updater started is not this one's to reap:
+    until its new parent reaps it, it stays in the table as a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,7 @@ def running_agent(tmp_path: Path, broker_url: str) -> Iterator[Path]:
 def test_the_agent_reports_its_first_frame_and_its_broker(
     tmp_path: Path, broker: LocalBroker
 ) -> None:
+    started = time.time()
     with running_agent(tmp_path, broker.url) as data_dir:
         health: AgentHealth = wait_until(
             lambda: (h := read_health(data_dir)) and h.broker_at and h.frame_at and h,
@@ -61,6 +63,11 @@ def test_the_agent_reports_its_first_frame_and_its_broker(
             "a frame and the broker in the health file",
         )
     assert health.healthy_as(__version__, os.getpid())
+    assert health.frame_at is not None and health.broker_at is not None
+    print(
+        f"the real agent (replay camera, local Mosquitto): a frame {health.frame_at - started:.2f}"
+        f" s and the broker {health.broker_at - started:.2f} s after it was built"
+    )
     assert not health.healthy_as("0.0.1", os.getpid())  # another release's is not this one's
 
 
