@@ -186,11 +186,19 @@ def _registry(store: Store) -> GateRegistry:
 def record_audit(
     store: Store, action: AuditAction, subject: str, change: str, **details: object
 ) -> None:
-    """An audit row for a registry command, its actor the admin running it."""
+    """An audit row for a registry command, its actor the admin running it. A row whose details
+    name a site (`site=`) is that site's (site_id: its managers read it on the audit page)."""
     from gatescan.commands.accounts import _actor
     from server.store.audit import AuditLog
 
-    AuditLog(store.engine).record(_actor(), action, subject, {"change": change, **details})
+    site = details.get("site")
+    AuditLog(store.engine).record(
+        _actor(),
+        action,
+        subject,
+        {"change": change, **details},
+        site_id=site if isinstance(site, str) else "",
+    )
 
 
 # --- add, replace: a card ----------------------------------------------------------------------
@@ -275,7 +283,7 @@ def run_replace(args: argparse.Namespace) -> int:
         token, text, expires = new_card(args)
         write_qr(args.qr, text)
         _registry(store).new_token(gate.device_id, token_digest(token), expires, utc_now())
-        record_audit(store, "gate", gate.device_id, "gate replace")
+        record_audit(store, "gate", gate.device_id, "gate replace", site=gate.site_id)
         _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
         return _tell_broker(args, gate.device_id, "scramble")
 
@@ -339,9 +347,8 @@ def _set_state(args: argparse.Namespace, state: str) -> int:
     def change(store: Store) -> int:
         gate = _known(store, args.device_id)
         _registry(store).set_state(gate.device_id, state, utc_now())  # type: ignore[arg-type]
-        record_audit(
-            store, "gate", gate.device_id, f"gate {state[:-1] if state.endswith('d') else state}"
-        )
+        change = f"gate {state[:-1] if state.endswith('d') else state}"
+        record_audit(store, "gate", gate.device_id, change, site=gate.site_id)
         print(f"gate {gate.device_id} (site {gate.site_id}) {state}", file=sys.stderr)
         return _tell_broker(args, gate.device_id, "disable")
 

@@ -121,7 +121,7 @@ def test_user_list_shows_role_status_and_last_login_but_no_hash(app: FastAPI, st
 
     assert result.returncode == 0, result.stderr
     rows = table(result.stdout)
-    assert sorted(rows) == ["admin", "manager", "viewer"]
+    assert sorted(rows) == ["admin", "manager", "tracer", "viewer"]
     assert rows["manager"]["ROLE"] == "manager"
     assert rows["manager"]["LAST LOGIN"] == "2026-03-02 10:00:00+07:00"
     assert (rows["viewer"]["STATUS"], rows["viewer"]["LAST LOGIN"]) == ("disabled", "never")
