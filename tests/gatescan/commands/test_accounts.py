@@ -236,3 +236,86 @@ def test_sites_are_refused_for_an_admin_a_metrics_token_and_a_bad_name(
     result = gatescan(args, db_file(store), stdin=PASSWORD + "\n")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "site" in result.stderr
+
+
+def test_tracer_is_a_role_for_users_and_tokens(app: FastAPI, store: Store) -> None:
+    added = gatescan(
+        ["user", "add", "so-y-te", "--role", "tracer"], db_file(store), PASSWORD + "\n"
+    )
+    assert added.returncode == 0, added.stderr
+    created = gatescan(["token", "create", "cdc", "--role", "tracer"], db_file(store))
+    assert created.returncode == 0, created.stderr
+
+    accounts = Accounts(store.engine, hasher=FAST_HASHER)
+    user = accounts.authenticate("so-y-te", PASSWORD)
+    token = accounts.account_for_token(created.stdout.split()[0])
+    assert user is not None and (user.role, user.sites) == (Role.TRACER, None)
+    assert token is not None and (token.role, token.sites) == (Role.TRACER, None)
+    assert table(gatescan(["user", "list"], db_file(store)).stdout)["so-y-te"]["ROLE"] == "tracer"
+
+
+def test_user_sites_changes_a_logged_in_user_s_sites_at_their_next_request(
+    app: FastAPI, store: Store
+) -> None:
+    accounts = Accounts(store.engine, hasher=FAST_HASHER)
+    accounts.add_user("lan", Role.MANAGER, PASSWORD, sites=["hq"])
+    browser = logged_in(app, "lan")
+    assert browser.get("/api/v1/me").json()["sites"] == ["hq"]
+
+    steps = [
+        (["--site", "annex", "--site", "depot"], ["annex", "depot"]),
+        (["--add", "hq"], ["annex", "depot", "hq"]),
+        (["--remove", "depot", "--remove", "annex"], ["hq"]),
+        (["--every-site"], None),
+    ]
+    for how, sites in steps:
+        done = gatescan(["user", "sites", "lan", *how], db_file(store))
+        assert done.returncode == 0, done.stderr
+        assert browser.get("/api/v1/me").json()["sites"] == sites, how  # the same session
+
+    changes = [r for r in AuditLog(store.engine).rows(action="account") if r.subject == "lan"]
+    assert [(r.details["before"], r.details["sites"]) for r in reversed(changes)] == [
+        (["hq"], ["annex", "depot"]),
+        (["annex", "depot"], ["annex", "depot", "hq"]),
+        (["annex", "depot", "hq"], ["hq"]),
+        (["hq"], None),
+    ]
+    assert all(r.details["change"] == "user sites" and r.site_id == "" for r in changes)
+
+
+def test_token_sites_changes_a_token_s_sites_at_its_next_request(
+    app: FastAPI, client: TestClient, store: Store
+) -> None:
+    token = Accounts(store.engine).create_token("feed", Role.VIEWER, sites=["hq"])
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/me", headers=headers).json()["sites"] == ["hq"]
+
+    done = gatescan(["token", "sites", "feed", "--site", "annex"], db_file(store))
+
+    assert done.returncode == 0, done.stderr
+    assert client.get("/api/v1/me", headers=headers).json()["sites"] == ["annex"]
+    assert table(gatescan(["token", "list"], db_file(store)).stdout)["feed"]["SITES"] == "annex"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["user", "sites", "admin", "--site", "hq"], 2, "holds no sites"),
+        (["user", "sites", "lan", "--remove", "hq"], 2, "every site"),  # the last one
+        (["user", "sites", "manager", "--add", "hq"], 2, "holds every site"),
+        (["user", "sites", "lan", "--site", " hq"], 2, "bad site"),
+        (["user", "sites", "nobody", "--site", "hq"], 3, "no user named 'nobody'"),
+        (["token", "sites", "nobody", "--site", "hq"], 3, "no token named 'nobody'"),
+    ],
+    ids=["admin", "last-site", "add-to-every", "spaces", "no-user", "no-token"],
+)
+def test_user_sites_refuses_what_would_widen_or_make_no_sense(
+    app: FastAPI, store: Store, args: list[str], code: int, message: str
+) -> None:
+    Accounts(store.engine, hasher=FAST_HASHER).add_user("lan", Role.MANAGER, PASSWORD, sites=["hq"])
+
+    done = gatescan(args, db_file(store))
+
+    assert (done.returncode, message in done.stderr) == (code, True), done.stderr
+    assert Accounts(store.engine).user("lan").sites == frozenset({"hq"})  # type: ignore[union-attr]
+    assert AuditLog(store.engine).rows(action="account") == []
