@@ -8,6 +8,7 @@ alike; nothing here reads a table. Live regions refresh through server/dashboard
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -428,8 +429,13 @@ def audit_page(
     state = web_state(request)
     context = page_context(request, user, "audit")
     rows = audit_rows(state.audit, user, action=action or None, limit=AUDIT_PAGE_ROWS)
-    context.update(rows=rows, action=action, actions=AUDIT_ACTIONS)
+    context.update(rows=rows, action=action, actions=AUDIT_ACTIONS, details_text=_details_text)
     return render(request, "audit.html", context)
+
+
+def _details_text(details: dict[str, Any]) -> str:
+    """A row's details as JSON that keeps Vietnamese readable (escaped as text by the page)."""
+    return json.dumps(details, ensure_ascii=False, sort_keys=True)
 
 
 AUDIT_PAGE_ROWS = 200

@@ -10,7 +10,7 @@ MESSAGES: dict[str, str] = {
     "nav.tracing": "Truy vết tiếp xúc",
     "nav.occupancy": "Số người hiện diện",
     "nav.export": "Xuất dữ liệu",
-    "nav.audit": "Nhật ký kiểm toán",
+    "nav.audit": "Nhật ký",
     "nav.account": "Tài khoản",
     "nav.main": "Menu chính",
     "nav.language": "Ngôn ngữ",
@@ -192,15 +192,15 @@ MESSAGES: dict[str, str] = {
     "tracing.overlap_of": "trùng {minutes} phút",
     "tracing.forbidden": "Truy vết tiếp xúc cần quyền quản lý hoặc người truy vết.",
     "tracing.reason": "Lý do (ca bệnh, ổ dịch)",
-    "tracing.reason_needed": "Người truy vết cần nêu lý do (được ghi vào nhật ký kiểm toán).",
+    "tracing.reason_needed": "Người truy vết cần nêu lý do (được ghi vào nhật ký kiểm tra).",
     "tracing.covered_all": "Lần tìm này đã xét lượt qua cổng của mọi địa điểm.",
     "tracing.covered_sites": "Lần tìm này chỉ xét lượt qua cổng của các địa điểm: {sites}.",
     "search.expired": (
         "Tìm kiếm này đã hết hạn hoặc thuộc một phiên đăng nhập khác. Hãy nhập lại và tìm lại."
     ),
     # occupancy
-    # nhật ký kiểm toán
-    "audit.title": "Nhật ký kiểm toán",
+    # nhật ký kiểm tra
+    "audit.title": "Nhật ký kiểm tra",
     "audit.scope_all": (
         "Mọi dòng: của mọi địa điểm và các dòng không thuộc địa điểm nào (đăng nhập, tài khoản)."
     ),

@@ -558,13 +558,14 @@ def test_a_manager_reads_the_audit_rows_of_their_sites_only(
         admin.get(f"/api/v1/entries?unmask=true&site={SITE_B}")  # B's unmask row
         admin.get(f"/api/v1/entries?unmask=true&site={SITE_A}")  # A's
         admin.get("/api/v1/entries?unmask=true")  # both sites: the admin's alone
+        admin.get(f"/api/v1/entries/export?site={SITE_A}")  # an export of A's: A's
         manager.get("/api/v1/entries?unmask=true")  # A's
         assert manager.status("POST", f"/gates/{GATE_A}/release") == 200  # A's door
         rows = json.loads(manager.get("/api/v1/audit?limit=1000"))
         page = manager.get("/audit")
 
         assert {row["site_id"] for row in rows} == {SITE_A}
-        assert sorted(row["action"] for row in rows) == ["door", "unmask", "unmask"]
+        assert sorted(row["action"] for row in rows) == ["door", "export", "unmask", "unmask"]
         unmasked_by = {row["actor"] for row in rows if row["action"] == "unmask"}
         assert unmasked_by == {actor(admin, "admin"), actor(manager, MANAGER_A)}
         assert 'id="audit-table"' in page and f'data-site="{SITE_A}"' in page
