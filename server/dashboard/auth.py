@@ -287,7 +287,7 @@ def safe_next(target: str | None) -> str:
 
 # Where a login may lead: the pages, never a download, a feed or the API (a link that logs a
 # manager in straight into an unmasked export would be a download the manager never asked for).
-NEXT_PAGES = frozenset({"/", "/entries", "/tracing", "/occupancy", "/export", "/account"})
+NEXT_PAGES = frozenset({"/", "/entries", "/tracing", "/occupancy", "/export", "/audit", "/account"})
 
 
 TRACER_PAGES = frozenset({"/tracing", "/account"})  # the pages a tracer may open
