@@ -193,8 +193,9 @@ def view_entries(
         "page": result.page,
         "shown": len(result.items),
     }
-    # The row is a site's when the look was at one site's entries (the per-site audit view).
-    site = concerned_site(user, entry_filter.site_id, (row.site_id for row in result.items))
+    # The row is a site's when the look was at one site's entries (the per-site audit view): by
+    # the filter, never by the page shown (a page of one site's rows may be of a wider look).
+    site = concerned_site(user, entry_filter.site_id)
     if unmask:
         details["subjects"] = sorted({row.subject_id for row in result.items if row.subject_id})
         audit.record(user.name, "unmask", entry_filter.person or "", details, site_id=site)
