@@ -12,7 +12,6 @@ import os
 import queue
 import resource
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from sqlalchemy import create_engine, text
 
 from bench.ingest_gates import (
     BARE,
@@ -275,9 +275,11 @@ class Site:
         workdir: Path,
         baselines: Sequence[int] = tuple(BARE_PREFIXES),
         mqtt_client: str | None = None,
+        db_url: str | None = None,
     ) -> None:
         """`baselines`: the bare subscribers to start (BARE, BARE_TUNED); `mqtt_client`: the
-        collector's `--mqtt-client` (None: its default)."""
+        collector's `--mqtt-client` (None: its default); `db_url`: the collector's database
+        (None: a SQLite file in `workdir`)."""
         self.gates = gates
         self.window = window
         self._broker, self._workdir = broker, workdir
@@ -290,7 +292,7 @@ class Site:
             acked=context.Array("q", gates, lock=False),
             waiting=context.Array("q", WORKERS, lock=False),
         )
-        self.db = workdir / f"collector-{gates}.db"
+        self.db_url = db_url or f"sqlite:///{workdir / f'collector-{gates}.db'}"
         ready, stop = context.Semaphore(0), context.Event()
         self._stop = stop
         self._collector_id = f"bench-collector-{secrets.token_hex(3)}"
@@ -340,7 +342,7 @@ class Site:
     def _start_collector(self, mqtt_client: str | None) -> CollectorProcess:
         return CollectorProcess(
             broker_url=self._broker.url,
-            db_url=f"sqlite:///{self.db}",
+            db_url=self.db_url,
             log_path=self._workdir / f"collector-{self.gates}.log",
             client_id=self._collector_id,  # one session: what comes while swapping is kept
             username="",
@@ -381,13 +383,18 @@ class Site:
         self.shared.rate.value = rate
         self.shared.mode.value = mode
         time.sleep(settle_s)  # the other side drains meanwhile: not measured
-        cpu_before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        cpu_before = self.cpu_now()
         start, before = time.monotonic(), self.settled(mode)
         time.sleep(max(0.0, seconds - settle_s))  # the measured part itself
         end, after = time.monotonic(), self.settled(mode)
-        used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in self.pids.items()}
+        cpu_after = self.cpu_now()
+        used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
         cpu = {name: 100 * seconds_used / (end - start) for name, seconds_used in used.items()}
         return Segment(mode, label, start, end, after - before, cpu)
+
+    def cpu_now(self) -> dict[str, float]:
+        """CPU seconds used so far by each process measured (`pids`)."""
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def finish(self) -> tuple[list[WorkerResult], int, str]:
         """Stop publishing, let every event settle, stop everything; (results, rows, log)."""
@@ -401,9 +408,7 @@ class Site:
                 results.append(outcome)
         finally:
             self.close()
-        with sqlite3.connect(self.db) as conn:
-            stored = int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
-        return results, stored, self._last_log_line
+        return results, count_entries(self.db_url), self._last_log_line
 
     def close(self) -> None:
         self._stop.set()
@@ -413,3 +418,13 @@ class Site:
                 process.kill()
         self.collector.stop()
         self._last_log_line = self.collector.last_log_line()
+
+
+def count_entries(db_url: str) -> int:
+    """The rows of the collector's `entries` table."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(text("SELECT count(*) FROM entries")) or 0)
+    finally:
+        engine.dispose()

@@ -49,6 +49,7 @@ BENCHMARKS = (
     ("policy", "bench.site_lists_lookup"),
     ("collector", "bench.ingest_bench"),
     ("collector", "bench.client_bench"),
+    ("collectors", "bench.collectors_bench"),
     ("pipeline", "bench.flush_bench"),
 )
 

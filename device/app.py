@@ -38,6 +38,7 @@ from device.setup import SetupMode
 from device.site_policy.held import HeldPolicy
 from device.site_policy.holder import PolicyHolder
 from device.system.clock import Clock, clock_from_environment, read_boot_id
+from device.system.facts import SystemFacts
 from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health, LinkState
 from device.system.systemd_notify import SystemdNotifier
@@ -54,6 +55,7 @@ from firmware_config.schema import (
     OpenCVCamera,
     Picamera2Camera,
     ReplayCamera,
+    config_hash,
 )
 from protocol.enrolment import EnrolmentCode, EnrolmentGrant
 from protocol.messages import Command, Telemetry
@@ -64,6 +66,9 @@ log = logging.getLogger("gatescan.agent")
 # No frame for this long is a camera fault even when the read has not failed (yet): any camera
 # delivers at least one frame a second (fps >= 1), and a frame's decode takes well under one.
 FRAME_STALL_S = 5.0
+# The last telemetry, with the link's state, kept in the data dir at every telemetry interval
+# for `gatescan doctor` to read while the agent holds the camera and pins (not fsync'd: a report).
+LAST_TELEMETRY_FILE = "last_telemetry.json"
 
 
 class Agent:
@@ -83,8 +88,11 @@ class Agent:
         notifier: SystemdNotifier,
         frame_stall_s: float = FRAME_STALL_S,
         site_policy: PolicyHolder | None = None,
+        facts: SystemFacts | None = None,
     ) -> None:
         self.config = config
+        self.facts = facts or SystemFacts()
+        self.config_hash = config_hash(config)
         self.site_policy = site_policy or PolicyHolder("", None)
         self.source = source
         self.scanner = scanner
@@ -130,6 +138,7 @@ class Agent:
 
     def telemetry(self) -> Telemetry:
         stats = self.scanner.stats.snapshot()
+        held = self.site_policy.read()
         return Telemetry(
             ts=self.clock.now(),
             uptime_s=round(time.monotonic() - self._started, 1),
@@ -148,12 +157,19 @@ class Agent:
             fire_alarm_releases=self.health.releases(Release.FIRE_ALARM),
             button_releases=self.health.releases(Release.BUTTON),
             dashboard_releases=self.health.releases(Release.DASHBOARD),
+            **self.facts.telemetry_fields(Path(self.config.data_dir)),
+            config_hash=self.config_hash,
+            policy_version=held.version,
+            policy_key_ids=held.key_ids[:64] if held.manifest is not None else None,
+            list_versions=held.list_versions() if held.manifest is not None else None,
         )
 
     def _telemetry_loop(self, stop: threading.Event) -> None:
         while not stop.wait(self.config.mqtt.telemetry_interval):
             try:
-                self.uplink.publish_telemetry(self.telemetry())
+                telemetry = self.telemetry()
+                self.uplink.publish_telemetry(telemetry)
+                keep_last_telemetry(Path(self.config.data_dir), telemetry, self.health.link)
             except Exception:  # telemetry is a report: its failure must not end the reports
                 log.exception("telemetry not published")
 
@@ -166,6 +182,19 @@ class Agent:
                 self.health.set_fault(Fault.CAMERA)
 
 
+def keep_last_telemetry(data_dir: Path, telemetry: Telemetry, link: LinkState) -> None:
+    """LAST_TELEMETRY_FILE: {"link": "up", "telemetry": {...}}, replaced whole (a new file
+    renamed over it), not fsync'd: a report for `gatescan doctor`, not a record."""
+    record = b'{"link":"%s","telemetry":%s}' % (link.value.encode("ascii"), telemetry.to_json())
+    path = data_dir / LAST_TELEMETRY_FILE
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_bytes(record)
+        temp.replace(path)
+    except OSError as error:
+        log.warning("cannot keep the last telemetry in %s: %s", path, error.strerror)
+
+
 def build_agent(
     config: GateConfig,
     *,
@@ -176,6 +205,7 @@ def build_agent(
     notifier: SystemdNotifier | None = None,
     source: FrameSource | None = None,
     frame_stall_s: float = FRAME_STALL_S,
+    facts: SystemFacts | None = None,
 ) -> Agent:
     """The gate `config` describes. The keyword arguments stand in for hardware and the system
     (tests, the demo); each defaults to the real thing, or to what the environment asks for
@@ -249,6 +279,7 @@ def build_agent(
         notifier=notifier,
         frame_stall_s=frame_stall_s,
         site_policy=site_policy,
+        facts=facts,
     )
 
 

@@ -8,6 +8,8 @@ loader finds it (environment, systemd credential, password_file) and hands it to
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import socket
 from pathlib import Path
@@ -432,3 +434,16 @@ class GateConfig(Section):
     indicator: IndicatorConfig = Field(default_factory=IndicatorConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+
+
+CONFIG_HASH_DIGITS = 16
+
+
+def config_hash(config: GateConfig) -> str:
+    """The first 16 hex digits of the SHA-256 of the config as the gate runs it (every value,
+    defaults included, as canonical JSON; the broker password is never part of it): two gates
+    with the same hash run the same settings, and a hash that changed means the config did."""
+    canonical = json.dumps(
+        config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:CONFIG_HASH_DIGITS]

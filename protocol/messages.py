@@ -3,6 +3,7 @@
 What each text field may hold is decided in protocol/text.py and described in docs/protocol.md.
 """
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -183,6 +184,26 @@ class Status(_Message):
     policy_version: Annotated[int, Strict(), Field(ge=1, lt=2**63)] | None = None
 
 
+INTERFACE_NAME_PATTERN = r"^[A-Za-z0-9_.:@-]{0,15}$"  # Linux: at most 15 characters
+
+
+def _an_ip_address(value: str) -> str:
+    """An IPv4 or IPv6 address, in its short form."""
+    return str(ipaddress.ip_address(value))
+
+
+class InterfaceAddress(_Message):
+    """One of the gate's IP addresses and the network interface that holds it ("" unknown)."""
+
+    interface: Annotated[str, StringConstraints(pattern=INTERFACE_NAME_PATTERN)] = ""
+    address: Annotated[str, StringConstraints(max_length=45), AfterValidator(_an_ip_address)]
+
+
+ConfigHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+KeyId = Annotated[int, Strict(), Field(ge=1, le=0xFFFF)]
+PolicyVersion = Annotated[int, Strict(), Field(ge=1, lt=2**63)]
+
+
 class Telemetry(_Message):
     ts: AwareDatetime
     uptime_s: float
@@ -209,6 +230,24 @@ class Telemetry(_Message):
     # cannot tell, and from older gates.
     frames_with_code: Annotated[int, Strict(), Field(ge=0)] | None = None
     frames_read: Annotated[int, Strict(), Field(ge=0)] | None = None
+    # The machine, for a technician (added within v1; each null from an older gate, and where
+    # the gate cannot read it: no Wi-Fi, not a Raspberry Pi). docs/protocol.md, "Telemetry".
+    addresses: Annotated[list[InterfaceAddress], Field(max_length=16)] | None = None
+    wifi_signal_dbm: Annotated[int, Strict(), Field(ge=-150, le=0)] | None = None
+    disk_free_bytes: Annotated[int, Strict(), Field(ge=0)] | None = None
+    disk_total_bytes: Annotated[int, Strict(), Field(ge=0)] | None = None
+    cpu_temp_c: Annotated[float, Field(ge=-60, le=200)] | None = None
+    # The firmware's get_throttled bits by name: "under_voltage", "throttled", ... now, and
+    # "..._occurred" since boot; [] none; null unknown.
+    throttling: Annotated[list[Label], Field(max_length=16)] | None = None
+    system_uptime_s: Annotated[float, Field(ge=0)] | None = None
+    # The first 16 hex digits of the SHA-256 of the gate's effective config (secrets left out).
+    config_hash: ConfigHash | None = None
+    # The site policy held: its version, its keys' ids, and for each list the policy version it
+    # last changed in (the newest bucket held).
+    policy_version: PolicyVersion | None = None
+    policy_key_ids: Annotated[list[KeyId], Field(max_length=64)] | None = None
+    list_versions: Annotated[dict[Label, PolicyVersion], Field(max_length=8)] | None = None
 
     @model_validator(mode="after")
     def _read_among_likely(self) -> Self:

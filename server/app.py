@@ -155,14 +155,18 @@ def init_alerts(store: Store, options: ServerOptions) -> AlertTask | None:
     """The alert loop, from alerts.toml; ConfigError (firmware_config.errors) for a bad file."""
     if options.alerts is None:
         return None
-    from server.alerts.config import load_alert_config, routes_of
+    from server.accounts.users import Accounts
+    from server.alerts.config import load_alert_config, manager_routes_of, routes_of
     from server.alerts.task import AlertTask, look
     from server.clock import utc_now
     from server.dashboard.settings import WebSettings
+    from server.store.alerts import AlertRows
 
     config_file = options.alerts.config_file
     config = load_alert_config(config_file)
     routes = routes_of(config, config_file.absolute().parent)
+    accounts = Accounts(store.engine)
+    managers = manager_routes_of(config, config_file.absolute().parent, accounts.alert_recipients)
     settings = options.dashboard or WebSettings()
     ca_file = options.alerts.ca_file
 
@@ -176,6 +180,8 @@ def init_alerts(store: Store, options: ServerOptions) -> AlertTask | None:
         every_s=config.every,
         clear_after_s=config.clear_after,
         clock=utc_now,
+        kept=AlertRows(store.engine),  # a restart tells no open alert again
+        more_routes=managers,
     )
 
 

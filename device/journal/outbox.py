@@ -100,6 +100,24 @@ def read_rejected(outbox_path: Path) -> list[RejectedEvent]:
     return _readable_rejected(Document(doc, doc_id=int(key)) for key, doc in stored.items())
 
 
+@dataclass(frozen=True)
+class OutboxCounts:
+    pending: int  # events not yet acknowledged by the collector
+    rejected: int  # events set aside for good
+    damaged_line: int | None  # the first line that cannot be read (the agent sets it aside)
+
+
+def read_outbox_counts(outbox_path: Path) -> OutboxCounts:
+    """How many events the outbox log holds, read as `read_rejected` reads it: no lock, no
+    repair, no write, safe beside a running agent. FileNotFoundError: no journal there."""
+    replayed = replay(outbox_path.read_bytes())
+    return OutboxCounts(
+        pending=len(replayed.state.get(EVENTS_TABLE, {})),
+        rejected=len(replayed.state.get(REJECTED_TABLE, {})),
+        damaged_line=replayed.bad_line,
+    )
+
+
 def _readable_rejected(docs: Iterable[Document]) -> list[RejectedEvent]:
     """The rejected entries that can be read, lowest seq first."""
     ordered = sorted(docs, key=lambda doc: doc.doc_id)

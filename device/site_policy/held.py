@@ -110,6 +110,18 @@ class HeldPolicy:
         """The manifest's version (what the gate's status reports), None when none is held."""
         return self.manifest.version if self.manifest is not None else None
 
+    @property
+    def key_ids(self) -> list[int]:
+        """The ids of the site keys held (passes signed by others are refused)."""
+        return sorted(self.keys)
+
+    def list_versions(self) -> dict[str, int]:
+        """For each list held, the policy version it last changed in: its newest bucket's."""
+        newest: dict[str, int] = {}
+        for (kind, _number), bucket in self.buckets.items():
+            newest[kind] = max(newest.get(kind, 0), bucket.version)
+        return dict(sorted(newest.items()))
+
     def entry(self, subject: str) -> bytes | None:
         """`subject` ("cccd:..." or "pass:...") as the lists hold it; None without a list key."""
         if self._list_key is None:

@@ -1,5 +1,6 @@
 """Dashboard accounts from the command line, for a technician or an administrator on the server:
-`gatescan user add|passwd|disable|enable|sites|list` and `gatescan token create|sites|list|revoke`.
+`gatescan user add|passwd|email|disable|enable|sites|list` and
+`gatescan token create|sites|list|revoke`.
 
 Passwords are never arguments (they would be in the shell history and in `ps`): asked twice on a
 terminal, else the first line of stdin. Listings never show a password hash, a token or its
@@ -14,6 +15,9 @@ a metrics token none: naming sites for them is refused. `user sites NAME` / `tok
 change them later: `--site S` (repeatable) replaces them, `--add S` / `--remove S` change them,
 `--every-site` gives every site; a running dashboard applies the change at the account's next
 request. Removing the last site is refused (no sites means every site: say `--every-site`).
+
+E-mail: `--email ADDR` on `user add`, or `gatescan user email NAME ADDR` (`--none` to remove it)
+later: the alerts of the sites a manager holds are mailed there (alerts.toml's [managers]).
 
 Exit codes: 0 done; 2 bad input (a taken or malformed name, a short password, a missing
 database file); 3 no such user or token.
@@ -53,6 +57,11 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--language", choices=["vi", "en"], help="default: the site's")
     _add_site_option(add)
+    add.add_argument("--email", metavar="ADDR", help="where the alerts of the user's sites go")
+    email = _action(users, "email", "set or remove the address alerts are mailed to", run_email)
+    address = email.add_mutually_exclusive_group(required=True)
+    address.add_argument("address", nargs="?", metavar="ADDR")
+    address.add_argument("--none", action="store_true", help="remove the address")
     _action(users, "passwd", "set a user's password and end their sessions", run_passwd)
     _action(users, "disable", "stop a user logging in and end their sessions", run_disable)
     _sites_action(users, "user")
@@ -129,11 +138,31 @@ def run_add(args: argparse.Namespace) -> int:
 
     def add(accounts: Accounts) -> Change:
         role = Role.parse(args.role)
-        accounts.add_user(args.name, role, password, language=args.language, sites=args.sites)
+        accounts.add_user(
+            args.name,
+            role,
+            password,
+            language=args.language,
+            sites=args.sites,
+            email=args.email,
+        )
         _say(f"added user {args.name} ({args.role}; {_sites_text(args.sites)})")
-        return {"change": "user add", "role": args.role, "sites": sorted(set(args.sites))}
+        change: Change = {"change": "user add", "role": args.role, "sites": sorted(set(args.sites))}
+        if args.email is not None:
+            change["email"] = args.email
+        return change
 
     return _with_accounts(args, add, new_database_ok=True)
+
+
+def run_email(args: argparse.Namespace) -> int:
+    def set_email(accounts: Accounts) -> Change:
+        address = None if args.none else args.address
+        accounts.set_email(args.name, address)
+        _say(f"e-mail of {args.name}: {address or 'none'}")
+        return {"change": "user email", "email": address}
+
+    return _with_accounts(args, set_email)
 
 
 def run_passwd(args: argparse.Namespace) -> int:
@@ -178,10 +207,11 @@ def run_list(args: argparse.Namespace) -> int:
                 "disabled" if user.disabled else "enabled",
                 local_time(user.last_login_at),
                 local_time(user.created_at),
+                user.email or "-",
             )
             for user in accounts.users()
         ]
-        print_table(("NAME", "ROLE", "SITES", "STATUS", "LAST LOGIN", "CREATED"), rows)
+        print_table(("NAME", "ROLE", "SITES", "STATUS", "LAST LOGIN", "CREATED", "EMAIL"), rows)
         return None
 
     return _with_accounts(args, show)

@@ -1,4 +1,5 @@
-"""`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config.
+"""`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config; and
+`gatescan doctor`, which checks one (device/diagnosis/doctor.py; docs/operations.md).
 
 no broker and no identity in the data dir  -> setup mode: wait for the enrolment card, enrol,
                                               then run as the identity granted (no restart)
@@ -61,6 +62,37 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         "auto (default): wait under systemd (NOTIFY_SOCKET set), exit elsewhere",
     )
     agent.set_defaults(run=run)
+    add_doctor_parser(commands)
+
+
+def add_doctor_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    """`gatescan doctor`: registered here, beside the agent it checks (device/diagnosis/)."""
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a gate: config, identity, broker (DNS, TCP, TLS, MQTT), clock, camera, "
+        "decoders, pins, disk, journal",
+        description="One line per check, OK|WARN|FAIL NAME: what was found — the fix. Exit 0 "
+        "when no check fails, 1 when one does, 2 for a usage error.",
+    )
+    doctor.add_argument(
+        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
+    )
+    doctor.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the agent's data_dir (its identity, journal), over the config's",
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    doctor.set_defaults(run=run_doctor)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from device.diagnosis.doctor import as_json, as_text, diagnose, exit_status
+
+    logging.getLogger().setLevel(logging.ERROR)  # the doctor's lines, not the parts' logs
+    findings = diagnose(args.config, args.data_dir)
+    sys.stdout.write(as_json(findings) + "\n" if args.json else as_text(findings))
+    return exit_status(findings)
 
 
 def startup_errors() -> tuple[type[BaseException], ...]:

@@ -10,6 +10,9 @@ are named, on every site: an installation of one site needs no names, and accoun
 sites were named keep working. `Account.sites` is None for "every site"; the reports put it into
 their queries. An account's sites are read at each request, so a change reaches its sessions and
 tokens at their next one.
+
+E-mail: a user may have an address (`email`); the alerts of the sites a manager holds are mailed
+there (`alert_recipients`, server/alerts/), and an admin's too when the alerts file says so.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+# One address, nothing a mail header could be split at: local@domain.tld, no spaces or commas.
+EMAIL_PATTERN = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+"
+MAX_EMAIL = 254
 TOKEN_PREFIX = "gst_"
 MAX_SITE_ID = 200  # the entries' site_id column
 Language = Literal["vi", "en"]
@@ -129,6 +135,7 @@ class UserInfo:
     created_at: datetime
     last_login_at: datetime | None
     sites: frozenset[str] | None = None  # None: every site
+    email: str | None = None  # where alerts are mailed (a manager's, an admin's)
 
 
 @dataclass(frozen=True)
@@ -189,15 +196,20 @@ class Accounts:
         *,
         language: Language | None = None,
         sites: Iterable[str] = (),
+        email: str | None = None,
     ) -> None:
         """Create a user holding `role` on `sites` (none named: every site); AccountError if
-        the name is taken, the role is a token's alone, or sites are named for an admin."""
+        the name is taken, the role is a token's alone, sites are named for an admin, or the
+        e-mail address is not one."""
         if role not in USER_ROLES:
             raise AccountError(f"the {role.label} role is for API tokens, not users")
         _check_name(name)
         named = _checked_sites(role, sites)
         _check_password(password, name)
+        if email is not None:
+            _check_email(email)
         row = {
+            "email": email,
             "name": name,
             "role": role.label,
             "password_hash": self._hasher.hash(password),
@@ -212,6 +224,36 @@ class Accounts:
             conn.execute(
                 update(users_table).where(users_table.c.name == name).values(language=language)
             )
+
+    def set_email(self, name: str, email: str | None) -> None:
+        """Set (None: remove) a user's e-mail address; UnknownAccount, AccountError if bad."""
+        if email is not None:
+            _check_email(email)
+        with self._engine.begin() as conn:
+            _update_user(conn, name, email=email)
+
+    def alert_recipients(self, admins: bool = False) -> dict[str, frozenset[str] | None]:
+        """{address: the sites whose alerts it gets}: each enabled manager with an address,
+        for the sites they hold (None: every site, the installation's own alerts too); the
+        admins' too when `admins`. An address two users share gets the sites of both."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(users_table).where(
+                    users_table.c.email.is_not(None), users_table.c.disabled.is_(False)
+                )
+            ).all()
+        found: dict[str, frozenset[str] | None] = {}
+        for row in rows:
+            role = Role.parse(row.role)
+            if role < Role.MANAGER or (role >= Role.ADMIN and not admins):
+                continue
+            sites = self._user_sites(row)
+            address = str(row.email)
+            if address in found:
+                before = found[address]
+                sites = None if before is None or sites is None else before | sites
+            found[address] = sites
+        return found
 
     def authenticate(self, name: str, password: str) -> Account | None:
         """The user if the name and password match an enabled user, else None."""
@@ -484,6 +526,11 @@ def _checked_sites(role: Role, sites: Iterable[str]) -> frozenset[str]:
     return named
 
 
+def _check_email(email: str) -> None:
+    if len(email) > MAX_EMAIL or not re.fullmatch(EMAIL_PATTERN, email):
+        raise AccountError(f"bad e-mail address {email!r}: one address, like name@example.vn")
+
+
 def _check_password(password: str, name: str) -> None:
     problem = password_problem(password, name)
     if problem is not None:
@@ -499,6 +546,7 @@ def _user_info(row: Any, sites: frozenset[str] | None) -> UserInfo:
         row.created_at,
         row.last_login_at,
         sites,
+        row.email,
     )
 
 

@@ -16,6 +16,10 @@
     username = "gatescan"           # optional, with password_file
     password_file = "smtp.password"
     # starttls = true (the default); ca_file = "..." for a private CA
+    [managers]                      # also to each site's managers, at their account's e-mail
+    host = "smtp.example.vn"        # (`gatescan user email NAME ADDR`); port, sender, starttls,
+    sender = "gatescan@example.vn"  # ca_file, username, password_file as for [[mail]]
+    admins = false                  # true: the admins too (every site, the installation's own)
 
 Relative paths are the file's folder's. A typo is a ConfigError naming the key, as for the
 server's and the gates' configs; a secret file that cannot be read is one too, at start.
@@ -23,13 +27,14 @@ server's and the gates' configs; a secret file that cannot be read is one too, a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from firmware_config.errors import ConfigError, Problem, problems_from_validation
 from firmware_config.loader import read_config_file
-from server.alerts.delivery import Route, SmtpSender, WebhookSender
+from server.alerts.delivery import RecipientRoutes, Route, SmtpSender, WebhookSender
 from server.alerts.rules import AlertRules
 
 
@@ -55,6 +60,17 @@ class MailRoute(_Section):
     sites: list[str] | None = None
 
 
+class ManagerMail(_Section):
+    host: str = Field(min_length=1)
+    port: int = Field(587, gt=0, lt=65536)
+    sender: str = Field(min_length=3)
+    starttls: bool = True
+    ca_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    admins: bool = False
+
+
 class AlertConfig(_Section):
     every: float = Field(30.0, ge=1, description="seconds between looks")
     clear_after: float = Field(
@@ -63,6 +79,7 @@ class AlertConfig(_Section):
     rules: AlertRules = Field(default_factory=AlertRules)
     webhook: list[WebhookRoute] = Field(default_factory=list)
     mail: list[MailRoute] = Field(default_factory=list)
+    managers: ManagerMail | None = None  # None: only the routes above
 
 
 def load_alert_config(path: Path) -> AlertConfig:
@@ -103,6 +120,37 @@ def routes_of(config: AlertConfig, base: Path) -> list[Route]:
         )
         routes.append(Route(sender_, _sites(mail.sites)))
     return routes
+
+
+def manager_routes_of(
+    config: AlertConfig,
+    base: Path,
+    recipients: Callable[[bool], dict[str, frozenset[str] | None]],
+) -> RecipientRoutes | None:
+    """The managers' routes ([managers]), or None; `recipients(admins)` reads the accounts."""
+    managers = config.managers
+    if managers is None:
+        return None
+    password = (
+        _secret(base / managers.password_file, "managers.password_file")
+        if managers.password_file is not None
+        else None
+    )
+
+    def sender_to(address: str) -> SmtpSender:
+        return SmtpSender(
+            managers.host,
+            managers.port,
+            managers.sender,
+            (address,),
+            name=f"e-mail to {address}",
+            starttls=managers.starttls,
+            ca_file=base / managers.ca_file if managers.ca_file is not None else None,
+            username=managers.username,
+            password=password,
+        )
+
+    return RecipientRoutes(lambda: recipients(managers.admins), sender_to)
 
 
 def _secret(path: Path, key: str) -> str:

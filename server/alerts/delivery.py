@@ -19,6 +19,12 @@ switch that takes 40 gates offline is one message listing 40, not 40 messages). 
 fails keeps its undelivered changes and tries again at the next delivery, at most
 `MAX_PENDING` of them (the oldest go first), so an outage of the mail server neither loses the
 latest news nor grows without bound.
+
+**The managers of each site.** Besides the routes alerts.toml names, `RecipientRoutes` makes a
+route per address from the accounts at each delivery (server/accounts/users.py:
+`Accounts.alert_recipients`): an alert of site S goes to each manager holding S who has an
+e-mail address (and the admins, when configured: every site and the installation's own). Each
+address gets one message per delivery and keeps its own undelivered changes.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -183,15 +189,48 @@ class Route:
         return self.sites is None or (site != "" and site in self.sites)
 
 
+class RecipientRoutes:
+    """A route per address, from `recipients()` ({address: the sites it hears of, None for
+    every site and the installation's own}) asked again at each delivery; a route keeps its
+    pending changes while its address stays listed."""
+
+    def __init__(
+        self,
+        recipients: Callable[[], dict[str, frozenset[str] | None]],
+        sender_to: Callable[[str], Sender],
+    ) -> None:
+        self._recipients = recipients
+        self._sender_to = sender_to
+        self._routes: dict[str, Route] = {}
+
+    def __call__(self) -> list[Route]:
+        try:
+            wanted = self._recipients()
+        except Exception:  # the accounts cannot be read: the routes as they were
+            log.exception("alerts: the managers' addresses cannot be read")
+            return list(self._routes.values())
+        routes = {}
+        for address, sites in sorted(wanted.items()):
+            route = self._routes.get(address) or Route(self._sender_to(address))
+            route.sites = sites
+            routes[address] = route
+        self._routes = routes
+        return list(routes.values())
+
+
 class AlertDispatcher:
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(
+        self, routes: Iterable[Route], more_routes: Callable[[], list[Route]] | None = None
+    ) -> None:
         self.routes = list(routes)
+        self.more_routes = more_routes  # asked at each delivery (RecipientRoutes)
 
     def deliver(self, changes: Sequence[Change]) -> dict[str, str | None]:
         """One message per route holding its changes (and what it could not deliver before);
         {route sender's name: None when delivered, or why not}."""
         results: dict[str, str | None] = {}
-        for route in self.routes:
+        more = self.more_routes() if self.more_routes is not None else []
+        for route in [*self.routes, *more]:
             batch = [*route.pending, *(c for c in changes if route.wants(c))]
             if not batch:
                 continue

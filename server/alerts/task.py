@@ -3,10 +3,11 @@ problems found, the alerts opened and cleared, one message per route (issue 16).
 
 A thread of `gatescan server`, beside the collector and the dashboard. Its look reads the same
 fleet report the dashboard shows (a gate is offline on both at once), the dead letters and
-failed logins of the last 10 minutes, and when the installation's CA ends. Open alerts live in
-the process: a restart re-opens what is still wrong (one more message), and says nothing of
-what cleared meanwhile. Nothing here stops the server: an error is logged, and the next look
-tries again.
+failed logins of the last 10 minutes, and when the installation's CA ends. The tracker's state
+is saved after each look (server/store/alerts.py, after the delivery: a crash between the two
+tells again rather than never) and restored at the first: a restart sends no open alert again,
+and what cleared while the server was down is told once. Nothing here stops the server: an
+error is logged, and the next look tries again.
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ from cryptography import x509
 from sqlalchemy import func, select
 
 from server.alerts.delivery import AlertDispatcher, Route
-from server.alerts.rules import AlertRules, Expiring, GateView, Snapshot, find_problems
-from server.alerts.tracker import CLEAR_AFTER_S, AlertTracker, Change
+from server.alerts.rules import (
+    AlertRules,
+    Expiring,
+    GateView,
+    Problem,
+    Snapshot,
+    find_problems,
+)
+from server.alerts.tracker import CLEAR_AFTER_S, Alert, AlertTracker, Change
 from server.dashboard.reports.fleet import fleet_status
+from server.store.alerts import AlertRow, AlertRows, TrackedAlert
 from server.store.database import Store
 from server.store.tables import audit_log_table, dead_letters_table
 
@@ -84,17 +93,21 @@ class AlertTask:
         every_s: float = 30.0,
         clear_after_s: float = CLEAR_AFTER_S,
         clock: Callable[[], datetime],
+        kept: AlertRows | None = None,
+        more_routes: Callable[[], list[Route]] | None = None,
     ) -> None:
         self.look_now = look_now
         self.rules = rules
         self.tracker = AlertTracker(clear_after_s)
-        self.dispatcher = AlertDispatcher(routes)
+        self.dispatcher = AlertDispatcher(routes, more_routes)
+        self.kept = kept  # None: nothing kept across a restart
         self.every_s = every_s
         self.clock = clock
         self.looks = 0
         self.told: list[Change] = []  # every change delivered or tried (tests, the log)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._restored = kept is None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
@@ -107,12 +120,18 @@ class AlertTask:
 
     def once(self) -> list[Change]:
         now = self.clock()
+        if not self._restored and self.kept is not None:
+            self.tracker.restore(alert_of(row) for row in self.kept.live())
+            self._restored = True
         changes = self.tracker.update(find_problems(self.look_now(now), self.rules, now), now)
         if changes:
             for change in changes:
                 log.warning("alert %s: %s", change.event, change.alert.problem.summary_en)
             self.told += changes
             self.dispatcher.deliver(changes)
+        if self.kept is not None:
+            cleared = [(c.alert.problem.key, c.at) for c in changes if c.event == "cleared"]
+            self.kept.save([tracked(alert) for alert in self.tracker.alerts()], cleared)
         self.looks += 1
         return changes
 
@@ -124,3 +143,33 @@ class AlertTask:
                 self.once()
             except Exception:  # the alerts must not end for one bad look
                 log.exception("alerts: a look failed; trying again")
+
+
+def alert_of(row: AlertRow) -> Alert:
+    problem = Problem(
+        row.key, row.kind, row.site_id, row.device_id, row.for_s, row.summary_en, row.summary_vi
+    )
+    return Alert(
+        problem,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        opened_at=row.opened_at,
+        acknowledged_by=row.acknowledged_by,
+        acknowledged_at=row.acknowledged_at,
+    )
+
+
+def tracked(alert: Alert) -> TrackedAlert:
+    problem = alert.problem
+    return TrackedAlert(
+        key=problem.key,
+        kind=problem.kind,
+        site_id=problem.site_id,
+        device_id=problem.device_id,
+        for_s=problem.for_s,
+        summary_en=problem.summary_en,
+        summary_vi=problem.summary_vi,
+        first_seen=alert.first_seen,
+        last_seen=alert.last_seen,
+        opened_at=alert.opened_at,
+    )

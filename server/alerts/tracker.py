@@ -8,10 +8,16 @@ seen); a problem gone before that is never told. An open alert clears once the p
 gone for `clear_after_s` (2 minutes): a gate that flaps online and offline opens one alert and
 clears it once, not one pair per flap. Each alert can be acknowledged (who, when): it stays open
 until the problem is gone, but a person has said they are on it.
+
+The tracker itself keeps nothing on disk: `restore` gives it the alerts kept before a restart
+(server/alerts/task.py saves `alerts()` after each look in server/store/alerts.py), so an alert
+open before is not told again, and one whose problem went while the server was down clears once
+(its `last_seen` is old) at the first look.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -66,6 +72,15 @@ class AlertTracker:
                 del self._alerts[key]
                 changes.append(Change("cleared", alert, now))
         return changes
+
+    def restore(self, alerts: Iterable[Alert]) -> None:
+        """Hold `alerts` (kept before a restart) as if this tracker had seen them itself."""
+        for alert in alerts:
+            self._alerts[alert.problem.key] = alert
+
+    def alerts(self) -> list[Alert]:
+        """Every alert held, told or not yet, by key."""
+        return [self._alerts[key] for key in sorted(self._alerts)]
 
     def open_alerts(self, sites: frozenset[str] | None = None) -> list[Alert]:
         """The alerts told and not cleared (of `sites` only, when given), oldest first."""

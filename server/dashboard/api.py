@@ -18,6 +18,12 @@ from server.accounts.users import Role
 from server.dashboard.auth import User, require_role
 from server.dashboard.downloads import entries_export, tracing_export
 from server.dashboard.reports.access import account_sites, concerned_site
+from server.dashboard.reports.alerts import (
+    AlertList,
+    NoSuchAlert,
+    acknowledge_alert,
+    alerts_for,
+)
 from server.dashboard.reports.audit_view import audit_rows
 from server.dashboard.reports.entries import (
     EntryFilter,
@@ -35,6 +41,7 @@ from server.dashboard.reports.tracing import (
     trace_contacts,
 )
 from server.dashboard.state import web_state
+from server.store.alerts import AlertRow
 from server.store.audit import AuditRow
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -228,3 +235,30 @@ def audit_log(
 ) -> list[AuditRow]:
     state = web_state(request)
     return audit_rows(state.audit, user, action=action, actor=actor, limit=limit)
+
+
+@router.get("/alerts", summary="Alerts open, and cleared in the last 24 hours, of your sites")
+def alerts(request: Request, user: Viewer) -> AlertList:
+    state = web_state(request)
+    return alerts_for(state.store, user, state.clock())
+
+
+@router.post(
+    "/alerts/{alert_id}/acknowledge", summary="Acknowledge an open alert of your sites (audited)"
+)
+def acknowledge(request: Request, user: Manager, alert_id: int) -> AlertRow:
+    try:
+        return acknowledged(request, user, alert_id)
+    except NoSuchAlert:
+        raise HTTPException(404, "no open alert with that id among your sites") from None
+
+
+def acknowledged(request: Request, user: User, alert_id: int) -> AlertRow:
+    """Acknowledge, and write the audit row (the first acknowledgement only) with the alert's
+    site; NoSuchAlert for none of the account's sites. The page's POST and the API's share it."""
+    state = web_state(request)
+    alert, first = acknowledge_alert(state.store, user, alert_id, state.clock())
+    if first:
+        details = {"alert_id": alert.id, "key": alert.key, "kind": alert.kind}
+        state.audit.record(user.name, "alert", alert.device_id, details, site_id=alert.site_id)
+    return alert

@@ -31,6 +31,7 @@ from server.dashboard.i18n.translate import (
 )
 from server.dashboard.live import router as live_router
 from server.dashboard.reports.access import NotAllowed, OtherSite, account_sites, may_trace
+from server.dashboard.reports.alerts import NoSuchAlert, alerts_for
 from server.dashboard.reports.audit_view import audit_rows
 from server.dashboard.reports.entries import check_person_lookup, view_entries
 from server.dashboard.reports.tracing import MAX_REASON, MissingReason, trace_contacts
@@ -96,6 +97,28 @@ def release_door(request: Request, user: Manager, device_id: str) -> Response:
         state.audit.record(user.name, "door", device_id, failed, site_id=site)
     outcome = "sent" if problem is None else "failed"
     return RedirectResponse("/?" + urlencode({"door": outcome, "gate": device_id}), 303)
+
+
+# --- alerts (issue 16) ---------------------------------------------------------------------------
+
+
+@router.get("/alerts")
+def alerts_page(request: Request, user: Viewer) -> Response:
+    context = page_context(request, user, "alerts")
+    context["alerts"] = alerts_for(web_state(request).store, user, context["now"])
+    context["can_acknowledge"] = user.role >= Role.MANAGER
+    return render(request, "alerts.html", context)
+
+
+@router.post("/alerts/{alert_id}/acknowledge")
+def acknowledge_alert_page(request: Request, user: Manager, alert_id: int) -> Response:
+    """A manager's acknowledgement (a POST with the CSRF token), audited with the alert's site."""
+    try:
+        api.acknowledged(request, user, alert_id)
+    except NoSuchAlert:
+        t = Translator(user_language(request, user))
+        return PlainTextResponse(t("alerts.not_found"), status_code=404)
+    return RedirectResponse("/alerts", 303)
 
 
 # --- entries -------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from server.dashboard.i18n.translate import (
     parse_local_datetime,
 )
 from server.dashboard.reports.access import account_sites
+from server.dashboard.reports.alerts import open_alert_count
 from server.dashboard.reports.entries import EntryFilter, check_person_lookup
 from server.dashboard.reports.fleet import GateStatus, fleet_status, registered_gates
 from server.dashboard.reports.occupancy import occupancy_today
@@ -257,6 +258,8 @@ def fleet_context(request: Request, user: User) -> dict[str, Any]:
         state.store, context["now"], settings.offline_after_s, settings.tz, sites=sites
     )
     context["registered"] = registered_gates(state.store, sites)
+    opened, waiting = open_alert_count(state.store, user)
+    context["open_alerts"] = (opened, waiting) if opened else None  # the alerts badge
     # A manager releases a gate's door from here when a collector runs in this process.
     context["can_release_door"] = user.role >= Role.MANAGER and state.door_releaser is not None
     return context

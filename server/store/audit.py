@@ -1,9 +1,10 @@
 """The audit log: who looked at whom, when (unmasking, tracing, person lookups, exports,
 purges), and who changed which account (`gatescan user ...`, `token ...`: action "account");
 a person's own data exported or erased (`gatescan person ...`: action "person"); who released
-which gate's door from the dashboard, and the releases gates report (action "door"). Rows are
-only ever added. A row that concerns one site names it (site_id): a manager reads their sites'
-rows (server/dashboard/reports/audit_view.py), an admin every row."""
+which gate's door from the dashboard, and the releases gates report (action "door"); who
+acknowledged which alert (action "alert"). Rows are only ever added. A row that concerns one
+site names it (site_id): a manager reads their sites' rows
+(server/dashboard/reports/audit_view.py), an admin every row."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ AuditAction = Literal[
     "site",  # `gatescan site rules`
     "door",  # a manager's release from the dashboard; a gate's fire alarm and button releases
     "person",  # `gatescan person export|erase` (an erasure names the ID's SHA-256 only)
+    "alert",  # a manager's acknowledgement of an alert on the dashboard
 ]
 
 

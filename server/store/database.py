@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,7 +119,7 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     try:
         # WAL: readers (export, dashboard) never block the collector's writes, nor it them.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _into_wal(cursor, busy_timeout_ms)
         # FULL, not NORMAL: in WAL mode NORMAL survives a process crash but may lose the last
         # commits on power loss, and our ack tells the gate it may delete the event from its
         # outbox. Durability is the promise, so every commit syncs the WAL; batching many events
@@ -143,6 +145,23 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _into_wal(cursor: Any, busy_timeout_ms: int) -> None:
+    """PRAGMA journal_mode=WAL, tried again while another process switches the same file: of
+    two connections switching a database not yet in WAL (a new file, a restored backup: its
+    copy is journal_mode DELETE) at the same moment, one gets "database is locked" at once,
+    without waiting out its busy timeout (SQLite's way out of a deadlock). Seen with two
+    processes opening such a file together (tests/server/store/test_migration_races.py)."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _utc_session(dbapi_connection: Any, _record: Any) -> None:

@@ -1,8 +1,9 @@
 """Retention: entries older than the configured number of days are deleted, and with them the
 dead letters (the collector's refused messages, a gate's rejected events and conflicts among
-them: their first 4 KiB may hold names and ID numbers) and the audit log's rows of that age, in
-small batches (so the collector's writes never wait long behind the purge); each purge is logged
-and written to the audit log. `RetentionTask` runs it periodically in the server process."""
+them: their first 4 KiB may hold names and ID numbers), the audit log's rows of that age and
+the alerts cleared before it, in small batches (so the collector's writes never wait long
+behind the purge); each purge is logged and written to the audit log. `RetentionTask` runs it
+periodically in the server process."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from sqlalchemy import ColumnElement, Table, and_, delete, or_, select
 from server.clock import Clock, utc_now
 from server.store.audit import AuditLog
 from server.store.database import Store
-from server.store.tables import audit_log_table, dead_letters_table, entries_table
+from server.store.tables import (
+    alerts_table,
+    audit_log_table,
+    dead_letters_table,
+    entries_table,
+)
 
 log = logging.getLogger("gatescan.retention")
 
@@ -31,6 +37,7 @@ class PurgeResult:
     deleted: int  # entries
     dead_letters: int = 0  # rows last refused before the cutoff
     audit_rows: int = 0  # audit rows written before the cutoff
+    alerts: int = 0  # alerts cleared before the cutoff
 
 
 def purge_entries(
@@ -56,19 +63,24 @@ def purge_entries(
     dead_letters = _purge(store, dead_letters_table, letters.id, old_letters)
     audit_table = audit_log_table.c
     audit_rows = _purge(store, audit_log_table, audit_table.id, audit_table.at < cutoff)
-    result = PurgeResult(cutoff, deleted, dead_letters, audit_rows)
+    cleared = alerts_table.c.cleared_at < cutoff  # an open alert stays, however old
+    alerts = _purge(store, alerts_table, alerts_table.c.id, cleared)
+    result = PurgeResult(cutoff, deleted, dead_letters, audit_rows, alerts)
     log.info(
-        "retention: deleted %d entries older than %s (%d days), %d dead letters, %d audit rows",
+        "retention: deleted %d entries older than %s (%d days), %d dead letters, %d audit rows,"
+        " %d alerts",
         deleted,
         cutoff.isoformat(),
         retention_days,
         dead_letters,
         audit_rows,
+        alerts,
     )
     details = {
         "deleted": deleted,
         "dead_letters": dead_letters,
         "audit_rows": audit_rows,
+        "alerts": alerts,
         "cutoff": cutoff.isoformat(),
         "retention_days": retention_days,
     }

@@ -7,14 +7,18 @@ Three kinds of database are opened:
   that revision, then the later ones run;
 - one with a version: the revisions after it run.
 
-All of it in one transaction. On PostgreSQL an advisory lock makes a second process opening the
-same database at the same moment (the collector and the dashboard start together) wait, then
-find it done; SQLite's write lock does the same there.
+All of it in one transaction, which a second process opening the same database at the same
+moment (the collector and the dashboard start together) waits for before it reads anything, then
+finds the work done: on PostgreSQL an advisory lock, on SQLite its write lock (BEGIN IMMEDIATE).
+tests/server/store/test_migration_races.py races two processes on each kind of database.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +50,7 @@ BASELINE_TABLES = (
     "web_sessions",
 )  # fmt: skip
 _LOCK_KEY = 0x6761746573636E  # "gatescn": PostgreSQL's advisory lock for the migration
+MIGRATION_WAIT_S = 600.0  # how long SQLite's opening waits for another process's migration
 
 __all__ = [
     "BASELINE",
@@ -90,9 +95,7 @@ def migrate(engine: Engine) -> list[str]:
     from alembic.runtime.migration import MigrationContext
 
     added: list[str] = []
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    with _migration_lock(engine) as conn:
         script = _script()
         context = MigrationContext.configure(conn)
         ours = set(inspect(conn).get_table_names()) & set(metadata.tables)
@@ -105,6 +108,43 @@ def migrate(engine: Engine) -> list[str]:
             log.info("database upgrade: stamped as revision %s", BASELINE)
         _upgrade(conn, script)
     return added
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """One transaction that a second process migrating the same database waits for before it
+    reads anything: it then finds the work done.
+
+    PostgreSQL: an advisory lock, taken first in the transaction. SQLite: its write lock, taken
+    by BEGIN IMMEDIATE. (Python's sqlite3 begins no transaction before DDL and none before a
+    SELECT: left to it, two processes both read "no version", and the slower one's CREATE TABLE
+    fails with "table ... already exists". So the driver is put in autocommit for this
+    connection, and the transaction is ours.) The wait is MIGRATION_WAIT_S, not the store's
+    busy timeout: a database made before migrations may take a while to upgrade (its indexes).
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+            yield conn
+        return
+    with engine.connect() as plain:
+        conn = plain.execution_options(isolation_level="AUTOCOMMIT")
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        waited = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(MIGRATION_WAIT_S * 1000)}")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if driver.in_transaction:
+                    conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(waited or 0)}")
 
 
 def _upgrade(conn: Connection, script: ScriptDirectory) -> None:

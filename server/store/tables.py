@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -161,6 +162,8 @@ users_table = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("last_login_at", UtcDateTime, nullable=True),  # None: never logged in
+    # Where the alerts of the sites they hold are mailed (server/alerts/); None: nowhere.
+    Column("email", String(254), nullable=True),
 )
 
 api_tokens_table = Table(
@@ -322,6 +325,29 @@ erased_subjects_table = Table(
     metadata,
     Column("subject_sha256", String(64), primary_key=True),
     Column("erased_at", UtcDateTime, nullable=False),
+)
+
+# The alerts (server/alerts/tracker.py's state, server/store/alerts.py): one row per problem
+# from when it is first seen until it clears (cleared_at) or goes before it lasted (deleted);
+# a cleared row stays for the dashboard's "recently cleared". `opened_at` None: not yet told.
+alerts_table = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False),  # Problem.key: "offline:gate-hq-01"
+    Column("kind", String(32), nullable=False),
+    Column("site_id", String(200), nullable=False),  # "" for the installation's own
+    Column("device_id", String(64), nullable=False),
+    Column("for_s", Float, nullable=False),
+    Column("summary_en", Text, nullable=False),
+    Column("summary_vi", Text, nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("opened_at", UtcDateTime, nullable=True),
+    Column("cleared_at", UtcDateTime, nullable=True),
+    Column("acknowledged_by", String(80), nullable=False),
+    Column("acknowledged_at", UtcDateTime, nullable=True),
+    Index("ix_alerts_cleared_at", "cleared_at"),
 )
 
 # Indexes a shipped version made and this one does not: dropped when a database is opened.

@@ -21,6 +21,7 @@ from playwright.sync_api import Page, expect
 
 from gatescan.testing.samples import cccd_payload
 from protocol.verdicts import Direction, VerdictStatus
+from server.store.alerts import AlertRows, TrackedAlert
 from tests.support.browser import LOBBY, MANAGER, PageWatch, screenshot
 from tests.support.browser_site import Site
 
@@ -268,3 +269,34 @@ def test_occupancy_and_the_language_switch(viewer_page: Watched, site: Site) -> 
     screenshot(page, "09-fleet-english")
     page.click("button[name=lang][value=vi]")
     expect(page.locator("h1")).to_have_text("Cổng")
+
+
+def test_an_alert_is_shown_on_the_fleet_page_and_acknowledged(
+    manager_page: Watched, site: Site
+) -> None:
+    # The browser site runs no alert loop: its row is written as the loop would write it.
+    now = datetime.now(SITE_TZ)
+    device = "gate-kho-<b>02</b>"
+    AlertRows(site.store.engine).save(
+        [
+            TrackedAlert(
+                key=f"offline:{device}", kind="offline", site_id="hq", device_id=device,
+                for_s=0.0, summary_en=f"gate {device} is offline",
+                summary_vi=f"cổng {device} mất kết nối (quá 5 phút không có tín hiệu)",
+                first_seen=now, last_seen=now, opened_at=now,
+            )
+        ],
+        [],
+    )  # fmt: skip
+    page, _ = manager_page
+    page.goto(f"{site.url}/")
+    page.click("#alerts-badge")
+    expect(page.locator("h1")).to_have_text("Cảnh báo")
+    row = page.locator("#alerts-open tbody tr").first
+    expect(row).to_contain_text(f"cổng {device} mất kết nối")  # the markup as text
+    screenshot(page, "10-alerts")
+    row.locator("button").click()
+    expect(page.locator("#alerts-open tbody tr").first.locator(".badge")).to_contain_text(
+        MANAGER[0]
+    )
+    screenshot(page, "10-alerts-acknowledged")

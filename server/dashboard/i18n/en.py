@@ -273,4 +273,28 @@ MESSAGES: dict[str, str] = {
     "account.password.session_only": "A password can only be changed in the dashboard, logged in.",
     # errors
     "error.forbidden": "Your role does not allow this page.",
+    # alerts (issue 16)
+    "nav.alerts": "Alerts",
+    "alerts.title": "Alerts",
+    "alerts.sites": "Alerts of the sites: {sites}",
+    "alerts.open": "Open",
+    "alerts.cleared": "Cleared in the last 24 hours",
+    "alerts.none_open": "No open alert: every gate and the server are fine.",
+    "alerts.none_cleared": "None cleared in the last 24 hours.",
+    "alerts.since": "Since",
+    "alerts.cleared_at": "Cleared",
+    "alerts.site": "Site",
+    "alerts.gate": "Gate",
+    "alerts.problem": "Problem",
+    "alerts.acknowledged": "Acknowledged",
+    "alerts.acknowledged_by": "{name}, {time}",
+    "alerts.acknowledge": "Acknowledge",
+    "alerts.not_acknowledged": "not yet",
+    "alerts.installation": "the whole installation",
+    "alerts.not_found": "No open alert of your sites has that number.",
+    "alerts.badge": "{count} open alerts ({waiting} not acknowledged)",
+    "alerts.note": (
+        "An alert clears by itself once its problem is gone."
+        " Acknowledging says someone is on it; it sends nothing."
+    ),
 }

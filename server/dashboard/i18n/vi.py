@@ -277,4 +277,28 @@ MESSAGES: dict[str, str] = {
     "account.password.session_only": "Chỉ có thể đổi mật khẩu khi đăng nhập bảng điều khiển.",
     # errors
     "error.forbidden": "Vai trò của bạn không được xem trang này.",
+    # alerts (issue 16)
+    "nav.alerts": "Cảnh báo",
+    "alerts.title": "Cảnh báo",
+    "alerts.sites": "Cảnh báo của các địa điểm: {sites}",
+    "alerts.open": "Đang mở",
+    "alerts.cleared": "Đã hết trong 24 giờ qua",
+    "alerts.none_open": "Không có cảnh báo nào: các cổng và máy chủ đều bình thường.",
+    "alerts.none_cleared": "Không có cảnh báo nào hết trong 24 giờ qua.",
+    "alerts.since": "Từ lúc",
+    "alerts.cleared_at": "Hết lúc",
+    "alerts.site": "Địa điểm",
+    "alerts.gate": "Cổng",
+    "alerts.problem": "Sự cố",
+    "alerts.acknowledged": "Đã xác nhận",
+    "alerts.acknowledged_by": "{name}, {time}",
+    "alerts.acknowledge": "Xác nhận",
+    "alerts.not_acknowledged": "chưa",
+    "alerts.installation": "toàn hệ thống",
+    "alerts.not_found": "Không có cảnh báo đang mở nào mang số này ở các địa điểm của bạn.",
+    "alerts.badge": "{count} cảnh báo đang mở ({waiting} chưa xác nhận)",
+    "alerts.note": (
+        "Cảnh báo tự hết khi sự cố không còn."
+        " Xác nhận cho biết đã có người xử lý; không gửi gì thêm."
+    ),
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from device.site_policy.files import MANIFEST_FILE, policy_folder
+from device.site_policy.held import HeldPolicy
 from device.site_policy.holder import PolicyHolder
 from gatescan.testing.site_policies import SampleSite
 from protocol.site_policy import (
@@ -236,3 +237,19 @@ def test_readers_never_see_a_half_applied_message(holder: PolicyHolder) -> None:
     reader.join()
     assert seen and all(seen)
     assert all(holder.read().listed("allow", "cccd:" + card) for card in cards)
+
+
+def test_the_versions_a_gate_reports_are_its_keys_and_each_lists_newest_bucket() -> None:
+    """What the telemetry says of the site policy held (key ids; per list the policy version
+    it last changed in), from the snapshot a gate holds once it has every message."""
+    site = SampleSite(SITE, key_id=7)
+    site.allow("079203012345")  # version 2
+    site.block("079203099999")  # version 3
+    site.allow("079203055555")  # version 4
+
+    held = site.held()
+
+    assert held.version == site.version == 4
+    assert held.key_ids == [7]
+    assert held.list_versions() == {"allow": 4, "block": 3}
+    assert HeldPolicy().key_ids == [] and HeldPolicy().list_versions() == {}

@@ -319,3 +319,26 @@ def test_user_sites_refuses_what_would_widen_or_make_no_sense(
     assert (done.returncode, message in done.stderr) == (code, True), done.stderr
     assert Accounts(store.engine).user("lan").sites == frozenset({"hq"})  # type: ignore[union-attr]
     assert AuditLog(store.engine).rows(action="account") == []
+
+
+def test_a_user_s_e_mail_is_set_at_add_changed_removed_and_listed(store: Store) -> None:
+    added = gatescan(
+        ["user", "add", "ql-hq", "--role", "manager", "--site", "hq", "--email", "a@example.vn"],
+        db_file(store),
+        stdin=PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert table(gatescan(["user", "list"], db_file(store)).stdout)["ql-hq"]["EMAIL"] == (
+        "a@example.vn"
+    )
+    changed = gatescan(["user", "email", "ql-hq", "b@example.vn"], db_file(store))
+    assert changed.returncode == 0, changed.stderr
+    accounts = Accounts(store.engine, hasher=FAST_HASHER)
+    assert accounts.alert_recipients() == {"b@example.vn": frozenset({"hq"})}
+    bad = gatescan(["user", "email", "ql-hq", "b@example.vn\nBcc: x@evil.vn"], db_file(store))
+    assert bad.returncode == 2 and "bad e-mail address" in bad.stderr
+    assert gatescan(["user", "email", "nobody", "c@example.vn"], db_file(store)).returncode == 3
+    assert gatescan(["user", "email", "ql-hq", "--none"], db_file(store)).returncode == 0
+    assert accounts.alert_recipients() == {}
+    rows = [r for r in AuditLog(store.engine).rows(action="account") if r.subject == "ql-hq"]
+    assert [r.details.get("email") for r in rows][::-1] == ["a@example.vn", "b@example.vn", None]

@@ -32,7 +32,7 @@ PUBLIC_ROUTES = {
     # (tests/server/metrics/test_routes.py).
     ("GET", "/metrics"),
 }
-PATH_VALUES = {"subject_id": "079190000001", "lang": "en", "device_id": "gate-1"}
+PATH_VALUES = {"subject_id": "079190000001", "lang": "en", "device_id": "gate-1", "alert_id": "1"}
 
 
 def min_role(dependant: Any) -> Role | None:

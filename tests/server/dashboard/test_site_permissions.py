@@ -30,6 +30,7 @@ from server.accounts.users import USER_ROLES, Accounts, Role
 from server.dashboard.app import create_web_app
 from server.dashboard.i18n.translate import Translator
 from server.dashboard.settings import WebSettings
+from server.store.alerts import AlertRows, TrackedAlert
 from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.gates import GateRegistry, NewGate
@@ -100,6 +101,18 @@ def seed(store: Store) -> None:
         ),
     ]
     store.add_events(events, received_at=START)
+    # An open alert at each site (A's first: its id is 1, the acknowledge routes' path value).
+    alerts = [
+        TrackedAlert(
+            key=f"offline:{gate}", kind="offline", site_id=site, device_id=gate, for_s=0.0,
+            summary_en=f"gate {gate} is offline", summary_vi=f"cổng {gate} mất kết nối",
+            first_seen=START - 20 * minutes, last_seen=START, opened_at=START - 20 * minutes,
+        )
+        for gate, site in ((GATE_A, SITE_A), (GATE_B, SITE_B))
+    ]  # fmt: skip
+    kept = AlertRows(store.engine)
+    kept.save(alerts[:1], [])
+    kept.save(alerts, [])
 
 
 @pytest.fixture
@@ -195,7 +208,13 @@ def admin(site_app: FastAPI, via: str) -> Iterator[Caller]:
 
 # --- every route ---------------------------------------------------------------------------------
 
-PATH_VALUES = {"subject_id": SHARED, "lang": "en", "device_id": GATE_A, "name": "index.html"}
+PATH_VALUES = {
+    "subject_id": SHARED,
+    "lang": "en",
+    "device_id": GATE_A,
+    "name": "index.html",
+    "alert_id": "1",  # site A's alert (seed)
+}
 # The queries that show the most; every GET route is asked with "" too.
 GET_QUERIES = {
     "/api/v1/entries": ["?unmask=true&page_size=500", f"?site={SITE_B}&unmask=true", "?person=Zyx"],
@@ -288,6 +307,8 @@ SHOWING = [
     ("GET", "/occupancy"),
     ("GET", "/live/occupancy"),
     ("GET", "/api/v1/occupancy"),
+    ("GET", "/alerts"),
+    ("GET", "/api/v1/alerts"),
     ("GET", "/api/v1/people/{subject_id}/trace"),
     ("GET", "/api/v1/people/{subject_id}/trace/export"),
     ("GET", "/tracing"),
@@ -379,6 +400,25 @@ def test_a_door_of_another_site_is_refused(
     assert release(GATE_B) == 403
     assert releaser.calls == [] and AuditLog(store.engine).rows(action="door") == []
     assert release(GATE_A) == 303 and releaser.calls == [GATE_A]
+
+
+def test_an_alert_of_another_site_is_404_and_one_of_the_manager_s_is_acknowledged(
+    manager_a: Caller, store: Store
+) -> None:
+    ids = {row.site_id: row.id for row in AlertRows(store.engine).live()}
+
+    def acknowledge(site: str) -> int:
+        url = f"/alerts/{ids[site]}/acknowledge"
+        if manager_a.headers:  # a token: the API's route
+            url = "/api/v1" + url
+        answer = manager_a.client.post(url, data=manager_a.form, headers=manager_a.headers)
+        return answer.status_code
+
+    assert acknowledge(SITE_B) == 404
+    assert AuditLog(store.engine).rows(action="alert") == []
+    assert acknowledge(SITE_A) in (200, 303)
+    [row] = AuditLog(store.engine).rows(action="alert")
+    assert (row.site_id, row.subject) == (SITE_A, GATE_A)
 
 
 def test_me_names_the_sites(manager_a: Caller, admin: Caller) -> None:

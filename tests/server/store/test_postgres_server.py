@@ -1,12 +1,12 @@
-"""The PostgreSQL the tests start themselves (tests/support/postgres.py): it runs, never as root,
-and each test gets a database of its own."""
+"""The PostgreSQL the tests start themselves (tests/support/postgres.py, on
+gatescan/testing/postgres.py): it runs, never as root, and each test gets a database of its own."""
 
 from __future__ import annotations
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from tests.support.postgres import SERVER_TIMEZONE, PostgresServer
+from gatescan.testing.postgres import SERVER_TIMEZONE, PostgresServer
 
 
 def test_a_test_gets_an_empty_database_of_its_own_on_a_server_not_run_as_root(

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
 
+from server.store.alerts import AlertRows, TrackedAlert
 from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.retention import PURGE_BATCH, RetentionTask, purge_entries
+from server.store.tables import alerts_table
 from tests.support.waiting import wait_until
 from tests.support.web import START, MovableClock, cccd_event
 
@@ -151,6 +153,29 @@ def test_dead_letters_and_audit_rows_older_than_the_retention_are_purged_too(
         ("trace", "079190000002"),
     ]
     assert (rows[0].details["dead_letters"], rows[0].details["audit_rows"]) == (2, 1)
+
+
+def test_alerts_cleared_before_the_retention_are_purged_and_open_ones_stay(store: Store) -> None:
+    def alert(key: str, first_seen: datetime) -> TrackedAlert:
+        return TrackedAlert(
+            key=key, kind="offline", site_id="hq", device_id="gate-1", for_s=0.0,
+            summary_en="gate gate-1 is offline", summary_vi="cổng gate-1 mất kết nối",
+            first_seen=first_seen, last_seen=first_seen, opened_at=first_seen,
+        )  # fmt: skip
+
+    kept = AlertRows(store.engine)
+    kept.save([alert("offline:old", START - 40 * DAY), alert("offline:recent", START - DAY)], [])
+    kept.save([alert("offline:open", START - 90 * DAY)], [
+        ("offline:old", START - 31 * DAY), ("offline:recent", START - 29 * DAY)
+    ])  # fmt: skip
+
+    result = purge_entries(store, 30, now=START)
+
+    assert result.alerts == 1
+    with store.engine.connect() as conn:
+        left = conn.execute(select(alerts_table.c.key).order_by(alerts_table.c.key)).scalars()
+        assert list(left) == ["offline:open", "offline:recent"]
+    assert AuditLog(store.engine).rows(action="purge")[0].details["alerts"] == 1
 
 
 def test_a_purge_of_more_dead_letters_than_a_batch_deletes_them_all(store: Store) -> None:
