@@ -206,15 +206,15 @@ class HomeAssistantPublisher:
     def _read_last_scans(self, now: datetime) -> None:
         entries = entries_table.c
         when = case((entries.clock_synced, entries.ts), else_=entries.received_at)
-        latest = func.max(when, type_=entries.ts.type)
-        query = select(entries.device_id, latest).group_by(entries.device_id)
+        newest = func.max(when, type_=entries.ts.type)
+        query = select(entries.device_id, newest).group_by(entries.device_id)
         if self._scans_read_to is not None:
-            query = query.where(entries.received_at >= self._scans_read_to - timedelta(
-                seconds=LATE_COMMIT_S))  # fmt: skip
+            since = self._scans_read_to - timedelta(seconds=LATE_COMMIT_S)
+            query = query.where(entries.received_at >= since)
         with self._store.engine.connect() as conn:
             rows = conn.execute(query).all()
-        for device_id, latest in rows:
-            latest = _aware(latest)
+        for device_id, value in rows:
+            latest = _aware(value)
             known = self._last_scans.get(device_id)
             if latest is not None and (known is None or latest > known):
                 self._last_scans[device_id] = latest
