@@ -278,3 +278,26 @@ def test_the_bridge_says_offline_when_the_server_stops_and_configs_return_on_ha_
     wait_until(
         lambda: ha.get("gatescan/ha/bridge/availability") == b"offline", 10, "bridge offline"
     )
+
+
+def test_server_toml_s_section_becomes_the_publisher_s_options(tmp_path: Path) -> None:
+    import argparse
+
+    from gatescan.commands.server import home_assistant_options
+
+    (tmp_path / "ha.password").write_text("s3cret\n", encoding="utf-8")
+    config = tmp_path / "server.toml"
+    config.write_text('[mqtt]\nbroker = "mqtt://127.0.0.1:1883"\n', encoding="utf-8")
+    assert home_assistant_options(argparse.Namespace(config=config)) is None  # opt-in
+
+    config.write_text(
+        '[home_assistant]\nbroker = "mqtt://ha.lan:1883"\nusername = "gatescan"\n'
+        'password_file = "ha.password"\ndiscovery_prefix = "ha"\nevery = 2\n',
+        encoding="utf-8",
+    )
+    options = home_assistant_options(argparse.Namespace(config=config))
+
+    assert options is not None
+    assert (options.login.username, options.login.password) == ("gatescan", "s3cret")
+    assert options.prefixes == Prefixes("ha", "gatescan/ha")
+    assert options.every_s == 2
