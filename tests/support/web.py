@@ -199,13 +199,21 @@ def backend_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) ->
 @pytest.fixture
 def store_url(tmp_path: Path) -> Path | URL:
     """The `store`'s database: SQLite. A suite that runs on both overrides this fixture with
-    `both_backends` (tests/server/store/conftest.py, tests/server/dashboard/test_reports.py)."""
+    `both_backends` (tests/server/store/conftest.py, tests/server/dashboard/conftest.py, ...)."""
     return tmp_path / "gatescan.db"
 
 
 def both_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
     """The body of a `store_url` fixture parametrized with BACKENDS."""
     return backend_url(request, str(request.param), tmp_path)
+
+
+def db_option(url: Path | URL) -> str:
+    """A `store_url` as a command's --db (or ServerOptions.db_url) takes it: a SQLite file's
+    path, a PostgreSQL URL in full."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=False)
+    return str(url)
 
 
 @pytest.fixture
