@@ -27,7 +27,7 @@ from server.app import (
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
 from tests.support.waiting import wait_until
-from tests.support.web import BACKENDS, both_backends, db_option
+from tests.support.web import BACKENDS, both_backends_with_schema, db_option
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def taken_port() -> Iterator[int]:
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
-    return both_backends(request, tmp_path)
+    return both_backends_with_schema(request, tmp_path)
 
 
 def dashboard_options(db: Path | URL, listen: Listen) -> ServerOptions:

@@ -11,7 +11,9 @@ root, and CI runs as root, so then the cluster belongs to an unprivileged system
 
 `postgres_url`: a fresh, empty database for one test, made from template0 (and dropped when
 the next one is made);
-a SQLAlchemy URL (`postgresql+psycopg://gatescan@/test_N?host=...&port=...`).
+a SQLAlchemy URL (`postgresql+psycopg://gatescan@/test_N?host=...&port=...`). A suite that
+wants its databases filled alike copies them from a template of its own (`create_template`:
+tests/support/web.py's databases with the schema migrated).
 
 The server's time zone is Asia/Ho_Chi_Minh, a site's own: a timestamp that lost its zone on
 the way in or out shows up as seven hours off. Durability is off (fsync, synchronous_commit):
@@ -34,7 +36,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,12 +117,22 @@ class PostgresServer:
         query = {"host": str(self.socket_dir), "port": str(self.port)}
         return URL.create("postgresql+psycopg", username=SUPERUSER, database=database, query=query)
 
-    def create_database(self) -> str:
+    def create_database(self, template: str = "template0") -> str:
+        """A fresh database, a copy of `template` (empty: template0; see `create_template`)."""
         self._drop_used()
         name = f"test_{next(self._names)}"
-        # FILE_COPY: template0's files copied whole, three times quicker here than writing
+        # FILE_COPY: the template's files copied whole, three times quicker here than writing
         # each of its pages through the WAL (PostgreSQL 15's default).
+        self._admin.execute(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
+        return name
+
+    def create_template(self, name: str, fill: Callable[[URL], None]) -> str:
+        """A database made empty, filled by `fill` (which must close its connections: a
+        template with a session open cannot be copied), then marked a template: databases
+        copied from it start with what `fill` made, for what a fresh database costs."""
         self._admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 STRATEGY FILE_COPY")
+        fill(self.url(name))
+        self._admin.execute(f"ALTER DATABASE {name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
         return name
 
     def done_with(self, name: str) -> None:

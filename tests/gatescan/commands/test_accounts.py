@@ -21,7 +21,7 @@ from tests.support.web import (
     BACKENDS,
     FAST_HASHER,
     PASSWORD,
-    both_backends,
+    both_backends_with_schema,
     log_in,
     login_form_token,
 )
@@ -39,7 +39,7 @@ def gatescan(
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
     """Each test once on a SQLite file and once on a PostgreSQL database."""
-    return both_backends(request, tmp_path)
+    return both_backends_with_schema(request, tmp_path)
 
 
 def db_of(store: Store) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.support.web import BACKENDS, both_backends
+from tests.support.web import BACKENDS, both_backends_with_schema
 
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
-    return both_backends(request, tmp_path)
+    return both_backends_with_schema(request, tmp_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, create_engine, insert
 from sqlalchemy.engine import URL
 
@@ -15,6 +16,7 @@ from protocol.messages import Status, parse_message
 from protocol.topics import Topic
 from protocol.verdicts import Direction
 from server.store.database import Store, database_url
+from tests.support.web import BACKENDS, both_backends
 
 NOW = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
 
@@ -43,7 +45,13 @@ def test_the_store_keeps_the_placement_of_the_latest_status(store: Store) -> Non
     assert (device.site_id, device.location, device.direction) == ("hq", "Sảnh B", "in")
 
 
-def test_an_older_database_gains_the_placement_columns(store_url: Path | URL) -> None:
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
+    """A database with no tables yet (on PostgreSQL not a copy of the migrated template)."""
+    return both_backends(request, tmp_path)
+
+
+def test_an_older_database_gains_the_placement_columns(empty_url: Path | URL) -> None:
     first_shipped = MetaData()  # the devices table as it first shipped
     devices = Table(
         "devices",
@@ -59,7 +67,7 @@ def test_an_older_database_gains_the_placement_columns(store_url: Path | URL) ->
         Column("telemetry", JSON),
         Column("telemetry_at", DateTime(timezone=True)),
     )
-    engine = create_engine(database_url(store_url))
+    engine = create_engine(database_url(empty_url))
     try:
         with engine.begin() as conn:
             first_shipped.create_all(conn)
@@ -70,6 +78,6 @@ def test_an_older_database_gains_the_placement_columns(store_url: Path | URL) ->
             )
     finally:
         engine.dispose()
-    with Store(store_url) as store:
+    with Store(empty_url) as store:
         (device,) = store.devices()
         assert (device.device_id, device.site_id, device.location) == ("gate-old", "", "")
