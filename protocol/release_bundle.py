@@ -71,6 +71,7 @@ class Refusal(StrEnum):
     DOWNGRADE = "downgrade"
     INCOMPATIBLE = "incompatible"
     NO_KEYS = "no_trusted_keys"
+    UNAVAILABLE = "unavailable"  # the bundle could not be read or downloaded
 
 
 class ReleaseRefused(Exception):

@@ -167,9 +167,13 @@ class Updater:
         point(layout.current, layout.release(version))
         log.info("switched: current -> releases/%s (was %s)", version, running)
         self.failpoints.reached(AFTER_SWITCH)
-        self.control.restart()
-        self.failpoints.reached(AFTER_RESTART)
-        healthy, reason = self._wait_healthy(version, switched_at + self.health_window_s)
+        try:
+            self.control.restart()
+        except OSError as exc:
+            healthy, reason = False, f"the agent could not be restarted on {version}: {exc}"
+        else:
+            self.failpoints.reached(AFTER_RESTART)
+            healthy, reason = self._wait_healthy(version, switched_at + self.health_window_s)
         if healthy:
             layout.progress.unlink(missing_ok=True)
             self._prune()
@@ -196,7 +200,10 @@ class Updater:
         else:
             layout.previous.unlink(missing_ok=True)
         layout.progress.unlink(missing_ok=True)
-        self.control.restart()
+        try:
+            self.control.restart()
+        except OSError as exc:
+            return f"back on {running}, but its agent could not be restarted: {exc}"
         deadline = self.clock() + ROLLBACK_READY_S
         while self.clock() < deadline:
             if self.control.ready_pid() is not None:
@@ -272,8 +279,17 @@ class Updater:
             raise ReleaseRefused(Refusal.NO_KEYS, f"{path}: {exc}") from None
 
     def _fetch(self, source: str, into: Path) -> Path:
+        try:
+            return self._download(source, into)
+        except OSError as exc:  # urllib's URLError is one too
+            raise ReleaseRefused(Refusal.UNAVAILABLE, f"cannot read {source}: {exc}") from None
+
+    def _download(self, source: str, into: Path) -> Path:
         if not source.startswith(("https://", "http://")):
-            return Path(source)
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file {source}")
+            return path
         target = into / "bundle.tar"
         with (
             urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_S) as answer,

@@ -5,6 +5,8 @@ gates")."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import io
 import json
 import os
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +164,7 @@ def test_a_tampered_an_unsigned_and_a_wrong_key_release_are_refused_and_nothing_
             "does not verify",
         ),
         "not a tar": (gate.work / "VERSION", "not a release bundle"),
+        "missing": (gate.work / "nothing.tar", "cannot read"),
     }
     (gate.work / "VERSION").write_text("0.2.0\n")
     before = state(gate)
@@ -271,3 +275,20 @@ def test_a_request_cannot_point_the_updater_outside_the_agents_downloads(gate: G
     done = cli(*gate.update_args("--from-request"))
     assert done.returncode == 2 and "no request to take" in done.stderr
     assert layout.running_version() == "0.1.0"
+
+
+def test_a_release_is_fetched_by_url(gate: GateRoot) -> None:
+    bundle = gate.release("0.2.0")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(gate.work))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            base = f"http://127.0.0.1:{server.server_address[1]}"
+            missing = gate.update("--to", "0.2.0", "--from", f"{base}/no-such.tar")
+            done = gate.update("--to", "0.2.0", "--from", f"{base}/{bundle.name}")
+        finally:
+            server.shutdown()
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert done.returncode == 0, done.stderr
+    assert gate.layout.running_version() == "0.2.0"
