@@ -47,11 +47,8 @@ class AgentHealth:
 
     def missing(self) -> list[str]:
         """What has not happened yet, in words for the result's reason."""
-        return [
-            what
-            for what, at in (("a processed frame", self.frame_at), ("the broker", self.broker_at))
-            if at is None
-        ]
+        happened = (("a processed frame", self.frame_at), ("the broker connection", self.broker_at))
+        return [what for what, at in happened if at is None]
 
 
 class HealthBeacon:

@@ -226,10 +226,9 @@ class Updater:
             return False, f"the agent of {version} did not say READY {window}"
         if health is None or health.pid != pid or health.version != version:
             return False, f"the agent of {version} said READY but reported no health {window}"
-        return (
-            False,
-            f"the agent of {version} reported no {' and no '.join(health.missing())} {window}",
-        )
+        missing = health.missing() or ["its health"]
+        told = f"neither {' nor '.join(missing)}" if len(missing) > 1 else missing[0]
+        return False, f"the agent of {version} said READY but never reported {told} {window}"
 
     # -- recovery ---------------------------------------------------------------------------
 

@@ -79,5 +79,5 @@ def test_an_agent_that_cannot_reach_its_broker_is_not_healthy(tmp_path: Path) ->
         threading.Event().wait(2)  # time enough to connect, had there been a broker
         health = read_health(data_dir)
     assert health is not None and health.broker_at is None
-    assert health.missing() == ["the broker"]
+    assert health.missing() == ["the broker connection"]
     assert not health.healthy_as(__version__, os.getpid())

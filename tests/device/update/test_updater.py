@@ -78,7 +78,7 @@ def test_a_good_release_is_switched_to_and_stays(gate: GateRoot) -> None:
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [
-        ("no_broker", "reported no the broker within 5 s"),
+        ("no_broker", "said READY but never reported the broker connection within 5 s"),
         ("no_ready", "did not say READY within 5 s"),
         ("crash", "did not say READY within 5 s"),
     ],
