@@ -177,6 +177,13 @@ def add_provision_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         help="a gatescan wheel already built (default: build one from this tree)",
     )
     provision.add_argument(
+        "--release-key",
+        type=Path,
+        metavar="FILE",
+        help="the release keys the gate trusts (`gatescan release keygen`'s release-key.pub),"
+        " written to /etc/gatescan/release-keys.pub; without it the gate refuses every update",
+    )
+    provision.add_argument(
         "--with-dependencies",
         action="store_true",
         help="also put every dependency's wheel for the Pi in the bundle (downloads them now"
@@ -286,6 +293,12 @@ def run(args: argparse.Namespace) -> int:
         return stop.code
     for path in written:
         print(path)
+    if card.release_keys is None:
+        print(
+            "gatescan provision: no --release-key: the gate will refuse every update until"
+            " /etc/gatescan/release-keys.pub holds the server's release key",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -294,6 +307,7 @@ def read_card(args: argparse.Namespace) -> CardInputs:
     from server.provision.inputs import (
         ProvisionInputError,
         gate_id,
+        release_keys,
         ssh_public_key,
         wifi_country,
         wifi_psk,
@@ -308,8 +322,9 @@ def read_card(args: argparse.Namespace) -> CardInputs:
     psk = wifi_psk(args.wifi_psk_file) if args.wifi_psk_file is not None else None
     network = network_config(ssid, psk, wifi_country(args.wifi_country))
     ssh_key = ssh_public_key(args.ssh_key) if args.ssh_key is not None else None
+    keys = release_keys(args.release_key) if args.release_key is not None else None
     code, issued = enrolment_code(args)
-    return CardInputs(gate, code, network, ssh_key, issued)
+    return CardInputs(gate, code, network, ssh_key, issued, keys)
 
 
 @dataclass(frozen=True)
@@ -319,6 +334,7 @@ class CardInputs:
     network: NetworkConfig
     ssh_key: str | None
     issued: Issued | None = None  # the code is new: recorded in the registry before writing
+    release_keys: str | None = None  # the lines of /etc/gatescan/release-keys.pub
 
 
 def write(args: argparse.Namespace, inputs: CardInputs) -> list[Path]:
@@ -327,6 +343,7 @@ def write(args: argparse.Namespace, inputs: CardInputs) -> list[Path]:
     from server.provision.boot_files import USER_DATA, Card, card_files, write_card
     from server.provision.bundle import (
         AGENT_UNIT,
+        UPDATER_UNIT_FILES,
         add_constraints,
         add_wheel,
         build_wheel,
@@ -349,6 +366,10 @@ def write(args: argparse.Namespace, inputs: CardInputs) -> list[Path]:
         version=wheel_version(wheel),
         ssh_key=inputs.ssh_key,
         offline=args.with_dependencies,
+        updater_units=tuple(
+            (unit.name, unit.read_text(encoding="utf-8")) for unit in UPDATER_UNIT_FILES
+        ),
+        release_keys=inputs.release_keys,
     )
     files = card_files(card, AGENT_UNIT.read_text(encoding="utf-8"))
     _schema_check(next(file.text for file in files if file.name == USER_DATA))
