@@ -32,6 +32,9 @@ from device.frames.stats import ScanStats
 from device.indicator.base import Indicator, Release, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.journal import Journal
+from device.preview.local import LocalPreview, socket_path
+from device.preview.remote import RemotePreview
+from device.preview.tap import PreviewTap
 from device.presence_feed import passages_into, presence_follows, remember_passages
 from device.scanner import Scan, Scanner
 from device.setup import SetupMode
@@ -90,8 +93,11 @@ class Agent:
         frame_stall_s: float = FRAME_STALL_S,
         site_policy: PolicyHolder | None = None,
         facts: SystemFacts | None = None,
+        preview: PreviewTap | None = None,
     ) -> None:
         self.config = config
+        self.preview = preview or PreviewTap()
+        self.local_preview = LocalPreview(self.preview, socket_path(Path(config.data_dir)))
         self.facts = facts or SystemFacts()
         self.config_hash = config_hash(config)
         self.site_policy = site_policy or PolicyHolder("", None)
@@ -110,6 +116,7 @@ class Agent:
         """Scan until `stop` is set, then shut down cleanly (status `offline`, files closed)."""
         self.indicator.set_state(background_state(self.health))
         self.uplink.start()
+        self.local_preview.start()  # `gatescan preview` on the gate asks through it
         threads = [
             threading.Thread(target=loop, args=(stop,), name=name, daemon=True)
             for name, loop in (("telemetry", self._telemetry_loop), ("frames", self._watch_frames))
@@ -130,6 +137,8 @@ class Agent:
         held = self.scanner.recorder.retry_now()
         if held:
             log.error("journal: %d events held in memory are lost at shutdown", held)
+        self.local_preview.close()
+        self.preview.close()
         self.uplink.stop()
         self.source.close()
         self.indicator.close()
@@ -229,9 +238,18 @@ def build_agent(
     health.set_clock_synced(clock.is_synced())
     site_policy = PolicyHolder(config.site_id, Path(config.data_dir))
     commands = CommandGate(release_door=door_release(gpio), now=clock.now)
+    framing = framing_for(config.camera)
+    preview = PreviewTap(region=framing.region)
+    uplinks: list[Uplink] = []  # the preview's frames go out on the uplink made next
+    requests = RemotePreview(
+        preview, publish=lambda payload: uplinks[0].publish_preview(payload), now=clock.now
+    )
     beacon = HealthBeacon(Path(config.data_dir), __version__)  # for the updater
     health.watch(lambda current: beacon.link(current.online))
-    uplink = build_uplink(config, journal, boot_id, health, site_policy, commands.handle)
+    uplink = build_uplink(
+        config, journal, boot_id, health, site_policy, commands.handle, requests.handle
+    )
+    uplinks.append(uplink)
     health_changed(health, indicator, uplink, notifier)
     policy_changed(config.policy.mode, site_policy, health, uplink)
     uplink.set_faults(health.faults)  # a fire alarm already active as the gate started
@@ -266,9 +284,10 @@ def build_agent(
         on_scan=passages_into(presence, site_policy, then=on_scan),
         on_progress=progress_reported(notifier, beacon),
         stats=ScanStats(),
-        framing=framing_for(config.camera),
+        framing=framing,
         scene_watch=SceneWatch(),
         failpoints=failpoints,
+        frame_tap=preview.offer,
     )
     return Agent(
         config,
@@ -283,6 +302,7 @@ def build_agent(
         frame_stall_s=frame_stall_s,
         site_policy=site_policy,
         facts=facts,
+        preview=preview,
     )
 
 
@@ -356,6 +376,7 @@ def build_uplink(
     health: Health,
     site_policy: PolicyHolder | None = None,
     on_command: Callable[[bytes], object] | None = None,
+    on_preview_request: Callable[[bytes], object] | None = None,
 ) -> Uplink:
     password = config.mqtt.password()
     if config.mqtt.broker is None:
@@ -377,6 +398,7 @@ def build_uplink(
         on_policy_message=site_policy.handle if site_policy is not None else None,
         policy_version=_version_of(site_policy),
         on_command=on_command,
+        on_preview_request=on_preview_request,
     )
 
 

@@ -101,6 +101,7 @@ class Scanner:
         failpoints: Failpoints | None = None,
         unreadable: UnreadableWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
+        frame_tap: Callable[[Frame, int], None] | None = None,
     ) -> None:
         self.source = source
         self.decoder = decoder
@@ -123,6 +124,10 @@ class Scanner:
         # The ensemble says what it saw (read rate, "show it again"); other decoders cannot.
         self._saw = decoder if isinstance(decoder, SaysWhatItSaw) else None
         self._clock = clock
+        # The preview's tap (device/preview/tap.py): each frame and the codes read in it, before
+        # its buffer goes back to the camera; a no-op unless a preview session is alive.
+        self.frame_tap = frame_tap
+        self._codes_in_frame = 0  # read in the last frame decoded (kept over unchanged frames)
         self._last_frame_at = clock()
         self.frame_errors = 0
         self.handoff = LatestFrame(clock)
@@ -182,10 +187,12 @@ class Scanner:
             watch = self.scene_watch
             if watch is not None and not watch.worth_decoding(region):
                 self.stats.add_unchanged()
-                return True
-            self._decode(self.framing.shrink(region))
-            if watch is not None:
-                watch.decoded(region)  # after the light: a comparison never delays a verdict
+            else:
+                self._decode(self.framing.shrink(region))
+                if watch is not None:
+                    watch.decoded(region)  # after the light: a comparison never delays a verdict
+            if self.frame_tap is not None:
+                self.frame_tap(handed.frame, self._codes_in_frame)
         except Exception:
             # A bad frame or a broken screen must not stop the gate. No progress is reported,
             # so a loop that fails on every frame stops the watchdog pings and gets restarted.
@@ -207,6 +214,7 @@ class Scanner:
         started = time.perf_counter()
         codes = self.decoder.decode(framed)
         decode_seconds = time.perf_counter() - started
+        self._codes_in_frame = len(codes)
         try:
             new = [code for code in codes if self.debounce.is_new_showing(code.data)]
             return [scan for scan in map(self._handle, new) if scan is not None]

@@ -16,7 +16,9 @@ site id subscribes (QoS 1) to its site's policy topics, and hands each message, 
 to `on_policy_message` (device/site_policy/holder.py applies it). The retained status says which
 policy version the gate decides with (`policy_version`), re-published when it changes. A gate
 given `on_command` also subscribes (QoS 1) to its own `command` topic and hands each payload, on
-paho's thread, to it (device/uplink/commands.py checks it before the door is released).
+paho's thread, to it (device/uplink/commands.py checks it before the door is released). A gate
+given `on_preview_request` likewise subscribes to its own `preview_request` topic and sends the
+preview's frames with `publish_preview` (QoS 0; device/preview/).
 
 Threads: paho's network thread runs the callbacks; one sender thread owns the in-flight window
 (inflight.py: what to publish or resend when), publishes events and writes acks to the journal.
@@ -52,6 +54,7 @@ from device.uplink.inflight import InFlightWindow
 from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
 from protocol.messages import MessageError, Rejection, Status, Telemetry, parse_message
+from protocol.preview.wire import preview_request_topic, preview_topic
 from protocol.site_policy import SITES_PREFIX, policy_subscription
 from protocol.text import printable
 from protocol.topics import Topic, device_topic
@@ -159,6 +162,7 @@ class Uplink:
         on_policy_message: Callable[[str, bytes], object] | None = None,
         policy_version: Callable[[], int | None] = lambda: None,
         on_command: Callable[[bytes], object] | None = None,
+        on_preview_request: Callable[[bytes], object] | None = None,
     ) -> None:
         if keepalive < 1:
             raise ValueError(f"keepalive must be at least 1 s, not {keepalive}")
@@ -175,6 +179,10 @@ class Uplink:
         self._ack_topic = device_topic(device_id, Topic.ACK)
         self._command_topic = device_topic(device_id, Topic.COMMAND)
         self._on_command = on_command
+        self._preview_topic = preview_topic(device_id)
+        self._preview_request_topic = preview_request_topic(device_id)
+        self._on_preview_request = on_preview_request
+        self._broker_max_packet: int | None = None  # paho's thread's copy, for previews
         self._journal = journal
         self._version = version
         self._boot_id = boot_id
@@ -227,6 +235,18 @@ class Uplink:
         """Best effort (QoS 0): dropped silently while offline."""
         if self.connected:
             self._client.publish(self._telemetry_topic, telemetry.to_json(), qos=0)
+
+    def publish_preview(self, payload: bytes) -> bool:
+        """A preview frame (QoS 0, not retained): dropped while offline, or when it is larger
+        than the broker's announced limit (it would cost the connection). True when handed on."""
+        limit = self._broker_max_packet
+        if not self.connected:
+            return False
+        if limit is not None and _publish_packet_size(self._preview_topic, payload) > limit:
+            log.warning("preview frame of %d bytes over the broker's limit: dropped", len(payload))
+            return False
+        info = self._client.publish(self._preview_topic, payload, qos=0)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def set_faults(self, faults: Sequence[str]) -> None:
         """Re-publish the retained status with these faults now, or on the next connect."""
@@ -443,6 +463,9 @@ class Uplink:
             client.subscribe(self._policy_topic, qos=1)
         if self._on_command is not None:
             client.subscribe(self._command_topic, qos=1)
+        if self._on_preview_request is not None:
+            client.subscribe(self._preview_request_topic, qos=1)
+        self._broker_max_packet = getattr(properties, "MaximumPacketSize", None)
         with self._lock:
             self._connected = True
             payload = self._status_payload("online")
@@ -488,6 +511,10 @@ class Uplink:
         if message.topic == self._command_topic:
             if self._on_command is not None:
                 self._on_command(bytes(message.payload))
+            return
+        if message.topic == self._preview_request_topic:
+            if self._on_preview_request is not None:
+                self._on_preview_request(bytes(message.payload))
             return
         if message.topic != self._ack_topic:
             if self._on_policy_message is not None and message.topic.startswith(SITES_PREFIX):
