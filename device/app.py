@@ -32,10 +32,10 @@ from device.frames.stats import ScanStats
 from device.indicator.base import Indicator, Release, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.journal import Journal
+from device.presence_feed import passages_into, presence_follows, remember_passages
 from device.preview.local import LocalPreview, socket_path
 from device.preview.remote import RemotePreview
 from device.preview.tap import PreviewTap
-from device.presence_feed import passages_into, presence_follows, remember_passages
 from device.scanner import Scan, Scanner
 from device.setup import SetupMode
 from device.site_policy.held import HeldPolicy

@@ -51,6 +51,7 @@ from server.store.site_policy import DEFAULT_TZ
 if TYPE_CHECKING:
     from server.alerts.rules import Snapshot
     from server.alerts.task import AlertTask
+    from server.dashboard.preview.relay import PreviewRelay
     from server.enrolment.exchange import PolicyRightsTask
 
 log = logging.getLogger("gatescan.server")
@@ -253,6 +254,24 @@ def init_retention(store: Store, retention_days: int | None) -> RetentionTask | 
     return None if not retention_days else RetentionTask(store, retention_days)
 
 
+def preview_relay(collector: Collector) -> PreviewRelay:
+    """The gates' aim-and-focus previews (server/dashboard/preview/relay.py) on the collector's
+    connection: requests out (QoS 1), frames in to the relay's memory, never to the store."""
+    from server.dashboard.preview.relay import PreviewRelay
+
+    def send(device_id: str, payload: bytes) -> str | None:
+        if collector.link_number() == 0:
+            return "the collector is not connected to the broker"
+        return collector.send_preview_request(device_id, payload).wait(PREVIEW_PUBACK_WAIT_S)
+
+    relay = PreviewRelay(send)
+    collector.set_preview_sink(relay.frame_arrived)
+    return relay
+
+
+PREVIEW_PUBACK_WAIT_S = 5.0
+
+
 def init_dashboard(
     store: Store, options: ServerOptions, collector: Collector | None = None
 ) -> DashboardServer | None:
@@ -266,7 +285,10 @@ def init_dashboard(
 
     releaser = None if collector is None else door_releaser(collector)
     ingest = None if collector is None else Ingest(collector.counters)
-    app = create_web_app(store, options.dashboard, door_releaser=releaser, ingest=ingest)
+    preview = None if collector is None else preview_relay(collector)
+    app = create_web_app(
+        store, options.dashboard, door_releaser=releaser, ingest=ingest, preview=preview
+    )
     return DashboardServer(
         app,
         bind(options.listen),

@@ -48,7 +48,7 @@ def make_picture(
 ) -> Picture:
     """The annotated JPEG of a grey frame; codes > 0 asks for the codes' outlines to be found
     and drawn (the decoders say what they read, not where)."""
-    height, full_width = frame.shape[:2]
+    full_width = frame.shape[1]
     scale = min(1.0, width / full_width)
     while True:
         small = _resized(frame, scale)

@@ -40,8 +40,10 @@ from server.site.dynsec_config import (
     GATE_ROLE_PREFIX,
     collector_command_acl,
     collector_policy_acl,
+    collector_preview_acls,
     gate_command_acls,
     gate_policy_acls,
+    gate_preview_acls,
     gate_role,
 )
 
@@ -226,7 +228,12 @@ class BrokerAdmin:
         except BrokerAdminError as exc:
             if "already" not in str(exc).lower():
                 raise
-            self.add_acls(role, gate_policy_acls(site_id) + gate_command_acls(device_id))
+            self.add_acls(
+                role,
+                gate_policy_acls(site_id)
+                + gate_command_acls(device_id)
+                + gate_preview_acls(device_id),
+            )
         try:
             self.command(
                 "createClient",
@@ -251,9 +258,11 @@ class BrokerAdmin:
         the collector's right to publish them, and each enrolled gate's (device id -> site) to
         read its site's policy and its own commands. Safe to run again: entries present already
         are left as they are."""
-        self.add_acls(COLLECTOR_ROLE, [collector_policy_acl(), collector_command_acl()])
+        collector = [collector_policy_acl(), collector_command_acl(), *collector_preview_acls()]
+        self.add_acls(COLLECTOR_ROLE, collector)
         for device_id, site_id in sorted(gate_sites.items()):
             acls = gate_policy_acls(site_id) + gate_command_acls(device_id)
+            acls += gate_preview_acls(device_id)
             try:
                 self.add_acls(GATE_ROLE_PREFIX + device_id, acls)
             except BrokerAdminError as exc:

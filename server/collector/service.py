@@ -21,6 +21,9 @@ the writer thread (server/collector/writer.py) through a bounded queue; when the
 The collector's connection also carries the sites' policies to their gates
 (server/collector/policy_publisher.py): `publish_retained` (QoS 1, retained) and `link_number`,
 and a manager's commands to one gate (server/collector/commands.py): `send_command` (QoS 1).
+With a preview sink (`set_preview_sink`, before `start`) it also carries the aim-and-focus
+preview (protocol/preview/wire.py): requests to a gate (`send_preview_request`, QoS 1) and the
+gates' frames to the sink (QoS 0, a plain subscription), which never reach the writer or the store.
 One connection, not a second one: the broker takes a client id from its user name, and two
 connections of the `collector` user would knock each other off.
 
@@ -54,6 +57,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
+from protocol.preview.wire import PREVIEW_SUBSCRIPTION, preview_device, preview_request_topic
 from protocol.topics import Topic, device_topic
 from server.collector.batch import MessageHandler, utc_now
 from server.collector.client import IngestClient
@@ -164,6 +168,7 @@ class Collector:
         self._subscribed = threading.Event()
         self._refused: dict[int, str] = {}  # our QoS 1 publishes the broker refused, by mid
         self._mqtt_client = mqtt_client
+        self._preview_sink: Callable[[str, bytes], object] | None = None
         self._client = self._build_client(mqtt_client, self.client_id, username, password)
 
     def _build_client(
@@ -261,6 +266,18 @@ class Collector:
         topic = device_topic(device_id, Topic.COMMAND)
         return RetainedPublish(self, self._client.publish(topic, payload, qos=1, retain=False))
 
+    def set_preview_sink(self, sink: Callable[[str, bytes], object]) -> None:
+        """Hand every gate's preview frames (device id, payload) to `sink`, on paho's thread;
+        call before `start`. They are never stored: only the sink sees them."""
+        self._preview_sink = sink
+        if PREVIEW_SUBSCRIPTION not in self._topics:
+            self._topics = [*self._topics, PREVIEW_SUBSCRIPTION]
+
+    def send_preview_request(self, device_id: str, payload: bytes) -> RetainedPublish:
+        """A `PreviewRequest` to one gate, QoS 1, never retained (the gate refuses a stale one)."""
+        topic = preview_request_topic(device_id)
+        return RetainedPublish(self, self._client.publish(topic, payload, qos=1, retain=False))
+
     def wait_until_subscribed(self, timeout: float) -> bool:
         """True once the broker has granted every subscription on the current connection."""
         return self._subscribed.wait(timeout)
@@ -285,6 +302,13 @@ class Collector:
     def _on_subscribe(
         self, _client: Any, _userdata: Any, _mid: int, reasons: list[ReasonCode], _props: Any
     ) -> None:
+        if any(r.is_failure for r in reasons) and len(reasons) == len(self._topics):
+            preview = [r for t, r in zip(self._topics, reasons, strict=True)
+                       if t == PREVIEW_SUBSCRIPTION and r.is_failure]  # fmt: skip
+            if preview:  # an older broker's rights: no preview, everything else as before
+                log.warning("broker refused the preview's frames (%s): no preview", preview[0])
+                reasons = [r for t, r in zip(self._topics, reasons, strict=True)
+                           if t != PREVIEW_SUBSCRIPTION]  # fmt: skip
         refused = [str(reason) for reason in reasons if reason.is_failure]
         if refused:
             log.error("broker refused subscriptions: %s", ", ".join(refused))
@@ -314,6 +338,16 @@ class Collector:
             self._refused[mid] = str(reason)
 
     def _on_message(self, client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._preview_sink is not None:
+            device_id = preview_device(message.topic)
+            if device_id is not None:
+                try:
+                    self._preview_sink(device_id, bytes(message.payload))
+                except Exception:
+                    log.exception("a preview frame of %s not handled", device_id)
+                if message.qos > 0:  # a gate sends at QoS 0; anything else is acked and dropped
+                    client.ack(message.mid, message.qos)
+                return
         try:
             incoming = IncomingMessage(
                 topic=message.topic,

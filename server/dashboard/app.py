@@ -12,13 +12,15 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol.release import __version__
+from protocol.topics import is_valid_device_id
 from server.accounts.passwords import Hasher, LimitedHasher, PasswordHasher
 from server.accounts.users import Account, Accounts
 from server.clock import Clock, utc_now
@@ -27,6 +29,8 @@ from server.dashboard.apidocs import api_docs_router
 from server.dashboard.csrf import LOGIN_CSRF_COOKIE, verify_csrf
 from server.dashboard.login.throttle import LoginThrottle
 from server.dashboard.login.turns import CheckTurns
+from server.dashboard.preview.relay import PreviewRelay
+from server.dashboard.preview.routes import may_preview, preview_router
 from server.dashboard.settings import WebSettings
 from server.dashboard.state import BadToken, DoorReleaser, WebState, request_account
 from server.metrics.families import Ingest, MetricSources
@@ -64,6 +68,7 @@ def create_web_app(
     hasher: Hasher | None = None,
     door_releaser: DoorReleaser | None = None,
     ingest: Ingest | None = None,
+    preview: PreviewRelay | None = None,
 ) -> FastAPI:
     """The dashboard for `store`. `clock` (UTC now) and `monotonic` drive session expiry and
     the login throttle, so tests can move time instead of waiting. `hasher` (default: the
@@ -71,7 +76,8 @@ def create_web_app(
     `door_releaser`: how a manager's "Release door" reaches a gate (a collector in the same
     process); None: the fleet page has no such button, and its route answers 503. `ingest`:
     the counters of a collector in the same process, for /metrics (server/metrics/); None:
-    /metrics shows what the database says only."""
+    /metrics shows what the database says only. `preview`: each gate's aim-and-focus preview
+    (server/dashboard/preview/; a collector in the same process); None: its routes answer 503."""
     from server.dashboard import pages, password_page
     from server.holder import routes as holder_routes
 
@@ -128,6 +134,8 @@ def create_web_app(
     app.include_router(password_page.router)
     app.include_router(holder_routes.router)
     app.include_router(_metrics_router(app.state.web, ingest))
+    app.include_router(preview_router(preview, _who_asks, store, app.state.web.audit))
+    app.include_router(_preview_page_router())
     auth.install_auth_handlers(app)
     app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
     return app
@@ -145,13 +153,36 @@ def _metrics_router(state: WebState, ingest: Ingest | None) -> APIRouter:
         clock=state.clock,
     )
 
-    def who_asks(request: Request) -> Account | None:
-        try:
-            return request_account(request)
-        except BadToken:
-            return None
+    return metrics_router(metrics_registry(sources), _who_asks)
 
-    return metrics_router(metrics_registry(sources), who_asks)
+
+def _who_asks(request: Request) -> Account | None:
+    try:
+        return request_account(request)
+    except BadToken:
+        return None
+
+
+def _preview_page_router() -> APIRouter:
+    """`/gates/{id}/preview`: the "Preview / Aim" panel on a page of its own (the panel is
+    templates/parts/preview_panel.html, for the gate's page too), for the gate actions' roles."""
+    from server.dashboard.views import page_context, render
+
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/gates/{device_id}/preview")
+    def preview_page(
+        request: Request, device_id: str, user: Annotated[auth.User, Depends(auth.current_user)]
+    ) -> Response:
+        if not is_valid_device_id(device_id):
+            raise HTTPException(404, "no such gate")
+        if not may_preview(user):
+            raise HTTPException(403, "a preview is for technicians, managers and admins")
+        context = page_context(request, user, "fleet")
+        context["device_id"] = device_id
+        return render(request, "gate_preview.html", context)
+
+    return router
 
 
 class SecurityHeaders:

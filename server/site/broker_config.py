@@ -51,6 +51,10 @@ pattern write gatescan/v1/devices/%u/events
 pattern write gatescan/v1/devices/%u/telemetry
 pattern read gatescan/v1/devices/%u/ack
 pattern read gatescan/v1/devices/%u/command
+# The aim-and-focus preview (docs/protocol.md, "Preview"): a gate sends its own frames, which
+# only the collector reads (they show faces), and reads its own requests, which only it sends.
+pattern write gatescan/v1/devices/%u/preview
+pattern read gatescan/v1/devices/%u/preview_request
 
 # The collector reads every gate and acknowledges to every gate, publishes each site's policy
 # (its keys and lists, retained: docs/protocol.md, "Site policy") and sends gates their commands
@@ -62,6 +66,8 @@ topic read gatescan/v1/devices/+/telemetry
 topic write gatescan/v1/devices/+/ack
 topic write gatescan/v1/sites/+/policy/#
 topic write gatescan/v1/devices/+/command
+topic read gatescan/v1/devices/+/preview
+topic write gatescan/v1/devices/+/preview_request
 
 # A gate kept by hand (in the password file, not enrolled) reads its own site's policy with lines
 # of its own, the site id as one topic level (letters, digits, _ . - kept, anything else %XX):

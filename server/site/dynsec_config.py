@@ -31,6 +31,12 @@ import hashlib
 import secrets
 from typing import Any
 
+from protocol.preview.wire import (
+    PREVIEW_REQUEST_WRITE,
+    PREVIEW_SUBSCRIPTION,
+    preview_request_topic,
+    preview_topic,
+)
 from protocol.site_policy import SITES_PREFIX, policy_subscription
 from protocol.topics import Topic, device_topic, subscription
 
@@ -101,7 +107,28 @@ def gate_role(device_id: str, site_id: str) -> tuple[str, list[dict[str, Any]]]:
     acls = [_acl("publishClientSend", topic) for topic in written]
     acls += [_acl("subscribeLiteral", ack), _acl("publishClientReceive", ack)]
     acls += gate_command_acls(device_id)
+    acls += gate_preview_acls(device_id)
     return GATE_ROLE_PREFIX + device_id, acls + gate_policy_acls(site_id)
+
+
+def gate_preview_acls(device_id: str) -> list[dict[str, Any]]:
+    """A gate's right to the preview (issue 17): send its own frames, read its own requests."""
+    request = preview_request_topic(device_id)
+    return [
+        _acl("publishClientSend", preview_topic(device_id)),
+        _acl("subscribeLiteral", request),
+        _acl("publishClientReceive", request),
+    ]
+
+
+def collector_preview_acls() -> list[dict[str, Any]]:
+    """The collector's right to every gate's preview frames (only it reads them: they show
+    faces) and to send every gate its preview requests."""
+    return [
+        _acl("subscribePattern", PREVIEW_SUBSCRIPTION),
+        _acl("publishClientReceive", PREVIEW_SUBSCRIPTION),
+        _acl("publishClientSend", PREVIEW_REQUEST_WRITE),
+    ]
 
 
 def gate_command_acls(device_id: str) -> list[dict[str, Any]]:
@@ -134,6 +161,7 @@ def initial_config(admin_password: str, collector_password: str) -> dict[str, An
     collector_acls.append(_acl("publishClientSend", ack))
     collector_acls.append(collector_policy_acl())
     collector_acls.append(collector_command_acl())
+    collector_acls += collector_preview_acls()
     control = CONTROL_TOPIC.rsplit("/", 1)[0] + "/#"
     admin_acls = [
         _acl("publishClientSend", control),

@@ -297,4 +297,18 @@ MESSAGES: dict[str, str] = {
         "An alert clears by itself once its problem is gone."
         " Acknowledging says someone is on it; it sends nothing."
     ),
+    # the aim-and-focus preview (issue 17)
+    "preview.title": "Preview / Aim",
+    "preview.note": (
+        "A live view of the gate's camera while you watch, to aim it and turn the lens "
+        "until the focus number peaks. It shows faces: it is never stored, and each start "
+        "is in the audit log."
+    ),
+    "preview.start": "Start preview",
+    "preview.stop": "Stop",
+    "preview.idle": "Not running",
+    "preview.focus": "Focus",
+    "preview.peak": "peak",
+    "preview.image_alt": "What the gate's camera sees, its region of interest framed",
+    "preview.open": "Preview / Aim",
 }

@@ -301,4 +301,18 @@ MESSAGES: dict[str, str] = {
         "Cảnh báo tự hết khi sự cố không còn."
         " Xác nhận cho biết đã có người xử lý; không gửi gì thêm."
     ),
+    # the aim-and-focus preview (issue 17)
+    "preview.title": "Xem trước / Căn chỉnh",
+    "preview.note": (
+        "Hình trực tiếp từ camera của cổng khi bạn đang xem, để căn hướng và xoay ống "
+        "kính tới khi số độ nét cao nhất. Hình có khuôn mặt: không bao giờ được lưu, và "
+        "mỗi lần bắt đầu được ghi vào nhật ký kiểm tra."
+    ),
+    "preview.start": "Bắt đầu xem trước",
+    "preview.stop": "Dừng",
+    "preview.idle": "Chưa chạy",
+    "preview.focus": "Độ nét",
+    "preview.peak": "cao nhất",
+    "preview.image_alt": "Hình camera của cổng thấy, khung vùng quét được vẽ",
+    "preview.open": "Xem trước / Căn chỉnh",
 }
