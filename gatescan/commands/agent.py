@@ -1,7 +1,8 @@
 """`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config;
 `gatescan doctor`, which checks one (device/diagnosis/doctor.py; docs/operations.md);
 `gatescan reset`, its factory reset; and `gatescan update`, which replaces its release
-(device/update/updater.py; run as root).
+(device/update/updater.py; run as root); and `gatescan preview`, the aim-and-focus view
+(device/preview/): from the running agent through its socket, else from the camera itself.
 
 no broker and no identity in the data dir  -> setup mode: wait for the enrolment card, enrol,
                                               then run as the identity granted (no restart)
@@ -27,11 +28,12 @@ from typing import TYPE_CHECKING
 from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands, stop_on_signals
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from firmware_config.errors import ConfigError
     from firmware_config.loader import ConfigOverrides
     from firmware_config.schema import GateConfig
+    from protocol.preview.wire import FrameHeader
 
 log = logging.getLogger("gatescan.agent")
 
@@ -67,6 +69,79 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     add_doctor_parser(commands)
     add_update_parser(commands)
     add_reset_parser(commands)
+    add_preview_parser(commands)
+
+
+def add_preview_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    """`gatescan preview`: registered here, beside the agent it asks (device/preview/)."""
+    preview = commands.add_parser(
+        "preview",
+        help="aim and focus a gate: its camera's annotated picture and a focus score",
+        description="Asks the running agent (it holds the camera) for preview frames through its "
+        "socket in the data dir, or, when no agent runs, opens the camera itself. Writes the "
+        "latest annotated JPEG to --out (replaced whole) and prints 'focus N (peak M)': turn "
+        "the lens until the number peaks. Nothing is kept but the one file you name.",
+    )
+    preview.add_argument(
+        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
+    )
+    preview.add_argument("--data-dir", type=Path, help="the agent's data_dir, over the config's")
+    preview.add_argument("--source", help="the camera, over the config's (without an agent)")
+    preview.add_argument("--out", type=Path, help="write the latest annotated JPEG here")
+    preview.add_argument("--fps", type=float, default=2.0, help="frames a second (at most 4)")
+    preview.add_argument(
+        "--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)"
+    )
+    preview.add_argument("--frames", type=int, default=0, help="stop after this many frames")
+    preview.set_defaults(run=run_preview)
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from device.preview.standalone import show_frames
+
+    stop = stop_on_signals()
+    try:
+        frames, where = preview_frames(
+            args.config, args.data_dir, args.source, fps=args.fps, stop=stop
+        )
+    except Exception as exc:  # a config, camera or socket problem: one line, not a trace
+        print(f"gatescan preview: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"preview from {where}", file=sys.stderr)
+    shown = show_frames(
+        frames, out=args.out, seconds=args.seconds, count=args.frames, stop=stop, echo=sys.stdout
+    )
+    return EXIT_OK if shown else EXIT_FAILED
+
+
+def preview_frames(
+    config_path: Path | None,
+    data_dir: Path | None,
+    source: str | None,
+    *,
+    fps: float,
+    stop: threading.Event,
+) -> tuple[Iterator[tuple[FrameHeader, bytes]], str]:
+    """The running agent's preview frames through its socket; else the camera's, opened here."""
+    from device.app import framing_for, open_source
+    from device.decode.backends import make_decoder
+    from device.diagnosis.doctor import DEFAULT_CONFIG
+    from device.preview.local import agent_frames, socket_path
+    from device.preview.standalone import camera_frames
+    from firmware_config.loader import ConfigOverrides, load_config
+
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    overrides = ConfigOverrides(source=source, data_dir=data_dir)
+    config = load_config(config_path, overrides=overrides, env=os.environ)
+    path = socket_path(Path(config.data_dir))
+    frames = agent_frames(path, fps)
+    if frames is not None:
+        return frames, f"the running agent ({path})"
+    camera = open_source(config)
+    framing = framing_for(config.camera)
+    decoder = make_decoder(config.decoder.backend)
+    return camera_frames(camera, decoder, framing, fps=fps, stop=stop), "the camera (no agent runs)"
 
 
 def add_update_parser(commands: Commands[argparse.ArgumentParser]) -> None:
