@@ -98,10 +98,14 @@ def _annotated(
 
 def code_outlines(grey: Grey) -> list[npt.NDArray[np.float32]]:
     """Where QR codes are in a picture (their four corners each), by OpenCV's detector."""
+    detector = cv2.QRCodeDetector()
     try:
-        found, points = cv2.QRCodeDetector().detectMulti(grey)
+        found, points = detector.detectMulti(grey)
+        if not found or points is None:  # detectMulti misses a lone small code detect finds
+            found, points = detector.detect(grey)
+            points = None if points is None else [points.reshape(4, 2)]
     except cv2.error:
         return []
     if not found or points is None:
         return []
-    return [np.asarray(quad, np.float32) for quad in points]
+    return [np.asarray(quad, np.float32).reshape(4, 2) for quad in points]
