@@ -101,11 +101,11 @@ def code_outlines(grey: Grey) -> list[npt.NDArray[np.float32]]:
     detector = cv2.QRCodeDetector()
     try:
         found, points = detector.detectMulti(grey)
-        if not found or points is None:  # detectMulti misses a lone small code detect finds
-            found, points = detector.detect(grey)
-            points = None if points is None else [points.reshape(4, 2)]
+        if found and points is not None:
+            return [np.asarray(quad, np.float32).reshape(4, 2) for quad in points]
+        found, single = detector.detect(grey)  # detectMulti misses a lone small code
     except cv2.error:
         return []
-    if not found or points is None:
+    if not found or single is None:
         return []
-    return [np.asarray(quad, np.float32).reshape(4, 2) for quad in points]
+    return [np.asarray(single, np.float32).reshape(4, 2)]

@@ -20,9 +20,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol.release import __version__
-from protocol.topics import is_valid_device_id
 from server.accounts.passwords import Hasher, LimitedHasher, PasswordHasher
-from server.accounts.users import Account, Accounts
+from server.accounts.users import Account, Accounts, Role
 from server.clock import Clock, utc_now
 from server.dashboard import api, auth
 from server.dashboard.apidocs import api_docs_router
@@ -30,9 +29,9 @@ from server.dashboard.csrf import LOGIN_CSRF_COOKIE, verify_csrf
 from server.dashboard.login.throttle import LoginThrottle
 from server.dashboard.login.turns import CheckTurns
 from server.dashboard.preview.relay import PreviewRelay
-from server.dashboard.preview.routes import may_preview, preview_router
+from server.dashboard.preview.routes import gate_site, may_preview, preview_router
 from server.dashboard.settings import WebSettings
-from server.dashboard.state import BadToken, DoorReleaser, WebState, request_account
+from server.dashboard.state import BadToken, DoorReleaser, WebState, request_account, web_state
 from server.metrics.families import Ingest, MetricSources
 from server.metrics.routes import metrics_registry, metrics_router
 from server.store.audit import AuditLog
@@ -134,7 +133,8 @@ def create_web_app(
     app.include_router(password_page.router)
     app.include_router(holder_routes.router)
     app.include_router(_metrics_router(app.state.web, ingest))
-    app.include_router(preview_router(preview, _who_asks, store, app.state.web.audit))
+    operators = auth.require_role(Role.MANAGER)  # and the technician, once the role exists
+    app.include_router(preview_router(preview, operators, store, app.state.web.audit))
     app.include_router(_preview_page_router())
     auth.install_auth_handlers(app)
     app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
@@ -170,14 +170,15 @@ def _preview_page_router() -> APIRouter:
 
     router = APIRouter(include_in_schema=False)
 
+    operators = auth.require_role(Role.MANAGER)  # and the technician, once the role exists
+
     @router.get("/gates/{device_id}/preview")
     def preview_page(
-        request: Request, device_id: str, user: Annotated[auth.User, Depends(auth.current_user)]
+        request: Request, device_id: str, user: Annotated[auth.User, Depends(operators)]
     ) -> Response:
-        if not is_valid_device_id(device_id):
-            raise HTTPException(404, "no such gate")
         if not may_preview(user):
             raise HTTPException(403, "a preview is for technicians, managers and admins")
+        gate_site(web_state(request).store, user, device_id)
         context = page_context(request, user, "fleet")
         context["device_id"] = device_id
         return render(request, "gate_preview.html", context)

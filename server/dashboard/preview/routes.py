@@ -10,11 +10,11 @@ who previewed which gate, with its site. Frames are served from the relay's memo
     GET  /api/v1/gates/{id}/preview.jpg    the latest frame (404 when there is none)
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel
 
 from protocol.topics import is_valid_device_id
@@ -24,8 +24,9 @@ from server.dashboard.reports.access import account_sites
 from server.store.audit import AuditLog
 from server.store.database import Store
 
-# Who is asking: the account, or None without credentials (or with a wrong token).
-WhoAsks = Callable[[Request], Account | None]
+# The dashboard's role check for the gate actions (server/dashboard/auth.py `require_role`,
+# later its `GateOperator`): the account, or 401/403 as every route of the dashboard answers.
+Guard = Callable[..., Any]
 
 
 class PreviewState(BaseModel):
@@ -48,25 +49,29 @@ def may_preview(account: Account) -> bool:
     return account.role >= Role.MANAGER or (technician is not None and account.role == technician)
 
 
+def gate_site(store: Store, account: Account, device_id: str) -> str:
+    """The site of a gate the account may act on; 404 for no such gate, 403 for another site's."""
+    known = {device.device_id: device.site_id for device in store.devices()}
+    if not is_valid_device_id(device_id) or device_id not in known:
+        raise HTTPException(404, "no such gate")
+    sites = account_sites(account)
+    site = known[device_id] or ""
+    if sites is not None and site not in sites:
+        raise HTTPException(403, "a gate of another site")
+    return site
+
+
 def preview_router(
-    relay: PreviewRelay | None, who_asks: WhoAsks, store: Store, audit: AuditLog
+    relay: PreviewRelay | None, guard: Guard, store: Store, audit: AuditLog
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1/gates", tags=["preview"])
+    Operator = Annotated[Account, Depends(guard)]
 
-    def operator(request: Request, device_id: str) -> tuple[Account, str]:
+    def operator(account: Account, device_id: str) -> tuple[Account, str]:
         """The account and the gate's site, or the HTTP error."""
-        account = who_asks(request)
-        if account is None:
-            raise HTTPException(401, "authentication required")
         if not may_preview(account):
             raise HTTPException(403, "a preview is for technicians, managers and admins")
-        known = {device.device_id: device.site_id for device in store.devices()}
-        if not is_valid_device_id(device_id) or device_id not in known:
-            raise HTTPException(404, "no such gate")
-        sites = account_sites(account)
-        site = known[device_id] or ""
-        if sites is not None and site not in sites:
-            raise HTTPException(403, "a gate of another site")
+        site = gate_site(store, account, device_id)
         if relay is None:
             raise HTTPException(503, "no collector in this process: no preview")
         return account, site
@@ -91,8 +96,8 @@ def preview_router(
         )
 
     @router.post("/{device_id}/preview", summary="Start or renew a gate's preview (audited)")
-    def start(request: Request, device_id: str) -> PreviewState:
-        account, site = operator(request, device_id)
+    def start(user: Operator, device_id: str) -> PreviewState:
+        account, site = operator(user, device_id)
         assert relay is not None
         problem, new = relay.start(device_id, account.name)
         if new:
@@ -103,20 +108,20 @@ def preview_router(
         return state(device_id)
 
     @router.post("/{device_id}/preview/stop", summary="Stop a gate's preview")
-    def stop(request: Request, device_id: str) -> PreviewState:
-        account, _ = operator(request, device_id)
+    def stop(user: Operator, device_id: str) -> PreviewState:
+        account, _ = operator(user, device_id)
         assert relay is not None
         relay.stop(device_id, account.name)
         return state(device_id)
 
     @router.get("/{device_id}/preview", summary="A gate's preview: focus, its peak, the frame")
-    def preview_state(request: Request, device_id: str) -> PreviewState:
-        operator(request, device_id)
+    def preview_state(user: Operator, device_id: str) -> PreviewState:
+        operator(user, device_id)
         return state(device_id)
 
     @router.get("/{device_id}/preview.jpg", summary="A gate's latest preview frame (JPEG)")
-    def frame(request: Request, device_id: str) -> Response:
-        operator(request, device_id)
+    def frame(user: Operator, device_id: str) -> Response:
+        operator(user, device_id)
         assert relay is not None
         held = relay.latest(device_id)
         if held is None:

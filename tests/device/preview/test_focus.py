@@ -4,6 +4,7 @@ interest is what is scored."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -38,7 +39,7 @@ def test_the_photos_are_there() -> None:
 def test_each_step_of_blur_lowers_the_score(path: Path) -> None:
     image = grey(path)
     scores = [focus_score(blurred(image, sigma)) for sigma in SIGMAS]
-    assert all(a > b for a, b in zip(scores, scores[1:], strict=False)), scores
+    assert all(a > b for a, b in pairwise(scores)), scores
     assert scores[0] > 3 * scores[2], scores  # a technician sees it, not a rounding
 
 
@@ -47,7 +48,7 @@ def test_the_ranking_holds_at_a_cameras_size_too() -> None:
     for path in PHOTOS[:10]:
         frame = cv2.resize(grey(path), (1280, 720), interpolation=cv2.INTER_CUBIC)
         scores = [focus_score(blurred(frame, sigma)) for sigma in SIGMAS]
-        assert all(a > b for a, b in zip(scores, scores[1:], strict=False)), (path, scores)
+        assert all(a > b for a, b in pairwise(scores)), (path, scores)
 
 
 def test_the_region_of_interest_is_what_is_scored() -> None:

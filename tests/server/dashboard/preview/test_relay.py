@@ -40,7 +40,7 @@ def relay_with_requests() -> tuple[PreviewRelay, list[tuple[str, dict[str, objec
 
 
 def test_a_session_holds_its_own_gates_newest_frame_only() -> None:
-    relay, sent, clock = relay_with_requests()
+    relay, sent, _ = relay_with_requests()
     assert relay.start("gate-a", "alice") == (None, True)
     session = str(sent[0][1]["session_id"])
     assert sent[0][0] == "gate-a" and sent[0][1]["action"] == "start"
