@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from protocol.topics import is_valid_device_id
 from server.accounts.users import Role
 from server.dashboard import api
-from server.dashboard.auth import User, require_role, safe_next, user_language
+from server.dashboard.auth import FleetViewer, User, require_role, safe_next, user_language
 from server.dashboard.i18n.translate import (
     LANGUAGE_COOKIE,
     Translator,
@@ -57,13 +57,14 @@ router.include_router(live_router)
 
 Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
 Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
-Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True))]  # a tracer too
+# Any account of a person: a tracer and a technician too (their account, who they are).
+Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True, technician=True))]
 PAGE_SIZE = 50
 LANGUAGE_COOKIE_MAX_AGE_S = 365 * 86400
 
 
 @router.get("/")
-def fleet_page(request: Request, user: Viewer) -> Response:
+def fleet_page(request: Request, user: FleetViewer) -> Response:
     context = fleet_context(request, user)
     # What became of a door release (release_door's redirect): words only, never raw input.
     door, gate = request.query_params.get("door"), request.query_params.get("gate", "")
@@ -103,7 +104,7 @@ def release_door(request: Request, user: Manager, device_id: str) -> Response:
 
 
 @router.get("/alerts")
-def alerts_page(request: Request, user: Viewer) -> Response:
+def alerts_page(request: Request, user: FleetViewer) -> Response:
     context = page_context(request, user, "alerts")
     context["alerts"] = alerts_for(web_state(request).store, user, context["now"])
     context["can_acknowledge"] = user.role >= Role.MANAGER

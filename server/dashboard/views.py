@@ -232,12 +232,14 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
 
 
 def _page_shown(user: User) -> Callable[[str], bool]:
-    """Whether the menu shows a page (by its key) to `user`: a tracer sees tracing alone, the
-    audit log is a manager's and an admin's."""
+    """Whether the menu shows a page (by its key) to `user`: a tracer sees tracing alone, a
+    technician the fleet and its alerts, the audit log is a manager's and an admin's."""
 
     def shown(key: str) -> bool:
         if user.role == Role.TRACER:
             return key == "tracing"
+        if user.role == Role.TECHNICIAN:
+            return key in ("fleet", "alerts")
         return key != "audit" or user.role >= Role.MANAGER
 
     return shown
