@@ -48,8 +48,8 @@ router = APIRouter(prefix="/api/v1", tags=["v1"])
 
 Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
 Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
-# Any account of a person: a tracer and a technician too (their account, who they are).
-Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True, technician=True))]
+# Who one is (/me): a tracer and a technician too.
+Myself = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True, technician=True))]
 Tracing = Annotated[User, Depends(require_role(Role.MANAGER, tracer=True))]  # and a tracer
 ExportFormat = Literal["csv", "json"]
 
@@ -83,7 +83,7 @@ Filter = Annotated[EntryFilter, Depends(entry_filter)]
 
 
 @router.get("/me", summary="Who the credentials belong to")
-def me(user: Anyone) -> dict[str, str | list[str] | None]:
+def me(user: Myself) -> dict[str, str | list[str] | None]:
     """`sites`: the sites the role holds on, or null for every site."""
     sites = account_sites(user)
     return {

@@ -43,6 +43,7 @@ from server.dashboard.views import (
     EntryQuery,
     entry_query,
     fleet_context,
+    gate_context,
     hide_term,
     occupancy_context,
     page_context,
@@ -57,8 +58,9 @@ router.include_router(live_router)
 
 Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
 Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
-# Any account of a person: a tracer and a technician too (their account, who they are).
-Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True, technician=True))]
+Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True))]  # a tracer too
+# One's own account: a technician's too (it may see no tracing page, not even its form).
+Myself = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True, technician=True))]
 PAGE_SIZE = 50
 LANGUAGE_COOKIE_MAX_AGE_S = 365 * 86400
 
@@ -120,6 +122,20 @@ def acknowledge_alert_page(request: Request, user: Manager, alert_id: int) -> Re
         t = Translator(user_language(request, user))
         return PlainTextResponse(t("alerts.not_found"), status_code=404)
     return RedirectResponse("/alerts", 303)
+
+
+# --- one gate: its machine (issue 17) ------------------------------------------------------------
+
+
+@router.get("/gates/{device_id}")
+def gate_page(request: Request, user: FleetViewer, device_id: str) -> Response:
+    """A gate's page: where it stands and its machine's readings (a technician's too); 404 for
+    a gate unknown or of another site."""
+    context = gate_context(request, user, device_id) if is_valid_device_id(device_id) else None
+    if context is None:
+        t = Translator(user_language(request, user))
+        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    return render(request, "gate.html", context)
 
 
 # --- entries -------------------------------------------------------------------------------------
@@ -467,7 +483,7 @@ AUDIT_ACTIONS = get_args(AuditAction)
 
 
 @router.get("/account")
-def account_page(request: Request, user: Anyone, saved: bool = False) -> Response:
+def account_page(request: Request, user: Myself, saved: bool = False) -> Response:
     context = page_context(request, user, "account")
     context["saved"] = saved
     return render(request, "account.html", context)
@@ -476,7 +492,7 @@ def account_page(request: Request, user: Anyone, saved: bool = False) -> Respons
 @router.post("/account/language")
 def choose_language(
     request: Request,
-    user: Anyone,
+    user: Myself,
     lang: Annotated[str, Form(max_length=8)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
