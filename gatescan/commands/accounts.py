@@ -14,7 +14,8 @@ sites only; without it the role holds on every site (one site needs no names). A
 every site and a metrics token none: naming sites for them is refused. `user sites NAME` /
 `token sites NAME` change them later: `--site S` (repeatable) replaces them, `--add S` /
 `--remove S` change them, `--every-site` gives every site; a running dashboard applies the
-change at the account's next request. Removing the last site is refused (no sites means every site: say `--every-site`).
+change at the account's next request. Removing the last site is refused (no sites means every
+site: say `--every-site`).
 
 E-mail: `--email ADDR` on `user add`, or `gatescan user email NAME ADDR` (`--none` to remove it)
 later: the alerts of the sites a manager holds are mailed there (alerts.toml's [managers]).

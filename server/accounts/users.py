@@ -4,12 +4,12 @@ Passwords are hashed with scrypt (server/accounts/passwords.py: memory-hard, 32 
 Session ids and API tokens are 256-bit random secrets kept only as SHA-256 digests: they carry full
 entropy, so a fast digest is enough, and a copy of the database opens nothing.
 
-Sites: an admin holds every site. A viewer, manager, tracer or technician (user or token) holds its role on
-the sites named for it (`--site`, table account_sites; `set_sites` changes them), or, when none
-are named, on every site: an installation of one site needs no names, and accounts made before
-sites were named keep working. `Account.sites` is None for "every site"; the reports put it into
-their queries. An account's sites are read at each request, so a change reaches its sessions and
-tokens at their next one.
+Sites: an admin holds every site. A viewer, manager, tracer or technician (user or token) holds
+its role on the sites named for it (`--site`, table account_sites; `set_sites` changes them), or,
+when none are named, on every site: an installation of one site needs no names, and accounts made
+before sites were named keep working. `Account.sites` is None for "every site"; the reports put
+it into their queries. An account's sites are read at each request, so a change reaches its
+sessions and tokens at their next one.
 
 E-mail: a user may have an address (`email`); the alerts of the sites a manager holds are mailed
 there (`alert_recipients`, server/alerts/), and an admin's too when the alerts file says so.

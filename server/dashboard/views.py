@@ -281,9 +281,9 @@ def gate_context(request: Request, user: User, device_id: str) -> dict[str, Any]
     None for a gate unknown, or of a site the account does not hold (a 404: no telling)."""
     state = web_state(request)
     context = page_context(request, user, "fleet")
-    settings = state.settings
+    settings, sites = state.settings, account_sites(user)
     gates = fleet_status(
-        state.store, context["now"], settings.offline_after_s, settings.tz, sites=account_sites(user)
+        state.store, context["now"], settings.offline_after_s, settings.tz, sites=sites
     )
     found = [gate for gate in gates if gate.device_id == device_id]
     if not found:

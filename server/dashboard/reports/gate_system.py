@@ -100,9 +100,10 @@ def _warnings(system: GateSystem) -> list[str]:
     found: set[str] = set()
     if system.wifi_signal_dbm is not None and system.wifi_signal_dbm < WIFI_WEAK_DBM:
         found.add("wifi_weak")
-    ratio = system.disk_free_ratio()
-    free = system.disk_free_bytes
-    if (free is not None and free < DISK_LOW_BYTES) or (ratio is not None and ratio < DISK_LOW_RATIO):
+    ratio, free = system.disk_free_ratio(), system.disk_free_bytes
+    if free is not None and free < DISK_LOW_BYTES:
+        found.add("disk_low")
+    if ratio is not None and ratio < DISK_LOW_RATIO:
         found.add("disk_low")
     if system.cpu_temp_c is not None and system.cpu_temp_c >= HOT_C:
         found.add("hot")

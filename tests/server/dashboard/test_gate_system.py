@@ -103,7 +103,8 @@ def test_the_readings_are_stored_and_reported_with_their_warnings(reported: Stor
         ("eth0", "fe80::1"),
     ]
     assert (ok.wifi_signal_dbm, ok.wifi_bars(), ok.cpu_temp_c) == (-58, 3, 51.5)
-    assert (ok.config_hash, ok.policy_version, ok.policy_key_ids) == ("0123456789abcdef", 42, [1, 2])
+    assert (ok.config_hash, ok.policy_version) == ("0123456789abcdef", 42)
+    assert ok.policy_key_ids == [1, 2]
     assert (ok.list_versions, ok.uptime_parts(), ok.warnings) == (
         {"allow": 40, "block": 42},
         (3, 4, 5),
@@ -235,7 +236,7 @@ def test_the_gate_page_shows_every_reading_labelled(reported: Store, client: Tes
     assert _readings(ok.text) == {
         "addresses": "192.168.1.40 (wlan0) fe80::1 (eth0)",
         "wifi": "-58 dBm · 3 of 4 bars",
-        "disk": "20.0 GiB free of 29.0 GiB (69 %)",
+        "disk": "20.0 GiB free of 29.0 GiB (69.0 %)",
         "temperature": "51.5 °C",
         "throttling": "none",
         "uptime": "3 d 4 h 5 min",
