@@ -169,7 +169,7 @@ class Wording:
     def throttle_text(self, bit: str) -> str:
         """A firmware throttling bit's words; one this server does not know, as the gate sent it
         (escaped by the page)."""
-        key = f"system.throttle.{bit}"
+        key = f"throttle.{bit}"
         return self.t(key) if self.t.has(key) else bit
 
     @staticmethod

@@ -17,11 +17,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import URL, update
 
+from device.system.facts import THROTTLE_BITS
 from protocol.messages import MessageError, Status, Telemetry, parse_message
 from protocol.topics import Topic
 from server.accounts.users import Role
+from server.dashboard.i18n.translate import CATALOGUES
 from server.dashboard.reports.fleet import fleet_status
-from server.dashboard.reports.gate_system import gate_system
+from server.dashboard.reports.gate_system import THROTTLING_NOW, WARNINGS, gate_system
 from server.store.database import Store
 from server.store.tables import devices_table
 from tests.server.metrics.test_routes import scrape
@@ -336,3 +338,15 @@ def test_a_row_edited_to_hold_markup_is_shown_without_it(
     shown = _readings(page.text)
     assert (shown["config-hash"], shown["addresses"]) == ("—", "—")
     assert shown["wifi"] == "-58 dBm · 3 of 4 bars"  # the rest kept
+
+
+def test_every_warning_and_every_throttling_bit_a_gate_sends_has_words() -> None:
+    """The bits are the gate's own names (device/system/facts.py); each has words in both
+    languages, so only a bit of a newer gate is shown as sent."""
+    for language in ("vi", "en"):
+        for warning in WARNINGS:
+            assert f"warning.{warning}" in CATALOGUES[language]
+        for _, bit in THROTTLE_BITS:
+            assert f"throttle.{bit}" in CATALOGUES[language]
+    now = {bit for _, bit in THROTTLE_BITS if not bit.endswith("_occurred")}
+    assert set(THROTTLING_NOW) == now  # every bit true now is warned of
