@@ -269,12 +269,12 @@ def test_technician_is_a_role_for_users_and_tokens_held_on_named_sites(
 ) -> None:
     added = gatescan(
         ["user", "add", "ky-thuat", "--role", "technician", "--site", "hq"],
-        db_file(store),
+        db_of(store),
         PASSWORD + "\n",
     )
     assert added.returncode == 0, added.stderr
     created = gatescan(
-        ["token", "create", "fleet-bot", "--role", "technician", "--site", "hq"], db_file(store)
+        ["token", "create", "fleet-bot", "--role", "technician", "--site", "hq"], db_of(store)
     )
     assert created.returncode == 0, created.stderr
 
@@ -283,7 +283,7 @@ def test_technician_is_a_role_for_users_and_tokens_held_on_named_sites(
     token = accounts.account_for_token(created.stdout.split()[0])
     assert user is not None and (user.role, user.sites) == (Role.TECHNICIAN, frozenset({"hq"}))
     assert token is not None and (token.role, token.sites) == (Role.TECHNICIAN, frozenset({"hq"}))
-    listed = table(gatescan(["user", "list"], db_file(store)).stdout)["ky-thuat"]
+    listed = table(gatescan(["user", "list"], db_of(store)).stdout)["ky-thuat"]
     assert listed["ROLE"] == "technician"
     browser = logged_in(app, "ky-thuat")
     assert browser.get("/api/v1/me").json() == {
