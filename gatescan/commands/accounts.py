@@ -9,12 +9,13 @@ digest. Times are shown in this machine's local time zone, with their offset.
 Every change is written to the audit log (action "account", actor "cli:" and the login name
 of whoever ran the command, subject the user or token).
 
-Sites: `--site S` (repeatable) gives a viewer, manager or tracer its role on those sites only;
-without it the role holds on every site (one site needs no names). An admin holds every site and
-a metrics token none: naming sites for them is refused. `user sites NAME` / `token sites NAME`
-change them later: `--site S` (repeatable) replaces them, `--add S` / `--remove S` change them,
-`--every-site` gives every site; a running dashboard applies the change at the account's next
-request. Removing the last site is refused (no sites means every site: say `--every-site`).
+Sites: `--site S` (repeatable) gives a viewer, manager, tracer or technician its role on those
+sites only; without it the role holds on every site (one site needs no names). An admin holds
+every site and a metrics token none: naming sites for them is refused. `user sites NAME` /
+`token sites NAME` change them later: `--site S` (repeatable) replaces them, `--add S` /
+`--remove S` change them, `--every-site` gives every site; a running dashboard applies the
+change at the account's next request. Removing the last site is refused (no sites means every
+site: say `--every-site`).
 
 E-mail: `--email ADDR` on `user add`, or `gatescan user email NAME ADDR` (`--none` to remove it)
 later: the alerts of the sites a manager holds are mailed there (alerts.toml's [managers]).
@@ -44,7 +45,8 @@ from gatescan.options import (
 if TYPE_CHECKING:
     from server.accounts.users import Accounts
 
-ROLES = ("viewer", "manager", "admin", "tracer")  # tracer: contact tracing across its sites
+# tracer: contact tracing across its sites; technician: the gates of its sites, no personal data
+ROLES = ("viewer", "manager", "admin", "tracer", "technician")
 TOKEN_ROLES = (*ROLES, "metrics")  # metrics: a token that reads /metrics only
 
 Change = dict[str, object]  # what an action changed, for its audit row

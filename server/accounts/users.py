@@ -4,12 +4,12 @@ Passwords are hashed with scrypt (server/accounts/passwords.py: memory-hard, 32 
 Session ids and API tokens are 256-bit random secrets kept only as SHA-256 digests: they carry full
 entropy, so a fast digest is enough, and a copy of the database opens nothing.
 
-Sites: an admin holds every site. A viewer, manager or tracer (user or token) holds its role on
-the sites named for it (`--site`, table account_sites; `set_sites` changes them), or, when none
-are named, on every site: an installation of one site needs no names, and accounts made before
-sites were named keep working. `Account.sites` is None for "every site"; the reports put it into
-their queries. An account's sites are read at each request, so a change reaches its sessions and
-tokens at their next one.
+Sites: an admin holds every site. A viewer, manager, tracer or technician (user or token) holds
+its role on the sites named for it (`--site`, table account_sites; `set_sites` changes them), or,
+when none are named, on every site: an installation of one site needs no names, and accounts made
+before sites were named keep working. `Account.sites` is None for "every site"; the reports put
+it into their queries. An account's sites are read at each request, so a change reaches its
+sessions and tokens at their next one.
 
 E-mail: a user may have an address (`email`); the alerts of the sites a manager holds are mailed
 there (`alert_recipients`, server/alerts/), and an admin's too when the alerts file says so.
@@ -63,9 +63,9 @@ Kind = Literal["user", "token"]
 
 
 class Role(enum.IntEnum):
-    """What a user may do; each role may do everything the lower ones may, but for METRICS and
-    TRACER, which sit below VIEWER, outside the ladder: every role check refuses them but the
-    routes that name them.
+    """What a user may do; each role may do everything the lower ones may, but for METRICS,
+    TRACER and TECHNICIAN, which sit below VIEWER, outside the ladder: every role check refuses
+    them but the routes that name them.
 
     METRICS is a token's alone (no user has it): it reads /metrics (server/metrics/) and
     nothing else, so a Prometheus server's token opens no page, no API and no personal data;
@@ -74,8 +74,16 @@ class Role(enum.IntEnum):
     TRACER (a province's contact tracer) runs contact tracing across its sites (every site when
     none are named), each trace audited with its reason, and nothing else: no fleet, no entries,
     no unmasking, no export, no audit log. The tracing routes name it (`require_role(...,
-    tracer=True)`); docs/security.md, "The tracer role"."""
+    tracer=True)`); docs/security.md, "The tracer role".
 
+    TECHNICIAN looks after the gates of its sites: the fleet (every gate's status, faults,
+    telemetry and system readings, its alerts, a gate's page) and the gate actions that keep a
+    gate running (`GateOperator` in server/dashboard/auth.py: commands, preview, config,
+    updates), never a person: no entries, names, ID numbers, occupancy, tracing, export or audit
+    log, and no door release (letting someone in is the manager's). The fleet routes name it
+    (`require_role(..., technician=True)`); docs/security.md, "The technician role"."""
+
+    TECHNICIAN = -2  # the gates of its sites, never a person's data, never the door
     TRACER = -1  # contact tracing (with a reason), nothing else
     METRICS = 0  # a token for a Prometheus server: /metrics only
     VIEWER = 1  # fleet, occupancy, entries with personal data masked
@@ -88,7 +96,7 @@ class Role(enum.IntEnum):
             return cls[name.upper()]
         except KeyError:
             raise ValueError(
-                f"unknown role {name!r}: use viewer, manager, admin, tracer"
+                f"unknown role {name!r}: use viewer, manager, admin, tracer, technician"
                 " (or metrics, for a token)"
             ) from None
 
@@ -98,7 +106,7 @@ class Role(enum.IntEnum):
 
 
 # The roles a user (a person who logs in) may hold; a token may hold any role.
-USER_ROLES = (Role.VIEWER, Role.MANAGER, Role.ADMIN, Role.TRACER)
+USER_ROLES = (Role.VIEWER, Role.MANAGER, Role.ADMIN, Role.TRACER, Role.TECHNICIAN)
 
 
 class AccountError(ValueError):

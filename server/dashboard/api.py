@@ -15,7 +15,7 @@ from pydantic import AfterValidator, AwareDatetime
 
 from protocol.verdicts import VerdictStatus
 from server.accounts.users import Role
-from server.dashboard.auth import User, require_role
+from server.dashboard.auth import FleetViewer, User, require_role
 from server.dashboard.downloads import entries_export, tracing_export
 from server.dashboard.reports.access import account_sites, concerned_site
 from server.dashboard.reports.alerts import (
@@ -48,7 +48,8 @@ router = APIRouter(prefix="/api/v1", tags=["v1"])
 
 Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
 Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
-Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True))]  # a tracer too
+# Who one is (/me): a tracer and a technician too.
+Myself = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True, technician=True))]
 Tracing = Annotated[User, Depends(require_role(Role.MANAGER, tracer=True))]  # and a tracer
 ExportFormat = Literal["csv", "json"]
 
@@ -82,7 +83,7 @@ Filter = Annotated[EntryFilter, Depends(entry_filter)]
 
 
 @router.get("/me", summary="Who the credentials belong to")
-def me(user: Anyone) -> dict[str, str | list[str] | None]:
+def me(user: Myself) -> dict[str, str | list[str] | None]:
     """`sites`: the sites the role holds on, or null for every site."""
     sites = account_sites(user)
     return {
@@ -95,7 +96,7 @@ def me(user: Anyone) -> dict[str, str | list[str] | None]:
 
 
 @router.get("/devices", summary="Every gate's status (the fleet page)")
-def devices(request: Request, user: Viewer) -> list[GateStatus]:
+def devices(request: Request, user: FleetViewer) -> list[GateStatus]:
     state = web_state(request)
     settings = state.settings
     return fleet_status(
@@ -238,7 +239,7 @@ def audit_log(
 
 
 @router.get("/alerts", summary="Alerts open, and cleared in the last 24 hours, of your sites")
-def alerts(request: Request, user: Viewer) -> AlertList:
+def alerts(request: Request, user: FleetViewer) -> AlertList:
     state = web_state(request)
     return alerts_for(state.store, user, state.clock())
 

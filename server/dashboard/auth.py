@@ -47,7 +47,15 @@ from server.dashboard.state import (
     web_state,
 )
 
-__all__ = ["User", "current_user", "install_auth_handlers", "require_role", "router"]
+__all__ = [
+    "FleetViewer",
+    "GateOperator",
+    "User",
+    "current_user",
+    "install_auth_handlers",
+    "require_role",
+    "router",
+]
 
 log = logging.getLogger("gatescan.web.auth")
 
@@ -72,18 +80,34 @@ def current_user(request: Request) -> User:
     return account
 
 
-def require_role(role: Role, *, tracer: bool = False) -> Callable[..., User]:
+def require_role(
+    role: Role, *, tracer: bool = False, technician: bool = False
+) -> Callable[..., User]:
     """A dependency: the user, if their role is at least `role` (or is the tracer's, where
-    `tracer` lets it in: the tracing routes); else 403."""
+    `tracer` lets it in: the tracing routes; or the technician's, where `technician` does: the
+    fleet's routes and the gate actions); else 403."""
 
     def check(user: Annotated[User, Depends(current_user)]) -> User:
-        if user.role < role and not (tracer and user.role == Role.TRACER):
+        named = (tracer and user.role == Role.TRACER) or (
+            technician and user.role == Role.TECHNICIAN
+        )
+        if user.role < role and not named:
             raise NotAllowed(role, "this request")
         return user
 
     check.min_role = role  # type: ignore[attr-defined]  # read by the route-coverage tests
     check.tracer = tracer  # type: ignore[attr-defined]
+    check.technician = technician  # type: ignore[attr-defined]
     return check
+
+
+# The fleet (the fleet page and its live region, the gates' JSON, a gate's page, the alerts):
+# a viewer and above, and a technician, who sees gates and never a person (Role.TECHNICIAN).
+FleetViewer = Annotated[User, Depends(require_role(Role.VIEWER, technician=True))]
+# Acting on a gate (remote commands, preview, config, updates): a technician, a manager or an
+# admin; never a viewer. The door's release is not one of them: it stays the manager's
+# (docs/security.md, "The technician role").
+GateOperator = Annotated[User, Depends(require_role(Role.MANAGER, technician=True))]
 
 
 def user_language(request: Request, user: User | None) -> str:
@@ -291,15 +315,18 @@ NEXT_PAGES = frozenset({"/", "/entries", "/tracing", "/occupancy", "/export", "/
 
 
 TRACER_PAGES = frozenset({"/tracing", "/account"})  # the pages a tracer may open
+TECHNICIAN_PAGES = frozenset({"/", "/account"})  # the pages a technician may open (of these)
 
 
 def page_after_login(target: str | None, account: Account | None = None) -> str:
     """Where a login leads: one of this site's pages (NEXT_PAGES, with its query), else "/";
-    for a tracer one of theirs, else /tracing."""
+    for a tracer one of theirs, else /tracing; for a technician one of theirs, else "/"."""
     target = safe_next(target)
     pages, home = NEXT_PAGES, "/"
     if account is not None and account.role == Role.TRACER:
         pages, home = TRACER_PAGES, "/tracing"
+    elif account is not None and account.role == Role.TECHNICIAN:
+        pages = TECHNICIAN_PAGES
     return target if urlsplit(target).path in pages else home
 
 

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from server.accounts.users import Role
-from server.dashboard.auth import User, require_role
+from server.dashboard.auth import FleetViewer, User, require_role
 from server.dashboard.reports.entries import view_entries
 from server.dashboard.state import web_state
 from server.dashboard.views import (
@@ -33,7 +33,7 @@ LIVE_PAGE_SIZE = 50
 
 
 @router.get("/fleet")
-def fleet_fragment(request: Request, user: Viewer) -> Response:
+def fleet_fragment(request: Request, user: FleetViewer) -> Response:
     return render(request, "parts/fleet_body.html", fleet_context(request, user))
 
 

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from protocol.topics import is_valid_device_id
 from server.accounts.users import Role
 from server.dashboard import api
-from server.dashboard.auth import User, require_role, safe_next, user_language
+from server.dashboard.auth import FleetViewer, User, require_role, safe_next, user_language
 from server.dashboard.i18n.translate import (
     LANGUAGE_COOKIE,
     Translator,
@@ -43,6 +43,7 @@ from server.dashboard.views import (
     EntryQuery,
     entry_query,
     fleet_context,
+    gate_context,
     hide_term,
     occupancy_context,
     page_context,
@@ -58,12 +59,14 @@ router.include_router(live_router)
 Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
 Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
 Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True))]  # a tracer too
+# One's own account: a technician's too (it may see no tracing page, not even its form).
+Myself = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True, technician=True))]
 PAGE_SIZE = 50
 LANGUAGE_COOKIE_MAX_AGE_S = 365 * 86400
 
 
 @router.get("/")
-def fleet_page(request: Request, user: Viewer) -> Response:
+def fleet_page(request: Request, user: FleetViewer) -> Response:
     context = fleet_context(request, user)
     # What became of a door release (release_door's redirect): words only, never raw input.
     door, gate = request.query_params.get("door"), request.query_params.get("gate", "")
@@ -103,7 +106,7 @@ def release_door(request: Request, user: Manager, device_id: str) -> Response:
 
 
 @router.get("/alerts")
-def alerts_page(request: Request, user: Viewer) -> Response:
+def alerts_page(request: Request, user: FleetViewer) -> Response:
     context = page_context(request, user, "alerts")
     context["alerts"] = alerts_for(web_state(request).store, user, context["now"])
     context["can_acknowledge"] = user.role >= Role.MANAGER
@@ -119,6 +122,20 @@ def acknowledge_alert_page(request: Request, user: Manager, alert_id: int) -> Re
         t = Translator(user_language(request, user))
         return PlainTextResponse(t("alerts.not_found"), status_code=404)
     return RedirectResponse("/alerts", 303)
+
+
+# --- one gate: its machine (issue 17) ------------------------------------------------------------
+
+
+@router.get("/gates/{device_id}")
+def gate_page(request: Request, user: FleetViewer, device_id: str) -> Response:
+    """A gate's page: where it stands and its machine's readings (a technician's too); 404 for
+    a gate unknown or of another site."""
+    context = gate_context(request, user, device_id) if is_valid_device_id(device_id) else None
+    if context is None:
+        t = Translator(user_language(request, user))
+        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    return render(request, "gate.html", context)
 
 
 # --- entries -------------------------------------------------------------------------------------
@@ -466,7 +483,7 @@ AUDIT_ACTIONS = get_args(AuditAction)
 
 
 @router.get("/account")
-def account_page(request: Request, user: Anyone, saved: bool = False) -> Response:
+def account_page(request: Request, user: Myself, saved: bool = False) -> Response:
     context = page_context(request, user, "account")
     context["saved"] = saved
     return render(request, "account.html", context)
@@ -475,7 +492,7 @@ def account_page(request: Request, user: Anyone, saved: bool = False) -> Respons
 @router.post("/account/language")
 def choose_language(
     request: Request,
-    user: Anyone,
+    user: Myself,
     lang: Annotated[str, Form(max_length=8)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:

@@ -31,6 +31,7 @@ from server.dashboard.reports.access import account_sites
 from server.dashboard.reports.alerts import open_alert_count
 from server.dashboard.reports.entries import EntryFilter, check_person_lookup
 from server.dashboard.reports.fleet import GateStatus, fleet_status, registered_gates
+from server.dashboard.reports.gate_system import size_text
 from server.dashboard.reports.occupancy import occupancy_today
 from server.dashboard.state import session_key, web_state
 
@@ -165,6 +166,12 @@ class Wording:
         key = f"fault.{fault}"
         return self.t(key) if self.t.has(key) else fault
 
+    def throttle_text(self, bit: str) -> str:
+        """A firmware throttling bit's words; one this server does not know, as the gate sent it
+        (escaped by the page)."""
+        key = f"throttle.{bit}"
+        return self.t(key) if self.t.has(key) else bit
+
     @staticmethod
     def number(value: float | None) -> str:
         return "—" if value is None else f"{value:.1f}"
@@ -199,6 +206,8 @@ class Wording:
         return {
             "flag_text": self.flag_text,
             "fault_text": self.fault_text,
+            "throttle_text": self.throttle_text,
+            "size_text": size_text,
             "number": self.number,
             "read_rate": self.read_rate,
             "read_rate_detail": self.read_rate_detail,
@@ -232,12 +241,14 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
 
 
 def _page_shown(user: User) -> Callable[[str], bool]:
-    """Whether the menu shows a page (by its key) to `user`: a tracer sees tracing alone, the
-    audit log is a manager's and an admin's."""
+    """Whether the menu shows a page (by its key) to `user`: a tracer sees tracing alone, a
+    technician the fleet and its alerts, the audit log is a manager's and an admin's."""
 
     def shown(key: str) -> bool:
         if user.role == Role.TRACER:
             return key == "tracing"
+        if user.role == Role.TECHNICIAN:
+            return key in ("fleet", "alerts")
         return key != "audit" or user.role >= Role.MANAGER
 
     return shown
@@ -262,6 +273,22 @@ def fleet_context(request: Request, user: User) -> dict[str, Any]:
     context["open_alerts"] = (opened, waiting) if opened else None  # the alerts badge
     # A manager releases a gate's door from here when a collector runs in this process.
     context["can_release_door"] = user.role >= Role.MANAGER and state.door_releaser is not None
+    return context
+
+
+def gate_context(request: Request, user: User, device_id: str) -> dict[str, Any] | None:
+    """A gate's page's context: where it stands and its machine's readings (`gate_status`);
+    None for a gate unknown, or of a site the account does not hold (a 404: no telling)."""
+    state = web_state(request)
+    context = page_context(request, user, "fleet")
+    settings, sites = state.settings, account_sites(user)
+    gates = fleet_status(
+        state.store, context["now"], settings.offline_after_s, settings.tz, sites=sites
+    )
+    found = [gate for gate in gates if gate.device_id == device_id]
+    if not found:
+        return None
+    context["gate_status"] = found[0]
     return context
 
 

@@ -6,7 +6,8 @@ and the web app's failed logins; everything else is read from the database on ea
 a few small queries whose size is the fleet's, not the entries':
 
 - the gates (`fleet_status`: the devices table, and today's entries counted per gate by the
-  `ts` index), each with its latest telemetry, labelled by device id and site;
+  `ts` index), each with its latest telemetry (its machine too: Wi-Fi, disk, temperature),
+  labelled by device id and site;
 - the dead letters kept, by reason (a GROUP BY over a table the retention purge keeps small);
 - each site's policy version (`policy_versions`, the publisher's own poll).
 
@@ -182,6 +183,26 @@ def gate_metrics(gates: list[GateStatus]) -> Iterator[Metric]:
             " interval (0 to 1); no sample from a gate that cannot tell or saw no code.",
             labels=GATE_LABELS,
         ),
+        "wifi": GaugeMetricFamily(
+            "gatescan_gate_wifi_signal_dbm",
+            "The gate's Wi-Fi signal in dBm (latest telemetry; none without Wi-Fi).",
+            labels=GATE_LABELS,
+        ),
+        "disk_free": GaugeMetricFamily(
+            "gatescan_gate_disk_free_bytes",
+            "Free space on the gate's data disk (latest telemetry).",
+            labels=GATE_LABELS,
+        ),
+        "disk_total": GaugeMetricFamily(
+            "gatescan_gate_disk_total_bytes",
+            "Size of the gate's data disk (latest telemetry).",
+            labels=GATE_LABELS,
+        ),
+        "cpu_temp": GaugeMetricFamily(
+            "gatescan_gate_cpu_temperature_celsius",
+            "The gate's CPU temperature (latest telemetry).",
+            labels=GATE_LABELS,
+        ),
         "scans_today": GaugeMetricFamily(
             "gatescan_gate_scans_today",
             "Entries stored since local midnight (the site's time zone).",
@@ -198,6 +219,10 @@ def gate_metrics(gates: list[GateStatus]) -> Iterator[Metric]:
             ("decode_ms", gate.decode_ms),
             ("frames_dropped", gate.frames_dropped),
             ("read_ratio", gate.read_ratio),
+            ("wifi", gate.system.wifi_signal_dbm),
+            ("disk_free", gate.system.disk_free_bytes),
+            ("disk_total", gate.system.disk_total_bytes),
+            ("cpu_temp", gate.system.cpu_temp_c),
         ):
             if value is not None:  # no telemetry yet: no sample, rather than a false zero
                 families[key].add_metric(labels, value)

@@ -32,6 +32,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _broker_url(url: str) -> str:
+    try:
+        parse_broker_url(url)
+    except BrokerUrlError as error:
+        raise ValueError(str(error)) from None
+    return url
+
+
+def _tls_files_need_mqtts(section: BaseModel, broker: str | None) -> None:
+    """A section naming TLS files (ca_file, cert_file, key_file) needs an mqtts:// broker."""
+    named = [key for key in ("ca_file", "cert_file", "key_file") if getattr(section, key)]
+    if named and broker is not None and not parse_broker_url(broker).tls:
+        raise PydanticCustomError(
+            "tls_without_mqtts",
+            "{field} is set but the broker is not mqtts:// (no TLS); write mqtts://host:port",
+            {"field": named[0]},
+        )
+
+
 class ServerMqtt(_Section):
     """[mqtt]: how the collector reaches the broker. None: the flag's default."""
 
@@ -62,22 +81,11 @@ class ServerMqtt(_Section):
     @field_validator("broker")
     @classmethod
     def _is_broker_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            try:
-                parse_broker_url(url)
-            except BrokerUrlError as error:
-                raise ValueError(str(error)) from None
-        return url
+        return url if url is None else _broker_url(url)
 
     @model_validator(mode="after")
     def _tls_files_need_mqtts(self) -> ServerMqtt:
-        named = [key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key)]
-        if named and self.broker is not None and not parse_broker_url(self.broker).tls:
-            raise PydanticCustomError(
-                "tls_without_mqtts",
-                "{field} is set but the broker is not mqtts:// (no TLS); write mqtts://host:port",
-                {"field": named[0]},
-            )
+        _tls_files_need_mqtts(self, self.broker)
         return self
 
 
@@ -107,21 +115,11 @@ class ServerHomeAssistant(_Section):
     @field_validator("broker")
     @classmethod
     def _is_broker_url(cls, url: str) -> str:
-        try:
-            parse_broker_url(url)
-        except BrokerUrlError as error:
-            raise ValueError(str(error)) from None
-        return url
+        return _broker_url(url)
 
     @model_validator(mode="after")
     def _tls_files_need_mqtts(self) -> ServerHomeAssistant:
-        named = [key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key)]
-        if named and not parse_broker_url(self.broker).tls:
-            raise PydanticCustomError(
-                "tls_without_mqtts",
-                "{field} is set but the broker is not mqtts:// (no TLS); write mqtts://host:port",
-                {"field": named[0]},
-            )
+        _tls_files_need_mqtts(self, self.broker)
         if self.discovery_prefix == self.state_prefix.split("/")[0]:
             raise PydanticCustomError(
                 "state_under_discovery",

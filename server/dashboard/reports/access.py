@@ -51,6 +51,12 @@ def may_trace(user: Account) -> bool:
     return user.role >= Role.MANAGER or user.role == Role.TRACER
 
 
+def may_operate_gates(user: Account) -> bool:
+    """Acting on a gate (remote commands, preview, config, updates; not the door's release): a
+    technician's, a manager's or an admin's (server/dashboard/auth.py: GateOperator)."""
+    return user.role >= Role.MANAGER or user.role == Role.TECHNICIAN
+
+
 def concerned_site(user: Account, asked: str | None = None, shown: Iterable[str] = ()) -> str:
     """The one site an audited look concerns, for its audit row's site_id ("" when none or
     several: the row is then the admin's alone). The account's only site, else the site it

@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from server.clock import local_day_start
 from server.dashboard.reports.access import within_sites
+from server.dashboard.reports.gate_system import GateSystem, gate_system
 from server.store.database import DeviceRecord, Store
 from server.store.gates import GateRecord, GateRegistry
 from server.store.tables import entries_table
@@ -44,6 +45,8 @@ class GateStatus(BaseModel):
     flagged: bool  # shown at the top: offline too long, in fault, or revoked
     why: list[str]  # "revoked", "offline", "fault:camera", ...
     registration: str = ""  # its state in the gate registry; "" for a gate not registered
+    # The machine (latest telemetry): addresses, Wi-Fi, disk, temperature, config, policy held.
+    system: GateSystem = Field(default_factory=GateSystem)
 
 
 class RegisteredGate(BaseModel):
@@ -165,6 +168,7 @@ def _gate_status(
         scans_today=scans_today,
         flagged=bool(why),
         why=why,
+        system=gate_system(telemetry),
     )
 
 

@@ -135,7 +135,7 @@ def test_user_list_shows_role_status_and_last_login_but_no_hash(app: FastAPI, st
 
     assert result.returncode == 0, result.stderr
     rows = table(result.stdout)
-    assert sorted(rows) == ["admin", "manager", "tracer", "viewer"]
+    assert sorted(rows) == ["admin", "manager", "technician", "tracer", "viewer"]
     assert rows["manager"]["ROLE"] == "manager"
     assert rows["manager"]["LAST LOGIN"] == "2026-03-02 10:00:00+07:00"
     assert (rows["viewer"]["STATUS"], rows["viewer"]["LAST LOGIN"]) == ("disabled", "never")
@@ -262,6 +262,39 @@ def test_tracer_is_a_role_for_users_and_tokens(app: FastAPI, store: Store) -> No
     assert user is not None and (user.role, user.sites) == (Role.TRACER, None)
     assert token is not None and (token.role, token.sites) == (Role.TRACER, None)
     assert table(gatescan(["user", "list"], db_of(store)).stdout)["so-y-te"]["ROLE"] == "tracer"
+
+
+def test_technician_is_a_role_for_users_and_tokens_held_on_named_sites(
+    app: FastAPI, store: Store
+) -> None:
+    added = gatescan(
+        ["user", "add", "ky-thuat", "--role", "technician", "--site", "hq"],
+        db_of(store),
+        PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    created = gatescan(
+        ["token", "create", "fleet-bot", "--role", "technician", "--site", "hq"], db_of(store)
+    )
+    assert created.returncode == 0, created.stderr
+
+    accounts = Accounts(store.engine, hasher=FAST_HASHER)
+    user = accounts.authenticate("ky-thuat", PASSWORD)
+    token = accounts.account_for_token(created.stdout.split()[0])
+    assert user is not None and (user.role, user.sites) == (Role.TECHNICIAN, frozenset({"hq"}))
+    assert token is not None and (token.role, token.sites) == (Role.TECHNICIAN, frozenset({"hq"}))
+    listed = table(gatescan(["user", "list"], db_of(store)).stdout)["ky-thuat"]
+    assert listed["ROLE"] == "technician"
+    browser = logged_in(app, "ky-thuat")
+    assert browser.get("/api/v1/me").json() == {
+        "name": "ky-thuat",
+        "role": "technician",
+        "language": None,
+        "via": "session",
+        "sites": ["hq"],
+    }
+    assert browser.get("/api/v1/entries").status_code == 403
+    assert browser.get("/api/v1/devices").status_code == 200
 
 
 def test_user_sites_changes_a_logged_in_user_s_sites_at_their_next_request(

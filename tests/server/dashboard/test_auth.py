@@ -5,14 +5,16 @@ lower role. The routes are read from the app itself, so a new one cannot be forg
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from server.accounts.passwords import PasswordHasher
-from server.accounts.users import Role
+from server.accounts.users import Account, Role
+from server.dashboard.auth import FleetViewer, GateOperator
+from server.dashboard.reports.access import NotAllowed, may_operate_gates
 from server.dashboard.state import SESSION_COOKIE
 from tests.support.web import PASSWORD, MovableClock, app_routes, bearer, log_in, login_form_token
 
@@ -130,6 +132,43 @@ def test_personal_data_endpoints_need_more_than_a_viewer_to_unmask_or_trace(
     ):
         assert client.get(url, headers=viewer).status_code == 403, url
     assert client.get("/api/v1/entries", headers=viewer).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        (Role.TECHNICIAN, True),
+        (Role.MANAGER, True),
+        (Role.ADMIN, True),
+        (Role.VIEWER, False),
+        (Role.TRACER, False),
+        (Role.METRICS, False),
+    ],
+)
+def test_a_gate_action_is_a_technician_s_a_manager_s_or_an_admin_s(
+    role: Role, allowed: bool
+) -> None:
+    """GateOperator, the gate actions' dependency (remote commands, preview, config, updates),
+    and may_operate_gates, the pages' buttons, agree."""
+    check = get_args(GateOperator)[1].dependency
+    user = Account("someone", role, None, via="token")
+    if allowed:
+        assert check(user) is user
+    else:
+        with pytest.raises(NotAllowed):
+            check(user)
+    assert may_operate_gates(user) is allowed
+
+
+def test_the_fleet_is_every_role_s_but_the_tracer_s_and_the_metrics_token_s() -> None:
+    check = get_args(FleetViewer)[1].dependency
+    for role in Role:
+        user = Account("someone", role, None, via="token")
+        if role in (Role.TRACER, Role.METRICS):
+            with pytest.raises(NotAllowed):
+                check(user)
+        else:
+            assert check(user) is user, role
 
 
 def test_a_page_redirect_keeps_where_the_user_was_going(client: TestClient) -> None:

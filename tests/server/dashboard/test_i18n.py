@@ -49,7 +49,7 @@ def test_every_key_a_template_or_page_names_exists() -> None:
         ("status.", ["granted", "recorded", "denied"]),
         ("direction.", ["in", "out"]),
         ("credential.", ["cccd", "raw"]),
-        ("role.", ["viewer", "manager", "admin"]),
+        ("role.", ["viewer", "manager", "admin", "tracer", "technician"]),
         ("reason.", ["ok", "unknown_format", "invalid", "bad_signature", "expired"]),
         ("reason.", ["not_yet_valid", "revoked", "blocked", "not_allowed", "already_inside"]),
     ],

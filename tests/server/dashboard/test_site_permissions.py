@@ -1,7 +1,9 @@
 """Sites in every permission (issue 16): a manager of site A, given the data of sites A and B,
 never sees B's gates, names or ID numbers, on any route of the app; an admin sees both. A tracer
 gets an expected verdict on every route (its tracing and its account, else 403) and sees no one
-but the traced person and their contacts; the audit log is read per site.
+but the traced person and their contacts; the audit log is read per site. A technician (issue
+17) gets an expected verdict on every route too (the fleet, a gate's page, the alerts, the gate
+actions and its account, else 403) and never a name or an ID number, nor, of site A, site B.
 
 The routes are read from the app itself (as the 401/403 tests are), so a new route is tested the
 day it is added: every GET route (with the queries that show the most: unmasked, B's site asked
@@ -57,11 +59,13 @@ SHARED = "079190000001"  # passed both sites: the one traced
 B_MARKERS = (GATE_B, REGISTERED_B, SITE_B, B_PERSON, "Zyxbeta", "Bravoname")
 MANAGER_A = "manager-a"
 TRACER_A = "tracer-a"  # a tracer of site A only
+TECHNICIAN_A = "technician-a"  # a technician of site A only
 REASON = "case F0-17, outbreak at the market"
 # Passed site A three days before: no contact of anyone traced here, so never shown to a tracer.
 UNRELATED, UNRELATED_NAME = "079333222111", "Qwertyunrelated Person"
 ROLES = {"admin": Role.ADMIN, "manager": Role.MANAGER, "viewer": Role.VIEWER}
 ROLES |= {"tracer": Role.TRACER, TRACER_A: Role.TRACER, MANAGER_A: Role.MANAGER}
+ROLES |= {"technician": Role.TECHNICIAN, TECHNICIAN_A: Role.TECHNICIAN}
 
 
 class Releaser:
@@ -128,6 +132,7 @@ def site_app(store: Store, clock: MovableClock, releaser: Releaser) -> FastAPI:
         accounts.add_user(role.label, role, PASSWORD)  # every site
     accounts.add_user(MANAGER_A, Role.MANAGER, PASSWORD, sites=[SITE_A])
     accounts.add_user(TRACER_A, Role.TRACER, PASSWORD, sites=[SITE_A])
+    accounts.add_user(TECHNICIAN_A, Role.TECHNICIAN, PASSWORD, sites=[SITE_A])
     seed(store)
     return create_web_app(
         store,
@@ -147,6 +152,7 @@ class Caller:
     client: TestClient
     headers: dict[str, str] = field(default_factory=dict)
     form: dict[str, str] = field(default_factory=dict)
+    name: str = ""  # the account's name
 
     def get(self, url: str) -> str:
         answer = self.client.get(url, headers=self.headers, follow_redirects=True)
@@ -181,12 +187,12 @@ class Caller:
 def caller(app: FastAPI, name: str, via: str) -> Caller:
     client = TestClient(app, base_url="http://testserver", follow_redirects=False)
     if via == "session":
-        return Caller(client, form={"csrf_token": log_in(client, name)})
+        return Caller(client, form={"csrf_token": log_in(client, name)}, name=name)
     accounts: Accounts = app.state.web.accounts
     role = ROLES[name]
-    sites = [SITE_A] if name in (MANAGER_A, TRACER_A) else []
+    sites = [SITE_A] if name in (MANAGER_A, TRACER_A, TECHNICIAN_A) else []
     token = accounts.create_token(f"{name}-script", role, sites=sites)
-    return Caller(client, headers={"Authorization": f"Bearer {token}"})
+    return Caller(client, headers={"Authorization": f"Bearer {token}"}, name=name)
 
 
 @pytest.fixture(params=["session", "token"])
@@ -579,6 +585,127 @@ def test_a_tracer_logs_in_to_the_tracing_page(site_app: FastAPI) -> None:
         form = {"username": "tracer", "password": PASSWORD, "next": "/entries"}
         form["csrf_token"] = login_form_token(browser)
         assert browser.post("/login", data=form).headers["location"] == "/tracing"
+
+
+# --- the technician: a verdict for every route ---------------------------------------------------
+
+# What a technician may see: the fleet (the page, its live region, the gates' JSON, a gate's
+# page) and its alerts, who it is and its own account.
+TECHNICIAN_FLEET = {
+    ("GET", "/"),
+    ("GET", "/live/fleet"),
+    ("GET", "/api/v1/devices"),
+    ("GET", "/gates/{device_id}"),
+    ("GET", "/alerts"),
+    ("GET", "/api/v1/alerts"),
+    ("GET", "/api/v1/me"),
+    ("GET", "/account"),
+    ("POST", "/account/language"),
+    ("POST", "/account/password"),
+}
+# What it may do to a gate (GateOperator: remote commands, preview, config, updates): each such
+# route is named here when it lands. Never the door's release, which stays the manager's.
+TECHNICIAN_ACTIONS: set[tuple[str, str]] = set()
+TECHNICIAN_ROUTES = TECHNICIAN_FLEET | TECHNICIAN_ACTIONS
+# Nobody's data may reach a technician: names and ID numbers of both sites, masked or not (a
+# masked name keeps initials, so the names are looked for whole).
+PERSONAL_MARKERS = (A_PERSON, B_PERSON, SHARED, "Alphaname", "Zyxbeta", "Bravoname")
+
+
+def technician_verdict(method: str, path: str, via: str = "session") -> str:
+    """The answer a technician gets: "allowed", "403", or "public" (as for a tracer)."""
+    if via == "token" and (method, path) in SESSION_ONLY:
+        return "403"
+    if (method, path) in TECHNICIAN_ROUTES:
+        return "allowed"
+    if GUARDS[(method, path)] is not None or (method, path) in REFUSED_PUBLIC:
+        return "403"
+    return "public"
+
+
+def test_the_routes_let_a_technician_in_exactly_where_the_verdicts_say() -> None:
+    assert set(GUARDS) >= TECHNICIAN_ROUTES
+    let_in = {route for route, guard in GUARDS.items() if guard is not None and guard.technician}
+    assert let_in == TECHNICIAN_ROUTES
+    # A gate action admits a manager (and an admin), never a viewer: require_role(MANAGER, ...).
+    assert all(GUARDS[route].min_role == Role.MANAGER for route in TECHNICIAN_ACTIONS)
+    refused = ("/entries", "/api/v1/entries", "/occupancy", "/tracing", "/audit", "/export")
+    assert all(technician_verdict("GET", path) == "403" for path in refused)
+    assert technician_verdict("POST", "/gates/{device_id}/release") == "403"  # the manager's
+
+
+@pytest.fixture(params=["technician", TECHNICIAN_A])
+def technician(site_app: FastAPI, via: str, request: pytest.FixtureRequest) -> Iterator[Caller]:
+    """A technician of every site, and one of site A."""
+    asking = caller(site_app, str(request.param), via)
+    with asking.client:
+        yield asking
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES, ids=lambda v: str(v))
+def test_a_technician_gets_the_expected_verdict_on_every_route(
+    technician: Caller, via: str, releaser: Releaser, method: str, path: str
+) -> None:
+    verdict = technician_verdict(method, path, via)
+    if path in NOT_POSTED or (verdict == "public" and path != "/metrics"):
+        return
+    for url, form in _requests(method, path):
+        if "{handle}" in url:
+            continue  # a technician gets no handle: /tracing/search is refused it
+        status = technician.status(method, url, form)
+        if verdict == "403":
+            assert status == 403, f"{method} {url} {form}: {status}"
+        else:
+            assert status not in (401, 403) and status < 500, f"{method} {url} {form}: {status}"
+    only_a = technician.name == TECHNICIAN_A
+    for url, form in _requests(method, path):
+        if "{handle}" in url:
+            continue
+        body = technician.get(url) if form is None else technician.post(url, form)
+        shown = [marker for marker in PERSONAL_MARKERS if marker in body]
+        assert shown == [], f"{method} {url} shows {shown}"
+        if only_a:
+            leaked = Asked(f"{url} {form}", body).leaked()
+            assert leaked == [], f"{method} {url} shows site B's {leaked}"
+    assert releaser.calls == []  # never the door
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), sorted(TECHNICIAN_FLEET - {("POST", "/account/language")})
+)
+def test_a_technician_sees_the_gates_of_its_sites(
+    site_app: FastAPI, via: str, method: str, path: str
+) -> None:
+    if method != "GET" or path in ("/account", "/api/v1/me"):
+        return
+    for name, expected in (("technician", {GATE_A, GATE_B}), (TECHNICIAN_A, {GATE_A})):
+        asking = caller(site_app, name, via)
+        with asking.client:
+            if path == "/gates/{device_id}":  # a gate's page: another site's is not found
+                found = {
+                    gate
+                    for gate in (GATE_A, GATE_B)
+                    if asking.status(method, path.format(device_id=gate)) == 200
+                }
+                assert found == expected, name
+                continue
+            body = asking.get(path.format(**PATH_VALUES))
+            assert {gate for gate in (GATE_A, GATE_B) if gate in body} == expected, (name, path)
+
+
+def test_a_technician_logs_in_to_the_fleet_and_its_menu_holds_no_personal_page(
+    site_app: FastAPI,
+) -> None:
+    with TestClient(site_app, follow_redirects=False) as browser:
+        form = {"username": "technician", "password": PASSWORD, "next": "/entries"}
+        form["csrf_token"] = login_form_token(browser)
+        assert browser.post("/login", data=form).headers["location"] == "/"
+        page = browser.get("/").text
+        assert 'href="/alerts"' in page and f'href="/gates/{GATE_A}"' in page
+        for hidden in ("/entries", "/tracing", "/occupancy", "/export", "/audit"):
+            assert f'href="{hidden}"' not in page, hidden
+        assert "/release" not in page  # no door button
+        assert "/acknowledge" not in browser.get("/alerts").text  # acknowledging: a manager's
 
 
 # --- the audit log per site ----------------------------------------------------------------------

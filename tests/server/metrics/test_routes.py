@@ -51,7 +51,7 @@ def test_without_credentials_or_with_a_wrong_token_the_answer_is_401(
         assert client.get("/metrics", headers={"Authorization": header}).status_code == 401
 
 
-@pytest.mark.parametrize("role", [Role.VIEWER, Role.MANAGER])
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.MANAGER, Role.TECHNICIAN])
 def test_a_viewer_or_manager_is_refused_by_token_and_by_session(
     app: FastAPI, client: TestClient, role: Role
 ) -> None:
