@@ -133,7 +133,7 @@ def create_web_app(
     app.include_router(password_page.router)
     app.include_router(holder_routes.router)
     app.include_router(_metrics_router(app.state.web, ingest))
-    operators = auth.require_role(Role.MANAGER)  # and the technician, once the role exists
+    operators = auth.require_role(Role.MANAGER, technician=True)  # auth.GateOperator's
     app.include_router(preview_router(preview, operators, store, app.state.web.audit))
     app.include_router(_preview_page_router())
     auth.install_auth_handlers(app)
@@ -170,7 +170,7 @@ def _preview_page_router() -> APIRouter:
 
     router = APIRouter(include_in_schema=False)
 
-    operators = auth.require_role(Role.MANAGER)  # and the technician, once the role exists
+    operators = auth.require_role(Role.MANAGER, technician=True)  # auth.GateOperator's
 
     @router.get("/gates/{device_id}/preview")
     def preview_page(

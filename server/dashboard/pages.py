@@ -30,6 +30,7 @@ from server.dashboard.i18n.translate import (
     supported_language,
 )
 from server.dashboard.live import router as live_router
+from server.dashboard.preview.routes import may_preview
 from server.dashboard.reports.access import NotAllowed, OtherSite, account_sites, may_trace
 from server.dashboard.reports.alerts import NoSuchAlert, alerts_for
 from server.dashboard.reports.audit_view import audit_rows
@@ -135,6 +136,7 @@ def gate_page(request: Request, user: FleetViewer, device_id: str) -> Response:
     if context is None:
         t = Translator(user_language(request, user))
         return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    context["can_preview"] = may_preview(user)  # the "Preview / Aim" panel (issue 17)
     return render(request, "gate.html", context)
 
 

@@ -10,7 +10,6 @@ who previewed which gate, with its site. Frames are served from the relay's memo
     GET  /api/v1/gates/{id}/preview.jpg    the latest frame (404 when there is none)
 """
 
-
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -24,8 +23,9 @@ from server.dashboard.reports.access import account_sites
 from server.store.audit import AuditLog
 from server.store.database import Store
 
-# The dashboard's role check for the gate actions (server/dashboard/auth.py `require_role`,
-# later its `GateOperator`): the account, or 401/403 as every route of the dashboard answers.
+# The dashboard's role check for the gate actions (server/dashboard/auth.py: `GateOperator`'s
+# `require_role(Role.MANAGER, technician=True)`): the account, or 401/403 as every route of
+# the dashboard answers.
 Guard = Callable[..., Any]
 
 
@@ -44,9 +44,9 @@ class PreviewState(BaseModel):
 
 
 def may_preview(account: Account) -> bool:
-    """The gate actions' roles: a manager or an admin, and a technician where the role exists."""
-    technician = getattr(Role, "TECHNICIAN", None)
-    return account.role >= Role.MANAGER or (technician is not None and account.role == technician)
+    """The gate actions' roles (server/dashboard/auth.py `GateOperator`): a technician, a
+    manager, an admin."""
+    return account.role >= Role.MANAGER or account.role == Role.TECHNICIAN
 
 
 def gate_site(store: Store, account: Account, device_id: str) -> str:
