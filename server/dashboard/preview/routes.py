@@ -50,14 +50,15 @@ def may_preview(account: Account) -> bool:
 
 
 def gate_site(store: Store, account: Account, device_id: str) -> str:
-    """The site of a gate the account may act on; 404 for no such gate, 403 for another site's."""
+    """The site of a gate the account may act on; 404 for no such gate and for another site's
+    (as the gate's page answers: another site's gates are not there for this account)."""
     known = {device.device_id: device.site_id for device in store.devices()}
     if not is_valid_device_id(device_id) or device_id not in known:
         raise HTTPException(404, "no such gate")
     sites = account_sites(account)
     site = known[device_id] or ""
     if sites is not None and site not in sites:
-        raise HTTPException(403, "a gate of another site")
+        raise HTTPException(404, "no such gate")
     return site
 
 

@@ -45,9 +45,10 @@
     if (!running) return;
     try {
       const response = await fetch(base, {credentials: "same-origin"});
-      if (response.ok) show(await response.json());
+      const state = response.ok ? await response.json() : null;
+      if (state && running) show(state);  // not after a stop that came meanwhile
     } catch (error) { status.textContent = String(error); }
-    pollTimer = setTimeout(poll, 300);
+    if (running) pollTimer = setTimeout(poll, 300);
   }
 
   async function start() {
