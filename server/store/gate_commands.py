@@ -132,9 +132,15 @@ class GateCommands:
 
     def get(self, command_id: str) -> CommandRow | None:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(gate_commands_table).where(gate_commands_table.c.command_id == command_id)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    select(gate_commands_table).where(
+                        gate_commands_table.c.command_id == command_id
+                    )
+                )
+                .mappings()
+                .first()
+            )
         return None if row is None else CommandRow(**row)
 
     def recent(self, device_id: str, limit: int = 10) -> list[CommandRow]:
