@@ -23,7 +23,12 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from protocol.messages import CommandAnswer, LogLine
-from server.store.tables import gate_commands_table, gate_logs_table
+from server.store.tables import (
+    devices_table,
+    gate_commands_table,
+    gate_logs_table,
+    gates_table,
+)
 
 PENDING = "pending"
 SENT = "sent"
@@ -75,6 +80,18 @@ class GateCommands:
         with self._engine.begin() as conn:
             conn.execute(insert(gate_commands_table).values(**row))
             _keep_newest(conn, gate_commands_table.c.requested_at, request.device_id, COMMANDS_KEPT)
+
+    def site_of(self, device_id: str) -> str | None:
+        """The gate's site: the registry's, else its last status's; None for a gate never
+        registered nor heard from."""
+        with self._engine.connect() as conn:
+            for table in (gates_table, devices_table):
+                site = conn.execute(
+                    select(table.c.site_id).where(table.c.device_id == device_id)
+                ).scalar_one_or_none()
+                if site is not None:
+                    return str(site)
+        return None
 
     def claim_pending(self, now: datetime) -> list[CommandRow]:
         """Each pending command this caller now owns (status `sent`); one pending too long is
