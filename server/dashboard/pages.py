@@ -32,6 +32,7 @@ from server.dashboard.live import router as live_router
 from server.dashboard.reports.access import NotAllowed, OtherSite, account_sites
 from server.dashboard.reports.alerts import NoSuchAlert, alerts_for
 from server.dashboard.reports.entries import check_person_lookup, view_entries
+from server.dashboard.reports.fleet import REMOTE_ACTIONS, gate_remote, request_command
 from server.dashboard.reports.tracing import trace_contacts
 from server.dashboard.search_handles import MAX_HANDLE_LENGTH
 from server.dashboard.state import web_state
@@ -91,6 +92,57 @@ def release_door(request: Request, user: Manager, device_id: str) -> Response:
         state.audit.record(user.name, "door", device_id, {**details, "not_sent": problem})
     outcome = "sent" if problem is None else "failed"
     return RedirectResponse("/?" + urlencode({"door": outcome, "gate": device_id}), 303)
+
+
+# --- one gate: remote commands and its logs (issue 17) -------------------------------------------
+
+# Who may send a gate remote commands from its page: managers for now. The one place to change
+# when the technician role comes: require_role(Role.TECHNICIAN) here, and GATE_COMMAND_ROLE.
+GATE_COMMAND_ROLE = Role.MANAGER
+GateOperator = Annotated[User, Depends(require_role(GATE_COMMAND_ROLE))]
+
+
+@router.get("/gates/{device_id}")
+def gate_page(request: Request, user: Viewer, device_id: str) -> Response:
+    """A gate's page: buttons for its remote commands (GATE_COMMAND_ROLE), their latest answers
+    and the gate's recent warnings and errors."""
+    t = Translator(user_language(request, user))
+    gate = gate_remote(web_state(request).store, device_id, account_sites(user))
+    if not is_valid_device_id(device_id) or gate is None:
+        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    context = page_context(request, user, "fleet")
+    context["gate"] = gate
+    context["remote_actions"] = REMOTE_ACTIONS
+    context["can_command"] = user.role >= GATE_COMMAND_ROLE
+    sent = request.query_params.get("sent", "")
+    context["sent_action"] = sent if sent in REMOTE_ACTIONS else None
+    return render(request, "gate.html", context)
+
+
+@router.post("/gates/{device_id}/command")
+def gate_command(
+    request: Request,
+    user: GateOperator,
+    device_id: str,
+    action: Annotated[str, Form(max_length=32)],
+    include_relay: Annotated[bool, Form()] = False,
+) -> Response:
+    """One remote command (a POST with the CSRF token), audited with the gate's site, written
+    for the collector to send (server/collector/command_mailbox.py); the page shows its answer."""
+    state = web_state(request)
+    t = Translator(user_language(request, user))
+    args: dict[str, Any] = {"include_relay": True} if include_relay else {}
+    if action != "selftest_gpio":
+        args = {}
+    sites = account_sites(user)
+    made = None
+    if is_valid_device_id(device_id):
+        made = request_command(
+            state.store, device_id, action, args, user.name, state.clock(), sites
+        )
+    if made is None:
+        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    return RedirectResponse(f"/gates/{device_id}?" + urlencode({"sent": action}), 303)
 
 
 # --- alerts (issue 16) ---------------------------------------------------------------------------
