@@ -18,7 +18,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from protocol.messages import Command, CommandAnswer, GateLogs, MessageError, parse_message
+from protocol.messages import (
+    Command,
+    CommandAnswer,
+    GateLogs,
+    LogLine,
+    MessageError,
+    parse_message,
+)
 from protocol.text import printable
 from protocol.topics import Topic
 from server.collector.batch import utc_now
@@ -199,9 +206,20 @@ class GateReplies:
                             message.command_id,
                         )
                 else:
-                    self._rows.add_logs(device_id, message.lines, self._clock())
-                    if message.suppressed:
-                        log.info("%s held back %d log lines", device_id, message.suppressed)
+                    lines = list(message.lines)
+                    if message.suppressed:  # said on the page as a line of its own
+                        lines.append(suppressed_line(message.suppressed, lines[-1].ts))
+                    self._rows.add_logs(device_id, lines, self._clock())
                 self.stored += 1
             except Exception:
                 log.exception("%s's answer or logs not stored", device_id)
+
+
+def suppressed_line(count: int, ts: datetime) -> LogLine:
+    """The line that says how many lines the gate's own limit held back."""
+    return LogLine(
+        ts=ts,
+        level="WARNING",
+        logger="gatescan.logs",
+        message=f"{count} more warnings or errors held back by the gate's limit",
+    )
