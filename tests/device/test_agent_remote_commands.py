@@ -22,10 +22,12 @@ from gatescan.testing.broker import LocalBroker
 from protocol.messages import Command, CommandAnswer
 from protocol.topics import Topic, device_topic
 from server.collector.service import Collector
+from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.gate_commands import GateCommands
 from server.store.tables import gate_commands_table
 from tests.deploy.test_broker_acl import PlainClient
+from tests.support.cli import run_gatescan
 from tests.support.remote_gate import (
     BUZZER,
     GATE,
@@ -274,3 +276,23 @@ def test_the_gates_warnings_reach_the_store_rate_limited_and_redacted(
         10,
         "the suppressed count",
     )
+
+
+def test_gatescan_gate_command_prints_the_gates_answers_with_their_times(
+    site: tuple[LocalBroker, Store, Collector, RunningGate], tmp_path: Path
+) -> None:
+    """`gatescan gate command` in its own process, on the collector's database."""
+    _, store, _, _ = site
+    db = tmp_path / "server.db"
+    done = run_gatescan(["gate", "command", GATE, "send_logs", "--lines", "5", "--db", str(db)])
+    assert done.returncode == 0, done.stderr
+    first, *rest = done.stdout.splitlines()
+    steps = [line for line in rest if " ms  " in line]
+    assert first.startswith("command ") and first.endswith(f"send_logs to {GATE} (site hq)")
+    statuses = [step.split(" ms  ")[1].split(":")[0] for step in steps]
+    assert statuses[-1] == "done" and set(statuses) <= {"pending", "sent", "done"}, steps
+    print("gatescan gate command send_logs:", steps[-1].strip())
+    unknown = run_gatescan(["gate", "command", "gate-zz", "identify", "--db", str(db)])
+    assert unknown.returncode == 3 and "no gate 'gate-zz'" in unknown.stderr
+    [audit, *_] = AuditLog(store.engine).rows(action="command")
+    assert (audit.subject, audit.details["change"]) == (GATE, "send_logs")
