@@ -50,6 +50,7 @@ from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health, LinkState
 from device.system.log_ring import RecentLogs
 from device.system.systemd_notify import SystemdNotifier
+from device.update.health import HealthBeacon
 from device.uplink.commands import Action, CommandGate, Outcome
 from device.uplink.gate_logs import LogUplink, wire_line
 from device.uplink.link import Placement, Uplink
@@ -268,6 +269,8 @@ def build_agent(
         answer=lambda answer: [send(answer) for send in answers],
         device_id=config.device_id,
     )
+    beacon = HealthBeacon(Path(config.data_dir), __version__)  # for the updater
+    health.watch(lambda current: beacon.link(current.online))
     uplink = build_uplink(config, journal, boot_id, health, site_policy, commands.handle)
     answers.append(uplink.publish_answer)
     log_uplink = LogUplink(config.device_id, uplink.publish_logs)
@@ -304,7 +307,7 @@ def build_agent(
         health=health,
         notify_uplink=uplink.event_recorded,
         on_scan=passages_into(presence, site_policy, then=on_scan),
-        on_progress=notifier.watchdog,
+        on_progress=progress_reported(notifier, beacon),
         stats=ScanStats(),
         framing=framing_for(config.camera),
         scene_watch=SceneWatch(),
@@ -428,6 +431,16 @@ def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplin
 
     holder.watch(on_change)
     on_change(holder.read())
+
+
+def progress_reported(notifier: SystemdNotifier, beacon: HealthBeacon) -> Callable[[], None]:
+    """A processed frame pings the watchdog and, the first time, tells the updater."""
+
+    def on_progress() -> None:
+        notifier.watchdog()
+        beacon.frame_processed()
+
+    return on_progress
 
 
 def health_changed(

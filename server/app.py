@@ -13,7 +13,9 @@ enrolled.
 Threads of a running server: the collector's two (paho's network thread and the writer, see
 server/collector/service.py), the policy publisher's (each site's keys and lists to its gates,
 retained, on the collector's connection: server/collector/policy_publisher.py), the purge's
-(hourly), uvicorn's (the dashboard, on a socket bound before anything starts, so a port in use
+(hourly), the Home Assistant publisher's (server.toml's [home_assistant]: the gates as HA
+devices, on a connection of its own, server/home_assistant/), uvicorn's (the dashboard, on a
+socket bound before anything starts, so a port in use
 is a clear error at once and the address printed answers), and the caller's, which waits for
 `stop` and logs the collector's counters. A part that ends by itself (the dashboard failing)
 sets `stop` too, so the process ends rather than half-runs. Stopping goes in the reverse order
@@ -40,6 +42,8 @@ from server.collector.limits import DEFAULT_LIMITS, GateLimits
 from server.collector.policy_publisher import PolicyPublisher
 from server.collector.service import Collector, MqttClient
 from server.dashboard.settings import WebSettings
+from server.home_assistant.discovery import Prefixes
+from server.home_assistant.publisher import HomeAssistantLogin, HomeAssistantPublisher
 from server.store.database import Store
 from server.store.retention import RetentionTask
 from server.store.site_policy import DEFAULT_TZ
@@ -111,6 +115,16 @@ class ServerOptions:
     gate_limits: GateLimits = DEFAULT_LIMITS  # each gate's, at the collector
     enrolment: EnrolmentOptions | None = None  # None: no enrolment service
     alerts: AlertOptions | None = None  # None: no alerts
+    home_assistant: HomeAssistantOptions | None = None  # None: nothing told to Home Assistant
+
+
+@dataclass(frozen=True)
+class HomeAssistantOptions:
+    """server.toml's [home_assistant]: Home Assistant's broker, the prefixes, how often."""
+
+    login: HomeAssistantLogin
+    prefixes: Prefixes = field(default_factory=Prefixes)
+    every_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,7 @@ def build_server(options: ServerOptions) -> Server:
         dashboard = init_dashboard(store, options, collector)
         enrolment, rights = init_enrolment(store, options.enrolment, collector)
         alerts = init_alerts(store, options)
+        home_assistant = init_home_assistant(store, options)
     except BaseException:
         if dashboard is not None:
             dashboard.close()
@@ -148,6 +163,22 @@ def build_server(options: ServerOptions) -> Server:
         policy=policy,
         rights=rights,
         alerts=alerts,
+        home_assistant=home_assistant,
+    )
+
+
+def init_home_assistant(store: Store, options: ServerOptions) -> HomeAssistantPublisher | None:
+    """The gates published to Home Assistant (server/home_assistant/), online as the fleet page
+    says it (the dashboard's --offline-after)."""
+    if options.home_assistant is None:
+        return None
+    settings = options.dashboard or WebSettings()
+    return HomeAssistantPublisher(
+        store,
+        options.home_assistant.login,
+        options.home_assistant.prefixes,
+        offline_after_s=settings.offline_after_s,
+        every_s=options.home_assistant.every_s,
     )
 
 
@@ -290,8 +321,10 @@ class Server:
         policy: PolicyPublisher | None = None,
         rights: PolicyRightsTask | None = None,
         alerts: AlertTask | None = None,
+        home_assistant: HomeAssistantPublisher | None = None,
     ) -> None:
         self.store = store
+        self.home_assistant = home_assistant
         self.alerts = alerts
         self.collector = collector
         self.policy = policy
@@ -322,6 +355,8 @@ class Server:
             self.rights.start()
         if self.alerts is not None:
             self.alerts.start()
+        if self.home_assistant is not None:
+            self.home_assistant.start()
 
     def run(self, stop: threading.Event) -> bool:
         """Start, serve until `stop` is set, stop. False when a part ended by itself."""
@@ -343,6 +378,8 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        if self.home_assistant is not None:
+            self.home_assistant.stop()
         if self.alerts is not None:
             self.alerts.stop()
         if self.rights is not None:

@@ -8,7 +8,7 @@ import pytest
 
 from gatescan.testing.broker import LocalBroker
 
-pytest_plugins = ["tests.support.web", "tests.support.postgres", "tests.support.alert_receivers"]
+pytest_plugins = ["tests.support.postgres", "tests.support.web", "tests.support.alert_receivers"]
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
     store_identity(data_dir, grant) -> StoredIdentity    atomically, files 0600
     load_identity(data_dir) -> StoredIdentity | None      None: not enrolled (setup mode)
+    forget_identity(data_dir) -> bool                     a factory reset: setup mode again
 
 Two files under `data_dir/identity/`: `ca.crt` (the CA its broker's certificate is checked
 against) and `grant.json` (the `EnrolmentGrant`, broker password included). `grant.json` is
@@ -101,3 +102,22 @@ def store_identity(data_dir: Path, grant: EnrolmentGrant) -> StoredIdentity:
     except OSError as error:
         raise IdentityError(f"cannot store the identity in {folder}: {error}") from error
     return StoredIdentity(grant, ca_path)
+
+
+def forget_identity(data_dir: Path) -> bool:
+    """Remove the gate's identity (a factory reset): the grant first, so a gate stopped half way
+    is not enrolled (setup mode), then the CA and the folder. False when there was none.
+    IdentityError if the disk refuses."""
+    folder = identity_dir(data_dir)
+    if not folder.exists():
+        return False
+    try:
+        (folder / GRANT_FILE).unlink(missing_ok=True)
+        fsync_directory(folder)
+        for leftover in folder.iterdir():  # the CA, a damaged grant kept aside, a temp file
+            leftover.unlink()
+        folder.rmdir()
+        fsync_directory(folder.parent)
+    except OSError as error:
+        raise IdentityError(f"cannot remove the identity in {folder}: {error}") from error
+    return True

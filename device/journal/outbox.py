@@ -100,6 +100,17 @@ def read_rejected(outbox_path: Path) -> list[RejectedEvent]:
     return _readable_rejected(Document(doc, doc_id=int(key)) for key, doc in stored.items())
 
 
+def read_pending(outbox_path: Path) -> list[Event]:
+    """The events an outbox log holds unacknowledged, lowest seq first, read as `read_rejected`
+    reads it (no lock, no repair, no write: an old SD card's journal in a card reader, or beside
+    a running agent). FileNotFoundError: no journal there."""
+    stored = replay(outbox_path.read_bytes()).state.get(EVENTS_TABLE, {})
+    events, _bad = parse_events(
+        [Document(doc, doc_id=int(key)) for key, doc in stored.items()], outbox_path
+    )
+    return sorted(events, key=lambda event: event.seq)
+
+
 @dataclass(frozen=True)
 class OutboxCounts:
     pending: int  # events not yet acknowledged by the collector

@@ -1,5 +1,6 @@
 """Dashboard accounts from the command line, for a technician or an administrator on the server:
-`gatescan user add|passwd|email|disable|enable|list` and `gatescan token create|list|revoke`.
+`gatescan user add|passwd|email|disable|enable|sites|list` and
+`gatescan token create|sites|list|revoke`.
 
 Passwords are never arguments (they would be in the shell history and in `ps`): asked twice on a
 terminal, else the first line of stdin. Listings never show a password hash, a token or its
@@ -8,9 +9,12 @@ digest. Times are shown in this machine's local time zone, with their offset.
 Every change is written to the audit log (action "account", actor "cli:" and the login name
 of whoever ran the command, subject the user or token).
 
-Sites: `--site S` (repeatable) gives a viewer or manager its role on those sites only; without it
-the role holds on every site (one site needs no names). An admin holds every site and a metrics
-token none: naming sites for them is refused.
+Sites: `--site S` (repeatable) gives a viewer, manager or tracer its role on those sites only;
+without it the role holds on every site (one site needs no names). An admin holds every site and
+a metrics token none: naming sites for them is refused. `user sites NAME` / `token sites NAME`
+change them later: `--site S` (repeatable) replaces them, `--add S` / `--remove S` change them,
+`--every-site` gives every site; a running dashboard applies the change at the account's next
+request. Removing the last site is refused (no sites means every site: say `--every-site`).
 
 E-mail: `--email ADDR` on `user add`, or `gatescan user email NAME ADDR` (`--none` to remove it)
 later: the alerts of the sites a manager holds are mailed there (alerts.toml's [managers]).
@@ -40,7 +44,7 @@ from gatescan.options import (
 if TYPE_CHECKING:
     from server.accounts.users import Accounts
 
-ROLES = ("viewer", "manager", "admin")
+ROLES = ("viewer", "manager", "admin", "tracer")  # tracer: contact tracing across its sites
 TOKEN_ROLES = (*ROLES, "metrics")  # metrics: a token that reads /metrics only
 
 Change = dict[str, object]  # what an action changed, for its audit row
@@ -60,6 +64,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     address.add_argument("--none", action="store_true", help="remove the address")
     _action(users, "passwd", "set a user's password and end their sessions", run_passwd)
     _action(users, "disable", "stop a user logging in and end their sessions", run_disable)
+    _sites_action(users, "user")
     _action(users, "enable", "let a disabled user log in again", run_enable)
     _action(users, "list", "users: role, status, last login (no hashes)", run_list, named=False)
 
@@ -68,6 +73,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     create = _action(tokens, "create", "create a token and print it once", run_token_create)
     create.add_argument("--role", required=True, choices=TOKEN_ROLES)
     _add_site_option(create)
+    _sites_action(tokens, "token")
     _action(tokens, "list", "tokens: role, created, last used (never the token)", run_tokens, False)
     _action(tokens, "revoke", "revoke a token: it opens nothing from now on", run_token_revoke)
 
@@ -81,6 +87,27 @@ def _add_site_option(parser: argparse.ArgumentParser) -> None:
         dest="sites",
         help="a site the role holds on (repeat for more); none: every site (not for admin)",
     )
+
+
+def _sites_action(actions: Commands[argparse.ArgumentParser], kind: str) -> None:
+    sites = _action(
+        actions,
+        "sites",
+        f"change the sites a {kind}'s role holds on (audited; applies at its next request)",
+        run_sites,
+    )
+    sites.set_defaults(kind=kind)
+    how = sites.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--site",
+        action="append",
+        metavar="SITE",
+        dest="sites",
+        help="hold these sites and no others (repeat for more)",
+    )
+    how.add_argument("--every-site", action="store_true", help="hold every site")
+    how.add_argument("--add", action="append", metavar="SITE", help="hold this site too")
+    how.add_argument("--remove", action="append", metavar="SITE", help="no longer hold this site")
 
 
 def _action(
@@ -188,6 +215,37 @@ def run_list(args: argparse.Namespace) -> int:
         return None
 
     return _with_accounts(args, show)
+
+
+def run_sites(args: argparse.Namespace) -> int:
+    """`user sites` and `token sites`: replace (`--site`, `--every-site`) or change (`--add`,
+    `--remove`) the sites an account holds its role on (Accounts.set_sites)."""
+
+    def change(accounts: Accounts) -> Change:
+        before = _held(accounts, args.kind, args.name)
+        if args.sites or args.every_site:
+            now = accounts.set_sites(args.kind, args.name, args.sites or ())
+        else:
+            now = accounts.set_sites(
+                args.kind, args.name, add=args.add or (), remove=args.remove or ()
+            )
+        _say(f"{args.kind} {args.name} now holds its role on {_sites_text(now)}")
+        return {
+            "change": f"{args.kind} sites",
+            "before": None if before is None else sorted(before),
+            "sites": None if now is None else sorted(now),  # None: every site
+        }
+
+    return _with_accounts(args, change)
+
+
+def _held(accounts: Accounts, kind: str, name: str) -> frozenset[str] | None:
+    """The sites a user or token holds now (None: every site, or no such name: set_sites says)."""
+    if kind == "user":
+        user = accounts.user(name)
+        return None if user is None else user.sites
+    token = next((token for token in accounts.tokens() if token.name == name), None)
+    return None if token is None else token.sites
 
 
 # --- tokens ------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config; and
-`gatescan doctor`, which checks one (device/diagnosis/doctor.py; docs/operations.md).
+"""`gatescan agent`: run a gate (camera, decoder, indicator, journal, uplink) from its config;
+`gatescan doctor`, which checks one (device/diagnosis/doctor.py; docs/operations.md);
+`gatescan reset`, its factory reset; and `gatescan update`, which replaces its release
+(device/update/updater.py; run as root).
 
 no broker and no identity in the data dir  -> setup mode: wait for the enrolment card, enrol,
                                               then run as the identity granted (no restart)
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, Commands, stop_on_signals
+from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands, stop_on_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -64,6 +66,8 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     agent.set_defaults(run=run)
     add_doctor_parser(commands)
     add_selftest_parser(commands)
+    add_update_parser(commands)
+    add_reset_parser(commands)
 
 
 def add_selftest_parser(commands: Commands[argparse.ArgumentParser]) -> None:
@@ -103,6 +107,230 @@ def run_selftest_gpio(args: argparse.Namespace) -> int:
         print(f"gatescan selftest gpio: bad configuration\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return selftest_gpio(config, include_relay=args.include_relay)
+
+
+def add_update_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    """`gatescan update`: registered here, beside the agent it replaces (device/update/)."""
+    update = commands.add_parser(
+        "update",
+        help="install a signed release beside the running one, switch, switch back if unhealthy",
+        description="Run as root, by gatescan-updater.service or by hand. Exit 0 updated (or "
+        "already running it), 1 update_failed (switched back), 2 refused (unsigned, tampered, "
+        "wrong key, downgrade, bad input): nothing changed. The outcome is also in "
+        "/var/lib/gatescan-updater/result.json.",
+    )
+    what = update.add_mutually_exclusive_group(required=True)
+    what.add_argument("--to", metavar="VERSION", help="the release to run")
+    what.add_argument(
+        "--from-request",
+        action="store_true",
+        help="take the agent's request (/var/lib/gatescan/update-request.json): the path unit",
+    )
+    what.add_argument(
+        "--recover", action="store_true", help="only finish an update a crash stopped (at boot)"
+    )
+    update.add_argument("--from", dest="source", metavar="FILE|URL", help="the signed bundle")
+    update.add_argument(
+        "--allow-downgrade", action="store_true", help="accept a release older than the running"
+    )
+    update.add_argument(
+        "--health-window",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="seconds the new agent has for READY, a processed frame and the broker (90)",
+    )
+    update.add_argument("--unit", default="gatescan-agent.service", help="the agent's unit")
+    update.add_argument(
+        "--root", type=Path, default=Path("/"), help="the tree /opt/gatescan etc. are under (/)"
+    )
+    update.add_argument(
+        "--agent-here",
+        metavar="ARGS",
+        help="no systemd: run `current/bin/gatescan ARGS` as this updater's child and take its "
+        "READY on a notify socket of its own (tests, a bench)",
+    )
+    update.set_defaults(run=run_update)
+
+
+def run_update(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from device.update.agent_control import AgentControl, ChildAgent, SystemdAgent
+    from device.update.failpoints import UpdaterFailpoints
+    from device.update.layout import Layout
+    from device.update.requests import BadRequest, take_request
+    from device.update.updater import FAILED, REFUSED, UpdateBusy, Updater
+
+    try:
+        failpoints = UpdaterFailpoints.from_environment(os.environ)
+    except ValueError as exc:
+        print(f"gatescan update: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    layout = Layout(args.root)
+    layout.state.mkdir(parents=True, exist_ok=True)
+    control: AgentControl
+    if args.agent_here is not None:
+        control = ChildAgent(layout.current, shlex.split(args.agent_here), layout.state)
+    else:
+        control = SystemdAgent(args.unit)
+    updater = Updater(layout, control, health_window_s=args.health_window, failpoints=failpoints)
+    try:
+        if args.recover:
+            outcome = updater.recover()
+            print(
+                "no update to finish"
+                if outcome is None
+                else json.dumps(outcome.as_record(layout.running_version()))
+            )
+            return EXIT_OK
+        if args.from_request and not layout.request.is_symlink() and not layout.request.exists():
+            # At boot (the unit is enabled) or a second trigger: finish a stopped update only.
+            recovered = updater.recover()
+            print("no update requested" if recovered is None else recovered.reason)
+            return EXIT_OK
+        if args.from_request:
+            try:
+                request = take_request(layout.request, layout.agent_data)
+            except BadRequest as exc:
+                print(f"gatescan update: {exc}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            version, source, allow = request.version, request.source, request.allow_downgrade
+        else:
+            if args.source is None:
+                print("gatescan update: --to needs --from FILE|URL", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            version, source, allow = args.to, args.source, args.allow_downgrade
+        outcome = updater.update(version, source, allow_downgrade=allow)
+    except UpdateBusy as exc:
+        print(f"gatescan update: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        control.close()
+    record = outcome.as_record(layout.running_version())
+    print(json.dumps(record, sort_keys=True))
+    if outcome.outcome == REFUSED:
+        print(f"gatescan update: refused: {outcome.reason}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if outcome.outcome == FAILED:
+        print(f"gatescan update: update_failed: {outcome.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def add_reset_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    """`gatescan reset`: a factory reset of the gate, registered beside the agent it resets."""
+    reset = commands.add_parser(
+        "reset",
+        help="factory reset: forget the gate's enrolment (setup mode again), its site policy"
+        " and its journal (stop the agent first)",
+        description="Forget the identity granted at enrolment, the site policy held and (unless"
+        " --keep-journal) the journal; the next `gatescan agent` starts in setup mode. Refused"
+        " while the agent runs, and while the outbox holds events the server has not"
+        " acknowledged unless --discard-unacked names how many.",
+    )
+    reset.add_argument(
+        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
+    )
+    reset.add_argument("--data-dir", type=Path, help="the agent's data_dir, over the config's")
+    reset.add_argument(
+        "--keep-journal",
+        action="store_true",
+        help="keep the journal (history and unacknowledged events) for the next enrolment",
+    )
+    reset.add_argument(
+        "--discard-unacked",
+        type=int,
+        metavar="N",
+        help="discard the outbox's N unacknowledged events (N must be their number)",
+    )
+    reset.set_defaults(run=run_reset)
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    """The factory reset; exit 0 done, 1 the agent runs or a file could not be removed, 2 the
+    unacknowledged events were not counted right (nothing changed)."""
+    import errno
+    import shutil
+
+    from device.app import LAST_TELEMETRY_FILE
+    from device.enrolment.identity import IdentityError, forget_identity
+    from device.journal.journal import Journal, JournalError
+    from device.journal.outbox import OUTBOX_FILE
+    from device.site_policy.files import FOLDER as POLICY_FOLDER
+
+    def say(line: str) -> None:
+        print(f"gatescan reset: {line}", file=sys.stderr)
+
+    data_dir, broker = _reset_target(args)
+    journal_dir = data_dir / "journal"
+    journal: Journal | None = None
+    unacked = 0
+    if (journal_dir / OUTBOX_FILE).is_file():
+        try:  # the journal's lock: the agent holds it while it runs, and we hold it now
+            journal = Journal(data_dir, retention_days=None)
+        except JournalError as exc:
+            busy = exc.errno == errno.EBUSY
+            say("the agent is running: stop it first (systemctl stop gatescan-agent); nothing"
+                " was changed" if busy else f"{exc}; nothing was changed")  # fmt: skip
+            return EXIT_FAILED
+        unacked = journal.outbox_depth()
+    try:
+        named = args.discard_unacked if args.discard_unacked is not None or unacked else 0
+        if not args.keep_journal and named != unacked:  # nobody discards events by accident
+            given = "" if args.discard_unacked is None else f" (not {args.discard_unacked})"
+            say(f"the outbox holds {unacked} event(s) the server has not acknowledged{given}:"
+                " start the agent with network until they are delivered, or keep them"
+                " (--keep-journal), or copy them for the server (gatescan journal export) and"
+                f" discard them with --discard-unacked {unacked}; nothing was changed")  # fmt: skip
+            return EXIT_BAD_INPUT
+        forgot = forget_identity(data_dir)
+        if (data_dir / POLICY_FOLDER).exists():  # another site's keys and lists
+            shutil.rmtree(data_dir / POLICY_FOLDER)
+        (data_dir / LAST_TELEMETRY_FILE).unlink(missing_ok=True)
+    except (IdentityError, OSError) as exc:
+        say(f"{exc}")
+        return EXIT_FAILED
+    finally:
+        if journal is not None:
+            journal.close()
+    say("identity removed: the gate enrols again in setup mode" if forgot else "no identity")
+    if args.keep_journal:
+        say(f"journal kept ({unacked} unacknowledged event(s) in it)")
+    elif journal_dir.exists():
+        try:
+            shutil.rmtree(journal_dir)
+        except OSError as exc:
+            say(f"cannot remove {journal_dir}: {exc}")
+            return EXIT_FAILED
+        say(f"journal removed ({unacked} unacknowledged event(s) discarded)")
+    if broker:
+        say("the config names a broker (mqtt.broker): the agent runs as configured, not in"
+            " setup mode, until that line is removed")  # fmt: skip
+    return 0
+
+
+def _reset_target(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The data dir to reset (--data-dir, else the config's) and whether the config names a
+    broker (then the agent skips setup mode). A config that does not load still has a data dir."""
+    from firmware_config.errors import ConfigError
+    from firmware_config.loader import load_config
+    from firmware_config.schema import DEFAULT_DATA_DIR
+
+    config_path = args.config
+    default = Path("/etc/gatescan/gate.toml")
+    if config_path is None and default.is_file():
+        config_path = default
+    data_dir, broker = args.data_dir, False
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+            broker = bool(config.mqtt.broker)
+            data_dir = data_dir or Path(config.data_dir)
+        except ConfigError:
+            pass
+    return (data_dir or DEFAULT_DATA_DIR), broker
 
 
 def add_doctor_parser(commands: Commands[argparse.ArgumentParser]) -> None:

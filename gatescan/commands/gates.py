@@ -1,4 +1,4 @@
-"""The gate registry from the command line: `gatescan gate add|list|revoke|replace|retire`.
+"""The gate registry from the command line: `gatescan gate add|list|revoke|replace|retire|deliver`.
 
     gatescan gate add gate-hq-01 --site hq --location lobby --qr hq-01.png --config server.toml
 
@@ -8,7 +8,10 @@ mode that reads it exchanges the token at the enrolment service (`gatescan serve
 login of its own. `revoke` disables the gate's broker client at once (a connected gate is
 dropped and refused from then on); `replace` gives the same gate id a new card (the old card's
 password is changed, so it is refused); `retire` takes a gate out of service and off the
-fleet page's list of gates needing attention. `gatescan provision` gives a pending gate a new
+fleet page's list of gates needing attention. `replace` also says how many events the gate's
+last telemetry counted unacknowledged (they are on the old card only), and `deliver` stores such
+events, as `gatescan journal export` took them off the old card, checked as the collector checks
+them. `gatescan provision` gives a pending gate a new
 code for its SD card with the same functions (`pending_gate`, `new_card`, `reissue_card`).
 
 Each command takes `--config` (server.toml: the database, the enrolment URL, the CA, the broker
@@ -90,6 +93,11 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     command.add_argument(
         "--wait", type=float, default=20.0, metavar="S", help="seconds to wait for the answer"
+    )
+    deliver = _action(actions, "deliver", "store the events an old card had not delivered"
+                      " (a file of `gatescan journal export`)", run_deliver)  # fmt: skip
+    deliver.add_argument(
+        "events_file", type=Path, metavar="FILE", help="JSON Lines, as `journal export` writes"
     )
 
 
@@ -203,11 +211,19 @@ def _registry(store: Store) -> GateRegistry:
 def record_audit(
     store: Store, action: AuditAction, subject: str, change: str, **details: object
 ) -> None:
-    """An audit row for a registry command, its actor the admin running it."""
+    """An audit row for a registry command, its actor the admin running it. A row whose details
+    name a site (`site=`) is that site's (site_id: its managers read it on the audit page)."""
     from gatescan.commands.accounts import _actor
     from server.store.audit import AuditLog
 
-    AuditLog(store.engine).record(_actor(), action, subject, {"change": change, **details})
+    site = details.get("site")
+    AuditLog(store.engine).record(
+        _actor(),
+        action,
+        subject,
+        {"change": change, **details},
+        site_id=site if isinstance(site, str) else "",
+    )
 
 
 # --- add, replace: a card ----------------------------------------------------------------------
@@ -292,11 +308,96 @@ def run_replace(args: argparse.Namespace) -> int:
         token, text, expires = new_card(args)
         write_qr(args.qr, text)
         _registry(store).new_token(gate.device_id, token_digest(token), expires, utc_now())
-        record_audit(store, "gate", gate.device_id, "gate replace")
+        unacked, reported_at = last_unacked(store, gate.device_id)
+        record_audit(store, "gate", gate.device_id, "gate replace", unacked=unacked,
+                     site=gate.site_id)  # fmt: skip
         _print_card(gate.device_id, gate.site_id, text, expires, args.qr)
+        _print_unacked(gate.device_id, unacked, reported_at)
         return _tell_broker(args, gate.device_id, "scramble")
 
     return run_on_store(args, replace)
+
+
+def last_unacked(store: Store, device_id: str) -> tuple[int | None, datetime | None]:
+    """How many events the gate's outbox held unacknowledged when it last sent telemetry, and
+    when: what its old card still holds, as far as the server knows (None: no telemetry)."""
+    for device in store.devices():
+        if device.device_id == device_id and device.telemetry is not None:
+            depth = device.telemetry.get("outbox_depth")
+            return (depth if isinstance(depth, int) else None), device.telemetry_at
+    return None, None
+
+
+def _print_unacked(device_id: str, unacked: int | None, reported_at: datetime | None) -> None:
+    if unacked is None:
+        print("  the server has no telemetry of this gate: how many events its old card holds"
+              " undelivered is unknown", file=sys.stderr)  # fmt: skip
+        return
+    when = local_time(reported_at) if reported_at is not None else "?"
+    print(f"  its last telemetry ({when}) said {unacked} event(s) were not yet acknowledged",
+          file=sys.stderr)  # fmt: skip
+    if unacked:
+        print(f"  they are on the old card only: `gatescan journal export --data-dir CARD"
+              f" --out {device_id}.jsonl` from it, then `gatescan gate deliver {device_id}"
+              f" {device_id}.jsonl`; without the card they are lost", file=sys.stderr)  # fmt: skip
+
+
+def run_deliver(args: argparse.Namespace) -> int:
+    """The events a replaced gate's old card had not delivered, stored as the collector stores
+    them: each checked as it checks an event of this gate's topic (the same device id, the
+    registered site, the time rule), stored by event id (one stored before is not stored
+    again), a refused one kept as a dead letter. Audited with the counts."""
+    from protocol.topics import Topic, device_topic
+    from server.collector.prepare import AcceptedEvent, IncomingMessage, Refused, prepare
+    from server.store.writes import Conflict, DeadLetterRecord, WriteBatch
+
+    def deliver(store: Store) -> int:
+        gate = _known(store, args.device_id)
+        try:
+            lines = [line for line in args.events_file.read_bytes().splitlines() if line.strip()]
+        except OSError as exc:
+            raise CommandStop(
+                EXIT_BAD_INPUT, f"cannot read {args.events_file}: {exc.strerror}"
+            ) from None
+        topic = device_topic(gate.device_id, Topic.EVENTS)
+        sites = _registry(store).sites()
+        accepted: list[AcceptedEvent] = []
+        refused: list[Refused] = []
+        for line in lines:
+            done = prepare(IncomingMessage(topic, line), store.entry_row, utc_now, None, sites)
+            if isinstance(done, AcceptedEvent):
+                accepted.append(done)
+            elif isinstance(done, Refused):
+                refused.append(done)
+
+        def conflict_letter(conflict: Conflict) -> DeadLetterRecord:
+            payload = accepted[conflict.position].message.payload
+            return DeadLetterRecord(topic, payload, "conflict", conflict.detail,
+                                    event_id=conflict.event_id)  # fmt: skip
+
+        batch = WriteBatch(
+            entries=[event.row for event in accepted],
+            dead_letters=[item.dead_letter() for item in refused],
+            conflict_letter=conflict_letter,
+        )
+        stored = store.write_batch(batch, utc_now()).events
+        counts = {
+            "events": len(lines),
+            "new": len(stored.new),
+            "stored_before": stored.duplicate_count,
+            "refused": len(refused) + len(stored.conflicts),
+        }
+        record_audit(store, "gate", gate.device_id, "gate deliver", site=gate.site_id, **counts)
+        print(f"gate {gate.device_id}: {counts['events']} event(s) read, {counts['new']} stored"
+              f" now, {counts['stored_before']} stored before, {counts['refused']} refused",
+              file=sys.stderr)  # fmt: skip
+        reasons = sorted({item.reason for item in refused} | {"conflict" for _ in stored.conflicts})
+        if reasons:
+            print(f"  refused ({', '.join(reasons)}): kept as dead letters", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK
+
+    return run_on_store(args, deliver)
 
 
 # --- provision: a new card for a pending gate, written on its SD card -------------------------
@@ -356,9 +457,8 @@ def _set_state(args: argparse.Namespace, state: str) -> int:
     def change(store: Store) -> int:
         gate = _known(store, args.device_id)
         _registry(store).set_state(gate.device_id, state, utc_now())  # type: ignore[arg-type]
-        record_audit(
-            store, "gate", gate.device_id, f"gate {state[:-1] if state.endswith('d') else state}"
-        )
+        change = f"gate {state[:-1] if state.endswith('d') else state}"
+        record_audit(store, "gate", gate.device_id, change, site=gate.site_id)
         print(f"gate {gate.device_id} (site {gate.site_id}) {state}", file=sys.stderr)
         return _tell_broker(args, gate.device_id, "disable")
 

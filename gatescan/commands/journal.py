@@ -1,5 +1,6 @@
-"""`gatescan journal rejected|requeue`: a technician's look at the gate's rejected events, and
-the way back for them once the cause is fixed.
+"""`gatescan journal rejected|requeue|export`: a technician's look at the gate's rejected events,
+the way back for them once the cause is fixed, and the unacknowledged events of a card taken out
+of service, carried to the server by hand.
 
 An event the collector refused for good (schema, a device id that is not the topic's) or the
 broker kept refusing (ACL, packet size) leaves the outbox for the journal's `rejected` table and
@@ -18,6 +19,13 @@ the agent sends them when it next runs; an event refused again is set aside agai
         beside a running agent the command refuses and changes nothing, and as another user it
         refuses too, since a file it rewrote would then belong to that user and lock the agent
         out.
+
+    gatescan journal export --data-dir DIR --out FILE
+        The outbox's unacknowledged events, one wire JSON object a line (JSON Lines), lowest seq
+        first, in a new file (0600: it holds ID numbers and names, as the journal does). For a
+        replaced gate's old SD card, read in a card reader (--data-dir is the card's
+        /var/lib/gatescan): the server stores them under the gate's id with `gatescan gate
+        deliver ID FILE` (docs/operations.md, "Replacing a gate"). Reads only, like `rejected`.
 
 Exit codes: 0 done; 1 the journal is busy or could not be written, or an id asked for is not set
 aside (the others are still moved); 2 no journal in DIR or bad arguments.
@@ -67,6 +75,15 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     which.add_argument("--all", action="store_true", help="every rejected event")
     requeue.set_defaults(run=run_requeue)
+    export = actions.add_parser(
+        "export",
+        help="write the outbox's unacknowledged events to a file, for `gatescan gate deliver`",
+        description="Write the outbox's unacknowledged events, one JSON event a line, to a new"
+        " file (0600); the server stores them with `gatescan gate deliver ID FILE`. Reads only.",
+    )
+    _add_data_dir(export)
+    export.add_argument("--out", type=Path, required=True, metavar="FILE", help="a new file")
+    export.set_defaults(run=run_export)
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +135,28 @@ def run_requeue(args: argparse.Namespace) -> int:
     if missing:
         _complain("requeue", "not set aside (unknown, or already back): " + ", ".join(missing))
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from device.journal.outbox import OUTBOX_FILE, read_pending
+
+    root = _journal_root(args.data_dir, "export")
+    if root is None:
+        return EXIT_BAD_INPUT
+    events = read_pending(root / OUTBOX_FILE)
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        _complain("export", f"cannot create {args.out}: {exc.strerror} (a new file only)")
+        return EXIT_BAD_INPUT
+    with os.fdopen(fd, "wb") as out:
+        out.writelines(event.to_json() + b"\n" for event in events)
+        out.flush()
+        os.fsync(out.fileno())
+    devices = sorted({event.device_id for event in events})
+    print(f"{len(events)} unacknowledged event(s) of {', '.join(devices) or 'no gate'} written"
+          f" to {args.out}", file=sys.stderr)  # fmt: skip
     return EXIT_OK
 
 

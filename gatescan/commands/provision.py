@@ -53,6 +53,80 @@ DEFAULT_COUNTRY = "VN"
 
 
 def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    add_provision_parser(commands)
+    add_release_parser(commands)
+
+
+def add_release_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    """`gatescan release keygen|sign|make`: the gates' signed releases (server/release/),
+    registered beside provisioning, which puts the first release on a card."""
+    release = commands.add_parser("release", help="the release key and signed release bundles")
+    verbs = release.add_subparsers(title="release commands", metavar="VERB", required=True)
+    keygen = verbs.add_parser(
+        "keygen", help="make the release key (private 0600) and print the line gates trust"
+    )
+    keygen.add_argument("--dir", type=Path, required=True, help="where the key is kept")
+    keygen.add_argument("--name", default="gatescan-release", help="the key's name on gates")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key")
+    keygen.set_defaults(run=run_keygen)
+    sign = verbs.add_parser("sign", help="sign a folder of payload files as release VERSION")
+    sign.add_argument("payload", type=Path, metavar="BUNDLE_DIR", help="the release's files")
+    sign.add_argument("--version", required=True, help="the release's version")
+    sign.add_argument("--install", choices=["venv", "tree"], default="venv")
+    sign.add_argument("--key", type=Path, required=True, help="the release key (keygen's .pem)")
+    sign.add_argument("--out", type=Path, required=True, help="the bundle file to write")
+    sign.set_defaults(run=run_sign)
+    make = verbs.add_parser(
+        "make", help="build gatescan's wheel from this tree (or --wheel) and sign it as a release"
+    )
+    make.add_argument("--key", type=Path, required=True, help="the release key (keygen's .pem)")
+    make.add_argument("--out", type=Path, required=True, metavar="DIR")
+    make.add_argument("--wheel", type=Path, help="a gatescan wheel built elsewhere")
+    make.set_defaults(run=run_make)
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    from server.release.signing import ReleaseError, keygen
+
+    try:
+        private, line = keygen(args.dir, args.name, force=args.force)
+    except ReleaseError as exc:
+        print(f"gatescan release keygen: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"release key: {private} (0600; keep it on this server, never on a gate)")
+    print("each gate trusts it with this line in /etc/gatescan/release-keys.pub:")
+    print(line)
+    return EXIT_OK
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    from protocol.release_bundle import Install
+    from server.release.signing import ReleaseError, load_private_key, sign_bundle
+
+    try:
+        key = load_private_key(args.key)
+        manifest = sign_bundle(args.payload, args.version, Install(args.install), key, args.out)
+    except ReleaseError as exc:
+        print(f"gatescan release sign: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{args.out}: release {manifest.version}, {len(manifest.files)} files, signed")
+    return EXIT_OK
+
+
+def run_make(args: argparse.Namespace) -> int:
+    from server.provision.bundle import BundleError
+    from server.release.signing import ReleaseError, load_private_key, make_release
+
+    try:
+        out = make_release(load_private_key(args.key), args.out, args.wheel)
+    except (ReleaseError, BundleError) as exc:
+        print(f"gatescan release make: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{out}: signed; on a gate: gatescan update --to VERSION --from {out.name}")
+    return EXIT_OK
+
+
+def add_provision_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     provision = commands.add_parser(
         "provision", help="write a new gate's SD card files (cloud-init and the bundle)"
     )
@@ -101,6 +175,13 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         type=Path,
         metavar="FILE",
         help="a gatescan wheel already built (default: build one from this tree)",
+    )
+    provision.add_argument(
+        "--release-key",
+        type=Path,
+        metavar="FILE",
+        help="the release keys the gate trusts (`gatescan release keygen`'s release-key.pub),"
+        " written to /etc/gatescan/release-keys.pub; without it the gate refuses every update",
     )
     provision.add_argument(
         "--with-dependencies",
@@ -212,6 +293,12 @@ def run(args: argparse.Namespace) -> int:
         return stop.code
     for path in written:
         print(path)
+    if card.release_keys is None:
+        print(
+            "gatescan provision: no --release-key: the gate will refuse every update until"
+            " /etc/gatescan/release-keys.pub holds the server's release key",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -220,6 +307,7 @@ def read_card(args: argparse.Namespace) -> CardInputs:
     from server.provision.inputs import (
         ProvisionInputError,
         gate_id,
+        release_keys,
         ssh_public_key,
         wifi_country,
         wifi_psk,
@@ -234,8 +322,9 @@ def read_card(args: argparse.Namespace) -> CardInputs:
     psk = wifi_psk(args.wifi_psk_file) if args.wifi_psk_file is not None else None
     network = network_config(ssid, psk, wifi_country(args.wifi_country))
     ssh_key = ssh_public_key(args.ssh_key) if args.ssh_key is not None else None
+    keys = release_keys(args.release_key) if args.release_key is not None else None
     code, issued = enrolment_code(args)
-    return CardInputs(gate, code, network, ssh_key, issued)
+    return CardInputs(gate, code, network, ssh_key, issued, keys)
 
 
 @dataclass(frozen=True)
@@ -245,6 +334,7 @@ class CardInputs:
     network: NetworkConfig
     ssh_key: str | None
     issued: Issued | None = None  # the code is new: recorded in the registry before writing
+    release_keys: str | None = None  # the lines of /etc/gatescan/release-keys.pub
 
 
 def write(args: argparse.Namespace, inputs: CardInputs) -> list[Path]:
@@ -253,6 +343,7 @@ def write(args: argparse.Namespace, inputs: CardInputs) -> list[Path]:
     from server.provision.boot_files import USER_DATA, Card, card_files, write_card
     from server.provision.bundle import (
         AGENT_UNIT,
+        UPDATER_UNIT_FILES,
         add_constraints,
         add_wheel,
         build_wheel,
@@ -275,6 +366,10 @@ def write(args: argparse.Namespace, inputs: CardInputs) -> list[Path]:
         version=wheel_version(wheel),
         ssh_key=inputs.ssh_key,
         offline=args.with_dependencies,
+        updater_units=tuple(
+            (unit.name, unit.read_text(encoding="utf-8")) for unit in UPDATER_UNIT_FILES
+        ),
+        release_keys=inputs.release_keys,
     )
     files = card_files(card, AGENT_UNIT.read_text(encoding="utf-8"))
     _schema_check(next(file.text for file in files if file.name == USER_DATA))

@@ -26,7 +26,7 @@ from gatescan.options import (
 )
 
 if TYPE_CHECKING:
-    from server.app import CollectorLogin, EnrolmentOptions, Listen
+    from server.app import CollectorLogin, EnrolmentOptions, HomeAssistantOptions, Listen
     from server.dashboard.settings import WebSettings
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -188,6 +188,36 @@ def parse_proxies(text: str) -> tuple[str, ...]:
         raise ValueError(f"--forwarded-allow-ips: {exc}") from None
 
 
+def home_assistant_options(args: argparse.Namespace) -> HomeAssistantOptions | None:
+    """server.toml's [home_assistant] (opt-in: None without it), its password file read and its
+    TLS files checked now. Raises ValueError or OSError with the line for the admin."""
+    from protocol.broker_tls import BrokerTls, BrokerTlsError, client_tls_context
+    from protocol.broker_url import parse_broker_url
+    from server.app import HomeAssistantOptions
+    from server.home_assistant.discovery import Prefixes
+    from server.home_assistant.publisher import HomeAssistantLogin
+    from server.site.server_config import load_server_config
+
+    config_file: Path | None = getattr(args, "config", None)
+    if config_file is None:
+        return None
+    section = load_server_config(config_file).home_assistant  # read once already: it loads
+    if section is None:
+        return None
+    tls = BrokerTls(section.ca_file, section.cert_file, section.key_file)
+    if parse_broker_url(section.broker).tls:
+        try:
+            client_tls_context(tls)
+        except BrokerTlsError as exc:
+            raise ValueError(str(exc)) from exc
+    password = None
+    if section.password_file is not None:
+        password = section.password_file.read_text(encoding="utf-8").strip()
+    login = HomeAssistantLogin(section.broker, section.username, password, section.client_id, tls)
+    prefixes = Prefixes(section.discovery_prefix, section.state_prefix)
+    return HomeAssistantOptions(login, prefixes, section.every)
+
+
 def run_web(args: argparse.Namespace) -> int:
     return _serve(args, "web", args.retention_days, collector=None)
 
@@ -228,6 +258,11 @@ def _serve(
         print(f"gatescan {command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     alerts_file: Path | None = getattr(args, "alerts", None)
+    try:
+        home_assistant = home_assistant_options(args) if collector is not None else None
+    except (ValueError, OSError) as exc:
+        print(f"gatescan {command}: [home_assistant]: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     options = ServerOptions(
         db_url=args.db,
         collector=collector,
@@ -236,6 +271,7 @@ def _serve(
         retention_days=settings.retention_days,
         enrolment=enrolment,
         alerts=(AlertOptions(alerts_file, getattr(args, "ca_file", None)) if alerts_file else None),
+        home_assistant=home_assistant,
     )
     if collector is not None:  # `gatescan web` has no collector, and no limits to set
         limits = GateLimits(args.gate_max_messages_per_second, args.gate_max_bytes_per_minute)

@@ -248,7 +248,9 @@ def run_rules(args: argparse.Namespace) -> int:
             capacity=capacity,
         )
         if args.anti_passback is not None or args.capacity is not None:
-            record_audit(store, "site", site, "site rules", anti_passback=rule, capacity=limit)
+            record_audit(
+                store, "site", site, "site rules", site=site, anti_passback=rule, capacity=limit
+            )
         print(f"site {site}: anti-passback {rule}, capacity {limit or 'none'}")
         return EXIT_OK
 

@@ -4,10 +4,12 @@ Passwords are hashed with scrypt (server/accounts/passwords.py: memory-hard, 32 
 Session ids and API tokens are 256-bit random secrets kept only as SHA-256 digests: they carry full
 entropy, so a fast digest is enough, and a copy of the database opens nothing.
 
-Sites: an admin holds every site. A viewer or manager (user or token) holds its role on the sites
-named when it was made (`--site`, table account_sites), or, when none were named, on every site:
-an installation of one site needs no names, and accounts made before sites were named keep
-working. `Account.sites` is None for "every site"; the reports put it into their queries.
+Sites: an admin holds every site. A viewer, manager or tracer (user or token) holds its role on
+the sites named for it (`--site`, table account_sites; `set_sites` changes them), or, when none
+are named, on every site: an installation of one site needs no names, and accounts made before
+sites were named keep working. `Account.sites` is None for "every site"; the reports put it into
+their queries. An account's sites are read at each request, so a change reaches its sessions and
+tokens at their next one.
 
 E-mail: a user may have an address (`email`); the alerts of the sites a manager holds are mailed
 there (`alert_recipients`, server/alerts/), and an admin's too when the alerts file says so.
@@ -61,12 +63,20 @@ Kind = Literal["user", "token"]
 
 
 class Role(enum.IntEnum):
-    """What a user may do; each role may do everything the lower ones may, but for METRICS.
+    """What a user may do; each role may do everything the lower ones may, but for METRICS and
+    TRACER, which sit below VIEWER, outside the ladder: every role check refuses them but the
+    routes that name them.
 
     METRICS is a token's alone (no user has it): it reads /metrics (server/metrics/) and
-    nothing else, so a Prometheus server's token opens no page, no API and no personal data.
-    Below VIEWER, every role check refuses it; /metrics itself lets METRICS and ADMIN in."""
+    nothing else, so a Prometheus server's token opens no page, no API and no personal data;
+    /metrics itself lets METRICS and ADMIN in.
 
+    TRACER (a province's contact tracer) runs contact tracing across its sites (every site when
+    none are named), each trace audited with its reason, and nothing else: no fleet, no entries,
+    no unmasking, no export, no audit log. The tracing routes name it (`require_role(...,
+    tracer=True)`); docs/security.md, "The tracer role"."""
+
+    TRACER = -1  # contact tracing (with a reason), nothing else
     METRICS = 0  # a token for a Prometheus server: /metrics only
     VIEWER = 1  # fleet, occupancy, entries with personal data masked
     MANAGER = 2  # + unmasking, person lookup and contact tracing (all audited)
@@ -78,7 +88,8 @@ class Role(enum.IntEnum):
             return cls[name.upper()]
         except KeyError:
             raise ValueError(
-                f"unknown role {name!r}: use viewer, manager, admin (or metrics, for a token)"
+                f"unknown role {name!r}: use viewer, manager, admin, tracer"
+                " (or metrics, for a token)"
             ) from None
 
     @property
@@ -87,7 +98,7 @@ class Role(enum.IntEnum):
 
 
 # The roles a user (a person who logs in) may hold; a token may hold any role.
-USER_ROLES = (Role.VIEWER, Role.MANAGER, Role.ADMIN)
+USER_ROLES = (Role.VIEWER, Role.MANAGER, Role.ADMIN, Role.TRACER)
 
 
 class AccountError(ValueError):
@@ -330,6 +341,54 @@ class Accounts:
         except IntegrityError:
             raise AccountError(taken) from None
 
+    # --- the sites of a user or a token --------------------------------------------------------
+
+    def set_sites(
+        self,
+        kind: Kind,
+        name: str,
+        sites: Iterable[str] | None = None,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+    ) -> frozenset[str] | None:
+        """Change the sites a user's or a token's role holds on: `sites` replaces them (empty:
+        every site), else `add` and `remove` change them. Returns what it holds now (None:
+        every site). Its sessions and scripts see the change at their next request (the sites
+        are read at each one).
+
+        AccountError for an admin or a metrics token (no sites to hold), a bad site id, or a
+        removal that would leave none: no sites means every site, so that is said outright
+        (`sites=()`), never reached by removing the last one. UnknownAccount for no such name."""
+        table = users_table if kind == "user" else api_tokens_table
+        held = account_sites_table.c
+        mine = (held.kind == kind) & (held.name == name)
+        with self._engine.begin() as conn:
+            role_name = conn.scalar(select(table.c.role).where(table.c.name == name))
+            if role_name is None:
+                raise UnknownAccount(f"no {kind} named {name!r}")
+            role = Role.parse(role_name)
+            now = frozenset(str(site) for site in conn.scalars(select(held.site_id).where(mine)))
+            if sites is not None:
+                wanted = _checked_sites(role, sites)
+            else:
+                added, removed = _checked_sites(role, add), frozenset(remove)
+                if (added or removed) and not now:
+                    raise AccountError(
+                        f"the {kind} {name!r} holds every site: name the sites it should hold"
+                    )
+                wanted = (now | added) - removed
+                if not wanted:
+                    raise AccountError(
+                        "that would leave no site, which means every site: name the sites it"
+                        " should hold, or give every site outright"
+                    )
+            conn.execute(delete(account_sites_table).where(mine))
+            for site in sorted(wanted):
+                values = {"kind": kind, "name": name, "site_id": site}
+                conn.execute(insert(account_sites_table).values(values))
+        return wanted or None
+
     # --- API tokens ---------------------------------------------------------------------------
 
     def create_token(self, name: str, role: Role, *, sites: Iterable[str] = ()) -> str:
@@ -456,7 +515,7 @@ def _check_name(name: str) -> None:
 
 
 def _checked_sites(role: Role, sites: Iterable[str]) -> frozenset[str]:
-    """The sites named for a new account, checked: an admin (every site) and a metrics token
+    """The sites named for an account, checked: an admin (every site) and a metrics token
     (no data) take none; a site id is 1-200 characters without surrounding spaces."""
     named = frozenset(sites)
     if named and role in (Role.ADMIN, Role.METRICS):

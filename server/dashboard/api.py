@@ -17,13 +17,14 @@ from protocol.verdicts import VerdictStatus
 from server.accounts.users import Role
 from server.dashboard.auth import User, require_role
 from server.dashboard.downloads import entries_export, tracing_export
-from server.dashboard.reports.access import account_sites
+from server.dashboard.reports.access import account_sites, concerned_site
 from server.dashboard.reports.alerts import (
     AlertList,
     NoSuchAlert,
     acknowledge_alert,
     alerts_for,
 )
+from server.dashboard.reports.audit_view import audit_rows
 from server.dashboard.reports.entries import (
     EntryFilter,
     EntryPage,
@@ -33,7 +34,12 @@ from server.dashboard.reports.entries import (
 )
 from server.dashboard.reports.fleet import GateStatus, fleet_status
 from server.dashboard.reports.occupancy import SiteOccupancy, occupancy_today
-from server.dashboard.reports.tracing import TracingResult, trace_contacts
+from server.dashboard.reports.tracing import (
+    MAX_REASON,
+    MissingReason,
+    TracingResult,
+    trace_contacts,
+)
 from server.dashboard.state import web_state
 from server.store.alerts import AlertRow
 from server.store.audit import AuditRow
@@ -42,7 +48,8 @@ router = APIRouter(prefix="/api/v1", tags=["v1"])
 
 Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
 Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
-Admin = Annotated[User, Depends(require_role(Role.ADMIN))]
+Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True))]  # a tracer too
+Tracing = Annotated[User, Depends(require_role(Role.MANAGER, tracer=True))]  # and a tracer
 ExportFormat = Literal["csv", "json"]
 
 
@@ -75,7 +82,7 @@ Filter = Annotated[EntryFilter, Depends(entry_filter)]
 
 
 @router.get("/me", summary="Who the credentials belong to")
-def me(user: Viewer) -> dict[str, str | list[str] | None]:
+def me(user: Anyone) -> dict[str, str | list[str] | None]:
     """`sites`: the sites the role holds on, or null for every site."""
     sites = account_sites(user)
     return {
@@ -138,6 +145,7 @@ def export_entries(
         "export",
         entry_filter.person or "",
         {"filter": entry_filter.as_details(), "format": format, "unmasked": unmask},
+        site_id=concerned_site(user, entry_filter.site_id),
     )
     return entries_export(
         state.store,
@@ -149,16 +157,23 @@ def export_entries(
     )
 
 
-@router.get("/people/{subject_id}/trace", summary="Contact tracing for one person (audited)")
+@router.get(
+    "/people/{subject_id}/trace",
+    summary="Contact tracing for one person (audited, with the reason; a tracer must give one)",
+)
 def trace(
     request: Request,
-    user: Manager,
+    user: Tracing,
     subject_id: str,
     window_min: Annotated[int | None, Query(ge=1, le=1440)] = None,
     since: ApiTime | None = None,
     until: ApiTime | None = None,
+    reason: Annotated[str, Query(max_length=MAX_REASON)] = "",
 ) -> TracingResult:
-    return _trace(request, user, subject_id, window_min, since, until)
+    try:
+        return _trace(request, user, subject_id, window_min, since, until, reason)
+    except MissingReason as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 @router.get(
@@ -178,7 +193,8 @@ def trace_export(
     result = _trace(request, user, subject_id, window_min, since, until)
     state = web_state(request)
     details = {"kind": "tracing", "format": format, "window_min": result.window_min}
-    state.audit.record(user.name, "export", subject_id, details)
+    site = concerned_site(user, shown=(visit.site_id for visit in result.visits))
+    state.audit.record(user.name, "export", subject_id, details, site_id=site)
     return tracing_export(result, format, now=state.clock(), tz=state.settings.tz)
 
 
@@ -189,10 +205,13 @@ def _trace(
     window_min: int | None,
     since: datetime | None,
     until: datetime | None,
+    reason: str = "",
 ) -> TracingResult:
     state = web_state(request)
     window = window_min or state.settings.tracing_window_min
-    return trace_contacts(state.store, user, subject_id, window, since, until, audit=state.audit)
+    return trace_contacts(
+        state.store, user, subject_id, window, since, until, audit=state.audit, reason=reason
+    )
 
 
 @router.get("/occupancy", summary="People inside each site now (last passage today in), masked")
@@ -203,15 +222,19 @@ def occupancy(request: Request, user: Viewer) -> list[SiteOccupancy]:
     )
 
 
-@router.get("/audit", summary="The audit log, newest first (admin)")
+@router.get(
+    "/audit",
+    summary="The audit log, newest first: an admin's every row, a manager's their sites' rows",
+)
 def audit_log(
     request: Request,
-    user: Admin,
-    action: str | None = None,
-    actor: str | None = None,
+    user: Manager,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditRow]:
-    return web_state(request).audit.rows(action=action, actor=actor, limit=limit)
+    state = web_state(request)
+    return audit_rows(state.audit, user, action=action, actor=actor, limit=limit)
 
 
 @router.get("/alerts", summary="Alerts open, and cleared in the last 24 hours, of your sites")

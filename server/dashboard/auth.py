@@ -72,15 +72,17 @@ def current_user(request: Request) -> User:
     return account
 
 
-def require_role(role: Role) -> Callable[..., User]:
-    """A dependency: the user, if their role is at least `role`; else 403."""
+def require_role(role: Role, *, tracer: bool = False) -> Callable[..., User]:
+    """A dependency: the user, if their role is at least `role` (or is the tracer's, where
+    `tracer` lets it in: the tracing routes); else 403."""
 
     def check(user: Annotated[User, Depends(current_user)]) -> User:
-        if user.role < role:
+        if user.role < role and not (tracer and user.role == Role.TRACER):
             raise NotAllowed(role, "this request")
         return user
 
     check.min_role = role  # type: ignore[attr-defined]  # read by the route-coverage tests
+    check.tracer = tracer  # type: ignore[attr-defined]
     return check
 
 
@@ -100,8 +102,9 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/login")
 def login_form(request: Request, next: str = "/", expired: bool = False) -> Response:
-    if request_session(request) is not None:
-        return RedirectResponse(page_after_login(next), status_code=303)
+    session = request_session(request)
+    if session is not None:
+        return RedirectResponse(page_after_login(next, session.account), status_code=303)
     return _login_page(request, next, "login.expired" if expired else None, 200)
 
 
@@ -178,7 +181,7 @@ def _checked(request: Request, attempt: _Attempt, next: str, account: Account | 
     state.accounts.purge_sessions()  # ended by idle time or age: nothing else deletes them
     session = state.accounts.start_session(account)
     state.audit.record(account.name, "login", "", {"client": client})
-    response = RedirectResponse(page_after_login(next), status_code=303)
+    response = RedirectResponse(page_after_login(next, account), status_code=303)
     set_session_cookie(response, state, session.secret)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     expires = state.clock() + timedelta(days=DEVICE_DAYS)
@@ -284,13 +287,20 @@ def safe_next(target: str | None) -> str:
 
 # Where a login may lead: the pages, never a download, a feed or the API (a link that logs a
 # manager in straight into an unmasked export would be a download the manager never asked for).
-NEXT_PAGES = frozenset({"/", "/entries", "/tracing", "/occupancy", "/export", "/account"})
+NEXT_PAGES = frozenset({"/", "/entries", "/tracing", "/occupancy", "/export", "/audit", "/account"})
 
 
-def page_after_login(target: str | None) -> str:
-    """Where a login leads: one of this site's pages (NEXT_PAGES, with its query), else "/"."""
+TRACER_PAGES = frozenset({"/tracing", "/account"})  # the pages a tracer may open
+
+
+def page_after_login(target: str | None, account: Account | None = None) -> str:
+    """Where a login leads: one of this site's pages (NEXT_PAGES, with its query), else "/";
+    for a tracer one of theirs, else /tracing."""
     target = safe_next(target)
-    return target if urlsplit(target).path in NEXT_PAGES else "/"
+    pages, home = NEXT_PAGES, "/"
+    if account is not None and account.role == Role.TRACER:
+        pages, home = TRACER_PAGES, "/tracing"
+    return target if urlsplit(target).path in pages else home
 
 
 # --- answers to missing credentials, low roles and bad CSRF tokens ----------------------------

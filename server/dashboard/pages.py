@@ -1,5 +1,5 @@
 """The dashboard's pages, rendered on the server: fleet, entries, person and contact tracing,
-occupancy, export, account.
+occupancy, export, the audit log, account.
 
 Each page asks BACKEND's reports for its data (server/dashboard/reports/*) with the logged-in user,
 so the masking, the role checks and the audit rows live in one place for the pages and the API
@@ -8,10 +8,11 @@ alike; nothing here reads a table. Live regions refresh through server/dashboard
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
@@ -29,11 +30,12 @@ from server.dashboard.i18n.translate import (
     supported_language,
 )
 from server.dashboard.live import router as live_router
-from server.dashboard.reports.access import NotAllowed, OtherSite, account_sites
+from server.dashboard.reports.access import NotAllowed, OtherSite, account_sites, may_trace
 from server.dashboard.reports.alerts import NoSuchAlert, alerts_for
+from server.dashboard.reports.audit_view import audit_rows
 from server.dashboard.reports.entries import check_person_lookup, view_entries
 from server.dashboard.reports.fleet import REMOTE_ACTIONS, gate_remote, request_command
-from server.dashboard.reports.tracing import trace_contacts
+from server.dashboard.reports.tracing import MAX_REASON, MissingReason, trace_contacts
 from server.dashboard.search_handles import MAX_HANDLE_LENGTH
 from server.dashboard.state import web_state
 from server.dashboard.views import (
@@ -49,12 +51,14 @@ from server.dashboard.views import (
     reveal_term,
     whole_number,
 )
+from server.store.audit import AuditAction
 
 router = APIRouter(include_in_schema=False)
 router.include_router(live_router)
 
 Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
 Manager = Annotated[User, Depends(require_role(Role.MANAGER))]
+Anyone = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True))]  # a tracer too
 PAGE_SIZE = 50
 LANGUAGE_COOKIE_MAX_AGE_S = 365 * 86400
 
@@ -86,10 +90,12 @@ def release_door(request: Request, user: Manager, device_id: str) -> Response:
         raise OtherSite("this gate")
     command_id = secrets.token_urlsafe(12)
     details: dict[str, Any] = {"release": "dashboard", "command_id": command_id}
-    state.audit.record(user.name, "door", device_id, details)
+    site = known[device_id] or ""
+    state.audit.record(user.name, "door", device_id, details, site_id=site)
     problem = state.door_releaser(device_id, user.name, command_id)
     if problem is not None:
-        state.audit.record(user.name, "door", device_id, {**details, "not_sent": problem})
+        failed = {**details, "not_sent": problem}
+        state.audit.record(user.name, "door", device_id, failed, site_id=site)
     outcome = "sent" if problem is None else "failed"
     return RedirectResponse("/?" + urlencode({"door": outcome, "gate": device_id}), 303)
 
@@ -253,20 +259,22 @@ def _filter_choices(request: Request, user: User) -> dict[str, Any]:
 
 
 @router.get("/tracing")
-def tracing_page(request: Request, user: Viewer) -> Response:
+def tracing_page(request: Request, user: Anyone) -> Response:
     params = request.query_params
     handle = str(params.get(HANDLE_PARAM) or "").strip()
     if handle:
         subject = reveal_term(request, handle)
-        if subject is None:
+        reason_handle = str(params.get(REASON_PARAM) or "").strip()
+        reason = reveal_term(request, reason_handle) if reason_handle else ""
+        if subject is None or reason is None:
             return _tracing(request, user, "", params, expired=True)
-        return _tracing(request, user, subject, params, handle=handle)
+        return _tracing(request, user, subject, {**params, "reason": reason}, handle=handle)
     # `subject=`: a bookmark made before the handles; still read, never made.
     return _tracing_by_handle(request, user, str(params.get("subject") or "").strip(), params)
 
 
 @router.post("/tracing/search")
-async def tracing_search(request: Request, user: Viewer) -> Response:
+async def tracing_search(request: Request, user: Anyone) -> Response:
     """The tracing form's POST: answered by a redirect to the result by a handle."""
     form = await request.form()
     subject = str(form.get("subject") or "").strip()
@@ -276,7 +284,7 @@ async def tracing_search(request: Request, user: Viewer) -> Response:
 
 
 @router.get("/people/{subject_id}")
-def person_page(request: Request, user: Viewer, subject_id: str) -> Response:
+def person_page(request: Request, user: Anyone, subject_id: str) -> Response:
     """For old bookmarks: the pages link to /tracing?q=... instead."""
     return _tracing_by_handle(request, user, subject_id.strip(), request.query_params)
 
@@ -284,24 +292,32 @@ def person_page(request: Request, user: Viewer, subject_id: str) -> Response:
 def _tracing_by_handle(
     request: Request, user: User, subject: str, params: Mapping[str, Any]
 ) -> Response:
-    """A subject given outright (the search form, an old bookmark): a manager is sent on to the
-    result by a handle, so the address bar (and the history from now on) never holds it; others
-    get the page's 403, and nothing is kept."""
-    if not subject or user.role < Role.MANAGER:
+    """A subject given outright (the search form, an old bookmark): a manager or tracer is sent
+    on to the result by a handle (the reason by another), so the address bar (and the history
+    from now on) never holds them; others get the page's 403, and nothing is kept."""
+    if not subject or not may_trace(user):
         return _tracing(request, user, subject, params)
     window = web_state(request).settings.tracing_window_min
     query = TracingQuery.from_params(params, subject, window)
-    return RedirectResponse(query.url(hide_term(request, query.subject)), status_code=303)
+    url = query.url(hide_term(request, query.subject), _reason_handle(request, query))
+    return RedirectResponse(url, status_code=303)
+
+
+def _reason_handle(request: Request, query: TracingQuery) -> str:
+    """The trace's reason behind a handle of its own: it may name a case or a person."""
+    return hide_term(request, query.reason) if query.reason else ""
 
 
 @dataclass(frozen=True)
 class TracingQuery:
-    """The tracing form as sent: the subject, ±window minutes, and an optional period."""
+    """The tracing form as sent: the subject, ±window minutes, an optional period, and the
+    reason (audited; a tracer must give one)."""
 
     subject: str
     window: int
     since: str  # <input type="datetime-local">, site time
     until: str
+    reason: str = ""
 
     @classmethod
     def from_params(
@@ -312,13 +328,18 @@ class TracingQuery:
             window=whole_number(params.get("window"), default_window),
             since=str(params.get("since") or "")[:40],
             until=str(params.get("until") or "")[:40],
+            reason=" ".join(str(params.get("reason") or "").split())[:MAX_REASON],
         )
 
-    def url(self, handle: str) -> str:
-        """This query's result page, the subject by its handle."""
+    def url(self, handle: str, reason_handle: str = "") -> str:
+        """This query's result page, the subject and the reason by their handles."""
         pairs = [(HANDLE_PARAM, handle), ("window", str(self.window))]
         pairs += [(name, value) for name, value in (("since", self.since), ("until", self.until))]
+        pairs.append((REASON_PARAM, reason_handle))
         return "/tracing?" + urlencode([(name, value) for name, value in pairs if value])
+
+
+REASON_PARAM = "r"  # the reason's handle in a tracing page's URL
 
 
 def _tracing(
@@ -336,27 +357,41 @@ def _tracing(
     context = page_context(request, user, "tracing")
     t = context["t"]
     context.update(query=query, result=None, error=None, expired=expired, export_links=[])
+    context.update(reason_needed=user.role == Role.TRACER, reason_handle="")
     if not query.subject:
         return render(request, "tracing.html", context)
-    if user.role < Role.MANAGER:  # no handle for a viewer: the page says why, and nothing more
+    if not may_trace(user):  # no handle for a viewer: the page says why, and nothing more
         context["here"] = "/tracing"  # not the POST-only search address
         context["error"] = t("tracing.forbidden")
         return render(request, "tracing.html", context, status_code=403)
     handle = handle or hide_term(request, query.subject)
-    context["here"] = query.url(handle)
+    context["reason_handle"] = reason_handle = _reason_handle(request, query)
+    context["here"] = query.url(handle, reason_handle)
     since = parse_local_datetime(query.since, tz)
     until = parse_local_datetime(query.until, tz)
     try:
         result = trace_contacts(
-            state.store, user, query.subject, query.window, since, until, audit=state.audit
+            state.store,
+            user,
+            query.subject,
+            query.window,
+            since,
+            until,
+            audit=state.audit,
+            reason=query.reason,
         )
     except NotAllowed:
         context["error"] = t("tracing.forbidden")
         return render(request, "tracing.html", context, status_code=403)
+    except MissingReason:
+        context["error"] = t("tracing.reason_needed")
+        return render(request, "tracing.html", context, status_code=400)
     except ValueError:
         context["error"] = t("tracing.bad_window")
         return render(request, "tracing.html", context, status_code=400)
     context["result"] = result
+    if user.role < Role.MANAGER:  # a tracer traces; downloads are a manager's
+        return render(request, "tracing.html", context)
     context["export_links"] = [
         (_tracing_export_url(handle, query, kind), t(label))
         for kind, label in (("csv", "tracing.export_csv"), ("json", "tracing.export_json"))
@@ -458,8 +493,32 @@ def export_download(
     return api.export_entries(request, user, entry_filter, format, unmask)
 
 
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    user: Manager,
+    action: Annotated[str, Query(max_length=40)] = "",
+) -> Response:
+    """The audit log, newest first: an admin's every row, a manager's their sites' rows
+    (reports/audit_view.py). Reading it is not itself audited."""
+    state = web_state(request)
+    context = page_context(request, user, "audit")
+    rows = audit_rows(state.audit, user, action=action or None, limit=AUDIT_PAGE_ROWS)
+    context.update(rows=rows, action=action, actions=AUDIT_ACTIONS, details_text=_details_text)
+    return render(request, "audit.html", context)
+
+
+def _details_text(details: dict[str, Any]) -> str:
+    """A row's details as JSON that keeps Vietnamese readable (escaped as text by the page)."""
+    return json.dumps(details, ensure_ascii=False, sort_keys=True)
+
+
+AUDIT_PAGE_ROWS = 200
+AUDIT_ACTIONS = get_args(AuditAction)
+
+
 @router.get("/account")
-def account_page(request: Request, user: Viewer, saved: bool = False) -> Response:
+def account_page(request: Request, user: Anyone, saved: bool = False) -> Response:
     context = page_context(request, user, "account")
     context["saved"] = saved
     return render(request, "account.html", context)
@@ -468,7 +527,7 @@ def account_page(request: Request, user: Viewer, saved: bool = False) -> Respons
 @router.post("/account/language")
 def choose_language(
     request: Request,
-    user: Viewer,
+    user: Anyone,
     lang: Annotated[str, Form(max_length=8)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:

@@ -39,7 +39,7 @@ log = logging.getLogger("gatescan.web.password")
 
 router = APIRouter(include_in_schema=False)
 
-Viewer = Annotated[User, Depends(require_role(Role.VIEWER))]
+Viewer = Annotated[User, Depends(require_role(Role.VIEWER, tracer=True))]  # a tracer too
 # The login form takes a password of at most this many characters (auth.py): a longer one
 # could be set but never used to log in.
 MAX_PASSWORD_CHARS = 1024

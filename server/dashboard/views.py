@@ -218,6 +218,8 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
         "role_name": user.role.label,
         "user_sites": _sites_shown(user),  # None: every site
         "can_look_up_people": user.role >= Role.MANAGER,  # the person filter (reports.entries)
+        "shows_page": _page_shown(user),  # the menu's entries
+        "home": "/tracing" if user.role == Role.TRACER else "/",
         "csrf_token": csrf_token(request),
         # Where the language switch comes back to. Pages that may hold a search term in their
         # own URL (an old bookmark's ?person=, /people/{id}) set it to the same view by its handle.
@@ -227,6 +229,18 @@ def page_context(request: Request, user: User, active: str) -> dict[str, Any]:
         "live_interval_s": LIVE_INTERVAL_S,
         "person_link": person_link(request),
     }
+
+
+def _page_shown(user: User) -> Callable[[str], bool]:
+    """Whether the menu shows a page (by its key) to `user`: a tracer sees tracing alone, the
+    audit log is a manager's and an admin's."""
+
+    def shown(key: str) -> bool:
+        if user.role == Role.TRACER:
+            return key == "tracing"
+        return key != "audit" or user.role >= Role.MANAGER
+
+    return shown
 
 
 def _sites_shown(user: User) -> list[str] | None:

@@ -39,12 +39,14 @@ from server.provision.target import (
     ETC,
     EXTRAS,
     GATE_CONFIG,
+    RELEASE_KEYS,
     RELEASES,
     SERVICE_GROUPS,
     SERVICE_USER,
     STATE,
     TARGET,
     UNIT_PATH,
+    UNITS,
 )
 
 USER_DATA = "user-data"
@@ -66,6 +68,10 @@ class Card:
     version: str
     ssh_key: str | None = None
     offline: bool = False  # the bundle holds every dependency's wheel: no index at all
+    # The updater's units, (name, text) as shipped, and the release keys the gate trusts
+    # (`release-keys.pub` lines): a gate without keys refuses every release.
+    updater_units: tuple[tuple[str, str], ...] = ()
+    release_keys: str | None = None
 
 
 def gate_config_text(gate_id: str) -> str:
@@ -115,8 +121,23 @@ def install_commands(card: Card) -> list[str | list[str]]:
         [str(release / "bin" / "python"), "-c", check],
         ["ln", "-sfn", str(release), str(CURRENT)],
         ["systemctl", "daemon-reload"],
+        *updater_commands(card),
         ["systemctl", "enable", "--now", UNIT_PATH.name],
     ]
+
+
+def updater_commands(card: Card) -> list[str | list[str]]:
+    """The updater's path unit started (it watches for the agent's request), its service enabled
+    for boot (where it finishes an update a power cut stopped)."""
+    names = [name for name, _text in card.updater_units]
+    paths = [name for name in names if name.endswith(".path")]
+    services = [name for name in names if name.endswith(".service")]
+    commands: list[str | list[str]] = []
+    if services:
+        commands.append(["systemctl", "enable", *services])
+    if paths:
+        commands.append(["systemctl", "enable", "--now", *paths])
+    return commands
 
 
 def user_data(card: Card, unit_text: str) -> dict[str, Any]:
@@ -145,7 +166,10 @@ def user_data(card: Card, unit_text: str) -> dict[str, Any]:
         # The enrolment code: the agent (user gatescan) reads it once in setup mode.
         _file(ENROLMENT_PATH, card.enrolment_code + "\n", "0600", f"{SERVICE_USER}:{SERVICE_USER}"),
         _file(UNIT_PATH, unit_text, "0644", "root:root"),
+        *(_file(UNITS / name, text, "0644", "root:root") for name, text in card.updater_units),
     ]
+    if card.release_keys is not None:
+        write_files.append(_file(RELEASE_KEYS, card.release_keys, "0644", "root:root"))
     data: dict[str, Any] = {
         "hostname": card.gate_id,
         "manage_etc_hosts": True,

@@ -15,11 +15,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from server.provision.target import CONSTRAINTS_NAME, EXTRAS, TARGET, OsRelease, wheel_platforms
+from server.provision.target import (
+    CONSTRAINTS_NAME,
+    EXTRAS,
+    TARGET,
+    UPDATER_UNITS,
+    OsRelease,
+    wheel_platforms,
+)
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 CONSTRAINTS = SOURCE_TREE / "deploy" / "pi" / CONSTRAINTS_NAME
 AGENT_UNIT = SOURCE_TREE / "deploy" / "systemd" / "gatescan-agent.service"
+UPDATER_UNIT_FILES = tuple(SOURCE_TREE / "deploy" / "systemd" / name for name in UPDATER_UNITS)
 # setuptools that reads pyproject.toml's `license = "..."` (PEP 639); an older one in this
 # environment means building in pip's isolated environment instead (which fetches setuptools).
 _SETUPTOOLS_FOR_BUILD = 77
@@ -33,7 +41,7 @@ class BundleError(RuntimeError):
 
 def source_tree_files() -> list[Path]:
     """What provisioning reads from the source tree; missing ones mean this is not a clone."""
-    return [SOURCE_TREE / "pyproject.toml", CONSTRAINTS, AGENT_UNIT]
+    return [SOURCE_TREE / "pyproject.toml", CONSTRAINTS, AGENT_UNIT, *UPDATER_UNIT_FILES]
 
 
 def check_source_tree() -> None:

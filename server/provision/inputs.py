@@ -13,6 +13,7 @@ from pathlib import Path
 
 from firmware_config.schema import read_secret
 from protocol.enrolment import EnrolmentCode, EnrolmentCodeError, parse_enrolment_code
+from protocol.release_bundle import parse_trusted_keys
 from protocol.topics import DEVICE_ID_PATTERN
 
 # A hostname label (RFC 1123) that is also a device id: letters, digits and '-'.
@@ -86,6 +87,25 @@ def wifi_psk(path: Path) -> str:
     if not psk:
         raise ProvisionInputError(f"--wifi-psk-file {path}: the file is empty")
     return psk
+
+
+def release_keys(path: Path) -> str:
+    """The release keys a gate is to trust (`gatescan release keygen`'s release-key.pub): the
+    file's lines, checked to be `ed25519:BASE64 NAME` lines, at least one. A private key is
+    refused by name."""
+    text = _read_text(path, "--release-key")
+    if "PRIVATE KEY" in text:
+        raise ProvisionInputError(
+            f"--release-key {path} is a private key: give release-key.pub; the release key's"
+            " private half stays on the server"
+        )
+    try:
+        keys = parse_trusted_keys(text)
+    except ValueError as exc:
+        raise ProvisionInputError(f"--release-key {path}: {exc}") from None
+    if not keys:
+        raise ProvisionInputError(f"--release-key {path} holds no key")
+    return text if text.endswith("\n") else text + "\n"
 
 
 def ssh_public_key(path: Path) -> str:

@@ -53,7 +53,12 @@ CURRENT = OPT / "current"  # a symlink to the release in use; the unit runs curr
 ETC = PurePosixPath("/etc/gatescan")
 GATE_CONFIG = ETC / "gate.toml"
 STATE = PurePosixPath("/var/lib/gatescan")
-UNIT_PATH = PurePosixPath("/etc/systemd/system/gatescan-agent.service")
+UNITS = PurePosixPath("/etc/systemd/system")
+UNIT_PATH = UNITS / "gatescan-agent.service"
+# The updater's units (device/update/; docs/operations.md, "Updating gates") and the release
+# keys the gate trusts, root's: what lets a provisioned gate take signed releases later.
+UPDATER_UNITS = ("gatescan-updater.service", "gatescan-updater.path")
+RELEASE_KEYS = ETC / "release-keys.pub"
 SERVICE_USER = "gatescan"
 SERVICE_GROUPS = ("video", "gpio")  # the camera's and the pins' device nodes
 ADMIN_USER = "gateadmin"  # a technician's SSH login, only when --ssh-key is given

@@ -32,6 +32,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _broker_url(url: str) -> str:
+    try:
+        parse_broker_url(url)
+    except BrokerUrlError as error:
+        raise ValueError(str(error)) from None
+    return url
+
+
+def _tls_files_need_mqtts(section: BaseModel, broker: str | None) -> None:
+    """A section naming TLS files (ca_file, cert_file, key_file) needs an mqtts:// broker."""
+    named = [key for key in ("ca_file", "cert_file", "key_file") if getattr(section, key)]
+    if named and broker is not None and not parse_broker_url(broker).tls:
+        raise PydanticCustomError(
+            "tls_without_mqtts",
+            "{field} is set but the broker is not mqtts:// (no TLS); write mqtts://host:port",
+            {"field": named[0]},
+        )
+
+
 class ServerMqtt(_Section):
     """[mqtt]: how the collector reaches the broker. None: the flag's default."""
 
@@ -62,21 +81,50 @@ class ServerMqtt(_Section):
     @field_validator("broker")
     @classmethod
     def _is_broker_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            try:
-                parse_broker_url(url)
-            except BrokerUrlError as error:
-                raise ValueError(str(error)) from None
-        return url
+        return url if url is None else _broker_url(url)
 
     @model_validator(mode="after")
     def _tls_files_need_mqtts(self) -> ServerMqtt:
-        named = [key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key)]
-        if named and self.broker is not None and not parse_broker_url(self.broker).tls:
+        _tls_files_need_mqtts(self, self.broker)
+        return self
+
+
+class ServerHomeAssistant(_Section):
+    """[home_assistant]: publish the gates to Home Assistant by MQTT discovery (opt-in: without
+    the section nothing is published). Its broker is usually Home Assistant's own."""
+
+    broker: str = Field(description="mqtt://host:port or mqtts://...: Home Assistant's broker.")
+    username: str | None = Field(None, description="the broker user (none: anonymous).")
+    password_file: Path | None = Field(None, description="the file holding its password.")
+    client_id: str = Field("gatescan-home-assistant", min_length=1, description="client id.")
+    ca_file: Path | None = Field(None, description="the CA of that broker's cert (mqtts).")
+    cert_file: Path | None = Field(None, description="a client certificate.")
+    key_file: Path | None = Field(None, description="its key, if not in cert_file.")
+    discovery_prefix: str = Field(
+        "homeassistant",
+        pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$",
+        description="Home Assistant's discovery prefix.",
+    )
+    state_prefix: str = Field(
+        "gatescan/ha",
+        pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$",
+        description="where the gates' states go (gatescan's own topics).",
+    )
+    every: float = Field(5.0, gt=0, le=3600, description="seconds between two looks.")
+
+    @field_validator("broker")
+    @classmethod
+    def _is_broker_url(cls, url: str) -> str:
+        return _broker_url(url)
+
+    @model_validator(mode="after")
+    def _tls_files_need_mqtts(self) -> ServerHomeAssistant:
+        _tls_files_need_mqtts(self, self.broker)
+        if self.discovery_prefix == self.state_prefix.split("/")[0]:
             raise PydanticCustomError(
-                "tls_without_mqtts",
-                "{field} is set but the broker is not mqtts:// (no TLS); write mqtts://host:port",
-                {"field": named[0]},
+                "state_under_discovery",
+                "state_prefix must not be under discovery_prefix: HA reads configs there",
+                {},
             )
         return self
 
@@ -101,6 +149,7 @@ class ServerConfig(_Section):
     token_hours: float | None = Field(None, gt=0, description="--token-hours: a token's life.")
     alerts: Path | None = Field(None, description="--alerts: alerts.toml (webhook, e-mail).")
     mqtt: ServerMqtt = Field(default_factory=ServerMqtt)
+    home_assistant: ServerHomeAssistant | None = None
 
     @field_validator("enrol_url")
     @classmethod
@@ -132,7 +181,11 @@ class ServerConfig(_Section):
 
     def flag_values(self) -> dict[str, Any]:
         """What the file sets, by the flags' argparse names (`--mqtt-client` is mqtt_client)."""
-        values = {key: value for key, value in self if key != "mqtt" and value is not None}
+        values = {
+            key: value
+            for key, value in self
+            if key not in ("mqtt", "home_assistant") and value is not None
+        }
         for key, value in self.mqtt:
             if value is not None:
                 values["mqtt_client" if key == "client" else key] = value
@@ -159,6 +212,14 @@ def _anchored(config: ServerConfig, base: Path) -> ServerConfig:
         if isinstance(value := getattr(config.mqtt, key), Path) and not value.is_absolute()
     }
     update: dict[str, Any] = {"mqtt": config.mqtt.model_copy(update=mqtt_paths)}
+    if config.home_assistant is not None:
+        ha = config.home_assistant
+        ha_paths = {
+            key: base / value
+            for key in ("password_file", "ca_file", "cert_file", "key_file")
+            if isinstance(value := getattr(ha, key), Path) and not value.is_absolute()
+        }
+        update["home_assistant"] = ha.model_copy(update=ha_paths)
     for key in ("enrol_cert_file", "enrol_key_file", "alerts"):
         value = getattr(config, key)
         if isinstance(value, Path) and not value.is_absolute():

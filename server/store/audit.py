@@ -2,8 +2,9 @@
 purges), and who changed which account (`gatescan user ...`, `token ...`: action "account");
 a person's own data exported or erased (`gatescan person ...`: action "person"); who released
 which gate's door from the dashboard, and the releases gates report (action "door"); who
-acknowledged which alert (action "alert"). Rows are
-only ever added; reading them needs the admin role."""
+acknowledged which alert (action "alert"). Rows are only ever added. A row that concerns one
+site names it (site_id): a manager reads their sites' rows
+(server/dashboard/reports/audit_view.py), an admin every row."""
 
 from __future__ import annotations
 
@@ -80,10 +81,11 @@ class AuditLog:
         actor: str | None = None,
         since: datetime | None = None,
         sites: frozenset[str] | None = None,
+        some_site: bool = False,
         limit: int = 100,
     ) -> list[AuditRow]:
-        """The newest rows first; of `sites` only when given (a row of no one site is then left
-        out: it is the admin's)."""
+        """The newest rows first; of `sites` only when given, of any one site with `some_site`
+        (either way a row of no one site is left out: it is the admin's)."""
         table = audit_log_table
         query = select(table).order_by(table.c.id.desc()).limit(limit)
         if action is not None:
@@ -94,5 +96,7 @@ class AuditLog:
             query = query.where(table.c.at >= since)
         if sites is not None:
             query = query.where(table.c.site_id.in_(sorted(sites)))
+        if some_site:
+            query = query.where(table.c.site_id != "")
         with self._engine.connect() as conn:
             return [AuditRow.model_validate(dict(r)) for r in conn.execute(query).mappings()]

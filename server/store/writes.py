@@ -458,16 +458,19 @@ def _door_releases(
     transaction: an online status whose faults gain or lose `fire_alarm` (an offline one is
     not read for it: the last will says nothing of the alarm), and a telemetry whose release
     counts grew since the gate's previous one (a gate restarted, its uptime smaller, counts
-    from zero). One lookup of the device's row, for a status or a telemetry only."""
+    from zero); each row the gate's site's. One lookup of the device's row, for a status or a
+    telemetry only."""
     values = device.values
     status = "faults" in values and values.get("state") == "online"
     telemetry = values.get("telemetry")
     if not status and not isinstance(telemetry, dict):
         return []
     table = devices_table
-    query = select(table.c.faults, table.c.telemetry)
+    query = select(table.c.faults, table.c.telemetry, table.c.site_id)
     before = conn.execute(query.where(table.c.device_id == device.device_id)).first()
     rows: list[dict[str, Any]] = []
+    # The gate's site (the status says it; a telemetry, the row's): its managers read the row.
+    site = values.get("site_id") or (before.site_id if before is not None else "") or ""
 
     def row(details: dict[str, Any]) -> None:
         rows.append(
@@ -477,6 +480,7 @@ def _door_releases(
                 "action": "door",
                 "subject": device.device_id,
                 "details": details,
+                "site_id": str(site)[:200],
             }
         )
 

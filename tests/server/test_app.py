@@ -1,5 +1,6 @@
 """build_server: the server side wired from its options, started, served and stopped (a real
-SQLite file, a real uvicorn on real sockets)."""
+SQLite file, and a real PostgreSQL for the dashboard that serves; a real uvicorn on real
+sockets)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import URL
 
 from server.app import (
     DashboardServer,
@@ -25,6 +27,7 @@ from server.app import (
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
 from tests.support.waiting import wait_until
+from tests.support.web import BACKENDS, both_backends_with_schema, db_option
 
 
 @pytest.fixture
@@ -36,9 +39,14 @@ def taken_port() -> Iterator[int]:
     holder.close()
 
 
-def dashboard_options(tmp_path: Path, listen: Listen) -> ServerOptions:
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
+    return both_backends_with_schema(request, tmp_path)
+
+
+def dashboard_options(db: Path | URL, listen: Listen) -> ServerOptions:
     return ServerOptions(
-        db_url=f"sqlite:///{tmp_path / 'gatescan.db'}",
+        db_url=db_option(db),
         dashboard=WebSettings(),
         listen=listen,
         web_log_level="warning",
@@ -57,14 +65,14 @@ def status_of(url: str) -> int | None:
 
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path, taken_port: int) -> None:
     with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1 port {taken_port}"):
-        build_server(dashboard_options(tmp_path, Listen("127.0.0.1", taken_port)))
+        build_server(dashboard_options(tmp_path / "gatescan.db", Listen("127.0.0.1", taken_port)))
 
 
 def test_the_demo_listens_on_another_port_when_its_own_is_taken(
     tmp_path: Path, taken_port: int
 ) -> None:
     listen = Listen("127.0.0.1", taken_port, any_port_if_taken=True)
-    server = build_server(dashboard_options(tmp_path, listen))
+    server = build_server(dashboard_options(tmp_path / "gatescan.db", listen))
     try:
         assert server.url is not None and server.url.startswith("http://127.0.0.1:")
         assert f":{taken_port}/" not in server.url
@@ -72,8 +80,10 @@ def test_the_demo_listens_on_another_port_when_its_own_is_taken(
         server.stop()
 
 
-def test_the_dashboard_answers_until_stop_and_a_second_stop_is_harmless(tmp_path: Path) -> None:
-    server = build_server(dashboard_options(tmp_path, Listen("127.0.0.1", 0)))
+def test_the_dashboard_answers_until_stop_and_a_second_stop_is_harmless(
+    store_url: Path | URL,
+) -> None:
+    server = build_server(dashboard_options(store_url, Listen("127.0.0.1", 0)))
     assert server.collector is None and server.retention is None and server.url is not None
     login = server.url + "login"
     stop = threading.Event()

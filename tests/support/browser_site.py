@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+from sqlalchemy.engine import URL
 
 from device.decode.backends import make_decoder
 from gatescan.testing.broker import LocalBroker
@@ -29,6 +30,7 @@ from server.store.database import Store, StoredEntry
 from tests.support.fault_site import LoggedProcess
 from tests.support.paths import PROJECT_ROOT
 from tests.support.waiting import wait_until
+from tests.support.web import db_option
 
 FRAME_SIZE = (360, 360)  # room for an ID card's code (version 7) at 4 px per module
 MODULE_PX = 4
@@ -131,7 +133,7 @@ class Site:
 
     root: Path
     broker: LocalBroker
-    db: Path
+    db: Path | URL  # a SQLite file or a PostgreSQL database
     url: str
     server: LoggedProcess
     username: str
@@ -143,7 +145,7 @@ class Site:
     def store(self) -> Store:
         """The collector's database as the test reads it (the server writes it)."""
         if self._store is None:
-            self._store = Store(f"sqlite:///{self.db}")
+            self._store = Store(self.db)
         return self._store
 
     def entries_of(self, code: bytes) -> list[StoredEntry]:
@@ -174,10 +176,10 @@ class Site:
             self._store.close()
 
 
-def add_user(db: Path, name: str, role: str, password: str, log: Path) -> None:
+def add_user(db: Path | URL, name: str, role: str, password: str, log: Path) -> None:
     """`gatescan user add NAME --role ROLE`, the password given on stdin as a script would."""
     result = subprocess.run(
-        gatescan_command("user", "add", name, "--role", role, "--db", f"sqlite:///{db}"),
+        gatescan_command("user", "add", name, "--role", role, "--db", db_option(db)),
         input=password + "\n",
         capture_output=True,
         text=True,
@@ -191,13 +193,13 @@ def add_user(db: Path, name: str, role: str, password: str, log: Path) -> None:
 
 
 def start_server(
-    root: Path, broker: LocalBroker, db: Path, settings: list[str]
+    root: Path, broker: LocalBroker, db: Path | URL, settings: list[str]
 ) -> tuple[LoggedProcess, str]:
     """`gatescan server` on a free port, returned once its login page answers."""
     port = free_port()
     server = LoggedProcess(
         gatescan_command(
-            "server", "--broker", broker.url, "--db", f"sqlite:///{db}",
+            "server", "--broker", broker.url, "--db", db_option(db),
             "--listen", f"127.0.0.1:{port}", *settings,
         ),
         root / "server.log",

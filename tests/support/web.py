@@ -1,13 +1,15 @@
-"""The dashboard on a real SQLite file, driven through FastAPI's TestClient, with a clock the
-tests move instead of sleeping: the fixtures (`clock`, `store`, `settings`, `app`, `client`; a
-plugin of tests/conftest.py, so the store and command tests have them too), a fast real hasher,
-logging in, and stored entries to show.
+"""The dashboard on a real SQLite file, or a real PostgreSQL database (`both_backends`),
+driven through FastAPI's TestClient, with a clock the tests move instead of sleeping: the
+fixtures (`clock`, `store`, `settings`, `app`, `client`; a plugin of tests/conftest.py, so the
+store and command tests have them too), a fast real hasher, logging in, and stored entries to
+show.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import URL
 
+from gatescan.testing.postgres import PostgresServer
 from protocol.messages import Event
 from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
 from server.accounts.passwords import PasswordHasher
@@ -182,30 +185,89 @@ def clock() -> MovableClock:
     return MovableClock()
 
 
-# The databases a store suite runs on (`both_backends`): a SQLite file, and a fresh database on
-# the PostgreSQL the tests start (tests/support/postgres.py).
+# The databases a suite that runs on both (`both_backends`, `both_backends_with_schema`) runs on:
+# a SQLite file, and a fresh database on the PostgreSQL the tests start
+# (tests/support/postgres.py).
 BACKENDS = ("sqlite", "postgresql")
 
 
-def backend_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Path | URL:
-    """Where a store of this backend lives: a file in tmp_path, or a fresh PostgreSQL database
-    (the server is started only when a test asks for one)."""
+def _migrate(url: URL) -> None:
+    Store(url).close()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema(postgres_server: PostgresServer) -> str:
+    """A template database with the schema migrated to the newest revision, made once a session
+    (a worker): a database copied from it costs what an empty one does, where running the
+    migrations in each test's database took several times that."""
+    return postgres_server.create_template("gatescan_schema", _migrate)
+
+
+@pytest.fixture
+def postgres_url_with_schema(
+    postgres_server: PostgresServer, postgres_schema: str
+) -> Iterator[URL]:
+    """A fresh database for one test with the schema in place (a copy of `postgres_schema`)."""
+    name = postgres_server.create_database(template=postgres_schema)
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.done_with(name)
+
+
+def backend_url(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, *, schema: bool = False
+) -> Path | URL:
+    """Where a store of this backend lives: a file in tmp_path, or a fresh PostgreSQL database,
+    empty or (`schema`) with the tables made (the server is started only when a test asks for
+    one)."""
     if backend == "postgresql":
-        url: URL = request.getfixturevalue("postgres_url")
+        url: URL = request.getfixturevalue("postgres_url_with_schema" if schema else "postgres_url")
         return url
-    return tmp_path / "gatescan.db"
+    path = tmp_path / "gatescan.db"
+    if schema:
+        shutil.copyfile(request.getfixturevalue("sqlite_schema"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sqlite_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file with the schema migrated to the newest revision, made once a session (a
+    worker), which `both_backends_with_schema` copies: as on PostgreSQL, quicker than running
+    the migrations in each test's file. Closed, so its WAL is checkpointed into it."""
+    path = tmp_path_factory.mktemp("sqlite-schema") / "gatescan.db"
+    Store(path).close()
+    return path
 
 
 @pytest.fixture
 def store_url(tmp_path: Path) -> Path | URL:
     """The `store`'s database: SQLite. A suite that runs on both overrides this fixture with
-    `both_backends` (tests/server/store/conftest.py, tests/server/dashboard/test_reports.py)."""
+    `both_backends` (tests/server/store/conftest.py) or `both_backends_with_schema`
+    (tests/server/dashboard/conftest.py, ...)."""
     return tmp_path / "gatescan.db"
 
 
 def both_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
-    """The body of a `store_url` fixture parametrized with BACKENDS."""
+    """The body of a `store_url` fixture parametrized with BACKENDS: on PostgreSQL an empty
+    database, which the `store` brings up with the migrations (for the tests of the schema and
+    its upgrades)."""
     return backend_url(request, str(request.param), tmp_path)
+
+
+def both_backends_with_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
+    """`both_backends`, the database (a SQLite file, a PostgreSQL database) with the schema
+    already made: for the suites whose subject is not the migrations (the dashboard's),
+    quicker."""
+    return backend_url(request, str(request.param), tmp_path, schema=True)
+
+
+def db_option(url: Path | URL) -> str:
+    """A `store_url` as a command's --db (or ServerOptions.db_url) takes it: a SQLite file's
+    path, a PostgreSQL URL in full."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=False)
+    return str(url)
 
 
 @pytest.fixture

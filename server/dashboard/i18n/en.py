@@ -10,6 +10,7 @@ MESSAGES: dict[str, str] = {
     "nav.tracing": "Contact tracing",
     "nav.occupancy": "Occupancy",
     "nav.export": "Export",
+    "nav.audit": "Audit log",
     "nav.account": "Account",
     "nav.main": "Main menu",
     "nav.language": "Language",
@@ -18,6 +19,7 @@ MESSAGES: dict[str, str] = {
     "role.viewer": "viewer",
     "role.manager": "manager",
     "role.admin": "administrator",
+    "role.tracer": "tracer",
     "common.apply": "Apply",
     "common.clear": "Clear",
     "common.none": "none",
@@ -206,10 +208,30 @@ MESSAGES: dict[str, str] = {
     "tracing.same_moment": "at the same moment",
     "tracing.overlap_max": "Longest overlap (min)",
     "tracing.overlap_of": "overlap {minutes} min",
-    "tracing.forbidden": "Contact tracing needs the manager role.",
+    "tracing.forbidden": "Contact tracing needs the manager or the tracer role.",
+    "tracing.reason": "Reason (case, outbreak)",
+    "tracing.reason_needed": (
+        "A tracer traces with a reason: give one (it is kept in the audit log)."
+    ),
+    "tracing.covered_all": "This search covered every site's passages.",
+    "tracing.covered_sites": "This search covered these sites' passages only: {sites}.",
     "search.expired": (
         "This search has expired or belongs to another login session. Please search again."
     ),
+    # the audit log
+    "audit.title": "Audit log",
+    "audit.scope_all": "Every row: every site's and the rows of no one site (logins, accounts).",
+    "audit.scope_every_site": (
+        "The rows of every site (not those of no one site: logins, accounts)."
+    ),
+    "audit.scope_sites": "The rows of your sites only: {sites}.",
+    "audit.action": "Action",
+    "audit.any_action": "any",
+    "audit.show": "Show",
+    "audit.actor": "Who",
+    "audit.subject": "About",
+    "audit.details": "Details",
+    "audit.empty": "No rows.",
     # occupancy
     "occupancy.title": "Occupancy",
     "occupancy.today": "Today, {date}",

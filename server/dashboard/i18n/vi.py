@@ -10,6 +10,7 @@ MESSAGES: dict[str, str] = {
     "nav.tracing": "Truy vết tiếp xúc",
     "nav.occupancy": "Số người hiện diện",
     "nav.export": "Xuất dữ liệu",
+    "nav.audit": "Nhật ký",
     "nav.account": "Tài khoản",
     "nav.main": "Menu chính",
     "nav.language": "Ngôn ngữ",
@@ -18,6 +19,7 @@ MESSAGES: dict[str, str] = {
     "role.viewer": "người xem",
     "role.manager": "quản lý",
     "role.admin": "quản trị viên",
+    "role.tracer": "người truy vết",
     "common.apply": "Lọc",
     "common.clear": "Xóa bộ lọc",
     "common.none": "không có",
@@ -209,11 +211,32 @@ MESSAGES: dict[str, str] = {
     "tracing.same_moment": "cùng lúc",
     "tracing.overlap_max": "Trùng lâu nhất (phút)",
     "tracing.overlap_of": "trùng {minutes} phút",
-    "tracing.forbidden": "Truy vết tiếp xúc cần quyền quản lý.",
+    "tracing.forbidden": "Truy vết tiếp xúc cần quyền quản lý hoặc người truy vết.",
+    "tracing.reason": "Lý do (ca bệnh, ổ dịch)",
+    "tracing.reason_needed": "Người truy vết cần nêu lý do (được ghi vào nhật ký kiểm tra).",
+    "tracing.covered_all": "Lần tìm này đã xét lượt qua cổng của mọi địa điểm.",
+    "tracing.covered_sites": "Lần tìm này chỉ xét lượt qua cổng của các địa điểm: {sites}.",
     "search.expired": (
         "Tìm kiếm này đã hết hạn hoặc thuộc một phiên đăng nhập khác. Hãy nhập lại và tìm lại."
     ),
     # occupancy
+    # nhật ký kiểm tra
+    "audit.title": "Nhật ký kiểm tra",
+    "audit.scope_all": (
+        "Mọi dòng: của mọi địa điểm và các dòng không thuộc địa điểm nào (đăng nhập, tài khoản)."
+    ),
+    "audit.scope_every_site": (
+        "Các dòng của mọi địa điểm (không gồm các"
+        " dòng không thuộc địa điểm nào: đăng nhập, tài khoản)."
+    ),
+    "audit.scope_sites": "Chỉ các dòng của địa điểm của bạn: {sites}.",
+    "audit.action": "Hành động",
+    "audit.any_action": "tất cả",
+    "audit.show": "Xem",
+    "audit.actor": "Ai",
+    "audit.subject": "Về ai",
+    "audit.details": "Chi tiết",
+    "audit.empty": "Không có dòng nào.",
     "occupancy.title": "Số người hiện diện",
     "occupancy.today": "Hôm nay, {date}",
     "occupancy.site": "Cơ sở",

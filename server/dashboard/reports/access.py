@@ -10,6 +10,7 @@ report puts that into its query, `site_id IN (...)`: what another site keeps is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, true
@@ -43,3 +44,21 @@ def within_sites(column: Any, sites: frozenset[str] | None) -> ColumnElement[boo
 def account_sites(user: Account) -> frozenset[str] | None:
     """The sites a report shows `user`: None (every site) for an admin, whatever was stored."""
     return None if user.role >= Role.ADMIN else user.sites
+
+
+def may_trace(user: Account) -> bool:
+    """Contact tracing: a manager's right, and a tracer's only one (see Role)."""
+    return user.role >= Role.MANAGER or user.role == Role.TRACER
+
+
+def concerned_site(user: Account, asked: str | None = None, shown: Iterable[str] = ()) -> str:
+    """The one site an audited look concerns, for its audit row's site_id ("" when none or
+    several: the row is then the admin's alone). The account's only site, else the site it
+    asked for (if it holds it), else the only site of what it was shown."""
+    sites = account_sites(user)
+    if sites is not None and len(sites) == 1:
+        return next(iter(sites))
+    if asked and (sites is None or asked in sites):
+        return asked
+    seen = set(shown)
+    return seen.pop() if len(seen) == 1 else ""

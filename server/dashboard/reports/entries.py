@@ -12,7 +12,12 @@ from sqlalchemy import Select, func, or_, select
 
 from protocol.verdicts import VerdictStatus
 from server.accounts.users import Account, Role
-from server.dashboard.reports.access import NotAllowed, account_sites, within_sites
+from server.dashboard.reports.access import (
+    NotAllowed,
+    account_sites,
+    concerned_site,
+    within_sites,
+)
 from server.dashboard.reports.masking import mask_id, mask_name, mask_text
 from server.store.audit import AuditLog
 from server.store.database import Store
@@ -188,11 +193,14 @@ def view_entries(
         "page": result.page,
         "shown": len(result.items),
     }
+    # The row is a site's when the look was at one site's entries (the per-site audit view): by
+    # the filter, never by the page shown (a page of one site's rows may be of a wider look).
+    site = concerned_site(user, entry_filter.site_id)
     if unmask:
         details["subjects"] = sorted({row.subject_id for row in result.items if row.subject_id})
-        audit.record(user.name, "unmask", entry_filter.person or "", details)
+        audit.record(user.name, "unmask", entry_filter.person or "", details, site_id=site)
     elif entry_filter.person:
-        audit.record(user.name, "search", entry_filter.person, details)
+        audit.record(user.name, "search", entry_filter.person, details, site_id=site)
     if not unmask:
         result.items = [row.masked_copy() for row in result.items]
     return result

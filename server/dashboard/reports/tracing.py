@@ -5,9 +5,11 @@ A passage is a moment (a gate reads a code), not a stay, so each person is taken
 from N minutes before to N minutes after each of their passages. Two people's presences then
 overlap by 2N - |Δt| minutes; a contact is any passage at the same gate or the same site with
 |Δt| <= N. Raw codes (no ID number) are traced by their digest, as the entries store them.
-Tracing needs the manager role and every query is audited. A manager of some sites traces within
-them only: the subject's passages there, and contacts there (the result names those sites, and so
-does the page and the audit row); an admin, or an account of every site, traces everywhere.
+Tracing needs the manager or the tracer role and every query is audited, with its reason (a
+tracer must give one: MissingReason). A manager or tracer of some sites traces within them only:
+the subject's passages there, and contacts there (the result names those sites, and so does the
+page and the audit row); an admin, or an account of every site, traces everywhere. The audit row
+is that site's (site_id) when the trace searched one site or found the subject at one only.
 """
 
 from __future__ import annotations
@@ -20,13 +22,24 @@ from sqlalchemy import Connection, or_, select
 
 from server.accounts.users import Account, Role
 from server.clock import shifted
-from server.dashboard.reports.access import NotAllowed, account_sites, within_sites
+from server.dashboard.reports.access import (
+    NotAllowed,
+    account_sites,
+    concerned_site,
+    may_trace,
+    within_sites,
+)
 from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.tables import entries_table
 
 DEFAULT_WINDOW_MIN = 60
 MAX_VISITS = 1000  # of the subject, newest kept: a longer history is narrowed with since/until
+MAX_REASON = 500  # characters of a trace's reason kept in its audit row
+
+
+class MissingReason(ValueError):
+    """A tracer traces only with a reason (a case number, an outbreak): it goes in the audit row."""
 
 
 class Contact(BaseModel):
@@ -90,12 +103,17 @@ def trace_contacts(
     until: datetime | None = None,
     *,
     audit: AuditLog | None = None,
+    reason: str = "",
 ) -> TracingResult:
-    """The subject's visits in [since, until) and their contacts; audited as "trace"."""
-    if user.role < Role.MANAGER:
+    """The subject's visits in [since, until) and their contacts; audited as "trace", with
+    `reason` (required of a tracer: MissingReason)."""
+    if not may_trace(user):
         raise NotAllowed(Role.MANAGER, "contact tracing")
     if not 1 <= window_min <= 24 * 60:
         raise ValueError("the window is 1 to 1440 minutes")
+    reason = " ".join(reason.split())[:MAX_REASON]
+    if user.role == Role.TRACER and not reason:
+        raise MissingReason("a tracer traces with a reason (reason=...)")
     window = timedelta(minutes=window_min)
     sites = account_sites(user)
     with store.engine.connect() as conn:  # one connection for the subject's visits and contacts
@@ -121,7 +139,10 @@ def trace_contacts(
         # Tracing shows every contact unmasked: the row names them all (who looked at whom).
         "contacts": [person.subject_id for person in result.people],
     }
-    (audit or AuditLog(store.engine)).record(user.name, "trace", subject_id, details)
+    if reason:
+        details["reason"] = reason
+    site = concerned_site(user, shown=(visit.site_id for visit in visits))
+    (audit or AuditLog(store.engine)).record(user.name, "trace", subject_id, details, site_id=site)
     return result
 
 

@@ -103,3 +103,37 @@ def test_user_token_and_entries_export_take_the_config_s_database(config: Path) 
     assert gatescan(config, "entries", "export")[0] == 0
     alone = run_gatescan(["entries", "export"])
     assert alone.returncode == 2 and "give --db, or --config" in alone.stderr
+
+
+def test_the_registry_commands_audit_rows_name_their_site(config: Path, tmp_path: Path) -> None:
+    """Each row of a change to one site is that site's (its managers read it on the audit
+    page): gate add, replace, revoke, retire, site rules, list add, key rotate, pass issue."""
+    from server.store.audit import AuditLog
+    from server.store.database import Store
+
+    qr = str(tmp_path / "c.png")
+    assert gatescan(config, "gate", "add", "gate-1", "--site", "hq", "--qr", qr)[0] == 0
+    assert gatescan(config, "gate", "replace", "gate-1", "--qr", qr)[0] == 1  # no broker
+    assert gatescan(config, "gate", "revoke", "gate-1")[0] == 1  # no broker: the change is kept
+    assert gatescan(config, "gate", "retire", "gate-1")[0] == 1
+    assert gatescan(config, "site", "rules", "--site", "annex", "--anti-passback", "hard")[0] == 0
+    assert gatescan(config, "list", "add", "block", "--site", "depot", "079190000001")[0] == 0
+    assert gatescan(config, "key", "rotate", "--site", "hq")[0] == 0
+    pass_qr = str(tmp_path / "pass.png")
+    issued = gatescan(config, "pass", "issue", "Lan", "--site", "hq", "--valid-until",
+                      "2099-01-01T00:00:00+07:00", "--qr", pass_qr)  # fmt: skip
+    assert issued[0] == 0, issued[2]
+
+    with Store(config.parent / "gatescan.db") as store:
+        rows = AuditLog(store.engine).rows()
+    changes = [(row.details["change"], row.site_id) for row in reversed(rows)]
+    assert changes == [
+        ("gate add", "hq"),
+        ("gate replace", "hq"),
+        ("gate revoke", "hq"),
+        ("gate retire", "hq"),
+        ("site rules", "annex"),
+        ("list add", "depot"),
+        ("key rotate", "hq"),
+        ("pass issue", "hq"),
+    ]

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import URL
 
 from server.accounts.users import Role
 from server.dashboard.app import create_web_app
 from server.dashboard.settings import WebSettings
 from server.store.database import Store
-from tests.support.web import FAST_HASHER, START, bearer, cccd_event
+from tests.support.web import FAST_HASHER, START, bearer, cccd_event, db_option
 
 ALICE, BOB = "079190000001", "079190000002"
 LOCAL = "2026-03-02T10:00:00+07:00"  # START (03:00 UTC) in Ho Chi Minh City
@@ -107,19 +108,20 @@ def test_tracing_downloads_give_site_times_with_the_offset(
 # --- the command line: UTC unless --timezone ---------------------------------------------------
 
 
-def export(db: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def export(db: str, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "gatescan.cli", "entries", "export", "--db", str(db), *args],
+        [sys.executable, "-m", "gatescan.cli", "entries", "export", "--db", db, *args],
         capture_output=True,
         timeout=60,
         env={**os.environ, "TZ": "Europe/Berlin"},  # not read: the export says which zone
     )
 
 
-def test_the_cli_export_writes_utc_unless_given_a_time_zone(tmp_path: Path) -> None:
-    db = tmp_path / "site.db"
-    with Store(db) as store:
-        store.add_events([cccd_event(1, subject=ALICE)], received_at=RECEIVED)
+def test_the_cli_export_writes_utc_unless_given_a_time_zone(
+    store: Store, store_url: Path | URL
+) -> None:
+    store.add_events([cccd_event(1, subject=ALICE)], received_at=RECEIVED)
+    db = db_option(store_url)
 
     utc = export(db, "--format", "jsonl")
     local = export(db, "--format", "csv", "--timezone", "Asia/Ho_Chi_Minh")

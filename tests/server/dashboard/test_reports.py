@@ -4,11 +4,9 @@ PostgreSQL, and the audit rows that looking at people leaves."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy.engine import URL
 
 from protocol.messages import Status, Telemetry
 from protocol.verdicts import Direction, VerdictStatus
@@ -20,7 +18,7 @@ from server.dashboard.reports.occupancy import occupancy_today
 from server.dashboard.reports.tracing import trace_contacts
 from server.store.audit import AuditLog
 from server.store.database import Store
-from tests.support.web import BACKENDS, START, MovableClock, both_backends, cccd_event, raw_event
+from tests.support.web import START, MovableClock, cccd_event, raw_event
 
 HCMC = ZoneInfo("Asia/Ho_Chi_Minh")
 VIEWER = Account("vy", Role.VIEWER, None, via="session")
@@ -28,11 +26,6 @@ MANAGER = Account("minh", Role.MANAGER, None, via="session")
 ALICE, BOB, CAROL, DAN = "079190000001", "079190000002", "079190000003", "079190000004"
 MIN = timedelta(minutes=1)
 _GIVEN = ("Xuân", "Hạ", "Thu", "Đông")
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
-    return both_backends(request, tmp_path)
 
 
 def _add(store: Store, *events: object) -> None:

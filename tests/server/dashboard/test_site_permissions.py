@@ -1,5 +1,7 @@
 """Sites in every permission (issue 16): a manager of site A, given the data of sites A and B,
-never sees B's gates, names or ID numbers, on any route of the app; an admin sees both.
+never sees B's gates, names or ID numbers, on any route of the app; an admin sees both. A tracer
+gets an expected verdict on every route (its tracing and its account, else 403) and sees no one
+but the traced person and their contacts; the audit log is read per site.
 
 The routes are read from the app itself (as the 401/403 tests are), so a new route is tested the
 day it is added: every GET route (with the queries that show the most: unmasked, B's site asked
@@ -15,6 +17,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,6 +28,7 @@ from protocol.messages import Status
 from protocol.verdicts import Direction
 from server.accounts.users import USER_ROLES, Accounts, Role
 from server.dashboard.app import create_web_app
+from server.dashboard.i18n.translate import Translator
 from server.dashboard.settings import WebSettings
 from server.store.alerts import AlertRows, TrackedAlert
 from server.store.audit import AuditLog
@@ -38,6 +42,7 @@ from tests.support.web import (
     app_routes,
     cccd_event,
     log_in,
+    login_form_token,
 )
 
 SITE_A, SITE_B = "site-alpha", "site-bravo"
@@ -50,6 +55,12 @@ SHARED = "079190000001"  # passed both sites: the one traced
 # the names are looked for whole; a masked row still names its gate and site).
 B_MARKERS = (GATE_B, REGISTERED_B, SITE_B, B_PERSON, "Zyxbeta", "Bravoname")
 MANAGER_A = "manager-a"
+TRACER_A = "tracer-a"  # a tracer of site A only
+REASON = "case F0-17, outbreak at the market"
+# Passed site A three days before: no contact of anyone traced here, so never shown to a tracer.
+UNRELATED, UNRELATED_NAME = "079333222111", "Qwertyunrelated Person"
+ROLES = {"admin": Role.ADMIN, "manager": Role.MANAGER, "viewer": Role.VIEWER}
+ROLES |= {"tracer": Role.TRACER, TRACER_A: Role.TRACER, MANAGER_A: Role.MANAGER}
 
 
 class Releaser:
@@ -115,6 +126,7 @@ def site_app(store: Store, clock: MovableClock, releaser: Releaser) -> FastAPI:
     for role in USER_ROLES:
         accounts.add_user(role.label, role, PASSWORD)  # every site
     accounts.add_user(MANAGER_A, Role.MANAGER, PASSWORD, sites=[SITE_A])
+    accounts.add_user(TRACER_A, Role.TRACER, PASSWORD, sites=[SITE_A])
     seed(store)
     return create_web_app(
         store,
@@ -146,13 +158,22 @@ class Caller:
         assert answer.status_code < 500, (url, answer.status_code)
         return answer.text
 
-    def handle(self) -> str:
-        """A search handle for SHARED, as the tracing form makes it for this caller."""
-        answer = self.client.post(
-            "/tracing/search", data={**self.form, "subject": SHARED}, headers=self.headers
+    def status(self, method: str, url: str, data: dict[str, str] | None = None) -> int:
+        """The answer's status, redirects followed (a form's POST ends on its page)."""
+        form = None if method == "GET" else {**self.form, **(data or {})}
+        answer = self.client.request(
+            method, url, data=form, headers=self.headers, follow_redirects=True
         )
+        return answer.status_code
+
+    def handle(self) -> str:
+        """A search handle for SHARED, as the tracing form makes it for this caller (with the
+        reason's handle, `&r=...`, since a tracer must give one)."""
+        form = {**self.form, "subject": SHARED, "reason": REASON}
+        answer = self.client.post("/tracing/search", data=form, headers=self.headers)
         assert answer.status_code == 303, answer.text
-        return parse_qs(urlsplit(answer.headers["location"]).query)["q"][0]
+        query = parse_qs(urlsplit(answer.headers["location"]).query)
+        return query["q"][0] + "".join(f"&r={r}" for r in query.get("r", []))
 
 
 def caller(app: FastAPI, name: str, via: str) -> Caller:
@@ -160,8 +181,8 @@ def caller(app: FastAPI, name: str, via: str) -> Caller:
     if via == "session":
         return Caller(client, form={"csrf_token": log_in(client, name)})
     accounts: Accounts = app.state.web.accounts
-    role = Role.ADMIN if name == "admin" else Role.MANAGER
-    sites = [SITE_A] if name == MANAGER_A else []
+    role = ROLES[name]
+    sites = [SITE_A] if name in (MANAGER_A, TRACER_A) else []
     token = accounts.create_token(f"{name}-script", role, sites=sites)
     return Caller(client, headers={"Authorization": f"Bearer {token}"})
 
@@ -202,7 +223,7 @@ GET_QUERIES = {
     "/entries": [f"?site={SITE_B}", f"?gate={GATE_B}"],
     "/live/entries": [f"?site={SITE_B}"],
     "/export": [f"?site={SITE_B}"],
-    "/api/v1/people/{subject_id}/trace": ["?window_min=1440"],
+    "/api/v1/people/{subject_id}/trace": ["?window_min=1440", "?window_min=1440&reason=case-7"],
     "/api/v1/people/{subject_id}/trace/export": ["?format=json&window_min=1440"],
     "/tracing": ["?q={handle}&window=1440"],
     "/tracing/export": ["?q={handle}&format=json&window_min=1440"],
@@ -403,3 +424,202 @@ def test_an_alert_of_another_site_is_404_and_one_of_the_manager_s_is_acknowledge
 def test_me_names_the_sites(manager_a: Caller, admin: Caller) -> None:
     assert json.loads(manager_a.get("/api/v1/me"))["sites"] == [SITE_A]
     assert json.loads(admin.get("/api/v1/me"))["sites"] is None
+
+
+# --- the tracer: a verdict for every route -------------------------------------------------------
+
+# What a tracer may use: contact tracing (the page, its search, an old bookmark's /people/{id},
+# the API's trace), its own account, and who it is. Every other route that needs a login answers
+# it 403, and so does /metrics: a route added later is refused until it is put here.
+TRACER_ROUTES = {
+    ("GET", "/tracing"),
+    ("POST", "/tracing/search"),
+    ("GET", "/people/{subject_id}"),
+    ("GET", "/api/v1/people/{subject_id}/trace"),
+    ("GET", "/api/v1/me"),
+    ("GET", "/account"),
+    ("POST", "/account/language"),
+    ("POST", "/account/password"),
+}
+REFUSED_PUBLIC = {("GET", "/metrics")}  # needs no login, yet answers a tracer 403
+SESSION_ONLY = {("POST", "/account/password")}  # a token has no password: 403 for any role
+
+
+def _guard(dependant: Any) -> Any:
+    """The route's role check (require_role's), or None for a route open without a login."""
+    pending = [dependant] if dependant is not None else []
+    while pending:
+        found = pending.pop()
+        if hasattr(found.call, "min_role"):
+            return found.call
+        pending.extend(found.dependencies)
+    return None
+
+
+GUARDS = {
+    (method, path): _guard(dependant)
+    for method, path, dependant in app_routes(create_web_app(Store("sqlite://"), WebSettings()))
+}
+
+
+def tracer_verdict(method: str, path: str, via: str = "session") -> str:
+    """The answer a tracer gets: "allowed", "403", or "public" (no login needed: the tracer
+    gets what anyone gets)."""
+    if via == "token" and (method, path) in SESSION_ONLY:
+        return "403"
+    if (method, path) in TRACER_ROUTES:
+        return "allowed"
+    if GUARDS[(method, path)] is not None or (method, path) in REFUSED_PUBLIC:
+        return "403"
+    return "public"
+
+
+def test_the_routes_let_a_tracer_in_exactly_where_the_verdicts_say() -> None:
+    assert set(GUARDS) >= TRACER_ROUTES
+    let_in = {route for route, guard in GUARDS.items() if guard is not None and guard.tracer}
+    assert let_in == TRACER_ROUTES
+    assert tracer_verdict("GET", "/api/v1/audit") == tracer_verdict("GET", "/entries") == "403"
+
+
+@pytest.fixture
+def unrelated(store: Store) -> None:
+    """A person no trace here reaches (three days before, at site A)."""
+    store.add_events(
+        [
+            cccd_event(
+                9,
+                subject=UNRELATED,
+                name=UNRELATED_NAME,
+                ts=START - timedelta(days=3),
+                device=GATE_A,
+                site=SITE_A,
+            )
+        ],
+        received_at=START,
+    )
+
+
+@pytest.fixture
+def tracer(site_app: FastAPI, via: str, unrelated: None) -> Iterator[Caller]:
+    asking = caller(site_app, "tracer", via)
+    with asking.client:
+        yield asking
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES, ids=lambda v: str(v))
+def test_a_tracer_gets_the_expected_verdict_on_every_route(
+    tracer: Caller, via: str, method: str, path: str
+) -> None:
+    verdict = tracer_verdict(method, path, via)
+    if path in NOT_POSTED or (verdict == "public" and path != "/metrics"):
+        return
+    for url, form in _requests(method, path):
+        if "{handle}" in url:
+            url = url.replace("{handle}", tracer.handle())
+        status = tracer.status(method, url, form)
+        if verdict == "403":
+            assert status == 403, f"{method} {url} {form}: {status}"
+        else:
+            assert status not in (401, 403) and status < 500, f"{method} {url} {form}: {status}"
+    for answer in _ask(tracer, method, path):
+        assert UNRELATED not in answer.body and "Qwertyunrelated" not in answer.body
+
+
+def test_a_tracer_traces_across_every_site_with_a_reason_and_the_page_says_so(
+    tracer: Caller, store: Store
+) -> None:
+    result = json.loads(tracer.get(f"/api/v1/people/{SHARED}/trace?window_min=1440&reason=x"))
+    assert result["sites"] is None
+    assert [visit["site_id"] for visit in result["visits"]] == [SITE_A, SITE_B]
+    # The contacts as a manager's trace shows them: the point of tracing is to reach them.
+    people = {person["subject_id"]: person["subject_name"] for person in result["people"]}
+    assert people == {A_PERSON: A_NAME, B_PERSON: B_NAME}
+
+    page = tracer.get(f"/tracing?q={tracer.handle()}&window=1440")
+    covered = Translator("vi")("tracing.covered_all")  # the default language's words
+    assert f'<p class="muted" id="tracing-covered">{covered}</p>' in page
+    assert B_NAME in page and A_NAME in page
+    assert "/tracing/export" not in page  # downloads are a manager's
+    assert 'href="/entries"' not in page and 'href="/audit"' not in page  # the menu: tracing
+
+    traces = AuditLog(store.engine).rows(action="trace")
+    rows = [row for row in traces if row.actor == actor(tracer, "tracer")]
+    assert [row.details.get("reason") for row in rows] == [REASON, "x"]  # newest first
+    assert all(row.subject == SHARED and row.site_id == "" for row in rows)  # two sites
+    assert set(rows[0].details["contacts"]) == {A_PERSON, B_PERSON}
+
+
+def test_without_a_reason_a_tracer_traces_nothing(tracer: Caller, store: Store) -> None:
+    assert tracer.status("GET", f"/api/v1/people/{SHARED}/trace?reason=%20") == 400
+    page = tracer.client.post(
+        "/tracing/search", data={**tracer.form, "subject": SHARED}, headers=tracer.headers
+    )
+    if tracer.form:  # the page, by a session: asked again, nothing shown
+        answer = tracer.client.get(page.headers["location"])
+        assert answer.status_code == 400 and A_PERSON not in answer.text
+    assert AuditLog(store.engine).rows(action="trace") == []
+
+
+def test_a_tracer_of_site_a_traces_there_only(site_app: FastAPI, via: str, store: Store) -> None:
+    asking = caller(site_app, TRACER_A, via)
+    with asking.client:
+        result = json.loads(asking.get(f"/api/v1/people/{SHARED}/trace?reason=x&window_min=99"))
+        assert result["sites"] == [SITE_A]
+        assert [person["subject_id"] for person in result["people"]] == [A_PERSON]
+        page = asking.get(f"/tracing?q={asking.handle()}")
+        assert 'id="tracing-covered"' in page and SITE_A in page and SITE_B not in page
+    rows = AuditLog(store.engine).rows(action="trace")
+    assert rows and all(row.site_id == SITE_A for row in rows)  # the hq manager's to read
+
+
+def test_a_tracer_logs_in_to_the_tracing_page(site_app: FastAPI) -> None:
+    with TestClient(site_app, follow_redirects=False) as browser:
+        form = {"username": "tracer", "password": PASSWORD, "next": "/entries"}
+        form["csrf_token"] = login_form_token(browser)
+        assert browser.post("/login", data=form).headers["location"] == "/tracing"
+
+
+# --- the audit log per site ----------------------------------------------------------------------
+
+
+def _audit_sites(asking: Caller) -> list[str]:
+    return [row["site_id"] for row in json.loads(asking.get("/api/v1/audit?limit=1000"))]
+
+
+def test_a_manager_reads_the_audit_rows_of_their_sites_only(
+    site_app: FastAPI, via: str, store: Store, releaser: Releaser
+) -> None:
+    audit = AuditLog(store.engine)
+    audit.record("cli:root", "account", MANAGER_A, {"change": "user add"})  # the admin's
+    admin, manager = caller(site_app, "admin", via), caller(site_app, MANAGER_A, via)
+    every_site = caller(site_app, "manager", via)  # a manager of every site
+    others = [caller(site_app, name, via) for name in ("viewer", "tracer")]
+    with admin.client, manager.client, every_site.client:
+        admin.get(f"/api/v1/entries?unmask=true&site={SITE_B}")  # B's unmask row
+        admin.get(f"/api/v1/entries?unmask=true&site={SITE_A}")  # A's
+        admin.get("/api/v1/entries?unmask=true")  # both sites: the admin's alone
+        admin.get(f"/api/v1/entries/export?site={SITE_A}")  # an export of A's: A's
+        manager.get("/api/v1/entries?unmask=true")  # A's
+        assert manager.status("POST", f"/gates/{GATE_A}/release") == 200  # A's door
+        rows = json.loads(manager.get("/api/v1/audit?limit=1000"))
+        page = manager.get("/audit")
+
+        assert {row["site_id"] for row in rows} == {SITE_A}
+        assert sorted(row["action"] for row in rows) == ["door", "export", "unmask", "unmask"]
+        unmasked_by = {row["actor"] for row in rows if row["action"] == "unmask"}
+        assert unmasked_by == {actor(admin, "admin"), actor(manager, MANAGER_A)}
+        assert 'id="audit-table"' in page and f'data-site="{SITE_A}"' in page
+        assert SITE_B not in page and B_PERSON not in page and "cli:root" not in page
+
+        assert {row.site_id for row in audit.rows(limit=1000)} == {SITE_A, SITE_B, ""}
+        assert set(_audit_sites(admin)) == {SITE_A, SITE_B, ""}
+        assert set(_audit_sites(every_site)) == {SITE_A, SITE_B}  # never a row of no site
+    for asking in others:
+        with asking.client:
+            assert asking.status("GET", "/api/v1/audit") == 403
+            assert asking.status("GET", "/audit") == 403
+
+
+def actor(asking: Caller, name: str) -> str:
+    """How the audit log names a caller: the user, or its token."""
+    return f"token:{name}-script" if asking.headers else name

@@ -58,3 +58,36 @@ def test_every_problem_is_a_line_naming_its_key(tmp_path: Path) -> None:
         f"{path}: mqtt.broker: 'http://b.lan' is not a broker URL; use mqtt://host:port or "
         "mqtts://host:port",
     ]
+
+
+def test_home_assistant_is_opt_in_and_its_files_are_anchored_at_the_folder(tmp_path: Path) -> None:
+    assert load_server_config(config_file(tmp_path, "")).home_assistant is None
+    path = config_file(
+        tmp_path,
+        '[home_assistant]\nbroker = "mqtts://ha.lan:8883"\nusername = "gatescan"\n'
+        'password_file = "ha.password"\nca_file = "ha-ca.crt"\n',
+    )
+
+    config = load_server_config(path)
+
+    assert config.home_assistant is not None
+    assert config.home_assistant.password_file == tmp_path / "ha.password"
+    assert config.home_assistant.ca_file == tmp_path / "ha-ca.crt"
+    assert config.home_assistant.discovery_prefix == "homeassistant"
+    assert config.flag_values() == {}  # a section of its own, not a flag of `gatescan server`
+
+
+def test_home_assistant_mistakes_name_their_key(tmp_path: Path) -> None:
+    typo = '[home_assistant]\nbroker = "mqtt://ha.lan"\nprefix = "ha"\n'
+    tls = '[home_assistant]\nbroker = "mqtt://ha.lan"\nca_file = "ca.crt"\n'
+    under = '[home_assistant]\nbroker = "mqtt://ha.lan"\nstate_prefix = "homeassistant/x"\n'
+
+    said = []
+    for text in (typo, tls, under):
+        with pytest.raises(ConfigError) as caught:
+            load_server_config(config_file(tmp_path, text))
+        said.append(str(caught.value))
+
+    assert "home_assistant.prefix: unknown key" in said[0]
+    assert "ca_file is set but the broker is not mqtts://" in said[1]
+    assert "state_prefix must not be under discovery_prefix" in said[2]

@@ -72,3 +72,11 @@ def test_telemetry_without_releases_writes_no_row(store: Store) -> None:
         telemetry(store, uptime=uptime)
     status(store, [])
     assert door_rows(store) == []
+
+
+def test_a_gate_s_release_rows_are_its_site_s(store: Store) -> None:
+    report = Status(state="online", ts=T0, version="t", site_id="hq", faults=["fire_alarm"])
+    store.record_status(GATE, report, T0)
+    telemetry(store, uptime=60, button=1)  # a telemetry names no site: the gate's row does
+    rows = AuditLog(store.engine).rows(action="door", sites=frozenset({"hq"}))
+    assert [row.details["release"] for row in reversed(rows)] == ["fire_alarm", "button"]

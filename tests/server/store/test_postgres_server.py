@@ -7,6 +7,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from gatescan.testing.postgres import SERVER_TIMEZONE, PostgresServer
+from server.store.audit import AuditLog
+from server.store.database import Store
+from server.store.schema import current_revision, head_revision
 
 
 def test_a_test_gets_an_empty_database_of_its_own_on_a_server_not_run_as_root(
@@ -33,3 +36,21 @@ def test_another_test_does_not_see_the_first_ones_tables(postgres_url: URL) -> N
             assert conn.scalar(text("SELECT to_regclass('mine')")) is None
     finally:
         engine.dispose()
+
+
+def test_a_copy_of_the_schema_template_is_at_the_newest_revision_and_has_no_rows(
+    postgres_server: PostgresServer, postgres_schema: str
+) -> None:
+    """The web suite's databases are copies of a template migrated once (tests/support/web.py):
+    each starts at the newest revision, and a row written in one is not in the next."""
+    for _ in range(2):
+        name = postgres_server.create_database(template=postgres_schema)
+        try:
+            with Store(postgres_server.url(name)) as store:
+                with store.engine.connect() as conn:
+                    assert current_revision(conn) == head_revision()
+                    assert AuditLog(store.engine).rows() == []
+                AuditLog(store.engine).record("tester", "search", "someone", {})
+                assert len(AuditLog(store.engine).rows()) == 1
+        finally:
+            postgres_server.done_with(name)

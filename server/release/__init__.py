@@ -1,0 +1,1 @@
+"""Signed releases made on the server (issue 17): the release key and the bundle."""

@@ -1,0 +1,1 @@
+"""Tests of device/update/: the gate's updater."""

@@ -1,0 +1,1 @@
+"""Tests of server/release/: the release key and signed bundles."""
