@@ -603,7 +603,7 @@ TECHNICIAN_FLEET = {
 }
 # What it may do to a gate (GateOperator: remote commands, preview, config, updates): each such
 # route is named here when it lands. Never the door's release, which stays the manager's.
-TECHNICIAN_ACTIONS: set[tuple[str, str]] = set()
+TECHNICIAN_ACTIONS = {("POST", "/gates/{device_id}/command")}
 TECHNICIAN_ROUTES = TECHNICIAN_FLEET | TECHNICIAN_ACTIONS
 # Nobody's data may reach a technician: names and ID numbers of both sites, masked or not (a
 # masked name keeps initials, so the names are looked for whole).
