@@ -29,8 +29,15 @@ from device.enrolment.identity import StoredIdentity, load_identity, store_ident
 from device.frames.framing import Framing
 from device.frames.scene import SceneWatch
 from device.frames.stats import ScanStats
-from device.indicator.base import Indicator, Release, TeeIndicator, background_state
+from device.indicator.base import Indicator, Output, Release, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
+from device.indicator.patterns import (
+    IDENTIFY_PATTERN,
+    IDENTIFY_SECONDS,
+    SELFTEST_ORDER,
+    duration,
+    selftest_pattern,
+)
 from device.journal.journal import Journal
 from device.presence_feed import passages_into, presence_follows, remember_passages
 from device.preview.local import LocalPreview, socket_path
@@ -44,15 +51,18 @@ from device.system.clock import Clock, clock_from_environment, read_boot_id
 from device.system.facts import SystemFacts
 from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health, LinkState
+from device.system.log_ring import RecentLogs
 from device.system.systemd_notify import SystemdNotifier
 from device.update.health import HealthBeacon
-from device.uplink.commands import CommandGate
+from device.uplink.commands import Action, CommandGate, Outcome
+from device.uplink.gate_logs import LogUplink, wire_line
 from device.uplink.link import Placement, Uplink
 from device.uplink.status_report import StatusReport
 from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder
 from device.verdict.policy import Policy, PolicyMode, access_problem
 from device.verdict.presence import Presence
+from firmware_config.errors import ConfigError
 from firmware_config.schema import (
     CameraConfig,
     GateConfig,
@@ -62,7 +72,7 @@ from firmware_config.schema import (
     config_hash,
 )
 from protocol.enrolment import EnrolmentCode, EnrolmentGrant
-from protocol.messages import Command, Telemetry
+from protocol.messages import MAX_LOG_LINES, Command, CommandAnswer, Telemetry
 from protocol.release import __version__
 
 log = logging.getLogger("gatescan.agent")
@@ -94,10 +104,17 @@ class Agent:
         site_policy: PolicyHolder | None = None,
         facts: SystemFacts | None = None,
         preview: PreviewTap | None = None,
+        recent_logs: RecentLogs | None = None,
+        log_uplink: LogUplink | None = None,
     ) -> None:
         self.config = config
         self.preview = preview or PreviewTap()
         self.local_preview = LocalPreview(self.preview, socket_path(Path(config.data_dir)))
+        self.recent_logs = recent_logs
+        self.log_uplink = log_uplink
+        # Set by the `restart` command: the frame watch stops the agent, whose process then
+        # exits for systemd's Restart=always to start it again.
+        self.restart = threading.Event()
         self.facts = facts or SystemFacts()
         self.config_hash = config_hash(config)
         self.site_policy = site_policy or PolicyHolder("", None)
@@ -121,6 +138,10 @@ class Agent:
             threading.Thread(target=loop, args=(stop,), name=name, daemon=True)
             for name, loop in (("telemetry", self._telemetry_loop), ("frames", self._watch_frames))
         ]
+        if self.log_uplink is not None:
+            threads.append(
+                threading.Thread(target=self.log_uplink.run, args=(stop,), name="logs", daemon=True)
+            )
         for thread in threads:
             thread.start()
         self.notifier.ready(describe(self.health))
@@ -145,6 +166,8 @@ class Agent:
         self.journal.close()
         self.site_policy.close()
         self.notifier.close()
+        if self.recent_logs is not None:
+            logging.getLogger().removeHandler(self.recent_logs)
 
     def telemetry(self) -> Telemetry:
         stats = self.scanner.stats.snapshot()
@@ -185,6 +208,10 @@ class Agent:
 
     def _watch_frames(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
+            if self.restart.is_set():
+                log.warning("restart asked for: the agent stops, and systemd starts it again")
+                stop.set()
+                return
             self.health.set_clock_synced(self.clock.is_synced())
             stalled = self.scanner.seconds_since_frame()
             if stalled > self.frame_stall_s and Fault.CAMERA not in self.health.faults:
@@ -216,10 +243,13 @@ def build_agent(
     source: FrameSource | None = None,
     frame_stall_s: float = FRAME_STALL_S,
     facts: SystemFacts | None = None,
+    reload: Callable[[], GateConfig] | None = None,
 ) -> Agent:
     """The gate `config` describes. The keyword arguments stand in for hardware and the system
     (tests, the demo); each defaults to the real thing, or to what the environment asks for
-    (GATESCAN_FAULT_CLOCK, GATESCAN_FAULT_PIN_LOG, GATESCAN_AGENT_FAILPOINTS, NOTIFY_SOCKET)."""
+    (GATESCAN_FAULT_CLOCK, GATESCAN_FAULT_PIN_LOG, GATESCAN_AGENT_FAILPOINTS, NOTIFY_SOCKET).
+    `reload`: the config read again from its file, for the `reload_config` command (None: the
+    gate has no file to read again, and refuses it)."""
     failpoints = Failpoints.from_environment(os.environ)  # first: a typo fails before any I/O
     clock = clock or clock_from_environment(os.environ)
     notifier = notifier or SystemdNotifier.from_environment()
@@ -237,7 +267,17 @@ def build_agent(
     # for the second before its frame watch first reads the clock.
     health.set_clock_synced(clock.is_synced())
     site_policy = PolicyHolder(config.site_id, Path(config.data_dir))
-    commands = CommandGate(release_door=door_release(gpio), now=clock.now)
+    recent_logs = RecentLogs()
+    logging.getLogger().addHandler(recent_logs)
+    restart = threading.Event()
+    answers: list[Callable[[CommandAnswer], object]] = []
+    commands = CommandGate(
+        release_door=door_release(gpio),
+        now=clock.now,
+        actions=gate_actions(config, gpio, recent_logs, restart, reload),
+        answer=lambda answer: [send(answer) for send in answers],
+        device_id=config.device_id,
+    )
     framing = framing_for(config.camera)
     preview = PreviewTap(region=framing.region)
     uplinks: list[Uplink] = []  # the preview's frames go out on the uplink made next
@@ -250,6 +290,9 @@ def build_agent(
         config, journal, boot_id, health, site_policy, commands.handle, requests.handle
     )
     uplinks.append(uplink)
+    answers.append(uplink.publish_answer)
+    log_uplink = LogUplink(config.device_id, uplink.publish_logs)
+    recent_logs.follow(log_uplink.heard)
     health_changed(health, indicator, uplink, notifier)
     policy_changed(config.policy.mode, site_policy, health, uplink)
     uplink.set_faults(health.faults)  # a fire alarm already active as the gate started
@@ -289,7 +332,7 @@ def build_agent(
         failpoints=failpoints,
         frame_tap=preview.offer,
     )
-    return Agent(
+    agent = Agent(
         config,
         source=source,
         scanner=scanner,
@@ -303,7 +346,92 @@ def build_agent(
         site_policy=site_policy,
         facts=facts,
         preview=preview,
+        recent_logs=recent_logs,
+        log_uplink=log_uplink,
     )
+    agent.restart = restart
+    return agent
+
+
+def gate_actions(
+    config: GateConfig,
+    gpio: GpioIndicator | None,
+    recent_logs: RecentLogs,
+    restart: threading.Event,
+    reload: Callable[[], GateConfig] | None,
+) -> dict[str, Action]:
+    """The remote commands' handlers (device/uplink/commands.py checked each command first).
+    Each returns at once, on paho's thread: the patterns play on the indicator's thread, the
+    restart happens on the frame watch's, and scanning goes on throughout."""
+
+    def no_gpio() -> Outcome:
+        return Outcome("refused", "this gate has no GPIO outputs (indicator.enabled is false)")
+
+    def identify(_command: Command, _later: Callable[[Outcome], None]) -> Outcome:
+        if gpio is None:
+            return no_gpio()
+        gpio.play(IDENTIFY_PATTERN)
+        return Outcome("done", f"blinking green, red, dark for {IDENTIFY_SECONDS:g} s")
+
+    def selftest(command: Command, later: Callable[[Outcome], None]) -> Outcome:
+        if gpio is None:
+            return no_gpio()
+        include_relay = command.args.get("include_relay") is True
+        pattern = selftest_pattern(gpio.outputs, include_relay)
+        tested = [o.value for o in SELFTEST_ORDER if o in gpio.outputs]
+        if not include_relay:
+            tested = [name for name in tested if name != Output.RELAY.value]
+        gpio.play(pattern)
+        timer = threading.Timer(
+            duration(pattern), later, args=(Outcome("done", "played " + ", ".join(tested)),)
+        )
+        timer.daemon = True
+        timer.start()
+        relay_note = (
+            ""
+            if include_relay or Output.RELAY not in gpio.outputs
+            else ("; the door relay left out (include_relay not given)")
+        )
+        return Outcome("accepted", f"playing {', '.join(tested)} in turn{relay_note}")
+
+    def reload_config(_command: Command, _later: Callable[[Outcome], None]) -> Outcome:
+        if reload is None:
+            return Outcome("refused", "this gate was started without a config file")
+        try:
+            fresh = reload()
+        except ConfigError as error:
+            return Outcome("refused", "config problems: " + " | ".join(str(error).splitlines()))
+        changed = [name for name in GateConfig.model_fields
+                   if getattr(fresh, name) != getattr(config, name)]  # fmt: skip
+        if not changed:
+            return Outcome("done", "the file is valid and as the gate runs it: nothing to apply")
+        return Outcome(
+            "done",
+            f"the file is valid; changed: {', '.join(changed)}: nothing applied live, they take "
+            "effect at the next restart",
+        )
+
+    def restart_now(_command: Command, _later: Callable[[Outcome], None]) -> Outcome:
+        # After the answer is queued (the caller sends it once this returns): the agent's
+        # shutdown publishes its offline status behind it and waits for the broker.
+        timer = threading.Timer(0.2, restart.set)
+        timer.daemon = True
+        timer.start()
+        return Outcome("accepted", "restarting: systemd starts the agent again")
+
+    def send_logs(command: Command, _later: Callable[[Outcome], None]) -> Outcome:
+        asked = command.args.get("lines", MAX_LOG_LINES)
+        limit = asked if isinstance(asked, int) and not isinstance(asked, bool) else MAX_LOG_LINES
+        lines = tuple(wire_line(line) for line in recent_logs.recent(min(limit, MAX_LOG_LINES)))
+        return Outcome("done", f"{len(lines)} recent warnings and errors", lines)
+
+    return {
+        "identify": identify,
+        "selftest_gpio": selftest,
+        "reload_config": reload_config,
+        "restart": restart_now,
+        "send_logs": send_logs,
+    }
 
 
 def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplink: Uplink) -> None:

@@ -265,15 +265,79 @@ COMMAND_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 COMMAND_MAX_AGE_S = 30.0
 
 
+CommandId = Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
+# What a person may ask a gate to do (docs/protocol.md, "Commands"). `release_door` came first;
+# the others were added within v1: a gate older than them refuses them as malformed.
+CommandAction = Literal[
+    "release_door", "identify", "selftest_gpio", "reload_config", "restart", "send_logs"
+]
+COMMAND_ACTIONS: tuple[str, ...] = (
+    "release_door",
+    "identify",
+    "selftest_gpio",
+    "reload_config",
+    "restart",
+    "send_logs",
+)
+ArgName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+ArgValue = StrictBool | Annotated[int, Strict(), Field(ge=0, le=3600)] | Label
+
+
 class Command(_Message):
     """Collector -> device, QoS 1, never retained: something a person asked the gate to do now.
     The gate refuses one older (or further in the future) than COMMAND_MAX_AGE_S by its clock,
     and one whose command_id it has seen."""
 
-    command_id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
-    action: Literal["release_door"]
+    command_id: CommandId
+    action: CommandAction
     issued_at: AwareDatetime
     by: Label  # who asked (the dashboard user's name), for the gate's log
+    # Added within v1: an action's options, e.g. {"include_relay": true} for selftest_gpio.
+    args: Annotated[dict[ArgName, ArgValue], Field(max_length=8)] = Field(default_factory=dict)
+
+
+AnswerStatus = Literal["accepted", "done", "refused", "failed"]
+LogLevel = Literal["WARNING", "ERROR", "CRITICAL"]
+LOG_LINE_MAX_CHARS = 300
+MAX_LOG_LINES = 50
+LogText = Annotated[
+    str,
+    StringConstraints(max_length=LOG_LINE_MAX_CHARS),
+    _refusing(lambda text: plain_text_problem(text, LOG_LINE_MAX_CHARS)),
+]
+
+
+class LogLine(_Message):
+    """One warning or error of a gate's log, redacted at the gate (no ID numbers, no names)."""
+
+    ts: AwareDatetime
+    level: LogLevel
+    logger: Label
+    message: LogText
+
+
+class CommandAnswer(_Message):
+    """Device -> collector on its `answer` topic, QoS 1 (added within v1): what became of a
+    command. `accepted` (started; `done` or `failed` follows), `done`, `refused` (malformed,
+    stale, seen, unknown or not possible here), `failed`. `lines`: send_logs' answer only."""
+
+    command_id: CommandId
+    device_id: DeviceId
+    action: Label  # as the command named it; "" when it could not be read
+    status: AnswerStatus
+    detail: PlainText = ""
+    ts: AwareDatetime
+    lines: Annotated[list[LogLine], Field(max_length=MAX_LOG_LINES)] = Field(default_factory=list)
+
+
+class GateLogs(_Message):
+    """Device -> collector on its `logs` topic, QoS 0 (added within v1): the gate's warnings
+    and errors since its last such message, rate-limited at the gate; `suppressed`: lines the
+    limit held back since the last message."""
+
+    device_id: DeviceId
+    lines: Annotated[list[LogLine], Field(max_length=MAX_LOG_LINES)]
+    suppressed: Annotated[int, Strict(), Field(ge=0, lt=2**31)] = 0
 
 
 _MODELS: dict[Topic, type[_Message]] = {
@@ -282,6 +346,8 @@ _MODELS: dict[Topic, type[_Message]] = {
     Topic.STATUS: Status,
     Topic.TELEMETRY: Telemetry,
     Topic.COMMAND: Command,
+    Topic.ANSWER: CommandAnswer,
+    Topic.LOGS: GateLogs,
 }
 
 

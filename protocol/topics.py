@@ -17,6 +17,8 @@ class Topic(StrEnum):
     TELEMETRY = "telemetry"  # device -> all, QoS 0, periodic
     ACK = "ack"  # collector -> device, QoS 1
     COMMAND = "command"  # collector -> device, QoS 1, not retained: do this now (or never)
+    ANSWER = "answer"  # device -> collector, QoS 1: what became of a command (added within v1)
+    LOGS = "logs"  # device -> collector, QoS 0: warnings and errors, rate-limited (within v1)
 
 
 def is_valid_device_id(device_id: str) -> bool:

@@ -23,6 +23,7 @@ from device.indicator.door import DoorFail, DoorInputs, log_release, release_lev
 from device.indicator.patterns import (
     STATE_PATTERNS,
     SWITCH_ORDER,
+    Pattern,
     PatternPlayer,
     verdict_pattern,
 )
@@ -187,6 +188,21 @@ class GpioIndicator:
             if first != self._lit:
                 self._light(first)
         self._wake.set()  # the thread plays the rest
+
+    def play(self, pattern: Pattern) -> None:
+        """Play `pattern` once from now, as a verdict plays (identify, the self-test): the
+        next verdict replaces it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._player.play(pattern)
+            self._update_locked()
+        self._wake.set()
+
+    @property
+    def outputs(self) -> frozenset[Output]:
+        """The outputs this gate has (its config names a pin for)."""
+        return frozenset(self._outputs)
 
     def set_state(self, state: IndicatorState) -> None:
         with self._lock:

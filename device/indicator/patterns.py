@@ -39,6 +39,15 @@ code again, three fast beeps refuse it.
 A verdict plays over the background state, which starts again when the verdict ends. A new verdict
 replaces the one playing at once: people walk fast, and the light must answer the code just shown.
 
+Two patterns a person asks for remotely (issue 17), played once like a verdict (a scan's verdict
+replaces them at once: the person at the gate comes first):
+
+| pattern       | what happens                                                          |
+|---------------|-----------------------------------------------------------------------|
+| identify      | green, red, dark, 0.15 s each with 0.2 s dark, for 10 s: "this gate"  |
+| self-test     | each output in turn, 1 s each (the buzzer 0.3 s), 0.3 s apart: green, |
+|               | red, buzzer, and the door relay only when asked for (`include_relay`) |
+
 Patterns are plain data: a tuple of `Step(seconds, outputs that are on)`. `PatternPlayer` says what
 is lit at any moment from an injected clock.
 """
@@ -120,6 +129,29 @@ STATE_PATTERNS: dict[IndicatorState, Pattern] = {
     IndicatorState.ENROLMENT_REFUSED: (step(1.0, R), step(1.0)),
     IndicatorState.FIRE_ALARM: (step(0.25, G, R), step(0.25)),
 }
+
+
+# Green, then red, then dark, twice a second for 10 s: faster than the `fault` background's
+# alternation, and with a dark beat, so it is told apart from every state.
+IDENTIFY_SECONDS = 10.0
+IDENTIFY_PATTERN: Pattern = (step(0.15, G), step(0.15, R), step(0.2)) * int(IDENTIFY_SECONDS / 0.5)
+
+SELFTEST_ORDER = (Output.GREEN, Output.RED, Output.BUZZER, Output.RELAY)
+SELFTEST_ON_S = 1.0
+SELFTEST_BEEP_S = 0.3
+SELFTEST_GAP_S = 0.3
+
+
+def selftest_pattern(outputs: frozenset[Output], include_relay: bool = False) -> Pattern:
+    """Each of `outputs` in turn (green, red, buzzer, then the relay only if `include_relay`),
+    with a dark gap before each: a person at the gate sees and hears each one alone."""
+    order = [o for o in SELFTEST_ORDER if o is not Output.RELAY or include_relay]
+    steps: list[Step] = []
+    for output in order:
+        if output in outputs:
+            seconds = SELFTEST_BEEP_S if output is Output.BUZZER else SELFTEST_ON_S
+            steps += [step(SELFTEST_GAP_S), step(seconds, output)]
+    return (*steps, step(SELFTEST_GAP_S)) if steps else ()
 
 
 def with_output_for(pattern: Pattern, output: Output, seconds: float) -> Pattern:

@@ -53,7 +53,15 @@ from device.system.health import LinkState
 from device.uplink.inflight import InFlightWindow
 from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
-from protocol.messages import MessageError, Rejection, Status, Telemetry, parse_message
+from protocol.messages import (
+    CommandAnswer,
+    GateLogs,
+    MessageError,
+    Rejection,
+    Status,
+    Telemetry,
+    parse_message,
+)
 from protocol.preview.wire import preview_request_topic, preview_topic
 from protocol.site_policy import SITES_PREFIX, policy_subscription
 from protocol.text import printable
@@ -178,6 +186,8 @@ class Uplink:
         self._telemetry_topic = device_topic(device_id, Topic.TELEMETRY)
         self._ack_topic = device_topic(device_id, Topic.ACK)
         self._command_topic = device_topic(device_id, Topic.COMMAND)
+        self._answer_topic = device_topic(device_id, Topic.ANSWER)
+        self._logs_topic = device_topic(device_id, Topic.LOGS)
         self._on_command = on_command
         self._preview_topic = preview_topic(device_id)
         self._preview_request_topic = preview_request_topic(device_id)
@@ -235,6 +245,17 @@ class Uplink:
         """Best effort (QoS 0): dropped silently while offline."""
         if self.connected:
             self._client.publish(self._telemetry_topic, telemetry.to_json(), qos=0)
+
+    def publish_answer(self, answer: CommandAnswer) -> mqtt.MQTTMessageInfo:
+        """A command's answer, QoS 1, not retained: queued by paho while offline (a gate's
+        session is clean, so an answer queued across a reconnect may be lost: the command's
+        row then stays `sent` on the server)."""
+        return self._client.publish(self._answer_topic, answer.to_json(), qos=1)
+
+    def publish_logs(self, logs: GateLogs) -> None:
+        """Best effort (QoS 0): dropped while offline (the lines stay in the ring)."""
+        if self.connected:
+            self._client.publish(self._logs_topic, logs.to_json(), qos=0)
 
     def publish_preview(self, payload: bytes) -> bool:
         """A preview frame (QoS 0, not retained): dropped while offline, or when it is larger

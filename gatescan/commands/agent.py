@@ -67,6 +67,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     agent.set_defaults(run=run)
     add_doctor_parser(commands)
+    add_selftest_parser(commands)
     add_update_parser(commands)
     add_reset_parser(commands)
     add_preview_parser(commands)
@@ -142,6 +143,45 @@ def preview_frames(
     framing = framing_for(config.camera)
     decoder = make_decoder(config.decoder.backend)
     return camera_frames(camera, decoder, framing, fps=fps, stop=stop), "the camera (no agent runs)"
+
+
+def add_selftest_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    """`gatescan selftest gpio`: registered here, beside the agent whose pins it drives
+    (device/diagnosis/selftest.py)."""
+    selftest = commands.add_parser("selftest", help="test a gate's parts by hand, at the gate")
+    parts = selftest.add_subparsers(title="parts", metavar="PART", required=True)
+    gpio = parts.add_parser(
+        "gpio",
+        help="light and sound each output in turn: green, red, buzzer (and the relay if asked)",
+        description="Each output in turn, announced as it comes on. Refused while the agent "
+        "runs (it holds the pins): stop it, or use the dashboard's self-test. Exit 0 once "
+        "played, 1 when refused.",
+    )
+    gpio.add_argument(
+        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
+    )
+    gpio.add_argument("--data-dir", type=Path, help="the agent's data_dir, over the config's")
+    gpio.add_argument(
+        "--include-relay",
+        action="store_true",
+        help="also energise/release the door relay for 1 s: THE DOOR OPENS",
+    )
+    gpio.set_defaults(run=run_selftest_gpio)
+
+
+def run_selftest_gpio(args: argparse.Namespace) -> int:
+    from device.diagnosis.doctor import DEFAULT_CONFIG
+    from device.diagnosis.selftest import selftest_gpio
+    from firmware_config.errors import ConfigError
+    from firmware_config.loader import ConfigOverrides, load_config
+
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    try:
+        config = load_config(path, overrides=ConfigOverrides(data_dir=args.data_dir))
+    except ConfigError as exc:
+        print(f"gatescan selftest gpio: bad configuration\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return selftest_gpio(config, include_relay=args.include_relay)
 
 
 def add_update_parser(commands: Commands[argparse.ArgumentParser]) -> None:
@@ -453,7 +493,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         config = waited
     try:
-        return _run_gate(config, args.config, stop)
+        return _run_gate(config, args.config, stop, reload=load if args.config else None)
     except ValueError as exc:
         print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -463,7 +503,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
-def _run_gate(config: GateConfig, config_path: Path | None, stop: threading.Event) -> int:
+def _run_gate(
+    config: GateConfig,
+    config_path: Path | None,
+    stop: threading.Event,
+    reload: Callable[[], GateConfig] | None = None,
+) -> int:
     from device.app import build_agent, build_setup, needs_enrolment, with_identity
     from device.enrolment.identity import load_identity
     from device.system.systemd_notify import SystemdNotifier
@@ -490,8 +535,17 @@ def _run_gate(config: GateConfig, config_path: Path | None, stop: threading.Even
         identity = enrolled.identity
     if identity is not None:
         config = with_identity(config, identity)
-    agent = build_agent(config)
+    reread = None
+    if reload is not None:
+        load, held = reload, identity
+
+        def reread() -> GateConfig:  # as the gate would run it: its identity over the file
+            fresh = load()
+            return with_identity(fresh, held) if held is not None else fresh
+
+    agent = build_agent(config, reload=reread)
     agent.run(stop)
+    # A `restart` command: exit 0, and systemd's Restart=always starts the agent again.
     return 0
 
 

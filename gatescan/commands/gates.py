@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from server.store.gates import GateRecord, GateRegistry
 
 DEFAULT_TOKEN_HOURS = 72.0
+# What `gatescan gate command` may ask (release_door stays the dashboard's, with its own audit).
+REMOTE_ACTIONS = ("identify", "selftest_gpio", "reload_config", "restart", "send_logs")
 MAX_TEXT = 200
 
 
@@ -77,6 +79,21 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     _card_options(replace)
     _action(actions, "retire", "take a gate out of service (off the attention list)",
             run_retire, admin=True)  # fmt: skip
+    command = _action(actions, "command", "ask a running gate to do something now, through the"
+                      " server's collector, and print its answer", run_command)  # fmt: skip
+    command.add_argument("action", metavar="ACTION", choices=REMOTE_ACTIONS,
+                         help=" | ".join(REMOTE_ACTIONS))  # fmt: skip
+    command.add_argument(
+        "--include-relay",
+        action="store_true",
+        help="selftest_gpio: test the door relay too (THE DOOR OPENS)",
+    )
+    command.add_argument(
+        "--lines", type=int, default=50, metavar="N", help="send_logs: recent lines, 1-50"
+    )
+    command.add_argument(
+        "--wait", type=float, default=20.0, metavar="S", help="seconds to wait for the answer"
+    )
     deliver = _action(actions, "deliver", "store the events an old card had not delivered"
                       " (a file of `gatescan journal export`)", run_deliver)  # fmt: skip
     deliver.add_argument(
@@ -503,3 +520,66 @@ def run_list(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_on_store(args, show)
+
+
+# --- command: a remote command to a running gate (issue 17) -----------------------------------
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Write the command to the database (server/store/gate_commands.py), where the server's
+    collector picks it up and sends it; wait for the gate's answers and print each, with the
+    milliseconds since the command was written. Exit 0 done (or a restart accepted), 1 refused,
+    failed, unsent or no answer in time, 3 a gate never registered nor heard from."""
+    import secrets
+
+    from server.store.gate_commands import FINAL, CommandRequest, GateCommands
+
+    def command(store: Store) -> int:
+        device_id = _check_id(args.device_id)
+        rows = GateCommands(store.engine)
+        site = rows.site_of(device_id)
+        if site is None:
+            raise CommandStop(EXIT_NO_SUCH, f"no gate {device_id!r} is registered or known")
+        if not 1 <= args.lines <= 50:
+            raise CommandStop(EXIT_BAD_INPUT, "--lines: 1 to 50")
+        command_args: dict[str, object] = {}
+        if args.action == "selftest_gpio" and args.include_relay:
+            command_args["include_relay"] = True
+        if args.action == "send_logs":
+            command_args["lines"] = args.lines
+        command_id = secrets.token_urlsafe(12)
+        from gatescan.commands.accounts import _actor
+
+        started = time.monotonic()
+        rows.request(
+            CommandRequest(
+                command_id=command_id,
+                device_id=device_id,
+                site_id=site,
+                action=args.action,
+                args=command_args,
+                requested_by=_actor(),
+                requested_at=utc_now(),
+            )
+        )
+        record_audit(store, "command", device_id, args.action, command_id=command_id)
+        print(f"command {command_id}: {args.action} to {device_id} (site {site})")
+        seen: tuple[str, str] | None = None
+        deadline = started + args.wait
+        while time.monotonic() < deadline:
+            row = rows.get(command_id)
+            if row is not None and (row.status, row.detail) != seen:
+                seen = (row.status, row.detail)
+                elapsed_ms = (time.monotonic() - started) * 1000
+                print(f"  {elapsed_ms:7.0f} ms  {row.status}: {row.detail}")
+                for line in row.lines:
+                    print(f"    {line.get('ts', '')} {line.get('level', '')} "
+                          f"{line.get('logger', '')}: {line.get('message', '')}")  # fmt: skip
+                if row.status in FINAL or (row.status == "accepted" and args.action == "restart"):
+                    return EXIT_OK if row.status in ("done", "accepted") else EXIT_FAILED
+            time.sleep(0.02)
+        print(f"  no final answer within {args.wait:g} s (is `gatescan server` running, the"
+              " gate online?)", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+
+    return run_on_store(args, command)

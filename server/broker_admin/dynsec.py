@@ -41,6 +41,7 @@ from server.site.dynsec_config import (
     collector_command_acl,
     collector_policy_acl,
     collector_preview_acls,
+    collector_reply_acls,
     gate_command_acls,
     gate_policy_acls,
     gate_preview_acls,
@@ -255,10 +256,12 @@ class BrokerAdmin:
 
     def grant_policy_rights(self, gate_sites: dict[str, str]) -> None:
         """What a broker set up by an older `site init` lacks for site policies and commands:
-        the collector's right to publish them, and each enrolled gate's (device id -> site) to
-        read its site's policy and its own commands. Safe to run again: entries present already
-        are left as they are."""
-        collector = [collector_policy_acl(), collector_command_acl(), *collector_preview_acls()]
+        the collector's right to publish them and to read the gates' answers and logs, and
+        each enrolled gate's (device id -> site) to read its site's policy and its own commands
+        and to write its own answers and logs. Safe to run again: entries present already are
+        left as they are."""
+        collector = [collector_policy_acl(), collector_command_acl(), *collector_reply_acls()]
+        collector += collector_preview_acls()
         self.add_acls(COLLECTOR_ROLE, collector)
         for device_id, site_id in sorted(gate_sites.items()):
             acls = gate_policy_acls(site_id) + gate_command_acls(device_id)

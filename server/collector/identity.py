@@ -59,6 +59,10 @@ def subscriptions(share_group: str | None) -> list[str]:
     starting would not learn which gates are online until each spoke again; and both are small,
     and their store writes (a device's last state) the same whichever collector makes them."""
     events = subscription(Topic.EVENTS)
+    # Answers and logs (issue 17), like events, to one collector of the group: each stored once.
+    replies = [subscription(Topic.ANSWER), subscription(Topic.LOGS)]
     if share_group is not None:
-        events = f"$share/{check_share_group(share_group)}/{events}"
-    return [events, subscription(Topic.STATUS), subscription(Topic.TELEMETRY)]
+        group = check_share_group(share_group)
+        events = f"$share/{group}/{events}"
+        replies = [f"$share/{group}/{topic}" for topic in replies]
+    return [events, subscription(Topic.STATUS), subscription(Topic.TELEMETRY), *replies]

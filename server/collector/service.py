@@ -58,9 +58,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from protocol.broker_tls import BrokerTls, client_tls_context, connect_failure
 from protocol.broker_url import parse_broker_url
 from protocol.preview.wire import PREVIEW_SUBSCRIPTION, preview_device, preview_request_topic
-from protocol.topics import Topic, device_topic
+from protocol.topics import Topic, device_topic, parse_topic
 from server.collector.batch import MessageHandler, utc_now
 from server.collector.client import IngestClient
+from server.collector.command_mailbox import CommandSender, GateReplies
 from server.collector.failpoints import Failpoints
 from server.collector.identity import (
     DEFAULT_SHARE_GROUP,
@@ -74,11 +75,14 @@ from server.collector.sites import GateSites
 from server.collector.stock_client import StockClient
 from server.collector.writer import MAX_BATCH, QUEUE_CAPACITY, Delivery, IngestWriter
 from server.store.database import Store
+from server.store.gate_commands import GateCommands
 from server.store.gates import GateRegistry
 
 __all__ = ["Collector", "MqttClient"]
 
 log = logging.getLogger("gatescan.collector")
+
+_REPLY_SUFFIXES = (f"/{Topic.ANSWER.value}", f"/{Topic.LOGS.value}")
 
 # QoS 1 messages the broker may have in flight to us, not yet PUBACKed: several batches, so the
 # next batch is already arriving while one commits. (Without it Mosquitto sends 20 at a time.)
@@ -170,6 +174,12 @@ class Collector:
         self._mqtt_client = mqtt_client
         self._preview_sink: Callable[[str, bytes], object] | None = None
         self._client = self._build_client(mqtt_client, self.client_id, username, password)
+        # Remote commands from the database to the gates, their answers and logs back.
+        rows = GateCommands(store.engine)
+        self.replies = GateReplies(rows, clock=clock)
+        self.command_sender = CommandSender(
+            rows, self.send_command, lambda: self.link_number() != 0, clock=clock
+        )
 
     def _build_client(
         self, kind: MqttClient, client_id: str, username: str | None, password: str | None
@@ -201,6 +211,8 @@ class Collector:
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._writer.start()
+        self.replies.start()
+        self.command_sender.start()
         if self.sites is not None:
             self.sites.start()
         properties = Properties(PacketTypes.CONNECT)
@@ -228,8 +240,10 @@ class Collector:
     def stop(self) -> None:
         """Stop reading, commit and ack what was received, then disconnect. The session stays
         on the broker, which queues events until we return."""
+        self.command_sender.stop()
         self._client.loop_stop()  # no more messages; what the writer sends now goes out inline
         self._writer.stop()
+        self.replies.stop()
         if self._ephemeral:
             # No run will take this session up again: end it, so the broker stops queueing a
             # share of the events for it (MQTT v5 lets a DISCONNECT lower the expiry to 0).
@@ -348,6 +362,9 @@ class Collector:
                 if message.qos > 0:  # a gate sends at QoS 0; anything else is acked and dropped
                     client.ack(message.mid, message.qos)
                 return
+        if message.topic.endswith(_REPLY_SUFFIXES):  # a gate's answer or logs: not a batch's
+            self._on_reply(client, message)
+            return
         try:
             incoming = IncomingMessage(
                 topic=message.topic,
@@ -361,6 +378,19 @@ class Collector:
             # Not stored: PUBACK it all the same, or it would hold a slot of the window until
             # the next connection (an event comes back anyway: its gate resends it).
             log.exception("message on mid %d could not be handled", message.mid)
+            if message.qos > 0:
+                client.ack(message.mid, message.qos)
+
+    def _on_reply(self, client: Any, message: mqtt.MQTTMessage) -> None:
+        parsed = parse_topic(message.topic)
+        try:
+            if parsed is not None and (
+                self.limiter is None or self.limiter.allow(parsed[0], len(message.payload))
+            ):
+                self.replies.handle(parsed[0], parsed[1], bytes(message.payload))
+        except Exception:
+            log.exception("a gate's reply on mid %d could not be handled", message.mid)
+        finally:
             if message.qos > 0:
                 client.ack(message.mid, message.qos)
 

@@ -22,7 +22,14 @@ from starlette.concurrency import run_in_threadpool
 from protocol.topics import is_valid_device_id
 from server.accounts.users import Role
 from server.dashboard import api
-from server.dashboard.auth import FleetViewer, User, require_role, safe_next, user_language
+from server.dashboard.auth import (
+    FleetViewer,
+    GateOperator,
+    User,
+    require_role,
+    safe_next,
+    user_language,
+)
 from server.dashboard.i18n.translate import (
     LANGUAGE_COOKIE,
     Translator,
@@ -30,11 +37,17 @@ from server.dashboard.i18n.translate import (
     supported_language,
 )
 from server.dashboard.live import router as live_router
-from server.dashboard.preview.routes import may_preview
-from server.dashboard.reports.access import NotAllowed, OtherSite, account_sites, may_trace
+from server.dashboard.reports.access import (
+    NotAllowed,
+    OtherSite,
+    account_sites,
+    may_operate_gates,
+    may_trace,
+)
 from server.dashboard.reports.alerts import NoSuchAlert, alerts_for
 from server.dashboard.reports.audit_view import audit_rows
 from server.dashboard.reports.entries import check_person_lookup, view_entries
+from server.dashboard.reports.fleet import REMOTE_ACTIONS, gate_remote, request_command
 from server.dashboard.reports.tracing import MAX_REASON, MissingReason, trace_contacts
 from server.dashboard.search_handles import MAX_HANDLE_LENGTH
 from server.dashboard.state import web_state
@@ -103,6 +116,61 @@ def release_door(request: Request, user: Manager, device_id: str) -> Response:
     return RedirectResponse("/?" + urlencode({"door": outcome, "gate": device_id}), 303)
 
 
+# --- one gate: remote commands and its logs (issue 17) -------------------------------------------
+
+
+@router.get("/gates/{device_id}")
+def gate_page(request: Request, user: FleetViewer, device_id: str) -> Response:
+    """A gate's page: where it stands and its machine's readings (a technician's too), buttons
+    for its remote commands (GateOperator), their latest answers and the gate's recent warnings
+    and errors; 404 for a gate unknown or of another site."""
+    context = gate_context(request, user, device_id) if is_valid_device_id(device_id) else None
+    # Of another site: not found, as a gate never heard from (gate_context says None first).
+    gate = (
+        gate_remote(web_state(request).store, device_id, account_sites(user)) if context else None
+    )
+    if context is None or gate is None:
+        t = Translator(user_language(request, user))
+        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    context["gate"] = gate
+    context["remote_actions"] = REMOTE_ACTIONS
+    context["can_command"] = may_operate_gates(user)
+    context["can_preview"] = may_operate_gates(user)  # "Preview / Aim" (issue 17)
+    # The relay's self-test moves the door: a manager's, as the door's release is.
+    context["can_test_relay"] = user.role >= Role.MANAGER
+    sent = request.query_params.get("sent", "")
+    context["sent_action"] = sent if sent in REMOTE_ACTIONS else None
+    return render(request, "gate.html", context)
+
+
+@router.post("/gates/{device_id}/command")
+def gate_command(
+    request: Request,
+    user: GateOperator,
+    device_id: str,
+    action: Annotated[str, Form(max_length=32)],
+    include_relay: Annotated[bool, Form()] = False,
+) -> Response:
+    """One remote command (a POST with the CSRF token), audited with the gate's site, written
+    for the collector to send (server/collector/command_mailbox.py); the page shows its answer."""
+    state = web_state(request)
+    t = Translator(user_language(request, user))
+    if include_relay and user.role < Role.MANAGER:  # the door moves: a manager's, as release is
+        return PlainTextResponse(t("gate.relay_test_managers"), status_code=403)
+    args: dict[str, Any] = {"include_relay": True} if include_relay else {}
+    if action != "selftest_gpio":
+        args = {}
+    sites = account_sites(user)
+    made = None
+    if is_valid_device_id(device_id):
+        made = request_command(
+            state.store, device_id, action, args, user.name, state.clock(), sites
+        )
+    if made is None:
+        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    return RedirectResponse(f"/gates/{device_id}?" + urlencode({"sent": action}), 303)
+
+
 # --- alerts (issue 16) ---------------------------------------------------------------------------
 
 
@@ -123,21 +191,6 @@ def acknowledge_alert_page(request: Request, user: Manager, alert_id: int) -> Re
         t = Translator(user_language(request, user))
         return PlainTextResponse(t("alerts.not_found"), status_code=404)
     return RedirectResponse("/alerts", 303)
-
-
-# --- one gate: its machine (issue 17) ------------------------------------------------------------
-
-
-@router.get("/gates/{device_id}")
-def gate_page(request: Request, user: FleetViewer, device_id: str) -> Response:
-    """A gate's page: where it stands and its machine's readings (a technician's too); 404 for
-    a gate unknown or of another site."""
-    context = gate_context(request, user, device_id) if is_valid_device_id(device_id) else None
-    if context is None:
-        t = Translator(user_language(request, user))
-        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
-    context["can_preview"] = may_preview(user)  # the "Preview / Aim" panel (issue 17)
-    return render(request, "gate.html", context)
 
 
 # --- entries -------------------------------------------------------------------------------------

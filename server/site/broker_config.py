@@ -51,6 +51,8 @@ pattern write gatescan/v1/devices/%u/events
 pattern write gatescan/v1/devices/%u/telemetry
 pattern read gatescan/v1/devices/%u/ack
 pattern read gatescan/v1/devices/%u/command
+pattern write gatescan/v1/devices/%u/answer
+pattern write gatescan/v1/devices/%u/logs
 # The aim-and-focus preview (docs/protocol.md, "Preview"): a gate sends its own frames, which
 # only the collector reads (they show faces), and reads its own requests, which only it sends.
 pattern write gatescan/v1/devices/%u/preview
@@ -58,11 +60,14 @@ pattern read gatescan/v1/devices/%u/preview_request
 
 # The collector reads every gate and acknowledges to every gate, publishes each site's policy
 # (its keys and lists, retained: docs/protocol.md, "Site policy") and sends gates their commands
-# (a manager's door release: docs/protocol.md, "Commands"); no one else may write there.
+# (a manager's door release, identify, self-test...: docs/protocol.md, "Commands"); no one else
+# may write there. It reads each gate's answers to them and its warnings and errors (`logs`).
 user collector
 topic read gatescan/v1/devices/+/status
 topic read gatescan/v1/devices/+/events
 topic read gatescan/v1/devices/+/telemetry
+topic read gatescan/v1/devices/+/answer
+topic read gatescan/v1/devices/+/logs
 topic write gatescan/v1/devices/+/ack
 topic write gatescan/v1/sites/+/policy/#
 topic write gatescan/v1/devices/+/command

@@ -16,7 +16,9 @@ collector's client and role. Mosquitto 2.0.11's plugin has no `%u`/`%c` patterns
 so each gate gets a role of its own, `gate:ID`, made when it enrols (`gate_role`): its own
 topics, and its site's policy to read (protocol/site_policy.py), which only the collector may
 publish (COLLECTOR_POLICY_TOPIC); likewise its own `command` topic (the dashboard's door
-release), which only the collector may publish (COLLECTOR_COMMAND_TOPIC).
+release, identify, self-test...), which only the collector may publish (COLLECTOR_COMMAND_TOPIC),
+and its own `answer` and `logs` topics, which it alone writes and the collector reads
+(COLLECTOR_REPLY_TOPICS).
 
 The plugin rewrites its file on every change, as the `mosquitto` user (after Mosquitto dropped
 root), by writing FILE.new beside it and renaming: so the file lives in the broker's own data
@@ -49,6 +51,8 @@ GATE_ROLE_PREFIX = "gate:"
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 COLLECTOR_POLICY_TOPIC = f"{SITES_PREFIX}/+/policy/#"  # every site's policy: the collector's
 COLLECTOR_COMMAND_TOPIC = subscription(Topic.COMMAND)  # every gate's commands: the collector's
+# Every gate's answers to its commands and its warnings and errors: the collector reads them.
+COLLECTOR_REPLY_TOPICS = (subscription(Topic.ANSWER), subscription(Topic.LOGS))
 # As the plugin itself hashes (PBKDF2-HMAC-SHA512, 12-byte salt): made here, so a password
 # never goes on a command line (mosquitto_ctrl would take it there).
 _ITERATIONS = 101
@@ -132,14 +136,27 @@ def collector_preview_acls() -> list[dict[str, Any]]:
 
 
 def gate_command_acls(device_id: str) -> list[dict[str, Any]]:
-    """A gate's right to its own commands (the dashboard's door release): read only."""
+    """A gate's right to its own commands (read only), and to answer them and send its
+    warnings and errors on its own `answer` and `logs` topics (write only)."""
     topic = device_topic(device_id, Topic.COMMAND)
-    return [_acl("subscribeLiteral", topic), _acl("publishClientReceive", topic)]
+    replies = [device_topic(device_id, Topic.ANSWER), device_topic(device_id, Topic.LOGS)]
+    return [_acl("subscribeLiteral", topic), _acl("publishClientReceive", topic)] + [
+        _acl("publishClientSend", reply) for reply in replies
+    ]
 
 
 def collector_command_acl() -> dict[str, Any]:
     """The collector's right to send every gate its commands."""
     return _acl("publishClientSend", COLLECTOR_COMMAND_TOPIC)
+
+
+def collector_reply_acls() -> list[dict[str, Any]]:
+    """The collector's right to read every gate's answers and logs."""
+    return [
+        _acl(kind, topic)
+        for topic in COLLECTOR_REPLY_TOPICS
+        for kind in ("subscribePattern", "publishClientReceive")
+    ]
 
 
 def gate_policy_acls(site_id: str) -> list[dict[str, Any]]:
@@ -161,6 +178,7 @@ def initial_config(admin_password: str, collector_password: str) -> dict[str, An
     collector_acls.append(_acl("publishClientSend", ack))
     collector_acls.append(collector_policy_acl())
     collector_acls.append(collector_command_acl())
+    collector_acls += collector_reply_acls()
     collector_acls += collector_preview_acls()
     control = CONTROL_TOPIC.rsplit("/", 1)[0] + "/#"
     admin_acls = [

@@ -35,6 +35,7 @@ AuditAction = Literal[
     "door",  # a manager's release from the dashboard; a gate's fire alarm and button releases
     "person",  # `gatescan person export|erase` (an erasure names the ID's SHA-256 only)
     "alert",  # a manager's acknowledgement of an alert on the dashboard
+    "command",  # a remote command to a gate (identify, selftest, ...) from the dashboard or CLI
     "preview",  # a preview of a gate's camera started from the dashboard (who watched which gate)
 ]
 

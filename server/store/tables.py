@@ -350,6 +350,43 @@ alerts_table = Table(
     Index("ix_alerts_cleared_at", "cleared_at"),
 )
 
+# Remote commands (issue 17, server/store/gate_commands.py): one row per command a person asked
+# for, from `pending` (the dashboard or `gatescan gate command` wrote it) through `sent` (a
+# collector published it) to the gate's answer (accepted, done, refused, failed) or `unsent`.
+gate_commands_table = Table(
+    "gate_commands",
+    metadata,
+    Column("command_id", String(64), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("site_id", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("requested_by", String(80), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("answered_at", UtcDateTime, nullable=True),
+    Column("lines", JSON, nullable=False),  # send_logs' answer: LogLine dicts
+    Index("ix_gate_commands_device_requested", "device_id", "requested_at"),
+    Index("ix_gate_commands_status", "status"),
+)
+
+# A gate's warnings and errors from its `logs` topic (redacted at the gate, validated and capped
+# at the collector): the newest GATE_LOG_LINES_KEPT per gate are kept.
+gate_logs_table = Table(
+    "gate_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False),
+    Column("ts", UtcDateTime, nullable=False),  # the gate's clock
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("logger", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_gate_logs_device_id", "device_id", "id"),
+)
+
 # Indexes a shipped version made and this one does not: dropped when a database is opened.
 _DROPPED_INDEXES = (
     ("entries", "ix_entries_device_boot_seq"),  # gate first: see ix_entries_ts_device

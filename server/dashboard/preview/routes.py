@@ -17,9 +17,9 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel
 
 from protocol.topics import is_valid_device_id
-from server.accounts.users import Account, Role
+from server.accounts.users import Account
 from server.dashboard.preview.relay import RENEW_S, PreviewRelay
-from server.dashboard.reports.access import account_sites
+from server.dashboard.reports.access import account_sites, may_operate_gates
 from server.store.audit import AuditLog
 from server.store.database import Store
 
@@ -46,7 +46,7 @@ class PreviewState(BaseModel):
 def may_preview(account: Account) -> bool:
     """The gate actions' roles (server/dashboard/auth.py `GateOperator`): a technician, a
     manager, an admin."""
-    return account.role >= Role.MANAGER or account.role == Role.TECHNICIAN
+    return may_operate_gates(account)
 
 
 def gate_site(store: Store, account: Account, device_id: str) -> str:

@@ -6,6 +6,7 @@ should fetch it), a retired one is never flagged (taken out of service: not a fa
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,9 +15,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from server.clock import local_day_start
-from server.dashboard.reports.access import within_sites
+from server.dashboard.reports.access import OtherSite, within_sites
 from server.dashboard.reports.gate_system import GateSystem, gate_system
+from server.store.audit import AuditLog
 from server.store.database import DeviceRecord, Store
+from server.store.gate_commands import CommandRequest, CommandRow, GateCommands, GateLogRow
 from server.store.gates import GateRecord, GateRegistry
 from server.store.tables import entries_table
 
@@ -178,3 +181,68 @@ def _read_ratio(telemetry: dict[str, Any]) -> float | None:
     if not isinstance(likely, int) or not isinstance(read, int) or likely <= 0:
         return None
     return min(read, likely) / likely
+
+
+# --- one gate: its remote commands' answers and its recent warnings and errors (issue 17) -----
+
+# What a person may ask a gate from its page (release_door has its own button on the fleet page).
+REMOTE_ACTIONS = ("identify", "selftest_gpio", "reload_config", "restart", "send_logs")
+
+
+class GateRemote(BaseModel):
+    """One gate's page: the gate, the latest commands with their answers, its newest log lines
+    (every text is the gate's: escaped where shown)."""
+
+    device_id: str
+    site_id: str
+    commands: list[CommandRow]
+    logs: list[GateLogRow]
+
+
+def gate_remote(store: Store, device_id: str, sites: frozenset[str] | None) -> GateRemote | None:
+    """The gate's page for an account holding `sites` (None: every site); None for a gate never
+    registered nor heard from; OtherSite for a gate of a site the account does not hold."""
+    rows = GateCommands(store.engine)
+    site = rows.site_of(device_id)
+    if site is None:
+        return None
+    if sites is not None and site not in sites:
+        raise OtherSite("this gate")
+    return GateRemote(
+        device_id=device_id,
+        site_id=site,
+        commands=rows.recent(device_id),
+        logs=rows.logs(device_id),
+    )
+
+
+def request_command(
+    store: Store,
+    device_id: str,
+    action: str,
+    args: dict[str, Any],
+    by: str,
+    now: datetime,
+    sites: frozenset[str] | None,
+) -> CommandRequest | None:
+    """A remote command written for the collector to send, audited with the gate's site; None
+    for an unknown gate or action."""
+    rows = GateCommands(store.engine)
+    site = rows.site_of(device_id)
+    if site is None or action not in REMOTE_ACTIONS:
+        return None
+    if sites is not None and site not in sites:
+        raise OtherSite("this gate")
+    request = CommandRequest(
+        command_id=secrets.token_urlsafe(12),
+        device_id=device_id,
+        site_id=site,
+        action=action,
+        args=args,
+        requested_by=by,
+        requested_at=now,
+    )
+    rows.request(request)
+    details = {"command_id": request.command_id, "action": action, "args": args}
+    AuditLog(store.engine).record(by, "command", device_id, details, site_id=site)
+    return request

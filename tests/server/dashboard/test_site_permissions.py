@@ -606,6 +606,7 @@ TECHNICIAN_FLEET = {
 # What it may do to a gate (GateOperator: remote commands, preview, config, updates): each such
 # route is named here when it lands. Never the door's release, which stays the manager's.
 TECHNICIAN_ACTIONS: set[tuple[str, str]] = {
+    ("POST", "/gates/{device_id}/command"),
     ("GET", "/gates/{device_id}/preview"),  # aim and focus (issue 17)
     ("POST", "/api/v1/gates/{device_id}/preview"),
     ("POST", "/api/v1/gates/{device_id}/preview/stop"),

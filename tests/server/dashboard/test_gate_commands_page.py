@@ -1,0 +1,127 @@
+"""A gate's page (pages.py `gate_page`, `gate_command`; issue 17): a manager's buttons write a
+remote command for the collector (server/store/gate_commands.py), audited with the gate's site;
+a viewer sees the answers and logs but no buttons and gets 403 on a POST; a POST without the
+CSRF token is refused; a gate of another site is not found (404) on its page, and 403 on a
+POST; the gate's own text is escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from protocol.messages import CommandAnswer, LogLine, Status
+from server.accounts.users import USER_ROLES, Accounts, Role
+from server.dashboard.app import create_web_app
+from server.dashboard.settings import WebSettings
+from server.store.audit import AuditLog
+from server.store.database import Store
+from server.store.gate_commands import GateCommands
+from tests.support.web import FAST_HASHER, PASSWORD, START, MovableClock, log_in
+
+GATE, ANNEX_GATE = "gate-1", "gate-annex"
+MARKUP = '<script>alert("x")</script>'
+
+
+@pytest.fixture
+def gate_client(store: Store, clock: MovableClock) -> Iterator[TestClient]:
+    accounts = Accounts(store.engine, hasher=FAST_HASHER, clock=clock)
+    for role in USER_ROLES:
+        accounts.add_user(role.label, role, PASSWORD)
+    accounts.add_user("hq-manager", Role.MANAGER, PASSWORD, sites=["hq"])
+    store.record_status(GATE, Status(state="online", ts=START, version="t", site_id="hq"), START)
+    store.record_status(
+        ANNEX_GATE, Status(state="online", ts=START, version="t", site_id="annex"), START
+    )
+    app = create_web_app(
+        store, WebSettings(), clock=clock, monotonic=clock.monotonic, hasher=FAST_HASHER
+    )
+    with TestClient(app, follow_redirects=False) as client:
+        yield client
+
+
+def test_a_manager_asks_a_gate_for_a_selftest_audited_with_its_site(
+    gate_client: TestClient, store: Store
+) -> None:
+    csrf = log_in(gate_client, "manager")
+    page = gate_client.get(f"/gates/{GATE}")
+    assert page.status_code == 200 and 'data-action="selftest_gpio"' in page.text
+    answer = gate_client.post(
+        f"/gates/{GATE}/command",
+        data={"csrf_token": csrf, "action": "selftest_gpio", "include_relay": "true"},
+    )
+    assert answer.status_code == 303 and answer.headers["location"].startswith(f"/gates/{GATE}?")
+    [row] = GateCommands(store.engine).recent(GATE)
+    assert (row.action, row.args, row.status, row.site_id) == (
+        "selftest_gpio",
+        {"include_relay": True},
+        "pending",
+        "hq",
+    )
+    [audit] = AuditLog(store.engine).rows(action="command")
+    assert (audit.actor, audit.subject, audit.site_id) == ("manager", GATE, "hq")
+    assert audit.details["command_id"] == row.command_id
+    # include_relay means nothing to another action: never sent with it.
+    gate_client.post(
+        f"/gates/{GATE}/command",
+        data={"csrf_token": csrf, "action": "identify", "include_relay": "true"},
+    )
+    assert GateCommands(store.engine).recent(GATE)[0].args == {}
+
+
+def test_the_answers_and_logs_are_shown_escaped(
+    gate_client: TestClient, store: Store, clock: MovableClock
+) -> None:
+    rows = GateCommands(store.engine)
+    csrf = log_in(gate_client, "manager")
+    gate_client.post(f"/gates/{GATE}/command", data={"csrf_token": csrf, "action": "send_logs"})
+    [sent] = rows.claim_pending(clock.now + timedelta(seconds=1))
+    line = LogLine(ts=START, level="ERROR", logger="gatescan.test", message=MARKUP)
+    answer = CommandAnswer(
+        command_id=sent.command_id, device_id=GATE, action="send_logs", status="done",
+        detail=MARKUP, ts=START, lines=[line],
+    )  # fmt: skip
+    assert rows.record_answer(GATE, answer, START)
+    rows.add_logs(GATE, [line], START)
+    page = gate_client.get(f"/gates/{GATE}").text
+    assert MARKUP not in page
+    assert page.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") == 3, page
+
+
+def test_a_viewer_sees_no_buttons_and_may_not_post(gate_client: TestClient, store: Store) -> None:
+    csrf = log_in(gate_client, "viewer")
+    page = gate_client.get(f"/gates/{GATE}")
+    assert page.status_code == 200 and "/command" not in page.text
+    answer = gate_client.post(
+        f"/gates/{GATE}/command", data={"csrf_token": csrf, "action": "identify"}
+    )
+    assert answer.status_code == 403
+    assert GateCommands(store.engine).recent(GATE) == []
+
+
+def test_no_csrf_token_no_command(gate_client: TestClient, store: Store) -> None:
+    log_in(gate_client, "manager")
+    answer = gate_client.post(f"/gates/{GATE}/command", data={"action": "identify"})
+    assert answer.status_code == 403
+    assert GateCommands(store.engine).recent(GATE) == []
+
+
+def test_another_sites_gate_an_unknown_gate_or_action(
+    gate_client: TestClient, store: Store
+) -> None:
+    csrf = log_in(gate_client, "hq-manager")
+    assert gate_client.get(f"/gates/{ANNEX_GATE}").status_code == 404  # no telling
+    post = gate_client.post(
+        f"/gates/{ANNEX_GATE}/command", data={"csrf_token": csrf, "action": "identify"}
+    )
+    assert post.status_code == 403
+    assert gate_client.get("/gates/gate-never-seen").status_code == 404
+    for action in ("release_door", "format_disk"):
+        post = gate_client.post(
+            f"/gates/{GATE}/command", data={"csrf_token": csrf, "action": action}
+        )
+        assert post.status_code == 404
+    assert GateCommands(store.engine).recent(ANNEX_GATE) == []
+    assert GateCommands(store.engine).recent(GATE) == []
