@@ -59,12 +59,20 @@ def settled_focus(page: Page, after_seq: int) -> tuple[int, float, float]:
     )
 
 
+def lobby_heard(site: Site) -> None:
+    """The lobby gate's status stored (a gate's page is there only for a gate heard from)."""
+    wait_until(
+        lambda: any(d.device_id == LOBBY for d in site.store.devices()), 60, "the lobby gate"
+    )
+
+
 def test_the_preview_ranks_a_sharp_picture_above_a_blurred_one(
     manager_page: tuple[Page, PageWatch], site: Site
 ) -> None:
     page, _ = manager_page
     gate = site.gates[LOBBY]
     gate.show(CODE)
+    lobby_heard(site)
     page.goto(f"{site.url}/gates/{LOBBY}")
     panel = page.locator("#preview")
     expect(panel).to_be_visible()
@@ -122,6 +130,7 @@ def test_a_viewer_has_no_panel_and_cannot_start_a_preview(
     viewer_page: tuple[Page, PageWatch], site: Site
 ) -> None:
     page, _ = viewer_page
+    lobby_heard(site)
     page.goto(f"{site.url}/gates/{LOBBY}")
     expect(page.locator("h1")).to_contain_text(LOBBY)
     expect(page.locator("#preview")).to_have_count(0)
