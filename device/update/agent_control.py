@@ -12,10 +12,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Protocol
@@ -74,8 +76,10 @@ class ChildAgent:
         self._args = args
         self._pid_file = state / "agent.pid"
         self._log = state / "agent.log"
-        self._socket_path = state / "notify.sock"
-        self._socket_path.unlink(missing_ok=True)
+        # A unix socket's path has at most 107 bytes; a deep state folder (a test's) would not
+        # fit, so the socket lives in a private folder of its own under the temp folder.
+        self._socket_folder = Path(tempfile.mkdtemp(prefix="gatescan-notify-"))
+        self._socket_path = self._socket_folder / "notify.sock"
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._socket.bind(str(self._socket_path))
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -109,6 +113,7 @@ class ChildAgent:
 
     def close(self) -> None:
         self._socket.close()
+        shutil.rmtree(self._socket_folder, ignore_errors=True)
 
     def _drain(self) -> list[tuple[int, str]]:
         got: list[tuple[int, str]] = []
