@@ -128,15 +128,17 @@ def test_the_selftest_plays_each_output_in_turn_the_relay_only_when_asked_while_
     [green], [red], [buzzer] = (gate.rises(pin, since) for pin in (GREEN, RED, BUZZER))
     assert green < red < buzzer
     step = SELFTEST_GAP_S + SELFTEST_ON_S
-    assert red - green == pytest.approx(step, abs=0.1)
-    assert buzzer - red == pytest.approx(step, abs=0.1)
+    # Sleeps only ever end late, by as much as a busy machine makes them (1.43 s for 1.3 seen
+    # in CI): never early, and not by seconds.
+    assert step - 0.05 <= red - green <= step + 0.6
+    assert step - 0.05 <= buzzer - red <= step + 0.6
     assert gate.rises(RELAY, since) == [], "the door relay was not asked for: it never moved"
 
     since = gate.clear_pins()
     row = answered(store, ask(store, "selftest_gpio", {"include_relay": True}))
     assert (row.status, row.detail) == ("done", "played green, red, buzzer, relay")
     [buzzer], [relay] = gate.rises(BUZZER, since), gate.rises(RELAY, since)
-    assert relay - buzzer == pytest.approx(SELFTEST_GAP_S + 0.3, abs=0.1)
+    assert SELFTEST_GAP_S + 0.25 <= relay - buzzer <= SELFTEST_GAP_S + 0.9
 
 
 def test_reload_config_checks_the_file_and_says_what_differs(
