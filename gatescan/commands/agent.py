@@ -83,10 +83,7 @@ def add_preview_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         "latest annotated JPEG to --out (replaced whole) and prints 'focus N (peak M)': turn "
         "the lens until the number peaks. Nothing is kept but the one file you name.",
     )
-    preview.add_argument(
-        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
-    )
-    preview.add_argument("--data-dir", type=Path, help="the agent's data_dir, over the config's")
+    add_gate_files_arguments(preview)
     preview.add_argument("--source", help="the camera, over the config's (without an agent)")
     preview.add_argument("--out", type=Path, help="write the latest annotated JPEG here")
     preview.add_argument("--fps", type=float, default=2.0, help="frames a second (at most 4)")
@@ -95,6 +92,27 @@ def add_preview_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     preview.add_argument("--frames", type=int, default=0, help="stop after this many frames")
     preview.set_defaults(run=run_preview)
+
+
+def add_gate_files_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config and --data-dir as the commands run at a gate beside its agent take them
+    (doctor, preview, selftest, reset): the agent's own files, found as the agent finds them."""
+    parser.add_argument(
+        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="the agent's data_dir (identity, journal), over the config's"
+    )
+
+
+def gate_config_path(asked: Path | None) -> Path | None:
+    """The config file a command at the gate reads: the one asked for, else the agent unit's
+    own (device/diagnosis/doctor.py DEFAULT_CONFIG) when it exists, else none (the defaults)."""
+    from device.diagnosis.doctor import DEFAULT_CONFIG
+
+    if asked is not None:
+        return asked
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
 def run_preview(args: argparse.Namespace) -> int:
@@ -126,13 +144,11 @@ def preview_frames(
     """The running agent's preview frames through its socket; else the camera's, opened here."""
     from device.app import framing_for, open_source
     from device.decode.backends import make_decoder
-    from device.diagnosis.doctor import DEFAULT_CONFIG
     from device.preview.local import agent_frames, socket_path
     from device.preview.standalone import camera_frames
     from firmware_config.loader import ConfigOverrides, load_config
 
-    if config_path is None and DEFAULT_CONFIG.is_file():
-        config_path = DEFAULT_CONFIG
+    config_path = gate_config_path(config_path)
     overrides = ConfigOverrides(source=source, data_dir=data_dir)
     config = load_config(config_path, overrides=overrides, env=os.environ)
     path = socket_path(Path(config.data_dir))
@@ -157,10 +173,7 @@ def add_selftest_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         "runs (it holds the pins): stop it, or use the dashboard's self-test. Exit 0 once "
         "played, 1 when refused.",
     )
-    gpio.add_argument(
-        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
-    )
-    gpio.add_argument("--data-dir", type=Path, help="the agent's data_dir, over the config's")
+    add_gate_files_arguments(gpio)
     gpio.add_argument(
         "--include-relay",
         action="store_true",
@@ -170,12 +183,11 @@ def add_selftest_parser(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def run_selftest_gpio(args: argparse.Namespace) -> int:
-    from device.diagnosis.doctor import DEFAULT_CONFIG
     from device.diagnosis.selftest import selftest_gpio
     from firmware_config.errors import ConfigError
     from firmware_config.loader import ConfigOverrides, load_config
 
-    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    path = gate_config_path(args.config)
     try:
         config = load_config(path, overrides=ConfigOverrides(data_dir=args.data_dir))
     except ConfigError as exc:
@@ -305,10 +317,7 @@ def add_reset_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         " while the agent runs, and while the outbox holds events the server has not"
         " acknowledged unless --discard-unacked names how many.",
     )
-    reset.add_argument(
-        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
-    )
-    reset.add_argument("--data-dir", type=Path, help="the agent's data_dir, over the config's")
+    add_gate_files_arguments(reset)
     reset.add_argument(
         "--keep-journal",
         action="store_true",
@@ -393,10 +402,7 @@ def _reset_target(args: argparse.Namespace) -> tuple[Path, bool]:
     from firmware_config.loader import load_config
     from firmware_config.schema import DEFAULT_DATA_DIR
 
-    config_path = args.config
-    default = Path("/etc/gatescan/gate.toml")
-    if config_path is None and default.is_file():
-        config_path = default
+    config_path = gate_config_path(args.config)
     data_dir, broker = args.data_dir, False
     if config_path is not None:
         try:
@@ -417,14 +423,7 @@ def add_doctor_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         description="One line per check, OK|WARN|FAIL NAME: what was found — the fix. Exit 0 "
         "when no check fails, 1 when one does, 2 for a usage error.",
     )
-    doctor.add_argument(
-        "--config", type=Path, help="the gate's config file (default: /etc/gatescan/gate.toml)"
-    )
-    doctor.add_argument(
-        "--data-dir",
-        type=Path,
-        help="the agent's data_dir (its identity, journal), over the config's",
-    )
+    add_gate_files_arguments(doctor)
     doctor.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     doctor.set_defaults(run=run_doctor)
 
