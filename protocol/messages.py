@@ -269,7 +269,14 @@ CommandId = Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
 # What a person may ask a gate to do (docs/protocol.md, "Commands"). `release_door` came first;
 # the others were added within v1: a gate older than them refuses them as malformed.
 CommandAction = Literal[
-    "release_door", "identify", "selftest_gpio", "reload_config", "restart", "send_logs"
+    "release_door",
+    "identify",
+    "selftest_gpio",
+    "reload_config",
+    "restart",
+    "send_logs",
+    "push_config",
+    "update",
 ]
 COMMAND_ACTIONS: tuple[str, ...] = (
     "release_door",
@@ -278,9 +285,29 @@ COMMAND_ACTIONS: tuple[str, ...] = (
     "reload_config",
     "restart",
     "send_logs",
+    "push_config",
+    "update",
 )
 ArgName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ArgValue = StrictBool | Annotated[int, Strict(), Field(ge=0, le=3600)] | Label
+# push_config's settings: a key of the gate's config as section.key ("policy.mode") or a
+# top-level key ("direction"), and a value the gate's own config model then checks.
+SETTING_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31})?$"
+MAX_SETTINGS = 24
+SettingKey = Annotated[str, StringConstraints(pattern=SETTING_KEY_PATTERN)]
+SettingScalar = (
+    StrictBool
+    | Annotated[int, Strict()]
+    | Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    | Label
+)
+SettingValue = SettingScalar | Annotated[list[SettingScalar], Field(max_length=8)]
+SOURCE_MAX_CHARS = 512
+SourceText = Annotated[
+    str,
+    StringConstraints(max_length=SOURCE_MAX_CHARS),
+    _refusing(lambda text: plain_text_problem(text, SOURCE_MAX_CHARS)),
+]
 
 
 class Command(_Message):
@@ -294,6 +321,13 @@ class Command(_Message):
     by: Label  # who asked (the dashboard user's name), for the gate's log
     # Added within v1: an action's options, e.g. {"include_relay": true} for selftest_gpio.
     args: Annotated[dict[ArgName, ArgValue], Field(max_length=8)] = Field(default_factory=dict)
+    # Added within v1: push_config's settings, the whole push (it replaces the previous one;
+    # {} takes every pushed setting back, so the file's values hold again).
+    settings: Annotated[dict[SettingKey, SettingValue], Field(max_length=MAX_SETTINGS)] = Field(
+        default_factory=dict
+    )
+    # Added within v1: update's bundle, an https URL the gate's updater fetches (or null).
+    source: SourceText | None = None
 
 
 AnswerStatus = Literal["accepted", "done", "refused", "failed"]
