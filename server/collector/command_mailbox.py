@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol.messages import (
     Command,
@@ -29,7 +29,16 @@ from protocol.messages import (
 from protocol.text import printable
 from protocol.topics import Topic
 from server.collector.batch import utc_now
-from server.store.gate_commands import GateCommands
+from server.store.gate_commands import OWN_FIELDS, GateCommands
+
+
+def command_fields(stored: dict[str, Any]) -> dict[str, Any]:
+    """The Command's option fields from a row's `args` column: the action's `args`, and the
+    fields of their own that push_config and update carry (`settings`, `source`; issue 17),
+    stored beside them under their own names."""
+    own = {name: stored[name] for name in OWN_FIELDS if name in stored}
+    return {"args": {k: v for k, v in stored.items() if k not in OWN_FIELDS}, **own}
+
 
 log = logging.getLogger("gatescan.collector")
 
@@ -93,7 +102,7 @@ class CommandSender:
                         "action": row.action,
                         "issued_at": row.requested_at,
                         "by": printable(row.requested_by, 48)[:64],
-                        "args": row.args,
+                        **command_fields(row.args),
                     }
                 )
             except ValueError as exc:

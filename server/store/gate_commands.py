@@ -39,6 +39,9 @@ FINAL = frozenset({"done", "refused", "failed", UNSENT})
 PENDING_FOR_AT_MOST = timedelta(seconds=20)
 GATE_LOG_LINES_KEPT = 200  # per gate
 COMMANDS_KEPT = 100  # per gate
+# A row's `args` column holds the command's `args`, and beside them under these names the fields
+# of their own that push_config and update carry (protocol/messages.py's Command).
+OWN_FIELDS = ("settings", "source")
 
 
 class CommandRequest(BaseModel):
