@@ -24,6 +24,7 @@ from device.camera.replay import ReplaySource
 from device.camera.source import FrameSource, ReopeningSource
 from device.config_error import CONFIG_FAULT
 from device.decode.backends import make_decoder
+from device.decode.base import Decoder
 from device.enrolment.client import enrol
 from device.enrolment.identity import StoredIdentity, load_identity, store_identity
 from device.frames.framing import Framing
@@ -39,11 +40,12 @@ from device.indicator.patterns import (
     selftest_pattern,
 )
 from device.journal.journal import Journal
+from device.live_config import LiveConfig, Load, kept_push
 from device.presence_feed import passages_into, presence_follows, remember_passages
 from device.preview.local import LocalPreview, socket_path
 from device.preview.remote import RemotePreview
 from device.preview.tap import PreviewTap
-from device.scanner import Scan, Scanner
+from device.scanner import Scan, Scanner, ScanParts
 from device.setup import SetupMode
 from device.site_policy.held import HeldPolicy
 from device.site_policy.holder import PolicyHolder
@@ -62,7 +64,7 @@ from device.verdict.debounce import Debounce
 from device.verdict.events import EventBuilder
 from device.verdict.policy import Policy, PolicyMode, access_problem
 from device.verdict.presence import Presence
-from firmware_config.errors import ConfigError
+from firmware_config.loader import config_with_pushed
 from firmware_config.schema import (
     CameraConfig,
     GateConfig,
@@ -115,6 +117,8 @@ class Agent:
         # Set by the `restart` command: the frame watch stops the agent, whose process then
         # exits for systemd's Restart=always to start it again.
         self.restart = threading.Event()
+        # Its settings changed without a restart (push_config, reload_config, SIGHUP).
+        self.live: LiveConfig | None = None
         self.facts = facts or SystemFacts()
         self.config_hash = config_hash(config)
         self.site_policy = site_policy or PolicyHolder("", None)
@@ -243,13 +247,14 @@ def build_agent(
     source: FrameSource | None = None,
     frame_stall_s: float = FRAME_STALL_S,
     facts: SystemFacts | None = None,
-    reload: Callable[[], GateConfig] | None = None,
+    load: Load | None = None,
 ) -> Agent:
     """The gate `config` describes. The keyword arguments stand in for hardware and the system
     (tests, the demo); each defaults to the real thing, or to what the environment asks for
     (GATESCAN_FAULT_CLOCK, GATESCAN_FAULT_PIN_LOG, GATESCAN_AGENT_FAILPOINTS, NOTIFY_SOCKET).
-    `reload`: the config read again from its file, for the `reload_config` command (None: the
-    gate has no file to read again, and refuses it)."""
+    `load(pushed)`: the whole config as after a reboot with these pushed settings (its file
+    read again, the flags, the identity), for `push_config`, `reload_config` and SIGHUP
+    (device/live_config.py); None: `config` is all there is (no file), the push lies over it."""
     failpoints = Failpoints.from_environment(os.environ)  # first: a typo fails before any I/O
     clock = clock or clock_from_environment(os.environ)
     notifier = notifier or SystemdNotifier.from_environment()
@@ -271,15 +276,27 @@ def build_agent(
     logging.getLogger().addHandler(recent_logs)
     restart = threading.Event()
     answers: list[Callable[[CommandAnswer], object]] = []
+    applied: list[Callable[[GateConfig], None]] = []  # the agent's, once it is made
+
+    def apply_live(fresh: GateConfig) -> None:
+        for apply in applied:
+            apply(fresh)
+
+    live = LiveConfig(
+        config,
+        load=load or (lambda pushed: config_with_pushed(config, pushed)),
+        apply=apply_live,
+        data_dir=Path(config.data_dir),
+        pushed=kept_push(Path(config.data_dir)),
+    )
     commands = CommandGate(
         release_door=door_release(gpio),
         now=clock.now,
-        actions=gate_actions(config, gpio, recent_logs, restart, reload),
+        actions=gate_actions(gpio, recent_logs, restart, live),
         answer=lambda answer: [send(answer) for send in answers],
         device_id=config.device_id,
     )
-    framing = framing_for(config.camera)
-    preview = PreviewTap(region=framing.region)
+    preview = PreviewTap(region=framing_for(config.camera).region)
     uplinks: list[Uplink] = []  # the preview's frames go out on the uplink made next
     requests = RemotePreview(
         preview, publish=lambda payload: uplinks[0].publish_preview(payload), now=clock.now
@@ -294,40 +311,53 @@ def build_agent(
     log_uplink = LogUplink(config.device_id, uplink.publish_logs)
     recent_logs.follow(log_uplink.heard)
     health_changed(health, indicator, uplink, notifier)
-    policy_changed(config.policy.mode, site_policy, health, uplink)
+    modes = [config.policy.mode]  # the running mode, changed by a config applied live
+    recheck_policy = policy_changed(lambda: modes[-1], site_policy, health, uplink)
     uplink.set_faults(health.faults)  # a fire alarm already active as the gate started
     presence = Presence()
     presence_follows(site_policy, presence, config.device_id)
     remember_passages(presence, site_policy, journal, clock)
     source = source or ReopeningSource(lambda: open_source(config))
+
+    def parts_for(settings: GateConfig, decoder: Decoder) -> ScanParts:
+        """The frame loop's parts a config decides (made again when one is applied live)."""
+        return ScanParts(
+            decoder=decoder,
+            policy=Policy(
+                settings.policy.mode,
+                settings.policy.accept,
+                held=site_policy.read,
+                now=clock.now,
+                presence=presence,
+                direction=settings.direction,
+            ),
+            builder=EventBuilder(
+                device_id=settings.device_id,
+                site_id=settings.site_id,
+                direction=settings.direction,
+                boot_id=boot_id,
+                clock=clock,
+                record_raw_text=settings.policy.record_raw_text,
+            ),
+            framing=framing_for(settings.camera),
+            repeat_window=settings.decoder.repeat_window,
+        )
+
+    parts = parts_for(config, make_decoder(config.decoder.backend))
     scanner = Scanner(
         source=source,
-        decoder=make_decoder(config.decoder.backend),
-        debounce=Debounce(config.decoder.repeat_window),
-        policy=Policy(
-            config.policy.mode,
-            config.policy.accept,
-            held=site_policy.read,
-            now=clock.now,
-            presence=presence,
-            direction=config.direction,
-        ),
+        decoder=parts.decoder,
+        debounce=Debounce(parts.repeat_window),
+        policy=parts.policy,
         indicator=indicator,
         journal=journal,
-        builder=EventBuilder(
-            device_id=config.device_id,
-            site_id=config.site_id,
-            direction=config.direction,
-            boot_id=boot_id,
-            clock=clock,
-            record_raw_text=config.policy.record_raw_text,
-        ),
+        builder=parts.builder,
         health=health,
         notify_uplink=uplink.event_recorded,
         on_scan=passages_into(presence, site_policy, then=on_scan),
         on_progress=progress_reported(notifier, beacon),
         stats=ScanStats(),
-        framing=framing,
+        framing=parts.framing,
         scene_watch=SceneWatch(),
         failpoints=failpoints,
         frame_tap=preview.offer,
@@ -350,19 +380,35 @@ def build_agent(
         log_uplink=log_uplink,
     )
     agent.restart = restart
+    agent.live = live
+
+    def apply(fresh: GateConfig) -> None:
+        """A config changed live (device/live_config.py): new parts for the frame loop from its
+        next frame, the preview's region, the policy fault for the mode, the telemetry's."""
+        running = agent.config
+        same = fresh.decoder.backend == running.decoder.backend
+        decoder = scanner.decoder if same else make_decoder(fresh.decoder.backend)
+        changed = parts_for(fresh, decoder)
+        scanner.change_parts(changed)
+        preview.region = changed.framing.region
+        agent.config, agent.config_hash = fresh, config_hash(fresh)
+        modes.append(fresh.policy.mode)
+        recheck_policy()
+
+    applied.append(apply)
     return agent
 
 
 def gate_actions(
-    config: GateConfig,
     gpio: GpioIndicator | None,
     recent_logs: RecentLogs,
     restart: threading.Event,
-    reload: Callable[[], GateConfig] | None,
+    live: LiveConfig,
 ) -> dict[str, Action]:
     """The remote commands' handlers (device/uplink/commands.py checked each command first).
     Each returns at once, on paho's thread: the patterns play on the indicator's thread, the
-    restart happens on the frame watch's, and scanning goes on throughout."""
+    restart happens on the frame watch's, a config applied live is taken by the frame loop
+    between two frames, and scanning goes on throughout."""
 
     def no_gpio() -> Outcome:
         return Outcome("refused", "this gate has no GPIO outputs (indicator.enabled is false)")
@@ -394,23 +440,6 @@ def gate_actions(
         )
         return Outcome("accepted", f"playing {', '.join(tested)} in turn{relay_note}")
 
-    def reload_config(_command: Command, _later: Callable[[Outcome], None]) -> Outcome:
-        if reload is None:
-            return Outcome("refused", "this gate was started without a config file")
-        try:
-            fresh = reload()
-        except ConfigError as error:
-            return Outcome("refused", "config problems: " + " | ".join(str(error).splitlines()))
-        changed = [name for name in GateConfig.model_fields
-                   if getattr(fresh, name) != getattr(config, name)]  # fmt: skip
-        if not changed:
-            return Outcome("done", "the file is valid and as the gate runs it: nothing to apply")
-        return Outcome(
-            "done",
-            f"the file is valid; changed: {', '.join(changed)}: nothing applied live, they take "
-            "effect at the next restart",
-        )
-
     def restart_now(_command: Command, _later: Callable[[Outcome], None]) -> Outcome:
         # After the answer is queued (the caller sends it once this returns): the agent's
         # shutdown publishes its offline status behind it and waits for the broker.
@@ -428,18 +457,22 @@ def gate_actions(
     return {
         "identify": identify,
         "selftest_gpio": selftest,
-        "reload_config": reload_config,
+        "reload_config": lambda _command, _later: live.reload(),
+        "push_config": lambda command, _later: live.push(command.settings),
         "restart": restart_now,
         "send_logs": send_logs,
     }
 
 
-def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplink: Uplink) -> None:
+def policy_changed(
+    mode: Callable[[], PolicyMode], holder: PolicyHolder, health: Health, uplink: Uplink
+) -> Callable[[], None]:
     """Every change of the site policy held: the `policy` fault when access mode can grant
-    nobody (shown by the light, the status and systemd), and the status's policy version."""
+    nobody (shown by the light, the status and systemd), and the status's policy version.
+    Returns the same check, for a change of `mode` (a config applied live)."""
 
     def on_change(held: HeldPolicy) -> None:
-        problem = access_problem(mode, held)
+        problem = access_problem(mode(), held)
         if problem is not None and Fault.POLICY not in health.faults:
             # Before a gate's first policy this is the wait for it (a warning); after, an error.
             say = log.warning if held.manifest is None else log.error
@@ -451,6 +484,7 @@ def policy_changed(mode: PolicyMode, holder: PolicyHolder, health: Health, uplin
 
     holder.watch(on_change)
     on_change(holder.read())
+    return lambda: on_change(holder.read())
 
 
 def progress_reported(notifier: SystemdNotifier, beacon: HealthBeacon) -> Callable[[], None]:

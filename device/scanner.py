@@ -59,6 +59,18 @@ CAPTURE_JOIN_S = 6.0
 
 
 @dataclass(frozen=True)
+class ScanParts:
+    """What a config changed live replaces in the loop (device/live_config.py): made on another
+    thread, handed over with `Scanner.change_parts`, taken by the loop between two frames."""
+
+    decoder: Decoder
+    policy: Policy
+    builder: EventBuilder
+    framing: Framing
+    repeat_window: float
+
+
+@dataclass(frozen=True)
 class Scan:
     """One showing of a code and what the gate did about it.
 
@@ -132,6 +144,28 @@ class Scanner:
         self.frame_errors = 0
         self.handoff = LatestFrame(clock)
         """The slot between the capture and decode threads (a fresh one for every run)."""
+        self._next_parts: ScanParts | None = None
+        self._parts_lock = threading.Lock()
+
+    def change_parts(self, parts: ScanParts) -> None:
+        """Use `parts` from the next frame on (any thread): a frame is decided whole with the
+        old parts or the new, never a mix. The repeat window keeps the codes it has seen."""
+        with self._parts_lock:
+            self._next_parts = parts
+
+    def _take_next_parts(self) -> None:
+        if self._next_parts is None:  # the frame loop's usual case: no lock taken
+            return
+        with self._parts_lock:
+            parts, self._next_parts = self._next_parts, None
+        if parts is None:
+            return
+        self.decoder = parts.decoder
+        self._saw = parts.decoder if isinstance(parts.decoder, SaysWhatItSaw) else None
+        self.policy = parts.policy
+        self.builder = parts.builder
+        self.framing = parts.framing
+        self.debounce.window = parts.repeat_window
 
     def run(self, stop: threading.Event, max_backoff: float = 30.0) -> None:
         """Scan until `stop` is set: capture in a thread of its own, decode in the caller's.
@@ -182,6 +216,7 @@ class Scanner:
 
     def _decode_handed(self, handed: HandedFrame) -> bool:
         """Process one frame unless its scene is unchanged; False (logged, counted) on failure."""
+        self._take_next_parts()
         try:
             region = self.framing.cut(handed.frame)
             watch = self.scene_watch
@@ -208,6 +243,7 @@ class Scanner:
 
     def process(self, frame: Frame) -> list[Scan]:
         """Decode one frame (its region, at the decode scale) and handle each new showing."""
+        self._take_next_parts()
         return self._decode(self.framing.apply(frame))
 
     def _decode(self, framed: Frame) -> list[Scan]:

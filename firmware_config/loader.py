@@ -25,6 +25,7 @@ import yaml
 from pydantic import ValidationError
 
 from firmware_config.errors import ConfigError, Keys, Problem, dotted, problems_from_validation
+from firmware_config.pushed import PUSHED_SOURCE, overlay
 from firmware_config.schema import (
     CameraConfig,
     GateConfig,
@@ -65,17 +66,27 @@ def load_config(
     *,
     overrides: ConfigOverrides | None = None,
     env: Mapping[str, str] = os.environ,
+    pushed: Mapping[str, Any] | None = None,
 ) -> GateConfig:
-    """The gate's config: defaults, then the file (if any), then the flags. ConfigError if bad."""
+    """The gate's config: defaults, then the file (if any), then the settings pushed from the
+    dashboard (firmware_config/pushed.py; checked with check_pushed first), then the flags.
+    ConfigError if bad, each problem naming the file, the push or the flag it came from."""
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _with_anchored_paths(read_config_file(path), path.parent)
     problems: list[Problem] = []
+    if pushed and "camera" not in raw and any(key.startswith("camera.") for key in pushed):
+        raw["camera"] = {"type": Picamera2Camera().type}  # the default camera, as without a push
+    pushed_keys = overlay(raw, pushed) if pushed else []
     flagged = _apply_overrides(raw, overrides or ConfigOverrides(), problems)
 
     def origin(keys: Keys) -> str:
         flags = [flag for flag, prefix in flagged if keys[: len(prefix)] == prefix]
-        return flags[0] if flags else str(path) if path is not None else "defaults"
+        if flags:
+            return flags[0]
+        if any(keys[: len(prefix)] == prefix for prefix in pushed_keys):
+            return PUSHED_SOURCE
+        return str(path) if path is not None else "defaults"
 
     try:
         config = GateConfig.model_validate(raw)
@@ -87,6 +98,25 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return config.model_copy(update={"mqtt": config.mqtt.with_password(password)})
+
+
+def config_with_pushed(base: GateConfig, pushed: Mapping[str, Any]) -> GateConfig:
+    """`base` with the pushed settings over it, for a gate that has no file to read again (the
+    demo, tests): ConfigError naming the push for a value the model refuses."""
+    # What was set, not every default: a default dumped would count as set (door.fail).
+    raw = base.model_dump(exclude_unset=True)
+    raw["device_id"] = base.device_id
+    raw["camera"] = {**raw.get("camera", {}), "type": base.camera.type}
+    overlay(raw, pushed)
+    try:
+        config = GateConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(problems_from_validation(error, GateConfig, _from_push)) from None
+    return config.model_copy(update={"mqtt": config.mqtt.with_password(base.mqtt.password())})
+
+
+def _from_push(_keys: Keys) -> str:
+    return PUSHED_SOURCE
 
 
 # The sections a gate needs to report itself (who and where it is, its broker, its data dir).

@@ -33,7 +33,7 @@ from protocol.messages import (
     MessageError,
     parse_message,
 )
-from protocol.text import printable
+from protocol.text import PLAIN_TEXT_MAX_CHARS, printable
 from protocol.topics import Topic
 
 log = logging.getLogger("gatescan.commands")
@@ -152,7 +152,8 @@ class CommandGate:
                 device_id=self._device_id,
                 action=action,
                 status=outcome.status,
-                detail=printable(outcome.detail, 190),
+                # Escapes and the clipping mark lengthen it: cut to the field's limit after.
+                detail=printable(outcome.detail, 180)[:PLAIN_TEXT_MAX_CHARS],
                 ts=self._now(),
                 lines=list(outcome.lines),
             )

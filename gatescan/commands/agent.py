@@ -19,17 +19,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gatescan.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Commands, stop_on_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from device.app import Agent
     from firmware_config.errors import ConfigError
     from firmware_config.loader import ConfigOverrides
     from firmware_config.schema import GateConfig
@@ -478,11 +480,11 @@ def run(args: argparse.Namespace) -> int:
     )
     stop = stop_on_signals()
 
-    def load() -> GateConfig:
-        return load_config(args.config, overrides=overrides)
+    def load(pushed: Mapping[str, Any] | None = None) -> GateConfig:
+        return load_config(args.config, overrides=overrides, pushed=pushed)
 
     try:
-        config = load()
+        config = with_kept_push(load(), load)
     except ConfigError as exc:
         if not waits_on_bad_config(args.on_bad_config, os.environ):
             print(f"gatescan agent: bad configuration\n{exc}", file=sys.stderr)
@@ -490,9 +492,9 @@ def run(args: argparse.Namespace) -> int:
         waited = _wait_for_a_good_config(exc, args, overrides, load, stop)
         if waited is None:
             return 0
-        config = waited
+        config = with_kept_push(waited, load)
     try:
-        return _run_gate(config, args.config, stop, reload=load if args.config else None)
+        return _run_gate(config, args.config, stop, load=load if args.config else None)
     except ValueError as exc:
         print(f"gatescan agent: cannot start: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -506,7 +508,7 @@ def _run_gate(
     config: GateConfig,
     config_path: Path | None,
     stop: threading.Event,
-    reload: Callable[[], GateConfig] | None = None,
+    load: Callable[[Mapping[str, Any]], GateConfig] | None = None,
 ) -> int:
     from device.app import build_agent, build_setup, needs_enrolment, with_identity
     from device.enrolment.identity import load_identity
@@ -535,17 +537,54 @@ def _run_gate(
     if identity is not None:
         config = with_identity(config, identity)
     reread = None
-    if reload is not None:
-        load, held = reload, identity
+    if load is not None:
+        read, held = load, identity
 
-        def reread() -> GateConfig:  # as the gate would run it: its identity over the file
-            fresh = load()
+        def reread(pushed: Mapping[str, Any]) -> GateConfig:  # its identity over file and push
+            fresh = read(pushed)
             return with_identity(fresh, held) if held is not None else fresh
 
-    agent = build_agent(config, reload=reread)
+    agent = build_agent(config, load=reread)
+    reload_on_sighup(agent)
     agent.run(stop)
     # A `restart` command: exit 0, and systemd's Restart=always starts the agent again.
     return 0
+
+
+def with_kept_push(
+    config: GateConfig, load: Callable[[Mapping[str, Any]], GateConfig]
+) -> GateConfig:
+    """The config with the settings last pushed from the dashboard over its file (they are kept
+    in its data dir); the file's alone, logged, when the push no longer fits it (a gate always
+    starts on a config that loads)."""
+    from device.live_config import kept_push
+    from firmware_config.errors import ConfigError
+
+    pushed = kept_push(Path(config.data_dir))
+    if not pushed:
+        return config
+    try:
+        return load(pushed)
+    except ConfigError as exc:
+        log.error("the pushed settings do not fit the file, so the file's are used:\n%s", exc)
+        return config
+
+
+def reload_on_sighup(agent: Agent) -> None:
+    """SIGHUP: the file and the kept push read again and applied live (as `reload_config`), on a
+    thread of its own, so the frame loop the signal interrupts goes on at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # a test's agent: signals reach the main thread only
+
+    def reload() -> None:
+        if agent.live is not None:
+            outcome = agent.live.reload()
+            log.warning("SIGHUP: config %s: %s", outcome.status, outcome.detail)
+
+    def handler(signum: int, frame: object) -> None:
+        threading.Thread(target=reload, name="sighup-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handler)
 
 
 def _wait_for_a_good_config(

@@ -7,6 +7,7 @@ publishes refused by the broker; stale and replayed commands refused; the logs t
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -18,6 +19,8 @@ import pytest
 from sqlalchemy import update
 
 from device.indicator.patterns import SELFTEST_GAP_S, SELFTEST_ON_S
+from device.system.health import Fault
+from firmware_config.pushed import PUSHED_FILE
 from gatescan.testing.broker import LocalBroker
 from protocol.messages import Command, CommandAnswer
 from protocol.topics import Topic, device_topic
@@ -141,21 +144,64 @@ def test_the_selftest_plays_each_output_in_turn_the_relay_only_when_asked_while_
     assert SELFTEST_GAP_S + 0.25 <= relay - buzzer <= SELFTEST_GAP_S + 0.9
 
 
-def test_reload_config_checks_the_file_and_says_what_differs(
+def test_reload_config_applies_the_file_s_live_keys_and_names_those_for_the_restart(
     site: tuple[LocalBroker, Store, Collector, RunningGate],
 ) -> None:
     _, store, _, gate = site
     row = answered(store, ask(store, "reload_config"))
-    assert row.status == "done" and "nothing to apply" in row.detail, row.detail
+    assert (row.status, row.detail) == ("done", "nothing to apply live"), row.detail
     text = gate.config_file.read_text(encoding="utf-8")
-    gate.config_file.write_text(text.replace("relay_seconds = 0.5", "relay_seconds = 2"))
+    changed = text.replace("relay_seconds = 0.5", "relay_seconds = 2")
+    gate.config_file.write_text(changed + "[decoder]\nrepeat_window = 1.5\n")
     row = answered(store, ask(store, "reload_config"))
-    assert row.status == "done" and "changed: indicator" in row.detail, row.detail
-    assert "take effect at the next restart" in row.detail
+    assert (row.status, row.detail) == (
+        "done",
+        "applied live: decoder.repeat_window; at the next restart: indicator",
+    )
+    wait_until(lambda: gate.agent.scanner.debounce.window == 1.5, 5, "the frame loop took it")
+    assert gate.agent.config.indicator.relay_seconds == 0.5, "the pins wait for a restart"
     gate.config_file.write_text(text.replace("relay_seconds = 0.5", "relay_secnds = 2"))
     row = answered(store, ask(store, "reload_config"))
     assert row.status == "refused" and "relay_secnds" in row.detail, row.detail
-    assert gate.agent.config.indicator.relay_seconds == 0.5, "nothing applied"
+    assert gate.agent.config.decoder.repeat_window == 1.5, "nothing applied"
+
+
+def test_a_push_applies_live_while_scanning_and_a_refused_one_leaves_it_as_it_ran(
+    site: tuple[LocalBroker, Store, Collector, RunningGate],
+) -> None:
+    _, store, _, gate = site
+    agent = gate.agent
+    hash_before = agent.config_hash
+    assert Fault.POLICY not in agent.health.faults
+    with FrameWatch(gate) as frames:
+        settings = {"policy.mode": "access", "decoder.repeat_window": 1.5, "direction": "out"}
+        row = answered(store, ask(store, "push_config", {"settings": settings}))
+        assert (row.status, row.detail) == (
+            "done",
+            "applied live: direction, policy.mode, decoder.repeat_window",
+        )
+        wait_until(lambda: agent.scanner.policy.mode == "access", 5, "the loop took the policy")
+        assert agent.scanner.builder.direction.value == "out"
+        # Access mode with no site policy held grants nobody: the fault says so at once.
+        assert Fault.POLICY in agent.health.faults
+        assert agent.config_hash != hash_before
+        assert agent.telemetry().config_hash == agent.config_hash
+
+        for refused, says in (
+            ({"decoder.repeat_window": -1}, "decoder.repeat_window: must be at least 0"),
+            ({"device_id": "gate-evil"}, "device_id: cannot be pushed"),
+            ({"mqtt.broker": "mqtt://evil:1883"}, "mqtt.broker: cannot be pushed"),
+        ):
+            row = answered(store, ask(store, "push_config", {"settings": refused}))
+            assert row.status == "refused" and says in row.detail, row.detail
+    assert frames.longest < 0.5, "the gate scanned throughout (20 frames a second)"
+    assert agent.config.policy.mode == "access" and agent.config.device_id == GATE
+    kept = json.loads((Path(agent.config.data_dir) / PUSHED_FILE).read_text(encoding="utf-8"))
+    assert kept == settings, "the last good push is what a reboot applies"
+
+    row = answered(store, ask(store, "push_config", {"settings": {}}))
+    assert row.detail == "applied live: direction, policy.mode, decoder.repeat_window"
+    wait_until(lambda: Fault.POLICY not in agent.health.faults, 5, "log mode again")
 
 
 def test_send_logs_answers_the_recent_warnings_redacted(

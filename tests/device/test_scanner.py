@@ -21,13 +21,14 @@ from device.camera.replay import ReplaySource
 from device.camera.source import CameraError, Frame, FrameSource, ReopeningSource
 from device.decode.base import Decoder
 from device.decode.zbar import PyzbarDecoder
+from device.frames.framing import Framing
 from device.frames.unreadable import UnreadableWatch
 from device.indicator.base import Indicator, IndicatorState, TeeIndicator, background_state
 from device.indicator.gpio import GpioIndicator, IndicatorPins
 from device.journal.durable_files import write_fully
 from device.journal.journal import Journal
 from device.journal.recorder import EventRecorder
-from device.scanner import Scan, Scanner
+from device.scanner import Scan, Scanner, ScanParts
 from device.system.clock import FixedSyncClock
 from device.system.failpoints import Failpoints
 from device.system.health import Fault, Health
@@ -467,3 +468,35 @@ def test_a_code_in_view_that_nothing_reads_asks_to_be_shown_again_and_records_no
     clock.now = 7.5
     scanner.process(damaged)  # the unread symbol's second starts again after a read
     assert len(indicator.shown) == 3 and journal.outbox_depth() == 1
+
+
+def test_parts_changed_live_decide_from_the_next_frame_and_the_repeat_window_remembers(
+    journal: Journal,
+) -> None:
+    """A config applied live (device/live_config.py): the next frame is decided with the new
+    policy, event builder, region and window; a code already in view stays one showing."""
+    indicator = JournalWatchingIndicator(journal)
+    scanner = make_scanner(journal, indicator)
+    frame = render_code(CARD, frame_size=SIZE)
+    [first] = scanner.process(frame)
+    assert (first.verdict.status, first.event.direction) == (VerdictStatus.RECORDED, Direction.IN)
+    builder = EventBuilder(
+        device_id="gate-1",
+        site_id="hq",
+        direction=Direction.OUT,
+        boot_id="boot-1",
+        clock=FixedSyncClock(synced=False),
+    )
+    parts = ScanParts(
+        decoder=scanner.decoder,
+        policy=Policy("access"),  # no site policy held: access mode grants nobody
+        builder=builder,
+        framing=Framing(region=(0.0, 0.0, 1.0, 1.0)),
+        repeat_window=0.0,
+    )
+    scanner.change_parts(parts)
+    assert scanner.policy.mode == "log", "nothing changes until the loop takes the next frame"
+    [again] = scanner.process(frame)  # the window is 0 now: the same code is a new showing
+    assert (again.verdict.status, again.event.direction) == (VerdictStatus.DENIED, Direction.OUT)
+    assert scanner.debounce.window == 0.0 and scanner.framing is parts.framing
+    assert indicator.shown[-1][0] is VerdictStatus.DENIED

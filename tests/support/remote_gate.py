@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
@@ -113,16 +114,16 @@ def running_gate(folder: Path, broker: LocalBroker) -> Iterator[RunningGate]:
         data_dir=folder / "data",
     )
 
-    def reload() -> GateConfig:
-        return load_config(config_file, overrides=overrides, env={})
+    def load(pushed: Mapping[str, Any] | None = None) -> GateConfig:
+        return load_config(config_file, overrides=overrides, env={}, pushed=pushed)
 
     pins = MockFactory()
     agent = build_agent(
-        reload(),
+        load(),
         pin_factory=pins,
         clock=FixedSyncClock(),
         notifier=SystemdNotifier(None),
-        reload=reload,
+        load=load,
     )
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), name="agent-remote")

@@ -11,8 +11,8 @@ import pytest
 
 from device.app import door_release
 from device.indicator.base import Release
-from device.uplink.commands import CommandGate
-from protocol.messages import Command
+from device.uplink.commands import CommandGate, Outcome
+from protocol.messages import Command, CommandAnswer
 from tests.device.indicator.test_gpio import RELAY, Gate
 
 NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -85,3 +85,21 @@ def test_a_gate_without_a_relay_releases_nothing() -> None:
     assert not commands.handle(command())
     assert not CommandGate(release_door=door_release(None), now=lambda: NOW).handle(command())
     gate.indicator.close()
+
+
+@pytest.mark.parametrize("detail", ["x" * 1000, "\u202e\x1b" * 300, "problems: " + "é" * 400])
+def test_a_long_or_unprintable_detail_is_cut_to_fit_and_the_answer_still_goes(
+    detail: str,
+) -> None:
+    answers: list[CommandAnswer] = []
+    commands = CommandGate(
+        release_door=lambda _command: False,
+        now=lambda: NOW,
+        actions={"identify": lambda _command, _later: Outcome("refused", detail)},
+        answer=answers.append,
+        device_id="gate-1",
+    )
+    asked = Command(command_id="cmd-0002", action="identify", issued_at=NOW, by="alice")
+    commands.handle(asked.to_json())
+    [answer] = answers
+    assert answer.status == "refused" and 100 < len(answer.detail) <= 200
