@@ -479,6 +479,9 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode,
     )
     stop = stop_on_signals()
+    # Until the agent runs (setup mode, a bad config waited on), SIGHUP must not end the process
+    # (its default): a bad config is read again every 2 s anyway, and a good one as it starts.
+    signal.signal(signal.SIGHUP, lambda signum, frame: log.warning("SIGHUP: not running yet"))
 
     def load(pushed: Mapping[str, Any] | None = None) -> GateConfig:
         return load_config(args.config, overrides=overrides, pushed=pushed)

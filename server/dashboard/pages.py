@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from firmware_config.errors import ConfigError
 from protocol.topics import is_valid_device_id
 from server.accounts.users import Role
 from server.dashboard import api
@@ -29,6 +30,14 @@ from server.dashboard.auth import (
     require_role,
     safe_next,
     user_language,
+)
+from server.dashboard.gate_settings.form import (
+    ManagersOnly,
+    as_technician,
+    check_settings,
+    problem_lines,
+    read_form,
+    setting_fields,
 )
 from server.dashboard.i18n.translate import (
     LANGUAGE_COOKIE,
@@ -47,7 +56,12 @@ from server.dashboard.reports.access import (
 from server.dashboard.reports.alerts import NoSuchAlert, alerts_for
 from server.dashboard.reports.audit_view import audit_rows
 from server.dashboard.reports.entries import check_person_lookup, view_entries
-from server.dashboard.reports.fleet import REMOTE_ACTIONS, gate_remote, request_command
+from server.dashboard.reports.fleet import (
+    FORM_ACTIONS,
+    REMOTE_ACTIONS,
+    gate_remote,
+    request_command,
+)
 from server.dashboard.reports.tracing import MAX_REASON, MissingReason, trace_contacts
 from server.dashboard.search_handles import MAX_HANDLE_LENGTH
 from server.dashboard.state import web_state
@@ -66,6 +80,8 @@ from server.dashboard.views import (
     whole_number,
 )
 from server.store.audit import AuditAction
+from server.store.database import Store
+from server.store.gate_commands import GateCommands
 
 router = APIRouter(include_in_schema=False)
 router.include_router(live_router)
@@ -122,13 +138,25 @@ def release_door(request: Request, user: Manager, device_id: str) -> Response:
 @router.get("/gates/{device_id}")
 def gate_page(request: Request, user: FleetViewer, device_id: str) -> Response:
     """A gate's page: where it stands and its machine's readings (a technician's too), buttons
-    for its remote commands (GateOperator), their latest answers and the gate's recent warnings
-    and errors; 404 for a gate unknown or of another site."""
+    for its remote commands (GateOperator), the settings pushed to it, their latest answers and
+    the gate's recent warnings and errors; 404 for a gate unknown or of another site."""
+    return _gate_page(request, user, device_id)
+
+
+def _gate_page(
+    request: Request,
+    user: User,
+    device_id: str,
+    *,
+    entered: Mapping[str, Any] | None = None,
+    problems: list[str] | None = None,
+) -> Response:
+    """The gate's page; with `entered` and `problems`, its settings form as sent and why it was
+    refused (a 400)."""
     context = gate_context(request, user, device_id) if is_valid_device_id(device_id) else None
+    store = web_state(request).store
     # Of another site: not found, as a gate never heard from (gate_context says None first).
-    gate = (
-        gate_remote(web_state(request).store, device_id, account_sites(user)) if context else None
-    )
+    gate = gate_remote(store, device_id, account_sites(user)) if context else None
     if context is None or gate is None:
         t = Translator(user_language(request, user))
         return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
@@ -139,8 +167,62 @@ def gate_page(request: Request, user: FleetViewer, device_id: str) -> Response:
     # The relay's self-test moves the door: a manager's, as the door's release is.
     context["can_test_relay"] = user.role >= Role.MANAGER
     sent = request.query_params.get("sent", "")
-    context["sent_action"] = sent if sent in REMOTE_ACTIONS else None
-    return render(request, "gate.html", context)
+    context["sent_action"] = sent if sent in REMOTE_ACTIONS + FORM_ACTIONS else None
+    shown = entered if entered is not None else pushed_now(store, device_id)
+    context["setting_fields"] = setting_fields(shown, manager=user.role >= Role.MANAGER)
+    context["setting_problems"] = problems or []
+    return render(request, "gate.html", context, status_code=400 if problems else 200)
+
+
+def pushed_now(store: Store, device_id: str) -> dict[str, Any]:
+    """The settings the gate last said it applied (its newest push answered `done`)."""
+    row = GateCommands(store.engine).newest_done(device_id, "push_config")
+    settings = row.args.get("settings") if row is not None else None
+    return dict(settings) if isinstance(settings, dict) else {}
+
+
+@router.post("/gates/{device_id}/settings")
+async def gate_settings(request: Request, user: GateOperator, device_id: str) -> Response:
+    """The settings form (a POST with the CSRF token): read, checked with the gate's own config
+    model, then sent as push_config, audited with the gate's site; the gate checks it over its
+    file again and answers on the page. A technician sends the managers' keys unchanged."""
+    if not is_valid_device_id(device_id):
+        return PlainTextResponse("not found", status_code=404)
+    form = await request.form()
+    submitted = {key: [str(value) for value in form.getlist(key)] for key in form}
+    return await run_in_threadpool(_push_settings, request, user, device_id, submitted)
+
+
+def _push_settings(
+    request: Request, user: User, device_id: str, submitted: dict[str, list[str]]
+) -> Response:
+    state = web_state(request)
+    t = Translator(user_language(request, user))
+    current = pushed_now(state.store, device_id)
+    try:
+        settings = read_form(submitted)
+        if user.role < Role.MANAGER:
+            settings = as_technician(settings, current)
+        check_settings(settings, device_id)
+    except ManagersOnly as refused:
+        return PlainTextResponse(t("gate.settings.managers_only", keys=str(refused)), 403)
+    except ConfigError as error:
+        entered = {
+            key: values[0] if len(values) == 1 else values for key, values in submitted.items()
+        }
+        return _gate_page(request, user, device_id, entered=entered, problems=problem_lines(error))
+    made = request_command(
+        state.store,
+        device_id,
+        "push_config",
+        {"settings": settings},
+        user.name,
+        state.clock(),
+        account_sites(user),
+    )
+    if made is None:
+        return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)
+    return RedirectResponse(f"/gates/{device_id}?" + urlencode({"sent": "push_config"}), 303)
 
 
 @router.post("/gates/{device_id}/command")
@@ -162,7 +244,7 @@ def gate_command(
         args = {}
     sites = account_sites(user)
     made = None
-    if is_valid_device_id(device_id):
+    if is_valid_device_id(device_id) and action in REMOTE_ACTIONS:  # the forms have their own
         made = request_command(
             state.store, device_id, action, args, user.name, state.clock(), sites
         )

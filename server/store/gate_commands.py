@@ -179,6 +179,21 @@ class GateCommands:
         with self._engine.connect() as conn:
             return [CommandRow(**row) for row in conn.execute(query).mappings()]
 
+    def newest_done(self, device_id: str, action: str) -> CommandRow | None:
+        """The gate's newest command of `action` it answered `done` (push_config's: the settings
+        the gate runs over its file, as long as the row is among its COMMANDS_KEPT)."""
+        table = gate_commands_table
+        query = (
+            select(table)
+            .where(table.c.device_id == device_id, table.c.action == action)
+            .where(table.c.status == "done")
+            .order_by(table.c.requested_at.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else CommandRow(**row)
+
     def add_logs(self, device_id: str, lines: Sequence[LogLine], now: datetime) -> int:
         """Store a gate's log lines; the newest GATE_LOG_LINES_KEPT per gate stay."""
         if not lines:

@@ -302,3 +302,9 @@ def test_the_agent_unit_starts_on_a_gate_that_has_no_password_yet() -> None:
     systemd from starting the unit at all (the credential goes in a drop-in for a gate given its
     broker by hand; the unit's header says how)."""
     assert "LoadCredential" not in read_unit(AGENT_UNIT)["Service"]
+
+
+def test_reloading_the_agent_unit_sends_sighup_which_applies_the_config_live() -> None:
+    """`systemctl reload gatescan-agent`: the agent reads its file and kept push again and applies
+    what can change live (tests/gatescan/commands/test_agent_config_push.py runs that signal)."""
+    assert service_setting(read_unit(AGENT_UNIT), "ExecReload") == "/bin/kill -HUP $MAINPID"

@@ -70,21 +70,24 @@ def state_directory(unit: Unit) -> Path:
 
 def verify_unit(root: Path, name: str, text: str) -> str:
     """`systemd-analyze verify` of a unit with this text, offline, in a tree of its own under
-    `root` that holds the unit, an executable at its ExecStart= path and the three targets every
-    service depends on by default; what it said, "" when it found nothing (its warnings leave the
-    exit code 0, so the output is the verdict)."""
+    `root` that holds the unit, an executable at each ExecStart= and ExecReload= path and the
+    three targets every service depends on by default; what it said, "" when it found nothing
+    (its warnings leave the exit code 0, so the output is the verdict)."""
     units = root / "etc" / "systemd" / "system"
     units.mkdir(parents=True, exist_ok=True)
     for target in ("sysinit.target", "basic.target", "shutdown.target"):
         (units / target).write_text("[Unit]\n", encoding="utf-8")
     (units / name).write_text(text, encoding="utf-8")
-    (command,) = [
-        line.partition("=")[2] for line in text.splitlines() if line.startswith("ExecStart=")
+    commands = [
+        line.partition("=")[2]
+        for line in text.splitlines()
+        if line.startswith(("ExecStart=", "ExecReload="))
     ]
-    program = root / shlex.split(command)[0].lstrip("/")
-    program.parent.mkdir(parents=True, exist_ok=True)
-    program.write_text("#!/bin/sh\n", encoding="utf-8")
-    program.chmod(0o755)
+    for command in commands:
+        program = root / shlex.split(command)[0].lstrip("/")
+        program.parent.mkdir(parents=True, exist_ok=True)
+        program.write_text("#!/bin/sh\n", encoding="utf-8")
+        program.chmod(0o755)
     done = subprocess.run(
         [systemd_analyze(), "verify", f"--root={root}", "--man=no", name],
         capture_output=True,

@@ -93,9 +93,37 @@ MESSAGES: dict[str, str] = {
     "gate.relay_test_managers": "testing the door relay opens the door: a manager's to do",
     "gate_action.identify": "Identify (blink)",
     "gate_action.selftest_gpio": "Self-test lights and buzzer",
-    "gate_action.reload_config": "Check config file",
+    "gate_action.reload_config": "Read the config file again and apply it",
     "gate_action.restart": "Restart agent",
     "gate_action.send_logs": "Fetch recent logs",
+    "gate_action.push_config": "Push settings",
+    "gate_action.update": "Update software",
+    "gate.settings": "Settings pushed from the dashboard",
+    "gate.settings.intro": (
+        "An empty field: the gate uses its config file's value. The gate checks the settings "
+        "over its file before applying them, applies them without a restart and keeps "
+        "scanning; if it refuses, it keeps what it ran and answers why. After a reboot: the "
+        "pushed settings over the file, the agent's flags over both; identity, broker and "
+        "GPIO pins are never pushed."
+    ),
+    "gate.settings.file": "as the file says",
+    "gate.settings.save": "Push to the gate",
+    "gate.settings.problems": "The settings were not sent:",
+    "gate.settings.managers_only": "Only a manager may change: {keys}",
+    "gate.settings.managers_note": "a manager's to change",
+    "gate.settings.yes": "yes",
+    "gate.settings.no": "no",
+    "setting.direction": "Direction (in: entrance, out: exit)",
+    "setting.policy.mode": "Mode (log: record, access: control entry)",
+    "setting.policy.accept": "Codes accepted",
+    "setting.policy.record_raw_text": "Store the text of non-CCCD codes (personal data)",
+    "setting.decoder.backend": "Decoder",
+    "setting.decoder.repeat_window": (
+        "Repeat window: the same code within this many seconds is one showing"
+    ),
+    "setting.camera.roi": "Region decoded x, y, width, height (fractions of the frame, 0 to 1)",
+    "setting.camera.decode_scale": "Scale before decoding (0.2 to 1)",
+    "setting.mqtt.telemetry_interval": "Telemetry interval (seconds)",
     "gate.answers": "Latest commands and answers",
     "gate.asked": "Asked",
     "gate.action": "Command",

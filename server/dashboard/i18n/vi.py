@@ -96,9 +96,35 @@ MESSAGES: dict[str, str] = {
     "gate.relay_test_managers": "thử rơ-le cửa sẽ mở cửa: việc của người quản lý, như mở cửa từ xa",
     "gate_action.identify": "Nhận diện (nháy đèn)",
     "gate_action.selftest_gpio": "Tự kiểm tra đèn và còi",
-    "gate_action.reload_config": "Kiểm tra tệp cấu hình",
+    "gate_action.reload_config": "Đọc lại và áp dụng tệp cấu hình",
     "gate_action.restart": "Khởi động lại",
     "gate_action.send_logs": "Lấy nhật ký gần đây",
+    "gate_action.push_config": "Đẩy cài đặt",
+    "gate_action.update": "Cập nhật phần mềm",
+    "gate.settings": "Cài đặt đẩy từ bảng điều khiển",
+    "gate.settings.intro": (
+        "Ô để trống: cổng dùng giá trị trong tệp cấu hình của nó. Cổng kiểm tra cài đặt cùng "
+        "tệp của nó trước khi áp dụng, áp dụng ngay không cần khởi động lại và vẫn quét trong"
+        " lúc đó; nếu từ chối, cổng giữ nguyên cài đặt cũ và trả lời lý do. Sau khi khởi động"
+        " lại: cài đặt đẩy đè lên tệp, tham số dòng lệnh đè lên cả hai; danh tính, broker và "
+        "chân GPIO không bao giờ được đẩy."
+    ),
+    "gate.settings.file": "theo tệp",
+    "gate.settings.save": "Đẩy đến cổng",
+    "gate.settings.problems": "Cài đặt chưa được gửi:",
+    "gate.settings.managers_only": "Chỉ người quản lý mới được đổi: {keys}",
+    "gate.settings.managers_note": "chỉ người quản lý được đổi",
+    "gate.settings.yes": "có",
+    "gate.settings.no": "không",
+    "setting.direction": "Hướng (in: vào, out: ra)",
+    "setting.policy.mode": "Chế độ (log: ghi nhận, access: kiểm soát ra vào)",
+    "setting.policy.accept": "Loại mã chấp nhận",
+    "setting.policy.record_raw_text": "Lưu nội dung mã không phải CCCD (dữ liệu cá nhân)",
+    "setting.decoder.backend": "Bộ giải mã",
+    "setting.decoder.repeat_window": "Khoảng lặp: cùng một mã trong bấy nhiêu giây là một lượt",
+    "setting.camera.roi": "Vùng quét x, y, rộng, cao (phần của khung hình, 0 đến 1)",
+    "setting.camera.decode_scale": "Tỉ lệ thu nhỏ trước khi giải mã (0,2 đến 1)",
+    "setting.mqtt.telemetry_interval": "Chu kỳ báo cáo trạng thái (giây)",
     "gate.answers": "Lệnh và câu trả lời gần nhất",
     "gate.asked": "Lúc yêu cầu",
     "gate.action": "Lệnh",

@@ -187,6 +187,8 @@ def _read_ratio(telemetry: dict[str, Any]) -> float | None:
 
 # What a person may ask a gate from its page (release_door has its own button on the fleet page).
 REMOTE_ACTIONS = ("identify", "selftest_gpio", "reload_config", "restart", "send_logs")
+# Asked from a form of their own, not a button: the settings form (push_config), updates.
+FORM_ACTIONS = ("push_config", "update")
 
 
 class GateRemote(BaseModel):
@@ -229,7 +231,7 @@ def request_command(
     for an unknown gate or action."""
     rows = GateCommands(store.engine)
     site = rows.site_of(device_id)
-    if site is None or action not in REMOTE_ACTIONS:
+    if site is None or action not in REMOTE_ACTIONS + FORM_ACTIONS:
         return None
     if sites is not None and site not in sites:
         raise OtherSite("this gate")

@@ -18,7 +18,7 @@ from server.dashboard.app import create_web_app
 from server.dashboard.settings import WebSettings
 from server.store.audit import AuditLog
 from server.store.database import Store
-from server.store.gate_commands import GateCommands
+from server.store.gate_commands import CommandRequest, GateCommands
 from tests.support.web import FAST_HASHER, PASSWORD, START, MovableClock, log_in
 
 GATE, ANNEX_GATE = "gate-1", "gate-annex"
@@ -118,10 +118,144 @@ def test_another_sites_gate_an_unknown_gate_or_action(
     )
     assert post.status_code == 403
     assert gate_client.get("/gates/gate-never-seen").status_code == 404
-    for action in ("release_door", "format_disk"):
+    # push_config and update come from their own forms: never an empty push from a button.
+    for action in ("release_door", "format_disk", "push_config", "update"):
         post = gate_client.post(
             f"/gates/{GATE}/command", data={"csrf_token": csrf, "action": action}
         )
         assert post.status_code == 404
     assert GateCommands(store.engine).recent(ANNEX_GATE) == []
     assert GateCommands(store.engine).recent(GATE) == []
+
+
+# --- the settings form (push_config) ----------------------------------------------------------
+
+
+def pushed_earlier(store: Store, settings: dict[str, object], at_s: float = -60) -> None:
+    """A push the gate answered `done`: the settings it runs over its file."""
+    rows = GateCommands(store.engine)
+    command_id = f"push-{at_s:g}-0000"
+    rows.request(
+        CommandRequest(
+            command_id=command_id, device_id=GATE, site_id="hq", action="push_config",
+            args={"settings": settings}, requested_by="manager",
+            requested_at=START + timedelta(seconds=at_s),
+        )
+    )  # fmt: skip
+    rows.claim_pending(START + timedelta(seconds=at_s))
+    done = CommandAnswer(
+        command_id=command_id, device_id=GATE, action="push_config", status="done",
+        detail="applied live", ts=START,
+    )  # fmt: skip
+    assert rows.record_answer(GATE, done, START + timedelta(seconds=at_s))
+
+
+def settings_form(**fields: str | list[str]) -> dict[str, str | list[str]]:
+    return {key.replace("__", "."): value for key, value in fields.items()}
+
+
+def test_a_manager_pushes_settings_read_from_the_form_and_checked_first(
+    gate_client: TestClient, store: Store
+) -> None:
+    csrf = log_in(gate_client, "manager")
+    page = gate_client.get(f"/gates/{GATE}").text
+    assert 'id="settings-form"' in page and page.count("<tr data-key=") == 9
+    form = settings_form(
+        direction="out",
+        policy__mode="access",
+        policy__accept=["pass", "cccd"],
+        decoder__repeat_window="1,5",  # as Vietnamese writes it
+        camera__roi="0.25 0 0.5 1",
+        mqtt__telemetry_interval="",  # the file's
+    )
+    answer = gate_client.post(f"/gates/{GATE}/settings", data={"csrf_token": csrf, **form})
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == f"/gates/{GATE}?sent=push_config"
+    [row] = GateCommands(store.engine).recent(GATE)
+    assert (row.action, row.status, row.site_id) == ("push_config", "pending", "hq")
+    assert row.args == {
+        "settings": {
+            "direction": "out",
+            "policy.mode": "access",
+            "policy.accept": ["cccd", "pass"],
+            "decoder.repeat_window": 1.5,
+            "camera.roi": [0.25, 0, 0.5, 1],
+        }
+    }
+    [audit] = AuditLog(store.engine).rows(action="command")
+    assert (audit.actor, audit.site_id, audit.details["action"]) == ("manager", "hq", "push_config")
+
+
+def test_a_form_the_gate_s_model_refuses_is_shown_again_with_its_problems(
+    gate_client: TestClient, store: Store
+) -> None:
+    csrf = log_in(gate_client, "manager")
+    form = settings_form(
+        decoder__repeat_window="9999",
+        camera__roi=MARKUP,
+        camera__decode_scale="abc",
+        direction="sideways",
+    )
+    answer = gate_client.post(
+        f"/gates/{GATE}/settings",
+        data={"csrf_token": csrf, **form},
+        headers={"accept-language": "en"},
+    )
+    assert answer.status_code == 400
+    assert "direction: choose one of in, out, not &#39;sideways&#39;" in answer.text
+    assert "camera.decode_scale: not a number: &#39;abc&#39;" in answer.text
+    assert MARKUP not in answer.text and "&lt;script&gt;" in answer.text  # typed, shown escaped
+    assert GateCommands(store.engine).recent(GATE) == []
+
+    # Readable, but out of the model's range: the gate's own check, before anything is sent.
+    form = settings_form(decoder__repeat_window="9999", camera__roi="0.5, 0, 0.9, 1")
+    answer = gate_client.post(f"/gates/{GATE}/settings", data={"csrf_token": csrf, **form})
+    assert answer.status_code == 400
+    assert "decoder.repeat_window: must be at most 600, got 9999" in answer.text
+    assert "camera.roi: x + width and y + height must be at most 1" in answer.text
+    assert 'value="9999"' in answer.text, "what was typed is shown again"
+    assert GateCommands(store.engine).recent(GATE) == []
+
+
+def test_the_form_shows_the_push_the_gate_runs_and_a_technician_keeps_the_managers_keys(
+    gate_client: TestClient, store: Store
+) -> None:
+    pushed_earlier(store, {"policy.mode": "access", "decoder.repeat_window": 2})
+    csrf = log_in(gate_client, "technician")
+    page = gate_client.get(f"/gates/{GATE}").text
+    assert '<option value="access" selected>' in page
+    assert 'name="decoder.repeat_window" id="setting-6" value="2"' in page
+    assert 'name="policy.mode" id="setting-2" disabled' in page
+
+    form = settings_form(decoder__repeat_window="4", direction="out")  # no policy: disabled
+    answer = gate_client.post(f"/gates/{GATE}/settings", data={"csrf_token": csrf, **form})
+    assert answer.status_code == 303
+    newest = GateCommands(store.engine).recent(GATE)[0]
+    assert newest.args["settings"] == {
+        "direction": "out",
+        "decoder.repeat_window": 4,
+        "policy.mode": "access",  # kept as the manager pushed it
+    }
+    forged = settings_form(policy__mode="log", decoder__repeat_window="4")
+    answer = gate_client.post(f"/gates/{GATE}/settings", data={"csrf_token": csrf, **forged})
+    assert answer.status_code == 403 and "policy.mode" in answer.text
+    assert len(GateCommands(store.engine).recent(GATE)) == 2
+
+
+def test_a_viewer_has_no_settings_form_and_may_not_push(
+    gate_client: TestClient, store: Store
+) -> None:
+    csrf = log_in(gate_client, "viewer")
+    assert 'id="settings-form"' not in gate_client.get(f"/gates/{GATE}").text
+    answer = gate_client.post(
+        f"/gates/{GATE}/settings", data={"csrf_token": csrf, "direction": "out"}
+    )
+    assert answer.status_code == 403
+    gate_client.cookies.clear()
+    csrf = log_in(gate_client, "hq-manager")
+    answer = gate_client.post(
+        f"/gates/{ANNEX_GATE}/settings", data={"csrf_token": csrf, "direction": "out"}
+    )
+    assert answer.status_code == 403
+    assert GateCommands(store.engine).recent(GATE) == []
+    assert GateCommands(store.engine).recent(ANNEX_GATE) == []
