@@ -28,6 +28,7 @@ from firmware_config.errors import ConfigError, Keys, Problem, dotted, problems_
 from firmware_config.pushed import PUSHED_SOURCE, overlay
 from firmware_config.schema import (
     CameraConfig,
+    CameraSection,
     GateConfig,
     OpenCVCamera,
     Picamera2Camera,
@@ -296,11 +297,16 @@ def _apply_overrides(
 
 
 def _merge_camera(file_camera: object, chosen: CameraConfig) -> tuple[dict[str, Any], list[Keys]]:
-    """The file's settings for the same kind of camera still apply (size, fps); else defaults."""
+    """The file's settings for the same kind of camera still apply (size, fps); else defaults,
+    but for what every camera shares, the region of interest and decode scale (fractions of any
+    frame; a push's too), which stay the file's."""
     spec = {"type": chosen.type, **chosen.model_dump(exclude_unset=True)}
     if isinstance(file_camera, dict) and file_camera.get("type") == chosen.type:
         return {**file_camera, **spec}, [("camera", key) for key in spec]
-    return spec, [("camera",)]
+    shared = {}
+    if isinstance(file_camera, dict):
+        shared = {key: file_camera[key] for key in CameraSection.model_fields if key in file_camera}
+    return {**shared, **spec}, [("camera", key) for key in spec]
 
 
 _SOURCE_FORMS = (

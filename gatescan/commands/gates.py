@@ -56,7 +56,9 @@ if TYPE_CHECKING:
 
 DEFAULT_TOKEN_HOURS = 72.0
 # What `gatescan gate command` may ask (release_door stays the dashboard's, with its own audit).
-REMOTE_ACTIONS = ("identify", "selftest_gpio", "reload_config", "restart", "send_logs")
+REMOTE_ACTIONS = (
+    "identify", "selftest_gpio", "reload_config", "restart", "send_logs", "push_config"
+)  # fmt: skip
 MAX_TEXT = 200
 
 
@@ -90,6 +92,14 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     command.add_argument(
         "--lines", type=int, default=50, metavar="N", help="send_logs: recent lines, 1-50"
+    )
+    command.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+        help="push_config: a setting (repeat it; JSON values: camera.roi=[0.25,0,0.5,1]); the "
+        "whole push replaces the gate's last one",
+    )  # fmt: skip
+    command.add_argument(
+        "--clear", action="store_true", help="push_config: take every pushed setting back"
     )
     command.add_argument(
         "--wait", type=float, default=20.0, metavar="S", help="seconds to wait for the answer"
@@ -172,6 +182,33 @@ def check_text(flag: str, text: str, required: bool) -> str:
     if len(cleaned) > MAX_TEXT or any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
         raise CommandStop(EXIT_BAD_INPUT, f"{flag}: at most {MAX_TEXT} printable characters")
     return cleaned
+
+
+def _pushed_settings(pairs: list[str], clear: bool, device_id: str) -> dict[str, object]:
+    """`--set KEY=VALUE ...` as push_config's settings, checked as the dashboard's form is."""
+    import json
+
+    from firmware_config.errors import ConfigError
+    from server.dashboard.gate_settings.form import check_settings
+
+    if not pairs and not clear:
+        raise CommandStop(EXIT_BAD_INPUT, "push_config: give --set KEY=VALUE ... or --clear")
+    if pairs and clear:
+        raise CommandStop(EXIT_BAD_INPUT, "push_config: --set or --clear, not both")
+    settings: dict[str, object] = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals:
+            raise CommandStop(EXIT_BAD_INPUT, f"--set {pair!r}: write KEY=VALUE")
+        try:
+            settings[key.strip()] = json.loads(text)
+        except ValueError:
+            settings[key.strip()] = text  # a word: access, out
+    try:
+        check_settings(settings, device_id)
+    except ConfigError as error:
+        raise CommandStop(EXIT_BAD_INPUT, f"push_config: nothing sent\n{error}") from None
+    return settings
 
 
 def _check_id(device_id: str) -> str:
@@ -547,6 +584,8 @@ def run_command(args: argparse.Namespace) -> int:
             command_args["include_relay"] = True
         if args.action == "send_logs":
             command_args["lines"] = args.lines
+        if args.action == "push_config":
+            command_args["settings"] = _pushed_settings(args.settings, args.clear, device_id)
         command_id = secrets.token_urlsafe(12)
         from gatescan.commands.accounts import _actor
 

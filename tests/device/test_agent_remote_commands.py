@@ -344,3 +344,16 @@ def test_gatescan_gate_command_prints_the_gates_answers_with_their_times(
     assert unknown.returncode == 3 and "no gate 'gate-zz'" in unknown.stderr
     [audit, *_] = AuditLog(store.engine).rows(action="command")
     assert (audit.subject, audit.details["change"]) == (GATE, "send_logs")
+    pushed = run_gatescan(
+        ["gate", "command", GATE, "push_config", "--set", "policy.mode=access",
+         "--set", "camera.roi=[0.25, 0, 0.5, 1]", "--db", str(db)]
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert "done: applied live: policy.mode, camera.roi" in pushed.stdout, pushed.stdout
+    refused = run_gatescan(
+        ["gate", "command", GATE, "push_config", "--set", "site_id=annex", "--db", str(db)]
+    )
+    assert refused.returncode == 2 and "site_id: cannot be pushed" in refused.stderr
+    assert "nothing sent" in refused.stderr
+    empty = run_gatescan(["gate", "command", GATE, "push_config", "--db", str(db)])
+    assert empty.returncode == 2 and "--set KEY=VALUE ... or --clear" in empty.stderr

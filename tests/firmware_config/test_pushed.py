@@ -128,3 +128,13 @@ def test_a_gate_without_a_file_takes_the_push_over_its_config() -> None:
     assert config_with_pushed(base, {}) == base
     with pytest.raises(ConfigError, match=r"the pushed settings: mqtt\.telemetry_interval"):
         config_with_pushed(base, {"mqtt.telemetry_interval": -5})
+
+
+def test_a_source_flag_keeps_the_region_every_camera_shares(config_file: Path) -> None:
+    """--source picks another camera (the demo's, the tests'): its size and rate are the flag's,
+    but the region of interest and decode scale, fractions of any frame, stay the push's."""
+    flags = ConfigOverrides(source="/dev/video0")
+    config = load_config(
+        config_file, env={}, pushed={"camera.roi": [0.25, 0, 0.5, 1]}, overrides=flags
+    )
+    assert (config.camera.type, config.camera.roi) == ("opencv", [0.25, 0.0, 0.5, 1.0])
