@@ -57,6 +57,8 @@ class PageWatch:
     def __init__(self, page: Page) -> None:
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        # Statuses a test provokes on purpose (400: a form refused and shown again).
+        self.expected: set[int] = set()
         page.on("dialog", self._on_dialog)
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
@@ -68,6 +70,7 @@ class PageWatch:
     def _on_console(self, message: ConsoleMessage) -> None:
         # A refused login or role (401, 403, 429) is an answer the test asked for, not a fault.
         refused = any(f"status of {code}" in message.text for code in (401, 403, 429))
+        refused = refused or any(f"status of {code}" in message.text for code in self.expected)
         if message.type == "error" and not refused:
             self.errors.append(message.text)
 
