@@ -20,6 +20,7 @@ from server.dashboard.reports.entries import view_entries
 from server.dashboard.state import web_state
 from server.dashboard.views import (
     EntryQuery,
+    alerts_context,
     fleet_context,
     occupancy_context,
     page_context,
@@ -35,6 +36,11 @@ LIVE_PAGE_SIZE = 50
 @router.get("/fleet")
 def fleet_fragment(request: Request, user: FleetViewer) -> Response:
     return render(request, "parts/fleet_body.html", fleet_context(request, user))
+
+
+@router.get("/alerts")
+def alerts_fragment(request: Request, user: FleetViewer) -> Response:
+    return render(request, "parts/alerts_body.html", alerts_context(request, user))
 
 
 @router.get("/entries")

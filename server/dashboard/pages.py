@@ -53,7 +53,7 @@ from server.dashboard.reports.access import (
     may_operate_gates,
     may_trace,
 )
-from server.dashboard.reports.alerts import NoSuchAlert, alerts_for
+from server.dashboard.reports.alerts import NoSuchAlert
 from server.dashboard.reports.audit_view import audit_rows
 from server.dashboard.reports.entries import check_person_lookup, view_entries
 from server.dashboard.reports.fleet import (
@@ -69,6 +69,7 @@ from server.dashboard.views import (
     HANDLE_PARAM,
     STATUSES,
     EntryQuery,
+    alerts_context,
     entry_query,
     fleet_context,
     gate_context,
@@ -258,10 +259,7 @@ def gate_command(
 
 @router.get("/alerts")
 def alerts_page(request: Request, user: FleetViewer) -> Response:
-    context = page_context(request, user, "alerts")
-    context["alerts"] = alerts_for(web_state(request).store, user, context["now"])
-    context["can_acknowledge"] = user.role >= Role.MANAGER
-    return render(request, "alerts.html", context)
+    return render(request, "alerts.html", alerts_context(request, user))
 
 
 @router.post("/alerts/{alert_id}/acknowledge")

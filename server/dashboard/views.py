@@ -28,7 +28,7 @@ from server.dashboard.i18n.translate import (
     parse_local_datetime,
 )
 from server.dashboard.reports.access import account_sites
-from server.dashboard.reports.alerts import open_alert_count
+from server.dashboard.reports.alerts import alerts_for, open_alert_count
 from server.dashboard.reports.entries import EntryFilter, check_person_lookup
 from server.dashboard.reports.fleet import GateStatus, fleet_status, registered_gates
 from server.dashboard.reports.gate_system import size_text
@@ -289,6 +289,14 @@ def gate_context(request: Request, user: User, device_id: str) -> dict[str, Any]
     if not found:
         return None
     context["gate_status"] = found[0]
+    return context
+
+
+def alerts_context(request: Request, user: User) -> dict[str, Any]:
+    """The alerts page's context: for the page and its live region alike."""
+    context = page_context(request, user, "alerts")
+    context["alerts"] = alerts_for(web_state(request).store, user, context["now"])
+    context["can_acknowledge"] = user.role >= Role.MANAGER
     return context
 
 

@@ -316,6 +316,7 @@ SHOWING = [
     ("GET", "/live/occupancy"),
     ("GET", "/api/v1/occupancy"),
     ("GET", "/alerts"),
+    ("GET", "/live/alerts"),
     ("GET", "/api/v1/alerts"),
     ("GET", "/api/v1/people/{subject_id}/trace"),
     ("GET", "/api/v1/people/{subject_id}/trace/export"),
@@ -597,6 +598,7 @@ TECHNICIAN_FLEET = {
     ("GET", "/api/v1/devices"),
     ("GET", "/gates/{device_id}"),
     ("GET", "/alerts"),
+    ("GET", "/live/alerts"),
     ("GET", "/api/v1/alerts"),
     ("GET", "/api/v1/me"),
     ("GET", "/account"),
@@ -607,6 +609,7 @@ TECHNICIAN_FLEET = {
 # route is named here when it lands. Never the door's release, which stays the manager's.
 TECHNICIAN_ACTIONS: set[tuple[str, str]] = {
     ("POST", "/gates/{device_id}/command"),
+    ("POST", "/gates/{device_id}/settings"),  # config push (issue 17)
     ("GET", "/gates/{device_id}/preview"),  # aim and focus (issue 17)
     ("POST", "/api/v1/gates/{device_id}/preview"),
     ("POST", "/api/v1/gates/{device_id}/preview/stop"),
