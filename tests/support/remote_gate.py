@@ -123,6 +123,7 @@ def running_gate(folder: Path, broker: LocalBroker) -> Iterator[RunningGate]:
         clock=FixedSyncClock(),
         notifier=SystemdNotifier(None),
         reload=reload,
+        update_result=folder / "updater" / "result.json",  # never the machine's own
     )
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), name="agent-remote")
