@@ -12,8 +12,6 @@ it shows them (progress.py says why).
     GET  /releases/NAME    a signed bundle, for the gates' updater (bundles.py: no login)
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
