@@ -108,7 +108,8 @@ def rollout_router(
         form = await request.form()
         version = str(form.get("version") or "")
         if settings.releases_url is None:
-            raise HTTPException(503, "no --releases-url: gates would not know where to fetch")
+            # The server's config, not the request, is wrong: a conflict with its state.
+            raise HTTPException(409, "no --releases-url: gates would not know where to fetch")
         if version not in offered(settings.releases_dir):
             raise HTTPException(400, "no such release on offer")
         now = clock()

@@ -300,4 +300,4 @@ def test_no_releases_url_no_rollout(store: Store, clock: MovableClock, releases:
         assert 'id="no-releases"' in client.get("/updates").text
         answer = client.post("/updates", data={"csrf_token": csrf, "version": "0.3.0",
                                                "all": "true"})  # fmt: skip
-        assert answer.status_code == 503
+        assert answer.status_code == 409
