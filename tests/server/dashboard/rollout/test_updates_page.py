@@ -20,12 +20,13 @@ from fastapi.testclient import TestClient
 from protocol.messages import CommandAnswer, Status, Telemetry, UpdateResult
 from server.accounts.users import USER_ROLES, Accounts, Role
 from server.dashboard.app import create_web_app
-from server.dashboard.rollout.progress import advance
+from server.dashboard.rollout.progress import RolloutTask, advance
 from server.dashboard.rollout.records import RolloutRows
 from server.dashboard.settings import WebSettings
 from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.gate_commands import CommandRow, GateCommands
+from tests.support.waiting import wait_until
 from tests.support.web import FAST_HASHER, PASSWORD, START, MovableClock, log_in
 
 URL = "https://dashboard.example.com/releases"
@@ -301,3 +302,20 @@ def test_no_releases_url_no_rollout(store: Store, clock: MovableClock, releases:
         answer = client.post("/updates", data={"csrf_token": csrf, "version": "0.3.0",
                                                "all": "true"})  # fmt: skip
         assert answer.status_code == 409
+
+
+def test_gatescan_servers_loop_moves_a_rollout_on_without_anyone_looking(
+    updates: tuple[TestClient, Store, MovableClock],
+) -> None:
+    client, store, clock = updates
+    csrf = log_in(client, "hq-manager")
+    rollout_id = roll_out(client, csrf, gate=["gate-1", "gate-2"], canary="true")
+    gate_accepts(store, "gate-1", clock)
+    report(store, "gate-1", "0.3.0", clock.now)
+    task = RolloutTask(store, every_s=0.05, clock=clock)
+    task.start()
+    try:
+        wait_until(lambda: results(store, rollout_id)["gate-2"] == "sent", 10, "the rest sent")
+    finally:
+        task.stop()
+    assert results(store, rollout_id)["gate-1"] == "updated"
