@@ -56,6 +56,8 @@ from device.system.health import Fault, Health, LinkState
 from device.system.log_ring import RecentLogs
 from device.system.systemd_notify import SystemdNotifier
 from device.update.health import HealthBeacon
+from device.update.layout import Layout
+from device.update.requests import BadRequest, remote_update, telemetry_result
 from device.uplink.commands import Action, CommandGate, Outcome
 from device.uplink.gate_logs import LogUplink, wire_line
 from device.uplink.link import Placement, Uplink
@@ -108,8 +110,11 @@ class Agent:
         preview: PreviewTap | None = None,
         recent_logs: RecentLogs | None = None,
         log_uplink: LogUplink | None = None,
+        update_result: Path | None = None,
     ) -> None:
         self.config = config
+        # The updater's result file (device/update/layout.py), carried in the telemetry.
+        self.update_result = update_result or Layout().result
         self.preview = preview or PreviewTap()
         self.local_preview = LocalPreview(self.preview, socket_path(Path(config.data_dir)))
         self.recent_logs = recent_logs
@@ -199,6 +204,7 @@ class Agent:
             policy_version=held.version,
             policy_key_ids=held.key_ids[:64] if held.manifest is not None else None,
             list_versions=held.list_versions() if held.manifest is not None else None,
+            update_result=telemetry_result(self.update_result),
         )
 
     def _telemetry_loop(self, stop: threading.Event) -> None:
@@ -248,13 +254,15 @@ def build_agent(
     frame_stall_s: float = FRAME_STALL_S,
     facts: SystemFacts | None = None,
     load: Load | None = None,
+    update_result: Path | None = None,
 ) -> Agent:
     """The gate `config` describes. The keyword arguments stand in for hardware and the system
     (tests, the demo); each defaults to the real thing, or to what the environment asks for
     (GATESCAN_FAULT_CLOCK, GATESCAN_FAULT_PIN_LOG, GATESCAN_AGENT_FAILPOINTS, NOTIFY_SOCKET).
     `load(pushed)`: the whole config as after a reboot with these pushed settings (its file
     read again, the flags, the identity), for `push_config`, `reload_config` and SIGHUP
-    (device/live_config.py); None: `config` is all there is (no file), the push lies over it."""
+    (device/live_config.py); None: `config` is all there is (no file), the push lies over it.
+    `update_result`: the updater's result file (None: /var/lib/gatescan-updater/result.json)."""
     failpoints = Failpoints.from_environment(os.environ)  # first: a typo fails before any I/O
     clock = clock or clock_from_environment(os.environ)
     notifier = notifier or SystemdNotifier.from_environment()
@@ -378,6 +386,7 @@ def build_agent(
         preview=preview,
         recent_logs=recent_logs,
         log_uplink=log_uplink,
+        update_result=update_result,
     )
     agent.restart = restart
     agent.live = live
@@ -454,6 +463,22 @@ def gate_actions(
         lines = tuple(wire_line(line) for line in recent_logs.recent(min(limit, MAX_LOG_LINES)))
         return Outcome("done", f"{len(lines)} recent warnings and errors", lines)
 
+    def update(command: Command, _later: Callable[[Outcome], None]) -> Outcome:
+        # The updater (root, its own unit) does the work and may restart this agent; its
+        # result comes in the telemetry's update_result.
+        args = command.args
+        try:
+            detail = remote_update(
+                Path(live.running.data_dir),  # never changed live
+                args.get("version"),
+                command.source,
+                __version__,
+                args.get("allow_downgrade"),
+            )
+        except BadRequest as refused:
+            return Outcome("refused", str(refused))
+        return Outcome("accepted", detail)
+
     return {
         "identify": identify,
         "selftest_gpio": selftest,
@@ -461,6 +486,7 @@ def gate_actions(
         "push_config": lambda command, _later: live.push(command.settings),
         "restart": restart_now,
         "send_logs": send_logs,
+        "update": update,
     }
 
 

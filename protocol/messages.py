@@ -204,6 +204,19 @@ KeyId = Annotated[int, Strict(), Field(ge=1, le=0xFFFF)]
 PolicyVersion = Annotated[int, Strict(), Field(ge=1, lt=2**63)]
 
 
+class UpdateResult(_Message):
+    """The gate's updater's last result (device/update/: its result file), carried in the
+    telemetry (added within v1): `outcome` is `updated`, `update_failed` (switched back),
+    `update_refused` (unsigned, tampered, unreachable, ...) or `unchanged`; readers keep an
+    outcome they do not know as it is."""
+
+    outcome: Label
+    version: Label
+    from_version: Label | None = None
+    reason: PlainText = ""
+    at: AwareDatetime | None = None
+
+
 class Telemetry(_Message):
     ts: AwareDatetime
     uptime_s: float
@@ -248,6 +261,9 @@ class Telemetry(_Message):
     policy_version: PolicyVersion | None = None
     policy_key_ids: Annotated[list[KeyId], Field(max_length=64)] | None = None
     list_versions: Annotated[dict[Label, PolicyVersion], Field(max_length=8)] | None = None
+    # The updater's last result (added within v1): null from an older gate, and from one whose
+    # updater has not run yet.
+    update_result: UpdateResult | None = None
 
     @model_validator(mode="after")
     def _read_among_likely(self) -> Self:

@@ -13,14 +13,15 @@ enrolled.
 Threads of a running server: the collector's two (paho's network thread and the writer, see
 server/collector/service.py), the policy publisher's (each site's keys and lists to its gates,
 retained, on the collector's connection: server/collector/policy_publisher.py), the purge's
-(hourly), the Home Assistant publisher's (server.toml's [home_assistant]: the gates as HA
-devices, on a connection of its own, server/home_assistant/), uvicorn's (the dashboard, on a
-socket bound before anything starts, so a port in use
-is a clear error at once and the address printed answers), and the caller's, which waits for
-`stop` and logs the collector's counters. A part that ends by itself (the dashboard failing)
-sets `stop` too, so the process ends rather than half-runs. Stopping goes in the reverse order
-of starting: the dashboard stops answering, the purge ends, the policy publisher ends, the
-collector commits and acknowledges what it holds and disconnects, and the store closes.
+(hourly), the rollouts' (the dashboard's updates to gates, every 5 s:
+server/dashboard/rollout/progress.py), the Home Assistant publisher's (server.toml's
+[home_assistant]: the gates as HA devices, on a connection of its own, server/home_assistant/),
+uvicorn's (the dashboard, on a socket bound before anything starts, so a port in use is a clear
+error at once and the address printed answers), and the caller's, which waits for `stop` and logs
+the collector's counters. A part that ends by itself (the dashboard failing) sets `stop` too, so
+the process ends rather than half-runs. Stopping goes in the reverse order of starting: the
+dashboard stops answering, the purge ends, the policy publisher ends, the collector commits and
+acknowledges what it holds and disconnects, and the store closes.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from server.alerts.rules import Snapshot
     from server.alerts.task import AlertTask
     from server.dashboard.preview.relay import PreviewRelay
+    from server.dashboard.rollout.progress import RolloutTask
     from server.enrolment.exchange import PolicyRightsTask
 
 log = logging.getLogger("gatescan.server")
@@ -150,6 +152,7 @@ def build_server(options: ServerOptions) -> Server:
         enrolment, rights = init_enrolment(store, options.enrolment, collector)
         alerts = init_alerts(store, options)
         home_assistant = init_home_assistant(store, options)
+        rollouts = init_rollouts(store, options, collector)
     except BaseException:
         if dashboard is not None:
             dashboard.close()
@@ -165,7 +168,21 @@ def build_server(options: ServerOptions) -> Server:
         rights=rights,
         alerts=alerts,
         home_assistant=home_assistant,
+        rollouts=rollouts,
     )
+
+
+def init_rollouts(
+    store: Store, options: ServerOptions, collector: Collector | None
+) -> RolloutTask | None:
+    """The loop that moves the dashboard's rollouts on (server/dashboard/rollout/progress.py),
+    in a process with a dashboard and a collector; `gatescan web` alone moves them as its
+    updates page is viewed."""
+    if options.dashboard is None or collector is None:
+        return None
+    from server.dashboard.rollout.progress import RolloutTask
+
+    return RolloutTask(store)
 
 
 def init_home_assistant(store: Store, options: ServerOptions) -> HomeAssistantPublisher | None:
@@ -344,8 +361,10 @@ class Server:
         rights: PolicyRightsTask | None = None,
         alerts: AlertTask | None = None,
         home_assistant: HomeAssistantPublisher | None = None,
+        rollouts: RolloutTask | None = None,
     ) -> None:
         self.store = store
+        self.rollouts = rollouts
         self.home_assistant = home_assistant
         self.alerts = alerts
         self.collector = collector
@@ -379,6 +398,8 @@ class Server:
             self.alerts.start()
         if self.home_assistant is not None:
             self.home_assistant.start()
+        if self.rollouts is not None:
+            self.rollouts.start()
 
     def run(self, stop: threading.Event) -> bool:
         """Start, serve until `stop` is set, stop. False when a part ended by itself."""
@@ -400,6 +421,8 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        if self.rollouts is not None:
+            self.rollouts.stop()
         if self.home_assistant is not None:
             self.home_assistant.stop()
         if self.alerts is not None:

@@ -10,7 +10,11 @@ it but a version and a source: a URL, or the name of a file the agent downloaded
 The updater's answer is `result.json` in its own folder (root's, readable by all), replaced
 whole: {"outcome": "updated" | "update_failed" | "update_refused", "version", "from",
 "running", "reason", "at", and the seconds taken}. The agent reads it with `read_result` to
-carry it in its status.
+carry it in its telemetry (`telemetry_result`: protocol/messages.py's `UpdateResult`).
+
+The `update` remote command (issue 17) reaches the updater through `remote_update`: a version
+and an http(s) URL checked, the request written, and the answer's detail given back; the agent's
+handler (device/app.py's `gate_actions`) only wraps it in an answer.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from device.system.atomic_files import write_atomically
+from protocol.messages import UpdateResult
 from protocol.release_bundle import is_version
+from protocol.text import printable
 
 DOWNLOADS = "updates"  # in the agent's data dir: bundles the agent fetched itself
 MAX_REQUEST_BYTES = 4096
@@ -115,3 +123,43 @@ def read_result(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return body if isinstance(body, dict) else None
+
+
+def remote_update(
+    data_dir: Path, version: object, source: str | None, running: str, allow_downgrade: object
+) -> str:
+    """The `update` command's request for the updater: `version` (the command's
+    args["version"]) and `source` (its own field, an http(s) URL: a remote command never names
+    a file on the gate) checked, the request written. Returns the `accepted` answer's detail;
+    BadRequest says why the gate refuses (the updater's result comes later, in the telemetry)."""
+    if not isinstance(version, str) or not is_version(version):
+        raise BadRequest("args.version: a release version (like 0.2.0) is needed")
+    if source is None or not _is_url(source):
+        raise BadRequest("source: the bundle's http(s) URL is needed")
+    if version == running:
+        raise BadRequest(f"already running {version}")
+    try:
+        request_update(data_dir, version, source, allow_downgrade=allow_downgrade is True)
+    except OSError as exc:
+        raise BadRequest(f"cannot write the request: {exc.strerror}") from None
+    return f"asked the updater for {version}"
+
+
+def telemetry_result(path: Path) -> UpdateResult | None:
+    """The updater's last result as the telemetry carries it; None when there is none or it is
+    not one (a result file is root's, but read as untrusted text all the same)."""
+    found = read_result(path)
+    if found is None:
+        return None
+    fields = {
+        "outcome": printable(str(found.get("outcome", "")), 40),
+        "version": printable(str(found.get("version", "")), 40),
+        "from_version": None if found.get("from") is None else printable(str(found["from"]), 40),
+        "reason": printable(str(found.get("reason") or ""), 160),
+    }
+    for at in (found.get("at"), None):  # a time that is not one is left out, not the result
+        try:
+            return UpdateResult(**fields, at=at)
+        except ValidationError:
+            continue
+    return None

@@ -81,6 +81,18 @@ def _add_web_options(parser: argparse.ArgumentParser) -> None:
         " and the audit log names that address, the right-most one that is not a listed proxy."
         " Default: none, the client is the socket's peer and X-Forwarded-For is ignored",
     )
+    parser.add_argument(
+        "--releases",
+        type=Path,
+        metavar="DIR",
+        help="signed release bundles (`gatescan release make`'s) offered on the updates page and"
+        " served to gates at /releases/ (docs/operations.md, 'Updating gates')",
+    )
+    parser.add_argument(
+        "--releases-url",
+        metavar="URL",
+        help="where gates reach /releases/, e.g. https://dashboard.example.com/releases",
+    )
 
 
 def _add_enrolment_options(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +187,8 @@ def web_settings(args: argparse.Namespace, retention_days: int | None) -> WebSet
         retention_days=retention_days or None,
         secure_cookies=args.secure_cookies,
         forwarded_allow_ips=parse_proxies(args.forwarded_allow_ips),
+        releases_dir=getattr(args, "releases", None),
+        releases_url=getattr(args, "releases_url", None),
     )
 
 

@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.staticfiles import StaticFiles
@@ -29,6 +30,8 @@ from server.dashboard.login.throttle import LoginThrottle
 from server.dashboard.login.turns import CheckTurns
 from server.dashboard.preview.relay import PreviewRelay
 from server.dashboard.preview.routes import gate_site, may_preview, preview_router
+from server.dashboard.rollout.bundles import releases_router
+from server.dashboard.rollout.routes import UpdateSettings, rollout_router
 from server.dashboard.settings import WebSettings
 from server.dashboard.state import BadToken, DoorReleaser, WebState, request_account, web_state
 from server.metrics.families import Ingest, MetricSources
@@ -135,6 +138,8 @@ def create_web_app(
     operators = auth.require_role(Role.MANAGER, technician=True)  # auth.GateOperator's
     app.include_router(preview_router(preview, operators, store, app.state.web.audit))
     app.include_router(_preview_page_router())
+    app.include_router(_rollout_router(app.state.web, operators))
+    app.include_router(releases_router(settings.releases_dir))
     auth.install_auth_handlers(app)
     app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
     return app
@@ -179,6 +184,25 @@ def _preview_page_router() -> APIRouter:
         return render(request, "gate_preview.html", context)
 
     return router
+
+
+def _rollout_router(state: WebState, operators: Callable[..., Any]) -> APIRouter:
+    """`/updates` (server/dashboard/rollout/routes.py), rendered as the other pages are."""
+    from server.dashboard.views import page_context, render
+
+    settings = state.settings
+
+    def page(request: Request, user: Any, own: dict[str, Any], status: int) -> Response:
+        context = page_context(request, user, "updates") | own
+        return render(request, "updates.html", context, status_code=status)
+
+    where = UpdateSettings(
+        releases_dir=settings.releases_dir,
+        releases_url=settings.releases_url,
+        offline_after_s=settings.offline_after_s,
+        tz=settings.tz,
+    )
+    return rollout_router(operators, state.store, where, state.clock, page)
 
 
 class SecurityHeaders:

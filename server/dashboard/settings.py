@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -62,6 +63,22 @@ class WebSettings(BaseModel):
     password_hash_wait_s: float = Field(
         3.0, ge=0, le=60, description="How long such a hash waits for a turn before a 503."
     )
+
+    # Updates from the dashboard (server/dashboard/rollout/): the signed bundles on offer, and
+    # the address gates fetch them at (`RELEASES_URL/gatescan-V.release.tar`).
+    releases_dir: Path | None = Field(
+        None, description="The folder of signed release bundles served at /releases/."
+    )
+    releases_url: str | None = Field(
+        None, description="Where gates reach /releases/, e.g. https://dashboard.example/releases."
+    )
+
+    @field_validator("releases_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"releases_url: an https:// (or http://) address, not {value!r}")
+        return value
 
     @field_validator("site_timezone")
     @classmethod

@@ -27,7 +27,7 @@ from server.dashboard.i18n.translate import (
     i18n_context,
     parse_local_datetime,
 )
-from server.dashboard.reports.access import account_sites
+from server.dashboard.reports.access import account_sites, may_operate_gates
 from server.dashboard.reports.alerts import alerts_for, open_alert_count
 from server.dashboard.reports.entries import EntryFilter, check_person_lookup
 from server.dashboard.reports.fleet import GateStatus, fleet_status, registered_gates
@@ -247,6 +247,8 @@ def _page_shown(user: User) -> Callable[[str], bool]:
     def shown(key: str) -> bool:
         if user.role == Role.TRACER:
             return key == "tracing"
+        if key == "updates":  # server/dashboard/rollout/: the gate actions' roles
+            return may_operate_gates(user)
         if user.role == Role.TECHNICIAN:
             return key in ("fleet", "alerts")
         return key != "audit" or user.role >= Role.MANAGER

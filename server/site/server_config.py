@@ -148,6 +148,8 @@ class ServerConfig(_Section):
     gate_broker: str | None = Field(None, description="--gate-broker: mqtts://HOST:PORT.")
     token_hours: float | None = Field(None, gt=0, description="--token-hours: a token's life.")
     alerts: Path | None = Field(None, description="--alerts: alerts.toml (webhook, e-mail).")
+    releases: Path | None = Field(None, description="--releases: the signed release bundles.")
+    releases_url: str | None = Field(None, description="--releases-url: where gates fetch them.")
     mqtt: ServerMqtt = Field(default_factory=ServerMqtt)
     home_assistant: ServerHomeAssistant | None = None
 
@@ -220,7 +222,7 @@ def _anchored(config: ServerConfig, base: Path) -> ServerConfig:
             if isinstance(value := getattr(ha, key), Path) and not value.is_absolute()
         }
         update["home_assistant"] = ha.model_copy(update=ha_paths)
-    for key in ("enrol_cert_file", "enrol_key_file", "alerts"):
+    for key in ("enrol_cert_file", "enrol_key_file", "alerts", "releases"):
         value = getattr(config, key)
         if isinstance(value, Path) and not value.is_absolute():
             update[key] = base / value

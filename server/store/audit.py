@@ -37,6 +37,7 @@ AuditAction = Literal[
     "alert",  # a manager's acknowledgement of an alert on the dashboard
     "command",  # a remote command to a gate (identify, selftest, ...) from the dashboard or CLI
     "preview",  # a preview of a gate's camera started from the dashboard (who watched which gate)
+    "update",  # a rollout of a release to gates from the dashboard (one row per site it touches)
 ]
 
 

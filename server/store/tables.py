@@ -387,6 +387,39 @@ gate_logs_table = Table(
     Index("ix_gate_logs_device_id", "device_id", "id"),
 )
 
+# Updates from the dashboard (issue 17; server/dashboard/rollout/): one row per rollout, one
+# per gate of it with that gate's result. `phase`: canary (the canary's result awaited), rest
+# (the others sent), done.
+rollouts_table = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target_version", String(64), nullable=False),
+    Column("source", Text, nullable=False),  # the bundle's URL as the gates are told it
+    Column("requested_by", String(80), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("options", JSON, nullable=False),  # only_outdated, skip_offline, canary, timeout_s
+    Column("phase", String(16), nullable=False),
+    Column("canary_device", String(64), nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Index("ix_rollouts_phase", "phase"),
+)
+
+rollout_gates_table = Table(
+    "rollout_gates",
+    metadata,
+    Column("rollout_id", Integer, primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("site_id", String(200), nullable=False),
+    Column("from_version", String(64), nullable=False),
+    # skipped, waiting (behind the canary), sent, updated, update_failed, no_answer, not_sent
+    Column("result", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("command_id", String(64), nullable=True),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+)
+
 # Indexes a shipped version made and this one does not: dropped when a database is opened.
 _DROPPED_INDEXES = (
     ("entries", "ix_entries_device_boot_seq"),  # gate first: see ix_entries_ts_device

@@ -24,6 +24,7 @@ ADDED = (
     "policy_version",
     "policy_key_ids",
     "list_versions",
+    "update_result",
 )
 OLDER_GATE = {
     "ts": "2026-11-26T01:12:28Z",
@@ -49,6 +50,13 @@ MACHINE: dict[str, Any] = {
     "policy_version": 41,
     "policy_key_ids": [1, 2],
     "list_versions": {"allow": 41, "revoked": 12},
+    "update_result": {
+        "outcome": "update_failed",
+        "version": "0.3.0",
+        "from_version": "0.2.0",
+        "reason": "no processed frame within 60 s: switched back",
+        "at": "2026-11-26T01:10:00Z",
+    },
 }
 
 
@@ -108,6 +116,8 @@ def test_a_newer_gates_telemetry_reads_on_this_server_and_on_an_older_one() -> N
         {"policy_version": 0},
         {"policy_key_ids": [0]},
         {"throttling": ["under\nvoltage"]},
+        {"update_result": {"outcome": "updated"}},
+        {"update_result": {"outcome": "updated", "version": "0.3.0", "reason": "a\nb"}},
     ],
 )
 def test_readings_that_break_their_rule_are_refused(wrong: dict[str, Any]) -> None:

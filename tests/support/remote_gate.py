@@ -124,6 +124,7 @@ def running_gate(folder: Path, broker: LocalBroker) -> Iterator[RunningGate]:
         clock=FixedSyncClock(),
         notifier=SystemdNotifier(None),
         load=load,
+        update_result=folder / "updater" / "result.json",  # never the machine's own
     )
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), name="agent-remote")

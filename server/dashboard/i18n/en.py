@@ -392,4 +392,40 @@ MESSAGES: dict[str, str] = {
     "throttle.freq_capped_occurred": "frequency capped since boot",
     "throttle.throttled_occurred": "throttled since boot",
     "throttle.soft_temp_limit_occurred": "soft temperature limit since boot",
+    # updates from the dashboard (issue 17; server/dashboard/rollout/)
+    "nav.updates": "Updates",
+    "updates.title": "Updates",
+    "updates.note": (
+        "Signed releases to your gates; each gate's updater checks the signature "
+        "and switches back if the new release does not come up"
+    ),
+    "updates.started": "Rollout #{id} started",
+    "updates.new": "New rollout",
+    "updates.version": "Release",
+    "updates.all_gates": "All of my gates",
+    "updates.only_outdated": "Only gates older than the release",
+    "updates.skip_offline": "Skip offline gates",
+    "updates.canary": "Canary first: one gate, the rest only once it runs the release",
+    "updates.no_releases": (
+        "No signed release on offer (the server's releases folder "
+        "and releases URL are set in server.toml)"
+    ),
+    "updates.running": "Running",
+    "updates.last_result": "Updater's last result",
+    "updates.outdated": "outdated",
+    "updates.start": "Start rollout",
+    "updates.rollouts": "Recent rollouts",
+    "updates.canary_was": "Canary: {gate}",
+    "updates.from": "From",
+    "updates.result": "Result",
+    "update_phase.canary": "waiting for the canary",
+    "update_phase.rest": "sending",
+    "update_phase.done": "finished",
+    "update_result.skipped": "skipped",
+    "update_result.waiting": "waiting",
+    "update_result.sent": "sent",
+    "update_result.updated": "updated",
+    "update_result.update_failed": "update failed",
+    "update_result.no_answer": "no answer",
+    "update_result.not_sent": "not sent",
 }

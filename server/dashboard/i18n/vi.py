@@ -395,4 +395,40 @@ MESSAGES: dict[str, str] = {
     "throttle.freq_capped_occurred": "đã giới hạn xung nhịp từ lúc khởi động",
     "throttle.throttled_occurred": "đã hạ xung từ lúc khởi động",
     "throttle.soft_temp_limit_occurred": "đã chạm ngưỡng nhiệt mềm từ lúc khởi động",
+    # updates from the dashboard (issue 17; server/dashboard/rollout/)
+    "nav.updates": "Cập nhật",
+    "updates.title": "Cập nhật",
+    "updates.note": (
+        "Bản phát hành đã ký cho các cổng của bạn; trình cập nhật của mỗi cổng kiểm "
+        "tra chữ ký và quay lại bản cũ nếu bản mới không chạy được"
+    ),
+    "updates.started": "Đã bắt đầu đợt cập nhật #{id}",
+    "updates.new": "Đợt cập nhật mới",
+    "updates.version": "Bản phát hành",
+    "updates.all_gates": "Tất cả các cổng của tôi",
+    "updates.only_outdated": "Chỉ các cổng cũ hơn bản phát hành",
+    "updates.skip_offline": "Bỏ qua các cổng ngoại tuyến",
+    "updates.canary": "Thử trước trên một cổng: các cổng còn lại chỉ khi cổng đó chạy bản mới",
+    "updates.no_releases": (
+        "Chưa có bản phát hành đã ký (thư mục và địa chỉ bản phát "
+        "hành của máy chủ được đặt trong server.toml)"
+    ),
+    "updates.running": "Đang chạy",
+    "updates.last_result": "Kết quả cập nhật gần nhất",
+    "updates.outdated": "cũ",
+    "updates.start": "Bắt đầu cập nhật",
+    "updates.rollouts": "Các đợt cập nhật gần đây",
+    "updates.canary_was": "Cổng thử trước: {gate}",
+    "updates.from": "Từ",
+    "updates.result": "Kết quả",
+    "update_phase.canary": "đang chờ cổng thử trước",
+    "update_phase.rest": "đang gửi",
+    "update_phase.done": "đã xong",
+    "update_result.skipped": "bỏ qua",
+    "update_result.waiting": "đang chờ",
+    "update_result.sent": "đã gửi",
+    "update_result.updated": "đã cập nhật",
+    "update_result.update_failed": "cập nhật thất bại",
+    "update_result.no_answer": "không trả lời",
+    "update_result.not_sent": "không gửi",
 }

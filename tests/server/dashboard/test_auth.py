@@ -33,6 +33,9 @@ PUBLIC_ROUTES = {
     # A scraper's, protected by a metrics token: 401, never the login page
     # (tests/server/metrics/test_routes.py).
     ("GET", "/metrics"),
+    # The signed release bundles, for the gates' updaters, which fetch without credentials: the
+    # bundle's Ed25519 signature is what a gate trusts (server/dashboard/rollout/bundles.py).
+    ("GET", "/releases/{name}"),
 }
 PATH_VALUES = {"subject_id": "079190000001", "lang": "en", "device_id": "gate-1", "alert_id": "1"}
 

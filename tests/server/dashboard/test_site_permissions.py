@@ -615,6 +615,8 @@ TECHNICIAN_ACTIONS: set[tuple[str, str]] = {
     ("POST", "/api/v1/gates/{device_id}/preview/stop"),
     ("GET", "/api/v1/gates/{device_id}/preview"),
     ("GET", "/api/v1/gates/{device_id}/preview.jpg"),
+    ("GET", "/updates"),  # updates from the dashboard (issue 17): its own sites' gates only
+    ("POST", "/updates"),
 }
 TECHNICIAN_ROUTES = TECHNICIAN_FLEET | TECHNICIAN_ACTIONS
 # Nobody's data may reach a technician: names and ID numbers of both sites, masked or not (a

@@ -91,3 +91,11 @@ def test_home_assistant_mistakes_name_their_key(tmp_path: Path) -> None:
     assert "home_assistant.prefix: unknown key" in said[0]
     assert "ca_file is set but the broker is not mqtts://" in said[1]
     assert "state_prefix must not be under discovery_prefix" in said[2]
+
+
+def test_the_releases_folder_is_anchored_and_its_url_kept(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text('releases = "releases"\nreleases_url = "https://dash.example/releases"\n')
+    values = load_server_config(path).flag_values()
+    assert values["releases"] == tmp_path.absolute() / "releases"
+    assert values["releases_url"] == "https://dash.example/releases"
