@@ -375,6 +375,7 @@ MESSAGES: dict[str, str] = {
     "system.throttling": "Power and throttling",
     "system.uptime": "System uptime",
     "system.uptime_value": "{days} d {hours} h {minutes} min",
+    "system.update_result": "Last update",
     "system.config_hash": "Config hash",
     "system.policy_version": "Site policy version",
     "system.policy_keys": "Pass keys held",

@@ -378,6 +378,7 @@ MESSAGES: dict[str, str] = {
     "system.throttling": "Nguồn điện và hạ xung",
     "system.uptime": "Thời gian chạy của máy",
     "system.uptime_value": "{days} ngày {hours} giờ {minutes} phút",
+    "system.update_result": "Lần cập nhật gần nhất",
     "system.config_hash": "Mã băm cấu hình",
     "system.policy_version": "Phiên bản chính sách của điểm",
     "system.policy_keys": "Khóa vé đang giữ",

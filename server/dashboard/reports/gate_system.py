@@ -1,6 +1,6 @@
 """A gate's machine as its latest telemetry tells it (issue 17): addresses, Wi-Fi signal, disk,
-CPU temperature and the firmware's throttling bits, uptime, the config's hash and the site
-policy it holds; and the warnings a technician acts on.
+CPU temperature and the firmware's throttling bits, uptime, the config's hash, the site
+policy it holds and its updater's last result; and the warnings a technician acts on.
 
 Every reading is the gate's own word: untrusted, shown escaped, and read again through the wire
 contract's types (protocol/messages.py), so a stored row that is not what a gate may send (a
@@ -19,7 +19,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, Strict, ValidationError
 
-from protocol.messages import ConfigHash, InterfaceAddress, KeyId, Label, PolicyVersion
+from protocol.messages import (
+    ConfigHash,
+    InterfaceAddress,
+    KeyId,
+    Label,
+    PolicyVersion,
+    UpdateResult,
+)
 
 WIFI_WEAK_DBM = -75  # weaker (lower) than this: the link drops scans' acks and telemetry
 DISK_LOW_BYTES = 1 << 30  # 1 GiB
@@ -51,6 +58,7 @@ class GateSystem(BaseModel):
     policy_version: PolicyVersion | None = None
     policy_key_ids: list[KeyId] | None = None
     list_versions: dict[Label, PolicyVersion] | None = None
+    update_result: UpdateResult | None = None  # the updater's last word (issue 17)
     # What needs a technician (WARNINGS), by the thresholds above.
     warnings: list[str] = Field(default_factory=list)
 

@@ -57,6 +57,7 @@ READINGS: dict[str, dict[str, Any]] = {
         "policy_version": 42,
         "policy_key_ids": [1, 2],
         "list_versions": {"allow": 40, "block": 42},
+        "update_result": {"outcome": "updated", "version": "1.9.0", "from_version": "1.8.2"},
     },
     # Past every threshold, and a throttling bit this server does not know (markup).
     "gate-warn": {
@@ -71,6 +72,12 @@ READINGS: dict[str, dict[str, Any]] = {
         "policy_version": 41,
         "policy_key_ids": [],
         "list_versions": {},
+        "update_result": {
+            "outcome": "update_failed",
+            "version": "2.0.0",
+            "from_version": "1.9.0",
+            "reason": f"not READY within 60 s {HOSTILE}",
+        },
     },
     "gate-old": {},  # an older gate: none of the readings
 }
@@ -217,6 +224,7 @@ READING_IDS = (
     "policy-version",
     "policy-keys",
     "list-versions",
+    "update-result",
 )
 
 
@@ -246,6 +254,7 @@ def test_the_gate_page_shows_every_reading_labelled(reported: Store, client: Tes
         "policy-version": "42",
         "policy-keys": "1, 2",
         "list-versions": "allow: 40, block: 42",
+        "update-result": "updated 1.8.2 → 1.9.0",
     }
     assert 'data-warnings=""' in ok.text
 
@@ -257,6 +266,9 @@ def test_the_gate_page_shows_every_reading_labelled(reported: Store, client: Tes
         "under-voltage now throttled since boot &lt;img src=x onerror=alert(1)&gt;"  # text
     )
     assert (shown["policy-keys"], shown["list-versions"]) == ("none", "none")
+    assert shown["update-result"] == (
+        "update_failed 1.9.0 → 2.0.0 not READY within 60 s &lt;img src=x onerror=alert(1)&gt;"
+    )
     assert "under-voltage: check the power supply" in warn
 
     old = client.get("/gates/gate-old").text
@@ -293,7 +305,8 @@ def test_the_fleet_api_holds_the_readings(
 ) -> None:
     listed = client.get("/api/v1/devices", headers=bearer(app, Role.TECHNICIAN)).json()
     systems = {gate["device_id"]: gate["system"] for gate in listed}
-    assert systems["gate-ok"] == {**READINGS["gate-ok"], "warnings": []}
+    update = {"reason": "", "at": None} | READINGS["gate-ok"]["update_result"]  # defaults filled
+    assert systems["gate-ok"] == {**READINGS["gate-ok"], "update_result": update, "warnings": []}
     assert systems["gate-warn"]["warnings"] == ["wifi_weak", "disk_low", "hot", "under_voltage"]
     assert systems["gate-old"] == {name: None for name in READINGS["gate-ok"]} | {"warnings": []}
 
