@@ -7,7 +7,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -294,16 +294,7 @@ CommandAction = Literal[
     "push_config",
     "update",
 ]
-COMMAND_ACTIONS: tuple[str, ...] = (
-    "release_door",
-    "identify",
-    "selftest_gpio",
-    "reload_config",
-    "restart",
-    "send_logs",
-    "push_config",
-    "update",
-)
+COMMAND_ACTIONS: tuple[str, ...] = get_args(CommandAction)
 ArgName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ArgValue = StrictBool | Annotated[int, Strict(), Field(ge=0, le=3600)] | Label
 # push_config's settings: a key of the gate's config as section.key ("policy.mode") or a
