@@ -127,7 +127,9 @@ def gate_page(request: Request, user: FleetViewer, device_id: str) -> Response:
     context = gate_context(request, user, device_id) if is_valid_device_id(device_id) else None
     # Of another site: not found, as a gate never heard from (gate_context says None first).
     gate = (
-        gate_remote(web_state(request).store, device_id, account_sites(user)) if context else None
+        gate_remote(web_state(request).store, device_id, account_sites(user), context["now"])
+        if context
+        else None
     )
     if context is None or gate is None:
         t = Translator(user_language(request, user))
