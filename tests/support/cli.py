@@ -48,7 +48,8 @@ def run_gatescan_here(
 
     saved_env = {name: os.environ.get(name) for name in env or {}}
     saved_stdin = sys.stdin
-    out, err = io.StringIO(), io.StringIO()
+    # Text streams over bytes, as a process's are: a command may write its bytes to .buffer.
+    out, err = (io.TextIOWrapper(io.BytesIO(), "utf-8", write_through=True) for _ in range(2))
     os.environ.update(env or {})
     time.tzset()
     sys.stdin = io.StringIO(stdin)
@@ -66,7 +67,14 @@ def run_gatescan_here(
             else:
                 os.environ[name] = value
         time.tzset()
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(list(args), code, _text(out), _text(err))
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    written = stream.buffer
+    assert isinstance(written, io.BytesIO)
+    return written.getvalue().decode("utf-8")
 
 
 @contextmanager

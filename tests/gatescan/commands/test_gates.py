@@ -1,7 +1,8 @@
 """`gatescan gate ...`, `site list` and `--config` on the other server commands, as an admin
-runs them (real processes, a real site init'd folder and SQLite), without a broker: bad input is
-a clear error and an exit code, never a traceback; a broker that cannot be told is exit 1 with
-the registry's change kept."""
+runs them (a real site init'd folder and SQLite), without a broker: bad input is a clear error
+and an exit code, never a traceback; a broker that cannot be told is exit 1 with the registry's
+change kept. The command's main runs in this process (tests/support/cli.py: run_gatescan_here),
+but in the first test and `site init`, a real process."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def config(tmp_path: Path) -> Path:
     return folder / "server.toml"
 
 
-def gatescan(config: Path, *args: str) -> tuple[int, str, str]:
-    done = run_gatescan([*args, "--config", str(config)])
+def gatescan(config: Path, *args: str, process: bool = False) -> tuple[int, str, str]:
+    """The command's main in this process; `process`: in its own, as an admin runs it."""
+    done = (run_gatescan if process else run_gatescan_here)([*args, "--config", str(config)])
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout, done.stderr
 
@@ -41,7 +43,16 @@ def test_gate_add_writes_a_card_for_the_installation_and_lists_the_gate(
 ) -> None:
     place = ["--location", "Cổng chính", "--direction", "out"]
     code, out, err = gatescan(
-        config, "gate", "add", "gate-1", "--site", "hq", *place, "--qr", str(tmp_path / "c.png")
+        config,
+        "gate",
+        "add",
+        "gate-1",
+        "--site",
+        "hq",
+        *place,
+        "--qr",
+        str(tmp_path / "c.png"),
+        process=True,
     )
     assert code == 0, err
     card = parse_enrolment_code(re.search(r"code: (\S+)", out).group(1))  # type: ignore[union-attr]
