@@ -20,7 +20,7 @@ from gatescan.testing.postgres import running_postgres
 
 def test_one_then_two_collectors_on_postgres_store_every_event_once_and_share_them() -> None:
     with running_postgres() as postgres:
-        outcome = run(20, rounds=1, segment_s=1.0, settle_s=0.4, postgres=postgres)
+        outcome = run(20, rounds=1, segment_s=0.5, settle_s=0.2, postgres=postgres)
     assert outcome.published > 0
     assert outcome.stored == outcome.distinct_ids == outcome.published
     assert outcome.collectors_stored == outcome.stored  # each process's own count adds up

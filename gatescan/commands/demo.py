@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import shutil
 import sys
 import threading
@@ -40,6 +41,11 @@ DASHBOARD_HOST = "127.0.0.1"  # the demo's login is printed on screen: never on 
 DASHBOARD_PORT = 8080  # another free port when this one is taken
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-gatescan-2026"
+# From Ctrl-C or SIGTERM to the end of the process, at most (a clean stop takes 2-3 s, with the
+# broker gone too): past it the demo says what it gave up and exits, whatever still waits (a
+# broker that died first, a thread that does not end). The demo's data is safe without its
+# clean end: the gates' journals and the collector's SQLite commit as they go.
+STOP_WITHIN_S = 15.0
 
 
 def toml_string(value: object) -> str:
@@ -102,7 +108,28 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_demo(args.data_dir, seconds=args.seconds, stop=stop_on_signals())
+    stop = stop_on_signals()
+    finished = threading.Event()
+    threading.Thread(
+        target=exit_when_stuck, args=(stop, finished, STOP_WITHIN_S), name="demo-stop", daemon=True
+    ).start()
+    try:
+        return run_demo(args.data_dir, seconds=args.seconds, stop=stop)
+    finally:
+        finished.set()
+
+
+def exit_when_stuck(stop: threading.Event, finished: threading.Event, within_s: float) -> None:
+    """Once `stop` is set, end the process if the demo has not finished within `within_s`."""
+    stop.wait()
+    if not finished.wait(within_s):
+        print(
+            f"gatescan demo: not stopped {within_s:g} s after being asked to; exiting now"
+            " (the journals and the database hold what was stored)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(EXIT_FAILED)
 
 
 def run_demo(
@@ -143,11 +170,30 @@ def _run_site(
     timer.daemon = True  # Ctrl-C before the time is up must not wait for it
     if seconds > 0:
         timer.start()
-    server.start(stop)
+    try:
+        server.start(stop)
+        # The site's policy on the broker before the gates start: the entrance's first look
+        # then finds it (retained) instead of a second with nothing to trust.
+        policy_published(server, within_s=10.0, stop=stop)
+        if not stop.is_set():  # not asked to stop while starting (the broker may be gone too)
+            _run_gates(data_dir, broker, server, stop, out)
+    finally:
+        stop.set()
+        timer.cancel()
+        server.stop()  # the collector commits and acknowledges what it holds, then the count
+    with Store(f"sqlite:///{db_file}") as store:
+        _print_summary(out, data_dir, store.count_entries(), db_file)
+    if server.failed:
+        print("gatescan demo: the dashboard stopped by itself (see the log above)", file=out)
+        return EXIT_FAILED
+    return 0
+
+
+def _run_gates(
+    data_dir: Path, broker: LocalBroker, server: Server, stop: threading.Event, out: TextIO
+) -> None:
+    """The two gates and the collector's report on the terminal, until `stop`."""
     assert server.collector is not None
-    # The site's policy on the broker before the gates start: the entrance's first look then
-    # finds it (retained) instead of a second with nothing to trust.
-    policy_published(server, within_s=10.0)
     entrance = build_demo_gate(data_dir, broker, ENTRANCE, out)
     exit_gate = build_demo_gate(data_dir, broker, EXIT, out)
     reporter = threading.Thread(
@@ -161,23 +207,15 @@ def _run_site(
     finally:
         stop.set()
         leaving.join(timeout=20)
-        timer.cancel()
-        server.stop()  # the collector commits and acknowledges what it holds, then the count
-    with Store(f"sqlite:///{db_file}") as store:
-        _print_summary(out, data_dir, store.count_entries(), db_file)
-    if server.failed:
-        print("gatescan demo: the dashboard stopped by itself (see the log above)", file=out)
-        return EXIT_FAILED
-    return 0
 
 
-def policy_published(server: Server, within_s: float) -> bool:
-    """Wait (at most `within_s`) for the policy publisher's first round to end."""
+def policy_published(server: Server, within_s: float, stop: threading.Event) -> bool:
+    """Wait (at most `within_s`, and not once `stop` is set) for the policy publisher's first
+    round to end."""
     deadline = time.monotonic() + within_s
     while server.policy is not None and server.policy.rounds == 0:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or stop.wait(0.05):
             return False
-        time.sleep(0.05)
     return True
 
 

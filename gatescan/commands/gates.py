@@ -566,10 +566,11 @@ def run_command(args: argparse.Namespace) -> int:
     """Write the command to the database (server/store/gate_commands.py), where the server's
     collector picks it up and sends it; wait for the gate's answers and print each, with the
     milliseconds since the command was written. Exit 0 done (or a restart accepted), 1 refused,
-    failed, unsent or no answer in time, 3 a gate never registered nor heard from."""
+    failed, unsent, no_answer (sent, and the gate silent for a minute: offline, or older than
+    the action) or no answer in time, 3 a gate never registered nor heard from."""
     import secrets
 
-    from server.store.gate_commands import FINAL, CommandRequest, GateCommands
+    from server.store.gate_commands import FINAL, NO_ANSWER, CommandRequest, GateCommands
 
     def command(store: Store) -> int:
         device_id = _check_id(args.device_id)
@@ -606,7 +607,7 @@ def run_command(args: argparse.Namespace) -> int:
         seen: tuple[str, str] | None = None
         deadline = started + args.wait
         while time.monotonic() < deadline:
-            row = rows.get(command_id)
+            row = rows.get(command_id, utc_now())  # sent long ago, never answered: no_answer
             if row is not None and (row.status, row.detail) != seen:
                 seen = (row.status, row.detail)
                 elapsed_ms = (time.monotonic() - started) * 1000
@@ -614,7 +615,9 @@ def run_command(args: argparse.Namespace) -> int:
                 for line in row.lines:
                     print(f"    {line.get('ts', '')} {line.get('level', '')} "
                           f"{line.get('logger', '')}: {line.get('message', '')}")  # fmt: skip
-                if row.status in FINAL or (row.status == "accepted" and args.action == "restart"):
+                if row.status in FINAL | {NO_ANSWER} or (
+                    row.status == "accepted" and args.action == "restart"
+                ):
                     return EXIT_OK if row.status in ("done", "accepted") else EXIT_FAILED
             time.sleep(0.02)
         print(f"  no final answer within {args.wait:g} s (is `gatescan server` running, the"

@@ -118,10 +118,15 @@ class PolicyPublisher:
         self._thread = threading.Thread(target=self._run, name="policy-publisher", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the round under way, waiting at most `timeout` for it: a round waits for
+        the broker's PUBACKs (up to ack_timeout_s), and a broker gone must not hold a process's
+        shutdown (the thread is a daemon)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=timeout)
+            if self._thread.is_alive():
+                log.warning("site policy: the round under way still waits; stopping without it")
 
     def _run(self) -> None:
         pause = self._poll_s

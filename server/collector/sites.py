@@ -50,7 +50,7 @@ class GateSites:
         self._thread = threading.Thread(target=watch, name="gate-sites", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=timeout)  # a daemon: a stuck read must not hold the stop

@@ -157,7 +157,7 @@ def _gate_page(
     context = gate_context(request, user, device_id) if is_valid_device_id(device_id) else None
     store = web_state(request).store
     # Of another site: not found, as a gate never heard from (gate_context says None first).
-    gate = gate_remote(store, device_id, account_sites(user)) if context else None
+    gate = gate_remote(store, device_id, account_sites(user), context["now"]) if context else None
     if context is None or gate is None:
         t = Translator(user_language(request, user))
         return PlainTextResponse(t("fleet.door.unknown_gate"), status_code=404)

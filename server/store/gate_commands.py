@@ -5,12 +5,20 @@ warnings and errors (table gate_logs); issue 17.
     rows.request(CommandRequest(...))        # the dashboard or `gatescan gate command`: pending
     rows.claim_pending(now)                  # a collector: each pending row it may publish, once
     rows.record_answer(device_id, answer)    # the gate's answer (its own command ids only)
+    rows.get(command_id, now)                # as it stands: `no_answer` for one sent long ago
     rows.add_logs(device_id, lines, now)     # the gate's `logs`, the newest kept per gate
 
 The database is the mailbox between whoever asks (the dashboard's process, a CLI) and the
 collector that holds the broker connection: only the collector may publish a gate's commands,
 and the broker takes its client id from the user name, so nothing else can log in as it. A
 claim is one UPDATE ... WHERE status = 'pending': with several collectors, each row is sent once.
+
+A command sent that no answer followed within ANSWER_WITHIN is read as `no_answer` (`as_seen`,
+what `get` and `recent` give with a `now`): the gate carries a command out within
+COMMAND_MAX_AGE_S of its making or refuses it, so one that has not answered by then never will
+(offline, or older than the action, which it refuses as malformed without an answer). Read so,
+not written: no collector has to be running for it, and an answer that still comes is recorded
+over it as over `sent`.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Engine, delete, func, insert, select, update
 
-from protocol.messages import CommandAnswer, LogLine
+from protocol.messages import COMMAND_MAX_AGE_S, CommandAnswer, LogLine
 from server.store.tables import (
     devices_table,
     gate_commands_table,
@@ -33,7 +41,12 @@ from server.store.tables import (
 PENDING = "pending"
 SENT = "sent"
 UNSENT = "unsent"  # no collector published it in time, or the broker refused it
+NO_ANSWER = "no_answer"  # sent, and no answer within ANSWER_WITHIN: read so, never stored
 FINAL = frozenset({"done", "refused", "failed", UNSENT})
+# Twice the gate's age rule (COMMAND_MAX_AGE_S, 30 s): what a gate carries out, it answers well
+# within it; the rest is the gate's clock being off and the answer's way back.
+ANSWER_WITHIN = timedelta(seconds=2 * COMMAND_MAX_AGE_S)
+NO_ANSWER_DETAIL = "the gate did not answer: it may be offline or older than this action"
 # A pending command no collector claimed within this is never sent: the gate would refuse it for
 # its age anyway (COMMAND_MAX_AGE_S is 30 s).
 PENDING_FOR_AT_MOST = timedelta(seconds=20)
@@ -155,7 +168,8 @@ class GateCommands:
             ).rowcount
         return changed == 1
 
-    def get(self, command_id: str) -> CommandRow | None:
+    def get(self, command_id: str, now: datetime | None = None) -> CommandRow | None:
+        """The command's row; given `now`, as it stands then (`as_seen`)."""
         with self._engine.connect() as conn:
             row = (
                 conn.execute(
@@ -166,9 +180,12 @@ class GateCommands:
                 .mappings()
                 .first()
             )
-        return None if row is None else CommandRow(**row)
+        return None if row is None else as_seen(CommandRow(**row), now)
 
-    def recent(self, device_id: str, limit: int = 10) -> list[CommandRow]:
+    def recent(
+        self, device_id: str, limit: int = 10, now: datetime | None = None
+    ) -> list[CommandRow]:
+        """The gate's newest commands, newest first; given `now`, as they stand then."""
         table = gate_commands_table
         query = (
             select(table)
@@ -177,7 +194,7 @@ class GateCommands:
             .limit(limit)
         )
         with self._engine.connect() as conn:
-            return [CommandRow(**row) for row in conn.execute(query).mappings()]
+            return [as_seen(CommandRow(**row), now) for row in conn.execute(query).mappings()]
 
     def newest_done(self, device_id: str, action: str) -> CommandRow | None:
         """The gate's newest command of `action` it answered `done` (push_config's: the settings
@@ -222,6 +239,16 @@ class GateCommands:
         ).limit(limit)
         with self._engine.connect() as conn:
             return [GateLogRow(**row) for row in conn.execute(query).mappings()]
+
+
+def as_seen(row: CommandRow, now: datetime | None) -> CommandRow:
+    """The row as it stands at `now`: one `sent` more than ANSWER_WITHIN before is `no_answer`,
+    with NO_ANSWER_DETAIL. Without `now`, the row as stored."""
+    if now is None or row.status != SENT or row.sent_at is None:
+        return row
+    if now - row.sent_at < ANSWER_WITHIN:
+        return row
+    return row.model_copy(update={"status": NO_ANSWER, "detail": NO_ANSWER_DETAIL})
 
 
 def _keep_newest(conn: Any, order: Any, device_id: str, keep: int) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from gatescan.testing.samples import cccd_payload, render_code, write_replay_fol
 from protocol.messages import Event
 from server.store.database import Store
 from tests.support.cli import run_gatescan
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
 
 CARD = cccd_payload("079193012345", "Nguyễn Thị Thu Uyên", "05061993", "Nữ", "Huế", "21042021")
 
@@ -167,3 +170,119 @@ def test_a_folder_named_like_one_of_its_packages_is_refused_saying_where_it_is(
     assert result.returncode == 1
     assert f"'server' it imports is {tmp_path / 'server' / '__init__.py'}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the demo stops when its broker died first ------------------------------------------------
+
+DEMO_STOPS_WITHIN_S = 20.0  # a clean stop takes 2-3 s; the bug it guards against hung for ever
+# While starting, a stop took 13-15 s before the demo's start-up heeded it (it waited up to 10 s
+# for the site's policy to reach a broker gone); 3-4 s since.
+STARTING_STOPS_WITHIN_S = 10.0
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The process's children now running: pid -> command name (Linux's /proc)."""
+    try:
+        listed = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return {}
+    found = {}
+    for child in listed:
+        try:
+            found[int(child)] = Path(f"/proc/{child}/comm").read_text().strip()
+        except OSError:
+            continue  # ended meanwhile
+    return found
+
+
+def _start_demo(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    log = tmp_path / "demo.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gatescan.cli", "demo", "--data-dir", str(tmp_path / "site")],
+        cwd=PROJECT_ROOT,
+        stdout=log.open("w", encoding="utf-8"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own group: nothing of it outlives the test (killpg)
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    return process, log
+
+
+def _kill_broker(process: subprocess.Popen[str]) -> None:
+    """SIGTERM to the demo's Mosquitto, as `timeout make demo` or a closed terminal sends it to
+    the whole group (where the broker, quicker to go, goes first); back once it has ended."""
+    broker = wait_until(
+        lambda: [pid for pid, name in _children(process.pid).items() if name == "mosquitto"],
+        60,
+        "the demo's broker",
+    )[0]
+    os.kill(broker, signal.SIGTERM)
+    wait_until(
+        lambda: (
+            broker not in _children(process.pid)
+            or Path(f"/proc/{broker}/stat").read_text().split(") ")[1].startswith("Z")
+        ),
+        10,
+        "the broker to end",
+    )
+
+
+def _stopped_within(process: subprocess.Popen[str], log: Path, bound_s: float) -> float:
+    """SIGTERM the demo; the seconds it took to end (the test fails past `bound_s`)."""
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=bound_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise AssertionError(
+            f"the demo still ran {bound_s:g} s after SIGTERM:\n{log.read_text()[-3000:]}"
+        ) from None
+    return time.monotonic() - sent
+
+
+@pytest.fixture
+def demo_group() -> Iterator[list[subprocess.Popen[str]]]:
+    """The demo processes a test started: their groups killed at the end, whatever happened."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_the_demo_stops_on_sigterm_after_its_broker_died_while_it_ran(
+    tmp_path: Path, demo_group: list[subprocess.Popen[str]]
+) -> None:
+    process, log = _start_demo(tmp_path)
+    demo_group.append(process)
+    wait_until(lambda: "journaled" in log.read_text(), 90, "the demo's first scan")
+    _kill_broker(process)
+    wait_until(lambda: "unreachable" in log.read_text(), 30, "the demo retrying the broker")
+
+    took = _stopped_within(process, log, DEMO_STOPS_WITHIN_S)
+
+    out = log.read_text()
+    assert process.returncode == 0, out[-3000:]
+    assert "Stopped. The collector's database holds" in out, out[-3000:]
+    assert took < DEMO_STOPS_WITHIN_S
+
+
+def test_the_demo_stops_on_sigterm_while_starting_with_its_broker_gone(
+    tmp_path: Path, demo_group: list[subprocess.Popen[str]]
+) -> None:
+    process, log = _start_demo(tmp_path)
+    demo_group.append(process)
+    # As soon as the broker is up (its banner): the collector, then the site's policy, wait on it
+    wait_until(lambda: "gatescan demo: broker" in log.read_text(), 90, "the demo's banner")
+    _kill_broker(process)
+
+    took = _stopped_within(process, log, STARTING_STOPS_WITHIN_S)
+
+    out = log.read_text()
+    assert process.returncode == 0, out[-3000:]
+    assert "Stopped. The collector's database holds" in out, out[-3000:]
+    assert took < STARTING_STOPS_WITHIN_S

@@ -2,6 +2,8 @@
 
 Figures go to `.artifacts/reliability/<scenario>.json` (one file per scenario, rewritten by
 each run) and, at the end of the run, to the terminal as the rows of docs/reliability.md's table.
+They reach the end of the run as the test report's user properties, which pytest-xdist carries
+from its workers to the process that prints the summary (`make faults` runs on two workers).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from gatescan.testing.broker import LocalBroker
-from tests.support.fault_site import Figures, Site
+from tests.support.fault_site import Figures, Site, Tally
 from tests.support.paths import PROJECT_ROOT
 
 FIGURES_DIR = PROJECT_ROOT / ".artifacts" / "reliability"
 _RECORDED = pytest.StashKey[list[Figures]]()
+_PROPERTY = "reliability_figures"
+_config: list[pytest.Config] = []  # the run's config, for the reports' hook
 
 
 @pytest.fixture
@@ -37,7 +41,7 @@ def record_figures(request: pytest.FixtureRequest) -> Callable[[Figures], None]:
         path = FIGURES_DIR / f"{figures.scenario}.json"
         path.write_text(json.dumps(asdict(figures), indent=2) + "\n", encoding="utf-8")
         print(f"\n{table_row(figures)}")
-        request.config.stash.setdefault(_RECORDED, []).append(figures)
+        request.node.user_properties.append((_PROPERTY, asdict(figures)))
 
     return record
 
@@ -50,6 +54,20 @@ def table_row(figures: Figures) -> str:
         f"| {figures.scenario}. {figures.title} | {count.shown} | {count.stored} | "
         f"{count.duplicates} | {count.lost} | {recover} |"
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _config[:] = [config]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A scenario's figures, from its report (in this process, or from an xdist worker)."""
+    if report.when != "call" or not _config:
+        return
+    for name, value in report.user_properties:
+        if name == _PROPERTY and isinstance(value, dict):
+            figures = Figures(**{**value, "tally": Tally(**value["tally"])})
+            _config[0].stash.setdefault(_RECORDED, []).append(figures)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -89,6 +89,9 @@ MESSAGES: dict[str, str] = {
     "gate.command.sent": (
         "{action}: asked; the gate's answer appears below within seconds (reload the page)."
     ),
+    "gate.command.no_answer": (
+        "The gate did not answer: it may be offline or older than this action."
+    ),
     "gate.include_relay": "include the door relay (the door opens)",
     "gate.relay_test_managers": "testing the door relay opens the door: a manager's to do",
     "gate_action.identify": "Identify (blink)",

@@ -92,6 +92,9 @@ MESSAGES: dict[str, str] = {
         "{action}: đã gửi yêu cầu; câu trả lời của cổng hiện bên dưới trong vài giây"
         " (tải lại trang)."
     ),
+    "gate.command.no_answer": (
+        "Cổng không trả lời: có thể cổng đang ngoại tuyến, hoặc chạy phiên bản cũ chưa có lệnh này."
+    ),
     "gate.include_relay": "gồm cả rơ-le cửa (cửa sẽ mở)",
     "gate.relay_test_managers": "thử rơ-le cửa sẽ mở cửa: việc của người quản lý, như mở cửa từ xa",
     "gate_action.identify": "Nhận diện (nháy đèn)",

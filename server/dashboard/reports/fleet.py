@@ -201,9 +201,12 @@ class GateRemote(BaseModel):
     logs: list[GateLogRow]
 
 
-def gate_remote(store: Store, device_id: str, sites: frozenset[str] | None) -> GateRemote | None:
+def gate_remote(
+    store: Store, device_id: str, sites: frozenset[str] | None, now: datetime | None = None
+) -> GateRemote | None:
     """The gate's page for an account holding `sites` (None: every site); None for a gate never
-    registered nor heard from; OtherSite for a gate of a site the account does not hold."""
+    registered nor heard from; OtherSite for a gate of a site the account does not hold. Its
+    commands as they stand at `now` (one sent and never answered: `no_answer`)."""
     rows = GateCommands(store.engine)
     site = rows.site_of(device_id)
     if site is None:
@@ -213,7 +216,7 @@ def gate_remote(store: Store, device_id: str, sites: frozenset[str] | None) -> G
     return GateRemote(
         device_id=device_id,
         site_id=site,
-        commands=rows.recent(device_id),
+        commands=rows.recent(device_id, now=now),
         logs=rows.logs(device_id),
     )
 

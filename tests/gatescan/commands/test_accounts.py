@@ -1,6 +1,7 @@
 """`gatescan user passwd|disable|enable|list` and `gatescan token list|revoke` as an operator
-runs them: real processes on the database a running dashboard (TestClient) serves, a real SQLite
-file and a real PostgreSQL (tests/support/postgres.py)."""
+runs them, on the database a running dashboard (TestClient) serves, a real SQLite file and a real
+PostgreSQL (tests/support/postgres.py): the command's `main` in this process (its parser, stdin,
+output and exit code), and the first test a real process, so the process is run too."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.engine import URL
 from server.accounts.users import Accounts, Role
 from server.store.audit import AuditLog
 from server.store.database import Store
-from tests.support.cli import run_gatescan
+from tests.support.cli import run_gatescan, run_gatescan_here
 from tests.support.web import (
     BACKENDS,
     FAST_HASHER,
@@ -29,11 +30,21 @@ from tests.support.web import (
 NEW_PASSWORD = "mật khẩu mới dài"
 
 
+TZ = {"TZ": "Asia/Ho_Chi_Minh"}
+
+
 def gatescan(
     args: Sequence[str], db: Path | str, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """The real command, in its own process, with a known local time zone (Ho Chi Minh City)."""
-    return run_gatescan([*args, "--db", str(db)], stdin=stdin, env={"TZ": "Asia/Ho_Chi_Minh"})
+    """The command's main in this process, with a known local time zone (Ho Chi Minh City)."""
+    return run_gatescan_here([*args, "--db", str(db)], stdin=stdin, env=TZ)
+
+
+def gatescan_process(
+    args: Sequence[str], db: Path | str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """The real command, in its own process, with the same time zone."""
+    return run_gatescan([*args, "--db", str(db)], stdin=stdin, env=TZ)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -72,7 +83,7 @@ def test_passwd_from_stdin_changes_the_password_and_ends_the_user_s_sessions(
     browsers = [logged_in(app, "manager") for _ in range(2)]
     other = logged_in(app, "viewer")
 
-    result = gatescan(["user", "passwd", "manager"], db_of(store), NEW_PASSWORD + "\n")
+    result = gatescan_process(["user", "passwd", "manager"], db_of(store), NEW_PASSWORD + "\n")
 
     assert result.returncode == 0, result.stderr
     assert "2 sessions ended" in result.stderr

@@ -1,17 +1,25 @@
 """`gatescan gate ...`, `site list` and `--config` on the other server commands, as an admin
-runs them (real processes, a real site init'd folder and SQLite), without a broker: bad input is
-a clear error and an exit code, never a traceback; a broker that cannot be told is exit 1 with
-the registry's change kept."""
+runs them (a real site init'd folder and SQLite), without a broker: bad input is a clear error
+and an exit code, never a traceback; a broker that cannot be told is exit 1 with the registry's
+change kept. The command's main runs in this process (tests/support/cli.py: run_gatescan_here),
+but in the first test and `site init`, a real process."""
 
 from __future__ import annotations
 
 import re
+import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from protocol.enrolment import parse_enrolment_code
-from tests.support.cli import run_gatescan
+from protocol.messages import Status
+from server.clock import utc_now
+from server.store import gate_commands
+from server.store.database import Store
+from server.store.gate_commands import GateCommands
+from tests.support.cli import run_gatescan, run_gatescan_here
 
 
 @pytest.fixture
@@ -23,8 +31,9 @@ def config(tmp_path: Path) -> Path:
     return folder / "server.toml"
 
 
-def gatescan(config: Path, *args: str) -> tuple[int, str, str]:
-    done = run_gatescan([*args, "--config", str(config)])
+def gatescan(config: Path, *args: str, process: bool = False) -> tuple[int, str, str]:
+    """The command's main in this process; `process`: in its own, as an admin runs it."""
+    done = (run_gatescan if process else run_gatescan_here)([*args, "--config", str(config)])
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout, done.stderr
 
@@ -34,7 +43,16 @@ def test_gate_add_writes_a_card_for_the_installation_and_lists_the_gate(
 ) -> None:
     place = ["--location", "Cổng chính", "--direction", "out"]
     code, out, err = gatescan(
-        config, "gate", "add", "gate-1", "--site", "hq", *place, "--qr", str(tmp_path / "c.png")
+        config,
+        "gate",
+        "add",
+        "gate-1",
+        "--site",
+        "hq",
+        *place,
+        "--qr",
+        str(tmp_path / "c.png"),
+        process=True,
     )
     assert code == 0, err
     card = parse_enrolment_code(re.search(r"code: (\S+)", out).group(1))  # type: ignore[union-attr]
@@ -137,3 +155,34 @@ def test_the_registry_commands_audit_rows_name_their_site(config: Path, tmp_path
         ("key rotate", "hq"),
         ("pass issue", "hq"),
     ]
+
+
+def test_gate_command_says_no_answer_when_the_gate_stays_silent(
+    store: Store, store_url: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older gate refuses a newer action as malformed without answering: sent, then silent.
+    The wait ends with `no_answer` and exit 1 once the bound is past (60 s; 1 s here)."""
+    monkeypatch.setattr(gate_commands, "ANSWER_WITHIN", timedelta(seconds=1))
+    store.record_status("gate-old", Status(state="online", ts=utc_now(), site_id="hq"), utc_now())
+    rows, stop = GateCommands(store.engine), threading.Event()
+
+    def collector() -> None:  # claims (sends) what is pending; the gate never answers
+        while not stop.wait(0.05):
+            rows.claim_pending(utc_now())
+
+    sender = threading.Thread(target=collector, daemon=True)
+    sender.start()
+    try:
+        done = run_gatescan_here(
+            ["gate", "command", "gate-old", "identify", "--wait", "20", "--db", str(store_url)]
+        )
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "sent: " in done.stdout
+    assert (
+        "no_answer: the gate did not answer: it may be offline or older than this action"
+        in done.stdout
+    )
+    assert "no final answer within" not in done.stderr

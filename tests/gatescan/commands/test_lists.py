@@ -1,6 +1,7 @@
-"""`gatescan list add|remove|show` as an admin runs them (real processes, real SQLite): IDs of
+"""`gatescan list add|remove|show` as an admin runs them (real SQLite): IDs of
 both kinds, a bad ID refused with nothing changed, the entries shown, each change audited and
-the site's policy version grown."""
+the site's policy version grown. The command's main runs in this process (tests/support/cli.py:
+run_gatescan_here), but in the first test, a real process."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from pathlib import Path
 from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.site_policy import policy_versions
-from tests.support.cli import run_gatescan
+from tests.support.cli import run_gatescan, run_gatescan_here
 
 CCCD = "001099012345"
 PASS_ID = "3f2a9c0e1b7d4a55"
 
 
-def gatescan(db: Path, *args: str) -> tuple[int, str, str]:
-    done = run_gatescan([*args, "--db", str(db)])
+def gatescan(db: Path, *args: str, process: bool = False) -> tuple[int, str, str]:
+    """The command's main in this process; `process`: in its own, as an admin runs it."""
+    done = (run_gatescan if process else run_gatescan_here)([*args, "--db", str(db)])
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout, done.stderr
 
@@ -28,7 +30,9 @@ def versions(db: Path) -> dict[str, int]:
 
 def test_list_add_show_remove(tmp_path: Path) -> None:
     db = tmp_path / "gatescan.db"
-    code, out, err = gatescan(db, "list", "add", "allow", "--site", "hq", CCCD, PASS_ID.upper())
+    code, out, err = gatescan(
+        db, "list", "add", "allow", "--site", "hq", CCCD, PASS_ID.upper(), process=True
+    )
     assert code == 0, err
     assert "2 added to the allow list" in out
     assert versions(db) == {"hq": 1}

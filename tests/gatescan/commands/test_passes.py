@@ -1,7 +1,8 @@
-"""`gatescan key ...` and `gatescan pass ...` as an admin runs them (real processes, real SQLite):
+"""`gatescan key ...` and `gatescan pass ...` as an admin runs them (real SQLite):
 the keys rotate and retire, an issued pass's QR (PNG and SVG) reads through the gate's decoder
 to bytes that verify under the site's keys from the store, and bad input is a clear error and an
-exit code, never a traceback."""
+exit code, never a traceback. The command's main runs in this process (tests/support/cli.py:
+run_gatescan_here), but in the first test, a real process."""
 
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ from protocol.passes import PASS_BYTES, SignedPass, parse_pass, verify_pass
 from protocol.verdicts import Reason
 from server.store.database import Store
 from server.store.site_keys import SiteKeys
-from tests.support.cli import run_gatescan
+from tests.support.cli import run_gatescan, run_gatescan_here
 
 NAME = "Nguyễn Thị Minh Khai"
 WINDOW = ["--valid-from", "2026-12-01T08:00+07:00", "--valid-until", "2027-01-01T00:00+07:00"]
 INSIDE = datetime(2026, 12, 15, 3, 0, tzinfo=UTC)
 
 
-def gatescan(db: Path, *args: str) -> tuple[int, str, str]:
-    done = run_gatescan([*args, "--db", str(db)])
+def gatescan(db: Path, *args: str, process: bool = False) -> tuple[int, str, str]:
+    """The command's main in this process; `process`: in its own, as an admin runs it."""
+    done = (run_gatescan if process else run_gatescan_here)([*args, "--db", str(db)])
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout, done.stderr
 
@@ -84,7 +86,7 @@ def svg_modules(svg: str) -> np.ndarray:
 
 
 def test_key_rotate_list_and_retire(db: Path) -> None:
-    code, out, err = gatescan(db, "key", "rotate", "--site", "hq")
+    code, out, err = gatescan(db, "key", "rotate", "--site", "hq", process=True)
     assert code == 0, err
     assert "key 2 (site hq) active" in out and "key 1 is verify-only" in out
     assert gatescan(db, "key", "rotate", "--site", "branch")[0] == 0

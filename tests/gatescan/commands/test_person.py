@@ -1,6 +1,7 @@
-"""`gatescan person export|erase ID` as an admin runs them (real processes, real SQLite): the
-export as UTF-8 JSON with names exact, the erasure audited by the ID's SHA-256 only and saying
-what it could not reach, an unknown ID refused with exit 3, no erasure without --yes."""
+"""`gatescan person export|erase ID` as an admin runs them (real SQLite): the export as UTF-8
+JSON with names exact, the erasure audited by the ID's SHA-256 only and saying what it could not
+reach, an unknown ID refused with exit 3, no erasure without --yes. The command's main runs in
+this process (tests/support/cli.py: run_gatescan_here), but in the first test, a real process."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from gatescan.testing.samples import sample_event
 from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.site_policy import SiteLists
-from tests.support.cli import run_gatescan
+from tests.support.cli import run_gatescan, run_gatescan_here
 
 CCCD = "001203004567"
 NAME = "Nguyễn Thị Ánh Tuyết"
 NOW = datetime.now(UTC)
 
 
-def gatescan(db: Path, *args: str) -> tuple[int, str, str]:
-    done = run_gatescan([*args, "--db", str(db)])
+def gatescan(db: Path, *args: str, process: bool = False) -> tuple[int, str, str]:
+    """The command's main in this process; `process`: in its own, as an admin runs it."""
+    done = (run_gatescan if process else run_gatescan_here)([*args, "--db", str(db)])
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout, done.stderr
 
@@ -43,7 +45,7 @@ def test_export_writes_utf8_json_and_is_audited(tmp_path: Path) -> None:
     db = seeded(tmp_path)
     out = tmp_path / "person.json"
 
-    code, _, err = gatescan(db, "person", "export", CCCD, "-o", str(out))
+    code, _, err = gatescan(db, "person", "export", CCCD, "-o", str(out), process=True)
 
     assert code == 0, err
     assert "2 entries" in err and "1 lists" in err

@@ -259,3 +259,36 @@ def test_a_viewer_has_no_settings_form_and_may_not_push(
     assert answer.status_code == 403
     assert GateCommands(store.engine).recent(GATE) == []
     assert GateCommands(store.engine).recent(ANNEX_GATE) == []
+
+
+def test_a_command_no_gate_answered_shows_as_no_answer_after_a_minute(
+    gate_client: TestClient, store: Store, clock: MovableClock
+) -> None:
+    """An older gate refuses a newer action as malformed without answering, and an offline gate
+    answers nothing: 60 s after it was sent (the gate's age rule is 30 s), the page says so."""
+    rows = GateCommands(store.engine)
+    csrf = log_in(gate_client, "manager")
+    gate_client.post(f"/gates/{GATE}/command", data={"csrf_token": csrf, "action": "identify"})
+    [sent] = rows.claim_pending(clock.now)
+
+    def shown() -> tuple[str, str]:
+        page = gate_client.get(f"/gates/{GATE}").text
+        row = page.split(f'data-command="{sent.command_id}" data-status="')[1]
+        return row.split('"')[0], row
+
+    clock.advance(59)
+    status, row = shown()
+    assert status == "sent" and "Cổng không trả lời" not in row
+    clock.advance(1)
+    status, row = shown()
+    assert status == "no_answer"
+    assert (
+        "Cổng không trả lời: có thể cổng đang ngoại tuyến, hoặc chạy phiên bản cũ chưa có lệnh này."
+        in row
+    )
+    assert "badge-offline" in row.split("</tr>")[0]
+    gate_client.cookies.set("gatescan_lang", "en")
+    _, row = shown()
+    assert "The gate did not answer: it may be offline or older than this action." in row
+    stored = rows.get(sent.command_id)
+    assert stored is not None and stored.status == "sent"  # read so, never written

@@ -195,6 +195,14 @@ def caller(app: FastAPI, name: str, via: str) -> Caller:
     return Caller(client, headers={"Authorization": f"Bearer {token}"}, name=name)
 
 
+# The route matrices below: every route by a session and by a token on SQLite, by a session on
+# PostgreSQL. A token and a session of one role and sites ask the pages the same queries (the
+# caller's sites in each WHERE), so PostgreSQL's half checks the SQL and SQLite's the two ways
+# in; the targeted tests further down run on both backends by both ways in.
+BY_SESSION_ON_POSTGRES = [("sqlite", "session"), ("sqlite", "token"), ("postgresql", "session")]
+ROUTE_MATRIX = pytest.mark.parametrize(("store_url", "via"), BY_SESSION_ON_POSTGRES, indirect=True)
+
+
 @pytest.fixture(params=["session", "token"])
 def via(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -296,6 +304,7 @@ def _bodies(answers: list[Asked]) -> str:
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=lambda v: str(v))
+@ROUTE_MATRIX
 def test_a_manager_of_site_a_never_sees_site_b(manager_a: Caller, method: str, path: str) -> None:
     for answer in _ask(manager_a, method, path):
         assert answer.leaked() == [], f"{method} {answer.request} shows site B's {answer.leaked()}"
@@ -328,6 +337,7 @@ SHOWING = [
 
 
 @pytest.mark.parametrize(("method", "path"), SHOWING, ids=lambda v: str(v))
+@ROUTE_MATRIX
 def test_an_admin_sees_both_sites_and_the_manager_site_a(
     admin: Caller, site_app: FastAPI, via: str, method: str, path: str
 ) -> None:
@@ -516,6 +526,7 @@ def tracer(site_app: FastAPI, via: str, unrelated: None) -> Iterator[Caller]:
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=lambda v: str(v))
+@ROUTE_MATRIX
 def test_a_tracer_gets_the_expected_verdict_on_every_route(
     tracer: Caller, via: str, method: str, path: str
 ) -> None:
@@ -646,7 +657,10 @@ def test_the_routes_let_a_technician_in_exactly_where_the_verdicts_say() -> None
     assert technician_verdict("POST", "/gates/{device_id}/release") == "403"  # the manager's
 
 
-@pytest.fixture(params=["technician", TECHNICIAN_A])
+TECHNICIANS = ["technician", TECHNICIAN_A]
+
+
+@pytest.fixture(params=TECHNICIANS)
 def technician(site_app: FastAPI, via: str, request: pytest.FixtureRequest) -> Iterator[Caller]:
     """A technician of every site, and one of site A."""
     asking = caller(site_app, str(request.param), via)
@@ -655,6 +669,14 @@ def technician(site_app: FastAPI, via: str, request: pytest.FixtureRequest) -> I
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("store_url", "via", "technician"),
+    [
+        *[(b, v, t) for b, v in BY_SESSION_ON_POSTGRES if b == "sqlite" for t in TECHNICIANS],
+        ("postgresql", "session", TECHNICIAN_A),  # the one whose sites are in the WHERE
+    ],
+    indirect=True,
+)
 def test_a_technician_gets_the_expected_verdict_on_every_route(
     technician: Caller, via: str, releaser: Releaser, method: str, path: str
 ) -> None:

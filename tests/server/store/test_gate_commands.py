@@ -1,7 +1,7 @@
 """Remote commands' rows and the gates' log lines (server/store/gate_commands.py), on SQLite and
 PostgreSQL: a pending command is claimed once, one waiting too long is never sent, an answer
-counts only from the gate it was sent to and never overwrites a final one, and the rows kept per
-gate are capped."""
+counts only from the gate it was sent to and never overwrites a final one, one sent and never
+answered reads as `no_answer` after ANSWER_WITHIN, and the rows kept per gate are capped."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from sqlalchemy.engine import URL
 from protocol.messages import CommandAnswer, LogLine
 from server.store.database import Store
 from server.store.gate_commands import (
+    ANSWER_WITHIN,
     GATE_LOG_LINES_KEPT,
+    NO_ANSWER_DETAIL,
     CommandRequest,
     GateCommands,
 )
@@ -54,6 +56,46 @@ def test_a_command_is_claimed_once_and_answered_by_its_own_gate_only(
         assert not rows.record_answer("gate-1", answer("cmd-00000001", "refused"), NOW)
         done = rows.get("cmd-00000001")
         assert done is not None and (done.status, done.detail) == ("done", "done")
+
+
+def test_a_command_sent_and_never_answered_reads_as_no_answer_until_an_answer_comes(
+    store_url: Path | URL,
+) -> None:
+    assert ANSWER_WITHIN.total_seconds() == 60  # twice the gate's 30 s age rule
+    with Store(store_url) as store:
+        rows = GateCommands(store.engine)
+        rows.request(request("cmd-silent-1"))  # an older gate, or one gone offline
+        rows.request(request("cmd-silent-2", at=NOW + timedelta(seconds=1)))
+        rows.request(request("cmd-answered", at=NOW + timedelta(seconds=2)))
+        assert len(rows.claim_pending(NOW)) == 3
+        assert rows.record_answer("gate-1", answer("cmd-answered", "done"), NOW)
+        rows.request(request("cmd-unsent", at=NOW - timedelta(seconds=25)))
+        rows.request(request("cmd-pending", at=NOW + timedelta(seconds=15)))
+        rows.claim_pending(NOW + timedelta(seconds=30))  # unsent (too late), and sent 30 s on
+
+        def status(command_id: str, now: datetime | None) -> tuple[str, str]:
+            row = rows.get(command_id, now)
+            assert row is not None
+            return row.status, row.detail
+
+        just_before = NOW + ANSWER_WITHIN - timedelta(seconds=1)
+        assert status("cmd-silent-1", just_before) == ("sent", "")
+        after = NOW + ANSWER_WITHIN
+        assert status("cmd-silent-1", after) == ("no_answer", NO_ANSWER_DETAIL)
+        assert status("cmd-silent-1", None) == ("sent", "")  # as stored: nothing written
+        assert status("cmd-answered", after + timedelta(hours=1))[0] == "done"
+        assert status("cmd-unsent", after + timedelta(hours=1))[0] == "unsent"
+        listed = {row.command_id: row.status for row in rows.recent("gate-1", now=after)}
+        assert listed == {
+            "cmd-silent-1": "no_answer",
+            "cmd-silent-2": "no_answer",
+            "cmd-answered": "done",
+            "cmd-unsent": "unsent",
+            "cmd-pending": "sent",  # sent 30 s before: an answer may still come
+        }
+        # An answer that still comes counts, as it would over `sent`.
+        assert rows.record_answer("gate-1", answer("cmd-silent-2", "refused"), after)
+        assert status("cmd-silent-2", after)[0] == "refused"
 
 
 def test_log_lines_kept_per_gate_are_capped(store_url: Path | URL) -> None:

@@ -4,7 +4,7 @@ set of tables, one row in alembic_version, no "already exists" or "duplicate col
 
 Real processes: two `python -c` children, each loaded with gatescan and Alembic before the race,
 each blocked on its stdin; the test writes the database's URL to both pipes back to back, and
-each opens `Store(url)` at once. Each case runs ROUNDS times, a fresh database each round, on
+each opens `Store(url)` at once. Each case runs ROUNDS (2) times, a fresh database each round, on
 SQLite (a file) and on the tests' PostgreSQL: an empty database, one made before migrations, and
 one at revision 0001 that needs 0002 (audit_log.site_id). Each child reports when its opening
 began and ended (CLOCK_MONOTONIC, the same clock in both): the test checks the openings did
@@ -38,7 +38,7 @@ from server.store.schema import BASELINE, MIGRATIONS, current_revision, head_rev
 from server.store.tables import entries_table, metadata
 from tests.support.paths import PROJECT_ROOT
 
-ROUNDS = 5
+ROUNDS = 2
 TIMEOUT_S = 60.0
 
 # The child: everything imported first, then one opening per line of stdin, one JSON line out.
