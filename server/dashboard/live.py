@@ -14,9 +14,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from protocol.topics import is_valid_device_id
 from server.accounts.users import Role
 from server.dashboard.auth import FleetViewer, User, require_role
+from server.dashboard.reports.access import OtherSite, account_sites
 from server.dashboard.reports.entries import view_entries
+from server.dashboard.reports.fleet import gate_remote
 from server.dashboard.state import web_state
 from server.dashboard.views import (
     EntryQuery,
@@ -41,6 +44,25 @@ def fleet_fragment(request: Request, user: FleetViewer) -> Response:
 @router.get("/alerts")
 def alerts_fragment(request: Request, user: FleetViewer) -> Response:
     return render(request, "parts/alerts_body.html", alerts_context(request, user))
+
+
+@router.get("/gates/{device_id}")
+def gate_activity_fragment(request: Request, user: FleetViewer, device_id: str) -> Response:
+    """A gate's commands and answers and its recent warnings: 404 for a gate unknown or of a
+    site the account does not hold, as its page."""
+    gate = None
+    if is_valid_device_id(device_id):
+        context = page_context(request, user, "fleet")
+        try:
+            gate = gate_remote(
+                web_state(request).store, device_id, account_sites(user), context["now"]
+            )
+        except OtherSite:
+            gate = None
+    if gate is None:
+        return Response(status_code=404)
+    context["gate"] = gate
+    return render(request, "parts/gate_activity.html", context)
 
 
 @router.get("/entries")

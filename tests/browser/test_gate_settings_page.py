@@ -2,7 +2,7 @@
 tests/browser/conftest.py: its lobby gate is a real `gatescan agent` with a config file, on the
 replay camera, over a real broker and the real `gatescan server`. A manager's value out of range
 is shown back on the form with its problem and nothing is sent; a good one reaches the gate,
-which applies it live and answers on the page; emptying the form takes the push back.
+which applies it live and answers on the page without a reload; an emptied form takes it back.
 Screenshots: .artifacts/screenshots/14-settings-refused.png and 15-settings-applied.png."""
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def test_a_manager_pushes_a_setting_the_gate_applies_live_and_the_page_shows_its
         "the gate's answer",
     )
     assert lobby_pushes(site)[0] == ("done", "applied live: mqtt.telemetry_interval")
-    page.reload()
+    # The answer appears by itself (the page's live region), then the form shows the push.
     expect(page.locator("#answers-table")).to_contain_text("applied live: mqtt.telemetry_interval")
+    page.reload()
     expect(page.locator('[name="mqtt.telemetry_interval"]')).to_have_value("2")
     screenshot(page, "15-settings-applied")
 

@@ -86,9 +86,7 @@ MESSAGES: dict[str, str] = {
     "fleet.hardware": "Hardware",
     "fleet.agent": "Agent",
     "gate.commands": "Remote commands",
-    "gate.command.sent": (
-        "{action}: asked; the gate's answer appears below within seconds (reload the page)."
-    ),
+    "gate.command.sent": ("{action}: asked; the gate's answer appears below within seconds."),
     "gate.command.no_answer": (
         "The gate did not answer: it may be offline or older than this action."
     ),

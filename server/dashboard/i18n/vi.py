@@ -89,8 +89,7 @@ MESSAGES: dict[str, str] = {
     "fleet.agent": "Phần mềm",
     "gate.commands": "Lệnh từ xa",
     "gate.command.sent": (
-        "{action}: đã gửi yêu cầu; câu trả lời của cổng hiện bên dưới trong vài giây"
-        " (tải lại trang)."
+        "{action}: đã gửi yêu cầu; câu trả lời của cổng hiện bên dưới trong vài giây."
     ),
     "gate.command.no_answer": (
         "Cổng không trả lời: có thể cổng đang ngoại tuyến, hoặc chạy phiên bản cũ chưa có lệnh này."

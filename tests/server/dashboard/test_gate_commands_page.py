@@ -292,3 +292,28 @@ def test_a_command_no_gate_answered_shows_as_no_answer_after_a_minute(
     assert "The gate did not answer: it may be offline or older than this action." in row
     stored = rows.get(sent.command_id)
     assert stored is not None and stored.status == "sent"  # read so, never written
+
+
+def test_the_gate_page_s_live_region_holds_its_answers_for_its_own_sites_only(
+    gate_client: TestClient, store: Store, clock: MovableClock
+) -> None:
+    rows = GateCommands(store.engine)
+    csrf = log_in(gate_client, "hq-manager")
+    page = gate_client.get(f"/gates/{GATE}").text
+    assert f'data-live-src="/live/gates/{GATE}"' in page
+    gate_client.post(f"/gates/{GATE}/command", data={"csrf_token": csrf, "action": "identify"})
+    [sent] = rows.claim_pending(clock.now)
+    fragment = gate_client.get(f"/live/gates/{GATE}")
+    assert fragment.status_code == 200 and 'id="answers-table"' in fragment.text
+    assert f'data-command="{sent.command_id}" data-status="sent"' in fragment.text
+    answer = CommandAnswer(
+        command_id=sent.command_id, device_id=GATE, action="identify", status="done",
+        detail=MARKUP, ts=START,
+    )  # fmt: skip
+    assert rows.record_answer(GATE, answer, START)
+    fragment = gate_client.get(f"/live/gates/{GATE}").text
+    assert f'data-command="{sent.command_id}" data-status="done"' in fragment
+    assert MARKUP not in fragment and "&lt;script&gt;" in fragment
+    assert "<html" not in fragment, "the part alone, not a page"
+    for other in (ANNEX_GATE, "gate-never-seen", "Bad Id!"):
+        assert gate_client.get(f"/live/gates/{other}").status_code == 404

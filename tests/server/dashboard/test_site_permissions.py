@@ -608,6 +608,7 @@ TECHNICIAN_FLEET = {
     ("GET", "/live/fleet"),
     ("GET", "/api/v1/devices"),
     ("GET", "/gates/{device_id}"),
+    ("GET", "/live/gates/{device_id}"),
     ("GET", "/alerts"),
     ("GET", "/live/alerts"),
     ("GET", "/api/v1/alerts"),
@@ -715,7 +716,8 @@ def test_a_technician_sees_the_gates_of_its_sites(
     for name, expected in (("technician", {GATE_A, GATE_B}), (TECHNICIAN_A, {GATE_A})):
         asking = caller(site_app, name, via)
         with asking.client:
-            if path == "/gates/{device_id}":  # a gate's page: another site's is not found
+            if path in ("/gates/{device_id}", "/live/gates/{device_id}"):
+                # A gate's page and its live region: another site's gate is not found.
                 found = {
                     gate
                     for gate in (GATE_A, GATE_B)
