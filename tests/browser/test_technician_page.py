@@ -66,8 +66,11 @@ def test_a_technician_reads_the_fleet_s_system_column_and_a_gate_s_page(
     page.fill("input[name=password]", technician_account[1])
     page.click("button[type=submit].primary")
     expect(page).to_have_url(f"{site.url}/")  # not the entries it asked for
-    expect(page.locator(".mainnav a")).to_have_count(2)
-    expect(page.locator(".mainnav a").nth(1)).to_have_attribute("href", "/alerts")
+    # The fleet, its alerts and its gates' updates: no page of people.
+    links = page.locator(".mainnav a")
+    expect(links).to_have_count(3)
+    hrefs = [links.nth(i).get_attribute("href") for i in range(3)]
+    assert sorted(hrefs) == ["/", "/alerts", "/updates"], hrefs
 
     hot = page.locator(f'#fleet-table tr[data-gate="{HOT_GATE}"] td.system')
     expect(hot).to_have_attribute("data-warnings", "wifi_weak disk_low hot under_voltage throttled")
