@@ -420,6 +420,21 @@ rollout_gates_table = Table(
     Column("finished_at", UtcDateTime, nullable=True),
 )
 
+# Self check-in locations (issue 18; server/locations/): a place with a poster. `key` (hex, 32
+# random bytes) signs the poster's token; `enabled` false refuses its check-ins.
+locations_table = Table(
+    "locations",
+    metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("site_id", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("key", String(64), nullable=False),
+    Index("ix_locations_site", "site_id"),
+)
+
 # Indexes a shipped version made and this one does not: dropped when a database is opened.
 _DROPPED_INDEXES = (
     ("entries", "ix_entries_device_boot_seq"),  # gate first: see ix_entries_ts_device
