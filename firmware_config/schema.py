@@ -22,7 +22,7 @@ from firmware_config.errors import PASSWORD_HOMES
 from protocol.broker_tls import BrokerTls
 from protocol.broker_url import BrokerAddress, CredentialsInBrokerUrl, parse_broker_url
 from protocol.topics import DEVICE_ID_PATTERN
-from protocol.verdicts import CredentialType, Direction
+from protocol.verdicts import GATE_CREDENTIAL_TYPES, CredentialType, Direction
 
 DEFAULT_DATA_DIR = Path("/var/lib/gatescan")
 MAX_DEVICE_ID = 64
@@ -172,6 +172,8 @@ class PolicyConfig(Section):
     def _each_kind_once(cls, kinds: list[CredentialType]) -> list[CredentialType]:
         seen: set[CredentialType] = set()
         for kind in kinds:
+            if kind not in GATE_CREDENTIAL_TYPES:
+                raise ValueError(f"'{kind.value}' is a self check-in's, not a kind a gate reads")
             if kind in seen:
                 raise ValueError(f"'{kind.value}' is listed twice")
             seen.add(kind)

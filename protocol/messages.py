@@ -39,6 +39,9 @@ MAX_MESSAGE_BYTES = 64 * 1024
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{8,80}$"
 BOOT_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 CCCD_NUMBER_PATTERN = r"^[0-9]{12}$"
+# A self check-in's subject (issue 18): the CCCD number the person gave, or, without one, `tel-`
+# and 20 hex digits of a keyed hash of their phone number (server/checkin/declaration.py).
+SELF_SUBJECT_PATTERN = r"^(?:[0-9]{12}|tel-[0-9a-f]{20})$"
 # code_length fits a 32-bit SQL integer; any code a camera can read is far below it.
 MAX_CODE_LENGTH = 2**31 - 1
 
@@ -69,6 +72,7 @@ CodeText = Annotated[
 ]
 _CCCD_NUMBER = re.compile(CCCD_NUMBER_PATTERN)
 _PASS_ID = re.compile(r"[0-9a-f]{16}")
+_SELF_SUBJECT = re.compile(SELF_SUBJECT_PATTERN)
 
 
 class _Message(BaseModel):
@@ -122,6 +126,11 @@ def _credential_problem(event: Event) -> str | None:
             return "a pass subject_id is its 16-hex-digit pass id (or empty)"
         if event.subject_name or event.code_text is not None:
             return "a pass event carries no subject_name or code_text (the registry has them)"
+    elif event.credential_type is CredentialType.SELF:
+        if not _SELF_SUBJECT.match(event.subject_id):
+            return "a self subject_id is a 12-digit card number or tel- and 20 hex digits"
+        if not event.subject_name:
+            return "a self check-in names its person (subject_name)"
     else:
         if event.subject_id not in ("", event.code_sha256):
             return "a raw subject_id is the code_sha256 (or empty)"

@@ -34,6 +34,18 @@ class CredentialType(StrEnum):
     CCCD = "cccd"  # Vietnamese chip citizen ID card
     PASS = "pass"  # a site's signed pass (protocol/passes.py): subject_id is its 16-hex pass id
     RAW = "raw"  # any other code: kept as a digest
+    # Self-declared (issue 18): a person checked in with their own phone at a location's poster
+    # (server/checkin/). Never a gate's: no gate reads it, accepts it or sends it.
+    SELF = "self"
+
+
+# What a gate reads and may accept (firmware_config's `policy.accept`, the dashboard's settings
+# form): every credential type but a self check-in's.
+GATE_CREDENTIAL_TYPES: tuple[CredentialType, ...] = (
+    CredentialType.CCCD,
+    CredentialType.PASS,
+    CredentialType.RAW,
+)
 
 
 class Direction(StrEnum):

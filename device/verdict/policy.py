@@ -44,7 +44,13 @@ from device.verdict.credentials import Credential, ParseResult, RefusedCode
 from device.verdict.presence import Presence
 from protocol.passes import PassFlags, SignedPass, verify_pass
 from protocol.rotating_passes import RotatingTail, pass_secret, verify_rotation
-from protocol.verdicts import CredentialType, Direction, Reason, VerdictStatus
+from protocol.verdicts import (
+    GATE_CREDENTIAL_TYPES,
+    CredentialType,
+    Direction,
+    Reason,
+    VerdictStatus,
+)
 
 PolicyMode = Literal["log", "access"]
 
@@ -87,7 +93,7 @@ class Policy:
     def __init__(
         self,
         mode: PolicyMode = "log",
-        accept: Iterable[CredentialType] = tuple(CredentialType),
+        accept: Iterable[CredentialType] = GATE_CREDENTIAL_TYPES,
         *,
         held: Callable[[], HeldPolicy] = _no_policy,
         now: Callable[[], datetime] = _utc_now,

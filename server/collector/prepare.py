@@ -34,6 +34,7 @@ from protocol.messages import (
     parse_message,
 )
 from protocol.topics import Topic, parse_topic
+from protocol.verdicts import GATE_CREDENTIAL_TYPES
 from server.collector.latency import LatencyHistogram
 from server.collector.limits import GateLimiter
 from server.store.database import status_update, telemetry_update
@@ -191,6 +192,10 @@ def _prepare_event(
         # A registered gate's site is its registration's (its card could say any).
         detail = f"gate {device_id!r} is registered to another site than {event.site_id!r}"
         return _refused_event(message, device_id, "wrong_site", detail)
+    if event.credential_type not in GATE_CREDENTIAL_TYPES:
+        # A self check-in is made by the server's check-in page (server/checkin/), never a gate.
+        detail = "credential_type self is a self check-in's: a gate never sends it"
+        return _refused_event(message, device_id, "not_a_gate_kind", detail)
     problem = time_problem(event.ts, event.clock_synced, received_at())
     if problem is not None:
         return _refused_event(message, device_id, "bad_time", problem)

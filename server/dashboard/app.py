@@ -22,6 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from protocol.release import __version__
 from server.accounts.passwords import Hasher, LimitedHasher, PasswordHasher
 from server.accounts.users import Account, Accounts, Role
+from server.checkin.limits import CheckinLimits
+from server.checkin.routes import STATIC as CHECKIN_STATIC
+from server.checkin.routes import checkin_router
 from server.clock import Clock, utc_now
 from server.dashboard import api, auth
 from server.dashboard.apidocs import api_docs_router
@@ -127,6 +130,8 @@ def create_web_app(
 
     templates.env.globals["csrf_token"] = csrf_token
     app.state.templates = templates
+    # Before the dashboard's /static, which would otherwise answer for it (404).
+    app.mount("/static/checkin", StaticFiles(directory=CHECKIN_STATIC), name="checkin_static")
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(auth.router)
     app.include_router(api.router)
@@ -134,6 +139,7 @@ def create_web_app(
     app.include_router(pages.router)
     app.include_router(password_page.router)
     app.include_router(holder_routes.router)
+    app.include_router(_checkin_router(app.state.web, monotonic))
     app.include_router(_metrics_router(app.state.web, ingest))
     operators = auth.require_role(Role.MANAGER, technician=True)  # auth.GateOperator's
     app.include_router(preview_router(preview, operators, store, app.state.web.audit))
@@ -158,6 +164,28 @@ def _metrics_router(state: WebState, ingest: Ingest | None) -> APIRouter:
     )
 
     return metrics_router(metrics_registry(sources), _who_asks)
+
+
+def _checkin_router(state: WebState, monotonic: Callable[[], float]) -> APIRouter:
+    """`/c/{token}`, the self check-in page (server/checkin/), public: no login."""
+    from server.dashboard.csrf import csrf_token
+
+    settings = state.settings
+    limits = CheckinLimits(
+        per_address=settings.checkin_per_address_per_min,
+        per_phone=settings.checkin_per_phone_per_min,
+        daily_cap=settings.checkin_daily_cap,
+    )
+    return checkin_router(
+        state.store,
+        tz=settings.tz,
+        retention_days=settings.retention_days,
+        limits=limits,
+        clock=state.clock,
+        monotonic=monotonic,
+        client_address=auth.client_address,
+        csrf_token=csrf_token,
+    )
 
 
 def _who_asks(request: Request) -> Account | None:

@@ -64,6 +64,17 @@ class WebSettings(BaseModel):
         3.0, ge=0, le=60, description="How long such a hash waits for a turn before a 503."
     )
 
+    # The self check-in page's limits (server/checkin/; issue 18): over one, 429.
+    checkin_per_address_per_min: int = Field(
+        10, ge=1, description="Check-in attempts per client address per minute."
+    )
+    checkin_per_phone_per_min: int = Field(
+        1, ge=1, description="Check-ins per phone number, location and direction per minute."
+    )
+    checkin_daily_cap: int = Field(
+        2000, ge=1, description="Check-ins (in and out) per location per local day."
+    )
+
     # Updates from the dashboard (server/dashboard/rollout/): the signed bundles on offer, and
     # the address gates fetch them at (`RELEASES_URL/gatescan-V.release.tar`).
     releases_dir: Path | None = Field(

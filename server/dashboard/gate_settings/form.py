@@ -23,7 +23,7 @@ from firmware_config.errors import ConfigError, Problem
 from firmware_config.loader import config_with_pushed
 from firmware_config.pushed import PUSHABLE, PUSHED_SOURCE, check_pushed
 from firmware_config.schema import DecoderConfig, GateConfig, PolicyConfig
-from protocol.verdicts import CredentialType, Direction
+from protocol.verdicts import GATE_CREDENTIAL_TYPES, CredentialType, Direction
 
 Kind = Literal["choice", "yes_no", "number", "numbers", "kinds"]
 MANAGERS_ONLY = frozenset({"policy.mode", "policy.accept", "policy.record_raw_text"})
@@ -39,7 +39,7 @@ def _literal_choices(model: Any, name: str) -> tuple[str, ...]:
 KINDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "direction": ("choice", tuple(direction.value for direction in Direction)),
     "policy.mode": ("choice", _literal_choices(PolicyConfig, "mode")),
-    "policy.accept": ("kinds", tuple(kind.value for kind in CredentialType)),
+    "policy.accept": ("kinds", tuple(kind.value for kind in GATE_CREDENTIAL_TYPES)),
     "policy.record_raw_text": ("yes_no", YES_NO),
     "decoder.backend": ("choice", _literal_choices(DecoderConfig, "backend")),
     "decoder.repeat_window": ("number", ()),
