@@ -93,9 +93,7 @@ def read_declaration(form: Mapping[str, str], default: Direction) -> Reading:
     name = normal_name(values["name"])
     if not name:
         problems["name"] = "name.missing"
-    elif len(name) > NAME_FORM_MAX or name_problem(name) is not None:
-        problems["name"] = "name.invalid"
-    elif not any(ch.isalpha() for ch in name):
+    elif not _is_name(name):
         problems["name"] = "name.invalid"
     phone = normal_phone(values["phone"]) if values["phone"].strip() else None
     if not values["phone"].strip():
@@ -118,6 +116,11 @@ def read_declaration(form: Mapping[str, str], default: Direction) -> Reading:
     made = Declaration(name, phone, cccd, tuple(health), direction or default)
     assert len(name) <= NAME_MAX_CHARS
     return Reading(made, {}, values)
+
+
+def _is_name(name: str) -> bool:
+    fits = len(name) <= NAME_FORM_MAX and name_problem(name) is None
+    return fits and any(ch.isalpha() for ch in name)
 
 
 def subject_id(declaration: Declaration, site_secret: bytes) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -192,5 +191,3 @@ def _small(request: Request) -> bool:
 def _retention(lang: str, days: int | None) -> str:
     w = words(lang)
     return w["consent.retention_days"].format(days=days) if days else w["consent.retention_site"]
-
-

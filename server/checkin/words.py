@@ -76,7 +76,9 @@ EN: dict[str, str] = {
     "field.cccd": "ID card (CCCD) number (optional)",
     "field.cccd_hint": "12 digits",
     "health.title": "Health declaration (past 14 days)",
-    "health.symptoms": "Have you had fever, cough, shortness of breath, sore throat or lost taste/smell?",
+    "health.symptoms": (
+        "Have you had fever, cough, shortness of breath, sore throat or lost taste or smell?"
+    ),
     "health.contact": "Have you been in close contact with someone who has or may have COVID-19?",
     "health.travel": "Have you been to or through an area with an outbreak?",
     "answer.no": "No",

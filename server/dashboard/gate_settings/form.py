@@ -23,7 +23,7 @@ from firmware_config.errors import ConfigError, Problem
 from firmware_config.loader import config_with_pushed
 from firmware_config.pushed import PUSHABLE, PUSHED_SOURCE, check_pushed
 from firmware_config.schema import DecoderConfig, GateConfig, PolicyConfig
-from protocol.verdicts import GATE_CREDENTIAL_TYPES, CredentialType, Direction
+from protocol.verdicts import GATE_CREDENTIAL_TYPES, Direction
 
 Kind = Literal["choice", "yes_no", "number", "numbers", "kinds"]
 MANAGERS_ONLY = frozenset({"policy.mode", "policy.accept", "policy.record_raw_text"})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import URL
 
 from protocol.verdicts import CredentialType, Direction
+from server.accounts.users import Role
 from server.checkin.declaration import HEALTH_QUESTIONS
 from server.checkin.routes import checkin_url
 from server.clock import local_day_start
@@ -23,13 +25,13 @@ from server.store.presence import people_inside
 from tests.support.web import (
     BACKENDS,
     START,
+    Answer,
     MovableClock,
     bearer,
     both_backends,
     cccd_event,
     log_in,
 )
-from server.accounts.users import Role
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -47,7 +49,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Path | URL:
 
 @pytest.fixture
 def lobby(store: Store) -> Location:
-    return Locations(store.engine).add("Quầy lễ tân", site_id="hq", direction=Direction.IN, now=START)
+    return Locations(store.engine).add(
+        "Quầy lễ tân", site_id="hq", direction=Direction.IN, now=START
+    )
 
 
 def path_of(location: Location) -> str:
@@ -64,12 +68,25 @@ def open_form(client: TestClient, path: str) -> dict[str, str]:
 
 
 def check_in(
-    client: TestClient, path: str, *, name: str = NAME, phone: str = PHONE, cccd: str = "",
-    direction: str = "in", **extra: str,
-) -> object:
+    client: TestClient,
+    path: str,
+    *,
+    name: str = NAME,
+    phone: str = PHONE,
+    cccd: str = "",
+    direction: str = "in",
+    **extra: str,
+) -> Answer:
     form = open_form(client, path)
-    data = {**form, "name": name, "phone": phone, "cccd": cccd, "direction": direction,
-            **{f"health_{q}": "no" for q in HEALTH_QUESTIONS}, **extra}
+    data = {
+        **form,
+        "name": name,
+        "phone": phone,
+        "cccd": cccd,
+        "direction": direction,
+        **{f"health_{q}": "no" for q in HEALTH_QUESTIONS},
+        **extra,
+    }
     return client.post(path, data=data)
 
 
@@ -128,9 +145,9 @@ def test_a_check_in_is_an_entry_the_manager_sees_masked(
 def test_without_an_id_number_the_subject_is_a_keyed_hash_of_the_phone(
     client: TestClient, store: Store, lobby: Location, clock: MovableClock
 ) -> None:
-    assert check_in(client, path_of(lobby), phone="0901234567").status_code == 200  # type: ignore[attr-defined]
+    assert check_in(client, path_of(lobby), phone="0901234567").status_code == 200
     clock.advance(120)
-    assert check_in(client, path_of(lobby), phone="+84 901 234 567").status_code == 200  # type: ignore[attr-defined]
+    assert check_in(client, path_of(lobby), phone="+84 901 234 567").status_code == 200
     first, second = store.entries()
     assert first.subject_id == second.subject_id and first.subject_id.startswith("tel-")
     assert "901234567" not in first.subject_id
@@ -141,9 +158,11 @@ def test_tracing_finds_a_check_in_with_a_gate_s_entry_of_the_same_card(
 ) -> None:
     store.add_events([cccd_event(1, subject=CCCD, name=NAME, ts=START)], received_at=START)
     clock.advance(600)
-    assert check_in(client, path_of(lobby), cccd=CCCD).status_code == 200  # type: ignore[attr-defined]
+    assert check_in(client, path_of(lobby), cccd=CCCD).status_code == 200
     with TestClient(app) as api:
-        answer = api.get(f"/api/v1/people/{CCCD}/trace?window_min=60", headers=bearer(app, Role.MANAGER))
+        answer = api.get(
+            f"/api/v1/people/{CCCD}/trace?window_min=60", headers=bearer(app, Role.MANAGER)
+        )
     assert answer.status_code == 200, answer.text
     visits = answer.json()["visits"]
     assert sorted(visit["device_id"] for visit in visits) == sorted(["gate-1", lobby.location_id])
@@ -158,19 +177,17 @@ def test_a_check_out_counts_the_person_out(
         assert [p.person for p in people_inside(conn, since, "hq")] == [CCCD]
     clock.advance(60)
     out = check_in(client, path_of(lobby), cccd=CCCD, direction="out")
-    assert out.status_code == 200 and "check-out" in out.text  # type: ignore[attr-defined]
+    assert out.status_code == 200 and "check-out" in out.text
     with store.engine.connect() as conn:
         assert list(people_inside(conn, since, "hq")) == []
     clock.advance(60)
-    assert check_in(client, path_of(lobby), phone="0987654321").status_code == 200  # type: ignore[attr-defined]
+    assert check_in(client, path_of(lobby), phone="0987654321").status_code == 200
     with store.engine.connect() as conn:
         [inside] = people_inside(conn, since, "hq")
     assert inside.credential_type == "self" and inside.person.startswith("tel-")
 
 
-def clock_tz():  # type: ignore[no-untyped-def]
-    from zoneinfo import ZoneInfo
-
+def clock_tz() -> ZoneInfo:
     return ZoneInfo("Asia/Ho_Chi_Minh")
 
 
@@ -179,8 +196,8 @@ def test_bad_input_is_shown_again_with_the_values_kept_and_never_as_markup(
 ) -> None:
     markup = '<script>alert("x")</script>'
     answer = check_in(client, path_of(lobby), name=markup, phone="12<b>3", cccd="12")
-    assert answer.status_code == 400  # type: ignore[attr-defined]
-    text = answer.text  # type: ignore[attr-defined]
+    assert answer.status_code == 400
+    text = answer.text
     assert "<script>alert" not in text and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in text
     assert "12&lt;b&gt;3" in text and "<b>3" not in text
     assert "Họ tên chỉ gồm chữ cái" in text and "Số điện thoại không hợp lệ" in text
@@ -191,12 +208,17 @@ def test_bad_input_is_shown_again_with_the_values_kept_and_never_as_markup(
 def test_a_post_without_the_form_s_cookie_or_stamp_records_nothing(
     app: FastAPI, client: TestClient, store: Store, lobby: Location, clock: MovableClock
 ) -> None:
-    data = {"name": NAME, "phone": PHONE, "direction": "in",
-            **{f"health_{q}": "no" for q in HEALTH_QUESTIONS}}
+    data = {
+        "name": NAME,
+        "phone": PHONE,
+        "direction": "in",
+        **{f"health_{q}": "no" for q in HEALTH_QUESTIONS},
+    }
     with TestClient(app) as elsewhere:  # another site's page posting: no cookie of ours
         assert elsewhere.post(path_of(lobby), data=data).status_code == 403
     form = open_form(client, path_of(lobby))
-    assert client.post(path_of(lobby), data={**data, "csrf_token": form["csrf_token"]}).status_code == 400
+    unstamped = {**data, "csrf_token": form["csrf_token"]}
+    assert client.post(path_of(lobby), data=unstamped).status_code == 400
     clock.advance(3 * 3600)
     late = client.post(path_of(lobby), data={**data, **form})
     assert late.status_code == 400 and "hết hạn" in late.text and NAME in late.text
@@ -206,18 +228,18 @@ def test_a_post_without_the_form_s_cookie_or_stamp_records_nothing(
 def test_the_rate_limits_answer_429(
     app: FastAPI, client: TestClient, store: Store, lobby: Location, clock: MovableClock
 ) -> None:
-    assert check_in(client, path_of(lobby)).status_code == 200  # type: ignore[attr-defined]
+    assert check_in(client, path_of(lobby)).status_code == 200
     again = check_in(client, path_of(lobby))
-    assert again.status_code == 429 and "Quá nhiều lượt gửi" in again.text  # type: ignore[attr-defined]
-    assert int(again.headers["retry-after"]) <= 60  # type: ignore[attr-defined]
-    assert check_in(client, path_of(lobby), direction="out").status_code == 200  # type: ignore[attr-defined]
+    assert again.status_code == 429 and "Quá nhiều lượt gửi" in again.text
+    assert int(again.headers["retry-after"]) <= 60
+    assert check_in(client, path_of(lobby), direction="out").status_code == 200
     for n in range(7):  # 10 attempts a minute from one address, accepted or not
         check_in(client, path_of(lobby), phone=f"09876543{n:02d}")
     flood = check_in(client, path_of(lobby), phone="0912345678")
-    assert flood.status_code == 429  # type: ignore[attr-defined]
+    assert flood.status_code == 429
     assert store.count_entries() == 9
     clock.advance(61)
-    assert check_in(client, path_of(lobby), phone="0912345678").status_code == 200  # type: ignore[attr-defined]
+    assert check_in(client, path_of(lobby), phone="0912345678").status_code == 200
 
 
 def test_the_daily_cap_refuses_more_check_ins_at_a_location(
@@ -228,18 +250,23 @@ def test_the_daily_cap_refuses_more_check_ins_at_a_location(
     from server.dashboard.settings import WebSettings
 
     capped = create_web_app(
-        store, WebSettings(checkin_daily_cap=2), clock=clock, monotonic=clock.monotonic,
+        store,
+        WebSettings(checkin_daily_cap=2),
+        clock=clock,
+        monotonic=clock.monotonic,
         hasher=PasswordHasher(n=2**12, p=1),
     )
     with TestClient(capped) as client:
         for phone in ("0901000001", "0901000002"):
-            assert check_in(client, path_of(lobby), phone=phone).status_code == 200  # type: ignore[attr-defined]
+            assert check_in(client, path_of(lobby), phone=phone).status_code == 200
         full = check_in(client, path_of(lobby), phone="0901000003")
-        assert full.status_code == 429 and "đủ lượt khai báo" in full.text  # type: ignore[attr-defined]
-        other = Locations(store.engine).add("Cổng sau", site_id="hq", direction=Direction.OUT, now=START)
-        assert check_in(client, path_of(other), phone="0901000003").status_code == 200  # type: ignore[attr-defined]
+        assert full.status_code == 429 and "đủ lượt khai báo" in full.text
+        other = Locations(store.engine).add(
+            "Cổng sau", site_id="hq", direction=Direction.OUT, now=START
+        )
+        assert check_in(client, path_of(other), phone="0901000003").status_code == 200
         clock.advance(24 * 3600)
-        assert check_in(client, path_of(lobby), phone="0901000003").status_code == 200  # type: ignore[attr-defined]
+        assert check_in(client, path_of(lobby), phone="0901000003").status_code == 200
 
 
 def test_nothing_personal_is_logged(
