@@ -13,9 +13,18 @@ import json
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from firmware_config.errors import PASSWORD_HOMES
@@ -150,6 +159,25 @@ class DecoderConfig(Section):
     )
 
 
+_GATE_KINDS = tuple(kind.value for kind in GATE_CREDENTIAL_TYPES)
+
+
+def _gate_kind(value: Any) -> Any:
+    """A kind of code a gate reads: never `self`, a self check-in's (server/checkin/), which a
+    gate neither reads nor accepts; refused as any unknown kind is, with the gate's choices."""
+    if isinstance(value, str) and value in _GATE_KINDS:
+        return value
+    expected = ", ".join(f"'{kind}'" for kind in _GATE_KINDS[:-1]) + f" or '{_GATE_KINDS[-1]}'"
+    raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+
+
+GateKind = Annotated[
+    CredentialType,
+    BeforeValidator(_gate_kind),
+    WithJsonSchema({"type": "string", "enum": list(_GATE_KINDS)}),
+]
+
+
 class PolicyConfig(Section):
     mode: Literal["log", "access"] = Field(
         "log",
@@ -158,7 +186,7 @@ class PolicyConfig(Section):
             "the site's allow list names, deny the rest (the site policy the server sends)."
         ),
     )
-    accept: list[CredentialType] = Field(
+    accept: list[GateKind] = Field(
         default_factory=lambda: [CredentialType.CCCD, CredentialType.PASS, CredentialType.RAW],
         min_length=1,
         description="Kinds of code the gate accepts.",
@@ -172,8 +200,6 @@ class PolicyConfig(Section):
     def _each_kind_once(cls, kinds: list[CredentialType]) -> list[CredentialType]:
         seen: set[CredentialType] = set()
         for kind in kinds:
-            if kind not in GATE_CREDENTIAL_TYPES:
-                raise ValueError(f"'{kind.value}' is a self check-in's, not a kind a gate reads")
             if kind in seen:
                 raise ValueError(f"'{kind.value}' is listed twice")
             seen.add(kind)

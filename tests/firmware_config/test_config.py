@@ -1,5 +1,6 @@
 """The gate config: defaults, TOML and YAML, flags, secrets, and errors a technician can fix."""
 
+import json
 import socket
 import textwrap
 from pathlib import Path
@@ -723,3 +724,19 @@ def test_a_door_config_loads(tmp_path: Path) -> None:
     door = load_config(write(tmp_path, "gate.toml", text), env={}).indicator.door
 
     assert (door.fail, door.fire_alarm_pin, door.release_button_pin) == ("safe", 5, 6)
+
+
+def test_a_gate_never_accepts_self_check_ins(tmp_path: Path) -> None:
+    """`self` is a self check-in's credential type (server/checkin/): no gate reads it, so its
+    config refuses it as any unknown kind, and never lists it among the choices."""
+    from firmware_config.schema import PolicyConfig
+    from protocol.verdicts import GATE_CREDENTIAL_TYPES
+
+    assert CredentialType.SELF not in GATE_CREDENTIAL_TYPES
+    assert set(CredentialType) - set(GATE_CREDENTIAL_TYPES) == {CredentialType.SELF}
+    with pytest.raises(ValueError, match="'cccd', 'pass' or 'raw'"):
+        PolicyConfig(accept=["self"])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        PolicyConfig(accept=[CredentialType.SELF])
+    schema = PolicyConfig.model_json_schema()
+    assert "self" not in json.dumps(schema)
