@@ -30,6 +30,10 @@ PUBLIC_ROUTES = {
     ("GET", "/pass"),
     ("GET", "/pass/"),
     ("GET", "/pass/{name}"),
+    # The self check-in page a location's poster opens (server/checkin/): a form, and a
+    # check-in recorded; its token names the location, its limits are per address and phone.
+    ("GET", "/c/{token}"),
+    ("POST", "/c/{token}"),
     # A scraper's, protected by a metrics token: 401, never the login page
     # (tests/server/metrics/test_routes.py).
     ("GET", "/metrics"),

@@ -230,6 +230,9 @@ PATH_VALUES = {
     "device_id": GATE_A,
     "name": "index.html",
     "alert_id": "1",  # site A's alert (seed)
+    # The check-in page's (server/checkin/): a poster's token of no location, so a 404 page,
+    # public; tests/server/checkin/ tests it with real locations.
+    "token": "loc-aaaaaaaaaa.AAAAAAAAAAAAAAAAAAAAAA",
 }
 # The queries that show the most; every GET route is asked with "" too.
 GET_QUERIES = {
