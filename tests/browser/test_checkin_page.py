@@ -1,0 +1,152 @@
+"""The self check-in page on a phone (issue 18): Chromium with a Pixel 5's viewport and touch
+opens a location's poster URL, fills the form by tapping, sees "Đã ghi nhận", and the manager
+sees the entry on /entries, masked; an altered poster is refused. The page's weight and its
+first paint under a slow 3G link (Chromium's network emulation over CDP) are measured and
+printed."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from protocol.verdicts import CredentialType, Direction
+from server.checkin.routes import checkin_url
+from server.locations.records import Location, Locations
+from tests.support.browser import PageWatch, screenshot
+from tests.support.browser_site import Site
+
+# Playwright's "Pixel 5" descriptor, written out: the suite's browser fixture has no handle on
+# Playwright's device list.
+PIXEL_5 = {
+    "user_agent": (
+        "Mozilla/5.0 (Linux; Android 11; Pixel 5) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Mobile Safari/537.36"
+    ),
+    "viewport": {"width": 393, "height": 727},
+    "screen": {"width": 393, "height": 851},
+    "device_scale_factor": 2.75,
+    "is_mobile": True,
+    "has_touch": True,
+}
+# Chrome DevTools' "Slow 3G" as the brief puts it: 400 kbit/s each way, 400 ms round trips.
+SLOW_3G = {
+    "offline": False,
+    "latency": 400,
+    "downloadThroughput": 400 * 1000 / 8,
+    "uploadThroughput": 400 * 1000 / 8,
+}
+NAME = "Hồ Thị Thu Uyên"
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[tuple[BrowserContext, Page, PageWatch]]:
+    context = browser.new_context(**PIXEL_5, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh")  # type: ignore[arg-type]
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    watch = PageWatch(page)
+    try:
+        yield context, page, watch
+    finally:
+        context.close()
+    assert watch.dialogs == [] and watch.errors == [], (watch.dialogs, watch.errors)
+
+
+def location(site: Site, name: str) -> Location:
+    now = datetime.now(UTC)
+    return Locations(site.store.engine).add(name, site_id="hq", direction=Direction.IN, now=now)
+
+
+def a_phone_number() -> str:
+    return "09" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+def test_a_phone_checks_in_and_the_manager_sees_the_entry(
+    phone: tuple[BrowserContext, Page, PageWatch],
+    manager_page: tuple[Page, PageWatch],
+    site: Site,
+) -> None:
+    _, page, _ = phone
+    stall = location(site, "Chợ Bến Thành, sạp 12")
+    page.goto(checkin_url(site.url, stall.token))
+    expect(page.locator("h1")).to_have_text("Chợ Bến Thành, sạp 12")
+    assert page.evaluate("window.innerWidth") == 393
+    assert page.evaluate("matchMedia('(pointer: coarse)').matches")
+    page.locator("#name").tap()
+    page.fill("#name", NAME)
+    page.fill("#phone", a_phone_number())
+    for question in ("symptoms", "contact", "travel"):
+        page.locator(f"input[name=health_{question}][value=no]").tap()
+    screenshot(page, "checkin-form-pixel5")
+    page.locator("button[value=in]").tap()
+    expect(page.locator("h1")).to_have_text("Đã ghi nhận")
+    expect(page.locator(".done")).to_contain_text("Chợ Bến Thành, sạp 12")
+    screenshot(page, "checkin-recorded-pixel5")
+    [entry] = [e for e in site.store.entries() if e.device_id == stall.location_id]
+    assert entry.credential_type is CredentialType.SELF and entry.subject_name == NAME
+
+    manager, _ = manager_page
+    manager.goto(f"{site.url}/entries?gate={stall.location_id}")
+    table = manager.locator("main")
+    expect(table).to_contain_text(stall.location_id)
+    expect(table).to_contain_text("H*** T*** T*** U***")
+    assert NAME not in manager.content()
+
+
+def test_an_altered_poster_is_refused_on_the_phone(
+    phone: tuple[BrowserContext, Page, PageWatch], site: Site
+) -> None:
+    _, page, watch = phone
+    watch.expected.add(404)
+    lobby = location(site, "Quầy lễ tân")
+    location_id, signature = lobby.token.split(".")
+    altered = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    answer = page.goto(f"{site.url}/c/{location_id}.{altered}")
+    assert answer is not None and answer.status == 404
+    expect(page.locator("h1")).to_have_text("Mã QR này không còn hiệu lực")
+
+
+def test_the_page_s_weight_and_first_paint_on_slow_3g(
+    phone: tuple[BrowserContext, Page, PageWatch], site: Site
+) -> None:
+    context, page, _ = phone
+    gate = location(site, "Cổng phụ")
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+    cdp.send("Network.emulateNetworkConditions", SLOW_3G)
+    page.goto(checkin_url(site.url, gate.token), wait_until="load")
+    figures = page.evaluate(
+        """() => new Promise(done => {
+            const paints = {};
+            new PerformanceObserver(list => {
+                for (const p of list.getEntries()) paints[p.name] = p.startTime;
+                if (!('first-contentful-paint' in paints)) return;
+                const nav = performance.getEntriesByType('navigation')[0];
+                done({
+                    html: nav.transferSize, html_body: nav.decodedBodySize,
+                    resources: performance.getEntriesByType('resource').map(
+                        r => [r.name, r.transferSize, r.decodedBodySize]),
+                    fp: paints['first-paint'] ?? paints['first-contentful-paint'],
+                    fcp: paints['first-contentful-paint'],
+                    load: nav.loadEventEnd,
+                });
+            }).observe({type: 'paint', buffered: true});
+        })"""
+    )
+    total = figures["html"] + sum(size for _, size, _ in figures["resources"])
+    print(
+        f"\ncheck-in page on slow 3G (400 kbit/s, 400 ms): {total} B transferred "
+        f"(HTML {figures['html']} B, body {figures['html_body']} B; "
+        + ", ".join(f"{name.rsplit('/', 1)[-1]} {size} B" for name, size, _ in figures["resources"])
+        + f"); first paint {figures['fp']:.0f} ms, first contentful paint {figures['fcp']:.0f} ms,"
+        f" load {figures['load']:.0f} ms"
+    )
+    assert total < 30 * 1024, "a page of a few tens of KB at most"
+    assert [name for name, _, _ in figures["resources"]] == [
+        f"{site.url}/static/checkin/checkin.css"
+    ], "one CSS file, no script"
+    assert figures["fcp"] < 5000
