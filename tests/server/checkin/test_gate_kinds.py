@@ -23,7 +23,7 @@ def test_gates_read_every_kind_but_self() -> None:
     assert set(CredentialType) - set(GATE_CREDENTIAL_TYPES) == {CredentialType.SELF}
     assert PolicyConfig().accept == list(GATE_CREDENTIAL_TYPES)
     for refused in (["self"], ["cccd", "self"]):
-        with pytest.raises(ValueError, match="expected one of|Input should be 'cccd'"):
+        with pytest.raises(ValueError, match="'cccd', 'pass' or 'raw'"):
             PolicyConfig.model_validate({"accept": refused})
     assert "self" not in json.dumps(PolicyConfig.model_json_schema())
 
