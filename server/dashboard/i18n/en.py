@@ -173,6 +173,7 @@ MESSAGES: dict[str, str] = {
     "credential.cccd": "ID card",
     "credential.pass": "Pass",
     "credential.raw": "Other code",
+    "credential.self": "Self check-in",
     # entries
     "entries.title": "Entries",
     "entries.filters": "Filters",

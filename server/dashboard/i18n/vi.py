@@ -175,6 +175,7 @@ MESSAGES: dict[str, str] = {
     "credential.cccd": "CCCD",
     "credential.pass": "Thẻ ra vào",
     "credential.raw": "Mã khác",
+    "credential.self": "Tự khai báo",
     # entries
     "entries.title": "Lượt ra vào",
     "entries.filters": "Bộ lọc",

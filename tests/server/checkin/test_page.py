@@ -140,6 +140,7 @@ def test_a_check_in_is_an_entry_the_manager_sees_masked(
         assert "Đ*** T*** Á*** N***" in page.text and NAME not in page.text
         assert lobby.location_id in page.text and "+84901234567" not in page.text
         assert "****4567" in page.text, "the phone's last 4 digits, as a code text is masked"
+        assert "Tự khai báo" in page.text and "********2345" in page.text
 
 
 def test_without_an_id_number_the_subject_is_a_keyed_hash_of_the_phone(
