@@ -30,6 +30,11 @@ class AlertRules(BaseModel):
     dead_letters_10min: int = Field(50, ge=1, description="refused messages in 10 minutes")
     failed_logins_10min: int = Field(30, ge=1, description="failed logins in 10 minutes")
     expiry_days: int = Field(30, ge=1, description="a certificate or key ends within")
+    # The self check-in page refuses a location's check-ins past its daily cap (issue 18;
+    # the dashboard's `checkin_daily_cap`, 2,000 by default): keep the two equal.
+    checkins_per_location_day: int = Field(
+        2000, ge=1, description="a check-in location's check-ins today (its daily cap)"
+    )
 
 
 @dataclass(frozen=True)
@@ -53,17 +58,28 @@ class Expiring:
 
 
 @dataclass(frozen=True)
+class CheckinsToday:
+    """One self check-in location's check-ins (in and out) since the site's midnight. A
+    location is not a device: it is never offline and raises no gate's alerts."""
+
+    location_id: str
+    site_id: str
+    count: int
+
+
+@dataclass(frozen=True)
 class Snapshot:
     gates: list[GateView] = field(default_factory=list)
     dead_letters_10min: int = 0
     failed_logins_10min: int = 0
     expiring: list[Expiring] = field(default_factory=list)
+    checkins: list[CheckinsToday] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Problem:
     key: str
-    kind: str  # offline, fault, clock, outbox, dead_letters, logins, expiry
+    kind: str  # offline, fault, clock, outbox, dead_letters, logins, expiry, checkin_cap
     site_id: str
     device_id: str
     for_s: float  # how long it must last before it is told
@@ -93,6 +109,17 @@ def find_problems(snapshot: Snapshot, rules: AlertRules, now: datetime) -> list[
                 f"{count} lần đăng nhập sai vào bảng điều khiển trong 10 phút",
             )
         )  # fmt: skip
+    for place in snapshot.checkins:
+        if place.count >= rules.checkins_per_location_day:
+            found.append(
+                Problem(
+                    f"checkin_cap:{place.location_id}", "checkin_cap", place.site_id, "", 0.0,
+                    f"check-in location {place.location_id} reached {place.count} check-ins "
+                    "today: more are refused until midnight",
+                    f"điểm khai báo {place.location_id} đã đạt {place.count} lượt hôm nay: "
+                    "các lượt sau bị từ chối đến nửa đêm",
+                )
+            )  # fmt: skip
     for item in snapshot.expiring:
         days = (item.ends_at - now).total_seconds() / 86400
         if days < rules.expiry_days:

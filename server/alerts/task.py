@@ -22,9 +22,11 @@ from zoneinfo import ZoneInfo
 from cryptography import x509
 from sqlalchemy import func, select
 
+from protocol.verdicts import CredentialType
 from server.alerts.delivery import AlertDispatcher, Route
 from server.alerts.rules import (
     AlertRules,
+    CheckinsToday,
     Expiring,
     GateView,
     Problem,
@@ -32,10 +34,11 @@ from server.alerts.rules import (
     find_problems,
 )
 from server.alerts.tracker import CLEAR_AFTER_S, Alert, AlertTracker, Change
+from server.clock import local_day_start
 from server.dashboard.reports.fleet import fleet_status
 from server.store.alerts import AlertRow, AlertRows, TrackedAlert
 from server.store.database import Store
-from server.store.tables import audit_log_table, dead_letters_table
+from server.store.tables import audit_log_table, dead_letters_table, entries_table
 
 log = logging.getLogger("gatescan.alerts")
 
@@ -80,7 +83,19 @@ def look(
             expiring.append(Expiring("the installation's CA", "", certificate.not_valid_after_utc))
         except (OSError, ValueError) as exc:
             log.warning("alerts: the CA %s cannot be read (%s)", ca_file, exc)
-    return Snapshot(gates, int(refused), int(failed), expiring)
+    return Snapshot(gates, int(refused), int(failed), expiring, checkins_today(store, now, tz))
+
+
+def checkins_today(store: Store, now: datetime, tz: ZoneInfo) -> list[CheckinsToday]:
+    """Each self check-in location's entries since the site's midnight (issue 18)."""
+    c = entries_table.c
+    query = (
+        select(c.device_id, c.site_id, func.count())
+        .where(c.ts >= local_day_start(now, tz), c.credential_type == CredentialType.SELF.value)
+        .group_by(c.device_id, c.site_id)
+    )
+    with store.engine.connect() as conn:
+        return [CheckinsToday(str(d), str(s), int(n)) for d, s, n in conn.execute(query)]
 
 
 class AlertTask:

@@ -190,3 +190,20 @@ def test_a_mail_server_without_starttls_is_refused_not_sent_in_clear() -> None:
     finally:
         controller.stop()
     assert inbox.messages == []
+
+
+def test_a_check_in_location_at_its_daily_cap_is_a_problem_of_its_site() -> None:
+    from server.alerts.rules import CheckinsToday
+
+    rules = AlertRules(checkins_per_location_day=100)
+    snapshot = Snapshot(
+        checkins=[
+            CheckinsToday("loc-aaaaaaaaaa", "hq", 100),
+            CheckinsToday("loc-bbbbbbbbbb", "hq", 99),
+        ]
+    )
+    [problem] = find_problems(snapshot, rules, NOW)
+    assert problem.key == "checkin_cap:loc-aaaaaaaaaa" and problem.site_id == "hq"
+    assert problem.kind == "checkin_cap" and problem.device_id == "", "a location is no device"
+    assert "loc-aaaaaaaaaa" in problem.summary_en and "loc-aaaaaaaaaa" in problem.summary_vi
+    assert find_problems(Snapshot(), AlertRules(), NOW) == []

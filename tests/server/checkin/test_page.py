@@ -16,6 +16,8 @@ from sqlalchemy import URL
 
 from protocol.verdicts import CredentialType, Direction
 from server.accounts.users import Role
+from server.alerts.rules import AlertRules, find_problems
+from server.alerts.task import look
 from server.checkin.declaration import HEALTH_QUESTIONS
 from server.checkin.routes import checkin_url
 from server.clock import local_day_start
@@ -262,6 +264,10 @@ def test_the_daily_cap_refuses_more_check_ins_at_a_location(
             assert check_in(client, path_of(lobby), phone=phone).status_code == 200
         full = check_in(client, path_of(lobby), phone="0901000003")
         assert full.status_code == 429 and "đủ lượt khai báo" in full.text
+        snapshot = look(store, clock(), 120, clock_tz())
+        assert snapshot.gates == [] and store.devices() == [], "a location is not a device"
+        [alert] = find_problems(snapshot, AlertRules(checkins_per_location_day=2), clock())
+        assert alert.key == f"checkin_cap:{lobby.location_id}" and alert.site_id == "hq"
         other = Locations(store.engine).add(
             "Cổng sau", site_id="hq", direction=Direction.OUT, now=START
         )
