@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from gatescan.testing.samples import cccd_payload
 from protocol.verdicts import CredentialType, Direction
 from server.checkin.routes import checkin_url
 from server.locations.records import Location, Locations
-from tests.support.browser import PageWatch, screenshot
+from tests.support.browser import LOBBY, PageWatch, screenshot
 from tests.support.browser_site import Site
 
 # Playwright's "Pixel 5" descriptor, written out: the suite's browser fixture has no handle on
@@ -40,6 +41,8 @@ SLOW_3G = {
     "uploadThroughput": 400 * 1000 / 8,
 }
 NAME = "Hồ Thị Thu Uyên"
+CCCD = "079196012468"
+CARD = cccd_payload(CCCD, NAME, "12061996", "Nữ", "Quận 3, TP. Hồ Chí Minh", "01032021")
 
 
 @pytest.fixture
@@ -64,13 +67,14 @@ def a_phone_number() -> str:
     return "09" + "".join(secrets.choice("0123456789") for _ in range(8))
 
 
-def test_a_phone_checks_in_and_the_manager_sees_the_entry(
+def test_a_phone_checks_in_and_the_manager_sees_the_entry_and_traces_it(
     phone: tuple[BrowserContext, Page, PageWatch],
     manager_page: tuple[Page, PageWatch],
     site: Site,
 ) -> None:
     _, page, _ = phone
     stall = location(site, "Chợ Bến Thành, sạp 12")
+    site.show_and_wait(LOBBY, CARD)  # the same person's card at a gate first
     page.goto(checkin_url(site.url, stall.token))
     expect(page.locator("h1")).to_have_text("Chợ Bến Thành, sạp 12")
     assert page.evaluate("window.innerWidth") == 393
@@ -78,6 +82,7 @@ def test_a_phone_checks_in_and_the_manager_sees_the_entry(
     page.locator("#name").tap()
     page.fill("#name", NAME)
     page.fill("#phone", a_phone_number())
+    page.fill("#cccd", CCCD)
     for question in ("symptoms", "contact", "travel"):
         page.locator(f"input[name=health_{question}][value=no]").tap()
     screenshot(page, "checkin-form-pixel5")
@@ -87,6 +92,7 @@ def test_a_phone_checks_in_and_the_manager_sees_the_entry(
     screenshot(page, "checkin-recorded-pixel5")
     [entry] = [e for e in site.store.entries() if e.device_id == stall.location_id]
     assert entry.credential_type is CredentialType.SELF and entry.subject_name == NAME
+    assert entry.subject_id == CCCD
 
     manager, _ = manager_page
     manager.goto(f"{site.url}/entries?gate={stall.location_id}")
@@ -94,6 +100,13 @@ def test_a_phone_checks_in_and_the_manager_sees_the_entry(
     expect(table).to_contain_text(stall.location_id)
     expect(table).to_contain_text("H*** T*** T*** U***")
     assert NAME not in manager.content()
+    manager.goto(f"{site.url}/tracing")
+    manager.fill("#tr-subject", CCCD)
+    manager.click("#tracing-form button")
+    visits = manager.locator("#visits-table")
+    expect(visits).to_contain_text(stall.location_id)
+    expect(visits).to_contain_text(LOBBY)
+    screenshot(manager, "checkin-traced-with-a-gate")
 
 
 def test_an_altered_poster_is_refused_on_the_phone(
