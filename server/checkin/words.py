@@ -7,7 +7,7 @@ LANGUAGES = ("vi", "en")
 
 VI: dict[str, str] = {
     "title": "Khai báo ra vào",
-    "site": "Địa điểm",
+    "site": "Cơ sở",
     "consent.title": "Thông tin được lưu",
     "consent.what": (
         "Chúng tôi lưu họ tên, số điện thoại, số CCCD (nếu bạn nhập), câu trả lời khai báo y tế, "

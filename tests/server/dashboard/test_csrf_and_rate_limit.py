@@ -28,7 +28,13 @@ def test_every_state_changing_route_refuses_a_session_request_without_the_token(
 ) -> None:
     csrf = log_in(client, "admin")
     for method, path in _state_changing_routes(app):
-        url = path.format(subject_id="079190000001", lang="en", device_id="gate-1", alert_id="1")
+        url = path.format(
+            subject_id="079190000001",
+            lang="en",
+            device_id="gate-1",
+            alert_id="1",
+            token="loc-aaaaaaaaaa.AAAAAAAAAAAAAAAAAAAAAA",  # the self check-in page's (a 404)
+        )
         for data in ({}, {"csrf_token": "forged"}, {"csrf_token": csrf + "x"}):
             answer = client.request(method, url, data=data)
             assert answer.status_code == 403, (method, path, data)
