@@ -50,6 +50,7 @@ from gatescan.options import (
 from server.clock import utc_now
 
 if TYPE_CHECKING:
+    from server.locations.records import Location
     from server.store.audit import AuditAction
     from server.store.database import Store
     from server.store.gates import GateRecord, GateRegistry
@@ -699,7 +700,7 @@ def _poster_paths(args: argparse.Namespace) -> None:
                           " .svg (print it from a browser; no PDF here)")  # fmt: skip
 
 
-def _write_poster(args: argparse.Namespace, location: object, url: str) -> None:
+def _write_poster(args: argparse.Namespace, location: Location, url: str) -> None:
     from server.locations.posters import poster_svg, qr_png
 
     try:
@@ -707,7 +708,7 @@ def _write_poster(args: argparse.Namespace, location: object, url: str) -> None:
             args.qr.write_bytes(qr_png(url))
             print(f"  QR written to {args.qr}")
         if args.poster is not None:
-            args.poster.write_text(poster_svg(location, url, args.size), encoding="utf-8")  # type: ignore[arg-type]
+            args.poster.write_text(poster_svg(location, url, args.size), encoding="utf-8")
             print(f"  poster ({args.size.upper()}) written to {args.poster}")
     except OSError as exc:
         raise CommandStop(EXIT_FAILED, f"cannot write {exc.filename}: {exc.strerror}") from None

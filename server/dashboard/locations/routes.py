@@ -146,8 +146,8 @@ def locations_router(
         found = mine(account, location_id)
         if size not in POSTER_SIZES:
             raise HTTPException(400, "size: a4 or a5")
-        svg = poster_svg(found, url_of(found), size)  # type: ignore[arg-type]
-        name = poster_file_name(found.location_id, "svg", size)  # type: ignore[arg-type]
+        svg = poster_svg(found, url_of(found), size)
+        name = poster_file_name(found.location_id, "svg", size)
         return _download(svg.encode("utf-8"), "image/svg+xml; charset=utf-8", name)
 
     return router
