@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the gate's and the server's packages load when the demo run
     from gatescan.testing.broker import LocalBroker
     from server.app import Server
     from server.collector.service import Collector
+    from server.store.database import Store
 
 ENTRANCE_ID = "demo-gate-in"
 EXIT_ID = "demo-gate-out"
@@ -166,6 +167,9 @@ def _run_site(
     write_replay_folder(replay / ENTRANCE_ID, site.entrance)
     write_replay_folder(replay / EXIT_ID, site.exit)
     _print_banner(out, broker, data_dir, db_file, server.url, site.phone_link)
+    if server.url is not None:
+        url, poster = demo_location(server.store, data_dir, server.url)
+        print(f"  self check-in poster: {poster} (its QR opens {url})", file=out, flush=True)
     timer = threading.Timer(seconds, stop.set)
     timer.daemon = True  # Ctrl-C before the time is up must not wait for it
     if seconds > 0:
@@ -272,12 +276,15 @@ def build_demo_server(db_file: Path, broker: LocalBroker, out: TextIO) -> Server
     from server.app import CollectorLogin, Listen, ServerOptions, build_server
     from server.dashboard.settings import WebSettings
 
+    # The dashboard's own address is the demo's public one (the check-in posters'): its port
+    # chosen now, so the dashboard's settings can name it.
+    port = free_port(DASHBOARD_HOST, DASHBOARD_PORT)
     options = ServerOptions(
         db_url=f"sqlite:///{db_file}",
         collector=CollectorLogin(broker.url, client_id="gatescan-demo-collector"),
         # The demo gate sends telemetry every 5 s: flag it after 30 s of silence, not 120.
-        dashboard=WebSettings(offline_after_s=30),
-        listen=Listen(DASHBOARD_HOST, DASHBOARD_PORT, any_port_if_taken=True),
+        dashboard=WebSettings(offline_after_s=30, public_url=f"http://{DASHBOARD_HOST}:{port}"),
+        listen=Listen(DASHBOARD_HOST, port, any_port_if_taken=True),
         web_log_level="warning",
     )
     try:
@@ -330,6 +337,39 @@ def report_collector(
             file=out,
             flush=True,
         )
+
+
+def free_port(host: str, port: int) -> int:
+    """`port` if nothing listens there now, else one the system has free."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def demo_location(store: Store, data_dir: Path, public_url: str) -> tuple[str, Path]:
+    """The demo site's self check-in location (issue 18; made once, kept by a later run on the
+    same data) and its poster, written to the data folder: its check-in URL and the poster."""
+    from protocol.verdicts import Direction
+    from server.clock import utc_now
+    from server.locations.posters import poster_svg, qr_png
+    from server.locations.records import Locations
+    from server.locations.urls import checkin_url
+
+    rows = Locations(store.engine)
+    found = [place for place in rows.listed(frozenset({SITE_ID})) if place.enabled]
+    place = found[0] if found else rows.add(
+        "Quầy lễ tân (demo)", site_id=SITE_ID, direction=Direction.IN, now=utc_now()
+    )  # fmt: skip
+    url = checkin_url(public_url, place)
+    poster = data_dir / "checkin-poster.svg"
+    poster.write_text(poster_svg(place, url), encoding="utf-8")
+    (data_dir / "checkin-qr.png").write_bytes(qr_png(url))
+    return url, poster
 
 
 def _print_banner(

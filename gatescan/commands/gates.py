@@ -50,6 +50,7 @@ from gatescan.options import (
 from server.clock import utc_now
 
 if TYPE_CHECKING:
+    from server.locations.records import Location
     from server.store.audit import AuditAction
     from server.store.database import Store
     from server.store.gates import GateRecord, GateRegistry
@@ -109,6 +110,7 @@ def add_parser(commands: Commands[argparse.ArgumentParser]) -> None:
     deliver.add_argument(
         "events_file", type=Path, metavar="FILE", help="JSON Lines, as `journal export` writes"
     )
+    add_location_parser(commands)
 
 
 def _action(
@@ -625,3 +627,184 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     return run_on_store(args, command)
+
+
+# --- location: self check-in posters (issue 18) -------------------------------------------------
+
+
+def add_location_parser(commands: Commands[argparse.ArgumentParser]) -> None:
+    """`gatescan location add|list|disable|enable|rekey`: a self check-in location is the gate of
+    a poster (its id is the "gate" its entries name), so its commands sit with the gates'."""
+    from server.locations.posters import POSTER_SIZES
+
+    location = commands.add_parser(
+        "location", help="self check-in locations: a poster's QR people scan with their phone"
+    )
+    actions = location.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    def action(name: str, help: str, run: object, named: bool = True) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help, description=help)
+        if named:
+            parser.add_argument("location_id", metavar="ID", help="loc-..., as `list` shows")
+        add_db_option(parser)
+        add_config_option(parser)
+        parser.set_defaults(run=run, command=parser.prog)
+        return parser
+
+    def poster_options(parser: argparse.ArgumentParser) -> None:
+        from gatescan.commands.server import add_public_url_option
+
+        parser.add_argument("--qr", type=Path, metavar="FILE.png", help="write its QR here")
+        parser.add_argument(
+            "--poster", type=Path, metavar="FILE.svg", help="write its poster here (SVG, to print)"
+        )
+        parser.add_argument("--size", choices=POSTER_SIZES, default="a4", help="the poster's page")
+        add_public_url_option(parser)
+
+    add = action("add", "make a location and its poster; print its check-in URL", run_location_add,
+                 named=False)  # fmt: skip
+    add.add_argument("name", metavar="NAME", help="what the poster says, e.g. 'Quầy lễ tân'")
+    add.add_argument("--site", required=True, help="the site it belongs to (a name, e.g. hq)")
+    add.add_argument("--direction", choices=["in", "out"], default="in")
+    poster_options(add)
+    listing = action("list", "locations: site, name, enabled", run_location_list, named=False)
+    listing.add_argument("--site", help="only this site's locations")
+    action("disable", "stop check-ins there: its posters stop working", run_location_disable)
+    action("enable", "take check-ins there again (its posters work again)", run_location_enable)
+    rekey = action("rekey", "a new key: every poster printed before stops working; write the"
+                   " new one", run_location_rekey)  # fmt: skip
+    poster_options(rekey)
+
+
+def _public_url(args: argparse.Namespace) -> str:
+    from server.locations.urls import check_public_url
+
+    if not args.public_url:
+        raise CommandStop(EXIT_BAD_INPUT, "a poster needs the server's public address, where"
+                          " visitors' phones reach it: --public-url https://..., or --config"
+                          " server.toml with public_url")  # fmt: skip
+    try:
+        return check_public_url(args.public_url)
+    except ValueError as exc:
+        raise CommandStop(EXIT_BAD_INPUT, f"--public-url: {exc}") from None
+
+
+def _poster_paths(args: argparse.Namespace) -> None:
+    if args.qr is None and args.poster is None:
+        raise CommandStop(EXIT_BAD_INPUT, "write the QR, the poster or both: --qr FILE.png,"
+                          " --poster FILE.svg")  # fmt: skip
+    if args.qr is not None and args.qr.suffix.lower() != ".png":
+        raise CommandStop(EXIT_BAD_INPUT, f"--qr {args.qr}: the QR is written as a .png file")
+    if args.poster is not None and args.poster.suffix.lower() != ".svg":
+        raise CommandStop(EXIT_BAD_INPUT, f"--poster {args.poster}: the poster is written as"
+                          " .svg (print it from a browser; no PDF here)")  # fmt: skip
+
+
+def _write_poster(args: argparse.Namespace, location: Location, url: str) -> None:
+    from server.locations.posters import poster_svg, qr_png
+
+    try:
+        if args.qr is not None:
+            args.qr.write_bytes(qr_png(url))
+            print(f"  QR written to {args.qr}")
+        if args.poster is not None:
+            args.poster.write_text(poster_svg(location, url, args.size), encoding="utf-8")
+            print(f"  poster ({args.size.upper()}) written to {args.poster}")
+    except OSError as exc:
+        raise CommandStop(EXIT_FAILED, f"cannot write {exc.filename}: {exc.strerror}") from None
+
+
+def run_location_add(args: argparse.Namespace) -> int:
+    from protocol.verdicts import Direction
+    from server.locations.records import LocationError, Locations
+    from server.locations.urls import checkin_url
+
+    def add(store: Store) -> int:
+        public_url = _public_url(args)
+        _poster_paths(args)
+        site = check_text("--site", args.site, required=True)
+        try:
+            made = Locations(store.engine).add(
+                args.name, site_id=site, direction=Direction(args.direction), now=utc_now()
+            )
+        except LocationError as exc:
+            raise CommandStop(EXIT_BAD_INPUT, str(exc)) from None
+        record_audit(store, "location", made.location_id, "location add", site=made.site_id,
+                     name=made.name, direction=made.direction.value)  # fmt: skip
+        url = checkin_url(public_url, made)
+        print(f"location {made.location_id} (site {made.site_id}): {made.name}")
+        print(f"  check-in URL: {url}")
+        _write_poster(args, made, url)
+        return EXIT_OK
+
+    return run_on_store(args, add, new_database_ok=True)
+
+
+def run_location_list(args: argparse.Namespace) -> int:
+    from server.locations.records import Locations
+
+    def show(store: Store) -> int:
+        sites = None if args.site is None else frozenset({args.site})
+        rows = [
+            (
+                found.location_id,
+                found.site_id,
+                found.name,
+                found.direction.value,
+                "yes" if found.enabled else "no",
+                local_time(found.created_at),
+            )
+            for found in Locations(store.engine).listed(sites)
+        ]
+        print_table(("ID", "SITE", "NAME", "DIR", "ENABLED", "MADE"), rows)
+        return EXIT_OK
+
+    return run_on_store(args, show)
+
+
+def _location_enabled(args: argparse.Namespace, enabled: bool) -> int:
+    from server.locations.records import Locations
+
+    def change(store: Store) -> int:
+        rows = Locations(store.engine)
+        found = rows.get(args.location_id)
+        if found is None or not rows.disable(found.location_id, enabled=enabled):
+            raise CommandStop(EXIT_NO_SUCH, f"no location {args.location_id!r} (gatescan"
+                              " location list)")  # fmt: skip
+        change = "location enable" if enabled else "location disable"
+        record_audit(store, "location", found.location_id, change, site=found.site_id)
+        state = "enabled: its posters work" if enabled else "disabled: its posters stop working"
+        print(f"location {found.location_id} (site {found.site_id}) {state}", file=sys.stderr)
+        return EXIT_OK
+
+    return run_on_store(args, change)
+
+
+def run_location_disable(args: argparse.Namespace) -> int:
+    return _location_enabled(args, enabled=False)
+
+
+def run_location_enable(args: argparse.Namespace) -> int:
+    return _location_enabled(args, enabled=True)
+
+
+def run_location_rekey(args: argparse.Namespace) -> int:
+    from server.locations.records import Locations
+    from server.locations.urls import checkin_url
+
+    def rekey(store: Store) -> int:
+        public_url = _public_url(args)
+        _poster_paths(args)
+        made = Locations(store.engine).rekey(args.location_id)
+        if made is None:
+            raise CommandStop(EXIT_NO_SUCH, f"no location {args.location_id!r} (gatescan"
+                              " location list)")  # fmt: skip
+        record_audit(store, "location", made.location_id, "location rekey", site=made.site_id)
+        url = checkin_url(public_url, made)
+        print(f"location {made.location_id} (site {made.site_id}) re-keyed: every poster"
+              " printed before stops working")  # fmt: skip
+        print(f"  check-in URL: {url}")
+        _write_poster(args, made, url)
+        return EXIT_OK
+
+    return run_on_store(args, rekey)

@@ -93,6 +93,17 @@ def _add_web_options(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="where gates reach /releases/, e.g. https://dashboard.example.com/releases",
     )
+    add_public_url_option(parser)
+
+
+def add_public_url_option(parser: argparse.ArgumentParser) -> None:
+    """--public-url: where visitors' phones reach this server (the check-in posters' QR)."""
+    parser.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the server's public address, as visitors' phones reach it: check-in posters hold"
+        " URL/c/TOKEN (docs/operations.md, 'Self check-in'), e.g. https://checkin.example.vn",
+    )
 
 
 def _add_enrolment_options(parser: argparse.ArgumentParser) -> None:
@@ -189,6 +200,7 @@ def web_settings(args: argparse.Namespace, retention_days: int | None) -> WebSet
         forwarded_allow_ips=parse_proxies(args.forwarded_allow_ips),
         releases_dir=getattr(args, "releases", None),
         releases_url=getattr(args, "releases_url", None),
+        public_url=getattr(args, "public_url", None),
     )
 
 

@@ -32,21 +32,17 @@ from server.checkin.stamps import form_stamp, stamp_problem
 from server.checkin.words import LANGUAGES, words
 from server.clock import Clock, in_zone
 from server.locations.records import Location, Locations
+from server.locations.urls import CHECKIN_PATH
 from server.store.database import Store
 
 log = logging.getLogger("gatescan.checkin")
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-PAGE_PREFIX = "/c/"
+PAGE_PREFIX = CHECKIN_PATH  # what a poster's URL holds (server/locations/urls.py)
 MAX_BODY_BYTES = 8 * 1024  # the form is well under 1 KiB
 LANGUAGE_COOKIE = "gatescan_lang"  # the dashboard's choice of someone not logged in
 _TIME_FORMATS = {"vi": "%H:%M, %d/%m/%Y", "en": "%Y-%m-%d %H:%M"}
-
-
-def checkin_url(public_url: str, token: str) -> str:
-    """What a location's poster points at."""
-    return f"{public_url.rstrip('/')}{PAGE_PREFIX}{token}"
 
 
 def checkin_router(

@@ -29,6 +29,7 @@ from server.clock import Clock, utc_now
 from server.dashboard import api, auth
 from server.dashboard.apidocs import api_docs_router
 from server.dashboard.csrf import LOGIN_CSRF_COOKIE, verify_csrf
+from server.dashboard.locations.routes import locations_router
 from server.dashboard.login.throttle import LoginThrottle
 from server.dashboard.login.turns import CheckTurns
 from server.dashboard.preview.relay import PreviewRelay
@@ -146,6 +147,7 @@ def create_web_app(
     app.include_router(_preview_page_router())
     app.include_router(_rollout_router(app.state.web, operators))
     app.include_router(releases_router(settings.releases_dir))
+    app.include_router(_locations_router(app.state.web))
     auth.install_auth_handlers(app)
     app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
     return app
@@ -231,6 +233,22 @@ def _rollout_router(state: WebState, operators: Callable[..., Any]) -> APIRouter
         tz=settings.tz,
     )
     return rollout_router(operators, state.store, where, state.clock, page)
+
+
+def _locations_router(state: WebState) -> APIRouter:
+    """`/locations` (server/dashboard/locations/routes.py), rendered as the other pages are: a
+    viewer and up may look and print posters, a manager and up add and disable."""
+    from server.dashboard.views import page_context, render
+
+    def page(request: Request, user: Any, own: dict[str, Any], status: int) -> Response:
+        context = page_context(request, user, "locations") | own
+        return render(request, "locations.html", context, status_code=status)
+
+    viewers, managers = auth.require_role(Role.VIEWER), auth.require_role(Role.MANAGER)
+    public_url = state.settings.public_url
+    return locations_router(
+        viewers, managers, state.store, state.audit, public_url, state.clock, page
+    )
 
 
 class SecurityHeaders:

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from server.locations.urls import check_public_url
+
 
 class WebSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,6 +85,18 @@ class WebSettings(BaseModel):
     releases_url: str | None = Field(
         None, description="Where gates reach /releases/, e.g. https://dashboard.example/releases."
     )
+
+    # Self check-in (issue 18): where a visitor's phone reaches this server; a location's poster
+    # holds PUBLIC_URL/c/TOKEN (server/locations/urls.py). None: no posters can be made.
+    public_url: str | None = Field(
+        None,
+        description="The server's public address for check-in posters, e.g. https://checkin.example.vn.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_public_url(value)
 
     @field_validator("releases_url")
     @classmethod

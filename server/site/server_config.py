@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 from firmware_config.errors import ConfigError, problems_from_validation
 from firmware_config.loader import read_config_file
 from protocol.broker_url import BrokerUrlError, parse_broker_url
+from server.locations.urls import check_public_url
 
 _SQLITE = "sqlite:///"
 
@@ -150,6 +151,9 @@ class ServerConfig(_Section):
     alerts: Path | None = Field(None, description="--alerts: alerts.toml (webhook, e-mail).")
     releases: Path | None = Field(None, description="--releases: the signed release bundles.")
     releases_url: str | None = Field(None, description="--releases-url: where gates fetch them.")
+    public_url: str | None = Field(
+        None, description="--public-url: where phones reach the check-in page (the posters' QR)."
+    )
     mqtt: ServerMqtt = Field(default_factory=ServerMqtt)
     home_assistant: ServerHomeAssistant | None = None
 
@@ -159,6 +163,11 @@ class ServerConfig(_Section):
         if url is not None and not url.startswith("https://"):
             raise ValueError(f"expected https://HOST:PORT, got {url!r}")
         return url
+
+    @field_validator("public_url")
+    @classmethod
+    def _is_public_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_public_url(url)
 
     @field_validator("gate_broker")
     @classmethod

@@ -38,6 +38,7 @@ AuditAction = Literal[
     "command",  # a remote command to a gate (identify, selftest, ...) from the dashboard or CLI
     "preview",  # a preview of a gate's camera started from the dashboard (who watched which gate)
     "update",  # a rollout of a release to gates from the dashboard (one row per site it touches)
+    "location",  # a self check-in location added, disabled, enabled or re-keyed (CLI, dashboard)
 ]
 
 

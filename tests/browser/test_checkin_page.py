@@ -15,8 +15,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from gatescan.testing.samples import cccd_payload
 from protocol.verdicts import CredentialType, Direction
-from server.checkin.routes import checkin_url
 from server.locations.records import Location, Locations
+from server.locations.urls import checkin_url
 from tests.support.browser import LOBBY, PageWatch, screenshot
 from tests.support.browser_site import Site
 
@@ -75,7 +75,7 @@ def test_a_phone_checks_in_and_the_manager_sees_the_entry_and_traces_it(
     _, page, _ = phone
     stall = location(site, "Chợ Bến Thành, sạp 12")
     site.show_and_wait(LOBBY, CARD)  # the same person's card at a gate first
-    page.goto(checkin_url(site.url, stall.token))
+    page.goto(checkin_url(site.url, stall))
     expect(page.locator("h1")).to_have_text("Chợ Bến Thành, sạp 12")
     assert page.evaluate("window.innerWidth") == 393
     assert page.evaluate("matchMedia('(pointer: coarse)').matches")
@@ -131,7 +131,7 @@ def test_the_page_s_weight_and_first_paint_on_slow_3g(
     cdp.send("Network.enable")
     cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
     cdp.send("Network.emulateNetworkConditions", SLOW_3G)
-    page.goto(checkin_url(site.url, gate.token), wait_until="load")
+    page.goto(checkin_url(site.url, gate), wait_until="load")
     figures = page.evaluate(
         """() => new Promise(done => {
             const paints = {};

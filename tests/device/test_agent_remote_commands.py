@@ -175,12 +175,15 @@ def test_a_push_applies_live_while_scanning_and_a_refused_one_leaves_it_as_it_ra
     assert Fault.POLICY not in agent.health.faults
     with FrameWatch(gate) as frames:
         settings = {"policy.mode": "access", "decoder.repeat_window": 1.5, "direction": "out"}
+        asked = time.monotonic()
         row = answered(store, ask(store, "push_config", {"settings": settings}))
+        answered_ms = (time.monotonic() - asked) * 1000
         assert (row.status, row.detail) == (
             "done",
             "applied live: direction, policy.mode, decoder.repeat_window",
         )
         wait_until(lambda: agent.scanner.policy.mode == "access", 5, "the loop took the policy")
+        applied_ms = (time.monotonic() - asked) * 1000
         assert agent.scanner.builder.direction.value == "out"
         # Access mode with no site policy held grants nobody: the fault says so at once.
         assert Fault.POLICY in agent.health.faults
@@ -195,6 +198,11 @@ def test_a_push_applies_live_while_scanning_and_a_refused_one_leaves_it_as_it_ra
             row = answered(store, ask(store, "push_config", {"settings": refused}))
             assert row.status == "refused" and says in row.detail, row.detail
     assert frames.longest < 0.5, "the gate scanned throughout (20 frames a second)"
+    print(
+        f"push_config: answer stored {answered_ms:.0f} ms after the row was written, the frame "
+        f"loop on the new policy {applied_ms:.0f} ms after; longest gap between frames "
+        f"{frames.longest * 1000:.0f} ms while pushing and refusing"
+    )
     assert agent.config.policy.mode == "access" and agent.config.device_id == GATE
     kept = json.loads((Path(agent.config.data_dir) / PUSHED_FILE).read_text(encoding="utf-8"))
     assert kept == settings, "the last good push is what a reboot applies"

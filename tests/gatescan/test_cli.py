@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,6 +134,11 @@ def test_demo_runs_a_whole_site_and_says_where_the_data_is(tmp_path: Path) -> No
     holds = int(out.split("database holds ")[1].split(" entries")[0])
     assert holds >= 2
     assert (tmp_path / "site" / "collector.db").exists()
+    # A self check-in poster (issue 18) whose URL is on this machine: the dashboard's address.
+    dashboard = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)/", out)[1]  # type: ignore[index]
+    poster_url = re.search(r"self check-in poster: (\S+) \(its QR opens (\S+)\)", out)
+    assert poster_url and poster_url[2].startswith(f"{dashboard}/c/loc-"), out
+    assert poster_url[2] in Path(poster_url[1]).read_text(encoding="utf-8")
 
 
 def _event(seq: int, name: str) -> Event:

@@ -431,4 +431,29 @@ MESSAGES: dict[str, str] = {
     "update_result.update_failed": "update failed",
     "update_result.no_answer": "no answer",
     "update_result.not_sent": "not sent",
+    # self check-in locations (issue 18; server/dashboard/locations/)
+    "nav.locations": "Check-in points",
+    "locations.title": "Self check-in points",
+    "locations.note": (
+        "Places without a gate: people scan the poster's QR with their phone and check in. "
+        "Disabling one makes its printed posters stop working."
+    ),
+    "locations.no_public_url": (
+        "The server's public address is not set (public_url in server.toml, or --public-url): "
+        "posters cannot be made until it is."
+    ),
+    "locations.added": "Check-in point {id} added: download its poster and put it up",
+    "locations.name": "Name on the poster",
+    "locations.name_example": "e.g. Front desk, floor 1",
+    "locations.direction": "Direction",
+    "locations.add": "Add check-in point",
+    "locations.url": "Check-in address",
+    "locations.state": "State",
+    "locations.enabled": "in use",
+    "locations.disabled": "disabled",
+    "locations.posters": "Posters",
+    "locations.qr": "QR (PNG)",
+    "locations.poster": "Poster {size} (SVG)",
+    "locations.disable": "Disable",
+    "locations.enable": "Enable",
 }

@@ -435,4 +435,29 @@ MESSAGES: dict[str, str] = {
     "update_result.update_failed": "cập nhật thất bại",
     "update_result.no_answer": "không trả lời",
     "update_result.not_sent": "không gửi",
+    # điểm tự khai báo (issue 18; server/dashboard/locations/)
+    "nav.locations": "Điểm khai báo",
+    "locations.title": "Điểm tự khai báo",
+    "locations.note": (
+        "Nơi không có cổng: người đến quét mã QR trên áp phích bằng điện thoại để khai báo. "
+        "Tắt một điểm thì các áp phích đã in của điểm đó không dùng được nữa."
+    ),
+    "locations.no_public_url": (
+        "Chưa đặt địa chỉ công khai của máy chủ (public_url trong server.toml, hoặc "
+        "--public-url): chưa thể tạo áp phích."
+    ),
+    "locations.added": "Đã thêm điểm khai báo {id}: hãy tải áp phích và dán lên",
+    "locations.name": "Tên in trên áp phích",
+    "locations.name_example": "ví dụ: Quầy lễ tân, tầng 1",
+    "locations.direction": "Chiều",
+    "locations.add": "Thêm điểm khai báo",
+    "locations.url": "Địa chỉ khai báo",
+    "locations.state": "Trạng thái",
+    "locations.enabled": "đang dùng",
+    "locations.disabled": "đã tắt",
+    "locations.posters": "Áp phích",
+    "locations.qr": "Mã QR (PNG)",
+    "locations.poster": "Áp phích {size} (SVG)",
+    "locations.disable": "Tắt",
+    "locations.enable": "Bật lại",
 }

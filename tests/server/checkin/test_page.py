@@ -19,9 +19,9 @@ from server.accounts.users import Role
 from server.alerts.rules import AlertRules, find_problems
 from server.alerts.task import look
 from server.checkin.declaration import HEALTH_QUESTIONS
-from server.checkin.routes import checkin_url
 from server.clock import local_day_start
 from server.locations.records import Location, Locations
+from server.locations.urls import checkin_url
 from server.store.database import Store
 from server.store.presence import people_inside
 from tests.support.web import (
@@ -58,7 +58,7 @@ def lobby(store: Store) -> Location:
 
 def path_of(location: Location) -> str:
     """The poster's URL, as the poster prints it, read back to its path."""
-    url = checkin_url(PUBLIC_URL, location.token)
+    url = checkin_url(PUBLIC_URL, location)
     assert url.startswith(PUBLIC_URL + "/c/loc-")
     return url.removeprefix(PUBLIC_URL)
 

@@ -42,6 +42,7 @@ PUBLIC_ROUTES = {
     ("GET", "/releases/{name}"),
 }
 PATH_VALUES = {"subject_id": "079190000001", "lang": "en", "device_id": "gate-1", "alert_id": "1"}
+PATH_VALUES["location_id"] = "loc-aaaaaaaaaa"  # a self check-in location (issue 18)
 
 
 def min_role(dependant: Any) -> Role | None:

@@ -33,6 +33,7 @@ def test_every_state_changing_route_refuses_a_session_request_without_the_token(
             lang="en",
             device_id="gate-1",
             alert_id="1",
+            location_id="loc-aaaaaaaaaa",  # the locations page's (server/dashboard/locations/)
             token="loc-aaaaaaaaaa.AAAAAAAAAAAAAAAAAAAAAA",  # the self check-in page's (a 404)
         )
         for data in ({}, {"csrf_token": "forged"}, {"csrf_token": csrf + "x"}):

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
 from protocol.messages import Status
 from protocol.verdicts import Direction
@@ -37,6 +38,7 @@ from server.store.alerts import AlertRows, TrackedAlert
 from server.store.audit import AuditLog
 from server.store.database import Store
 from server.store.gates import GateRegistry, NewGate
+from server.store.tables import locations_table
 from tests.support.web import (
     FAST_HASHER,
     PASSWORD,
@@ -56,7 +58,8 @@ B_PERSON, B_NAME = "079888777666", "Zyxbeta Bravoname"
 SHARED = "079190000001"  # passed both sites: the one traced
 # What of site B must never reach site A's manager (the masked name keeps only initials, so
 # the names are looked for whole; a masked row still names its gate and site).
-B_MARKERS = (GATE_B, REGISTERED_B, SITE_B, B_PERSON, "Zyxbeta", "Bravoname")
+LOCATION_A, LOCATION_B = "loc-aaaaaaaaaa", "loc-bbbbbbbbbb"  # self check-in (issue 18)
+B_MARKERS = (GATE_B, REGISTERED_B, LOCATION_B, SITE_B, B_PERSON, "Zyxbeta", "Bravoname")
 MANAGER_A = "manager-a"
 TRACER_A = "tracer-a"  # a tracer of site A only
 TECHNICIAN_A = "technician-a"  # a technician of site A only
@@ -118,6 +121,16 @@ def seed(store: Store) -> None:
     kept = AlertRows(store.engine)
     kept.save(alerts[:1], [])
     kept.save(alerts, [])
+    # A self check-in location at each site (issue 18), by known ids: the routes' path value.
+    with store.engine.begin() as conn:
+        for location_id, site, name in ((LOCATION_A, SITE_A, "Sảnh"), (LOCATION_B, SITE_B,
+                                        "Zyxbeta sạp")):  # fmt: skip
+            row = {"location_id": location_id, "site_id": site, "name": name, "direction": "in"}
+            conn.execute(
+                insert(locations_table).values(
+                    **row, enabled=True, created_at=START, key=bytes(32).hex()
+                )
+            )
 
 
 @pytest.fixture
@@ -136,7 +149,7 @@ def site_app(store: Store, clock: MovableClock, releaser: Releaser) -> FastAPI:
     seed(store)
     return create_web_app(
         store,
-        WebSettings(),
+        WebSettings(public_url="https://checkin.example.vn"),  # the posters' downloads work
         clock=clock,
         monotonic=clock.monotonic,
         hasher=FAST_HASHER,
@@ -233,6 +246,7 @@ PATH_VALUES = {
     # The check-in page's (server/checkin/): a poster's token of no location, so a 404 page,
     # public; tests/server/checkin/ tests it with real locations.
     "token": "loc-aaaaaaaaaa.AAAAAAAAAAAAAAAAAAAAAA",
+    "location_id": LOCATION_A,  # site A's self check-in location (seed)
 }
 # The queries that show the most; every GET route is asked with "" too.
 GET_QUERIES = {
@@ -254,6 +268,7 @@ POST_FORMS: dict[str, list[dict[str, str]]] = {
     "/export/search": [{"site": SITE_B}, {"person": B_PERSON}],
     "/tracing/search": [{"subject": SHARED, "window": "1440"}, {"subject": B_PERSON}],
     "/gates/{device_id}/release": [{}],
+    "/locations": [{"name": "Sảnh mới", "site": SITE_A}, {"name": "Cổng", "site": SITE_B}],
 }
 NOT_POSTED = {"/logout"}  # it ends the session the other routes are asked with
 
@@ -422,6 +437,28 @@ def test_a_door_of_another_site_is_refused(
     assert release(GATE_B) == 403
     assert releaser.calls == [] and AuditLog(store.engine).rows(action="door") == []
     assert release(GATE_A) == 303 and releaser.calls == [GATE_A]
+
+
+def test_a_location_of_another_site_is_not_shown_and_404_on_its_actions(
+    manager_a: Caller, admin: Caller, store: Store
+) -> None:
+    page = manager_a.get("/locations")
+    assert LOCATION_A in page and LOCATION_B not in page and "Zyxbeta" not in page
+    assert LOCATION_A in admin.get("/locations") and LOCATION_B in admin.get("/locations")
+    for action in ("disable", "enable"):
+        assert manager_a.status("POST", f"/locations/{LOCATION_B}/{action}") == 404
+    for download in ("qr.png", "poster.svg"):
+        assert manager_a.status("GET", f"/locations/{LOCATION_B}/{download}") == 404
+        assert manager_a.status("GET", f"/locations/{LOCATION_A}/{download}") == 200
+    assert manager_a.status("POST", "/locations", {"name": "Cổng", "site": SITE_B}) == 403
+    assert AuditLog(store.engine).rows(action="location") == []
+    assert manager_a.status("POST", f"/locations/{LOCATION_A}/disable") == 200  # its page, 303'd
+    [row] = AuditLog(store.engine).rows(action="location")
+    assert (row.subject, row.site_id, row.actor) == (
+        LOCATION_A,
+        SITE_A,
+        actor(manager_a, MANAGER_A),
+    )
 
 
 def test_an_alert_of_another_site_is_404_and_one_of_the_manager_s_is_acknowledged(

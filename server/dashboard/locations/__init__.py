@@ -1,0 +1,1 @@
+"""The self check-in locations' page on the dashboard (issue 18): list, add, disable, posters."""
