@@ -37,12 +37,12 @@ _DIRECTION_WORDS = {Direction.IN: "Lối vào · Entrance", Direction.OUT: "Lố
 INSTRUCTIONS_VI = (
     "1. Mở camera điện thoại hoặc ứng dụng quét mã QR.",
     "2. Quét mã để mở trang khai báo.",
-    "3. Điền họ tên, số điện thoại rồi bấm Gửi.",
+    "3. Điền họ tên, số điện thoại rồi bấm Vào hoặc Ra.",
 )
 INSTRUCTIONS_EN = (
     "1. Open your phone's camera or a QR scanner app.",
     "2. Scan the code to open the check-in page.",
-    "3. Enter your name and phone number, then submit.",
+    "3. Enter your name and phone number, then tap Check in or Check out.",
 )
 HEADLINE_VI = "Quét mã để khai báo ra vào"
 HEADLINE_EN = "Scan to check in"
