@@ -120,8 +120,10 @@ def _locate(root: type[BaseModel], loc: tuple[str | int, ...]) -> _Spot:
         keys.append(part)
         if _is_model(here) and part in here.model_fields:
             here = here.model_fields[part].annotation
-        elif isinstance(part, int) and get_origin(here) is list:
+        elif isinstance(part, int) and get_origin(here) in (list, tuple):
             here = get_args(here)[0]
+        elif isinstance(part, str) and get_origin(here) is dict:  # a table of named sections
+            here = get_args(here)[1]
         else:
             here = None
     return _Spot(tuple(keys), owner, here)
@@ -198,6 +200,8 @@ def _explain(detail: Any, spot: _Spot, root: type[BaseModel]) -> str:
         return f"{show(value)} is not allowed; {hint}"
     if kind == "too_short":
         return f"must hold at least {ctx.get('min_length', 1)} item(s)"
+    if kind == "too_long":
+        return f"must hold at most {ctx.get('max_length')} item(s), got {ctx.get('actual_length')}"
     if kind == "value_error":
         return str(ctx.get("error", detail["msg"]))
     return str(detail["msg"])

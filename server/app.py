@@ -222,9 +222,12 @@ def init_alerts(store: Store, options: ServerOptions) -> AlertTask | None:
     def look_now(now: datetime) -> Snapshot:
         return look(store, now, settings.offline_after_s, settings.tz, ca_file)
 
+    rules = config.rules
+    if "checkins_per_location_day" not in rules.model_fields_set:  # the page's own cap
+        rules = rules.model_copy(update={"checkins_per_location_day": settings.checkin_daily_cap})
     return AlertTask(
         look_now,
-        config.rules,
+        rules,
         routes,
         every_s=config.every,
         clear_after_s=config.clear_after,

@@ -1,12 +1,14 @@
 """`gatescan entries export`: the stored entries as JSON Lines or CSV, in UTC or a given zone.
 
-`gatescan person export|erase ID`: one person's own data (a CCCD number or a pass id), as the
-personal data protection law gives them the right to see and to have erased
+`gatescan person export|erase ID`: one person's own data (a CCCD number or a pass id; or
+`--phone N --site S`, a self check-in's phone, found by the subject the check-in page made of it),
+as the personal data protection law gives them the right to see and to have erased
 (server/store/person_data.py; docs/operations.md, "A person's own data"). Admin commands, each
 audited (an erasure's audit row names the ID's SHA-256, never the ID).
 
 Exit codes: 0 done; 2 bad input (an ID of neither form, no database, erase not confirmed); 3
-erase of an ID nothing names (unknown, or erased before with nothing new since).
+erase of an ID nothing names (unknown, or erased before with nothing new since), or a --site
+with no self check-ins.
 """
 
 from __future__ import annotations
@@ -60,7 +62,13 @@ def add_person_parser(commands: Commands[argparse.ArgumentParser]) -> None:
         ("erase", "erase their entries, dead letters and list entries", run_person_erase),
     ):
         parser = actions.add_parser(name, help=help, description=help)
-        parser.add_argument("id", metavar="ID", help="a 12-digit CCCD number or a 16-hex pass id")
+        parser.add_argument(
+            "id", metavar="ID", nargs="?", help="a 12-digit CCCD number or a 16-hex pass id"
+        )
+        parser.add_argument(
+            "--phone", help="instead of an ID: the phone a self check-in gave (with --site)"
+        )
+        parser.add_argument("--site", help="the site of those self check-ins (with --phone)")
         parser.add_argument("--db", help="SQLAlchemy URL or a SQLite file path (or --config)")
         add_config_option(parser)
         if name == "export":
@@ -113,10 +121,16 @@ def _on_store(args: argparse.Namespace, work: object) -> int:
     return run_on_store(args, work)
 
 
-def _checked_id(args: argparse.Namespace) -> str:
+def _checked_id(args: argparse.Namespace, store: Store) -> str:
     from gatescan.commands.gates import CommandStop
     from server.store.person_data import person_subject
 
+    if (args.id is None) == (args.phone is None):
+        raise CommandStop(EXIT_BAD_INPUT, "give an ID, or --phone NUMBER --site S (not both)")
+    if (args.site is None) != (args.phone is None):
+        raise CommandStop(EXIT_BAD_INPUT, "--phone and --site go together")
+    if args.phone is not None:
+        return _phone_subject(args, store)
     try:
         return person_subject(args.id)[0]
     except ValueError:
@@ -125,13 +139,30 @@ def _checked_id(args: argparse.Namespace) -> str:
         ) from None
 
 
+def _phone_subject(args: argparse.Namespace, store: Store) -> str:
+    """The subject a phone-only self check-in was stored under at that site: the page's own
+    normaliser and keyed hash (server/checkin/declaration.py) under the site's secret."""
+    from gatescan.commands.gates import CommandStop, check_text
+    from server.checkin.declaration import normal_phone, phone_subject_id
+    from server.store.site_policy import kept_rotation_secret
+
+    phone = normal_phone(args.phone)
+    if phone is None:
+        raise CommandStop(EXIT_BAD_INPUT, "--phone: not a Vietnamese phone number (0..., +84...)")
+    site = check_text("--site", args.site, required=True)
+    secret = kept_rotation_secret(store.engine, site)
+    if secret is None:
+        raise CommandStop(EXIT_NO_SUCH, f"site {site!r} has no self check-ins: nothing kept")
+    return phone_subject_id(phone, secret)
+
+
 def run_person_export(args: argparse.Namespace) -> int:
     from gatescan.commands.gates import record_audit
     from server.clock import utc_now
     from server.store.person_data import find_person
 
     def export(store: Store) -> int:
-        subject_id = _checked_id(args)
+        subject_id = _checked_id(args, store)
         data = find_person(store.engine, subject_id)
         document = data.to_json(utc_now())
         counts = {
@@ -163,12 +194,13 @@ def run_person_erase(args: argparse.Namespace) -> int:
     from server.store.person_data import NOT_REACHED, erase_person
 
     def erase(store: Store) -> int:
-        subject_id = _checked_id(args)
+        subject_id = _checked_id(args, store)
         if not args.yes:
             if not sys.stdin.isatty():
                 raise CommandStop(EXIT_BAD_INPUT, "give --yes to erase without a terminal")
-            answer = input(f"erase everything kept about {subject_id}? type the ID again: ")
-            if answer.strip().lower() != subject_id:
+            given = args.id if args.phone is None else args.phone
+            answer = input(f"erase everything kept about {given}? type it again: ")
+            if answer.strip().lower() != given.strip().lower():
                 raise CommandStop(EXIT_BAD_INPUT, "not confirmed; nothing was erased")
         erasure = erase_person(store.engine, subject_id, utc_now())
         if erasure.nothing:

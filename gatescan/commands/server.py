@@ -188,7 +188,10 @@ def parse_listen(listen: str) -> Listen:
 
 def web_settings(args: argparse.Namespace, retention_days: int | None) -> WebSettings:
     from server.dashboard.settings import WebSettings
+    from server.site.server_config import load_server_config
 
+    config_file: Path | None = getattr(args, "config", None)
+    checkin = {} if config_file is None else load_server_config(config_file).checkin.web_settings()
     return WebSettings(
         site_timezone=args.site_timezone,
         default_language=args.language,
@@ -201,6 +204,7 @@ def web_settings(args: argparse.Namespace, retention_days: int | None) -> WebSet
         releases_dir=getattr(args, "releases", None),
         releases_url=getattr(args, "releases_url", None),
         public_url=getattr(args, "public_url", None),
+        **checkin,  # server.toml's [checkin]: the page's limits, each site's words and questions
     )
 
 

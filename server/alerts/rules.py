@@ -16,6 +16,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.checkin.limits import DAILY_CAP
+
 
 class AlertRules(BaseModel):
     """The defaults a manager can change (minutes and counts)."""
@@ -30,10 +32,11 @@ class AlertRules(BaseModel):
     dead_letters_10min: int = Field(50, ge=1, description="refused messages in 10 minutes")
     failed_logins_10min: int = Field(30, ge=1, description="failed logins in 10 minutes")
     expiry_days: int = Field(30, ge=1, description="a certificate or key ends within")
-    # The self check-in page refuses a location's check-ins past its daily cap (issue 18;
-    # the dashboard's `checkin_daily_cap`, 2,000 by default): keep the two equal.
+    # The self check-in page refuses a location's check-ins past its daily cap (issue 18): the
+    # same default (server/checkin/limits.py), and `gatescan server` gives the cap server.toml
+    # sets when alerts.toml leaves this out (server/app.py: init_alerts).
     checkins_per_location_day: int = Field(
-        2000, ge=1, description="a check-in location's check-ins today (its daily cap)"
+        DAILY_CAP, ge=1, description="a check-in location's check-ins today (its daily cap)"
     )
 
 

@@ -14,7 +14,8 @@ a key of the page's words (words.py) and never the value itself.
   +84...;
 - ID number: optional; a CCCD's 12 digits. Given, it is the entry's subject, so a gate's entry of
   the same card and this check-in are one person in tracing and presence;
-- the health questions (HEALTH_QUESTIONS, the default set): each answered yes or no.
+- the health questions (HEALTH_QUESTIONS, the default set, or the site's, site_form.py): each
+  answered yes or no.
 
 Without an ID number the subject is `tel-` and 20 hex digits of HMAC-SHA256 of the phone number
 under the site's own secret (the rotating passes' secret, kept in the database only): stable for
@@ -27,15 +28,15 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from protocol.text import NAME_MAX_CHARS, name_problem
 from protocol.verdicts import Direction
 
 NAME_FORM_MAX = 100  # what the form lets a person type (the wire takes NAME_MAX_CHARS)
-# The default health questions (the 2021 declaration's), their keys in words.py; a site's own
-# set is a later switch.
+# The default health questions (the 2021 declaration's), their keys in words.py; a site may
+# leave them out and ask its own (site_form.py).
 HEALTH_QUESTIONS: tuple[str, ...] = ("symptoms", "contact", "travel")
 ANSWERS = ("no", "yes")
 
@@ -53,7 +54,7 @@ class Declaration:
     name: str
     phone: str  # +84 and 9 or 10 digits
     cccd: str  # "" when not given
-    health: tuple[str, ...]  # "yes" / "no", in HEALTH_QUESTIONS' order
+    health: tuple[str, ...]  # "yes" / "no", in the order asked (HEALTH_QUESTIONS by default)
     direction: Direction
 
     def code_text(self) -> str:
@@ -87,7 +88,9 @@ def normal_phone(text: str) -> str | None:
     return f"+84{found[1]}" if found else None
 
 
-def read_declaration(form: Mapping[str, str], default: Direction) -> Reading:
+def read_declaration(
+    form: Mapping[str, str], default: Direction, questions: Sequence[str] = HEALTH_QUESTIONS
+) -> Reading:
     values = {key: str(form.get(key, ""))[:300] for key in ("name", "phone", "cccd")}
     problems: dict[str, str] = {}
     name = normal_name(values["name"])
@@ -104,7 +107,7 @@ def read_declaration(form: Mapping[str, str], default: Direction) -> Reading:
     if cccd and not _CCCD.fullmatch(cccd):
         problems["cccd"] = "cccd.invalid"
     health = []
-    for question in HEALTH_QUESTIONS:
+    for question in questions:
         answer = str(form.get(f"health_{question}", ""))
         values[f"health_{question}"] = answer if answer in ANSWERS else ""
         if answer not in ANSWERS:

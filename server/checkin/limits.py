@@ -17,6 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_KEYS = 100_000  # past this, the oldest windows are forgotten (a flood of new addresses)
+# The defaults, one number each: WebSettings' `checkin_*` and server.toml's [checkin] start from
+# these, and the alerts' `checkins_per_location_day` (server/alerts/rules.py) from DAILY_CAP.
+PER_ADDRESS_PER_MIN = 10
+PER_PHONE_PER_MIN = 1
+DAILY_CAP = 2000
 
 
 @dataclass
@@ -62,7 +67,7 @@ class SlidingWindow:
 class CheckinLimits:
     """The page's limits (WebSettings' `checkin_*`, the CLI's defaults)."""
 
-    per_address: int = 10  # check-in POSTs per client address per window
-    per_phone: int = 1  # recorded check-ins per phone, location and direction per window
+    per_address: int = PER_ADDRESS_PER_MIN  # check-in POSTs per client address per window
+    per_phone: int = PER_PHONE_PER_MIN  # recorded check-ins per phone, location and direction
     window_s: float = 60.0
-    daily_cap: int = 2000  # check-ins (in and out) per location per local day
+    daily_cap: int = DAILY_CAP  # check-ins (in and out) per location per local day

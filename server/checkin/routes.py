@@ -15,7 +15,7 @@ phone reaches the limits as its keyed digest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,9 +25,10 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from protocol.verdicts import Direction
-from server.checkin.declaration import ANSWERS, HEALTH_QUESTIONS, phone_subject_id, read_declaration
+from server.checkin.declaration import ANSWERS, phone_subject_id, read_declaration
 from server.checkin.limits import CheckinLimits, SlidingWindow
 from server.checkin.recording import SiteSecrets, checkin_event, checkins_today, record
+from server.checkin.site_form import DEFAULT_SITE, SiteCheckin, asked_questions, page_form
 from server.checkin.stamps import form_stamp, stamp_problem
 from server.checkin.words import LANGUAGES, words
 from server.clock import Clock, in_zone
@@ -55,6 +56,7 @@ def checkin_router(
     monotonic: Callable[[], float],
     client_address: Callable[[Request], str],
     csrf_token: Callable[[Request], str],
+    sites: Mapping[str, SiteCheckin] | None = None,
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = Jinja2Templates(directory=HERE / "templates")
@@ -62,6 +64,7 @@ def checkin_router(
     secrets = SiteSecrets(store)
     by_address = SlidingWindow(limits.per_address, limits.window_s, monotonic)
     by_phone = SlidingWindow(limits.per_phone, limits.window_s, monotonic)
+    site_forms = dict(sites or {})  # server.toml's [checkin.sites.*]; others: the defaults
 
     def page(request: Request, lang: str, status: int, **context: Any) -> Response:
         context.setdefault("location", None)
@@ -97,7 +100,7 @@ def checkin_router(
             stamp=form_stamp(location, int(clock().timestamp())),
             values=values or {},
             problems=problems or {},
-            questions=HEALTH_QUESTIONS,
+            site=page_form(site_forms.get(location.site_id, DEFAULT_SITE), lang, words(lang)),
             answers=ANSWERS,
             directions=[first, *(d.value for d in Direction if d.value != first)],
             retention=_retention(lang, retention_days),
@@ -125,7 +128,8 @@ def checkin_router(
             return message(request, language, "limit", 429, wait)
         by_address.count(address)
         now = clock()
-        reading = read_declaration(fields, location.direction)
+        asked = asked_questions(site_forms.get(location.site_id, DEFAULT_SITE))
+        reading = read_declaration(fields, location.direction, asked)
         problems = dict(reading.problems)
         stale = stamp_problem(fields.get("stamp", ""), location, int(now.timestamp()))
         if stale is not None:

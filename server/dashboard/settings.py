@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from server.checkin.limits import DAILY_CAP, PER_ADDRESS_PER_MIN, PER_PHONE_PER_MIN
+from server.checkin.site_form import SiteCheckin
 from server.locations.urls import check_public_url
 
 
@@ -68,13 +70,20 @@ class WebSettings(BaseModel):
 
     # The self check-in page's limits (server/checkin/; issue 18): over one, 429.
     checkin_per_address_per_min: int = Field(
-        10, ge=1, description="Check-in attempts per client address per minute."
+        PER_ADDRESS_PER_MIN, ge=1, description="Check-in attempts per client address per minute."
     )
     checkin_per_phone_per_min: int = Field(
-        1, ge=1, description="Check-ins per phone number, location and direction per minute."
+        PER_PHONE_PER_MIN,
+        ge=1,
+        description="Check-ins per phone number, location and direction per minute.",
     )
     checkin_daily_cap: int = Field(
-        2000, ge=1, description="Check-ins (in and out) per location per local day."
+        DAILY_CAP, ge=1, description="Check-ins (in and out) per location per local day."
+    )
+    # Each site's consent text and questions (server.toml's [checkin.sites.SITE]); a site not
+    # named here keeps the page's defaults.
+    checkin_sites: dict[str, SiteCheckin] = Field(
+        default_factory=dict, description="Per site: the check-in page's consent and questions."
     )
 
     # Updates from the dashboard (server/dashboard/rollout/): the signed bundles on offer, and

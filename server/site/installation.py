@@ -238,6 +238,11 @@ enrol_key_file = {_toml(ENROL_KEY_NAME)}
 enrol_url = {_toml(enrol_url)}
 gate_broker = {_toml(gate_broker)}
 
+# Self check-in posters (`gatescan location add`, docs/operations.md, "Self check-in"): the
+# address where visitors' phones reach this server's /c/ pages, behind the HTTPS proxy; every
+# poster's QR holds it. Uncomment it with the name the proxy answers on.
+# public_url = "https://checkin.example.vn"
+
 [mqtt]
 # TLS, checked against this installation's CA and the broker's name. The server runs beside the
 # broker, so it reaches it on this machine (localhost is in the broker's certificate): no name

@@ -24,6 +24,8 @@ from pydantic_core import PydanticCustomError
 from firmware_config.errors import ConfigError, problems_from_validation
 from firmware_config.loader import read_config_file
 from protocol.broker_url import BrokerUrlError, parse_broker_url
+from server.checkin.limits import DAILY_CAP, PER_ADDRESS_PER_MIN, PER_PHONE_PER_MIN
+from server.checkin.site_form import SiteCheckin
 from server.locations.urls import check_public_url
 
 _SQLITE = "sqlite:///"
@@ -130,6 +132,44 @@ class ServerHomeAssistant(_Section):
         return self
 
 
+class ServerCheckin(_Section):
+    """[checkin]: the self check-in page's limits (None: the default) and, under
+    [checkin.sites.SITE], each site's consent text and questions (server/checkin/site_form.py)."""
+
+    per_address_per_min: int | None = Field(
+        None,
+        ge=1,
+        description=f"check-in attempts per client address a minute ({PER_ADDRESS_PER_MIN})",
+    )
+    per_phone_per_min: int | None = Field(
+        None,
+        ge=1,
+        description=f"check-ins per phone, location and direction a minute ({PER_PHONE_PER_MIN})",
+    )
+    daily_cap: int | None = Field(
+        None, ge=1, description=f"check-ins per location a local day ({DAILY_CAP}); the alert's too"
+    )
+    sites: dict[str, SiteCheckin] = Field(default_factory=dict, description="per site: the page")
+
+    @field_validator("sites")
+    @classmethod
+    def _site_names(cls, sites: dict[str, SiteCheckin]) -> dict[str, SiteCheckin]:
+        for name in sites:
+            if not name.strip() or name != name.strip():
+                raise ValueError(f"{name!r} is not a site name (e.g. [checkin.sites.hq])")
+        return sites
+
+    def web_settings(self) -> dict[str, Any]:
+        """What it sets of the dashboard's settings (WebSettings' names)."""
+        values: dict[str, Any] = {
+            "checkin_per_address_per_min": self.per_address_per_min,
+            "checkin_per_phone_per_min": self.per_phone_per_min,
+            "checkin_daily_cap": self.daily_cap,
+            "checkin_sites": self.sites,
+        }
+        return {key: value for key, value in values.items() if value is not None}
+
+
 class ServerConfig(_Section):
     """The whole file. Keys left out keep the flags' defaults."""
 
@@ -156,6 +196,7 @@ class ServerConfig(_Section):
     )
     mqtt: ServerMqtt = Field(default_factory=ServerMqtt)
     home_assistant: ServerHomeAssistant | None = None
+    checkin: ServerCheckin = Field(default_factory=ServerCheckin)
 
     @field_validator("enrol_url")
     @classmethod
@@ -195,7 +236,7 @@ class ServerConfig(_Section):
         values = {
             key: value
             for key, value in self
-            if key not in ("mqtt", "home_assistant") and value is not None
+            if key not in ("mqtt", "home_assistant", "checkin") and value is not None
         }
         for key, value in self.mqtt:
             if value is not None:

@@ -1,5 +1,7 @@
 """A person's own data (Vietnam's personal data protection law): what the store keeps about one
-CCCD number or pass id, to export (`gatescan person export`) or to erase (`gatescan person
+CCCD number or pass id, or one self check-in phone's subject (`tel-` and 20 hex digits: the
+phone's keyed hash under its site's secret, server/checkin/declaration.py; the command makes it
+from `--phone N --site S`), to export (`gatescan person export`) or to erase (`gatescan person
 erase`).
 
 What names a person here: the entries whose subject_id is the ID; the dead letters whose kept
@@ -49,6 +51,8 @@ NOT_REACHED = (
 )
 
 _DEAD_LETTER_CHUNK = 500
+# A self check-in's subject without a CCCD (server/checkin/declaration.py: `phone_subject_id`).
+_PHONE_SUBJECT = re.compile(r"tel-[0-9a-f]{20}")
 
 
 def subject_digest(subject_id: str) -> str:
@@ -57,8 +61,11 @@ def subject_digest(subject_id: str) -> str:
 
 
 def person_subject(text_given: str) -> tuple[str, str]:
-    """(the subject_id entries hold, the list subject) from a CCCD number or a pass id as typed;
-    ValueError for anything else."""
+    """(the subject_id entries hold, the list subject) from a CCCD number or a pass id as typed,
+    or a phone's `tel-...` subject (no list names one: its list subject is itself); ValueError
+    for anything else."""
+    if _PHONE_SUBJECT.fullmatch(text_given.strip()):
+        return text_given.strip(), text_given.strip()
     subject = list_subject(text_given)
     return subject.split(":", 1)[1], subject
 

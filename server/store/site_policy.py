@@ -398,6 +398,14 @@ def set_presence_rules(
     return str(row.anti_passback), row.capacity
 
 
+def kept_rotation_secret(engine: Engine, site_id: str) -> bytes | None:
+    """The site's rotation secret if it has one, None if not (nothing made: a read only)."""
+    c = site_policy_table.c
+    with engine.connect() as conn:
+        secret = conn.scalar(select(c.rotation_secret).where(c.site_id == site_id))
+    return None if secret is None else bytes(secret)
+
+
 def rotation_secret(engine: Engine, site_id: str, now: datetime) -> bytes:
     """The site's rotation secret (a policy of its own made first, when it has none)."""
     c = site_policy_table.c

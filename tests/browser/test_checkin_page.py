@@ -1,14 +1,16 @@
-"""The self check-in page on a phone (issue 18): Chromium with a Pixel 5's viewport and touch
-opens a location's poster URL, fills the form by tapping, sees "Đã ghi nhận", and the manager
-sees the entry on /entries, masked; an altered poster is refused. The page's weight and its
-first paint under a slow 3G link (Chromium's network emulation over CDP) are measured and
-printed."""
+"""The self check-in page on a phone (issue 18): a poster made by `gatescan location add` is
+printed (rendered by chromium) and scanned (decoded by the gates' own decoder); Chromium with a
+Pixel 5's viewport and touch opens the URL it holds, fills the form by tapping, sees "Đã ghi
+nhận", and the manager sees the entry on /entries, masked, and traces it with the same card's
+gate entry; an altered poster is refused. The page's weight and its first paint under a slow 3G
+link (Chromium's network emulation over CDP) are measured and printed."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -19,6 +21,7 @@ from server.locations.records import Location, Locations
 from server.locations.urls import checkin_url
 from tests.support.browser import LOBBY, PageWatch, screenshot
 from tests.support.browser_site import Site
+from tests.support.posters import make_poster, scan_poster
 
 # Playwright's "Pixel 5" descriptor, written out: the suite's browser fixture has no handle on
 # Playwright's device list.
@@ -67,15 +70,21 @@ def a_phone_number() -> str:
     return "09" + "".join(secrets.choice("0123456789") for _ in range(8))
 
 
-def test_a_phone_checks_in_and_the_manager_sees_the_entry_and_traces_it(
+def test_a_phone_scans_the_poster_checks_in_and_the_manager_sees_the_entry_and_traces_it(
+    browser: Browser,
     phone: tuple[BrowserContext, Page, PageWatch],
     manager_page: tuple[Page, PageWatch],
     site: Site,
+    tmp_path: Path,
 ) -> None:
     _, page, _ = phone
-    stall = location(site, "Chợ Bến Thành, sạp 12")
+    poster = make_poster(site, tmp_path, "Chợ Bến Thành, sạp 12")
+    scanned = scan_poster(browser, poster.svg)
+    assert scanned == poster.printed_url
+    stall = Locations(site.store.engine).get(poster.location_id)
+    assert stall is not None and scanned == checkin_url(site.url, stall)
     site.show_and_wait(LOBBY, CARD)  # the same person's card at a gate first
-    page.goto(checkin_url(site.url, stall))
+    page.goto(scanned)
     expect(page.locator("h1")).to_have_text("Chợ Bến Thành, sạp 12")
     assert page.evaluate("window.innerWidth") == 393
     assert page.evaluate("matchMedia('(pointer: coarse)').matches")

@@ -97,3 +97,47 @@ def test_the_collector_and_server_commands_hand_their_gate_limits_to_the_collect
         args.run(args)
 
     assert [options.gate_limits for options in built] == [GateLimits(50, 0)]
+
+
+def test_server_toml_s_check_in_section_reaches_the_dashboard_and_the_alerts_cap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from server.alerts.rules import AlertRules
+    from server.app import AlertOptions, init_alerts
+    from server.checkin.limits import DAILY_CAP
+    from server.store.database import Store
+
+    built: list[ServerOptions] = []
+
+    def build_server(options: ServerOptions) -> Any:
+        built.append(options)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("server.app.build_server", build_server)
+    monkeypatch.setattr("gatescan.commands.server.stop_on_signals", threading.Event)
+    config = tmp_path / "server.toml"
+    config.write_text(
+        'db = "g.db"\n[checkin]\nper_phone_per_min = 2\ndaily_cap = 300\n'
+        "[checkin.sites.hq]\nhealth_questions = false\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("GATESCAN_MQTT_PASSWORD", "secret")
+    args = build_parser().parse_args(["server", "--config", str(config)])
+    with pytest.raises(SystemExit):
+        args.run(args)
+
+    [options] = built
+    settings = options.dashboard
+    assert settings is not None and settings.checkin_daily_cap == 300
+    assert settings.checkin_per_phone_per_min == 2 and settings.checkin_per_address_per_min == 10
+    assert not settings.checkin_sites["hq"].health_questions
+    assert AlertRules().checkins_per_location_day == DAILY_CAP == type(settings)().checkin_daily_cap
+    alerts = tmp_path / "alerts.toml"
+    (tmp_path / "hook.secret").write_text("a shared secret of 32 bytes, ok\n")
+    with Store(tmp_path / "g.db") as store:
+        for text, cap in (("", 300), ("[rules]\ncheckins_per_location_day = 50\n", 50)):
+            hook = '[[webhook]]\nurl = "http://127.0.0.1:9/"\nsecret_file = "hook.secret"\n'
+            alerts.write_text(text + hook)
+            with_alerts = ServerOptions(db_url="", dashboard=settings, alerts=AlertOptions(alerts))
+            task = init_alerts(store, with_alerts)
+            assert task is not None and task.rules.checkins_per_location_day == cap

@@ -83,6 +83,10 @@ def test_server_toml_names_the_tls_broker_the_ca_and_the_password_file(tmp_path:
     config = load_server_config(folder / "server.toml")
 
     assert "password" not in raw["mqtt"]
+    assert '\n# public_url = "https://' in (folder / "server.toml").read_text(), "to uncomment"
+    uncommented = (folder / "server.toml").read_text().replace("# public_url", "public_url")
+    (folder / "uncommented.toml").write_text(uncommented)
+    assert load_server_config(folder / "uncommented.toml").public_url is not None
     assert config.flag_values() == {
         "db": str(folder / "gatescan.db"),
         "listen": "127.0.0.1:8090",

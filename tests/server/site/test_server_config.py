@@ -99,3 +99,56 @@ def test_the_releases_folder_is_anchored_and_its_url_kept(tmp_path: Path) -> Non
     values = load_server_config(path).flag_values()
     assert values["releases"] == tmp_path.absolute() / "releases"
     assert values["releases_url"] == "https://dash.example/releases"
+
+
+CHECKIN = """
+[checkin]
+per_address_per_min = 30
+daily_cap = 500
+
+[checkin.sites.hq]
+consent_vi = \"\"\"Công ty lưu họ tên và số điện thoại 30 ngày.
+
+Liên hệ: phòng nhân sự.\"\"\"
+health_questions = false
+
+[[checkin.sites.hq.questions]]
+vi = "Bạn có mang theo vật dụng dễ cháy không?"
+en = "Are you carrying anything flammable?"
+"""
+
+
+def test_the_check_in_section_sets_the_limits_and_each_sites_page(tmp_path: Path) -> None:
+    config = load_server_config(config_file(tmp_path, CHECKIN))
+
+    settings = config.checkin.web_settings()
+    assert settings["checkin_per_address_per_min"] == 30 and settings["checkin_daily_cap"] == 500
+    assert "checkin_per_phone_per_min" not in settings, "left out: the default"
+    hq = settings["checkin_sites"]["hq"]
+    assert hq.consent_vi.startswith("Công ty") and not hq.health_questions
+    assert [q.en for q in hq.questions] == ["Are you carrying anything flammable?"]
+    assert "checkin" not in config.flag_values(), "a section, not a flag"
+    assert load_server_config(config_file(tmp_path, "")).checkin.web_settings() == {
+        "checkin_sites": {}
+    }
+
+
+def test_check_in_mistakes_name_their_key(tmp_path: Path) -> None:
+    six = "".join(f'[[checkin.sites.hq.questions]]\nvi = "Câu {n}?"\n' for n in range(6))
+    path = config_file(
+        tmp_path,
+        "[checkin]\ndaily_cap = 0\nper_adress_per_min = 3\n"
+        '[checkin.sites.hq]\nconsent_vi = " "\nhealth_question = true\n'
+        '[checkin.sites.b]\nconsent_en = "a\\u0007b"\n' + six.replace(".hq.", ".c."),
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_server_config(path)
+
+    text = str(caught.value)
+    assert "checkin.daily_cap: must be at least 1, got 0" in text
+    assert "checkin.per_adress_per_min: unknown key; did you mean 'per_address_per_min'?" in text
+    assert "checkin.sites.hq.health_question: unknown key; did you mean 'health_questions'?" in text
+    assert "checkin.sites.hq.consent_vi: is empty; leave the key out to keep the default" in text
+    assert "checkin.sites.b.consent_en: holds a control character (U+0007)" in text
+    assert "checkin.sites.c.questions: must hold at most 5 item(s), got 6" in text
