@@ -187,6 +187,7 @@ def _checkin_router(state: WebState, monotonic: Callable[[], float]) -> APIRoute
         monotonic=monotonic,
         client_address=auth.client_address,
         csrf_token=csrf_token,
+        secure_cookies=settings.secure_cookies,
     )
 
 
