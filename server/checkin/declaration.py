@@ -15,7 +15,8 @@ a key of the page's words (words.py) and never the value itself.
 - ID number: optional; a CCCD's 12 digits. Given, it is the entry's subject, so a gate's entry of
   the same card and this check-in are one person in tracing and presence;
 - the health questions (HEALTH_QUESTIONS, the default set, or the site's, site_form.py): each
-  answered yes or no.
+  answered yes or no on a check-in; a check-out may leave them unanswered (a one-tap check-out
+  of a remembered phone declares no health; its code text says `health=-,-,-`).
 
 Without an ID number the subject is `tel-` and 20 hex digits of HMAC-SHA256 of the phone number
 under the site's own secret (the rotating passes' secret, kept in the database only): stable for
@@ -54,13 +55,13 @@ class Declaration:
     name: str
     phone: str  # +84 and 9 or 10 digits
     cccd: str  # "" when not given
-    health: tuple[str, ...]  # "yes" / "no", in the order asked (HEALTH_QUESTIONS by default)
+    health: tuple[str, ...]  # "yes" / "no" ("" on a check-out), in the order asked
     direction: Direction
 
     def code_text(self) -> str:
         """What the entry keeps beside the name (its `code_text`): the answers, then the phone
         last, so the masked text (the last 4 characters) shows the phone's last 4 digits."""
-        answers = ",".join(answer[0] for answer in self.health)
+        answers = ",".join(answer[:1] or "-" for answer in self.health)
         return f"health={answers} tel={self.phone}"
 
     @property
@@ -106,14 +107,17 @@ def read_declaration(
     cccd = _SEPARATORS.sub("", values["cccd"])
     if cccd and not _CCCD.fullmatch(cccd):
         problems["cccd"] = "cccd.invalid"
+    direction = {"in": Direction.IN, "out": Direction.OUT}.get(str(form.get("direction", "")))
+    leaving = (direction or default) is Direction.OUT
     health = []
     for question in questions:
         answer = str(form.get(f"health_{question}", ""))
         values[f"health_{question}"] = answer if answer in ANSWERS else ""
         if answer not in ANSWERS:
-            problems[f"health_{question}"] = "health.missing"
+            if not (leaving and answer == ""):
+                problems[f"health_{question}"] = "health.missing"
+            answer = ""
         health.append(answer)
-    direction = {"in": Direction.IN, "out": Direction.OUT}.get(str(form.get("direction", "")))
     if problems or phone is None:
         return Reading(None, problems, values)
     made = Declaration(name, phone, cccd, tuple(health), direction or default)

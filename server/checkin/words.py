@@ -54,6 +54,24 @@ VI: dict[str, str] = {
     "limit.text": "Vui lòng thử lại sau {seconds} giây.",
     "full.title": "Địa điểm đã đủ lượt khai báo hôm nay",
     "full.text": "Vui lòng báo cho nhân viên tại địa điểm.",
+    "keep.label": "Lưu mã cá nhân (mã QR để đưa ở cổng, {days} ngày)",
+    "remember.label": "Ghi nhớ tôi trên điện thoại này ({days} ngày)",
+    "remember.hint": (
+        "Họ tên và số điện thoại được lưu (đã mã hoá) trong trình duyệt này, để lần sau chỉ cần "
+        "một chạm. Bấm “Không phải tôi” để xoá."
+    ),
+    "hello": "Xin chào, {name}",
+    "hello.phone": "Số điện thoại …{end}",
+    "hello.health": "Khai báo y tế khi vào (không cần khi ra)",
+    "not_me": "Không phải tôi",
+    "kept.title": "Mã cá nhân của bạn",
+    "kept.text": (
+        "Nhấn giữ ảnh để lưu. Đưa mã này ở cổng để được ghi nhận nhanh; mã tự khai báo không "
+        "mở cổng kiểm soát ra vào."
+    ),
+    "kept.until": "Hiệu lực đến {date}",
+    "kept.alt": "Mã QR cá nhân",
+    "kept.none": "Cơ sở này chưa cấp mã cá nhân.",
     "language": "English",
 }
 
@@ -108,6 +126,24 @@ EN: dict[str, str] = {
     "limit.text": "Please try again in {seconds} seconds.",
     "full.title": "This place has reached today's check-in limit",
     "full.text": "Please tell the staff at the place.",
+    "keep.label": "Save my personal code (a QR to show at gates, {days} days)",
+    "remember.label": "Remember me on this phone ({days} days)",
+    "remember.hint": (
+        "Your name and phone number are kept (encrypted) in this browser, so that next time "
+        "takes one tap. “Not me” deletes them."
+    ),
+    "hello": "Hello, {name}",
+    "hello.phone": "Phone …{end}",
+    "hello.health": "Health declaration when entering (not needed to leave)",
+    "not_me": "Not me",
+    "kept.title": "Your personal code",
+    "kept.text": (
+        "Press and hold the image to save it. Show it at a gate to be recorded quickly; a "
+        "self-declared code does not open an access-controlled gate."
+    ),
+    "kept.until": "Valid until {date}",
+    "kept.alt": "Personal QR code",
+    "kept.none": "This site does not issue personal codes yet.",
     "language": "Tiếng Việt",
 }
 

@@ -188,6 +188,7 @@ def _checkin_router(state: WebState, monotonic: Callable[[], float]) -> APIRoute
         client_address=auth.client_address,
         csrf_token=csrf_token,
         sites=settings.checkin_sites,
+        secure_cookies=settings.secure_cookies,
     )
 
 

@@ -2,8 +2,10 @@
 printed (rendered by chromium) and scanned (decoded by the gates' own decoder); Chromium with a
 Pixel 5's viewport and touch opens the URL it holds, fills the form by tapping, sees "Đã ghi
 nhận", and the manager sees the entry on /entries, masked, and traces it with the same card's
-gate entry; an altered poster is refused. The page's weight and its first paint under a slow 3G
-link (Chromium's network emulation over CDP) are measured and printed."""
+gate entry; an altered poster is refused; a phone that asked to be remembered and to keep its
+pass sees the pass, is greeted by name next time, checks out with one tap and forgets itself
+with "Không phải tôi". The page's weight and its first paint under a slow 3G link (Chromium's
+network emulation over CDP) are measured and printed."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from gatescan.testing.samples import cccd_payload
 from protocol.verdicts import CredentialType, Direction
 from server.locations.records import Location, Locations
 from server.locations.urls import checkin_url
+from server.store.site_keys import SiteKeys
 from tests.support.browser import LOBBY, PageWatch, screenshot
 from tests.support.browser_site import Site
 from tests.support.posters import make_poster, scan_poster
@@ -172,3 +175,43 @@ def test_the_page_s_weight_and_first_paint_on_slow_3g(
         f"{site.url}/static/checkin/checkin.css"
     ], "one CSS file, no script"
     assert figures["fcp"] < 5000
+
+
+def test_a_remembered_phone_checks_out_with_one_tap_and_keeps_its_pass(
+    phone: tuple[BrowserContext, Page, PageWatch], site: Site
+) -> None:
+    context, page, _ = phone
+    keys = SiteKeys(site.store.engine)
+    if keys.active("hq") is None:  # a pass to keep needs the site's signing key
+        keys.rotate("hq", datetime.now(UTC))
+    kiosk = location(site, "Quầy thuốc, tầng 1")
+    page.goto(checkin_url(site.url, kiosk))
+    page.fill("#name", NAME)
+    page.fill("#phone", a_phone_number())
+    for question in ("symptoms", "contact", "travel"):
+        page.locator(f"input[name=health_{question}][value=no]").tap()
+    page.locator("input[name=keep]").tap()
+    page.locator("input[name=remember]").tap()
+    page.locator("button[value=in]").tap()
+    expect(page.locator("h1")).to_have_text("Đã ghi nhận")
+    code = page.locator(".kept img")
+    expect(code).to_be_visible()
+    assert page.evaluate("document.querySelector('.kept img').naturalWidth") > 0, "CSP: img data:"
+    screenshot(page, "checkin-kept-pass-pixel5")
+    [cookie] = [c for c in context.cookies() if c["name"] == "gatescan_me"]
+    assert cookie["httpOnly"] and cookie["path"] == "/c/" and NAME not in cookie["value"]
+
+    page.goto(checkin_url(site.url, kiosk))
+    expect(page.locator(".hello")).to_have_text(f"Xin chào, {NAME}")
+    assert page.locator("#name").count() == 0
+    page.locator("button[value=out]").tap()  # one tap: no health answers to leave
+    expect(page.locator("h1")).to_have_text("Đã ghi nhận")
+    expect(page.locator(".done")).to_contain_text("check-out")
+    mine = [e for e in site.store.entries() if e.device_id == kiosk.location_id]
+    assert [e.direction for e in mine] == [Direction.IN, Direction.OUT]
+    assert {e.subject_name for e in mine} == {NAME}
+
+    page.goto(checkin_url(site.url, kiosk))
+    page.locator("form.forget button").tap()
+    expect(page.locator("#name")).to_be_visible()
+    assert [c for c in context.cookies() if c["name"] == "gatescan_me"] == []

@@ -34,6 +34,8 @@ PUBLIC_ROUTES = {
     # check-in recorded; its token names the location, its limits are per address and phone.
     ("GET", "/c/{token}"),
     ("POST", "/c/{token}"),
+    # "Not me": deletes the phone's own remember-me cookie, whatever the token (issue 18).
+    ("POST", "/c/{token}/forget"),
     # A scraper's, protected by a metrics token: 401, never the login page
     # (tests/server/metrics/test_routes.py).
     ("GET", "/metrics"),
