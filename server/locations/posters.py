@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import io
 import textwrap
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from xml.sax.saxutils import escape
 
-import segno
-
 from protocol.verdicts import Direction
+
+if TYPE_CHECKING:
+    from segno import QRCode
 
 PosterSize = Literal["a4", "a5"]
 POSTER_SIZES: tuple[PosterSize, ...] = ("a4", "a5")
@@ -59,7 +60,11 @@ class PosterLocation(Protocol):
     def direction(self) -> Direction: ...
 
 
-def _qr(url: str) -> segno.QRCode:
+def _qr(url: str) -> QRCode:
+    # Imported here: segno is the server's extra, and `gatescan --help` on a gate (no extras)
+    # builds the location commands' parser, which reads POSTER_SIZES from this module.
+    import segno
+
     return segno.make(url, error="q", micro=False, boost_error=False)
 
 
