@@ -5,8 +5,9 @@ lists).
 Mode `access`: the gate grants only what it can trust, and says why it refuses the rest.
 
     pass   bad signature or unknown key -> bad_signature; window -> not_yet_valid / expired;
-           revoked list -> revoked; block list -> blocked; not ISSUED (self check-in) and not on
-           the allow list -> not_allowed; else granted
+           revoked list -> revoked; block list -> blocked; not ISSUED (self-declared at a
+           check-in poster: who it names was typed, not checked) -> not_allowed, whatever the
+           allow list says (issue 18); else granted
            a phone's pass (with its rotating code, protocol/rotating_passes.py): the code of a
            step more than a minute old -> expired, of a future step -> not_yet_valid, not the
            pass's -> bad_signature; a PHONE pass without its code -> bad_signature
@@ -147,7 +148,7 @@ class Policy:
             return self._denied[Reason.REVOKED]
         if held.holds("block", entry):
             return self._denied[Reason.BLOCKED]
-        if self._access and not signed.body.issued and not held.holds("allow", entry):
+        if self._access and not signed.body.issued:  # self-declared: never, allow list or not
             return self._denied[Reason.NOT_ALLOWED]
         return self._admitted(held, entry)
 

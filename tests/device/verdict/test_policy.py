@@ -61,6 +61,7 @@ def cases() -> list[tuple[str, bytes, Verdict, Verdict]]:
     def failed(reason: Reason) -> tuple[Verdict, Verdict]:
         return denied(reason), recorded(reason)
 
+    self_declared = (denied(Reason.NOT_ALLOWED), RECORDED)
     return [
         ("a valid issued pass", valid, GRANTED, RECORDED),
         ("a tampered pass", bytes(tampered), *failed(Reason.BAD_SIGNATURE)),
@@ -71,7 +72,8 @@ def cases() -> list[tuple[str, bytes, Verdict, Verdict]]:
         ("a revoked pass", SITE.revoked, denied(Reason.REVOKED), denied(Reason.REVOKED)),
         ("a blocked pass", SITE.blocked, denied(Reason.BLOCKED), denied(Reason.BLOCKED)),
         ("a self check-in pass", visitor, denied(Reason.NOT_ALLOWED), RECORDED),
-        ("a self check-in pass on the allow list", SITE.visitor_allowed, GRANTED, RECORDED),
+        # Issue 18: access mode never grants a self-declared pass, even one the allow list names.
+        ("a self check-in pass on the allow list", SITE.visitor_allowed, *self_declared),
         ("a malformed pass", valid[:-1], *failed(Reason.INVALID)),
         ("an allow-listed card", ALLOWED_CARD, GRANTED, RECORDED),
         ("an unlisted card", CARD, denied(Reason.NOT_ALLOWED), RECORDED),
