@@ -6,7 +6,8 @@ set -euo pipefail
 
 venv=${1:-.venv}
 extras=${2:-device,fast,server,web,postgres,demo,dev}
-apt_packages=(mosquitto libzbar0 chromium systemd caddy cloud-init postgresql)
+apt_packages=(mosquitto libzbar0 chromium systemd caddy cloud-init postgresql fonts-dejavu-core
+    poppler-utils)
 
 have_lib() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
 have_cmd() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
@@ -27,6 +28,11 @@ have_cmd cloud-init || missing+=(cloud-init)
 # The store's tests run on SQLite and on a PostgreSQL they start themselves from Debian's server
 # binaries (tests/support/postgres.py: initdb into a temp folder); no system cluster is needed.
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+# The PDF check-in posters embed DejaVu Sans (its Vietnamese glyphs): server/locations/posters.py
+# reads it from where this package puts it.
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
+# tests/server/locations/ render a PDF poster with pdftoppm and read its text with pdftotext.
+have_cmd pdftoppm || missing+=(poppler-utils)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if ((${#missing[@]})); then

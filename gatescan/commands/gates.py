@@ -656,7 +656,10 @@ def add_location_parser(commands: Commands[argparse.ArgumentParser]) -> None:
 
         parser.add_argument("--qr", type=Path, metavar="FILE.png", help="write its QR here")
         parser.add_argument(
-            "--poster", type=Path, metavar="FILE.svg", help="write its poster here (SVG, to print)"
+            "--poster",
+            type=Path,
+            metavar="FILE.pdf|svg",
+            help="write its poster here, to print: PDF or SVG, as the file's suffix says",
         )
         parser.add_argument("--size", choices=POSTER_SIZES, default="a4", help="the poster's page")
         add_public_url_option(parser)
@@ -692,24 +695,29 @@ def _public_url(args: argparse.Namespace) -> str:
 def _poster_paths(args: argparse.Namespace) -> None:
     if args.qr is None and args.poster is None:
         raise CommandStop(EXIT_BAD_INPUT, "write the QR, the poster or both: --qr FILE.png,"
-                          " --poster FILE.svg")  # fmt: skip
+                          " --poster FILE.pdf|svg")  # fmt: skip
     if args.qr is not None and args.qr.suffix.lower() != ".png":
         raise CommandStop(EXIT_BAD_INPUT, f"--qr {args.qr}: the QR is written as a .png file")
-    if args.poster is not None and args.poster.suffix.lower() != ".svg":
+    if args.poster is not None and args.poster.suffix.lower() not in (".pdf", ".svg"):
         raise CommandStop(EXIT_BAD_INPUT, f"--poster {args.poster}: the poster is written as"
-                          " .svg (print it from a browser; no PDF here)")  # fmt: skip
+                          " .pdf or .svg (the file's suffix says which)")  # fmt: skip
 
 
 def _write_poster(args: argparse.Namespace, location: Location, url: str) -> None:
-    from server.locations.posters import poster_svg, qr_png
+    from server.locations.posters import PosterError, poster_pdf, poster_svg, qr_png
 
     try:
         if args.qr is not None:
             args.qr.write_bytes(qr_png(url))
             print(f"  QR written to {args.qr}")
-        if args.poster is not None:
+        if args.poster is not None and args.poster.suffix.lower() == ".pdf":
+            args.poster.write_bytes(poster_pdf(location, url, args.size))
+            print(f"  poster ({args.size.upper()}, PDF) written to {args.poster}")
+        elif args.poster is not None:
             args.poster.write_text(poster_svg(location, url, args.size), encoding="utf-8")
             print(f"  poster ({args.size.upper()}) written to {args.poster}")
+    except PosterError as exc:
+        raise CommandStop(EXIT_FAILED, f"--poster {args.poster}: {exc}") from None
     except OSError as exc:
         raise CommandStop(EXIT_FAILED, f"cannot write {exc.filename}: {exc.strerror}") from None
 

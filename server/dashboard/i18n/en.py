@@ -453,7 +453,7 @@ MESSAGES: dict[str, str] = {
     "locations.disabled": "disabled",
     "locations.posters": "Posters",
     "locations.qr": "QR (PNG)",
-    "locations.poster": "Poster {size} (SVG)",
+    "locations.poster": "Poster {size} ({kind})",
     "locations.disable": "Disable",
     "locations.enable": "Enable",
 }

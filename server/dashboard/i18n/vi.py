@@ -457,7 +457,7 @@ MESSAGES: dict[str, str] = {
     "locations.disabled": "đã tắt",
     "locations.posters": "Áp phích",
     "locations.qr": "Mã QR (PNG)",
-    "locations.poster": "Áp phích {size} (SVG)",
+    "locations.poster": "Áp phích {size} ({kind})",
     "locations.disable": "Tắt",
     "locations.enable": "Bật lại",
 }

@@ -10,6 +10,8 @@ location is not found (404), as another site's gate is. Each change is audited w
     POST /locations/{id}/disable | /enable       303 to the page
     GET  /locations/{id}/qr.png                  its QR (PNG)
     GET  /locations/{id}/poster.svg?size=a4|a5   its poster to print (SVG)
+    GET  /locations/{id}/poster.pdf?size=a4|a5   the same poster as PDF (503 without fpdf2 or
+                                                 the DejaVu fonts: the message says which)
 
 Without the server's public address (`--public-url`) there is no URL to put on a poster: the
 page says so and the downloads answer 409. Locations are not gates: the fleet page, its alerts
@@ -27,7 +29,14 @@ from fastapi.responses import RedirectResponse, Response
 from protocol.verdicts import Direction
 from server.accounts.users import Account, Role
 from server.dashboard.reports.access import account_sites
-from server.locations.posters import POSTER_SIZES, poster_file_name, poster_svg, qr_png
+from server.locations.posters import (
+    POSTER_SIZES,
+    PosterError,
+    poster_file_name,
+    poster_pdf,
+    poster_svg,
+    qr_png,
+)
 from server.locations.records import Location, LocationError, Locations
 from server.locations.urls import checkin_url
 from server.store.audit import AuditLog
@@ -149,6 +158,18 @@ def locations_router(
         svg = poster_svg(found, url_of(found), size)
         name = poster_file_name(found.location_id, "svg", size)
         return _download(svg.encode("utf-8"), "image/svg+xml; charset=utf-8", name)
+
+    @router.get("/locations/{location_id}/poster.pdf")
+    def location_poster_pdf(location_id: str, account: Viewer, size: str = "a4") -> Response:
+        found = mine(account, location_id)
+        if size not in POSTER_SIZES:
+            raise HTTPException(400, "size: a4 or a5")
+        try:
+            pdf = poster_pdf(found, url_of(found), size)
+        except PosterError as exc:
+            raise HTTPException(503, str(exc)) from None
+        name = poster_file_name(found.location_id, "pdf", size)
+        return _download(pdf, "application/pdf", name)
 
     return router
 

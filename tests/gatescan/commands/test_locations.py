@@ -15,6 +15,7 @@ from server.locations.records import Locations
 from server.store.audit import AuditLog
 from server.store.database import Store
 from tests.support.cli import run_gatescan, run_gatescan_here
+from tests.support.pdf import page_mm, pdf_qr, pdf_text
 
 PUBLIC = "https://checkin.example.vn"
 URL = re.compile(r"check-in URL: (\S+)")
@@ -93,6 +94,20 @@ def test_disable_enable_and_rekey_change_what_a_poster_opens(db: str, tmp_path: 
     assert no_such[0] == 3 and "no location" in no_such[2]
 
 
+@pytest.mark.parametrize("size", ["a4", "a5"])
+def test_add_writes_a_pdf_poster_whose_qr_is_the_url(db: str, tmp_path: Path, size: str) -> None:
+    poster = tmp_path / "lobby.PDF"  # the suffix decides, whatever its case
+    code, out, err = gatescan("location", "add", "Quầy lễ tân", "--site", "hq", "--db", db,
+                              "--public-url", PUBLIC, "--poster", str(poster),
+                              "--size", size)  # fmt: skip
+    assert code == 0, err
+    url = URL.search(out)[1]  # type: ignore[index]
+    pdf = poster.read_bytes()
+    assert pdf.startswith(b"%PDF-") and "PDF" in out
+    assert page_mm(pdf) == [{"a4": (210, 297), "a5": (148, 210)}[size]]
+    assert "Quầy lễ tân" in pdf_text(pdf) and pdf_qr(pdf, tmp_path) == [url]
+
+
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
@@ -100,7 +115,7 @@ def test_disable_enable_and_rekey_change_what_a_poster_opens(db: str, tmp_path: 
         (["--public-url", "checkin.example.vn"], "--public-url"),
         (["--public-url", "https://x.example/?a=1"], "query"),
         (["--public-url", PUBLIC, "--qr", "x.jpg"], ".png"),
-        (["--public-url", PUBLIC, "--poster", "x.pdf"], ".svg"),
+        (["--public-url", PUBLIC, "--poster", "x.doc"], ".pdf or .svg"),
         (["--public-url", PUBLIC], "--qr"),
     ],
 )

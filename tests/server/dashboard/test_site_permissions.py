@@ -447,7 +447,7 @@ def test_a_location_of_another_site_is_not_shown_and_404_on_its_actions(
     assert LOCATION_A in admin.get("/locations") and LOCATION_B in admin.get("/locations")
     for action in ("disable", "enable"):
         assert manager_a.status("POST", f"/locations/{LOCATION_B}/{action}") == 404
-    for download in ("qr.png", "poster.svg"):
+    for download in ("qr.png", "poster.svg", "poster.pdf"):
         assert manager_a.status("GET", f"/locations/{LOCATION_B}/{download}") == 404
         assert manager_a.status("GET", f"/locations/{LOCATION_A}/{download}") == 200
     assert manager_a.status("POST", "/locations", {"name": "Cổng", "site": SITE_B}) == 403

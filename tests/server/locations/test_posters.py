@@ -1,10 +1,13 @@
 """A location's poster (issue 18): its QR, read back by the gates' own decoder, is exactly the
-check-in URL; the SVG poster is well-formed XML, A4 or A5, and a name holding markup is text."""
+check-in URL; the SVG poster is well-formed XML, A4 or A5, and a name holding markup is text; the
+PDF poster is an A4 or A5 page whose text holds the Vietnamese words and whose QR, printed and
+scanned, is the check-in URL."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,11 +18,16 @@ from protocol.verdicts import Direction
 from server.locations.posters import (
     HEADLINE_EN,
     HEADLINE_VI,
+    INSTRUCTIONS_EN,
+    INSTRUCTIONS_VI,
+    PosterError,
+    poster_pdf,
     poster_svg,
     qr_path,
     qr_png,
 )
 from server.locations.urls import check_public_url, checkin_url
+from tests.support.pdf import page_mm, pdf_qr, pdf_text
 
 SVG = "{http://www.w3.org/2000/svg}"
 TOKEN = "loc-abcdefghij.AAAAAAAAAAAAAAAAAAAAAA"
@@ -116,3 +124,36 @@ def test_a_public_url_a_phone_could_not_open_is_refused(bad: str) -> None:
 def test_a_public_url_with_a_port_and_a_path_is_taken() -> None:
     for good in ("https://checkin.example.vn", "http://10.0.0.5:8080/gatescan/"):
         assert check_public_url(good) == good
+
+
+@pytest.mark.parametrize(("size", "page"), [("a4", (210, 297)), ("a5", (148, 210))])
+def test_the_pdf_poster_is_the_page_with_the_words_and_its_qr_reads_back(
+    size: str, page: tuple[int, int], tmp_path: Path
+) -> None:
+    """Printed and scanned: the page rendered by pdftoppm, its QR read by the gates' decoder."""
+    place = Place("Quầy lễ tân tầng 1 · Đặng Hữu Phước", direction=Direction.OUT)
+    url = checkin_url("https://checkin.example.vn", place)
+    pdf = poster_pdf(place, url, size)  # type: ignore[arg-type]
+    assert pdf.startswith(b"%PDF-") and page_mm(pdf) == [page]
+    text = pdf_text(pdf)
+    for words in (HEADLINE_VI, HEADLINE_EN, url, "Lối ra", *INSTRUCTIONS_VI, *INSTRUCTIONS_EN):
+        assert words in text, words
+    assert "Quầy lễ tân tầng 1 · Đặng Hữu Phước" in " ".join(text.split())
+    assert pdf_qr(pdf, tmp_path) == [url]
+
+
+def test_a_name_holding_markup_is_text_on_the_pdf_poster() -> None:
+    place = Place('<script>alert(1)</script>"&<b>Sảnh</b>', site_id="<b>hq</b>")
+    text = "".join(pdf_text(poster_pdf(place, checkin_url("https://x.example", place))).split())
+    assert place.name in text and "<b>hq</b>" in text  # a long word wraps: compared unspaced
+
+
+def test_a_long_name_is_wrapped_on_the_pdf_poster_not_cut() -> None:
+    name = "Chợ Bến Thành, khu hàng khô, sạp số 1203 đến 1210, cửa phía đường Lê Lợi"
+    text = pdf_text(poster_pdf(Place(name), "https://x.example/c/t"))
+    assert name in " ".join(text.split())
+
+
+def test_without_the_dejavu_fonts_the_pdf_names_the_package(tmp_path: Path) -> None:
+    with pytest.raises(PosterError, match="fonts-dejavu-core"):
+        poster_pdf(Place("Sảnh"), "https://x.example/c/t", font_dir=tmp_path)

@@ -23,7 +23,10 @@ from server.dashboard.settings import WebSettings
 from server.locations.records import Location, Locations
 from server.store.audit import AuditLog
 from server.store.database import Store
+from tests.support.pdf import page_mm, pdf_text
 from tests.support.web import FAST_HASHER, PASSWORD, START, MovableClock, log_in
+
+DOWNLOADS = ("qr.png", "poster.svg", "poster.pdf")
 
 PUBLIC = "https://checkin.example.vn"
 MARKUP = '<script>alert("x")</script>'
@@ -89,7 +92,7 @@ def test_a_tracer_and_a_technician_get_no_locations(
     csrf = log_in(client, name)
     hq = places["hq"].location_id
     assert 'href="/locations"' not in client.get("/account").text
-    for url in ("/locations", f"/locations/{hq}/qr.png", f"/locations/{hq}/poster.svg"):
+    for url in ("/locations", *(f"/locations/{hq}/{file}" for file in DOWNLOADS)):
         assert client.get(url).status_code == 403, url
     assert client.post(f"/locations/{hq}/disable", data={"csrf_token": csrf}).status_code == 403
 
@@ -132,8 +135,8 @@ def test_a_manager_of_one_site_cannot_touch_another_s(
             client.post(f"/locations/{annex}/{action}", data={"csrf_token": csrf}).status_code
             == 404
         )
-    for url in (f"/locations/{annex}/qr.png", f"/locations/{annex}/poster.svg"):
-        assert client.get(url).status_code == 404
+    for file in DOWNLOADS:
+        assert client.get(f"/locations/{annex}/{file}").status_code == 404, file
     form = {"csrf_token": csrf, "name": "Sạp mới", "site": "annex"}
     assert client.post("/locations", data=form).status_code == 403
     assert Locations(store.engine).get(annex).enabled  # type: ignore[union-attr]
@@ -212,6 +215,14 @@ def test_the_downloads_types_and_the_qr_reads_back(
         assert poster.headers["content-disposition"].startswith("attachment;")
         assert f'width="{width}"' in poster.text and "Quầy lễ tân" in poster.text
     assert client.get(f"/locations/{hq.location_id}/poster.svg?size=a3").status_code == 400
+    for size, page in (("a4", (210, 297)), ("a5", (148, 210))):
+        pdf = client.get(f"/locations/{hq.location_id}/poster.pdf?size={size}")
+        assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+        assert pdf.headers["content-disposition"] == (
+            f'attachment; filename="{hq.location_id}-poster-{size}.pdf"'
+        )
+        assert page_mm(pdf.content) == [page] and "Quầy lễ tân" in pdf_text(pdf.content)
+    assert client.get(f"/locations/{hq.location_id}/poster.pdf?size=a3").status_code == 400
     assert client.get("/locations/loc-aaaaaaaaaa/qr.png").status_code == 404
     assert client.get("/locations/..%2Fetc/qr.png").status_code == 404
 
