@@ -4,8 +4,9 @@ Pixel 5's viewport and touch opens the URL it holds, fills the form by tapping, 
 nhận", and the manager sees the entry on /entries, masked, and traces it with the same card's
 gate entry; an altered poster is refused; a phone that asked to be remembered and to keep its
 pass sees the pass, is greeted by name next time, checks out with one tap and forgets itself
-with "Không phải tôi". The page's weight and its first paint under a slow 3G link (Chromium's
-network emulation over CDP) are measured and printed."""
+with "Không phải tôi"; the same phone again within the minute hits the rate limit (429). The
+page's weight and its first paint under a slow 3G link (Chromium's network emulation over CDP)
+are measured and printed."""
 
 from __future__ import annotations
 
@@ -215,3 +216,32 @@ def test_a_remembered_phone_checks_out_with_one_tap_and_keeps_its_pass(
     page.locator("form.forget button").tap()
     expect(page.locator("#name")).to_be_visible()
     assert [c for c in context.cookies() if c["name"] == "gatescan_me"] == []
+
+
+def test_the_same_phone_again_within_the_minute_hits_the_rate_limit(
+    phone: tuple[BrowserContext, Page, PageWatch], site: Site
+) -> None:
+    """One check-in per phone, location and direction a minute: the second tap gets the limit's
+    page (429) and nothing is stored for it."""
+    _, page, watch = phone
+    watch.expected.add(429)
+    desk = location(site, "Quầy bảo vệ")
+    number = a_phone_number()
+
+    def check_in() -> int:
+        page.goto(f"{site.url}/c/{desk.token}")
+        page.fill("#name", "Trịnh Văn Bô")
+        page.fill("#phone", number)
+        for question in ("symptoms", "contact", "travel"):
+            page.locator(f"input[name=health_{question}][value=no]").tap()
+        with page.expect_response(lambda answer: answer.request.method == "POST") as posted:
+            page.locator("button[value=in]").tap()
+        return posted.value.status
+
+    assert check_in() == 200
+    expect(page.locator("h1")).to_have_text("Đã ghi nhận")
+    assert check_in() == 429
+    expect(page.locator("h1")).to_have_text("Quá nhiều lượt gửi")
+    screenshot(page, "checkin-rate-limit-pixel5")
+    stored = [e for e in site.store.entries() if e.device_id == desk.location_id]
+    assert len(stored) == 1, "the refused one is not stored"
