@@ -21,19 +21,25 @@ from protocol.broker_tls import BrokerTls, client_tls_context
 from protocol.broker_url import parse_broker_url
 from protocol.messages import Command, CommandAnswer, GateLogs, LogLine, Status
 from protocol.topics import Topic, device_topic
-from server.broker_admin.dynsec import AdminLogin, BrokerAdmin
+from server.broker_admin.dynsec import BrokerAdmin
 from server.site.dynsec_config import (
-    ADMIN_USER,
     COLLECTOR_ROLE,
     GATE_ROLE_PREFIX,
     collector_reply_acls,
     gate_command_acls,
 )
-from server.site.installation import ADMIN_PASSWORD_NAME, Installation
+from server.site.installation import Installation
 from server.store.database import Store
 from server.store.gate_commands import GateCommands
 from tests.support.remote_gate import answered, ask
-from tests.support.tls_site import SiteBroker, new_site, site_broker, site_collector, site_folder
+from tests.support.tls_site import (
+    SiteBroker,
+    admin_login,
+    new_site,
+    site_broker,
+    site_collector,
+    site_folder,
+)
 from tests.support.waiting import wait_until
 
 GATE, OTHER = "gate-enrolled", "gate-other"
@@ -52,11 +58,6 @@ def site() -> Iterator[Installation]:
 def broker(site: Installation) -> Iterator[SiteBroker]:
     with site_broker(site) as running:
         yield running
-
-
-def admin_login(site: Installation) -> AdminLogin:
-    admin = (site.files.folder / ADMIN_PASSWORD_NAME).read_text().strip()
-    return AdminLogin(site.broker_url, ADMIN_USER, admin, BrokerTls(ca_file=site.files.ca_file))
 
 
 class TlsGate:

@@ -30,13 +30,19 @@ from protocol.preview.wire import (
     preview_topic,
 )
 from server.app import preview_relay
-from server.broker_admin.dynsec import AdminLogin, BrokerAdmin
+from server.broker_admin.dynsec import BrokerAdmin
 from server.dashboard.preview.relay import PreviewRelay
-from server.site.dynsec_config import ADMIN_USER
-from server.site.installation import ADMIN_PASSWORD_NAME, Installation
+from server.site.installation import Installation
 from server.store.database import Store
 from tests.support import waiting
-from tests.support.tls_site import SiteBroker, new_site, site_broker, site_collector, site_folder
+from tests.support.tls_site import (
+    SiteBroker,
+    admin_login,
+    new_site,
+    site_broker,
+    site_collector,
+    site_folder,
+)
 
 GATE, GATE_PASSWORD = "gate-a", "a-secret-for-preview"
 OTHER, OTHER_PASSWORD = "gate-b", "b-secret-for-preview"
@@ -152,9 +158,7 @@ def session_of(relay: PreviewRelay, device_id: str) -> str:
 def test_only_the_gate_sends_its_preview_and_only_the_server_reads_it(
     site: Installation, broker: SiteBroker, tmp_path: Path
 ) -> None:
-    admin = (site.files.folder / ADMIN_PASSWORD_NAME).read_text().strip()
-    login = AdminLogin(site.broker_url, ADMIN_USER, admin, BrokerTls(ca_file=site.files.ca_file))
-    with BrokerAdmin(login) as broker_admin:
+    with BrokerAdmin(admin_login(site)) as broker_admin:
         broker_admin.ensure_gate(ENROLLED, "hq", ENROLLED_PASSWORD)
     db = tmp_path / "collector.db"
     gates: list[PreviewGate] = []

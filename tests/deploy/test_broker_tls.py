@@ -37,17 +37,17 @@ from gatescan.testing.samples import sample_draft
 from protocol.broker_tls import BrokerTls, client_tls_context
 from protocol.messages import parse_message
 from protocol.topics import Topic
-from server.broker_admin.dynsec import AdminLogin, BrokerAdmin
+from server.broker_admin.dynsec import BrokerAdmin
 from server.collector.commands import door_releaser
 from server.collector.service import Collector
 from server.site.certificates import new_authority, write_certificate
-from server.site.dynsec_config import ADMIN_USER
-from server.site.installation import ADMIN_PASSWORD_NAME, Installation
+from server.site.installation import Installation
 from server.store.database import Store
 from tests.support import waiting
 from tests.support.paths import PROJECT_ROOT
 from tests.support.tls_site import (
     SiteBroker,
+    admin_login,
     collector_password,
     loopback_port,
     new_site,
@@ -411,9 +411,7 @@ def test_the_collector_sends_each_gate_its_own_commands_over_tls(
     """The dashboard's door release as the site's broker carries it, with the rights `site init`
     and an enrolment give (the ACL file, and dynamic security's roles): the collector publishes
     commands; a gate kept in the password file and an enrolled gate each read their own only."""
-    admin = (site.files.folder / ADMIN_PASSWORD_NAME).read_text().strip()
-    login = AdminLogin(site.broker_url, ADMIN_USER, admin, site_tls(site))
-    with BrokerAdmin(login) as broker_admin:
+    with BrokerAdmin(admin_login(site)) as broker_admin:
         broker_admin.ensure_gate("gate-enrolled", "hq", "an-enrolled-secret")
     received: dict[str, list[str]] = {GATE: [], "gate-enrolled": []}
     uplinks = []

@@ -22,9 +22,12 @@ from pathlib import Path
 
 from gatescan.testing.broker import free_port, stop_mosquitto
 from protocol.broker_tls import BrokerTls
+from server.broker_admin.dynsec import AdminLogin
 from server.collector.service import Collector, MqttClient
 from server.site.broker_config import COLLECTOR_USER, password_line
+from server.site.dynsec_config import ADMIN_USER
 from server.site.installation import (
+    ADMIN_PASSWORD_NAME,
     COLLECTOR_PASSWORD_NAME,
     Installation,
     SiteRequest,
@@ -124,6 +127,12 @@ class SiteBroker:
 def collector_password(site: Installation) -> str:
     """The collector's broker password, as `site init` wrote it beside server.toml."""
     return (site.files.folder / COLLECTOR_PASSWORD_NAME).read_text(encoding="utf-8").strip()
+
+
+def admin_login(site: Installation) -> AdminLogin:
+    """The broker admin's login (dynamic security), as `site init` wrote its password."""
+    password = (site.files.folder / ADMIN_PASSWORD_NAME).read_text(encoding="utf-8").strip()
+    return AdminLogin(site.broker_url, ADMIN_USER, password, BrokerTls(ca_file=site.files.ca_file))
 
 
 def site_collector(site: Installation, store: Store) -> Collector:

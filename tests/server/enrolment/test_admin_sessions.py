@@ -16,18 +16,15 @@ from contextlib import AbstractContextManager, nullcontext
 
 import pytest
 
-from protocol.broker_tls import BrokerTls
 from server.broker_admin.dynsec import (
     ATTEMPTS,
-    AdminLogin,
     AdminSessionTaken,
     BrokerAdmin,
     BrokerAdminError,
     run_as_admin,
 )
-from server.site.dynsec_config import ADMIN_USER
-from server.site.installation import ADMIN_PASSWORD_NAME, Installation
-from tests.support.tls_site import SiteBroker, new_site, site_broker, site_folder
+from server.site.installation import Installation
+from tests.support.tls_site import SiteBroker, admin_login, new_site, site_broker, site_folder
 
 GATES = 12  # per thread: each enrolment opens a session of its own
 
@@ -44,15 +41,10 @@ def broker(site: Installation) -> Iterator[SiteBroker]:
         yield running
 
 
-def _login(site: Installation) -> AdminLogin:
-    password = (site.files.folder / ADMIN_PASSWORD_NAME).read_text().strip()
-    return AdminLogin(site.broker_url, ADMIN_USER, password, BrokerTls(site.files.ca_file))
-
-
 def test_a_session_taken_over_says_so_at_once_and_leaves_the_new_one_working(
     site: Installation, broker: SiteBroker
 ) -> None:
-    login = _login(site)
+    login = admin_login(site)
     first = BrokerAdmin(login).__enter__()
     try:
         first.command("listClients")  # working, alone
@@ -74,7 +66,7 @@ def test_a_session_taken_over_says_so_at_once_and_leaves_the_new_one_working(
 def test_two_admins_at_once_both_finish_their_work(site: Installation, broker: SiteBroker) -> None:
     """The enrolment service and a technician's commands, side by side: every gate of each
     thread is created, none lost to a session taken over."""
-    login = _login(site)
+    login = admin_login(site)
     errors: list[BaseException] = []
 
     def enrol(prefix: str) -> None:
