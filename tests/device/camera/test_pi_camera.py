@@ -38,6 +38,7 @@ from gatescan.testing.camera_modules import (
 )
 from gatescan.testing.fake_buffers import FakeMappedArray
 from gatescan.testing.fake_picamera2 import FakePicamera2
+from tests.support.waiting import wait_until
 
 BOUND = 10.0  # seconds: generous, for what must finish at once; only a hang reaches it
 
@@ -96,6 +97,8 @@ def test_fake_stops_at_once_after_cancel_all_and_flush_and_the_waiter_is_cancell
             outcome.append(exc)
 
     capturing = in_thread(capture)
+    # The capture's job queued first: a stop that came before it would leave nothing to cancel.
+    wait_until(lambda: camera.queued_jobs, BOUND, "the capture's job queued")
     stopping = in_thread(lambda: (camera.cancel_all_and_flush(), camera.stop()))
     stopping.join(BOUND)
     capturing.join(BOUND)
